@@ -1,0 +1,16 @@
+"""Streaming spasm detectors: pure numpy/scipy, no I/O, no asyncio, no clock reads.
+
+State is carried across chunks, so the events are the same whatever chunk sizes the detector is
+fed: live from a wearable, on a replay, or offline on a file.
+"""
+
+from detectors.events import (
+    SPASM_TYPES,
+    DetectorOutput,
+    Onset,
+    QualityChange,
+    SpasmEvent,
+    SpasmType,
+)
+
+__all__ = ["SPASM_TYPES", "DetectorOutput", "Onset", "QualityChange", "SpasmEvent", "SpasmType"]
