@@ -1,0 +1,149 @@
+"""Device sample counter -> UTC, fitted online from frame arrival times.
+
+A frame leaves the device right after its last sample was converted and then waits a variable
+time (USB polling, BLE connection events, OS scheduling) before the gateway stamps it. That delay
+is never negative, so the *earliest* arrivals for a given counter lie closest to the truth: the
+model keeps, per window of device time, the arrival with the smallest lag and fits a line
+(offset and drift) through those lower-envelope points. Bursty BLE arrival and outliers only
+ever make arrivals late, so they never pull the fit.
+
+The mapping is monotonic: once a timestamp has been handed out for a counter, a later refit may
+not move later counters before it. After a device reboot the counter restarts and the model is
+re-seeded from the new arrivals (``reset``); across a reconnect of the same boot it is kept, so
+timestamps stay continuous.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import theilslopes
+
+__all__ = ["ClockModel", "ClockQuality"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClockQuality:
+    """How much to trust the timestamps: spread of the envelope points around the fit."""
+
+    points: int
+    drift_ppm: float
+    residual_ms: float  # robust spread (1.4826 * MAD) of envelope points around the fitted line
+
+
+class ClockModel:
+    """Online fit of ``t_utc = a + counter / rate * (1 + drift)``.
+
+    Parameters:
+        rate_hz: nominal sample rate of the counter.
+        window_s: device-time width of a window contributing one lower-envelope point. Longer
+            windows see more arrivals and so find a smaller lag; 1-2 s suits BLE and USB.
+        history: how many windows the fit uses; with 2 s windows, 300 cover 10 minutes, long
+            enough to see crystal drift of a few ppm and short enough to follow temperature.
+    """
+
+    def __init__(self, rate_hz: float, *, window_s: float = 2.0, history: int = 300) -> None:
+        if rate_hz <= 0:
+            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
+        self.rate_hz = float(rate_hz)
+        self.window = max(1, int(round(window_s * rate_hz)))
+        self.history = history
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (device reboot: the counter has restarted)."""
+        self._points: deque[tuple[int, float]] = deque(maxlen=self.history)
+        self._cur_win: int | None = None
+        self._cur_best: tuple[int, float] | None = None
+        self._base_counter: int | None = None
+        self._a = 0.0
+        self._b = 1.0 / self.rate_hz
+        self._fitted = False
+        self._last_counter: int | None = None
+        self._last_t = -np.inf
+
+    @property
+    def ready(self) -> bool:
+        return self._fitted
+
+    def observe(self, counter_end: int, t_host: float) -> None:
+        """One arrival: the sample with counter ``counter_end`` (exclusive end) arrived at ``t_host``.
+
+        ``counter_end`` is the counter one past the last sample of the frame, i.e. the moment the
+        frame was complete on the device.
+        """
+        if self._base_counter is None:
+            self._base_counter = counter_end
+        x = counter_end - self._base_counter
+        lag = t_host - x / self.rate_hz
+        win = x // self.window
+        if self._cur_win is None or win != self._cur_win:
+            if self._cur_best is not None:
+                self._points.append(self._cur_best)
+                self._refit()
+            self._cur_win = win
+            self._cur_best = (x, t_host)
+        else:
+            assert self._cur_best is not None
+            best_x, best_t = self._cur_best
+            if lag < best_t - best_x / self.rate_hz:
+                self._cur_best = (x, t_host)
+        if not self._fitted:
+            # Before the first window closes: offset from the best arrival so far, nominal rate.
+            bx, bt = self._cur_best
+            self._a = bt - bx / self.rate_hz
+            self._b = 1.0 / self.rate_hz
+
+    def _refit(self) -> None:
+        pts = np.asarray(self._points, dtype=np.float64)
+        x, t = pts[:, 0], pts[:, 1]
+        if len(pts) >= 3 and x[-1] - x[0] >= 2 * self.window:
+            # Theil-Sen slope over the lower-envelope points: robust to a few windows where every
+            # arrival was late (a BLE stall), unlike least squares.
+            slope = _theil_sen_slope(x, t)
+            nominal = 1.0 / self.rate_hz
+            if abs(slope / nominal - 1.0) > 0.01:  # > 1 % off is not a crystal: keep nominal
+                slope = nominal
+            b = slope
+        else:
+            b = 1.0 / self.rate_hz
+        # Offset: the line must lie at or under the envelope points (lag is never negative), so
+        # take a low quantile of their residuals rather than the mean.
+        resid = t - b * x
+        a = float(np.quantile(resid, 0.1)) if len(resid) >= 5 else float(resid.min())
+        self._a, self._b, self._fitted = a, b, True
+
+    def to_utc(self, counter: int | np.ndarray) -> np.ndarray | float:
+        """UTC seconds of the given counter(s); not forced monotonic (see ``block_times``)."""
+        base = self._base_counter or 0
+        return self._a + (np.asarray(counter, dtype=np.float64) - base) * self._b
+
+    def block_start(self, first_counter: int, n: int) -> tuple[float, float]:
+        """Start time and sample period for a block of ``n`` samples, kept monotonic.
+
+        Returns ``(t0, dt)`` so sample i of the block is at ``t0 + i * dt``.
+        """
+        t0 = float(self.to_utc(first_counter))
+        dt = self._b
+        if self._last_counter is not None and first_counter >= self._last_counter:
+            # A refit may have moved the line back a little: never step behind what was published.
+            t0 = max(t0, self._last_t + (first_counter - self._last_counter) * dt)
+        self._last_counter = first_counter + n
+        self._last_t = t0 + n * dt
+        return t0, dt
+
+    def quality(self) -> ClockQuality:
+        pts = np.asarray(self._points, dtype=np.float64)
+        if len(pts) < 3:
+            return ClockQuality(len(pts), 0.0, float("nan"))
+        x, t = pts[:, 0], pts[:, 1]
+        resid = t - (self._a + self._b * x)
+        mad = float(np.median(np.abs(resid - np.median(resid))))
+        return ClockQuality(len(pts), (self._b * self.rate_hz - 1.0) * 1e6, 1.4826 * mad * 1e3)
+
+
+def _theil_sen_slope(x: np.ndarray, t: np.ndarray) -> float:
+    """Median of pairwise slopes."""
+    return float(theilslopes(t, x)[0])

@@ -1,0 +1,360 @@
+"""One device's stream, from decoded frames to clinical outputs. Synchronous and I/O-free.
+
+The async runner (``ingest.runner``) feeds it frames with their host arrival times; replay and
+offline tools feed it the same way. It owns what must be exact for a clinician to trust the
+data: counter unwrapping, duplicate and gap accounting, the clock model, scaling to physical
+units, the detector, and the display envelope. Everything it produces goes to ``emit`` as an
+``Output``; the router decides where each goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
+from detectors.display import EnvelopeDecimator
+from ingest import payloads
+from ingest.clock import ClockModel
+from ingest.protocol import AccFrame, EmgFrame, Frame, InfoFrame, StatusFrame
+
+log = logging.getLogger(__name__)
+
+OutputKind = Literal["onset", "event", "gap", "status", "envelope", "acc", "raw", "live"]
+GapCause = Literal["lost_frames", "disconnect", "reboot", "lead_off", "saturation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Something for the sinks. ``payload`` is JSON-ready for onset/event/gap/status/live;
+    ``series`` outputs carry arrays instead (see ``SeriesBlock``)."""
+
+    kind: OutputKind
+    payload: dict[str, Any] | None = None
+    series: SeriesBlock | None = None
+    source: object | None = None  # the detector record behind an onset/event, for tests and CLI
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesBlock:
+    """Columns for the time-series store: one row per timestamp."""
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, np.ndarray]
+    t_ns: np.ndarray
+
+
+def _unwrap(c32: int, expected: int) -> int:
+    """32-bit wire counter to the full counter nearest the expected one."""
+    delta = ((c32 - expected + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    return expected + delta
+
+
+@dataclass(slots=True)
+class DomainState:
+    """Counter, clock and filters of one sample stream (EMG or accelerometer)."""
+
+    rate_hz: float
+    clock: ClockModel
+    expected: int | None = None  # next counter we expect (unwrapped)
+    received: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    last_t_end: float | None = None
+
+
+@dataclass(slots=True)
+class SessionStats:
+    frames: int = 0
+    no_info_frames: int = 0  # data before the first INFO: cannot be scaled, dropped and counted
+    reboots: int = 0
+    events: int = 0
+    onsets: int = 0
+    gaps: int = 0
+
+
+@dataclass
+class DeviceSession:
+    """State of one device across reconnects (and, for the counter and clock, reboots)."""
+
+    device: str
+    emit: Callable[[Output], None]
+    detector_config: DetectorConfig = field(default_factory=DetectorConfig)
+    envelope_rate_hz: float = 50.0
+    live_rate_hz: float = 10.0
+    raw_emg: bool = False
+    stats: SessionStats = field(default_factory=SessionStats)
+
+    def __post_init__(self) -> None:
+        self.info: InfoFrame | None = None
+        self.boot_id: int = 0
+        self.emg: DomainState | None = None
+        self.acc: DomainState | None = None
+        self.detector: SpasmDetector | None = None
+        self.status: StatusFrame | None = None
+        self.quality: dict[str, str] = {}
+        self._open_quality: dict[str, tuple[int, float, str]] = {}
+        self._disconnected_at: float | None = None
+        self._reboot_open: dict[str, tuple[int, float]] = {}
+        self._env: EnvelopeDecimator | None = None
+        self._env_base = 0  # EMG counter where the envelope decimator's stream began
+        self._live_every = 1
+        self._live_count = 0
+        self.last_frame_t: float | None = None
+
+    # -- frames ----------------------------------------------------------------------------
+    def on_frame(self, frame: Frame, t_host: float) -> None:
+        self.stats.frames += 1
+        self.last_frame_t = t_host
+        if isinstance(frame, InfoFrame):
+            self._on_info(frame, t_host)
+        elif isinstance(frame, EmgFrame):
+            self._on_emg(frame, t_host)
+        elif isinstance(frame, AccFrame):
+            self._on_acc(frame, t_host)
+        elif isinstance(frame, StatusFrame):
+            self.status = frame
+
+    @property
+    def needs_info(self) -> bool:
+        return self.info is None
+
+    def _on_info(self, info: InfoFrame, t_host: float) -> None:
+        if self.info is not None and info.boot_id == self.boot_id:
+            if (info.channel_labels, info.emg_rate_hz, info.acc_rate_hz) == (
+                self.info.channel_labels, self.info.emg_rate_hz, self.info.acc_rate_hz,
+            ):  # fmt: skip
+                return  # the periodic repeat
+        if self.info is not None:
+            # A new boot (or a reconfigured device): close what is open, account the gap.
+            self.stats.reboots += 1
+            self._close_streams(t_host, cause="reboot")
+        self.info = info
+        self.boot_id = info.boot_id
+        self.emg = DomainState(info.emg_rate_hz, ClockModel(info.emg_rate_hz))
+        self.acc = DomainState(info.acc_rate_hz, ClockModel(info.acc_rate_hz)) if info.acc_rate_hz else None
+        self.detector = SpasmDetector(
+            self.detector_config,
+            emg_rate_hz=float(info.emg_rate_hz),
+            channel_labels=list(info.channel_labels),
+            acc_rate_hz=float(info.acc_rate_hz) if info.acc_rate_hz else None,
+        )
+        self._env = None
+        self._live_every = max(1, round(self.envelope_rate_hz / self.live_rate_hz))
+        log.info(
+            "device %s: boot %08x, %d EMG channels at %d Hz, accelerometer at %d Hz, firmware %s",
+            self.device, info.boot_id, info.n_channels, info.emg_rate_hz, info.acc_rate_hz, info.firmware,
+        )  # fmt: skip
+
+    def _close_streams(self, t_host: float, cause: GapCause) -> None:
+        """End of a boot: flush the detector and record the gap up to the next data."""
+        if self.detector is not None:
+            self._handle(self.detector.finish())
+        # The samples lost around a reboot cannot be counted (the counter restarted): the gap is
+        # recorded in time, from the last sample of the old boot to the first of the new one.
+        self._reboot_open = {
+            n: (d.expected or 0, d.last_t_end)
+            for n, d in (("emg", self.emg), ("acc", self.acc))
+            if d is not None and d.last_t_end is not None
+        }
+
+    def _domain_counter(
+        self, dom: DomainState, name: Literal["emg", "acc"], c32: int, n: int, t_host: float
+    ) -> int | None:
+        """Unwrap, drop duplicates, account gaps. Returns the full counter, or None to drop."""
+        if dom.expected is None:
+            full = c32
+            reboot = self._reboot_open.pop(name, None)
+            if reboot is not None:
+                old_counter, t_last = reboot
+                dom.clock.observe(full + n, t_host)
+                t_first = max(t_last, float(dom.clock.to_utc(full)))
+                estimate = round((t_first - t_last) * dom.rate_hz)
+                self._gap(name, "reboot", old_counter, estimate, t_last, t_first)
+        else:
+            full = _unwrap(c32, dom.expected)
+            if full + n <= dom.expected:
+                dom.duplicates += 1
+                return None
+            if full < dom.expected:  # partial overlap: should not happen with whole frames
+                dom.duplicates += 1
+                return None
+            if full > dom.expected:
+                missing = full - dom.expected
+                cause: GapCause = "disconnect" if self._disconnected_at is not None else "lost_frames"
+                dom.missing += missing
+                t0 = dom.last_t_end if dom.last_t_end is not None else float(dom.clock.to_utc(dom.expected))
+                t1 = float(dom.clock.to_utc(full))
+                self._gap(name, cause, dom.expected, missing, t0, max(t0, t1))
+                if self.detector is not None:
+                    self._handle(self.detector.gap(name, dom.expected, missing))
+                if name == "emg":
+                    self._env = None
+        return full
+
+    def _on_emg(self, frame: EmgFrame, t_host: float) -> None:
+        if self.info is None or self.emg is None or self.detector is None:
+            self.stats.no_info_frames += 1
+            return
+        n, nch = frame.samples.shape
+        if nch != self.info.n_channels:
+            self.stats.no_info_frames += 1
+            return
+        dom = self.emg
+        full = self._domain_counter(dom, "emg", frame.counter, n, t_host)
+        if full is None:
+            return
+        self._disconnected_at = None
+        dom.clock.observe(full + n, t_host)
+        dom.expected = full + n
+        dom.received += n
+        uv = frame.samples.astype(np.float64) * self.info.emg_scale_uv
+        t0, dt = dom.clock.block_start(full, n)
+        dom.last_t_end = t0 + n * dt
+        self._handle(self.detector.feed_emg(full, uv))
+        self._envelope(full, uv, t0, dt)
+        if self.raw_emg:
+            t_ns = ((t0 + np.arange(n) * dt) * 1e9).astype(np.int64)
+            for i, label in enumerate(self.info.channel_labels):
+                self.emit(Output("raw", series=SeriesBlock(
+                    "emg_raw", {"device": self.device, "channel": label}, {"uv": uv[:, i]}, t_ns,
+                )))  # fmt: skip
+
+    def _envelope(self, full: int, uv: np.ndarray, t0: float, dt: float) -> None:
+        assert self.info is not None and self.emg is not None
+        if self._env is None:
+            self._env = EnvelopeDecimator(self.emg.rate_hz, self.envelope_rate_hz, self.info.n_channels)
+            self._env_base = full
+        first, values = self._env.feed(uv)
+        if not len(values):
+            return
+        idx = np.array([self._env.input_index(first + k) for k in range(len(values))]) + self._env_base
+        t = t0 + (idx - full) * dt
+        t_ns = (t * 1e9).astype(np.int64)
+        for i, label in enumerate(self.info.channel_labels):
+            self.emit(Output("envelope", series=SeriesBlock(
+                "emg_envelope", {"device": self.device, "channel": label}, {"uv": values[:, i]}, t_ns,
+            )))  # fmt: skip
+        # Live view: every k-th envelope sample, all channels in one small message.
+        for k in range(len(values)):
+            self._live_count += 1
+            if self._live_count % self._live_every == 0:
+                self.emit(Output("live", payload={
+                    "schema": "neurospasm.live/1",
+                    "device": self.device,
+                    "t": payloads.iso(float(t[k])),
+                    "envelope_uv": {lab: round(float(values[k, i]), 2)
+                                    for i, lab in enumerate(self.info.channel_labels)},
+                }))  # fmt: skip
+
+    def _on_acc(self, frame: AccFrame, t_host: float) -> None:
+        if self.info is None or self.acc is None or self.detector is None:
+            self.stats.no_info_frames += 1
+            return
+        n = len(frame.samples)
+        dom = self.acc
+        full = self._domain_counter(dom, "acc", frame.counter, n, t_host)
+        if full is None:
+            return
+        dom.clock.observe(full + n, t_host)
+        dom.expected = full + n
+        dom.received += n
+        g = frame.samples.astype(np.float64) * self.info.acc_scale_g
+        t0, dt = dom.clock.block_start(full, n)
+        dom.last_t_end = t0 + n * dt
+        self._handle(self.detector.feed_acc(full, g))
+        t_ns = ((t0 + np.arange(n) * dt) * 1e9).astype(np.int64)
+        self.emit(Output("acc", series=SeriesBlock(
+            "acc", {"device": self.device}, {"x": g[:, 0], "y": g[:, 1], "z": g[:, 2]}, t_ns,
+        )))  # fmt: skip
+
+    # -- detector outputs -----------------------------------------------------------------
+    def _time(self, domain: str, counter: int) -> float:
+        dom = self.emg if domain == "emg" else self.acc
+        assert dom is not None
+        return float(dom.clock.to_utc(counter))
+
+    def _handle(self, outputs: list[Any]) -> None:
+        for out in outputs:
+            if isinstance(out, Onset):
+                self.stats.onsets += 1
+                self.emit(Output("onset", payloads.onset_payload(
+                    out, device=self.device, boot_id=self.boot_id,
+                    t_onset=self._time(out.domain, out.onset_sample),
+                ), source=out))  # fmt: skip
+            elif isinstance(out, SpasmEvent):
+                self.stats.events += 1
+                self.emit(Output("event", payloads.event_payload(
+                    out, device=self.device, boot_id=self.boot_id,
+                    t_onset=self._time(out.domain, out.onset_sample),
+                    t_offset=self._time(out.domain, out.offset_sample),
+                ), source=out))  # fmt: skip
+            elif isinstance(out, QualityChange):
+                self._quality(out)
+
+    def _quality(self, q: QualityChange) -> None:
+        self.quality[q.channel] = q.state
+        t = self._time(q.domain, q.sample)
+        if q.state != "ok":
+            self._open_quality[q.channel] = (q.sample, t, q.state)
+        else:
+            opened = self._open_quality.pop(q.channel, None)
+            if opened is not None:
+                start, t0, state = opened
+                cause: GapCause = "lead_off" if state == "lead_off" else "saturation"
+                self._gap(q.domain, cause, start, q.sample - start, t0, t, channel=q.channel)
+
+    def _gap(
+        self, domain: str, cause: GapCause, start: int, missing: int, t0: float, t1: float,
+        channel: str | None = None,
+    ) -> None:  # fmt: skip
+        self.stats.gaps += 1
+        p = payloads.gap_payload(
+            device=self.device, boot_id=self.boot_id, domain=domain, cause=cause, start_counter=start,
+            samples_missing=missing, t_start=t0, t_end=t1,
+        )  # fmt: skip
+        if channel is not None:
+            p["channel"] = channel
+        self.emit(Output("gap", p))
+
+    # -- link events -----------------------------------------------------------------------
+    def on_disconnect(self, t_host: float) -> None:
+        """The link dropped. The gap is recorded when data resumes and its size is known."""
+        if self._disconnected_at is None:
+            self._disconnected_at = t_host
+
+    def finish(self) -> None:
+        """End of stream (shutdown, end of a replay): close open episodes."""
+        if self.detector is not None:
+            self._handle(self.detector.finish())
+
+    # -- health ----------------------------------------------------------------------------
+    def loss_pct(self) -> float:
+        dom = self.emg
+        if dom is None or dom.received + dom.missing == 0:
+            return 0.0
+        return 100.0 * dom.missing / (dom.received + dom.missing)
+
+    def health(self) -> dict[str, Any]:
+        info, st = self.info, self.status
+        q = self.emg.clock.quality() if self.emg else None
+        contact = st.contact(info.n_channels) if (st and info) else None
+        return {
+            "battery_pct": st.battery_pct if st else None,
+            "battery_mv": st.battery_mv if st else None,
+            "contact": dict(zip(info.channel_labels, contact, strict=True)) if contact and info else None,
+            "signal_quality": dict(self.quality),
+            "loss_pct": round(self.loss_pct(), 3),
+            "duplicates": (self.emg.duplicates if self.emg else 0),
+            "clock_drift_ppm": round(q.drift_ppm, 2) if q else None,
+            "timestamp_quality_ms": (round(q.residual_ms, 3) if q and math.isfinite(q.residual_ms) else None),
+            "firmware": info.firmware if info else None,
+            "emg_rate_hz": info.emg_rate_hz if info else None,
+            "channels": list(info.channel_labels) if info else None,
+        }
