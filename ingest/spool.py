@@ -324,12 +324,17 @@ class Spool:
                 f"record of {len(payload)} bytes for sink {sink!r} exceeds segment_bytes={self.segment_bytes}"
             )
         st = self._stream(sink, priority)
-        # conservative: count a segment header too, since eviction may take the segment we append to
-        need = size + len(MAGIC)
-        if self._bytes + need > self.quota_bytes and not self._make_room(need, priority):
-            self._rejected[priority] += 1
-            self._cursor_dirty = True
-            return False
+        need = self._bytes_needed(st, size)
+        if self._bytes + need > self.quota_bytes:
+            room = self._make_room(need, priority)
+            # eviction may have taken the segment we meant to append to: then a new header is needed too
+            need = self._bytes_needed(st, size)
+            if room and self._bytes + need > self.quota_bytes:
+                room = self._make_room(need, priority)
+            if not room:
+                self._rejected[priority] += 1
+                self._cursor_dirty = True
+                return False
         # eviction may have removed the segment we meant to append to
         if st.fd is None or st.segments[-1].size + size > self.segment_bytes:
             seg = self._roll(st)
@@ -510,6 +515,12 @@ class Spool:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             return SpoolFullError(f"no space left for spool {self.directory} (writing {path}): {e.strerror}")
         return SpoolError(f"spool {self.directory}: cannot write {path}: {e}")
+
+    def _bytes_needed(self, st: _Stream, size: int) -> int:
+        """Bytes an append of a ``size``-byte record adds: plus a segment header if it starts a segment."""
+        if st.fd is None or st.segments[-1].size + size > self.segment_bytes:
+            return size + len(MAGIC)
+        return size
 
     def _make_room(self, need: int, incoming: Priority) -> bool:
         """Free space for ``need`` bytes: acked segments first, then evict, least important first.
