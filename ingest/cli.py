@@ -1,0 +1,108 @@
+"""``neurospasm``: the command line. Each subcommand is a thin shell around a module.
+
+    neurospasm run --config FILE      the gateway (collectors, detectors, sinks)
+    neurospasm sim --serial           a simulated wearable on a pseudo-terminal
+    neurospasm demo                   everything in one process on embedded defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from ingest import __version__
+from ingest.config import ConfigError, load_config
+
+log = logging.getLogger("neurospasm")
+
+
+def _setup_logging(verbose: int, quiet: bool = False) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    # Third-party chatter (amqtt logs every packet at INFO) drowns what a person needs to see.
+    for noisy in ("amqtt", "transitions", "asyncio", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.INFO)
+    logging.getLogger("amqtt.broker").setLevel(logging.CRITICAL if verbose < 2 else logging.INFO)
+
+
+async def _until_signal(main: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, main.set)
+
+
+async def _run_gateway(config_path: str) -> int:
+    from ingest.runner import Gateway
+
+    cfg = load_config(config_path)
+    if not cfg.devices:
+        raise ConfigError(f"{config_path}: devices: no device configured ([[devices]] with id and port)")
+    stop = asyncio.Event()
+    await _until_signal(stop)
+    async with Gateway(cfg) as gw:
+        log.info("gateway up: %d device(s), sinks: %s", len(cfg.devices), ", ".join(gw.deliveries) or "none")
+        await gw.run_until(stop)
+    return 0
+
+
+async def _run_sim(args: argparse.Namespace) -> int:
+    from firmware_sim.cli import serve_serial
+
+    return await serve_serial(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neurospasm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"neurospasm {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway from a TOML config")
+    run.add_argument("--config", "-c", required=True, help="gateway TOML (see deploy/gateway.example.toml)")
+
+    sim = sub.add_parser("sim", help="run a simulated wearable")
+    sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
+    sim.add_argument("--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)")
+    sim.add_argument("--loop", action="store_true", help="repeat the scenario forever")
+    sim.add_argument("--device-id", default="sim-0001")
+    sim.add_argument("--drift-ppm", type=float, default=None, help="device crystal error (default: scenario's)")
+    sim.add_argument("--autostart", action="store_true", help="stream without waiting for a START command")
+    sim.add_argument("--path-file", help="also write the device path to this file (for scripts)")
+    sim.add_argument("--labels", help="write the scenario's ground-truth labels (JSON) to this file")
+
+    demo = sub.add_parser("demo", help="simulated wearable + embedded broker + local storage, live view")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    demo.add_argument("--state-dir", default=None, help="where local series and the spool go (default: a temp dir)")
+    demo.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
+    demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
+    try:
+        if args.command == "run":
+            return asyncio.run(_run_gateway(args.config))
+        if args.command == "sim":
+            return asyncio.run(_run_sim(args))
+        if args.command == "demo":
+            from ingest.demo import run_demo
+
+            return asyncio.run(run_demo(args))
+    except ConfigError as exc:
+        print(f"neurospasm: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""``neurospasm demo``: the whole pipeline in one process, with nothing installed but Python.
+
+A simulated wearable on a pseudo-terminal (opened with pyserial, exactly as hardware), an
+embedded MQTT broker (amqtt, MQTT 3.1.1), the real gateway with local line-protocol storage in
+place of InfluxDB, and an independent MQTT subscriber whose counts prove what reached the broker.
+The terminal shows events as they are detected, device status and throughput; Ctrl-C stops it
+cleanly and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from firmware_sim.cli import resolve_scenario
+from firmware_sim.device import SignalSource, SimDevice
+from firmware_sim.pty_server import PtyServer
+from firmware_sim.signals import synthesize
+from ingest.config import parse_config
+from ingest.runner import Gateway
+from ingest.session import Output
+
+DEVICE = "wearable-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_broker(port: int) -> Any:
+    """An embedded amqtt broker on loopback: the demo's stand-in for Mosquitto."""
+    from amqtt.broker import Broker
+
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+    )
+    await broker.start()
+    return broker
+
+
+class DemoView:
+    """What the terminal shows: recent events, device state, throughput, MQTT confirmations."""
+
+    def __init__(self, gw: Gateway, plain: bool) -> None:
+        self.gw = gw
+        self.plain = plain
+        self.events: deque[dict[str, Any]] = deque(maxlen=12)
+        self.detected: Counter[str] = Counter()
+        self.mqtt_seen: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self._last_samples = 0
+        self._last_t = time.monotonic()
+        self.samples_per_s = 0.0
+
+    def observe(self, device: str, out: Output) -> None:
+        if out.kind in ("event", "onset", "gap") and out.payload is not None:
+            self.detected[out.kind] += 1
+            if out.kind != "onset":
+                self.events.appendleft(out.payload)
+            if self.plain:
+                p = out.payload
+                if out.kind == "event":
+                    print(f"{p['onset']}  {p['type']:<7} {p['channel']:<14} {p['duration_s']:6.2f} s  "
+                          f"peak {p['peak_uv']:7.1f} uV", flush=True)  # fmt: skip
+                elif out.kind == "gap":
+                    print(f"{p['start']}  GAP     {p['cause']} {p['duration_s']} s", flush=True)
+
+    def tick(self) -> None:
+        runner = self.gw.devices[DEVICE]
+        emg = runner.session.emg
+        received = emg.received if emg else 0
+        now = time.monotonic()
+        if now - self._last_t >= 1.0:
+            self.samples_per_s = (received - self._last_samples) / (now - self._last_t)
+            self._last_samples, self._last_t = received, now
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.table import Table
+
+        runner = self.gw.devices[DEVICE]
+        h = runner.session.health()
+        info = runner.session.info
+        nch = info.n_channels if info else 0
+        head = Table.grid(padding=(0, 2))
+        head.add_row(
+            f"[b]{DEVICE}[/b] {runner.state}",
+            "[green]monitoring[/green]" if runner.monitoring else "[red]NOT monitoring[/red]",
+            f"{self.samples_per_s * nch:,.0f} samples/s ({nch} ch)",
+            f"loss {h['loss_pct']:.2f} %",
+            f"battery {h['battery_pct']} %",
+            f"up {time.monotonic() - self.started:.0f} s",
+        )
+        counts = Table.grid(padding=(0, 2))
+        counts.add_row(
+            f"detected: {self.detected['event']} events, {self.detected['onset']} onsets, {self.detected['gap']} gaps",
+            f"confirmed by an MQTT subscriber: {self.mqtt_seen['events']} events, "
+            f"{self.mqtt_seen['onsets']} onsets, {self.mqtt_seen['status']} status, {self.mqtt_seen['live']} live",
+        )
+        table = Table(title="latest events", expand=True)
+        for col in ("onset (UTC)", "type", "channel", "duration", "peak uV", "x baseline"):
+            table.add_column(col)
+        for e in self.events:
+            if e.get("schema", "").startswith("neurospasm.gap"):
+                table.add_row(e["start"][11:23], "[yellow]gap[/yellow]", e["cause"], f"{e['duration_s']} s", "", "")
+            else:
+                table.add_row(e["onset"][11:23], e["type"], e["channel"], f"{e['duration_s']:.2f} s",
+                              f"{e['peak_uv']:.0f}", f"{e['relative_amplitude']:.0f}")  # fmt: skip
+        return Panel(Group(head, counts, table), title="neurospasm demo (Ctrl-C to stop)")
+
+    def summary(self) -> str:
+        runner = self.gw.devices[DEVICE]
+        s = runner.session.stats
+        by_type = Counter(e["type"] for e in self.events if "type" in e)
+        return (
+            f"demo summary: {time.monotonic() - self.started:.0f} s, {s.frames} frames, "
+            f"{s.events} events ({', '.join(f'{k} {v}' for k, v in sorted(by_type.items())) or 'none'} among the last 12), "
+            f"{s.onsets} onsets, {s.gaps} gaps; MQTT subscriber confirmed {self.mqtt_seen['events']} events and "
+            f"{self.mqtt_seen['onsets']} onsets; loss {runner.session.loss_pct():.2f} %"
+        )
+
+
+async def _subscriber(port: int, view: DemoView, ready: asyncio.Event) -> None:
+    """An independent MQTT client, as a clinician's dashboard would be."""
+    while True:
+        try:
+            async with aiomqtt.Client("127.0.0.1", port, identifier="demo-dashboard") as client:
+                await client.subscribe("neurospasm/v1/#", qos=1)
+                ready.set()
+                async for msg in client.messages:
+                    kind = str(msg.topic).rsplit("/", 1)[-1]
+                    view.mqtt_seen[kind] += 1
+                    if kind == "events" and view.plain:
+                        p = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                        print(f"  mqtt <- event {p['id'][:8]} ({p['type']})", flush=True)
+        except aiomqtt.MqttError:
+            await asyncio.sleep(0.5)
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="neurospasm-demo-"))
+    plain = args.plain or not sys.stdout.isatty()
+    port = free_port()
+    broker = await start_broker(port)
+    scenario = resolve_scenario(args.scenario)
+    recording = synthesize(scenario)
+    device = SimDevice(SignalSource.from_recording(recording, loop=True), device_id="sim-demo", seed=scenario.seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if args.duration:
+        loop.call_later(args.duration, stop.set)
+    try:
+        async with PtyServer(device) as pty:
+            cfg = parse_config(
+                {
+                    "gateway": {"site": "demo", "patient": "demo-patient", "state_dir": str(state_dir)},
+                    "devices": [{"id": DEVICE, "transport": "serial", "port": pty.path}],
+                    "mqtt": {"host": "127.0.0.1", "port": port},
+                    "local": {"enabled": True},
+                    "spool": {"quota_mb": 256},
+                },
+                "<demo defaults>",
+            )
+            print(
+                f"neurospasm demo: simulated wearable on {pty.path} ({scenario.name}: "
+                f"{len(recording.channel_labels)} EMG ch at {recording.emg_rate_hz} Hz), MQTT broker on "
+                f"127.0.0.1:{port}, series in {cfg.local_dir}",
+                flush=True,
+            )
+            async with Gateway(cfg) as gw:
+                view = DemoView(gw, plain)
+                gw.router.observers.append(view.observe)  # type: ignore[union-attr]
+                ready = asyncio.Event()
+                sub = asyncio.create_task(_subscriber(port, view, ready))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ready.wait(), 5)
+                gw.start()
+                if plain:
+                    while not stop.is_set():
+                        view.tick()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), 0.25)
+                else:
+                    from rich.live import Live
+
+                    with Live(view.render(), refresh_per_second=4, screen=False) as live:
+                        while not stop.is_set():
+                            view.tick()
+                            live.update(view.render())
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), 0.25)
+                await gw.drain(timeout_s=3.0)
+                await asyncio.sleep(0.5)  # let the subscriber see the last messages
+                sub.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sub
+                print(view.summary(), flush=True)
+                print(f"series stored as line protocol in {cfg.local_dir}", flush=True)
+    finally:
+        await broker.shutdown()
+    return 0

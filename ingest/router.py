@@ -1,0 +1,200 @@
+"""Router: session outputs -> encoded sink records -> durable spool -> delivery wake-up.
+
+Clinical records (onsets, events, gaps, status) are spooled one by one the moment they exist,
+so a kill -9 right after detection still delivers them. Bulk series (envelope, accelerometer,
+raw EMG) are encoded in columns and spooled in chunks every ``series_flush_s``: at most that
+much bulk data is only in memory, and the spool sees a few large appends instead of thousands
+of tiny ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ingest import lineproto, payloads
+from ingest.session import Output, SeriesBlock
+from ingest.sinks.mqtt import encode_message
+from ingest.spool import Priority, Spool
+
+_SERIES_PRIORITY = {"envelope": Priority.BULK, "acc": Priority.BULK, "raw": Priority.RAW}
+
+
+def _ts_ns(iso_text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp() * 1e9)
+
+
+def event_line(p: dict[str, Any], patient: str) -> bytes:
+    """One spasm event as a line-protocol point (tags: device, channel, type)."""
+    fields: dict[str, float | int | str | bool] = {
+        "id": p["id"],
+        "duration_s": p["duration_s"],
+        "peak_uv": p["peak_uv"],
+        "mean_uv": p["mean_uv"],
+        "relative_amplitude": p["relative_amplitude"],
+        "confidence": p["confidence"],
+    }
+    if p.get("frequency_hz") is not None:
+        fields["frequency_hz"] = p["frequency_hz"]
+    tags = {"device": p["device"], "channel": p["channel"], "type": p["type"], "patient": patient}
+    return lineproto.encode_point("spasm_event", tags, {k: v for k, v in fields.items() if v is not None},
+                                  _ts_ns(p["onset"]))  # fmt: skip
+
+
+def gap_line(p: dict[str, Any], patient: str) -> bytes:
+    tags = {"device": p["device"], "cause": p["cause"], "domain": p["domain"], "patient": patient}
+    fields: dict[str, float | int | str | bool] = {
+        "id": p["id"], "samples_missing": int(p["samples_missing"]), "duration_s": p["duration_s"],
+    }  # fmt: skip
+    return lineproto.encode_point("gap", tags, fields, _ts_ns(p["start"]))
+
+
+def health_line(device: str, patient: str, h: dict[str, Any], t: float) -> bytes:
+    fields: dict[str, float | int | str | bool] = {}
+    for key in ("battery_pct", "loss_pct", "timestamp_quality_ms", "clock_drift_ppm", "spool_bytes"):
+        if isinstance(h.get(key), (int, float)):
+            fields[key] = float(h[key])
+    fields["monitoring"] = bool(h.get("monitoring", False))
+    for label, ok in (h.get("contact") or {}).items():
+        fields[f"contact_{label}"] = bool(ok)
+    return lineproto.encode_point("device_health", {"device": device, "patient": patient}, fields,
+                                  int(t * 1e9))  # fmt: skip
+
+
+@dataclass
+class _SeriesBuffer:
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    since: float = 0.0
+
+
+class Router:
+    """Encodes outputs for every enabled sink and spools them.
+
+    Parameters:
+        spool: the pipeline's spool.
+        topics: device id -> topic builder (MQTT enabled) ; empty when MQTT is off.
+        series_sinks: names of the line-protocol sinks ("influx", "local").
+        patient: pseudonymous patient id for tags.
+        notify: called with a sink name after records were spooled for it.
+        publish_live: best-effort live publisher (topic, payload) for QoS 0 dashboards.
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        patient: str,
+        series_sinks: list[str],
+        notify: Callable[[str], None],
+        mqtt_topics: dict[str, payloads.Topics] | None = None,
+        publish_live: Callable[[str, str, bytes], None] | None = None,
+        raw_sinks: list[str] | None = None,
+        series_flush_s: float = 0.5,
+        series_max_bytes: int = 256 * 1024,
+        observers: list[Callable[[str, Output], None]] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.patient = patient
+        self.series_sinks = series_sinks
+        self.raw_sinks = set(raw_sinks or [])
+        self.mqtt_topics = mqtt_topics or {}
+        self._notify = notify
+        self._publish_live = publish_live
+        self.series_flush_s = series_flush_s
+        self.series_max_bytes = series_max_bytes
+        self._buffers: dict[tuple[str, Priority], _SeriesBuffer] = {}
+        self.observers = observers or []
+        self.rejected = 0  # appends the spool quota refused (counted in spool stats too)
+        self.live_dropped = 0
+
+    @staticmethod
+    def mqtt_sink_name(device: str) -> str:
+        return f"mqtt.{device}"
+
+    def _append(self, sink: str, priority: Priority, record: bytes) -> None:
+        if not self.spool.append(sink, priority, record):
+            self.rejected += 1
+        self._notify(sink)
+
+    def emitter(self, device: str) -> Callable[[Output], None]:
+        """The ``emit`` callback for one device's session."""
+
+        def emit(out: Output) -> None:
+            self.route(device, out)
+
+        return emit
+
+    def route(self, device: str, out: Output) -> None:
+        for obs in self.observers:
+            obs(device, out)
+        kind = out.kind
+        if kind in ("onset", "event", "gap"):
+            assert out.payload is not None
+            topics = self.mqtt_topics.get(device)
+            if topics is not None:
+                topic = topics(kind + "s")
+                self._append(self.mqtt_sink_name(device), Priority.CLINICAL,
+                             encode_message(topic, payloads.dumps(out.payload), payloads.QOS_CLINICAL, False))  # fmt: skip
+            if kind == "event":
+                line = event_line(out.payload, self.patient)
+            elif kind == "gap":
+                line = gap_line(out.payload, self.patient)
+            else:
+                line = b""  # onsets are live alerts; the completed event is what is stored
+            if line:
+                for sink in self.series_sinks:
+                    self._append(sink, Priority.CLINICAL, line)
+        elif kind == "live":
+            topics = self.mqtt_topics.get(device)
+            if topics is not None and self._publish_live is not None and out.payload is not None:
+                self._publish_live(device, topics("live"), payloads.dumps(out.payload))
+        elif kind in _SERIES_PRIORITY:
+            assert out.series is not None
+            prio = _SERIES_PRIORITY[kind]
+            for sink in self.series_sinks:
+                if kind == "raw" and sink not in self.raw_sinks:
+                    continue
+                self._buffer(sink, prio, out.series)
+
+    def status(self, device: str, payload: dict[str, Any], health: dict[str, Any]) -> None:
+        """Retained device status to MQTT, health point to the series sinks."""
+        topics = self.mqtt_topics.get(device)
+        if topics is not None:
+            self._append(self.mqtt_sink_name(device), Priority.CLINICAL,
+                         encode_message(topics("status"), payloads.dumps(payload), payloads.QOS_CLINICAL, True))  # fmt: skip
+        line = health_line(device, self.patient, health, time.time())
+        for sink in self.series_sinks:
+            self._append(sink, Priority.CLINICAL, line)
+
+    def _buffer(self, sink: str, prio: Priority, block: SeriesBlock) -> None:
+        tags = dict(block.tags, patient=self.patient)
+        data = lineproto.encode_columns(block.measurement, tags, block.fields, np.asarray(block.t_ns))
+        if not data:
+            return
+        buf = self._buffers.setdefault((sink, prio), _SeriesBuffer(since=time.monotonic()))
+        if not buf.chunks:
+            buf.since = time.monotonic()
+        buf.chunks.append(data)
+        buf.size += len(data)
+        if buf.size >= self.series_max_bytes:
+            self._flush_one(sink, prio, buf)
+
+    def _flush_one(self, sink: str, prio: Priority, buf: _SeriesBuffer) -> None:
+        if buf.chunks:
+            self._append(sink, prio, b"".join(buf.chunks))
+            buf.chunks.clear()
+            buf.size = 0
+
+    def flush_series(self, force: bool = False) -> None:
+        """Spool buffered series older than ``series_flush_s`` (all of them with ``force``)."""
+        now = time.monotonic()
+        for (sink, prio), buf in self._buffers.items():
+            if buf.chunks and (force or now - buf.since >= self.series_flush_s):
+                self._flush_one(sink, prio, buf)

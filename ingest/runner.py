@@ -1,0 +1,335 @@
+"""The gateway process: device tasks, the router, the spool and one delivery task per sink.
+
+Shape of the running gateway::
+
+    device task (one per device)                     delivery task (one per sink)
+      transport -> StreamDecoder -> DeviceSession      spool.peek -> sink.send -> spool.ack
+                                    | emit                ^
+                                    v                     |
+                                  Router -- append --> Spool (durable, on disk)
+
+Each device has its own task, transport queue, session and MQTT client, so one device failing
+(unplugged, out of range, rebooting) never disturbs another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors import DetectorConfig
+from ingest import payloads
+from ingest.config import DeviceSection, GatewayConfig
+from ingest.delivery import Backoff, Delivery
+from ingest.protocol import CmdFrame, Command, StreamDecoder, encode_frame
+from ingest.router import Router
+from ingest.session import DeviceSession, Output
+from ingest.sinks.influx import make_influx_sink
+from ingest.sinks.local import LocalLineSink
+from ingest.sinks.mqtt import MqttSink
+from ingest.spool import Spool
+from ingest.transports.base import Transport, TransportClosed, TransportError
+from ingest.transports.serial import SerialTransport
+
+log = logging.getLogger(__name__)
+
+TransportFactory = Callable[[DeviceSection], Transport]
+STATUS_INTERVAL_S = 10.0
+
+
+def default_transport(dev: DeviceSection, queue_size: int = 4096) -> Transport:
+    if dev.transport == "serial":
+        return SerialTransport(
+            name=dev.id, queue_size=queue_size, port=dev.port, baudrate=dev.baudrate,
+            usb_vid=dev.usb_vid, usb_pid=dev.usb_pid,
+        )  # fmt: skip
+    from ingest.transports.ble import BleTransport  # bleak is imported only when used
+
+    return BleTransport(
+        name=dev.id, queue_size=queue_size, address=dev.address, device_name=dev.name,
+        service_uuid=dev.service_uuid,
+    )  # fmt: skip
+
+
+@dataclass
+class DeviceRunner:
+    """Connects, streams and reconnects one device for as long as its task runs."""
+
+    dev: DeviceSection
+    session: DeviceSession
+    transport_factory: TransportFactory
+    stale_after_s: float
+    on_state: Callable[[DeviceRunner], None]
+    state: str = "connecting"
+    monitoring: bool = False
+    decode_errors: dict[str, int] = field(default_factory=dict)
+    link: dict[str, int] = field(default_factory=dict)
+    reconnects: int = 0
+    last_error: str = ""
+
+    def _set(self, state: str, monitoring: bool) -> None:
+        changed = (state, monitoring) != (self.state, self.monitoring)
+        self.state, self.monitoring = state, monitoring
+        if changed:
+            self.on_state(self)
+
+    async def run(self) -> None:
+        backoff = Backoff(self.dev.reconnect_initial_s, self.dev.reconnect_max_s)
+        while True:
+            try:
+                await self._connected_once(backoff)
+            except TransportError as exc:
+                self.last_error = str(exc)
+            self.session.on_disconnect(time.time())
+            self._set("disconnected", False)
+            self.reconnects += 1
+            delay = backoff.next()
+            log.warning("device %s: link down (%s); reconnecting in %.1f s", self.dev.id, self.last_error, delay)
+            await asyncio.sleep(delay)
+
+    async def _connected_once(self, backoff: Backoff) -> None:
+        transport = self.transport_factory(self.dev)
+        async with transport:
+            decoder = StreamDecoder()
+            self._set("connected", False)
+            # Streaming is explicit: (re)start it on every connection, the device may have rebooted.
+            await transport.write(encode_frame(CmdFrame(0, Command.START)))
+            last_info_request = time.monotonic()
+            try:
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(transport.read(), self.stale_after_s)
+                    except TimeoutError:
+                        self._set("stale", False)
+                        raise TransportClosed(f"no data for {self.stale_after_s:g} s") from None
+                    for frame in decoder.iter_feed(chunk.data):
+                        self.session.on_frame(frame, chunk.t_host)
+                    if decoder.stats.frames:
+                        backoff.reset()
+                        self._set("online", True)
+                    if self.session.needs_info and time.monotonic() - last_info_request > 1.0:
+                        last_info_request = time.monotonic()
+                        await transport.write(encode_frame(CmdFrame(0, Command.INFO)))
+            finally:
+                for reason, n in decoder.stats.errors.items():
+                    self.decode_errors[reason] = self.decode_errors.get(reason, 0) + n
+                self.link = {
+                    "dropped_chunks": transport.stats.dropped_chunks,
+                    "bytes": transport.stats.bytes,
+                }
+
+    def bad_frames(self) -> int:
+        return sum(self.decode_errors.values())
+
+
+class Gateway:
+    """The whole gateway. ``async with Gateway(cfg) as gw: await gw.run_until(stop)``."""
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        *,
+        transport_factory: TransportFactory | None = None,
+        observers: list[Callable[[str, Output], None]] | None = None,
+        mqtt_sink_factory: Callable[[DeviceSection], AbstractAsyncContextManager[Any]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.transport_factory = transport_factory or (
+            lambda dev: default_transport(dev, cfg.gateway.queue_size)
+        )
+        self.observers = observers or []
+        self.spool = Spool(
+            cfg.spool_dir,
+            quota_bytes=int(cfg.spool.quota_mb * 1024 * 1024),
+            segment_bytes=min(4 << 20, max(64 << 10, int(cfg.spool.quota_mb * 1024 * 1024) // 64)),
+            fsync=cfg.spool.fsync,
+        )
+        self.deliveries: dict[str, Delivery] = {}
+        self.devices: dict[str, DeviceRunner] = {}
+        self.detector_config = DetectorConfig.from_dict(cfg.detector) if cfg.detector else DetectorConfig()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.router: Router | None = None
+        self.started = time.time()
+        self._live_tasks: set[asyncio.Task[bool]] = set()
+        self._spool_open = False
+
+    # -- setup ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Gateway:
+        self.spool.open()
+        self._spool_open = True
+        cfg = self.cfg
+        series_sinks: list[str] = []
+        raw_sinks: list[str] = []
+        quarantine = cfg.gateway.state_dir / "quarantine"
+        if cfg.influx.enabled:
+            series_sinks.append("influx")
+            if cfg.influx.raw_emg:
+                raw_sinks.append("influx")
+            influx_cfg = cfg.influx
+            self.deliveries["influx"] = Delivery(
+                self.spool, "influx", lambda: make_influx_sink(influx_cfg),
+                max_records=10_000, max_bytes=max(64 << 10, influx_cfg.batch_lines * 80),
+                linger_s=influx_cfg.flush_interval_s, quarantine_dir=quarantine,
+            )  # fmt: skip
+        if cfg.local.enabled:
+            series_sinks.append("local")
+            if cfg.local.raw_emg:
+                raw_sinks.append("local")
+            local_dir = cfg.local_dir
+            self.deliveries["local"] = Delivery(
+                self.spool, "local", lambda: LocalLineSink(local_dir), max_records=10_000, linger_s=0.5,
+                quarantine_dir=quarantine,
+            )  # fmt: skip
+        topics: dict[str, payloads.Topics] = {}
+        if cfg.mqtt.enabled:
+            for dev in cfg.devices:
+                topics[dev.id] = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.site, cfg.gateway.patient, dev.id)
+                name = Router.mqtt_sink_name(dev.id)
+                self.deliveries[name] = Delivery(self.spool, name, self._mqtt_factory(dev, topics[dev.id]))
+        self.router = Router(
+            self.spool, patient=cfg.gateway.patient, series_sinks=series_sinks, raw_sinks=raw_sinks,
+            notify=self._notify, mqtt_topics=topics, publish_live=self._publish_live if cfg.mqtt.live else None,
+            observers=self.observers,
+        )  # fmt: skip
+        envelope_rate = cfg.influx.envelope_rate_hz if cfg.influx.enabled else cfg.local.envelope_rate_hz
+        for dev in cfg.devices:
+            session = DeviceSession(
+                dev.id, self.router.emitter(dev.id), self.detector_config,
+                envelope_rate_hz=envelope_rate, live_rate_hz=cfg.mqtt.live_rate_hz,
+                raw_emg=bool(raw_sinks),
+            )  # fmt: skip
+            self.devices[dev.id] = DeviceRunner(
+                dev, session, self.transport_factory, cfg.gateway.stale_after_s, self._device_state
+            )
+        return self
+
+    def _mqtt_factory(
+        self, dev: DeviceSection, topics: payloads.Topics
+    ) -> Callable[[], AbstractAsyncContextManager[Any]]:
+        cfg = self.cfg
+
+        def make() -> AbstractAsyncContextManager[Any]:
+            return MqttSink(
+                cfg.mqtt,
+                client_id=f"neurospasm-{cfg.gateway.site}-{dev.id}",
+                status_topic=topics("status"),
+                device=dev.id,
+            )
+
+        return make
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for runner in self.devices.values():
+            runner.session.finish()
+        if self.router is not None:
+            self.router.flush_series(force=True)
+        self._spool_open = False
+        self.spool.close()
+
+    # -- running -------------------------------------------------------------------------
+    def start(self) -> None:
+        for name, delivery in self.deliveries.items():
+            self._tasks.append(asyncio.create_task(delivery.run(), name=f"delivery-{name}"))
+        for dev_id, runner in self.devices.items():
+            self._tasks.append(asyncio.create_task(runner.run(), name=f"device-{dev_id}"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        self.start()
+        await stop.wait()
+        await self.drain(timeout_s=5.0)
+
+    async def drain(self, timeout_s: float) -> None:
+        """On a clean stop: close open episodes, publish final status, give sinks a moment."""
+        assert self.router is not None
+        for runner in self.devices.values():
+            runner.session.finish()
+            runner.state, runner.monitoring = "offline", False
+            self._publish_status(runner)
+        self.router.flush_series(force=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pending = self.spool.stats().pending_records
+            if not any(sum(v.values()) for k, v in pending.items() if k in self.deliveries and
+                       self.deliveries[k].state == "connected"):  # fmt: skip
+                break
+            await asyncio.sleep(0.05)
+
+    async def _housekeeping(self) -> None:
+        assert self.router is not None
+        last_status = 0.0
+        while True:
+            await asyncio.sleep(0.25)
+            self.router.flush_series()
+            now = time.monotonic()
+            if now - last_status >= STATUS_INTERVAL_S:
+                last_status = now
+                for runner in self.devices.values():
+                    self._publish_status(runner)
+            self.spool.sync()
+
+    def _notify(self, sink: str) -> None:
+        d = self.deliveries.get(sink)
+        if d is not None:
+            d.notify()
+
+    def _publish_live(self, device: str, topic: str, payload: bytes) -> None:
+        d = self.deliveries.get(Router.mqtt_sink_name(device))
+        sink = d.sink if d is not None else None
+        if sink is None or not isinstance(sink, MqttSink):
+            if self.router is not None:
+                self.router.live_dropped += 1
+            return
+        task = asyncio.get_running_loop().create_task(sink.publish_now(topic, payload, qos=0))
+        self._live_tasks.add(task)
+        task.add_done_callback(self._live_tasks.discard)
+
+    def _device_state(self, runner: DeviceRunner) -> None:
+        log.info("device %s: %s (monitoring %s)", runner.dev.id, runner.state, "on" if runner.monitoring else "OFF")
+        self._publish_status(runner)
+
+    def status_payload(self, runner: DeviceRunner) -> tuple[dict[str, Any], dict[str, Any]]:
+        health = runner.session.health()
+        sp = self.spool.stats()
+        health["spool_bytes"] = sp.bytes
+        health["monitoring"] = runner.monitoring
+        payload = {
+            "schema": "neurospasm.status/1",
+            "device": runner.dev.id,
+            "state": runner.state,
+            "monitoring": runner.monitoring,
+            "updated": payloads.iso(time.time()),
+            **{k: v for k, v in health.items() if k != "spool_bytes"},
+            "link": {
+                "bad_frames": runner.bad_frames(),
+                "decode_errors": dict(runner.decode_errors),
+                "reconnects": runner.reconnects,
+                **runner.link,
+            },
+            "spool": {
+                "bytes": sp.bytes,
+                "quota_bytes": sp.quota_bytes,
+                "oldest_age_s": sp.oldest_age_max_s,
+                "evicted_records": {p.name.lower(): n for p, n in sp.evicted_records.items()},
+            },
+            "sinks": {name: d.health() for name, d in self.deliveries.items()},
+        }
+        return payload, health
+
+    def _publish_status(self, runner: DeviceRunner) -> None:
+        if self.router is None or not self._spool_open:
+            return
+        payload, health = self.status_payload(runner)
+        self.router.status(runner.dev.id, payload, health)
