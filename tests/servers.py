@@ -21,7 +21,6 @@ installs the Debian packages): the server tests must fail loudly, never skip, on
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -120,16 +119,26 @@ def port_accepts(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
         return False
 
 
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded once here, not in the child: between fork and exec only async-signal-safe work is wise.
+_LIBC = _load_libc()
+_PR_SET_PDEATHSIG = 1
+
+
 def _set_pdeathsig() -> None:
     """In the child: ask the kernel to SIGKILL us when the test process dies, so no server outlives it.
 
     It fires when the *thread* that started the server exits; the fixtures start servers from pytest's
     main thread, which lives as long as the run.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def http_request(
@@ -678,7 +687,9 @@ class VictoriaMetrics(Server):
       helpers flush and poll until the samples they are told to expect are there
       (``-search.latencyOffset=0s`` and ``-search.disableCache`` stop queries from hiding the most recent
       points or serving stale cached results);
-    * values are float64 and timestamps are kept in milliseconds.
+    * values are float64 and timestamps are kept in milliseconds;
+    * :meth:`kill` (SIGKILL) loses the rows of the last second or so that were acknowledged but still in
+      memory, unlike InfluxDB's fsynced WAL: outage tests should use :meth:`stop` / :meth:`start`.
     """
 
     name = "victoria-metrics"
