@@ -4,6 +4,8 @@ State is carried across chunks, so the events are the same whatever chunk sizes 
 fed: live from a wearable, on a replay, or offline on a file.
 """
 
+from detectors.config import ConfigError, DetectorConfig
+from detectors.detector import SpasmDetector
 from detectors.events import (
     SPASM_TYPES,
     DetectorOutput,
@@ -13,4 +15,14 @@ from detectors.events import (
     SpasmType,
 )
 
-__all__ = ["SPASM_TYPES", "DetectorOutput", "Onset", "QualityChange", "SpasmEvent", "SpasmType"]
+__all__ = [
+    "SPASM_TYPES",
+    "ConfigError",
+    "DetectorConfig",
+    "DetectorOutput",
+    "Onset",
+    "QualityChange",
+    "SpasmDetector",
+    "SpasmEvent",
+    "SpasmType",
+]

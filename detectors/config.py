@@ -1,0 +1,206 @@
+"""Detector configuration: one frozen dataclass, constructible from a TOML section.
+
+Every threshold is relative to the channel's own resting level or expressed in physiological units
+(Hz, seconds, uV, g), never in samples, so one configuration works at any sample rate (EMG 500-4000
+Hz, accelerometer 25-400 Hz) and on any electrode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A detector configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """Streaming spasm detector settings (defaults are physiology-based; see docs/detector.md)."""
+
+    # --- preprocessing -------------------------------------------------------------------------
+    #: Mains frequency to notch (50 or 60). None: detect it from the first ``mains_detect_s`` of
+    #: EMG (processing is held back until then); no notch if no hum is found.
+    mains_hz: int | None = None
+    #: Highest mains harmonic notched (1 = fundamental only, 0 = no notch). Harmonics above the
+    #: band-pass top are skipped. Extra notch sections cost almost nothing in ``sosfilt``.
+    mains_max_harmonic: int = 9
+    notch_q: float = 30.0
+    mains_detect_s: float = 1.0
+    band_low_hz: float = 20.0
+    #: Capped at 0.45 x the sample rate, so 500 Hz EMG gets 20-225 Hz.
+    band_high_hz: float = 450.0
+    band_order: int = 4
+    #: Rate of the power envelope the decision logic runs on (integer decimation of the EMG rate).
+    envelope_rate_hz: float = 200.0
+    #: Low-pass on the power envelope: fast enough to resolve 8 Hz clonus bursts.
+    envelope_cutoff_hz: float = 25.0
+    #: Processing block: the detector works on fixed blocks of this length aligned to the stream,
+    #: which is what makes it chunk-invariant; it is also the alerting latency floor.
+    block_s: float = 0.05
+    # --- adaptive resting baseline ---------------------------------------------------------------
+    baseline_window_s: float = 20.0
+    #: Low percentile of 50 ms block powers over the window: bursts, even frequent ones, do not
+    #: move it, and blocks during an episode are not entered at all.
+    baseline_percentile: float = 10.0
+    baseline_update_s: float = 1.0
+    baseline_min_s: float = 0.5
+    # --- onset / offset ---------------------------------------------------------------------------
+    #: Onset: envelope above max(on_ratio x rest, rest + on_min_delta_uv). x5 (+14 dB) keeps the
+    #: resting envelope's own fluctuation (worst at 500 Hz, where the band is narrow) far below it.
+    on_ratio: float = 5.0
+    on_min_delta_uv: float = 8.0
+    #: "Back near rest": below max(off_ratio x rest, rest + off_min_delta_uv, off_peak_fraction x
+    #: the episode's peak so far); the last term ends a big burst at its tail rather than letting
+    #: the low after-activity that follows strong spasms stretch it.
+    off_ratio: float = 2.0
+    off_min_delta_uv: float = 2.0
+    off_peak_fraction: float = 0.05
+    #: Time above the onset threshold before the early Onset notice is sent (min burst length).
+    confirm_s: float = 0.025
+    #: Offset at the start of at least this long back near rest (AASM-style).
+    quiet_s: float = 0.5
+    #: Within that quiet period, flickers above "rest" (but below onset) this short are tolerated:
+    #: the resting envelope itself crosses 2x rest now and then.
+    quiet_blip_s: float = 0.1
+    settle_s: float = 0.1
+    max_episode_s: float = 300.0
+    #: Mean frequency of the power in excess of rest must be at least this: surface EMG has most
+    #: power at 50-150 Hz, while ECG pickup, cable motion and electrode pops, after the band-pass,
+    #: keep their energy near its low edge (20-40 Hz).
+    emg_min_freq_hz: float = 50.0
+    # --- classification ---------------------------------------------------------------------------
+    twitch_max_s: float = 0.5
+    tonic_min_s: float = 10.0
+    clonus_min_hz: float = 3.0
+    clonus_max_hz: float = 8.0
+    clonus_min_cycles: int = 4
+    #: Allowed deviation of each burst interval from the run's median interval (fraction).
+    clonus_jitter: float = 0.3
+    # --- tremor (accelerometer) -------------------------------------------------------------------
+    tremor_min_hz: float = 3.0
+    tremor_max_hz: float = 12.0
+    tremor_min_s: float = 3.0
+    tremor_window_s: float = 2.0
+    tremor_hop_s: float = 0.125
+    tremor_min_rms_g: float = 0.01
+    #: Share of 1-20 Hz movement power within +-0.75 Hz of the spectral peak: rhythmic, not posture.
+    tremor_peak_ratio: float = 0.45
+    tremor_freq_tol_hz: float = 1.5
+    # --- signal quality -------------------------------------------------------------------------
+    flat_range_uv: float = 1.0
+    lead_off_dc_uv: float = 100_000.0
+    #: Amplifier full scale (uV) if known; otherwise saturation is recognised by clipping plateaus.
+    full_scale_uv: float | None = None
+    saturation_min_range_uv: float = 1000.0
+    rail_fraction: float = 0.05
+    quality_hold_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"detector config key {f.name!r}: must be finite, got {value!r}")
+        if self.mains_hz not in (None, 50, 60):
+            raise ConfigError(
+                f"detector config key 'mains_hz': must be 50, 60 or absent (auto), got {self.mains_hz!r}"
+            )
+        if not 0 < self.band_low_hz < self.band_high_hz:
+            raise ConfigError(
+                f"detector config keys 'band_low_hz'/'band_high_hz': need 0 < low < high, got "
+                f"{self.band_low_hz}/{self.band_high_hz}"
+            )
+        positive = (
+            "notch_q", "mains_detect_s", "envelope_rate_hz", "envelope_cutoff_hz", "block_s",
+            "baseline_window_s", "baseline_update_s", "baseline_min_s", "confirm_s", "quiet_s",
+            "max_episode_s", "twitch_max_s", "tonic_min_s", "tremor_min_s", "tremor_window_s",
+            "tremor_hop_s", "tremor_min_rms_g", "quality_hold_s", "flat_range_uv", "lead_off_dc_uv",
+            "saturation_min_range_uv",
+        )  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"detector config key {name!r}: must be > 0, got {getattr(self, name)!r}")
+        if not 1.0 < self.off_ratio <= self.on_ratio:
+            raise ConfigError(
+                "detector config keys 'off_ratio'/'on_ratio': need 1 < off <= on, "
+                f"got {self.off_ratio}/{self.on_ratio}"
+            )
+        if not 0 < self.baseline_percentile < 50:
+            raise ConfigError(
+                f"detector config key 'baseline_percentile': need 0 < p < 50, got {self.baseline_percentile}"
+            )
+        if not 0 < self.clonus_min_hz < self.clonus_max_hz:
+            raise ConfigError("detector config keys 'clonus_min_hz'/'clonus_max_hz': need 0 < min < max")
+        if not 0 < self.tremor_min_hz < self.tremor_max_hz:
+            raise ConfigError("detector config keys 'tremor_min_hz'/'tremor_max_hz': need 0 < min < max")
+        if self.clonus_min_cycles < 2:
+            raise ConfigError(
+                f"detector config key 'clonus_min_cycles': need >= 2, got {self.clonus_min_cycles}"
+            )
+        if self.mains_max_harmonic < 0 or self.band_order < 1:
+            raise ConfigError("detector config keys 'mains_max_harmonic' >= 0 and 'band_order' >= 1 required")
+        if self.tremor_window_s < 1.0:
+            raise ConfigError("detector config key 'tremor_window_s': need >= 1 s for a 3 Hz spectral peak")
+        if self.full_scale_uv is not None and self.full_scale_uv <= 0:
+            raise ConfigError(f"detector config key 'full_scale_uv': must be > 0, got {self.full_scale_uv}")
+        for name in ("off_peak_fraction", "tremor_peak_ratio", "rail_fraction", "clonus_jitter"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(
+                    f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"
+                )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "detector config") -> DetectorConfig:
+        """Build from a mapping (a TOML ``[detector]`` section); errors name ``source`` and the key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                close = [k for k in sorted(known) if k.split("_")[0] == str(key).split("_")[0]]
+                hint = f" (did you mean one of {close}?)" if close else ""
+                raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+            kwargs[key] = _coerce(source, key, value, hints[key])
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def hash(self) -> str:
+        """Short stable hash of every setting: events carry it so results can be traced to settings."""
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
+    """Check one TOML value against the field's type; ints are accepted where floats are expected."""
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: key {key!r} must not be empty")
+    if isinstance(value, bool):
+        raise ConfigError(f"{source}: key {key!r} must be a number, got a boolean")
+    if base is float and isinstance(value, int | float):
+        return float(value)
+    if base is int and isinstance(value, int):
+        return value
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    want = "an integer" if base is int else "a number"
+    raise ConfigError(f"{source}: key {key!r} must be {want}, got {value!r}")

@@ -1,0 +1,186 @@
+"""Tremor from the accelerometer: a sustained spectral peak at 3-12 Hz.
+
+The 3-axis signal is band-passed (2-15 Hz: gravity and posture changes are near DC, walking
+cadence ~2 Hz), then every ``tremor_hop_s`` the last ``tremor_window_s`` is analysed: a window is
+tremor-like when its movement power is concentrated in a narrow peak inside the tremor band and
+its RMS is above ``tremor_min_rms_g``. Consecutive tremor-like windows at a consistent frequency
+form one episode; an episode lasting ``tremor_min_s`` is a tremor. Onset and offset are refined to
+the hop (125 ms) from the per-hop amplitude.
+
+Analysis points are laid every hop from the start of each contiguous segment, so the results do
+not depend on how the stream is chunked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import signal
+
+from detectors.config import DetectorConfig
+
+
+@dataclass(slots=True)
+class TremorEpisode:
+    onset: int
+    freqs: list[float] = field(default_factory=list)
+    rms: list[float] = field(default_factory=list)
+    last_end: int = 0  # end sample of the last tremor-like window
+    misses: int = 0
+    confirmed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TremorResult:
+    """A finished tremor episode (the detector turns it into a SpasmEvent)."""
+
+    onset: int
+    offset: int
+    frequency_hz: float
+    rms_g: float
+    confidence: float
+    truncated: bool
+
+
+class TremorTracker:
+    """Accelerometer stream state. ``feed`` returns (confirmations, finished episodes)."""
+
+    def __init__(self, cfg: DetectorConfig, rate_hz: float) -> None:
+        self.cfg = cfg
+        self.rate = float(rate_hz)
+        nyq = 0.5 * rate_hz
+        self.hi_hz = min(15.0, 0.9 * nyq)
+        self.sos = signal.butter(2, [1.5, self.hi_hz], btype="bandpass", fs=rate_hz, output="sos")
+        self.zi0 = signal.sosfilt_zi(self.sos)
+        self.win = max(8, round(cfg.tremor_window_s * rate_hz))
+        self.hop = max(1, round(cfg.tremor_hop_s * rate_hz))
+        nfft = 1 << max(8, math.ceil(math.log2(4 * self.win)))
+        self.nfft = nfft
+        self.freqs = np.fft.rfftfreq(nfft, 1.0 / rate_hz)
+        self.taper = np.hanning(self.win)[:, None]
+        f_hi = min(cfg.tremor_max_hz, 0.9 * nyq)
+        self.band = (self.freqs >= cfg.tremor_min_hz) & (self.freqs <= f_hi)
+        self.total = (self.freqs >= 1.0) & (self.freqs <= min(20.0, 0.95 * nyq))
+        self.min_samples = round(cfg.tremor_min_s * rate_hz)
+        self.reset()
+        self.hops: deque[tuple[int, float]] = deque(maxlen=self.win // self.hop + 64)
+
+    def reset(self) -> None:
+        self.zi: np.ndarray | None = None
+        self.hist = np.zeros((0, 3))
+        self.seg_count = 0
+        self.seg_start = 0
+        self.ep: TremorEpisode | None = None
+        if hasattr(self, "hops"):
+            self.hops.clear()
+
+    def feed(self, start: int, x: np.ndarray) -> tuple[list[tuple[int, int]], list[TremorResult]]:
+        """Filter a chunk and analyse every hop boundary it completes."""
+        confirms: list[tuple[int, int]] = []
+        done: list[TremorResult] = []
+        if x.shape[0] == 0:
+            return confirms, done
+        if self.zi is None:
+            self.zi = self.zi0[:, :, None] * x[0][None, None, :]
+            self.seg_start = start
+        y, self.zi = signal.sosfilt(self.sos, x, axis=0, zi=self.zi)
+        full = np.concatenate([self.hist, y]) if self.hist.shape[0] else y
+        n_hist = self.hist.shape[0]
+        first = self.seg_count
+        last = self.seg_count + x.shape[0]
+        k = (first // self.hop + 1) * self.hop
+        while k <= last:
+            end_full = n_hist + (k - first)
+            hop_seg = full[max(0, end_full - self.hop) : end_full]
+            end_abs = self.seg_start + k
+            self.hops.append(
+                (end_abs - hop_seg.shape[0], float(np.sqrt(np.mean(np.sum(hop_seg**2, axis=1)))))
+            )
+            if k >= self.win:
+                self._analyse(full[end_full - self.win : end_full], end_abs, confirms, done)
+            k += self.hop
+        self.seg_count = last
+        self.hist = full[-self.win :].copy()
+        return confirms, done
+
+    def close(self, at: int) -> list[TremorResult]:
+        """End of segment (gap or end of stream): finish a confirmed episode, truncated."""
+        out: list[TremorResult] = []
+        if self.ep is not None and self.ep.confirmed:
+            out.append(self._result(self.ep, at, truncated=True))
+        self.reset()
+        return out
+
+    def _analyse(
+        self, w: np.ndarray, end: int, confirms: list[tuple[int, int]], done: list[TremorResult]
+    ) -> None:
+        cfg = self.cfg
+        spec = np.abs(np.fft.rfft((w - w.mean(axis=0)) * self.taper, n=self.nfft, axis=0)) ** 2
+        p = spec.sum(axis=1)
+        rms = float(np.sqrt(np.mean(np.sum(w**2, axis=1))))
+        ok = False
+        f_peak = 0.0
+        if rms >= cfg.tremor_min_rms_g:
+            band_p = np.where(self.band, p, 0.0)
+            kp = int(band_p.argmax())
+            f_peak = float(self.freqs[kp])
+            near = np.abs(self.freqs - f_peak) <= 0.75
+            tot = float(p[self.total].sum())
+            ok = tot > 0 and float(p[near].sum()) / tot >= cfg.tremor_peak_ratio
+            if ok and kp > 0 and kp + 1 < p.shape[0]:  # parabolic interpolation of the peak
+                a, b, c = math.log(p[kp - 1] + 1e-30), math.log(p[kp] + 1e-30), math.log(p[kp + 1] + 1e-30)
+                den = a - 2 * b + c
+                if den < 0:
+                    f_peak += 0.5 * (a - c) / den * float(self.freqs[1])
+        ep = self.ep
+        if ok and ep is not None and abs(f_peak - float(np.median(ep.freqs))) > cfg.tremor_freq_tol_hz:
+            ok_same = False
+        else:
+            ok_same = ok
+        if ok_same:
+            if ep is None:
+                ep = TremorEpisode(onset=self._refine_onset(end, rms))
+                self.ep = ep
+            ep.freqs.append(f_peak)
+            ep.rms.append(rms)
+            ep.last_end = end
+            ep.misses = 0
+            if not ep.confirmed and end - ep.onset >= self.min_samples:
+                ep.confirmed = True
+                confirms.append((ep.onset, end))
+        elif ep is not None:
+            ep.misses += 1
+            if ep.misses >= 2 or ok:  # a different rhythm ends this one
+                if ep.confirmed:
+                    done.append(self._result(ep, self._refine_offset(ep), truncated=False))
+                self.ep = None
+
+    def _refine_onset(self, end: int, rms: float) -> int:
+        """First hop of the window whose amplitude reaches half the window's RMS."""
+        start = end - self.win
+        for s, r in self.hops:
+            if s >= start and r >= 0.5 * rms:
+                return s
+        return start
+
+    def _refine_offset(self, ep: TremorEpisode) -> int:
+        """End of the last hop, within the last tremor-like window, still at half the episode RMS."""
+        level = 0.5 * float(np.median(ep.rms))
+        off = ep.last_end - self.win // 2
+        for s, r in self.hops:
+            if ep.last_end - self.win <= s < ep.last_end and r >= level:
+                off = s + self.hop
+        return off
+
+    def _result(self, ep: TremorEpisode, offset: int, truncated: bool) -> TremorResult:
+        freqs = np.asarray(ep.freqs)
+        f = float(np.median(freqs))
+        spread = float(freqs.std()) if freqs.size > 1 else 0.0
+        conf = max(0.2, 1.0 - spread / self.cfg.tremor_freq_tol_hz) * (0.5 if truncated else 1.0)
+        return TremorResult(
+            onset=ep.onset, offset=max(offset, ep.onset + 1), frequency_hz=round(f, 2),
+            rms_g=float(np.median(ep.rms)), confidence=round(conf, 3), truncated=truncated,
+        )  # fmt: skip
