@@ -422,6 +422,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         if ": " in msg and " " not in msg.split(": ", 1)[0]:
             head, msg = msg.split(": ", 1)
             where = f"{where}.{head}" if where else head
+        given = e.get("input")
+        if e["type"] != "value_error" and isinstance(given, str | int | float | bool):
+            msg += f" (got {given!r})"
         lines.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
     return "\n".join(lines)
 

@@ -277,8 +277,17 @@ class _Timeline:
     def add(self, a: float, b: float) -> None:
         self.busy.append((a, b))
 
-    def free(self, a: float, b: float, gap: float = MIN_GAP_S) -> bool:
-        return all(b + gap <= s or a >= e + gap for s, e in self.busy)
+    def place(self, t: float, d: float, end: float, gap: float = MIN_GAP_S) -> float | None:
+        """Earliest start >= ``t`` where ``d`` seconds fit with ``gap`` to everything else (or None).
+
+        Deferring rather than dropping keeps the realised rate close to the profile's rate.
+        """
+        while t + d <= end:
+            clash = [e for s, e in self.busy if not (t + d + gap <= s or t >= e + gap)]
+            if not clash:
+                return t
+            t = max(clash) + gap
+        return None
 
 
 def _draw_event(rng: np.random.Generator, kind: str, sc: Scenario, chans: list[str]) -> dict[str, Any]:
@@ -300,12 +309,14 @@ def _draw_event(rng: np.random.Generator, kind: str, sc: Scenario, chans: list[s
     elif kind == "tonic":
         ev["duration_s"] = float(rng.uniform(12.0, 40.0))
     elif kind == "clonus":
-        f = float(rng.uniform(4.0, 7.0))
+        f = float(rng.uniform(3.8, 7.0))  # ankle/knee clonus, Wallace 2005; Hidler & Rymer
         ev["frequency_hz"] = f
         ev["cycles"] = int(rng.integers(5, 30))
         ev["duration_s"] = ev["cycles"] / f
     else:  # tremor: weak EMG, the movement is on the accelerometer
-        ev["frequency_hz"] = float(rng.uniform(4.0, 6.0))
+        # Parkinsonian rest tremor is 4-6 Hz; otherwise (essential, physiological-enhanced) 3.5-11 Hz.
+        lo_f, hi_f = (4.0, 6.0) if sc.profile.kind == "parkinson" else (3.5, 11.0)
+        ev["frequency_hz"] = float(rng.uniform(lo_f, hi_f))
         ev["duration_s"] = float(rng.uniform(4.0, 30.0))
         ev["peak_uv"] = float(rng.uniform(5.0, 10.0))
         ev["channel"] = "ACC"
@@ -329,8 +340,10 @@ def _plan(sc: Scenario) -> tuple[list[_Planned], list[ConfounderSpec]]:
         timeline.add(ev.onset_s, ev.onset_s + d)
     confs = list(sc.confounders)
     for cf in confs:
-        if cf.kind in ("voluntary", "posture") and cf.onset_s is not None:
-            timeline.add(cf.onset_s, cf.onset_s + (cf.duration_s or 2.0))
+        # Scripted transient confounders keep stochastic events off them: each label stays one
+        # unambiguous thing. Whole-recording ones (no onset: mains, ECG, wander) do not.
+        if cf.onset_s is not None:
+            timeline.add(cf.onset_s, cf.onset_s + (cf.duration_s or 5.0))
 
     prof = sc.profile
     defaults = _PROFILE_DEFAULTS[prof.kind]
@@ -364,8 +377,10 @@ def _plan(sc: Scenario) -> tuple[list[_Planned], list[ConfounderSpec]]:
         if what == "event":
             kind = kinds[int(rng.choice(len(kinds), p=weights))]
             drawn = _draw_event(rng, kind, sc, chans)
-            if t + drawn["duration_s"] > end or not timeline.free(t, t + drawn["duration_s"]):
+            at = timeline.place(t, drawn["duration_s"], end)
+            if at is None:
                 continue
+            t = at
             planned.append(
                 _Planned(
                     kind,
@@ -386,8 +401,10 @@ def _plan(sc: Scenario) -> tuple[list[_Planned], list[ConfounderSpec]]:
             d = float(rng.uniform(1.0, 4.0))
             ch = chans[int(rng.integers(len(chans)))]
             amp = float(rng.uniform(60.0, 300.0))
-            if t + d > end or not timeline.free(t, t + d):
+            at = timeline.place(t, d, end)
+            if at is None:
                 continue
+            t = at
             confs.append(
                 ConfounderSpec(kind="voluntary", channel=ch, onset_s=t, duration_s=d, amplitude_uv=amp)
             )
@@ -395,8 +412,10 @@ def _plan(sc: Scenario) -> tuple[list[_Planned], list[ConfounderSpec]]:
         else:
             d = float(rng.uniform(1.5, 3.0))
             target = str(rng.choice(sorted(POSTURE_G)))
-            if t + d > end or not timeline.free(t, t + d, gap=1.0):
+            at = timeline.place(t, d, end, gap=1.0)
+            if at is None:
                 continue
+            t = at
             confs.append(
                 ConfounderSpec.model_validate(
                     {"kind": "posture", "channel": "ACC", "onset_s": t, "duration_s": d, "posture": target}
@@ -686,15 +705,21 @@ def _add_confounder(
         f0 = cf.frequency_hz or 50.0
         amp = cf.amplitude_uv or 20.0
         i0, i1 = round(a * fs), round(b * fs)
+        # Fundamental plus odd harmonics (transformer and rectifier distortion), only below
+        # Nyquist. sin(wt + p) = cos(p) sin(wt) + sin(p) cos(wt): one sin/cos basis for all channels.
+        harmonics = [(h, rel) for h, rel in ((1, 1.0), (3, 0.3), (5, 0.12)) if h * f0 < 0.5 * fs]
         t = np.arange(i0, i1) / fs
+        basis = np.empty((i1 - i0, 2 * len(harmonics)))
+        for k, (h, _) in enumerate(harmonics):
+            basis[:, 2 * k] = np.sin(2 * np.pi * h * f0 * t)
+            basis[:, 2 * k + 1] = np.cos(2 * np.pi * h * f0 * t)
         for c, i in _targets(sc, cf, ch_index):
             gain = rng.uniform(0.6, 1.0)
             ph = rng.uniform(0, 2 * np.pi, 3)
-            x = np.zeros(i1 - i0)
-            for h, rel, p in zip((1, 3, 5), (1.0, 0.3, 0.12), ph, strict=True):
-                if h * f0 < 0.5 * fs:
-                    x += rel * np.sin(2 * np.pi * h * f0 * t + p)
-            emg[i0:i1, i] += amp * gain * x
+            w = np.zeros(basis.shape[1])
+            for k, (_, rel) in enumerate(harmonics):
+                w[2 * k], w[2 * k + 1] = rel * np.cos(ph[k]), rel * np.sin(ph[k])
+            emg[i0:i1, i] += basis @ (amp * gain * w)
             out.append(_conf_label("mains", c, a, b, frequency_hz=f0, amplitude_uv=amp * gain))
         return out
 
@@ -721,12 +746,14 @@ def _add_confounder(
         a, b = _interval(sc, cf, None)
         amp = cf.amplitude_uv or 150.0
         i0, i1 = round(a * fs), round(b * fs)
+        # Sub-hertz: computed on a 100 Hz grid and interpolated (exact enough, 20x cheaper at 2 kHz).
         t = np.arange(i1 - i0) / fs
+        tg = np.arange(0.0, (i1 - i0) / fs + 0.02, 0.01)
         for c, i in _targets(sc, cf, ch_index):
             f = cf.frequency_hz or rng.uniform(0.15, 0.4)  # respiration-like
-            x = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-            x += 0.5 * np.sin(2 * np.pi * rng.uniform(0.03, 0.08) * t + rng.uniform(0, 2 * np.pi))
-            emg[i0:i1, i] += amp * x / 1.5
+            x = np.sin(2 * np.pi * f * tg + rng.uniform(0, 2 * np.pi))
+            x += 0.5 * np.sin(2 * np.pi * rng.uniform(0.03, 0.08) * tg + rng.uniform(0, 2 * np.pi))
+            emg[i0:i1, i] += np.interp(t, tg, amp * x / 1.5)
             out.append(_conf_label("baseline_wander", c, a, b, amplitude_uv=amp))
         return out
 
