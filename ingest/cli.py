@@ -3,6 +3,10 @@
     neurospasm run --config FILE      the gateway (collectors, detectors, sinks)
     neurospasm sim --serial           a simulated wearable on a pseudo-terminal
     neurospasm demo                   everything in one process on embedded defaults
+
+Further subcommands live beside the code they drive: each module named in ``COMMAND_MODULES``
+has ``register(subparsers)``, which adds its parser with ``set_defaults(handler=...)``; the
+handler takes the parsed arguments and returns the exit code.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
@@ -19,6 +24,9 @@ from ingest import __version__
 from ingest.config import ConfigError, load_config
 
 log = logging.getLogger("neurospasm")
+
+#: Modules that add subcommands (detect, record, replay, ...), in the order --help lists them.
+COMMAND_MODULES = ("ingest.offline", "ingest.recording", "ingest.replay", "ingest.worker")
 
 
 def _setup_logging(verbose: int, quiet: bool = False) -> None:
@@ -81,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", default=None, help="where local series and the spool go (default: a temp dir)")
     demo.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
     demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # that part of the product is not built in this checkout
+            raise
+        module.register(sub)
     return p
 
 
@@ -96,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ingest.demo import run_demo
 
             return asyncio.run(run_demo(args))
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
     except ConfigError as exc:
         print(f"neurospasm: {exc}", file=sys.stderr)
         return 2

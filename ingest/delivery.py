@@ -125,6 +125,11 @@ class Delivery:
                 self._failed(str(exc), exc.retry_after)
             except OSError as exc:  # a sink that leaked a socket error is still only "down"
                 self._failed(f"{type(exc).__name__}: {exc}", None)
+            except Exception as exc:
+                # A bug, not an outage: say so loudly, but keep the data flowing once it clears
+                # (the records stay in the spool either way).
+                log.exception("%s: unexpected error in delivery", self.sink_name)
+                self._failed(f"{type(exc).__name__}: {exc}", None)
             finally:
                 self.sink = None
             delay = self.backoff.next(self._retry_after)

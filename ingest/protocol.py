@@ -33,6 +33,9 @@ import numpy as np
 from cobs import cobs
 
 __all__ = [
+    "BLE_CMD_CHAR_UUID",
+    "BLE_DATA_CHAR_UUID",
+    "BLE_SERVICE_UUID",
     "MAX_WIRE_BYTES",
     "PROTOCOL_VERSION",
     "AccFrame",
@@ -62,6 +65,12 @@ CRC = struct.Struct("<I")
 MAX_RAW_BYTES = MAX_WIRE_BYTES - 3
 #: Reader gives up on a run of bytes without a delimiter after this many (garbage, wrong baud rate).
 MAX_PENDING_BYTES = 4 * MAX_WIRE_BYTES
+
+#: GATT layout of a neurospasm wearable (BLE): one service, a notify characteristic carrying one
+#: encoded frame (delimiter included) per notification, and a write characteristic for commands.
+BLE_SERVICE_UUID = "6e5a0001-4e53-4d53-9000-6e6575726f73"
+BLE_DATA_CHAR_UUID = "6e5a0002-4e53-4d53-9000-6e6575726f73"
+BLE_CMD_CHAR_UUID = "6e5a0003-4e53-4d53-9000-6e6575726f73"
 
 _INFO_FIXED = struct.Struct("<IHHBBff")
 _EMG_FIXED = struct.Struct("<BB")

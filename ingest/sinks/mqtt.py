@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 
 import aiomqtt
+import paho.mqtt.client as paho_client
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
@@ -83,7 +84,8 @@ class MqttSink:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.status_topic, will_payload, qos=1, retain=True),
             clean_session=None if v5 else cfg.clean_session,
-            clean_start=True if (v5 and cfg.clean_session) else False,
+            # paho refuses any clean_start value but its default on MQTT 3.1.1
+            clean_start=cfg.clean_session if v5 else paho_client.MQTT_CLEAN_START_FIRST_ONLY,
             keepalive=cfg.keepalive_s,
             timeout=self.publish_timeout_s,
             properties=props,

@@ -1,0 +1,196 @@
+"""End to end, as deployed: simulator on a pty -> `neurospasm run` -> real Mosquitto and InfluxDB.
+
+Nothing here is faked but the wearable (the simulator is the device seam). The gateway runs as
+its own process from the console script with a TOML config, exactly as a service would. An
+independent MQTT subscriber counts events; the samples are queried back over InfluxDB's HTTP API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from servers import InfluxDB1, Mosquitto, VictoriaMetrics, wait_until
+
+from firmware_sim.scenario import builtin_scenario
+from firmware_sim.signals import synthesize
+
+SCENARIO = "e2e_short"
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class Proc:
+    """A child process of ours whose stderr goes to a file (shown when a test fails)."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        self.fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self.fh, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self.p.stdout:
+            self.p.stdout.close()
+        self.fh.close()
+        return int(self.p.returncode)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_sim(tmp: Path, scenario: str = SCENARIO, extra: list[str] | None = None) -> tuple[Proc, str]:
+    path_file = tmp / "sim.path"
+    sim = Proc(
+        [sys.executable, "-m", "ingest.cli", "sim", "--serial", "--scenario", scenario,
+         "--path-file", str(path_file), *(extra or [])],
+        tmp / "sim.log",
+    )  # fmt: skip
+    wait_until(path_file.exists, 20, "the simulator's pty path")
+    return sim, path_file.read_text().strip()
+
+
+def write_config(tmp: Path, port_path: str, mqtt_port: int, influx: dict[str, Any]) -> Path:
+    lines = [
+        "[gateway]",
+        'site = "e2e"',
+        'patient = "p-0001"',
+        f'state_dir = "{tmp / "state"}"',
+        "stale_after_s = 3.0",
+        "",
+        "[[devices]]",
+        'id = "dev-a"',
+        'transport = "serial"',
+        f'port = "{port_path}"',
+        "",
+        "[mqtt]",
+        'host = "127.0.0.1"',
+        f"port = {mqtt_port}",
+        "",
+        "[influx]",
+        *(f"{k} = {json.dumps(v)}" for k, v in influx.items()),
+    ]
+    cfg = tmp / "gateway.toml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+async def collect(
+    port: int, seconds: float, until: int | None = None
+) -> list[tuple[str, dict[str, Any], bool]]:
+    out: list[tuple[str, dict[str, Any], bool]] = []
+    async with aiomqtt.Client("127.0.0.1", port, identifier="e2e-observer") as client:
+        await client.subscribe("neurospasm/v1/#", qos=1)
+        deadline = time.monotonic() + seconds
+        try:
+            async with asyncio.timeout(seconds):
+                async for msg in client.messages:
+                    payload = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                    out.append((str(msg.topic), payload, bool(msg.retain)))
+                    if until is not None and sum(t.endswith("/events") for t, _, _ in out) >= until:
+                        break
+        except TimeoutError:
+            pass
+        assert time.monotonic() <= deadline + 1
+    return out
+
+
+@pytest.mark.slow
+def test_sim_to_mqtt_and_influx_v1(tmp_path: Path, mosquitto: Mosquitto, influxdb1: InfluxDB1) -> None:
+    truth = synthesize(builtin_scenario(SCENARIO))
+    assert len(truth.labels) == 3
+    sim, port_path = start_sim(tmp_path)
+    cfg = write_config(
+        tmp_path, port_path, mosquitto.port,
+        {"enabled": True, "api": "v1", "url": influxdb1.url, "database": influxdb1.database,
+         "flush_interval_s": 0.5},
+    )  # fmt: skip
+    gw = None
+    try:
+
+        async def scenario() -> list[tuple[str, dict[str, Any], bool]]:
+            nonlocal gw
+            task = asyncio.create_task(collect(mosquitto.port, 40.0, until=3))
+            await asyncio.sleep(0.5)  # subscriber is in before the gateway starts
+            gw = Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log")
+            msgs = await task
+            await asyncio.sleep(1.5)  # the recording's tail: envelope and status reach the store
+            return msgs
+
+        msgs = asyncio.run(scenario())
+        assert gw is not None
+        events = [p for t, p, _ in msgs if t == "neurospasm/v1/e2e/p-0001/dev-a/events"]
+        onsets = [p for t, p, _ in msgs if t.endswith("/onsets")]
+        status = [p for t, p, _ in msgs if t.endswith("/status")]
+        assert len(events) == 3, (events, gw.tail())
+        # Every onset notice came before its event, with the same id.
+        assert {e["id"] for e in events} <= {o["id"] for o in onsets}
+        assert any(s["state"] == "online" and s["monitoring"] for s in status)
+        # Timing: spacing between detected onsets matches the injected spasms within 50 ms.
+        detected = sorted(_ts(e["onset"]) for e in events)
+        injected = sorted(lab["onset_s"] for lab in truth.labels)
+        for d, i in zip(detected, injected, strict=True):
+            assert abs((d - detected[0]) - (i - injected[0])) < 0.05
+        assert [e["channel"] for e in sorted(events, key=lambda e: e["onset"])] == [
+            lab["channel"] for lab in sorted(truth.labels, key=lambda lab: lab["onset_s"])
+        ]
+
+        # The samples are in InfluxDB: the 50 Hz envelope of both channels over the recording.
+        def envelope_points() -> int:
+            return influxdb1.count("emg_envelope", "uv")
+
+        wait_until(lambda: envelope_points() >= 2 * 50 * 11, 15, "envelope points in InfluxDB")
+        assert envelope_points() <= 2 * 50 * 14
+        stored = influxdb1.query('SELECT "id", "peak_uv" FROM "spasm_event"')
+        assert sorted(r["id"] for r in stored) == sorted(e["id"] for e in events)
+        assert influxdb1.count("acc", "z") >= 50 * 11
+        assert influxdb1.count("device_health", "loss_pct") >= 1
+    finally:
+        rc = gw.stop() if gw is not None else 0
+        sim.stop()
+    assert rc == 0, gw.tail() if gw else ""
+
+
+@pytest.mark.slow
+def test_influx_v2_write_path_against_victoriametrics(
+    tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics
+) -> None:
+    """The v2 API (/api/v2/write, token/org/bucket) through influxdb-client, into a real server."""
+    sim, port_path = start_sim(tmp_path)
+    cfg = write_config(
+        tmp_path, port_path, mosquitto.port,
+        {"enabled": True, "api": "v2", "url": victoria.url, "token": "e2e-token", "org": "clinic",
+         "bucket": "neurospasm", "flush_interval_s": 0.5},
+    )  # fmt: skip
+    gw = Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log")
+    try:
+        msgs = asyncio.run(collect(mosquitto.port, 30.0, until=3))
+        assert sum(t.endswith("/events") for t, _, _ in msgs) == 3, gw.tail()
+        time.sleep(1.5)
+
+        assert len(victoria.samples("spasm_event_peak_uv", wait_for=3, timeout=15)) == 3
+        assert len(victoria.samples("emg_envelope_uv", wait_for=2 * 50 * 10, timeout=15)) >= 2 * 50 * 10
+    finally:
+        rc = gw.stop()
+        sim.stop()
+    assert rc == 0, gw.tail()
