@@ -110,12 +110,14 @@ def _spans(ax: Any, rec: Recording, channel: str, start: float, end: float) -> N
         if ev["channel"] == channel and ev["offset_s"] > start and ev["onset_s"] < end:
             ax.axvspan(ev["onset_s"], ev["offset_s"], color=EVENT_COLOURS[ev["type"]], alpha=0.3, lw=0)
     whole = 0.9 * rec.duration_s
+    always: list[str] = []
     for cf in rec.confounders:
         if cf["channel"] != channel or cf["offset_s"] <= start or cf["onset_s"] >= end:
             continue
         if cf["offset_s"] - cf["onset_s"] >= whole:
             # Whole-recording confounders (mains, ECG, wander): a note, not a span over everything.
-            ax.text(0.005, 0.85, cf["kind"], transform=ax.transAxes, fontsize=6, color="0.4", va="top")
+            if cf["kind"] not in always:
+                always.append(cf["kind"])
             continue
         ax.axvspan(cf["onset_s"], cf["offset_s"], facecolor="none", edgecolor="0.5", hatch="///", lw=0.5)
         ax.text(
@@ -126,6 +128,17 @@ def _spans(ax: Any, rec: Recording, channel: str, start: float, end: float) -> N
             fontsize=6,
             color="0.35",
             va="bottom",
+        )
+    if always:
+        ax.text(
+            0.005,
+            0.95,
+            " + ".join(always),
+            transform=ax.transAxes,
+            fontsize=6,
+            color="0.3",
+            va="top",
+            bbox={"facecolor": "white", "alpha": 0.7, "lw": 0},
         )
 
 

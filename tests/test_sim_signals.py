@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +122,16 @@ def test_accelerometer_gravity_and_tremor() -> None:
     seg = seg - seg.mean(axis=0)
     f, p = sps.welch(seg, fs=fa, nperseg=2 * fa, axis=0)
     assert abs(f[np.argmax(p.sum(axis=1))] - 5.0) <= 0.5
+
+
+def test_plot_command_writes_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from firmware_sim.plot import main
+
+    out = tmp_path / "img" / "e2e.png"
+    labels = tmp_path / "labels.json"
+    assert main(["e2e_short", "-o", str(out), "--end", "6", "--labels", str(labels)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(json.loads(labels.read_text())["events"]) == 3
+    assert main(["e2e_short", "-o", str(out), "--start", "50"]) == 2  # empty window
+    assert main(["no_such_scenario", "-o", str(out)]) == 2
