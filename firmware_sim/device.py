@@ -53,6 +53,10 @@ class SignalSource:
     acc_rate_hz: int
     channel_labels: list[str]
     loop: bool = False
+    #: ADC resolution: full scale maps to int16 full scale, so the recording's own railing
+    #: (saturation) is exactly where the simulated amplifier rails.
+    emg_scale_uv: float = EMG_SCALE_UV
+    acc_scale_g: float = ACC_SCALE_G
 
     @classmethod
     def from_recording(cls, recording: object, *, loop: bool = False) -> SignalSource:
@@ -63,6 +67,8 @@ class SignalSource:
             acc_rate_hz=int(recording.acc_rate_hz),  # type: ignore[attr-defined]
             channel_labels=list(recording.channel_labels),  # type: ignore[attr-defined]
             loop=loop,
+            emg_scale_uv=float(getattr(recording, "emg_full_scale_uv", EMG_SCALE_UV * 32767)) / 32767,
+            acc_scale_g=float(getattr(recording, "acc_full_scale_g", ACC_SCALE_G * 32767)) / 32767,
         )
 
 
@@ -112,8 +118,8 @@ class SimDevice:
         self._t_now = 0.0
         self._emg_block = max_emg_samples_per_frame(len(self.source.channel_labels))
         self._acc_block = max_acc_samples_per_frame(3)
-        self._emg_codes = _quantize(np.asarray(self.source.emg_uv, dtype=np.float64), EMG_SCALE_UV)
-        self._acc_codes = _quantize(np.asarray(self.source.acc_g, dtype=np.float64), ACC_SCALE_G)
+        self._emg_codes = _quantize(np.asarray(self.source.emg_uv, dtype=np.float64), self.source.emg_scale_uv)
+        self._acc_codes = _quantize(np.asarray(self.source.acc_g, dtype=np.float64), self.source.acc_scale_g)
         self._pending: list[bytes] = []
         self.battery_pct = 100
         self.contact_mask = (1 << len(self.source.channel_labels)) - 1
@@ -162,8 +168,8 @@ class SimDevice:
             boot_id=self.boot_id,
             emg_rate_hz=self.source.emg_rate_hz,
             acc_rate_hz=self.source.acc_rate_hz,
-            emg_scale_uv=EMG_SCALE_UV,
-            acc_scale_g=ACC_SCALE_G,
+            emg_scale_uv=self.source.emg_scale_uv,
+            acc_scale_g=self.source.acc_scale_g,
             device_id=self.device_id,
             firmware=self.firmware,
             channel_labels=tuple(self.source.channel_labels),
