@@ -11,7 +11,8 @@ behaviour, which a mock would only restate. Every class here:
   exits early, raises :class:`ServerError` with the tail of the server's log;
 * stops with SIGTERM then SIGKILL, and offers :meth:`Server.kill` (SIGKILL, like a crash) and
   :meth:`Server.start` / :meth:`Server.restart` on the SAME ports with the data directory intact, which the
-  outage tests need;
+  outage tests need; async tests use :meth:`Server.astart` / :meth:`Server.astop` /
+  :meth:`Server.arestart`, which keep the event loop running during a 20 s outage;
 * is a context manager, and is also killed if the test process dies (PR_SET_PDEATHSIG), so no test run
   leaves a server behind.
 
@@ -21,6 +22,7 @@ installs the Debian packages): the server tests must fail loudly, never skip, on
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import os
@@ -185,6 +187,7 @@ class Server:
         self.log_path = self.workdir / f"{self.name}.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._prepared = False
+        self._start_timeout = self.start_timeout
         self.starts = 0
 
     # -- to override -----------------------------------------------------------------------------------
@@ -211,6 +214,29 @@ class Server:
 
     def start(self, timeout: float | None = None) -> Self:
         """Start the server (again, on the same ports and data directory) and wait until it is ready."""
+        deadline = self._spawn(timeout)
+        delay = 0.02
+        while not self._ready_or_raise(deadline):
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        self.after_start()
+        return self
+
+    async def astart(self, ready_within: float | None = None) -> Self:
+        """:meth:`start` for async tests: the event loop keeps running (clients, gateways) meanwhile.
+
+        The process is spawned from the calling (event-loop) thread, never from a worker thread, so
+        PR_SET_PDEATHSIG does not kill the server when an executor thread exits.
+        """
+        deadline = self._spawn(ready_within)
+        delay = 0.02
+        while not await asyncio.to_thread(self._ready_or_raise, deadline):
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        await asyncio.to_thread(self.after_start)
+        return self
+
+    def _spawn(self, timeout: float | None) -> float:
         if self.running:
             raise ServerError(f"{self.name} is already running (pid {self.pid})")
         if not self._prepared:
@@ -229,31 +255,28 @@ class Server:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_set_pdeathsig,
             )
-        self._wait_ready(self.start_timeout if timeout is None else timeout)
-        self.after_start()
-        return self
+        self._start_timeout = self.start_timeout if timeout is None else timeout
+        return time.monotonic() + self._start_timeout
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while True:
-            assert self._proc is not None
-            code = self._proc.poll()
-            if code is not None:
-                self._proc = None
-                raise ServerError(
-                    f"{self.name} exited with code {code} during start-up; log {self.log_path}:\n"
-                    f"{self.log_tail()}"
-                )
-            if self.is_ready():
-                return
-            if time.monotonic() > deadline:
-                self.kill()
-                raise ServerError(
-                    f"{self.name} not ready after {timeout:.0f} s; log {self.log_path}:\n{self.log_tail()}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+    def _ready_or_raise(self, deadline: float) -> bool:
+        """One readiness probe; raises with the log tail if the server died or the deadline passed."""
+        assert self._proc is not None
+        code = self._proc.poll()
+        if code is not None:
+            self._proc = None
+            raise ServerError(
+                f"{self.name} exited with code {code} during start-up; log {self.log_path}:\n"
+                f"{self.log_tail()}"
+            )
+        if self.is_ready():
+            return True
+        if time.monotonic() > deadline:
+            self.kill()
+            raise ServerError(
+                f"{self.name} not ready after {self._start_timeout:.0f} s; log {self.log_path}:\n"
+                f"{self.log_tail()}"
+            )
+        return False
 
     def stop(self, timeout: float | None = None) -> int | None:
         """Graceful stop: SIGTERM, then SIGKILL if it has not exited within ``timeout``. Returns exit code."""
@@ -270,8 +293,27 @@ class Server:
         self._proc = None
         return proc.returncode
 
+    async def astop(self, grace: float | None = None) -> int | None:
+        """:meth:`stop` for async tests: waits for the exit without blocking the event loop."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, self.stop_timeout if grace is None else grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None
+        return proc.returncode
+
     def kill(self) -> None:
-        """SIGKILL, as in a crash or ``kill -9``: no shutdown handler runs. Waits until it is gone."""
+        """SIGKILL, as in a crash or ``kill -9``: no shutdown handler runs. Waits until it is gone.
+
+        Returns at once in practice (the kernel reaps a SIGKILLed process immediately), so it is also
+        fine to call from async tests.
+        """
         proc = self._proc
         if proc is None:
             return
@@ -289,6 +331,16 @@ class Server:
         if downtime > 0:
             time.sleep(downtime)
         return self.start()
+
+    async def arestart(self, downtime: float = 0.0, *, hard: bool = False) -> Self:
+        """:meth:`restart` for async tests, e.g. ``await mosquitto.arestart(20, hard=True)``."""
+        if hard:
+            self.kill()
+        else:
+            await self.astop()
+        if downtime > 0:
+            await asyncio.sleep(downtime)
+        return await self.astart()
 
     def log_tail(self, lines: int = 40) -> str:
         try:

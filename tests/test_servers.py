@@ -147,6 +147,28 @@ async def test_mosquitto_kill_and_restart_keeps_port_and_persistent_session(mosq
     assert [(str(m.topic), m.payload, m.qos) for m in got] == [("neurospasm/v1/events", b"event-1", 1)]
 
 
+async def test_async_restart_keeps_the_event_loop_running(mosquitto: Mosquitto, influxdb1: InfluxDB1) -> None:
+    """arestart/astop/astart let other coroutines run during the outage (a blocked loop would not)."""
+    seen_down: list[bool] = []
+
+    async def observe(server: Mosquitto | InfluxDB1) -> None:
+        await asyncio.sleep(0.2)  # runs in the middle of the 1 s outage only if the loop is free
+        seen_down.append(not server.running and not port_accepts(server.port))
+
+    port = mosquitto.port
+    await asyncio.gather(mosquitto.arestart(1.0, hard=True), observe(mosquitto))
+    assert (mosquitto.port, mosquitto.starts, mosquitto.running) == (port, 2, True)
+    async with aiomqtt.Client(mosquitto.host, port) as c:
+        await c.subscribe("after/restart", qos=1)
+        await c.publish("after/restart", b"ok", qos=1)
+        assert [m.payload for m in await _receive(c, 1)] == [b"ok"]
+
+    influxdb1.write(f"gap,device=d seconds=3 {T0_NS}")
+    await asyncio.gather(influxdb1.arestart(1.0), observe(influxdb1))
+    assert influxdb1.count("gap", "seconds") == 1
+    assert seen_down == [True, True]
+
+
 def test_start_failure_reports_log_tail(tmp_path: Path) -> None:
     broken = Mosquitto(tmp_path, extra_config=["no_such_option true"])
     with pytest.raises(ServerError, match=r"exited with code[\s\S]*no_such_option"):
