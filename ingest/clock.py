@@ -21,7 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import theilslopes
 
-__all__ = ["ClockModel", "ClockQuality"]
+__all__ = ["MAX_SLEW", "ClockModel", "ClockQuality"]
+
+#: Largest fraction by which sample spacing is shortened to catch up with a refitted line.
+MAX_SLEW = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,7 @@ class ClockQuality:
     """How much to trust the timestamps: spread of the envelope points around the fit."""
 
     points: int
-    drift_ppm: float
+    drift_ppm: float  # device crystal error: positive when the device counts faster than nominal
     residual_ms: float  # robust spread (1.4826 * MAD) of envelope points around the fitted line
 
 
@@ -123,13 +126,19 @@ class ClockModel:
     def block_start(self, first_counter: int, n: int) -> tuple[float, float]:
         """Start time and sample period for a block of ``n`` samples, kept monotonic.
 
-        Returns ``(t0, dt)`` so sample i of the block is at ``t0 + i * dt``.
+        Returns ``(t0, dt)`` so sample i of the block is at ``t0 + i * dt``. When a refit moves the
+        line earlier than timestamps already handed out, the block starts where the last one
+        ended and its samples are slewed (spaced at most ``MAX_SLEW`` closer than nominal) until
+        they are back on the line: time never runs backwards and an early error is not locked in.
         """
         t0 = float(self.to_utc(first_counter))
         dt = self._b
         if self._last_counter is not None and first_counter >= self._last_counter:
-            # A refit may have moved the line back a little: never step behind what was published.
-            t0 = max(t0, self._last_t + (first_counter - self._last_counter) * dt)
+            floor = self._last_t + (first_counter - self._last_counter) * dt
+            if t0 < floor:
+                fitted_end = t0 + n * dt
+                t0 = floor
+                dt = max((fitted_end - t0) / n, dt * (1.0 - MAX_SLEW)) if n else dt
         self._last_counter = first_counter + n
         self._last_t = t0 + n * dt
         return t0, dt
@@ -141,7 +150,7 @@ class ClockModel:
         x, t = pts[:, 0], pts[:, 1]
         resid = t - (self._a + self._b * x)
         mad = float(np.median(np.abs(resid - np.median(resid))))
-        return ClockQuality(len(pts), (self._b * self.rate_hz - 1.0) * 1e6, 1.4826 * mad * 1e3)
+        return ClockQuality(len(pts), (1.0 / (self._b * self.rate_hz) - 1.0) * 1e6, 1.4826 * mad * 1e3)
 
 
 def _theil_sen_slope(x: np.ndarray, t: np.ndarray) -> float:
