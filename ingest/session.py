@@ -9,6 +9,7 @@ units, the detector, and the display envelope. Everything it produces goes to ``
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections.abc import Callable
@@ -25,6 +26,10 @@ from ingest.protocol import AccFrame, EmgFrame, Frame, InfoFrame, StatusFrame
 
 log = logging.getLogger(__name__)
 
+#: Frames held back per stream waiting for an earlier, late frame before a hole counts as lost.
+REORDER_WINDOW = 8
+
+Domain = Literal["emg", "acc"]
 OutputKind = Literal["onset", "event", "gap", "status", "envelope", "acc", "raw", "live"]
 GapCause = Literal["lost_frames", "disconnect", "reboot", "lead_off", "saturation"]
 
@@ -67,6 +72,8 @@ class DomainState:
     missing: int = 0
     duplicates: int = 0
     last_t_end: float | None = None
+    disconnected: bool = False  # the link dropped since the last frame: the next hole is a disconnect
+    pending: list[tuple[int, int, Any, float]] = field(default_factory=list)  # reorder heap
 
 
 @dataclass(slots=True)
@@ -100,7 +107,6 @@ class DeviceSession:
         self.status: StatusFrame | None = None
         self.quality: dict[str, str] = {}
         self._open_quality: dict[str, tuple[int, float, str]] = {}
-        self._disconnected_at: float | None = None
         self._reboot_open: dict[str, tuple[int, float]] = {}
         self._env: EnvelopeDecimator | None = None
         self._env_base = 0  # EMG counter where the envelope decimator's stream began
@@ -154,6 +160,9 @@ class DeviceSession:
 
     def _close_streams(self, t_host: float, cause: GapCause) -> None:
         """End of a boot: flush the detector and record the gap up to the next data."""
+        for name, dom in (("emg", self.emg), ("acc", self.acc)):
+            if dom is not None:
+                self._drain(name, dom, force=True)  # type: ignore[arg-type]
         if self.detector is not None:
             self._handle(self.detector.finish())
         # The samples lost around a reboot cannot be counted (the counter restarted): the gap is
@@ -164,67 +173,105 @@ class DeviceSession:
             if d is not None and d.last_t_end is not None
         }
 
-    def _domain_counter(
-        self, dom: DomainState, name: Literal["emg", "acc"], c32: int, n: int, t_host: float
-    ) -> int | None:
-        """Unwrap, drop duplicates, account gaps. Returns the full counter, or None to drop."""
+    def _on_emg(self, frame: EmgFrame, t_host: float) -> None:
+        if self.info is None or self.emg is None or self.detector is None:
+            self.stats.no_info_frames += 1
+            return
+        if frame.samples.shape[1] != self.info.n_channels:
+            self.stats.no_info_frames += 1
+            return
+        self._arrive("emg", self.emg, frame, t_host)
+
+    def _on_acc(self, frame: AccFrame, t_host: float) -> None:
+        if self.info is None or self.acc is None or self.detector is None:
+            self.stats.no_info_frames += 1
+            return
+        self._arrive("acc", self.acc, frame, t_host)
+
+    def _arrive(self, name: Domain, dom: DomainState, frame: EmgFrame | AccFrame, t_host: float) -> None:
+        """Unwrap the counter, drop duplicates, and put frames back in order.
+
+        A frame ahead of the expected counter waits in a small reorder buffer (``REORDER_WINDOW``
+        frames) for the ones before it; only when the buffer overflows, or the link drops, is the
+        hole declared a gap. An in-order stream passes straight through, without delay.
+        """
+        n = len(frame.samples)
         if dom.expected is None:
-            full = c32
+            self._process(name, dom, frame.counter, frame, t_host)
+            return
+        full = _unwrap(frame.counter, dom.expected)
+        if full + n <= dom.expected or any(p[0] == full for p in dom.pending):
+            dom.duplicates += 1
+            return
+        if full == dom.expected:
+            self._process(name, dom, full, frame, t_host)
+        else:
+            heapq.heappush(dom.pending, (full, self.stats.frames, frame, t_host))
+            if len(dom.pending) > REORDER_WINDOW:
+                f, _, fr, th = heapq.heappop(dom.pending)
+                self._process(name, dom, f, fr, th)
+        self._drain(name, dom, force=False)
+
+    def _drain(self, name: Domain, dom: DomainState, *, force: bool) -> None:
+        """Process held frames that are now in order (all of them with ``force``)."""
+        while dom.pending:
+            full = dom.pending[0][0]
+            assert dom.expected is not None
+            if full < dom.expected:  # overtaken by a gap decision: it arrived too late to use
+                heapq.heappop(dom.pending)
+                dom.duplicates += 1
+            elif full == dom.expected or force:
+                f, _, fr, th = heapq.heappop(dom.pending)
+                self._process(name, dom, f, fr, th)
+            else:
+                break
+
+    def _process(self, name: Domain, dom: DomainState, full: int, frame: EmgFrame | AccFrame, t_host: float) -> None:
+        """One in-order frame: gap accounting, clock, detector, series."""
+        assert self.info is not None and self.detector is not None
+        n = len(frame.samples)
+        if dom.expected is None:
             reboot = self._reboot_open.pop(name, None)
             if reboot is not None:
+                # The counter restarted, so the samples lost around a reboot can only be estimated
+                # from time: from the last sample of the old boot to the first of the new one.
                 old_counter, t_last = reboot
                 dom.clock.observe(full + n, t_host)
                 t_first = max(t_last, float(dom.clock.to_utc(full)))
                 estimate = round((t_first - t_last) * dom.rate_hz)
                 self._gap(name, "reboot", old_counter, estimate, t_last, t_first)
-        else:
-            full = _unwrap(c32, dom.expected)
-            if full + n <= dom.expected:
-                dom.duplicates += 1
-                return None
-            if full < dom.expected:  # partial overlap: should not happen with whole frames
-                dom.duplicates += 1
-                return None
-            if full > dom.expected:
-                missing = full - dom.expected
-                cause: GapCause = "disconnect" if self._disconnected_at is not None else "lost_frames"
-                dom.missing += missing
-                t0 = dom.last_t_end if dom.last_t_end is not None else float(dom.clock.to_utc(dom.expected))
-                t1 = float(dom.clock.to_utc(full))
-                self._gap(name, cause, dom.expected, missing, t0, max(t0, t1))
-                if self.detector is not None:
-                    self._handle(self.detector.gap(name, dom.expected, missing))
-                if name == "emg":
-                    self._env = None
-        return full
-
-    def _on_emg(self, frame: EmgFrame, t_host: float) -> None:
-        if self.info is None or self.emg is None or self.detector is None:
-            self.stats.no_info_frames += 1
-            return
-        n, nch = frame.samples.shape
-        if nch != self.info.n_channels:
-            self.stats.no_info_frames += 1
-            return
-        dom = self.emg
-        full = self._domain_counter(dom, "emg", frame.counter, n, t_host)
-        if full is None:
-            return
-        self._disconnected_at = None
+        elif full > dom.expected:
+            missing = full - dom.expected
+            cause: GapCause = "disconnect" if dom.disconnected else "lost_frames"
+            dom.missing += missing
+            t0 = dom.last_t_end if dom.last_t_end is not None else float(dom.clock.to_utc(dom.expected))
+            t1 = float(dom.clock.to_utc(full))
+            self._gap(name, cause, dom.expected, missing, t0, max(t0, t1))
+            self._handle(self.detector.gap(name, dom.expected, missing))
+            if name == "emg":
+                self._env = None
+        dom.disconnected = False
         dom.clock.observe(full + n, t_host)
         dom.expected = full + n
         dom.received += n
-        uv = frame.samples.astype(np.float64) * self.info.emg_scale_uv
         t0, dt = dom.clock.block_start(full, n)
         dom.last_t_end = t0 + n * dt
-        self._handle(self.detector.feed_emg(full, uv))
-        self._envelope(full, uv, t0, dt)
-        if self.raw_emg:
-            t_ns = ((t0 + np.arange(n) * dt) * 1e9).astype(np.int64)
-            for i, label in enumerate(self.info.channel_labels):
-                self.emit(Output("raw", series=SeriesBlock(
-                    "emg_raw", {"device": self.device, "channel": label}, {"uv": uv[:, i]}, t_ns,
-                )))  # fmt: skip
+        t_ns = ((t0 + np.arange(n) * dt) * 1e9).astype(np.int64)
+        if name == "emg":
+            uv = frame.samples.astype(np.float64) * self.info.emg_scale_uv
+            self._handle(self.detector.feed_emg(full, uv))
+            self._envelope(full, uv, t0, dt)
+            if self.raw_emg:
+                for i, label in enumerate(self.info.channel_labels):
+                    self.emit(Output("raw", series=SeriesBlock(
+                        "emg_raw", {"device": self.device, "channel": label}, {"uv": uv[:, i]}, t_ns,
+                    )))  # fmt: skip
+        else:
+            g = frame.samples.astype(np.float64) * self.info.acc_scale_g
+            self._handle(self.detector.feed_acc(full, g))
+            self.emit(Output("acc", series=SeriesBlock(
+                "acc", {"device": self.device}, {"x": g[:, 0], "y": g[:, 1], "z": g[:, 2]}, t_ns,
+            )))  # fmt: skip
 
     def _envelope(self, full: int, uv: np.ndarray, t0: float, dt: float) -> None:
         assert self.info is not None and self.emg is not None
@@ -252,27 +299,6 @@ class DeviceSession:
                     "envelope_uv": {lab: round(float(values[k, i]), 2)
                                     for i, lab in enumerate(self.info.channel_labels)},
                 }))  # fmt: skip
-
-    def _on_acc(self, frame: AccFrame, t_host: float) -> None:
-        if self.info is None or self.acc is None or self.detector is None:
-            self.stats.no_info_frames += 1
-            return
-        n = len(frame.samples)
-        dom = self.acc
-        full = self._domain_counter(dom, "acc", frame.counter, n, t_host)
-        if full is None:
-            return
-        dom.clock.observe(full + n, t_host)
-        dom.expected = full + n
-        dom.received += n
-        g = frame.samples.astype(np.float64) * self.info.acc_scale_g
-        t0, dt = dom.clock.block_start(full, n)
-        dom.last_t_end = t0 + n * dt
-        self._handle(self.detector.feed_acc(full, g))
-        t_ns = ((t0 + np.arange(n) * dt) * 1e9).astype(np.int64)
-        self.emit(Output("acc", series=SeriesBlock(
-            "acc", {"device": self.device}, {"x": g[:, 0], "y": g[:, 1], "z": g[:, 2]}, t_ns,
-        )))  # fmt: skip
 
     # -- detector outputs -----------------------------------------------------------------
     def _time(self, domain: str, counter: int) -> float:
@@ -325,12 +351,18 @@ class DeviceSession:
 
     # -- link events -----------------------------------------------------------------------
     def on_disconnect(self, t_host: float) -> None:
-        """The link dropped. The gap is recorded when data resumes and its size is known."""
-        if self._disconnected_at is None:
-            self._disconnected_at = t_host
+        """The link dropped. Held frames are processed; the gap is recorded when data resumes
+        and its size is known from the counters."""
+        for name, dom in (("emg", self.emg), ("acc", self.acc)):
+            if dom is not None:
+                self._drain(name, dom, force=True)  # type: ignore[arg-type]
+                dom.disconnected = True
 
     def finish(self) -> None:
         """End of stream (shutdown, end of a replay): close open episodes."""
+        for name, dom in (("emg", self.emg), ("acc", self.acc)):
+            if dom is not None:
+                self._drain(name, dom, force=True)  # type: ignore[arg-type]
         if self.detector is not None:
             self._handle(self.detector.finish())
 
