@@ -45,7 +45,6 @@ import re
 import struct
 import time
 import zlib
-from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -187,6 +186,7 @@ class _Stream:
     priority: Priority
     directory: Path
     segments: list[_Segment] = field(default_factory=list)  # ordered by sid
+    by_sid: dict[int, _Segment] = field(default_factory=dict)
     #: position of the first record that may be unacknowledged: (segment id, offset)
     cur_sid: int = 0
     cur_off: int = len(MAGIC)
@@ -196,10 +196,16 @@ class _Stream:
     dirty: bool = False  # appended since the last fsync
 
     def find(self, sid: int) -> _Segment | None:
-        i = bisect_right([s.sid for s in self.segments], sid) - 1
-        if i >= 0 and self.segments[i].sid == sid:
-            return self.segments[i]
-        return None
+        return self.by_sid.get(sid)
+
+    def add(self, seg: _Segment) -> None:
+        assert not self.segments or seg.sid > self.segments[-1].sid
+        self.segments.append(seg)
+        self.by_sid[seg.sid] = seg
+
+    def remove(self, seg: _Segment) -> None:
+        self.segments.remove(seg)
+        del self.by_sid[seg.sid]
 
 
 class Spool:
@@ -487,7 +493,7 @@ class Spool:
             raise
         seg.size = len(MAGIC)
         self._bytes += len(MAGIC)
-        st.segments.append(seg)
+        st.add(seg)
         st.fd = fd
         if self.fsync != "never":
             # make the new file's directory entry durable, or a power cut could lose the whole file
@@ -554,7 +560,7 @@ class Spool:
         if st.segments and st.segments[-1] is seg and st.fd is not None:
             os.close(st.fd)
             st.fd = None
-        st.segments.remove(seg)
+        st.remove(seg)
         seg.path.unlink(missing_ok=True)
         self._bytes -= seg.size
         for key in [k for k in st.acked if k[0] == seg.sid]:
@@ -627,10 +633,12 @@ class Spool:
         """Point the cursor at an existing segment when its own is gone or read to the end."""
         seg = st.find(st.cur_sid)
         if seg is None:
-            later = [s for s in st.segments if s.sid > st.cur_sid]
-            if later:
-                st.cur_sid, st.cur_off = later[0].sid, len(MAGIC)
+            later = next((s for s in st.segments if s.sid > st.cur_sid), None)
+            if later is not None:
+                st.cur_sid, st.cur_off = later.sid, len(MAGIC)
             return
+        if st.cur_off < seg.size:
+            return  # the common case, kept O(1): drains call this once per acknowledged record
         i = st.segments.index(seg)
         while st.cur_off >= seg.size and i + 1 < len(st.segments):
             i += 1
@@ -722,7 +730,7 @@ class Spool:
                         continue
                     seg = self._scan_segment(path, int(m.group(1)), prio)
                     if seg is not None:
-                        st.segments.append(seg)
+                        st.add(seg)
                         self._bytes += seg.size
                 self._streams[(st.sink, prio)] = st
                 self._restore_cursor(st, saved.get(f"{st.sink}/{int(prio)}"))
