@@ -31,7 +31,7 @@ class DetectorConfig:
     mains_hz: int | None = None
     #: Highest mains harmonic notched (1 = fundamental only, 0 = no notch). Harmonics above the
     #: band-pass top are skipped. Extra notch sections cost almost nothing in ``sosfilt``.
-    mains_max_harmonic: int = 9
+    mains_max_harmonic: int = 5
     notch_q: float = 30.0
     mains_detect_s: float = 1.0
     band_low_hz: float = 20.0
@@ -55,7 +55,7 @@ class DetectorConfig:
     # --- onset / offset ---------------------------------------------------------------------------
     #: Onset: envelope above max(on_ratio x rest, rest + on_min_delta_uv). x5 (+14 dB) keeps the
     #: resting envelope's own fluctuation (worst at 500 Hz, where the band is narrow) far below it.
-    on_ratio: float = 5.0
+    on_ratio: float = 8.0
     on_min_delta_uv: float = 8.0
     #: "Back near rest": below max(off_ratio x rest, rest + off_min_delta_uv, off_peak_fraction x
     #: the episode's peak so far); the last term ends a big burst at its tail rather than letting
@@ -65,6 +65,9 @@ class DetectorConfig:
     off_peak_fraction: float = 0.05
     #: Time above the onset threshold before the early Onset notice is sent (min burst length).
     confirm_s: float = 0.025
+    #: The Onset notice waits this long after the crossing, so the spectral artefact test below
+    #: sees an artefact's low-frequency ring-down (it lags the broadband edge by tens of ms).
+    judge_s: float = 0.05
     #: Offset at the start of at least this long back near rest (AASM-style).
     quiet_s: float = 0.5
     #: Within that quiet period, flickers above "rest" (but below onset) this short are tolerated:
@@ -72,10 +75,12 @@ class DetectorConfig:
     quiet_blip_s: float = 0.1
     settle_s: float = 0.1
     max_episode_s: float = 300.0
-    #: Mean frequency of the power in excess of rest must be at least this: surface EMG has most
-    #: power at 50-150 Hz, while ECG pickup, cable motion and electrode pops, after the band-pass,
-    #: keep their energy near its low edge (20-40 Hz).
-    emg_min_freq_hz: float = 50.0
+    #: At most this share of the power in excess of rest may lie below 45 Hz: surface EMG has
+    #: most of its power at 50-150 Hz, while ECG pickup, cable motion and electrode pops, once
+    #: band-passed, keep their energy near the 20 Hz edge.
+    artefact_low_fraction: float = 0.42
+    #: A burst is cross-talk when another channel is this many times stronger at confirmation.
+    crosstalk_ratio: float = 8.0
     # --- classification ---------------------------------------------------------------------------
     twitch_max_s: float = 0.5
     tonic_min_s: float = 10.0
@@ -100,6 +105,8 @@ class DetectorConfig:
     #: Amplifier full scale (uV) if known; otherwise saturation is recognised by clipping plateaus.
     full_scale_uv: float | None = None
     saturation_min_range_uv: float = 1000.0
+    #: A floating (lead-off) input: a block whose variance is mostly one 50/60 Hz sinusoid this big.
+    lead_off_mains_uv: float = 300.0
     rail_fraction: float = 0.05
     quality_hold_s: float = 0.2
 
@@ -119,10 +126,10 @@ class DetectorConfig:
             )
         positive = (
             "notch_q", "mains_detect_s", "envelope_rate_hz", "envelope_cutoff_hz", "block_s",
-            "baseline_window_s", "baseline_update_s", "baseline_min_s", "confirm_s", "quiet_s",
+            "baseline_window_s", "baseline_update_s", "baseline_min_s", "confirm_s", "judge_s", "quiet_s",
             "max_episode_s", "twitch_max_s", "tonic_min_s", "tremor_min_s", "tremor_window_s",
             "tremor_hop_s", "tremor_min_rms_g", "quality_hold_s", "flat_range_uv", "lead_off_dc_uv",
-            "saturation_min_range_uv",
+            "saturation_min_range_uv", "lead_off_mains_uv",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
@@ -150,7 +157,13 @@ class DetectorConfig:
             raise ConfigError("detector config key 'tremor_window_s': need >= 1 s for a 3 Hz spectral peak")
         if self.full_scale_uv is not None and self.full_scale_uv <= 0:
             raise ConfigError(f"detector config key 'full_scale_uv': must be > 0, got {self.full_scale_uv}")
-        for name in ("off_peak_fraction", "tremor_peak_ratio", "rail_fraction", "clonus_jitter"):
+        for name in (
+            "off_peak_fraction",
+            "artefact_low_fraction",
+            "tremor_peak_ratio",
+            "rail_fraction",
+            "clonus_jitter",
+        ):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(
                     f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"

@@ -68,16 +68,16 @@ class SpasmDetector:
         self.config_hash = self.config.hash
         self._n_ch = len(channel_labels)
         self._bank: EmgBank | None = None
+        self._emg_next: int | None = None
+        self._buf: np.ndarray | None = None
+        self._buf_n = 0
+        self._buf_start = 0
         self._pre: list[np.ndarray] = []  # EMG held back while the mains frequency is detected
         self._pre_n = 0
         self._pre_start = 0
         self._detect_n = round(self.config.mains_detect_s * emg_rate_hz)
         if self.config.mains_hz is not None or self.config.mains_max_harmonic == 0:
             self._make_bank(self.config.mains_hz if self.config.mains_max_harmonic else None)
-        self._emg_next: int | None = None
-        self._buf: np.ndarray | None = None
-        self._buf_n = 0
-        self._buf_start = 0
         self._acc_next: int | None = None
         self._tremor = None if acc_rate_hz is None else TremorTracker(self.config, acc_rate_hz)
         self._pending: list[_PendingTremor] = []
@@ -199,7 +199,7 @@ class SpasmDetector:
 
     def _make_bank(self, mains: int | None) -> None:
         self._bank = EmgBank(self.config, self.emg_rate_hz, self.channel_labels, mains, self.version)
-        self._buf = np.empty((self._bank.block, self._n_ch))
+        self._buf = np.empty((self._n_ch, self._bank.block))
 
     def _release_pre(self, out: list[DetectorOutput]) -> None:
         """Decide the mains frequency on the held-back EMG, then process it."""
@@ -212,6 +212,7 @@ class SpasmDetector:
             self._push(self._pre_start, data, out)
 
     def _push(self, start: int, x: np.ndarray, out: list[DetectorOutput]) -> None:
+        """Cut samples into the bank's fixed blocks (channel-major copies the bank may overwrite)."""
         bank = self._bank
         buf = self._buf
         assert bank is not None and buf is not None
@@ -220,7 +221,7 @@ class SpasmDetector:
         i = 0
         if self._buf_n:
             take = min(b - self._buf_n, n)
-            buf[self._buf_n : self._buf_n + take] = x[:take]
+            buf[:, self._buf_n : self._buf_n + take] = x[:take].T
             self._buf_n += take
             i = take
             if self._buf_n == b:
@@ -228,13 +229,13 @@ class SpasmDetector:
                 self._buf_n = 0
                 self._buf_start += b
         while n - i >= b:
-            bank.process_block(start + i, x[i : i + b], out)
+            bank.process_block(start + i, np.array(x[i : i + b].T, order="C"), out)
             i += b
             self._buf_start = start + i
         if i < n:
             if self._buf_n == 0:
                 self._buf_start = start + i
-            buf[self._buf_n : self._buf_n + n - i] = x[i:]
+            buf[:, self._buf_n : self._buf_n + n - i] = x[i:].T
             self._buf_n += n - i
 
     def _emg_gap(self, at: int, out: list[DetectorOutput]) -> None:
@@ -246,7 +247,7 @@ class SpasmDetector:
         bank = self._bank
         assert bank is not None and self._buf is not None
         if self._buf_n:
-            bank.process_block(self._buf_start, self._buf[: self._buf_n], out)
+            bank.process_block(self._buf_start, np.array(self._buf[:, : self._buf_n], order="C"), out)
             self._buf_n = 0
         bank.close_all(at, out, truncated=True)
         bank.reset_filters()

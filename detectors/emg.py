@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import signal
 
+try:  # the compiled kernel behind scipy.signal.sosfilt (private; see filter_inplace)
+    from scipy.signal._sosfilt import _sosfilt
+except ImportError:  # pragma: no cover - other scipy layouts fall back to the public function
+    _sosfilt = None
+
 from detectors.config import DetectorConfig
 from detectors.events import DetectorOutput, Onset, QualityChange, QualityState, SpasmEvent, SpasmType
 
@@ -72,11 +77,25 @@ def detect_mains(x: FloatArray, rate_hz: float) -> int | None:
     return f_best if score[f_best] >= 10.0 else None
 
 
+def filter_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
+    """Filter rows of ``x`` (signals, samples) in place, carrying ``zi`` (signals, sections, 2).
+
+    Calls scipy's compiled SOS kernel directly when available: the public ``sosfilt`` spends more
+    time validating and transposing a 50 ms block than filtering it. Same arithmetic either way.
+    """
+    if _sosfilt is not None:
+        _sosfilt(sos, x, zi)
+        return
+    y, zf = signal.sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 0, 1).transpose(0, 2, 1).swapaxes(0, 1))
+    x[...] = y
+    zi[...] = np.moveaxis(zf.swapaxes(0, 1).transpose(0, 2, 1), 1, 0)
+
+
 @dataclass(slots=True)
 class _Episode:
     onset: int  # raw sample (after delay compensation)
     cross_sample: int  # row start sample of the first row above the onset threshold
-    rows: list[FloatArray] = field(default_factory=list)  # (k, 2): power, diff power per row
+    rows: list[FloatArray] = field(default_factory=list)  # (k, 2): power, low-band power per row
     above: int = 0
     quiet: int = 0
     quiet_start: int = 0
@@ -84,10 +103,15 @@ class _Episode:
     key: str = ""
     peak: float = 0.0
     blip: int = 0
+    judge_at: int = 0
 
 
 class EmgBank:
-    """All EMG channels of one stream; ``process_block`` is the only entry point for data."""
+    """All EMG channels of one stream; ``process_block`` is the only entry point for data.
+
+    Layout is channel-major (channels, samples) so every reduction and filter runs along
+    contiguous memory.
+    """
 
     def __init__(
         self, cfg: DetectorConfig, rate_hz: float, labels: list[str], mains_hz: int | None, version: str
@@ -105,21 +129,32 @@ class EmgBank:
         self.rows_per_block = max(1, round(cfg.block_s * self.env_rate))
         self.block = self.decim * self.rows_per_block
         self.sos = design_emg_filter(cfg, rate_hz, mains_hz)
-        self.zi0 = signal.sosfilt_zi(self.sos)  # (nsec, 2)
-        self.zi = np.zeros((self.sos.shape[0], 2, c))
+        n_sec = self.sos.shape[0]
+        self.zi0 = signal.sosfilt_zi(self.sos)  # (sections, 2): steady state for a unit step
+        self.zi = np.zeros((c, n_sec, 2))
+        # Low band (up to 45 Hz) of the decimated signal: where ECG, motion and pops put their energy.
+        self.sos_low = signal.butter(
+            2, min(45.0, 0.4 * self.env_rate), btype="lowpass", fs=self.env_rate, output="sos"
+        )
+        self.zi_low = np.zeros((c, 1, 2))
         cutoff = min(cfg.envelope_cutoff_hz, 0.4 * self.env_rate)
-        self.sos_env = signal.butter(2, cutoff, btype="lowpass", fs=self.env_rate, output="sos")
-        self.zi0_env = signal.sosfilt_zi(self.sos_env)
-        self.zi_env = np.zeros((self.sos_env.shape[0], 2, 2 * c))
+        sos_env = signal.butter(2, cutoff, btype="lowpass", fs=self.env_rate, output="sos")
+        self.zi0_env = signal.sosfilt_zi(sos_env)
+        sos_env[0, :3] /= self.decim  # the decimator sums rows; the 1/D of the mean goes here
+        self.sos_env = np.ascontiguousarray(sos_env)
+        self.zi_env = np.zeros((2 * c, 1, 2))
         # Delay of the envelope behind the muscle: half a decimation row plus the low-pass group delay.
         self.lag = round(0.5 * self.decim + math.sqrt(2) / (2 * math.pi * cutoff) * rate_hz)
         self.prev_y = np.zeros(c)
         self.need_reset = np.ones(c, dtype=bool)
+        self.any_reset = True
         self.settle_until = np.zeros(c, dtype=np.int64)  # raw sample before which no onsets
         self.settle_n = round(cfg.settle_s * rate_hz)
-        # baseline: ring of block-mean powers (power and diff-power columns), +inf = excluded
-        seg_s = 0.5
-        self.blocks_per_seg = max(1, round(seg_s / cfg.block_s))
+        self.settle_max = 0
+        # baseline: each 0.5 s segment contributes the median of its block powers (a QRS or a
+        # pop in a few blocks does not move it); the resting level is a low percentile of the
+        # last ``baseline_window_s`` of segments. +inf marks segments left out.
+        self.blocks_per_seg = max(1, round(0.5 / cfg.block_s))
         seg_s = self.blocks_per_seg * cfg.block_s
         self.bl_len = max(2, round(cfg.baseline_window_s / seg_s))
         self.bl_ring = np.full((self.bl_len, 2 * c), np.inf)
@@ -129,30 +164,38 @@ class EmgBank:
         self.bl_min_segs = max(1, round(cfg.baseline_min_s / seg_s))
         self.bl_update_segs = max(1, round(cfg.baseline_update_s / seg_s))
         self.segs_seen = 0
-        self.seg_sum = np.zeros(2 * c)
-        self.seg_rows = 0
+        self.seg_buf = np.zeros((self.blocks_per_seg, 2 * c))
         self.seg_blocks = 0
         self.seg_excl = np.zeros(c, dtype=bool)
         self.base_pow = np.full(2 * c, np.nan)
         self.base_valid = np.zeros(c, dtype=bool)
-        self.on_thr = np.full(c, np.inf)
+        self.on_thr = np.full((c, 1), np.inf)
         self.off_thr = np.full(c, np.inf)
         # state machine
         self.eps: list[_Episode | None] = [None] * c
-        self.last_below = np.zeros(c, dtype=np.int64)  # row start sample of last row below off_thr
+        self.n_busy = 0
+        self.history: list[tuple[int, FloatArray]] = []  # recent (s0, env (C, m)) for onset backtracking
+        self.hist_blocks = max(2, math.ceil(0.3 / cfg.block_s))
         self.confirm_rows = max(1, round(cfg.confirm_s * self.env_rate))
+        # the spectral verdict needs the 20-40 Hz ring-down of an artefact to have built up
+        self.judge_n = round(cfg.judge_s * rate_hz)
+        self.judge_rows = max(2, round(cfg.judge_s * self.env_rate))
+        self.settle_bad_n = round(0.5 * rate_hz)  # after lead-off/saturation the filters ring
         self.quiet_rows = max(1, round(cfg.quiet_s * self.env_rate))
         self.blip_rows = round(cfg.quiet_blip_s * self.env_rate)
         self.max_samples = int(cfg.max_episode_s * rate_hz)
-        self.max_backtrack = int(0.25 * rate_hz)  # a rise slower than this is not one onset
+        self.max_backtrack = int(0.3 * rate_hz)  # a rise slower than this is not one onset
         # quality
         self.q_reported = np.zeros(c, dtype=np.int8)
         self.q_run_state = np.zeros(c, dtype=np.int8)
         self.q_run_len = np.zeros(c, dtype=np.int64)
         self.q_run_start = np.zeros(c, dtype=np.int64)
         self.q_hold = max(1, round(cfg.quality_hold_s / cfg.block_s))
-        self.q_bad = np.zeros(c, dtype=bool)
+        self.q_dirty = False
         self.rail_count = max(3, math.ceil(cfg.rail_fraction * self.block))
+        self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
+        if cfg.full_scale_uv is not None:
+            self.check_range = min(self.check_range, 0.5 * cfg.full_scale_uv)
         # confirmed episodes (seconds) for the tremor rule "with weak EMG": [onset_s, offset_s]
         self.active_spans: list[list[float]] = []
         self.processed_until = 0  # raw sample just after the last processed block
@@ -161,6 +204,8 @@ class EmgBank:
     def reset_filters(self) -> None:
         """After a gap: filters restart (at steady state on their first sample) and settle."""
         self.need_reset[:] = True
+        self.any_reset = True
+        self.history.clear()
 
     def close_all(self, at: int, out: list[DetectorOutput], truncated: bool) -> None:
         for c in range(self.n_ch):
@@ -168,118 +213,152 @@ class EmgBank:
                 self._end_episode(c, at, out, truncated=truncated)
 
     def process_block(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
-        """Process one block ``x`` (n, C), n <= block; ``s0`` is the raw counter of ``x[0]``."""
-        n, c = x.shape
+        """Process one block ``x`` (C, n) channel-major, n <= block, which this call may overwrite;
+        ``s0`` is the raw counter of ``x[:, 0]``."""
+        c, n = x.shape
         cfg = self.cfg
-        # ---- signal quality on the raw block (cheap: two reductions in the normal case)
-        mx = x.max(axis=0)
-        mn = x.min(axis=0)
+        # ---- signal quality on the raw block: two reductions unless something looks wrong
+        mx = x.max(axis=1)
+        mn = x.min(axis=1)
         rng = mx - mn
-        bad_state = np.zeros(c, dtype=np.int8)
-        flat = (rng < cfg.flat_range_uv) | (np.abs(mx + mn) * 0.5 > cfg.lead_off_dc_uv)
-        wide = rng > cfg.saturation_min_range_uv
-        if cfg.full_scale_uv is not None:
-            wide |= (mx >= 0.99 * cfg.full_scale_uv) | (mn <= -0.99 * cfg.full_scale_uv)
-        if wide.any():
-            for ch in np.flatnonzero(wide & ~flat).tolist():
-                col = x[:, ch]
-                tol = 1e-6 * max(abs(mx[ch]), abs(mn[ch]), 1.0)
-                n_hi = int(np.count_nonzero(col >= mx[ch] - tol))
-                n_lo = int(np.count_nonzero(col <= mn[ch] + tol))
-                railed = max(n_hi, n_lo) >= min(self.rail_count, max(3, n // 4))
-                if cfg.full_scale_uv is not None:
-                    fs_ = 0.99 * cfg.full_scale_uv
-                    railed = railed or int(np.count_nonzero(np.abs(col) >= fs_)) >= self.rail_count
-                if railed:
-                    bad_state[ch] = 2
-        bad_state[flat] = 1
-        if bad_state.any() or self.q_reported.any() or self.q_run_state.any():
-            self._quality(s0, bad_state, out)
-        bad = bad_state > 0
-        if bad.any():
+        bad: FloatArray | None = None
+        rl = rng.tolist()
+        if (
+            min(rl) < cfg.flat_range_uv
+            or max(rl) > self.check_range
+            or max(max(mx.tolist()), -min(mn.tolist())) > cfg.lead_off_dc_uv
+        ):
+            state = self._classify_quality(x, mx, mn, rng)
+            if state.any():
+                bad = state > 0
+            if state.any() or self.q_dirty:
+                self._quality(s0, state, out)
+        elif self.q_dirty:
+            self._quality(s0, np.zeros(c, dtype=np.int8), out)
+        if bad is not None:
             for ch in np.flatnonzero(bad).tolist():
                 if self.eps[ch] is not None:
                     self._end_episode(ch, s0, out, truncated=True)
         # ---- filtering (one SOS cascade: band-pass + notches), restarting channels after gaps
-        if self.need_reset.any():
+        if self.any_reset:
             idx = np.flatnonzero(self.need_reset)
-            self.zi[:, :, idx] = self.zi0[:, :, None] * x[0, idx][None, None, :]
+            self.zi[idx] = self.zi0[None, :, :] * x[idx, 0][:, None, None]
             self.prev_y[idx] = 0.0
-            self.settle_until[idx] = s0 + self.settle_n
-        y, self.zi = signal.sosfilt(self.sos, x, axis=0, zi=self.zi)
-        m = n // self.decim
+            self.settle_until[idx] = np.maximum(self.settle_until[idx], s0 + self.settle_n)
+            self.settle_max = max(self.settle_max, s0 + self.settle_n)
+        filter_inplace(self.sos, x, self.zi)  # x is now the filtered signal y
+        d = self.decim
+        m = n // d
         if m == 0:
-            self.need_reset |= bad
-            self.processed_until = s0 + n
+            self._after_block(s0, n, bad)
             return
-        k = m * self.decim
-        pw = np.empty((k, 2 * c))
-        np.multiply(y[:k], y[:k], out=pw[:, :c])
-        d = pw[:, c:]
-        d[0] = y[0] - self.prev_y
-        np.subtract(y[1:k], y[: k - 1], out=d[1:])
-        np.multiply(d, d, out=d)
-        self.prev_y = y[n - 1].copy()
-        pm = pw.reshape(m, self.decim, 2 * c).mean(axis=1)
-        if self.need_reset.any():
-            idx = np.flatnonzero(self.need_reset)
-            start = np.where(np.isfinite(self.base_pow), self.base_pow, pm[0])
+        k = m * d
+        y = x[:, :k] if k != n else x
+        pw = np.empty((2 * c, m))
+        np.add.reduce((y * y).reshape(c, m, d), axis=2, out=pw[:c])
+        yd = np.add.reduce(y.reshape(c, m, d), axis=2)
+        yd *= 1.0 / d
+        if self.any_reset:
+            self.zi_low[idx] = 0.0
+        filter_inplace(self.sos_low, yd, self.zi_low)
+        np.multiply(yd, yd, out=pw[c:])
+        pw[c:] *= d  # same scale as the summed power rows
+        if self.any_reset:
+            start = np.where(np.isfinite(self.base_pow), self.base_pow * d, pw[:, 0])
             cols = np.concatenate([idx, idx + c])
-            self.zi_env[:, :, cols] = self.zi0_env[:, :, None] * start[cols][None, None, :]
+            self.zi_env[cols] = self.zi0_env[None, :, :] * start[cols][:, None, None]
             self.need_reset[:] = False
-        pe, self.zi_env = signal.sosfilt(self.sos_env, pm, axis=0, zi=self.zi_env)
-        np.maximum(pe, 0.0, out=pe)
-        env = np.sqrt(pe[:, :c])
+            self.any_reset = False
+        filter_inplace(self.sos_env, pw, self.zi_env)
+        np.maximum(pw, 0.0, out=pw)
+        pe = pw  # smoothed (power, low-band power), mean-scaled
+        env = np.sqrt(pe[:c])
         # ---- onset / offset state machine (thresholds fixed for the block)
-        enabled = self.base_valid & ~bad
-        above = env >= self.on_thr
-        busy = [ch for ch in range(c) if self.eps[ch] is not None]
-        if busy or above.any():
-            settle_rows = (self.settle_until - s0 + self.decim - 1) // self.decim
-            hits = np.flatnonzero(above.any(axis=0) & enabled)
-            for ch in sorted(set(busy) | set(hits.tolist())):
-                if bad[ch]:
+        if self.n_busy or (env >= self.on_thr).any():
+            above_any = (env >= self.on_thr).any(axis=1)
+            for ch in range(c):
+                if self.eps[ch] is None and not above_any[ch]:
                     continue
-                self._run_channel(int(ch), s0, env[:, ch], pe[:, [ch, ch + c]], int(settle_rows[ch]), out)
-        below = env < self.off_thr
-        rev = below[::-1]
-        has = rev.any(axis=0)
-        if has.any():
-            last = s0 + (m - 1 - rev.argmax(axis=0)) * self.decim
-            idle = np.array([e is None for e in self.eps])
-            upd = has & idle
-            self.last_below[upd] = np.maximum(self.last_below[upd], last[upd])
-        # ---- baseline: 0.5 s segment means into a ring; segments touching an episode, an
-        # unsettled filter or bad quality are left out (+inf), so activity cannot drag it up
-        self.seg_sum += pe.sum(axis=0)
-        self.seg_rows += m
-        excl = self.seg_excl
-        excl |= bad | (self.settle_until > s0)
-        for ch in busy:
-            excl[ch] = True  # was in an episode at the block start
-        for ch in range(c):
-            if self.eps[ch] is not None:
-                excl[ch] = True
+                if bad is not None and bad[ch]:
+                    continue
+                if not self.base_valid[ch]:
+                    continue
+                self._run_channel(ch, s0, env, pe, out)
+        self.history.append((s0, env))
+        if len(self.history) > self.hist_blocks:
+            del self.history[0]
+        # ---- baseline bookkeeping
+        np.multiply(np.add.reduce(pe, axis=1), 1.0 / m, out=self.seg_buf[self.seg_blocks])
         self.seg_blocks += 1
+        excl = self.seg_excl
+        if bad is not None:
+            excl |= bad
+        if self.n_busy:
+            for ch in range(c):
+                if self.eps[ch] is not None:
+                    excl[ch] = True
+        if s0 < self.settle_max:
+            excl |= self.settle_until > s0
         if self.seg_blocks >= self.blocks_per_seg:
-            bm = self.seg_sum / self.seg_rows
-            if excl.any():
-                bm[np.concatenate([excl, excl])] = np.inf
-            self.bl_ring[self.bl_pos] = bm
-            self.bl_pos = (self.bl_pos + 1) % self.bl_len
-            self.bl_filled = min(self.bl_filled + 1, self.bl_len)
-            self.bl_valid_segs += ~excl
-            self.segs_seen += 1
-            self.seg_sum[:] = 0.0
-            self.seg_rows = 0
-            self.seg_blocks = 0
-            excl[:] = False
-            if not self.base_valid.all() or self.segs_seen % self.bl_update_segs == 0:
-                self._update_baseline()
-        self.need_reset |= bad
-        self.processed_until = s0 + n
+            self._push_segment()
+        self._after_block(s0, n, bad)
 
     # ------------------------------------------------------------------------------ internals
+    def _after_block(self, s0: int, n: int, bad: FloatArray | None) -> None:
+        if bad is not None and bad.any():
+            self.need_reset |= bad
+            self.any_reset = True
+            self.settle_until[bad] = s0 + n + self.settle_bad_n
+            self.settle_max = max(self.settle_max, s0 + n + self.settle_bad_n)
+        self.processed_until = s0 + n
+
+    def _push_segment(self) -> None:
+        c = self.n_ch
+        seg = np.median(self.seg_buf[: self.seg_blocks], axis=0)
+        excl = self.seg_excl
+        if excl.any():
+            seg[np.concatenate([excl, excl])] = np.inf
+        self.bl_ring[self.bl_pos] = seg
+        self.bl_pos = (self.bl_pos + 1) % self.bl_len
+        self.bl_filled = min(self.bl_filled + 1, self.bl_len)
+        self.bl_valid_segs += ~excl
+        self.segs_seen += 1
+        self.seg_blocks = 0
+        excl[:] = False
+        if not self.base_valid.all() or self.segs_seen % self.bl_update_segs == 0:
+            self._update_baseline()
+        del c
+
+    def _classify_quality(self, x: FloatArray, mx: FloatArray, mn: FloatArray, rng: FloatArray) -> np.ndarray:
+        """Per-channel block state: 0 ok, 1 lead-off (flat, huge DC, floating input), 2 saturated."""
+        cfg = self.cfg
+        c, n = x.shape
+        state = np.zeros(c, dtype=np.int8)
+        for ch in range(c):
+            lo, hi, r = float(mn[ch]), float(mx[ch]), float(rng[ch])
+            if r < cfg.flat_range_uv or max(hi, -lo) > cfg.lead_off_dc_uv:
+                state[ch] = 1
+                continue
+            if r <= self.check_range:
+                continue
+            col = x[ch]
+            tol = 1e-6 * max(abs(hi), abs(lo), 1.0)
+            n_hi = int(np.count_nonzero(col >= hi - tol))
+            n_lo = int(np.count_nonzero(col <= lo + tol))
+            railed = r > cfg.saturation_min_range_uv and max(n_hi, n_lo) >= min(
+                self.rail_count, max(3, n // 4)
+            )
+            if cfg.full_scale_uv is not None:
+                railed = (
+                    railed
+                    or int(np.count_nonzero(np.abs(col) >= 0.99 * cfg.full_scale_uv)) >= self.rail_count
+                )
+            if railed:
+                state[ch] = 2
+            elif _mains_dominated(col, self.rate, cfg.lead_off_mains_uv):
+                state[ch] = 1  # a floating input picks up mains and little else
+        return state
+
     def _update_baseline(self) -> None:
         ring = self.bl_ring[: self.bl_filled]
         est = np.percentile(ring, self.cfg.baseline_percentile, axis=0, method="lower")
@@ -294,35 +373,87 @@ class EmgBank:
         cfg = self.cfg
         on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)
         off = np.maximum(base * cfg.off_ratio, base + cfg.off_min_delta_uv)
-        self.on_thr = np.where(self.base_valid, on, np.inf)
+        self.on_thr = np.where(self.base_valid, on, np.inf)[:, None]
         self.off_thr = np.where(self.base_valid, off, np.inf)
 
+    def _backtrack(self, ch: int, s0: int, env_row: list[float], r: int) -> int:
+        """Start of the rise: the row after the last one below "rest", looking back <= 0.3 s."""
+        off = float(self.off_thr[ch])
+        d = self.decim
+        for i in range(r - 1, -1, -1):
+            if env_row[i] < off:
+                return s0 + (i + 1) * d
+        nxt = s0
+        for hs0, henv in reversed(self.history):
+            row = henv[ch]
+            below = np.flatnonzero(row < off)
+            if below.size:
+                return hs0 + (int(below[-1]) + 1) * d
+            nxt = hs0
+        return max(nxt, s0 + r * d - self.max_backtrack)
+
     def _run_channel(
-        self, ch: int, s0: int, env: FloatArray, rows: FloatArray, settle_rows: int, out: list[DetectorOutput]
+        self, ch: int, s0: int, env: FloatArray, pe: FloatArray, out: list[DetectorOutput]
     ) -> None:
-        on = float(self.on_thr[ch])
+        c = self.n_ch
+        on = float(self.on_thr[ch, 0])
         off = float(self.off_thr[ch])
         d = self.decim
         ep = self.eps[ch]
         first_row = 0  # first row of this block belonging to the episode
-        vals = env.tolist()
+        vals = env[ch].tolist()
+        if ep is not None and ep.state != CAND and ep.quiet and ep.quiet + len(vals) < self.quiet_rows:
+            off_ep = max(off, self.cfg.off_peak_fraction * ep.peak)
+            if max(vals) < off_ep:  # fast path: an episode winding down, still quiet
+                ep.quiet += len(vals)
+                ep.blip = 0
+                ep.rows.append(np.stack((pe[ch], pe[c + ch]), axis=1))
+                return
+        rows = np.stack((pe[ch], pe[c + ch]), axis=1)
         frac = self.cfg.off_peak_fraction
         off_ep = off if ep is None else max(off, frac * ep.peak)
+        settle = int(self.settle_until[ch])
         for r, v in enumerate(vals):
             rs = s0 + r * d
             if ep is None:
-                if v >= on and r >= settle_rows:
-                    onset = max(int(self.last_below[ch]) + d, rs - self.max_backtrack) - self.lag
-                    ep = _Episode(onset=onset, cross_sample=rs, peak=v)
+                if v >= on and rs >= settle:
+                    onset = self._backtrack(ch, s0, vals, r) - self.lag
+                    ep = _Episode(
+                        onset=onset, cross_sample=rs, peak=v, above=1, judge_at=rs + 2 * self.judge_n
+                    )
                     off_ep = max(off, frac * v)
                     self.eps[ch] = ep
+                    self.n_busy += 1
                     first_row = r
-                    ep.above = 1
-                    if self.confirm_rows <= 1:
-                        self._confirm(ch, ep, rows[first_row : r + 1], out)
-                elif v < off:
-                    self.last_below[ch] = rs
                 continue
+            if ep.state == ARTEFACT and v >= on and ep.quiet > 0:
+                # a fresh burst after an artefact: judge it on its own
+                self.eps[ch] = None
+                self.n_busy -= 1
+                ep = _Episode(
+                    onset=rs - self.lag, cross_sample=rs, peak=v, above=1, judge_at=rs + 2 * self.judge_n
+                )
+                off_ep = max(off, frac * v)
+                self.eps[ch] = ep
+                self.n_busy += 1
+                first_row = r
+                continue
+            if ep.state == ARTEFACT and v >= on and rs >= ep.judge_at:
+                # re-judge the last stretch: a spasm may start under an artefact (e.g. a QRS)
+                ep.judge_at = rs + self.judge_n
+                cur = rows[first_row : r + 1]
+                recent = (np.concatenate([*ep.rows, cur]) if ep.rows else cur)[-self.judge_rows :]
+                if self._low_fraction(ch, recent) <= self.cfg.artefact_low_fraction:
+                    self.eps[ch] = None
+                    self.n_busy -= 1
+                    onset = rs - (recent.shape[0] - 1) * d - self.lag
+                    ep = _Episode(onset=onset, cross_sample=rs, peak=v, above=self.confirm_rows)
+                    off_ep = max(off, frac * v)
+                    self.eps[ch] = ep
+                    self.n_busy += 1
+                    first_row = r
+                    self._confirm(ch, ep, recent, env[:, r], out)
+                    continue
             if v >= on:
                 ep.above += 1
                 if v > ep.peak:
@@ -339,40 +470,47 @@ class EmgBank:
             else:
                 ep.quiet = 0
                 ep.blip = 0
-            if ep.state == CAND and ep.above >= self.confirm_rows:
-                self._confirm(ch, ep, rows[first_row : r + 1], out)
+            if ep.state == CAND and ep.above >= self.confirm_rows and rs - ep.cross_sample >= self.judge_n:
+                self._confirm(ch, ep, rows[first_row : r + 1], env[:, r], out)
             if ep.quiet >= self.quiet_rows or rs - ep.onset >= self.max_samples:
-                ep.rows.append(rows[first_row : r + 1].copy())
+                ep.rows.append(rows[first_row : r + 1])
                 end = ep.quiet_start if ep.quiet >= self.quiet_rows else rs
                 forced = ep.quiet < self.quiet_rows
                 self._end_episode(ch, end, out, truncated=False)
                 if forced:  # the "rest" level moved: start afresh from here
-                    self.bl_ring[:, [ch, ch + self.n_ch]] = np.inf
+                    self.bl_ring[:, [ch, ch + c]] = np.inf
                     self.bl_valid_segs[ch] = 0
                     self.base_valid[ch] = False
                     self.on_thr[ch] = np.inf
                     self.off_thr[ch] = np.inf
                     on = off = math.inf
-                self.last_below[ch] = rs
                 ep = None
         if ep is not None:
-            ep.rows.append(rows[first_row:].copy())
+            ep.rows.append(rows[first_row:])
 
-    def _excess_freq(self, ch: int, rows: FloatArray) -> float:
-        """Mean frequency (Hz) of the power in excess of rest, from power and first-difference power."""
+    def _low_fraction(self, ch: int, rows: FloatArray) -> float:
+        """Share of the power in excess of rest that lies below 45 Hz (EMG: small; artefacts: most)."""
         n = rows.shape[0]
         ex_p = float(rows[:, 0].sum()) - n * float(self.base_pow[ch])
-        ex_d = float(rows[:, 1].sum()) - n * float(self.base_pow[ch + self.n_ch])
+        ex_l = float(rows[:, 1].sum()) - n * float(self.base_pow[ch + self.n_ch])
         if ex_p <= 0:
-            return 0.0
-        ratio = min(max(ex_d / ex_p, 0.0), 4.0)
-        return self.rate / math.pi * math.asin(math.sqrt(ratio) / 2.0)
+            return 1.0
+        return min(max(ex_l / ex_p, 0.0), 1.0)
 
-    def _confirm(self, ch: int, ep: _Episode, cur_rows: FloatArray, out: list[DetectorOutput]) -> None:
+    def _confirm(
+        self, ch: int, ep: _Episode, cur_rows: FloatArray, env_col: FloatArray, out: list[DetectorOutput]
+    ) -> None:
         rows = np.concatenate([*ep.rows, cur_rows]) if ep.rows else cur_rows
-        if self._excess_freq(ch, rows) < self.cfg.emg_min_freq_hz:
+        if self._low_fraction(ch, rows) > self.cfg.artefact_low_fraction:
             ep.state = ARTEFACT
             return
+        ratio = self.cfg.crosstalk_ratio
+        if ratio > 0 and self.n_ch > 1:
+            own = float(env_col[ch])
+            others = float(np.delete(env_col, ch).max())
+            if others >= ratio * own:
+                ep.state = ARTEFACT  # cross-talk from a much stronger neighbour
+                return
         ep.state = ACTIVE
         label = self.labels[ch]
         ep.key = f"{label}:emg:{ep.onset}"
@@ -395,7 +533,10 @@ class EmgBank:
     def _end_episode(self, ch: int, end: int, out: list[DetectorOutput], truncated: bool) -> None:
         ep = self.eps[ch]
         self.eps[ch] = None
-        if ep is None or ep.state != ACTIVE:
+        if ep is None:
+            return
+        self.n_busy -= 1
+        if ep.state != ACTIVE:
             return
         offset = max(end - self.lag, ep.onset + 1)
         for span in reversed(self.active_spans):
@@ -420,8 +561,9 @@ class EmgBank:
             kind = "tonic"
         peak = float(env.max())
         rel = peak / base
-        f_ex = self._excess_freq(ch, rows)
-        conf = _confidence(rel, self.cfg.on_ratio, f_ex, self.cfg.emg_min_freq_hz)
+        conf = _confidence(
+            rel, self.cfg.on_ratio, self._low_fraction(ch, rows), self.cfg.artefact_low_fraction
+        )
         if freq is not None:
             conf = min(conf, 0.5 + 0.5 * regularity)
         if truncated:
@@ -448,6 +590,7 @@ class EmgBank:
 
     def _quality(self, s0: int, state: np.ndarray, out: list[DetectorOutput]) -> None:
         """Debounce per-block quality into reported changes (held for ``quality_hold_s``)."""
+        dirty = False
         for ch in range(self.n_ch):
             st = int(state[ch])
             if st != self.q_run_state[ch]:
@@ -465,12 +608,34 @@ class EmgBank:
                         state=_QUALITY_NAMES[st],
                     )
                 )
+            dirty = dirty or st != 0 or self.q_reported[ch] != 0
+        self.q_dirty = dirty
 
 
-def _confidence(rel: float, on_ratio: float, f_ex: float, f_min: float) -> float:
+def _mains_dominated(col: FloatArray, rate: float, min_uv: float) -> bool:
+    """True when most of a block's variance is one 50 or 60 Hz sinusoid of at least ``min_uv`` RMS."""
+    n = col.shape[0]
+    if n < 8:
+        return False
+    t = np.arange(n) / rate
+    xc = col - col.mean()
+    total = float(xc @ xc)
+    if total <= 0:
+        return False
+    for f0 in (50.0, 60.0):
+        basis = np.stack([np.sin(2 * np.pi * f0 * t), np.cos(2 * np.pi * f0 * t), np.ones(n), t], axis=1)
+        coef, *_ = np.linalg.lstsq(basis, col, rcond=None)
+        fit = basis[:, :2] @ coef[:2]
+        p = float(fit @ fit)
+        if p >= 0.6 * total and math.sqrt(p / n) >= min_uv:
+            return True
+    return False
+
+
+def _confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> float:
     """0..1 from how far the burst clears the onset ratio and how EMG-like its spectrum is."""
     amp = min(1.0, max(0.0, math.log(max(rel, 1e-9) / on_ratio) / math.log(10.0) + 0.5))
-    spec = min(1.0, max(0.0, (f_ex - f_min) / f_min + 0.5))
+    spec = min(1.0, max(0.0, 1.0 - low_frac / max_low + 0.3))
     return 0.2 + 0.8 * amp * spec
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import signal
 
 from detectors.config import DetectorConfig
+from detectors.emg import filter_inplace
 
 
 @dataclass(slots=True)
@@ -57,10 +58,10 @@ class TremorTracker:
         self.zi0 = signal.sosfilt_zi(self.sos)
         self.win = max(8, round(cfg.tremor_window_s * rate_hz))
         self.hop = max(1, round(cfg.tremor_hop_s * rate_hz))
-        nfft = 1 << max(8, math.ceil(math.log2(4 * self.win)))
+        nfft = 1 << max(8, math.ceil(math.log2(2 * self.win)))
         self.nfft = nfft
         self.freqs = np.fft.rfftfreq(nfft, 1.0 / rate_hz)
-        self.taper = np.hanning(self.win)[:, None]
+        self.taper = np.hanning(self.win)[None, :]
         f_hi = min(cfg.tremor_max_hz, 0.9 * nyq)
         self.band = (self.freqs >= cfg.tremor_min_hz) & (self.freqs <= f_hi)
         self.total = (self.freqs >= 1.0) & (self.freqs <= min(20.0, 0.95 * nyq))
@@ -70,7 +71,7 @@ class TremorTracker:
 
     def reset(self) -> None:
         self.zi: np.ndarray | None = None
-        self.hist = np.zeros((0, 3))
+        self.hist = np.zeros((3, 0))
         self.seg_count = 0
         self.seg_start = 0
         self.ep: TremorEpisode | None = None
@@ -78,32 +79,34 @@ class TremorTracker:
             self.hops.clear()
 
     def feed(self, start: int, x: np.ndarray) -> tuple[list[tuple[int, int]], list[TremorResult]]:
-        """Filter a chunk and analyse every hop boundary it completes."""
+        """Filter a chunk (n, 3) and analyse every hop boundary it completes."""
         confirms: list[tuple[int, int]] = []
         done: list[TremorResult] = []
-        if x.shape[0] == 0:
+        n = x.shape[0]
+        if n == 0:
             return confirms, done
+        y = np.array(x.T, order="C")  # (3, n)
         if self.zi is None:
-            self.zi = self.zi0[:, :, None] * x[0][None, None, :]
+            self.zi = np.ascontiguousarray(self.zi0[None, :, :] * y[:, 0][:, None, None])
             self.seg_start = start
-        y, self.zi = signal.sosfilt(self.sos, x, axis=0, zi=self.zi)
-        full = np.concatenate([self.hist, y]) if self.hist.shape[0] else y
-        n_hist = self.hist.shape[0]
+        filter_inplace(self.sos, y, self.zi)
+        n_hist = self.hist.shape[1]
+        full = np.concatenate((self.hist, y), axis=1) if n_hist else y
         first = self.seg_count
-        last = self.seg_count + x.shape[0]
+        last = first + n
         k = (first // self.hop + 1) * self.hop
         while k <= last:
             end_full = n_hist + (k - first)
-            hop_seg = full[max(0, end_full - self.hop) : end_full]
+            hop_seg = full[:, max(0, end_full - self.hop) : end_full]
             end_abs = self.seg_start + k
             self.hops.append(
-                (end_abs - hop_seg.shape[0], float(np.sqrt(np.mean(np.sum(hop_seg**2, axis=1)))))
+                (end_abs - hop_seg.shape[1], math.sqrt(float(np.vdot(hop_seg, hop_seg)) / hop_seg.shape[1]))
             )
             if k >= self.win:
-                self._analyse(full[end_full - self.win : end_full], end_abs, confirms, done)
+                self._analyse(full[:, end_full - self.win : end_full], end_abs, confirms, done)
             k += self.hop
         self.seg_count = last
-        self.hist = full[-self.win :].copy()
+        self.hist = full[:, -self.win :]
         return confirms, done
 
     def close(self, at: int) -> list[TremorResult]:
@@ -118,9 +121,10 @@ class TremorTracker:
         self, w: np.ndarray, end: int, confirms: list[tuple[int, int]], done: list[TremorResult]
     ) -> None:
         cfg = self.cfg
-        spec = np.abs(np.fft.rfft((w - w.mean(axis=0)) * self.taper, n=self.nfft, axis=0)) ** 2
-        p = spec.sum(axis=1)
-        rms = float(np.sqrt(np.mean(np.sum(w**2, axis=1))))
+        wc = w - w.mean(axis=1, keepdims=True)
+        spec = np.fft.rfft(wc * self.taper, n=self.nfft, axis=1)
+        p = (spec.real**2 + spec.imag**2).sum(axis=0)
+        rms = math.sqrt(float(np.vdot(wc, wc)) / w.shape[1])
         ok = False
         f_peak = 0.0
         if rms >= cfg.tremor_min_rms_g:
