@@ -118,7 +118,9 @@ class SimDevice:
         self._t_now = 0.0
         self._emg_block = max_emg_samples_per_frame(len(self.source.channel_labels))
         self._acc_block = max_acc_samples_per_frame(3)
-        self._emg_codes = _quantize(np.asarray(self.source.emg_uv, dtype=np.float64), self.source.emg_scale_uv)
+        self._emg_codes = _quantize(
+            np.asarray(self.source.emg_uv, dtype=np.float64), self.source.emg_scale_uv
+        )
         self._acc_codes = _quantize(np.asarray(self.source.acc_g, dtype=np.float64), self.source.acc_scale_g)
         self._pending: list[bytes] = []
         self.battery_pct = 100
@@ -239,11 +241,14 @@ class SimDevice:
             self._t_last_status = t
             self._emit(
                 StatusFrame(
-                    self._next_seq(), self._emg_n, self.battery_pct, 3600 + 6 * self.battery_pct,
+                    self._next_seq(),
+                    self._emg_n,
+                    self.battery_pct,
+                    3600 + 6 * self.battery_pct,
                     self.contact_mask,
                 ),
                 out,
-            )  # fmt: skip
+            )
         return out
 
     @property

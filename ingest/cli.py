@@ -31,7 +31,9 @@ COMMAND_MODULES = ("ingest.offline", "ingest.recording", "ingest.replay", "inges
 
 def _setup_logging(verbose: int, quiet: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
     # Third-party chatter (amqtt logs every packet at INFO) drowns what a person needs to see.
     for noisy in ("amqtt", "transitions", "asyncio", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.INFO)
@@ -66,7 +68,9 @@ async def _run_sim(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="neurospasm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="neurospasm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--version", action="version", version=f"neurospasm {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -76,17 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run a simulated wearable")
     sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
-    sim.add_argument("--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)")
+    sim.add_argument(
+        "--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)"
+    )
     sim.add_argument("--loop", action="store_true", help="repeat the scenario forever")
     sim.add_argument("--device-id", default="sim-0001")
-    sim.add_argument("--drift-ppm", type=float, default=None, help="device crystal error (default: scenario's)")
+    sim.add_argument(
+        "--drift-ppm", type=float, default=None, help="device crystal error (default: scenario's)"
+    )
     sim.add_argument("--autostart", action="store_true", help="stream without waiting for a START command")
     sim.add_argument("--path-file", help="also write the device path to this file (for scripts)")
     sim.add_argument("--labels", help="write the scenario's ground-truth labels (JSON) to this file")
 
     demo = sub.add_parser("demo", help="simulated wearable + embedded broker + local storage, live view")
-    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    demo.add_argument("--state-dir", default=None, help="where local series and the spool go (default: a temp dir)")
+    demo.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)"
+    )
+    demo.add_argument(
+        "--state-dir", default=None, help="where local series and the spool go (default: a temp dir)"
+    )
     demo.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
     demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
 

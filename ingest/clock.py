@@ -51,7 +51,7 @@ class ClockModel:
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be positive, got {rate_hz}")
         self.rate_hz = float(rate_hz)
-        self.window = max(1, int(round(window_s * rate_hz)))
+        self.window = max(1, round(window_s * rate_hz))
         self.history = history
         self.reset()
 

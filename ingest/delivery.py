@@ -133,7 +133,9 @@ class Delivery:
             finally:
                 self.sink = None
             delay = self.backoff.next(self._retry_after)
-            log.warning("%s: delivery paused, retrying in %.1f s (%s)", self.sink_name, delay, self.stats.last_error)
+            log.warning(
+                "%s: delivery paused, retrying in %.1f s (%s)", self.sink_name, delay, self.stats.last_error
+            )
             await asyncio.sleep(delay)
 
     _retry_after: float | None = None
@@ -166,7 +168,10 @@ class Delivery:
             self._wake.clear()
             await self._wake.wait()
             records = self.spool.peek(self.sink_name, self.max_records, self.max_bytes)
-            if len(records) >= self.max_records or sum(len(r.payload) for r in records) >= self.max_bytes // 2:
+            if (
+                len(records) >= self.max_records
+                or sum(len(r.payload) for r in records) >= self.max_bytes // 2
+            ):
                 return
 
     async def _send(self, sink: Any, records: list[SpoolRecord]) -> None:
@@ -182,7 +187,9 @@ class Delivery:
 
     def _quarantine(self, records: list[SpoolRecord], reason: str) -> None:
         self.stats.quarantined_records += len(records)
-        log.error("%s: %d record(s) refused by the server and quarantined: %s", self.sink_name, len(records), reason)
+        log.error(
+            "%s: %d record(s) refused by the server and quarantined: %s", self.sink_name, len(records), reason
+        )
         if self.quarantine_dir is None:
             return
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,7 @@ class DemoView:
         self.events: deque[dict[str, Any]] = deque(maxlen=12)
         self.detected: Counter[str] = Counter()
         self.mqtt_seen: Counter[str] = Counter()
+        self.by_type: Counter[str] = Counter()
         self.started = time.monotonic()
         self._last_samples = 0
         self._last_t = time.monotonic()
@@ -72,13 +73,18 @@ class DemoView:
     def observe(self, device: str, out: Output) -> None:
         if out.kind in ("event", "onset", "gap") and out.payload is not None:
             self.detected[out.kind] += 1
+            if out.kind == "event":
+                self.by_type[out.payload["type"]] += 1
             if out.kind != "onset":
                 self.events.appendleft(out.payload)
             if self.plain:
                 p = out.payload
                 if out.kind == "event":
-                    print(f"{p['onset']}  {p['type']:<7} {p['channel']:<14} {p['duration_s']:6.2f} s  "
-                          f"peak {p['peak_uv']:7.1f} uV", flush=True)  # fmt: skip
+                    print(
+                        f"{p['onset']}  {p['type']:<7} {p['channel']:<14} {p['duration_s']:6.2f} s  "
+                        f"peak {p['peak_uv']:7.1f} uV",
+                        flush=True,
+                    )
                 elif out.kind == "gap":
                     print(f"{p['start']}  GAP     {p['cause']} {p['duration_s']} s", flush=True)
 
@@ -111,29 +117,40 @@ class DemoView:
         )
         counts = Table.grid(padding=(0, 2))
         counts.add_row(
-            f"detected: {self.detected['event']} events, {self.detected['onset']} onsets, {self.detected['gap']} gaps",
+            f"detected: {self.detected['event']} events, {self.detected['onset']} onsets, "
+            f"{self.detected['gap']} gaps",
             f"confirmed by an MQTT subscriber: {self.mqtt_seen['events']} events, "
-            f"{self.mqtt_seen['onsets']} onsets, {self.mqtt_seen['status']} status, {self.mqtt_seen['live']} live",
+            f"{self.mqtt_seen['onsets']} onsets, {self.mqtt_seen['status']} status, "
+            f"{self.mqtt_seen['live']} live",
         )
         table = Table(title="latest events", expand=True)
         for col in ("onset (UTC)", "type", "channel", "duration", "peak uV", "x baseline"):
             table.add_column(col)
         for e in self.events:
             if e.get("schema", "").startswith("neurospasm.gap"):
-                table.add_row(e["start"][11:23], "[yellow]gap[/yellow]", e["cause"], f"{e['duration_s']} s", "", "")
+                table.add_row(
+                    e["start"][11:23], "[yellow]gap[/yellow]", e["cause"], f"{e['duration_s']} s", "", ""
+                )
             else:
-                table.add_row(e["onset"][11:23], e["type"], e["channel"], f"{e['duration_s']:.2f} s",
-                              f"{e['peak_uv']:.0f}", f"{e['relative_amplitude']:.0f}")  # fmt: skip
+                table.add_row(
+                    e["onset"][11:23],
+                    e["type"],
+                    e["channel"],
+                    f"{e['duration_s']:.2f} s",
+                    f"{e['peak_uv']:.0f}",
+                    f"{e['relative_amplitude']:.0f}",
+                )
         return Panel(Group(head, counts, table), title="neurospasm demo (Ctrl-C to stop)")
 
     def summary(self) -> str:
         runner = self.gw.devices[DEVICE]
         s = runner.session.stats
-        by_type = Counter(e["type"] for e in self.events if "type" in e)
+        types = ", ".join(f"{k} {v}" for k, v in sorted(self.by_type.items())) or "none"
         return (
             f"demo summary: {time.monotonic() - self.started:.0f} s, {s.frames} frames, "
-            f"{s.events} events ({', '.join(f'{k} {v}' for k, v in sorted(by_type.items())) or 'none'} among the last 12), "
-            f"{s.onsets} onsets, {s.gaps} gaps; MQTT subscriber confirmed {self.mqtt_seen['events']} events and "
+            f"{s.events} events ({types}), "
+            f"{s.onsets} onsets, {s.gaps} gaps; "
+            f"MQTT subscriber confirmed {self.mqtt_seen['events']} events and "
             f"{self.mqtt_seen['onsets']} onsets; loss {runner.session.loss_pct():.2f} %"
         )
 
@@ -149,7 +166,7 @@ async def _subscriber(port: int, view: DemoView, ready: asyncio.Event) -> None:
                     kind = str(msg.topic).rsplit("/", 1)[-1]
                     view.mqtt_seen[kind] += 1
                     if kind == "events" and view.plain:
-                        p = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                        p = json.loads(bytes(msg.payload))
                         print(f"  mqtt <- event {p['id'][:8]} ({p['type']})", flush=True)
         except aiomqtt.MqttError:
             await asyncio.sleep(0.5)
@@ -162,7 +179,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     broker = await start_broker(port)
     scenario = resolve_scenario(args.scenario)
     recording = synthesize(scenario)
-    device = SimDevice(SignalSource.from_recording(recording, loop=True), device_id="sim-demo", seed=scenario.seed)
+    device = SimDevice(
+        SignalSource.from_recording(recording, loop=True), device_id="sim-demo", seed=scenario.seed
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -98,12 +98,21 @@ def event_payload(
 
 
 def gap_payload(
-    *, device: str, boot_id: int, domain: str, cause: str, start_counter: int, samples_missing: int,
-    t_start: float, t_end: float,
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    device: str,
+    boot_id: int,
+    domain: str,
+    cause: str,
+    start_counter: int,
+    samples_missing: int,
+    t_start: float,
+    t_end: float,
+) -> dict[str, Any]:
     return {
         "schema": "neurospasm.gap/1",
-        "id": str(uuid.uuid5(EVENT_NAMESPACE, f"{device}/{boot_id:08x}/gap/{domain}/{start_counter}/{cause}")),
+        "id": str(
+            uuid.uuid5(EVENT_NAMESPACE, f"{device}/{boot_id:08x}/gap/{domain}/{start_counter}/{cause}")
+        ),
         "device": device,
         "domain": domain,
         "cause": cause,

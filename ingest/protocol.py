@@ -51,8 +51,8 @@ __all__ = [
     "StreamDecoder",
     "decode_frame",
     "encode_frame",
-    "max_emg_samples_per_frame",
     "max_acc_samples_per_frame",
+    "max_emg_samples_per_frame",
 ]
 
 PROTOCOL_VERSION = 1
@@ -321,9 +321,18 @@ def decode_frame(raw: bytes) -> Frame:
         if not (np.isfinite(emg_scale) and np.isfinite(acc_scale)):
             raise FrameError("value", "INFO scale factors are not finite")
         return InfoFrame(
-            seq, counter, boot, emg_rate, acc_rate, float(emg_scale), float(acc_scale),
-            device_id, firmware, tuple(labels), axes,
-        )  # fmt: skip
+            seq,
+            counter,
+            boot,
+            emg_rate,
+            acc_rate,
+            float(emg_scale),
+            float(acc_scale),
+            device_id,
+            firmware,
+            tuple(labels),
+            axes,
+        )
     # CMD
     if len(p) != _CMD.size:
         raise FrameError("length", f"CMD payload is {len(p)} bytes, expected 1")

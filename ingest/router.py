@@ -43,15 +43,18 @@ def event_line(p: dict[str, Any], patient: str) -> bytes:
     if p.get("frequency_hz") is not None:
         fields["frequency_hz"] = p["frequency_hz"]
     tags = {"device": p["device"], "channel": p["channel"], "type": p["type"], "patient": patient}
-    return lineproto.encode_point("spasm_event", tags, {k: v for k, v in fields.items() if v is not None},
-                                  _ts_ns(p["onset"]))  # fmt: skip
+    return lineproto.encode_point(
+        "spasm_event", tags, {k: v for k, v in fields.items() if v is not None}, _ts_ns(p["onset"])
+    )
 
 
 def gap_line(p: dict[str, Any], patient: str) -> bytes:
     tags = {"device": p["device"], "cause": p["cause"], "domain": p["domain"], "patient": patient}
     fields: dict[str, float | int | str | bool] = {
-        "id": p["id"], "samples_missing": int(p["samples_missing"]), "duration_s": p["duration_s"],
-    }  # fmt: skip
+        "id": p["id"],
+        "samples_missing": int(p["samples_missing"]),
+        "duration_s": p["duration_s"],
+    }
     return lineproto.encode_point("gap", tags, fields, _ts_ns(p["start"]))
 
 
@@ -63,8 +66,9 @@ def health_line(device: str, patient: str, h: dict[str, Any], t: float) -> bytes
     fields["monitoring"] = bool(h.get("monitoring", False))
     for label, ok in (h.get("contact") or {}).items():
         fields[f"contact_{label}"] = bool(ok)
-    return lineproto.encode_point("device_health", {"device": device, "patient": patient}, fields,
-                                  int(t * 1e9))  # fmt: skip
+    return lineproto.encode_point(
+        "device_health", {"device": device, "patient": patient}, fields, int(t * 1e9)
+    )
 
 
 @dataclass
@@ -140,8 +144,11 @@ class Router:
             topics = self.mqtt_topics.get(device)
             if topics is not None:
                 topic = topics(kind + "s")
-                self._append(self.mqtt_sink_name(device), Priority.CLINICAL,
-                             encode_message(topic, payloads.dumps(out.payload), payloads.QOS_CLINICAL, False))  # fmt: skip
+                self._append(
+                    self.mqtt_sink_name(device),
+                    Priority.CLINICAL,
+                    encode_message(topic, payloads.dumps(out.payload), payloads.QOS_CLINICAL, False),
+                )
             if kind == "event":
                 line = event_line(out.payload, self.patient)
             elif kind == "gap":
@@ -167,8 +174,11 @@ class Router:
         """Retained device status to MQTT, health point to the series sinks."""
         topics = self.mqtt_topics.get(device)
         if topics is not None:
-            self._append(self.mqtt_sink_name(device), Priority.CLINICAL,
-                         encode_message(topics("status"), payloads.dumps(payload), payloads.QOS_CLINICAL, True))  # fmt: skip
+            self._append(
+                self.mqtt_sink_name(device),
+                Priority.CLINICAL,
+                encode_message(topics("status"), payloads.dumps(payload), payloads.QOS_CLINICAL, True),
+            )
         line = health_line(device, self.patient, health, time.time())
         for sink in self.series_sinks:
             self._append(sink, Priority.CLINICAL, line)

@@ -46,15 +46,22 @@ STATUS_INTERVAL_S = 10.0
 def default_transport(dev: DeviceSection, queue_size: int = 4096) -> Transport:
     if dev.transport == "serial":
         return SerialTransport(
-            name=dev.id, queue_size=queue_size, port=dev.port, baudrate=dev.baudrate,
-            usb_vid=dev.usb_vid, usb_pid=dev.usb_pid,
-        )  # fmt: skip
+            name=dev.id,
+            queue_size=queue_size,
+            port=dev.port,
+            baudrate=dev.baudrate,
+            usb_vid=dev.usb_vid,
+            usb_pid=dev.usb_pid,
+        )
     from ingest.transports.ble import BleTransport  # bleak is imported only when used
 
     return BleTransport(
-        name=dev.id, queue_size=queue_size, address=dev.address, device_name=dev.name,
+        name=dev.id,
+        queue_size=queue_size,
+        address=dev.address,
+        device_name=dev.name,
         service_uuid=dev.service_uuid,
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -90,7 +97,9 @@ class DeviceRunner:
             self._set("disconnected", False)
             self.reconnects += 1
             delay = backoff.next()
-            log.warning("device %s: link down (%s); reconnecting in %.1f s", self.dev.id, self.last_error, delay)
+            log.warning(
+                "device %s: link down (%s); reconnecting in %.1f s", self.dev.id, self.last_error, delay
+            )
             await asyncio.sleep(delay)
 
     async def _connected_once(self, backoff: Backoff) -> None:
@@ -173,37 +182,55 @@ class Gateway:
                 raw_sinks.append("influx")
             influx_cfg = cfg.influx
             self.deliveries["influx"] = Delivery(
-                self.spool, "influx", lambda: make_influx_sink(influx_cfg),
-                max_records=10_000, max_bytes=max(64 << 10, influx_cfg.batch_lines * 80),
-                linger_s=influx_cfg.flush_interval_s, quarantine_dir=quarantine,
-            )  # fmt: skip
+                self.spool,
+                "influx",
+                lambda: make_influx_sink(influx_cfg),
+                max_records=10_000,
+                max_bytes=max(64 << 10, influx_cfg.batch_lines * 80),
+                linger_s=influx_cfg.flush_interval_s,
+                quarantine_dir=quarantine,
+            )
         if cfg.local.enabled:
             series_sinks.append("local")
             if cfg.local.raw_emg:
                 raw_sinks.append("local")
             local_dir = cfg.local_dir
             self.deliveries["local"] = Delivery(
-                self.spool, "local", lambda: LocalLineSink(local_dir), max_records=10_000, linger_s=0.5,
+                self.spool,
+                "local",
+                lambda: LocalLineSink(local_dir),
+                max_records=10_000,
+                linger_s=0.5,
                 quarantine_dir=quarantine,
-            )  # fmt: skip
+            )
         topics: dict[str, payloads.Topics] = {}
         if cfg.mqtt.enabled:
             for dev in cfg.devices:
-                topics[dev.id] = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.site, cfg.gateway.patient, dev.id)
+                topics[dev.id] = payloads.Topics(
+                    cfg.mqtt.topic_prefix, cfg.gateway.site, cfg.gateway.patient, dev.id
+                )
                 name = Router.mqtt_sink_name(dev.id)
                 self.deliveries[name] = Delivery(self.spool, name, self._mqtt_factory(dev, topics[dev.id]))
         self.router = Router(
-            self.spool, patient=cfg.gateway.patient, series_sinks=series_sinks, raw_sinks=raw_sinks,
-            notify=self._notify, mqtt_topics=topics, publish_live=self._publish_live if cfg.mqtt.live else None,
+            self.spool,
+            patient=cfg.gateway.patient,
+            series_sinks=series_sinks,
+            raw_sinks=raw_sinks,
+            notify=self._notify,
+            mqtt_topics=topics,
+            publish_live=self._publish_live if cfg.mqtt.live else None,
             observers=self.observers,
-        )  # fmt: skip
+        )
         envelope_rate = cfg.influx.envelope_rate_hz if cfg.influx.enabled else cfg.local.envelope_rate_hz
         for dev in cfg.devices:
             session = DeviceSession(
-                dev.id, self.router.emitter(dev.id), self.detector_config,
-                envelope_rate_hz=envelope_rate, live_rate_hz=cfg.mqtt.live_rate_hz,
+                dev.id,
+                self.router.emitter(dev.id),
+                self.detector_config,
+                envelope_rate_hz=envelope_rate,
+                live_rate_hz=cfg.mqtt.live_rate_hz,
                 raw_emg=bool(raw_sinks),
-            )  # fmt: skip
+            )
             self.devices[dev.id] = DeviceRunner(
                 dev, session, self.transport_factory, cfg.gateway.stale_after_s, self._device_state
             )
@@ -262,8 +289,11 @@ class Gateway:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             pending = self.spool.stats().pending_records
-            if not any(sum(v.values()) for k, v in pending.items() if k in self.deliveries and
-                       self.deliveries[k].state == "connected"):  # fmt: skip
+            if not any(
+                sum(v.values())
+                for k, v in pending.items()
+                if k in self.deliveries and self.deliveries[k].state == "connected"
+            ):
                 break
             await asyncio.sleep(0.05)
 
@@ -297,7 +327,9 @@ class Gateway:
         task.add_done_callback(self._live_tasks.discard)
 
     def _device_state(self, runner: DeviceRunner) -> None:
-        log.info("device %s: %s (monitoring %s)", runner.dev.id, runner.state, "on" if runner.monitoring else "OFF")
+        log.info(
+            "device %s: %s (monitoring %s)", runner.dev.id, runner.state, "on" if runner.monitoring else "OFF"
+        )
         self._publish_status(runner)
 
     def status_payload(self, runner: DeviceRunner) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -134,8 +134,10 @@ class DeviceSession:
     def _on_info(self, info: InfoFrame, t_host: float) -> None:
         if self.info is not None and info.boot_id == self.boot_id:
             if (info.channel_labels, info.emg_rate_hz, info.acc_rate_hz) == (
-                self.info.channel_labels, self.info.emg_rate_hz, self.info.acc_rate_hz,
-            ):  # fmt: skip
+                self.info.channel_labels,
+                self.info.emg_rate_hz,
+                self.info.acc_rate_hz,
+            ):
                 return  # the periodic repeat
         if self.info is not None:
             # A new boot (or a reconfigured device): close what is open, account the gap.
@@ -155,8 +157,13 @@ class DeviceSession:
         self._live_every = max(1, round(self.envelope_rate_hz / self.live_rate_hz))
         log.info(
             "device %s: boot %08x, %d EMG channels at %d Hz, accelerometer at %d Hz, firmware %s",
-            self.device, info.boot_id, info.n_channels, info.emg_rate_hz, info.acc_rate_hz, info.firmware,
-        )  # fmt: skip
+            self.device,
+            info.boot_id,
+            info.n_channels,
+            info.emg_rate_hz,
+            info.acc_rate_hz,
+            info.firmware,
+        )
 
     def _close_streams(self, t_host: float, cause: GapCause) -> None:
         """End of a boot: flush the detector and record the gap up to the next data."""
@@ -226,7 +233,9 @@ class DeviceSession:
             else:
                 break
 
-    def _process(self, name: Domain, dom: DomainState, full: int, frame: EmgFrame | AccFrame, t_host: float) -> None:
+    def _process(
+        self, name: Domain, dom: DomainState, full: int, frame: EmgFrame | AccFrame, t_host: float
+    ) -> None:
         """One in-order frame: gap accounting, clock, detector, series."""
         assert self.info is not None and self.detector is not None
         n = len(frame.samples)
@@ -263,15 +272,31 @@ class DeviceSession:
             self._envelope(full, uv, t0, dt)
             if self.raw_emg:
                 for i, label in enumerate(self.info.channel_labels):
-                    self.emit(Output("raw", series=SeriesBlock(
-                        "emg_raw", {"device": self.device, "channel": label}, {"uv": uv[:, i]}, t_ns,
-                    )))  # fmt: skip
+                    self.emit(
+                        Output(
+                            "raw",
+                            series=SeriesBlock(
+                                "emg_raw",
+                                {"device": self.device, "channel": label},
+                                {"uv": uv[:, i]},
+                                t_ns,
+                            ),
+                        )
+                    )
         else:
             g = frame.samples.astype(np.float64) * self.info.acc_scale_g
             self._handle(self.detector.feed_acc(full, g))
-            self.emit(Output("acc", series=SeriesBlock(
-                "acc", {"device": self.device}, {"x": g[:, 0], "y": g[:, 1], "z": g[:, 2]}, t_ns,
-            )))  # fmt: skip
+            self.emit(
+                Output(
+                    "acc",
+                    series=SeriesBlock(
+                        "acc",
+                        {"device": self.device},
+                        {"x": g[:, 0], "y": g[:, 1], "z": g[:, 2]},
+                        t_ns,
+                    ),
+                )
+            )
 
     def _envelope(self, full: int, uv: np.ndarray, t0: float, dt: float) -> None:
         assert self.info is not None and self.emg is not None
@@ -285,20 +310,35 @@ class DeviceSession:
         t = t0 + (idx - full) * dt
         t_ns = (t * 1e9).astype(np.int64)
         for i, label in enumerate(self.info.channel_labels):
-            self.emit(Output("envelope", series=SeriesBlock(
-                "emg_envelope", {"device": self.device, "channel": label}, {"uv": values[:, i]}, t_ns,
-            )))  # fmt: skip
+            self.emit(
+                Output(
+                    "envelope",
+                    series=SeriesBlock(
+                        "emg_envelope",
+                        {"device": self.device, "channel": label},
+                        {"uv": values[:, i]},
+                        t_ns,
+                    ),
+                )
+            )
         # Live view: every k-th envelope sample, all channels in one small message.
         for k in range(len(values)):
             self._live_count += 1
             if self._live_count % self._live_every == 0:
-                self.emit(Output("live", payload={
-                    "schema": "neurospasm.live/1",
-                    "device": self.device,
-                    "t": payloads.iso(float(t[k])),
-                    "envelope_uv": {lab: round(float(values[k, i]), 2)
-                                    for i, lab in enumerate(self.info.channel_labels)},
-                }))  # fmt: skip
+                self.emit(
+                    Output(
+                        "live",
+                        payload={
+                            "schema": "neurospasm.live/1",
+                            "device": self.device,
+                            "t": payloads.iso(float(t[k])),
+                            "envelope_uv": {
+                                lab: round(float(values[k, i]), 2)
+                                for i, lab in enumerate(self.info.channel_labels)
+                            },
+                        },
+                    )
+                )
 
     # -- detector outputs -----------------------------------------------------------------
     def _time(self, domain: str, counter: int) -> float:
@@ -310,17 +350,33 @@ class DeviceSession:
         for out in outputs:
             if isinstance(out, Onset):
                 self.stats.onsets += 1
-                self.emit(Output("onset", payloads.onset_payload(
-                    out, device=self.device, boot_id=self.boot_id,
-                    t_onset=self._time(out.domain, out.onset_sample),
-                ), source=out))  # fmt: skip
+                self.emit(
+                    Output(
+                        "onset",
+                        payloads.onset_payload(
+                            out,
+                            device=self.device,
+                            boot_id=self.boot_id,
+                            t_onset=self._time(out.domain, out.onset_sample),
+                        ),
+                        source=out,
+                    )
+                )
             elif isinstance(out, SpasmEvent):
                 self.stats.events += 1
-                self.emit(Output("event", payloads.event_payload(
-                    out, device=self.device, boot_id=self.boot_id,
-                    t_onset=self._time(out.domain, out.onset_sample),
-                    t_offset=self._time(out.domain, out.offset_sample),
-                ), source=out))  # fmt: skip
+                self.emit(
+                    Output(
+                        "event",
+                        payloads.event_payload(
+                            out,
+                            device=self.device,
+                            boot_id=self.boot_id,
+                            t_onset=self._time(out.domain, out.onset_sample),
+                            t_offset=self._time(out.domain, out.offset_sample),
+                        ),
+                        source=out,
+                    )
+                )
             elif isinstance(out, QualityChange):
                 self._quality(out)
 
@@ -337,14 +393,26 @@ class DeviceSession:
                 self._gap(q.domain, cause, start, q.sample - start, t0, t, channel=q.channel)
 
     def _gap(
-        self, domain: str, cause: GapCause, start: int, missing: int, t0: float, t1: float,
+        self,
+        domain: str,
+        cause: GapCause,
+        start: int,
+        missing: int,
+        t0: float,
+        t1: float,
         channel: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.stats.gaps += 1
         p = payloads.gap_payload(
-            device=self.device, boot_id=self.boot_id, domain=domain, cause=cause, start_counter=start,
-            samples_missing=missing, t_start=t0, t_end=t1,
-        )  # fmt: skip
+            device=self.device,
+            boot_id=self.boot_id,
+            domain=domain,
+            cause=cause,
+            start_counter=start,
+            samples_missing=missing,
+            t_start=t0,
+            t_end=t1,
+        )
         if channel is not None:
             p["channel"] = channel
         self.emit(Output("gap", p))

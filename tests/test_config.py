@@ -21,12 +21,19 @@ def test_example_config_loads_and_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     # Every key of every section of the model appears in the example (set or commented out).
     sections = {
-        "gateway": cfg.gateway, "mqtt": cfg.mqtt, "influx": cfg.influx, "local": cfg.local,
-        "spool": cfg.spool, "mqtt.tls": cfg.mqtt.tls, "devices": cfg.devices[0],
-    }  # fmt: skip
+        "gateway": cfg.gateway,
+        "mqtt": cfg.mqtt,
+        "influx": cfg.influx,
+        "local": cfg.local,
+        "spool": cfg.spool,
+        "mqtt.tls": cfg.mqtt.tls,
+        "devices": cfg.devices[0],
+    }
     for name, model in sections.items():
         for key in type(model).model_fields:
-            pattern = rf"^\[{name}\.{key}\]" if isinstance(getattr(model, key), BaseModel) else rf"^#? ?{key} ="
+            pattern = (
+                rf"^\[{name}\.{key}\]" if isinstance(getattr(model, key), BaseModel) else rf"^#? ?{key} ="
+            )
             assert re.search(pattern, text, flags=re.M), f"{name}.{key} is not documented in the example"
 
 

@@ -37,7 +37,7 @@ class Proc:
 
     def __init__(self, argv: list[str], log: Path) -> None:
         self.log = log
-        self.fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.fh = open(log, "wb")
         self.p = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=self.fh, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
@@ -62,10 +62,20 @@ class Proc:
 def start_sim(tmp: Path, scenario: str = SCENARIO, extra: list[str] | None = None) -> tuple[Proc, str]:
     path_file = tmp / "sim.path"
     sim = Proc(
-        [sys.executable, "-m", "ingest.cli", "sim", "--serial", "--scenario", scenario,
-         "--path-file", str(path_file), *(extra or [])],
+        [
+            sys.executable,
+            "-m",
+            "ingest.cli",
+            "sim",
+            "--serial",
+            "--scenario",
+            scenario,
+            "--path-file",
+            str(path_file),
+            *(extra or []),
+        ],
         tmp / "sim.log",
-    )  # fmt: skip
+    )
     wait_until(path_file.exists, 20, "the simulator's pty path")
     return sim, path_file.read_text().strip()
 
@@ -121,10 +131,17 @@ def test_sim_to_mqtt_and_influx_v1(tmp_path: Path, mosquitto: Mosquitto, influxd
     assert len(truth.labels) == 3
     sim, port_path = start_sim(tmp_path)
     cfg = write_config(
-        tmp_path, port_path, mosquitto.port,
-        {"enabled": True, "api": "v1", "url": influxdb1.url, "database": influxdb1.database,
-         "flush_interval_s": 0.5},
-    )  # fmt: skip
+        tmp_path,
+        port_path,
+        mosquitto.port,
+        {
+            "enabled": True,
+            "api": "v1",
+            "url": influxdb1.url,
+            "database": influxdb1.database,
+            "flush_interval_s": 0.5,
+        },
+    )
     gw = None
     try:
 
@@ -178,10 +195,19 @@ def test_influx_v2_write_path_against_victoriametrics(
     """The v2 API (/api/v2/write, token/org/bucket) through influxdb-client, into a real server."""
     sim, port_path = start_sim(tmp_path)
     cfg = write_config(
-        tmp_path, port_path, mosquitto.port,
-        {"enabled": True, "api": "v2", "url": victoria.url, "token": "e2e-token", "org": "clinic",
-         "bucket": "neurospasm", "flush_interval_s": 0.5},
-    )  # fmt: skip
+        tmp_path,
+        port_path,
+        mosquitto.port,
+        {
+            "enabled": True,
+            "api": "v2",
+            "url": victoria.url,
+            "token": "e2e-token",
+            "org": "clinic",
+            "bucket": "neurospasm",
+            "flush_interval_s": 0.5,
+        },
+    )
     gw = Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log")
     try:
         msgs = asyncio.run(collect(mosquitto.port, 30.0, until=3))

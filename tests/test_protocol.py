@@ -32,11 +32,18 @@ EXPECTED = [
     EmgFrame(seq=1, counter=0x01020304, samples=np.array([[0, -1], [256, 32767], [-32768, 0]], np.int16)),
     AccFrame(seq=2, counter=40, samples=np.array([[0, 0, 4096], [-1, 2, 4095]], np.int16)),
     InfoFrame(
-        seq=3, counter=0, boot_id=0xDEADBEEF, emg_rate_hz=2000, acc_rate_hz=100, emg_scale_uv=0.1,
-        acc_scale_g=1 / 4096, device_id="sim-0001", firmware="sim-1.0",
+        seq=3,
+        counter=0,
+        boot_id=0xDEADBEEF,
+        emg_rate_hz=2000,
+        acc_rate_hz=100,
+        emg_scale_uv=0.1,
+        acc_scale_g=1 / 4096,
+        device_id="sim-0001",
+        firmware="sim-1.0",
         channel_labels=("EMG L quad", "EMG R quad"),
     ),
-]  # fmt: skip
+]
 
 
 def doc_vectors() -> list[bytes]:
@@ -51,9 +58,12 @@ def same(a: object, b: object) -> bool:
         return a == b and np.array_equal(a.samples, b.samples)  # type: ignore[union-attr]
     if isinstance(a, InfoFrame):
         assert isinstance(b, InfoFrame)
-        return a.emg_scale_uv == pytest.approx(b.emg_scale_uv) and a.channel_labels == b.channel_labels and (
-            a.boot_id, a.device_id, a.firmware, a.emg_rate_hz, a.acc_rate_hz
-        ) == (b.boot_id, b.device_id, b.firmware, b.emg_rate_hz, b.acc_rate_hz)
+        return (
+            a.emg_scale_uv == pytest.approx(b.emg_scale_uv)
+            and a.channel_labels == b.channel_labels
+            and (a.boot_id, a.device_id, a.firmware, a.emg_rate_hz, a.acc_rate_hz)
+            == (b.boot_id, b.device_id, b.firmware, b.emg_rate_hz, b.acc_rate_hz)
+        )
     return a == b
 
 

@@ -139,8 +139,13 @@ def test_reboot_is_a_gap_and_the_clock_restarts() -> None:
     assert any(x["cause"] == "reboot" for x in g), g
     assert session.stats.reboots == 1
     # No timestamp in any series goes backwards across the reboot.
-    t = np.concatenate([o.series.t_ns for o in outs if o.kind == "envelope" and o.series and
-                        o.series.tags["channel"] == "EMG L quad"])  # fmt: skip
+    t = np.concatenate(
+        [
+            o.series.t_ns
+            for o in outs
+            if o.kind == "envelope" and o.series and o.series.tags["channel"] == "EMG L quad"
+        ]
+    )
     assert np.all(np.diff(t) > 0)
 
 

@@ -114,10 +114,13 @@ class InfluxV2Sink(_InfluxBase):
     async def _post(self, body: bytes) -> None:
         try:
             await self._write.write(
-                bucket=self.cfg.bucket, org=self.cfg.org or "-", record=body, write_precision=WritePrecision.NS
+                bucket=self.cfg.bucket,
+                org=self.cfg.org or "-",
+                record=body,
+                write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # a str enum in the stubs
             )
         except ApiException as exc:
-            headers = exc.headers or {}
+            headers: dict[str, str] = dict(exc.headers or {})
             text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body)
             raise _HttpStatus(int(exc.status or 0), text, _retry_after(headers.get("Retry-After"))) from exc
         except (InfluxDBError, aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -145,9 +148,7 @@ class InfluxV1Sink(_InfluxBase):
                 ctx.verify_mode = ssl.CERT_NONE
             ssl_arg = ctx
         self._ssl = ssl_arg
-        self._session = aiohttp.ClientSession(
-            auth=auth, timeout=aiohttp.ClientTimeout(total=cfg.timeout_s)
-        )
+        self._session = aiohttp.ClientSession(auth=auth, timeout=aiohttp.ClientTimeout(total=cfg.timeout_s))
         params = {"db": cfg.database, "precision": "ns"}
         if cfg.retention_policy:
             params["rp"] = cfg.retention_policy

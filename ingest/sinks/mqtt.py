@@ -16,8 +16,8 @@ from typing import Self
 
 import aiomqtt
 import paho.mqtt.client as paho_client
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingest.config import MqttSection, read_secret
 from ingest.sinks.base import SinkUnavailable
