@@ -290,3 +290,16 @@ def test_encode_point_equals_point_output(tags: dict[str, str], fields: dict[str
     expected = p.time(ts).to_line_protocol()
     ours = encode_point("event", tags, fields, ts)  # type: ignore[arg-type]
     assert ours == (expected + "\n").encode() if expected else ours == b""
+
+
+def test_schema_doc_examples_are_what_the_encoder_writes() -> None:
+    """docs/influx-schema.md shows real output: each example line re-encodes to itself."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "influx-schema.md").read_text()
+    block = doc.split("## Line protocol produced", 1)[1].split("```", 2)[1]
+    examples = [line for line in block.splitlines() if line.strip()]
+    assert len(examples) >= 4
+    for line in examples:
+        meas, tags, fields, ts = parse_line(line)
+        assert encode_point(meas, tags, fields, ts).decode() == line + "\n"  # type: ignore[arg-type]
