@@ -310,10 +310,10 @@ class VirtualPeripheral:
         With ``unavailable_for_s`` the peripheral is also out of range for that many host seconds,
         so the outage lasts at least that long however fast the central reconnects.
         """
+        self._drop_link("peripheral")
         if unavailable_for_s > 0:
             self.set_available(False)
             self._restore = asyncio.get_running_loop().call_later(unavailable_for_s, self.set_available, True)
-        self._drop_link("peripheral")
 
     def set_available(self, available: bool) -> None:
         """In or out of range. Out of range drops any link, hides it from scans, stalls connects."""
