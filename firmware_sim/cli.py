@@ -1,17 +1,32 @@
-"""``neurospasm sim``: serve a simulated wearable until interrupted."""
+"""``neurospasm sim``: serve one or several simulated wearables until interrupted.
+
+Each device gets its own pseudo-terminal; the paths are printed on stdout, one per line, in
+device order, so a script can read them (``--path-file`` writes the same lines to a file). When
+the scenario's faults disconnect or reboot the device, the printed path is a stable symlink
+(``/tmp/neurospasm-sim-XXXX/ttySIM0``) that follows the device across its ptys, like
+``/dev/serial/by-id``: point the gateway at it.
+
+The parser lives in ``ingest/cli.py``; :func:`add_sim_arguments` adds the options this module
+understands, and ``python -m firmware_sim.cli`` runs it stand-alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
+import re
 import signal
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from firmware_sim.device import SignalSource, SimDevice
+from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
-from firmware_sim.scenario import Scenario, builtin_scenario, builtin_scenario_names, load_scenario
+from firmware_sim.scenario import FaultSpec, Scenario, builtin_scenario, builtin_scenario_names, load_scenario
 from firmware_sim.signals import synthesize
 
 
@@ -20,47 +35,162 @@ def resolve_scenario(name_or_path: str) -> Scenario:
     if name_or_path.endswith(".toml") or Path(name_or_path).exists():
         return load_scenario(name_or_path)
     if name_or_path not in builtin_scenario_names():
-        raise SystemExit(
-            f"neurospasm sim: unknown scenario {name_or_path!r}; built-in: {', '.join(builtin_scenario_names())}"
-        )
+        known = ", ".join(builtin_scenario_names())
+        raise SystemExit(f"neurospasm sim: unknown scenario {name_or_path!r}; built-in: {known}")
     return builtin_scenario(name_or_path)
+
+
+def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
+    """The options of ``neurospasm sim`` (shared by ingest/cli.py and ``python -m firmware_sim.cli``)."""
+    sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
+    sim.add_argument(
+        "--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)"
+    )
+    sim.add_argument("--loop", action="store_true", help="repeat the scenario forever")
+    sim.add_argument("--device-id", default="sim-0001", help="id of the first device; more devices count up")
+    sim.add_argument("--devices", type=int, default=1, help="how many simulated devices, each on its own pty")
+    sim.add_argument(
+        "--drift-ppm", type=float, default=None, help="device crystal error (default: scenario's)"
+    )
+    sim.add_argument("--autostart", action="store_true", help="stream without waiting for a START command")
+    sim.add_argument("--path-file", help="also write the device paths (one per line) to this file")
+    sim.add_argument("--labels", help="write the scenario's ground-truth labels (JSON) to this file")
+    add_fault_arguments(sim)
+
+
+def add_fault_arguments(p: argparse.ArgumentParser) -> None:
+    """Fault overrides on top of the scenario's ``[faults]`` section."""
+    g = p.add_argument_group("faults (default: the scenario's [faults] section)")
+    g.add_argument("--no-faults", action="store_true", help="ignore the scenario's faults: a perfect link")
+    g.add_argument("--frame-loss", type=float, default=None, help="i.i.d. probability a frame is lost")
+    g.add_argument("--corrupt-rate", type=float, default=None, help="probability a frame has flipped bytes")
+    g.add_argument("--duplicate-rate", type=float, default=None)
+    g.add_argument("--reorder-rate", type=float, default=None)
+    g.add_argument("--jitter-ms", type=float, default=None, help="std of host arrival jitter")
+    g.add_argument("--fault-seed", type=int, default=None, help="fault RNG seed (default: scenario's)")
+    g.add_argument("--truth", help="on exit, write what the fault injector did (JSON) to this file")
+
+
+def scenario_with_fault_overrides(scenario: Scenario, args: argparse.Namespace) -> Scenario:
+    """Apply the command-line fault options (validated like the scenario file itself)."""
+    if getattr(args, "no_faults", False):
+        return scenario.model_copy(update={"faults": FaultSpec()})
+    over = {
+        key: getattr(args, attr)
+        for key, attr in (
+            ("frame_loss_rate", "frame_loss"),
+            ("corrupt_rate", "corrupt_rate"),
+            ("duplicate_rate", "duplicate_rate"),
+            ("reorder_rate", "reorder_rate"),
+            ("jitter_ms", "jitter_ms"),
+            ("seed", "fault_seed"),
+        )
+        if getattr(args, attr, None) is not None
+    }
+    if not over:
+        return scenario
+    faults = FaultSpec.model_validate({**scenario.faults.model_dump(), **over})
+    return scenario.model_copy(update={"faults": faults})
+
+
+def _has_faults(f: FaultSpec) -> bool:
+    return f != FaultSpec(seed=f.seed, clock_drift_ppm=f.clock_drift_ppm)
+
+
+def device_ids(first: str, n: int) -> list[str]:
+    """``sim-0001`` x 3 -> sim-0001, sim-0002, sim-0003 (the trailing number counts up)."""
+    if n == 1:
+        return [first]
+    m = re.match(r"^(.*?)(\d+)$", first)
+    if m is None:
+        return [f"{first}-{i + 1}" for i in range(n)]
+    head, num = m.group(1), m.group(2)
+    return [f"{head}{int(num) + i:0{len(num)}d}" for i in range(n)]
+
+
+def _write_text(path: str, text: str) -> None:
+    """Small files for scripts (paths, labels, truth): written before or after the event loop's work."""
+    Path(path).write_text(text, encoding="utf-8")
 
 
 async def serve_serial(args: argparse.Namespace) -> int:
     if not args.serial:
         print("neurospasm sim: choose a transport (--serial)", file=sys.stderr)
         return 2
-    scenario = resolve_scenario(args.scenario)
+    n_devices = int(getattr(args, "devices", 1) or 1)
+    if n_devices < 1:
+        print("neurospasm sim: --devices must be at least 1", file=sys.stderr)
+        return 2
+    scenario = scenario_with_fault_overrides(resolve_scenario(args.scenario), args)
     recording = synthesize(scenario)
     if args.labels:
-        Path(args.labels).write_text(recording.labels_json(), encoding="utf-8")
+        _write_text(args.labels, recording.labels_json())
     drift = args.drift_ppm if args.drift_ppm is not None else scenario.faults.clock_drift_ppm
-    device = SimDevice(
-        SignalSource.from_recording(recording, loop=args.loop),
-        device_id=args.device_id,
-        autostart=args.autostart,
-        seed=scenario.seed,
-    )
+    faulty = _has_faults(scenario.faults)
+    link_dir = tempfile.TemporaryDirectory(prefix="neurospasm-sim-")
+    source = SignalSource.from_recording(recording, loop=args.loop)
+    servers: list[PtyServer] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with PtyServer(device, drift_ppm=drift) as server:
-        print(server.path, flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(link_dir.cleanup)
+        for i, dev_id in enumerate(device_ids(args.device_id, n_devices)):
+            device = SimDevice(source, device_id=dev_id, autostart=args.autostart, seed=scenario.seed + i)
+            injector = FaultInjector.from_scenario(scenario, recording, seed_offset=i) if faulty else None
+            link = (
+                Path(link_dir.name) / f"ttySIM{i}"
+                if injector is not None and injector.needs_link_control
+                else None
+            )
+            server = PtyServer(
+                device, drift_ppm=drift, injector=injector, link_path=link, jitter_seed=scenario.seed + i
+            )
+            servers.append(await stack.enter_async_context(server))
+        paths = [s.path for s in servers]
+        print("\n".join(paths), flush=True)
         if args.path_file:
-            Path(args.path_file).write_text(server.path + "\n", encoding="utf-8")
+            _write_text(args.path_file, "".join(p + "\n" for p in paths))
         print(
-            f"simulated wearable {args.device_id}: scenario {scenario.name!r}, "
-            f"{len(recording.channel_labels)} EMG channels at {recording.emg_rate_hz} Hz; "
-            "waiting for the gateway's START (Ctrl-C to stop)",
+            f"{n_devices} simulated wearable(s) {servers[0].device.device_id}..: scenario {scenario.name!r}, "
+            f"{len(recording.channel_labels)} EMG channels at {recording.emg_rate_hz} Hz, "
+            f"faults {'on' if faulty else 'off'}; waiting for the gateway's START (Ctrl-C to stop)",
             file=sys.stderr,
             flush=True,
         )
         await stop.wait()
-        print(
-            f"sent {device.stats.frames_sent} frames ({device.stats.bytes_sent} bytes), "
-            f"{server.stats.bytes_dropped} bytes dropped while nobody listened",
-            file=sys.stderr,
-        )
+        for s in servers:
+            d = s.device
+            print(
+                f"{d.device_id}: sent {d.stats.frames_sent} frames ({d.stats.bytes_sent} bytes), "
+                f"{s.stats.bytes_dropped} bytes dropped while nobody listened, "
+                f"{s.stats.disconnects} disconnects, {s.stats.reboots} reboots",
+                file=sys.stderr,
+            )
+        if getattr(args, "truth", None):
+            doc = {
+                s.device.device_id: {
+                    "truth": s.injector.truth if s.injector else [],
+                    "expected_gaps": s.injector.expected_gaps() if s.injector else [],
+                }
+                for s in servers
+            }
+            _write_text(args.truth, json.dumps(doc, indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m firmware_sim.cli", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    add_sim_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return asyncio.run(serve_serial(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
