@@ -21,6 +21,7 @@ from ingest.session import Output, SeriesBlock
 from ingest.sinks.mqtt import encode_message
 from ingest.spool import Priority, Spool
 
+_DECIMALS = {"uv": 2, "x": 4, "y": 4, "z": 4}
 _SERIES_PRIORITY = {"envelope": Priority.BULK, "acc": Priority.BULK, "raw": Priority.RAW}
 
 
@@ -185,7 +186,10 @@ class Router:
 
     def _buffer(self, sink: str, prio: Priority, block: SeriesBlock) -> None:
         tags = dict(block.tags, patient=self.patient)
-        data = lineproto.encode_columns(block.measurement, tags, block.fields, np.asarray(block.t_ns))
+        # Fixed-point: 0.01 uV and 0.1 mg are far below the sensor's noise, and ~7x cheaper to format.
+        data = lineproto.encode_columns(
+            block.measurement, tags, block.fields, np.asarray(block.t_ns), decimals=_DECIMALS
+        )
         if not data:
             return
         buf = self._buffers.setdefault((sink, prio), _SeriesBuffer(since=time.monotonic()))

@@ -8,121 +8,19 @@ independent MQTT subscriber counts events; the samples are queried back over Inf
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
+from harness import SCENARIO, Proc, collect, iso_ts, start_sim, write_config
 from servers import InfluxDB1, Mosquitto, VictoriaMetrics, wait_until
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
 
 SCENARIO = "e2e_short"
-
-
-def _ts(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-class Proc:
-    """A child process of ours whose stderr goes to a file (shown when a test fails)."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.log = log
-        self.fh = open(log, "wb")
-        self.p = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self.fh, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        if self.p.stdout:
-            self.p.stdout.close()
-        self.fh.close()
-        return int(self.p.returncode)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def start_sim(tmp: Path, scenario: str = SCENARIO, extra: list[str] | None = None) -> tuple[Proc, str]:
-    path_file = tmp / "sim.path"
-    sim = Proc(
-        [
-            sys.executable,
-            "-m",
-            "ingest.cli",
-            "sim",
-            "--serial",
-            "--scenario",
-            scenario,
-            "--path-file",
-            str(path_file),
-            *(extra or []),
-        ],
-        tmp / "sim.log",
-    )
-    wait_until(path_file.exists, 20, "the simulator's pty path")
-    return sim, path_file.read_text().strip()
-
-
-def write_config(tmp: Path, port_path: str, mqtt_port: int, influx: dict[str, Any]) -> Path:
-    lines = [
-        "[gateway]",
-        'site = "e2e"',
-        'patient = "p-0001"',
-        f'state_dir = "{tmp / "state"}"',
-        "stale_after_s = 3.0",
-        "",
-        "[[devices]]",
-        'id = "dev-a"',
-        'transport = "serial"',
-        f'port = "{port_path}"',
-        "",
-        "[mqtt]",
-        'host = "127.0.0.1"',
-        f"port = {mqtt_port}",
-        "",
-        "[influx]",
-        *(f"{k} = {json.dumps(v)}" for k, v in influx.items()),
-    ]
-    cfg = tmp / "gateway.toml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return cfg
-
-
-async def collect(
-    port: int, seconds: float, until: int | None = None
-) -> list[tuple[str, dict[str, Any], bool]]:
-    out: list[tuple[str, dict[str, Any], bool]] = []
-    async with aiomqtt.Client("127.0.0.1", port, identifier="e2e-observer") as client:
-        await client.subscribe("neurospasm/v1/#", qos=1)
-        deadline = time.monotonic() + seconds
-        try:
-            async with asyncio.timeout(seconds):
-                async for msg in client.messages:
-                    payload = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
-                    out.append((str(msg.topic), payload, bool(msg.retain)))
-                    if until is not None and sum(t.endswith("/events") for t, _, _ in out) >= until:
-                        break
-        except TimeoutError:
-            pass
-        assert time.monotonic() <= deadline + 1
-    return out
 
 
 @pytest.mark.slow
@@ -164,7 +62,7 @@ def test_sim_to_mqtt_and_influx_v1(tmp_path: Path, mosquitto: Mosquitto, influxd
         assert {e["id"] for e in events} <= {o["id"] for o in onsets}
         assert any(s["state"] == "online" and s["monitoring"] for s in status)
         # Timing: spacing between detected onsets matches the injected spasms within 50 ms.
-        detected = sorted(_ts(e["onset"]) for e in events)
+        detected = sorted(iso_ts(e["onset"]) for e in events)
         injected = sorted(lab["onset_s"] for lab in truth.labels)
         for d, i in zip(detected, injected, strict=True):
             assert abs((d - detected[0]) - (i - injected[0])) < 0.05

@@ -1,0 +1,192 @@
+"""Helpers for tests that run the gateway and the simulator as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from servers import wait_until
+
+SCENARIO = "e2e_short"
+
+
+def iso_ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class Proc:
+    """A child process of ours whose stderr goes to a file (shown when a test fails)."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        self.fh = open(log, "wb")
+        self.p = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self.fh, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self.p.stdout:
+            self.p.stdout.close()
+        self.fh.close()
+        return int(self.p.returncode)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_sim(tmp: Path, scenario: str = SCENARIO, extra: list[str] | None = None) -> tuple[Proc, str]:
+    path_file = tmp / "sim.path"
+    sim = Proc(
+        [
+            sys.executable,
+            "-m",
+            "ingest.cli",
+            "sim",
+            "--serial",
+            "--scenario",
+            scenario,
+            "--path-file",
+            str(path_file),
+            *(extra or []),
+        ],
+        tmp / "sim.log",
+    )
+    wait_until(path_file.exists, 20, "the simulator's pty path")
+    return sim, path_file.read_text().strip()
+
+
+def write_config(
+    tmp: Path,
+    port_path: str,
+    mqtt_port: int,
+    influx: dict[str, Any] | None = None,
+    *,
+    local: bool = False,
+    stale_after_s: float = 3.0,
+    mqtt_extra: dict[str, Any] | None = None,
+    spool: dict[str, Any] | None = None,
+) -> Path:
+    """A gateway TOML for one serial device, MQTT on loopback, optional InfluxDB and local store."""
+
+    def table(name: str, values: dict[str, Any]) -> list[str]:
+        return [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), ""]
+
+    lines = [
+        *table("gateway", {"site": "e2e", "patient": "p-0001", "state_dir": str(tmp / "state"),
+                           "stale_after_s": stale_after_s}),
+        "[[devices]]", 'id = "dev-a"', 'transport = "serial"', f"port = {json.dumps(port_path)}", "",
+        *table("mqtt", {"host": "127.0.0.1", "port": mqtt_port, **(mqtt_extra or {})}),
+        *table("influx", influx or {"enabled": False}),
+        *table("local", {"enabled": local}),
+        *table("spool", spool or {}),
+    ]  # fmt: skip
+    cfg = tmp / "gateway.toml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def gateway(tmp: Path, cfg: Path, name: str = "gw") -> Proc:
+    """``neurospasm run --config cfg`` as its own process (as a service would run it)."""
+    return Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp / f"{name}.log")
+
+
+async def collect(
+    port: int, seconds: float, until: int | None = None
+) -> list[tuple[str, dict[str, Any], bool]]:
+    out: list[tuple[str, dict[str, Any], bool]] = []
+    async with aiomqtt.Client("127.0.0.1", port, identifier="e2e-observer") as client:
+        await client.subscribe("neurospasm/v1/#", qos=1)
+        deadline = time.monotonic() + seconds
+        try:
+            async with asyncio.timeout(seconds):
+                async for msg in client.messages:
+                    payload = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                    out.append((str(msg.topic), payload, bool(msg.retain)))
+                    if until is not None and sum(t.endswith("/events") for t, _, _ in out) >= until:
+                        break
+        except TimeoutError:
+            pass
+        assert time.monotonic() <= deadline + 1
+    return out
+
+
+class Observer:
+    """An independent MQTT subscriber that survives broker outages, as a clinic's consumer would.
+
+    It uses a persistent session (clean_session=False, QoS 1), so the broker queues what is
+    published while it reconnects, and it reconnects until stopped.
+    """
+
+    def __init__(self, port: int, client_id: str = "clinic-observer", topic: str = "neurospasm/v1/#") -> None:
+        self.port = port
+        self.client_id = client_id
+        self.topic = topic
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1", self.port, identifier=self.client_id, clean_session=False, keepalive=5
+                ) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    self.connected.set()
+                    async for msg in client.messages:
+                        self.messages.append((str(msg.topic), json.loads(bytes(msg.payload))))  # type: ignore[arg-type]
+            except aiomqtt.MqttError:
+                self.connected.clear()
+                await asyncio.sleep(0.3)
+
+    async def __aenter__(self) -> Observer:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.connected.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def ids(self, kind: str) -> list[str]:
+        return [p["id"] for t, p in self.messages if t.endswith("/" + kind)]
+
+
+def local_lines(state_dir: Path, measurement: str) -> list[str]:
+    """Lines of one measurement in the gateway's local line-protocol store."""
+    out: list[str] = []
+    for path in sorted((state_dir / "series").glob("*.lp")):
+        for line in path.read_text().splitlines():
+            if line.startswith(measurement + ",") or line.startswith(measurement + " "):
+                out.append(line)
+    return out
+
+
+def local_event_ids(state_dir: Path) -> list[str]:
+    import re
+
+    return [
+        m.group(1)
+        for line in local_lines(state_dir, "spasm_event")
+        if (m := re.search(r'id="([^"]+)"', line))
+    ]

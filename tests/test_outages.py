@@ -1,0 +1,109 @@
+"""Delivery that loses nothing: real outages of the real servers, and a kill -9 of the gateway.
+
+Each test runs the simulator on a pty and ``neurospasm run`` as its own process, with the local
+line-protocol store enabled as the gateway's independent record of what it detected and sampled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from harness import Observer, gateway, local_event_ids, local_lines, start_sim, write_config
+from servers import InfluxDB1, Mosquitto, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
+    cfg = write_config(tmp_path, port_path, mosquitto.port, local=True)
+    state = tmp_path / "state"
+    gw = gateway(tmp_path, cfg)
+    try:
+
+        async def scenario() -> Observer:
+            async with Observer(mosquitto.port) as obs:
+                await asyncio.sleep(8)  # a spasm or two delivered normally
+                before = len(obs.ids("events"))
+                await mosquitto.arestart(20, hard=True)  # SIGKILL mid-stream, back 20 s later
+                await asyncio.sleep(14)  # the spool drains, and new events flow again
+                assert before >= 1
+                return obs
+
+        obs = asyncio.run(scenario())
+    finally:
+        rc = gw.stop()
+        sim.stop()
+    assert rc == 0, gw.tail()
+    detected = local_event_ids(state)
+    assert len(detected) >= 5, gw.tail()
+    received = obs.ids("events")
+    # Every event the gateway detected reached the subscriber (duplicates allowed, dropped by id).
+    missing = set(detected) - set(received)
+    assert not missing, f"{len(missing)} of {len(detected)} events never reached the subscriber\n{gw.tail()}"
+    # Every event was announced by an onset with the same id, outage or not.
+    assert set(detected) <= set(obs.ids("onsets"))
+    assert "retrying" in gw.tail() or "paused" in gw.tail()
+
+
+def test_influxdb_down_60s_every_point_arrives(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb1: InfluxDB1
+) -> None:
+    sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
+    cfg = write_config(
+        tmp_path, port_path, mosquitto.port,
+        {"enabled": True, "api": "v1", "url": influxdb1.url, "database": influxdb1.database, "flush_interval_s": 0.5},
+        local=True,
+    )  # fmt: skip
+    state = tmp_path / "state"
+    gw = gateway(tmp_path, cfg)
+    try:
+        time.sleep(6)
+        influxdb1.stop()
+        time.sleep(60)
+        influxdb1.start()
+        time.sleep(6)
+    finally:
+        rc = gw.stop()  # a clean stop flushes what is buffered; the spool keeps anything undelivered
+        sim.stop()
+    assert rc == 0, gw.tail()
+    # The local store saw exactly what was sent to InfluxDB: compare counts per measurement.
+    expected = Counter(line.split(",", 1)[0].split(" ", 1)[0] for line in local_lines(state, ""))
+    assert expected["emg_envelope"] > 4 * 50 * 60
+    for measurement, field in (("emg_envelope", "uv"), ("acc", "z"), ("spasm_event", "peak_uv")):
+        wait_until(lambda m=measurement, f=field: influxdb1.count(m, f) >= expected[m], 20, f"{measurement}")
+        assert influxdb1.count(measurement, field) == expected[measurement], measurement
+
+
+def test_gateway_kill9_with_spooled_events_delivers_after_restart(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
+    cfg = write_config(tmp_path, port_path, mosquitto.port, local=True)
+    state = tmp_path / "state"
+    try:
+
+        async def scenario() -> tuple[Observer, list[str]]:
+            async with Observer(mosquitto.port) as obs:
+                await mosquitto.astop()  # events now pile up in the spool
+                gw = gateway(tmp_path, cfg, "gw1")
+                await asyncio.sleep(14)
+                spooled = local_event_ids(state)
+                assert len(spooled) >= 2, gw.tail()
+                gw.stop(signal.SIGKILL)  # no goodbye, no flush
+                await mosquitto.astart()
+                gw2 = gateway(tmp_path, cfg, "gw2")
+                await asyncio.sleep(8)
+                assert gw2.stop() == 0, gw2.tail()
+                return obs, spooled
+
+        obs, spooled = asyncio.run(scenario())
+    finally:
+        sim.stop()
+    received = set(obs.ids("events"))
+    assert set(spooled) <= received, f"lost after kill -9: {set(spooled) - received}"
