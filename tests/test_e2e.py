@@ -20,7 +20,6 @@ from servers import InfluxDB1, Mosquitto, VictoriaMetrics, wait_until
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
 
-SCENARIO = "e2e_short"
 
 
 @pytest.mark.slow
