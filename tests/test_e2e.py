@@ -21,7 +21,6 @@ from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
 
 
-
 @pytest.mark.slow
 def test_sim_to_mqtt_and_influx_v1(tmp_path: Path, mosquitto: Mosquitto, influxdb1: InfluxDB1) -> None:
     truth = synthesize(builtin_scenario(SCENARIO))
