@@ -121,6 +121,19 @@ async def test_plain_bleak_scans_and_connects_to_the_virtual_wearable(recording:
             )
 
 
+async def test_plain_with_block_and_nesting(recording: Recording) -> None:
+    with VirtualBle() as outer:
+        outer.add(wearable(recording))
+        with VirtualBle() as inner:  # the innermost radio is the one the backends hear
+            inner.add(wearable(recording, DECOY, name="NS-BLE-9"))
+            assert (
+                await BleakScanner.find_device_by_address(ADDR, timeout=0.2, backend=SimBleakScanner) is None
+            )
+            assert await BleakScanner.find_device_by_name("NS-BLE-9", timeout=1.0, backend=SimBleakScanner)
+        found = await BleakScanner.find_device_by_address(ADDR, timeout=1.0, backend=SimBleakScanner)
+        assert found is not None and found.address == ADDR
+
+
 async def test_no_active_radio_is_bluetooth_not_available() -> None:
     with pytest.raises(
         TransportError, match=r"scan for BLE device ble-1 \(address C0:FF:EE:00:00:01\) failed"
