@@ -11,6 +11,7 @@ samples x channels. Memory per stream is the tracemalloc peak of building one de
 it for 60 s, which covers its filter states, buffers and baseline rings.
 """
 
+# ruff: noqa: E501  (report lines and scenario tables read better unwrapped)
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,7 @@ def bench_speed(seconds: float = 60.0, rate: float = 2000.0, n_ch: int = 8, chun
     n = int(seconds * rate)
     x = _synthetic(n, n_ch, rate)
     acc_rate = 100.0
-    acc = np.random.default_rng(2).normal(0, 0.005, (int(seconds * acc_rate), 3)) + [0, 0, 1.0]
+    acc = np.random.default_rng(2).normal(0, 0.005, (int(seconds * acc_rate), 3)) + np.array([0, 0, 1.0])
     step = int(chunk_s * rate)
     astep = int(chunk_s * acc_rate)
     chunks = [(i, np.ascontiguousarray(x[i : i + step])) for i in range(0, n, step)]

@@ -29,8 +29,8 @@ class DetectorConfig:
     #: Mains frequency to notch (50 or 60). None: detect it from the first ``mains_detect_s`` of
     #: EMG (processing is held back until then); no notch if no hum is found.
     mains_hz: int | None = None
-    #: Highest mains harmonic notched (1 = fundamental only, 0 = no notch). Harmonics above the
-    #: band-pass top are skipped. Extra notch sections cost almost nothing in ``sosfilt``.
+    #: Highest mains harmonic notched (1 = fundamental only, 0 = no notch); odd harmonics only
+    #: (1, 3, 5, ...). Harmonics above the band-pass top are skipped.
     mains_max_harmonic: int = 5
     notch_q: float = 30.0
     mains_detect_s: float = 1.0

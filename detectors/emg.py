@@ -29,16 +29,20 @@ FloatArray = np.ndarray
 
 
 def design_emg_filter(cfg: DetectorConfig, rate_hz: float, mains_hz: int | None) -> np.ndarray:
-    """Band-pass (capped below Nyquist) followed by mains notches, as one SOS cascade."""
+    """Band-pass (capped below Nyquist) followed by mains notches (odd harmonics), as one SOS cascade."""
     high = min(cfg.band_high_hz, 0.45 * rate_hz)
     low = min(cfg.band_low_hz, 0.5 * high)
     sos = signal.butter(cfg.band_order, [low, high], btype="bandpass", fs=rate_hz, output="sos")
     parts = [sos]
     if mains_hz is not None:
-        for h in range(1, cfg.mains_max_harmonic + 1):
+        # odd harmonics only: mains distortion (transformers, rectifiers) is half-wave symmetric,
+        # and each notch rings for ~1/(pi*bandwidth) after a strong burst, so fewer is better
+        for h in range(1, cfg.mains_max_harmonic + 1, 2):
             f0 = h * mains_hz
             if f0 >= high or f0 >= 0.48 * rate_hz:
                 break
+            if f0 < low:
+                continue
             b, a = signal.iirnotch(f0, cfg.notch_q, fs=rate_hz)
             parts.append(np.concatenate([b, a])[None, :])
     return np.ascontiguousarray(np.vstack(parts))
@@ -171,6 +175,7 @@ class EmgBank:
         self.base_valid = np.zeros(c, dtype=bool)
         self.on_thr = np.full((c, 1), np.inf)
         self.off_thr = np.full(c, np.inf)
+        self.back_thr = np.full(c, np.inf)
         # state machine
         self.eps: list[_Episode | None] = [None] * c
         self.n_busy = 0
@@ -272,7 +277,8 @@ class EmgBank:
         filter_inplace(self.sos_env, pw, self.zi_env)
         np.maximum(pw, 0.0, out=pw)
         pe = pw  # smoothed (power, low-band power), mean-scaled
-        env = np.sqrt(pe[:c])
+        # decisions run on the power above ~45 Hz: ECG, motion and pop ring-down barely reach it
+        env = np.sqrt(np.maximum(pe[:c] - pe[c:], 0.0))
         # ---- onset / offset state machine (thresholds fixed for the block)
         if self.n_busy or (env >= self.on_thr).any():
             above_any = (env >= self.on_thr).any(axis=1)
@@ -369,16 +375,17 @@ class EmgBank:
         cols = np.concatenate([ok, ok])
         self.base_pow[cols] = est[cols]
         self.base_valid |= ok
-        base = np.sqrt(np.maximum(self.base_pow[:c], 1e-12))
+        base = np.sqrt(np.maximum(self.base_pow[:c] - self.base_pow[c:], 1e-12))
         cfg = self.cfg
         on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)
         off = np.maximum(base * cfg.off_ratio, base + cfg.off_min_delta_uv)
         self.on_thr = np.where(self.base_valid, on, np.inf)[:, None]
         self.off_thr = np.where(self.base_valid, off, np.inf)
+        self.back_thr = np.where(self.base_valid, base * (1.0 + 0.5 * (cfg.off_ratio - 1.0)), np.inf)
 
     def _backtrack(self, ch: int, s0: int, env_row: list[float], r: int) -> int:
-        """Start of the rise: the row after the last one below "rest", looking back <= 0.3 s."""
-        off = float(self.off_thr[ch])
+        """Start of the rise: the row after the last one near rest, looking back <= 0.3 s."""
+        off = float(self.back_thr[ch])
         d = self.decim
         for i in range(r - 1, -1, -1):
             if env_row[i] < off:
@@ -410,6 +417,8 @@ class EmgBank:
                 ep.rows.append(np.stack((pe[ch], pe[c + ch]), axis=1))
                 return
         rows = np.stack((pe[ch], pe[c + ch]), axis=1)
+        share = (pe[c + ch] / np.maximum(pe[ch], 1e-12)).tolist()
+        lf_max = self.cfg.artefact_low_fraction
         frac = self.cfg.off_peak_fraction
         off_ep = off if ep is None else max(off, frac * ep.peak)
         settle = int(self.settle_until[ch])
@@ -454,7 +463,8 @@ class EmgBank:
                     first_row = r
                     self._confirm(ch, ep, recent, env[:, r], out)
                     continue
-            if v >= on:
+            art = share[r] > lf_max  # this row's power is mostly below 45 Hz: an artefact
+            if v >= on and not art:
                 ep.above += 1
                 if v > ep.peak:
                     ep.peak = v
@@ -464,8 +474,10 @@ class EmgBank:
                     ep.quiet_start = rs
                 ep.quiet += 1
                 ep.blip = 0
-            elif ep.quiet and v < on and ep.blip < self.blip_rows:
-                ep.blip += 1  # a brief flicker above "rest" does not restart the quiet period
+            elif ep.quiet and (art or (v < on and ep.blip < self.blip_rows)):
+                # a brief flicker above "rest", or an artefact (a QRS, a cable knock) during the
+                # quiet period, does not restart it
+                ep.blip += 0 if art else 1
                 ep.quiet += 1
             else:
                 ep.quiet = 0
@@ -548,8 +560,10 @@ class EmgBank:
         rows = rows[:n_keep]
         env = np.sqrt(np.maximum(rows[:, 0], 0.0))
         base = math.sqrt(max(float(self.base_pow[ch]), 1e-12))
+        env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
+        base_hi = math.sqrt(max(float(self.base_pow[ch] - self.base_pow[ch + self.n_ch]), 1e-12))
         dur = (offset - ep.onset) / self.rate
-        freq, regularity = clonus_rhythm(env, base, self.env_rate, self.cfg)
+        freq, regularity = clonus_rhythm(env_hi, base_hi, self.env_rate, self.cfg)
         kind: SpasmType
         if freq is not None:
             kind = "clonus"
