@@ -19,7 +19,7 @@ import numpy as np
 from ingest import lineproto, payloads
 from ingest.session import Output, SeriesBlock
 from ingest.sinks.mqtt import encode_message
-from ingest.spool import Priority, Spool
+from ingest.spool import MAGIC, RECORD_OVERHEAD, Priority, Spool
 
 _DECIMALS = {"uv": 2, "x": 4, "y": 4, "z": 4}
 _SERIES_PRIORITY = {"envelope": Priority.BULK, "acc": Priority.BULK, "raw": Priority.RAW}
@@ -201,10 +201,21 @@ class Router:
             self._flush_one(sink, prio, buf)
 
     def _flush_one(self, sink: str, prio: Priority, buf: _SeriesBuffer) -> None:
-        if buf.chunks:
-            self._append(sink, prio, b"".join(buf.chunks))
-            buf.chunks.clear()
-            buf.size = 0
+        if not buf.chunks:
+            return
+        data = b"".join(buf.chunks)
+        buf.chunks.clear()
+        buf.size = 0
+        # One spool record must fit one segment: cut oversized chunks at line boundaries.
+        limit = self.spool.segment_bytes - len(MAGIC) - RECORD_OVERHEAD
+        while len(data) > limit:
+            cut = data.rfind(b"\n", 0, limit) + 1
+            if cut <= 0:
+                raise ValueError(f"a single line exceeds the spool's record limit of {limit} bytes")
+            self._append(sink, prio, data[:cut])
+            data = data[cut:]
+        if data:
+            self._append(sink, prio, data)
 
     def flush_series(self, force: bool = False) -> None:
         """Spool buffered series older than ``series_flush_s`` (all of them with ``force``)."""

@@ -559,9 +559,11 @@ class InfluxDB1(Server):
         auth: bool = False,
         admin_user: str = "admin",
         admin_password: str = "admin-password",
+        max_body_size: int = 0,
     ) -> None:
         super().__init__(workdir)
         self.binary = find_binary("influxd", "influxdb")
+        self.max_body_size = max_body_size  # bytes; 0 = unlimited (a limit makes the server answer 413)
         self.host = LOOPBACK
         self.port = free_port()
         self.rpc_port = free_port()
@@ -607,7 +609,7 @@ bind-address = "{self.host}:{self.rpc_port}"
   https-enabled = false
   unix-socket-enabled = false
   bind-socket = "{w / "influxdb.sock"}"
-  max-body-size = 0
+  max-body-size = {self.max_body_size}
 
 [logging]
   level = "info"

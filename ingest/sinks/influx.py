@@ -60,7 +60,9 @@ class _InfluxBase:
         bad: list[int] = []
         await self._send_range(records, 0, len(records), bad)
         if bad:
-            raise SinkRejected(f"{self.name}: server refused {len(bad)} record(s) as malformed", bad)
+            raise SinkRejected(
+                f"{self.name}: server refused {len(bad)} record(s): {self.last_rejection}", bad
+            )
 
     async def _send_range(self, records: list[bytes], lo: int, hi: int, bad: list[int]) -> None:
         if lo >= hi:
