@@ -173,11 +173,11 @@ class Observer:
 
 
 def local_lines(state_dir: Path, measurement: str) -> list[str]:
-    """Lines of one measurement in the gateway's local line-protocol store."""
+    """Lines of one measurement (all lines for "") in the gateway's local line-protocol store."""
     out: list[str] = []
     for path in sorted((state_dir / "series").glob("*.lp")):
         for line in path.read_text().splitlines():
-            if line.startswith(measurement + ",") or line.startswith(measurement + " "):
+            if not measurement or line.startswith((measurement + ",", measurement + " ")):
                 out.append(line)
     return out
 
