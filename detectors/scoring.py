@@ -8,7 +8,8 @@ to nothing counts as a false alarm whatever caused it.
 Matching is one-to-one (Hungarian assignment, minimising onset distance). A detection and a label
 are candidates when they are on the same channel (tremor, an accelerometer event, matches on any
 channel) and either their onsets lie within ``onset_collar_s`` of each other or their intervals,
-each widened by ``collar_s``, overlap by at least half of the shorter one. The type is *not* part of
+each widened by ``collar_s``, overlap by at least half of their union (intersection over union
+>= 0.5: a short detection inside a long label is a fragment, not that label). The type is *not* part of
 matching: an event found but mistyped counts for detection and against type accuracy.
 """
 
@@ -152,8 +153,8 @@ def score(
                 continue
             d_on = abs(det.onset_s - lab.onset_s)
             ov = min(lab.offset_s, det.offset_s) + collar_s - (max(lab.onset_s, det.onset_s) - collar_s)
-            shorter = min(lab.offset_s - lab.onset_s, det.offset_s - det.onset_s) + 2 * collar_s
-            if d_on <= onset_collar_s or ov >= 0.5 * shorter:
+            union = max(lab.offset_s, det.offset_s) - min(lab.onset_s, det.onset_s) + 2 * collar_s
+            if d_on <= onset_collar_s or ov >= 0.5 * union:
                 cost[i, j] = d_on
     pairs: list[tuple[Interval, Interval]] = []
     if nl and nd:
