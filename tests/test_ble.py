@@ -369,8 +369,9 @@ async def test_gateway_over_ble_reconnects_and_records_the_gap(recording: Record
     assert runner.reconnects == 1
 
     gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
+    assert sorted(g["domain"] for g in gaps) == ["acc", "emg"], gaps  # one outage, one gap per stream
+    assert {g["cause"] for g in gaps} == {"disconnect"}, gaps
     emg_gaps = [g for g in gaps if g["domain"] == "emg"]
-    assert len(emg_gaps) == 1, gaps
     gap = emg_gaps[0]
     assert gap["cause"] == "disconnect"
     frame = max_emg_samples_per_frame(len(recording.channel_labels))
