@@ -37,6 +37,7 @@ from ingest.protocol import (
 )
 from ingest.runner import Gateway
 from ingest.session import Output
+from ingest.transports import ble as ble_transport_module
 from ingest.transports.base import TransportClosed, TransportError
 from ingest.transports.ble import BleTransport
 
@@ -176,6 +177,8 @@ def test_a_transport_needs_something_to_look_for() -> None:
 # -- streaming ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("retry_connector", [True, False], ids=["retry-connector", "plain-connect"])
 async def test_start_then_frames_decode_info_first(recording: Recording, retry_connector: bool) -> None:
+    if retry_connector:  # a dependency (pyproject): its absence must not quietly test the plain path twice
+        assert ble_transport_module._brc is not None, "bleak-retry-connector is not installed"
     async with VirtualBle() as ble:
         p = ble.add(wearable(recording, speed=4.0))
         async with transport(address=ADDR, use_retry_connector=retry_connector) as t:
