@@ -132,6 +132,9 @@ class DeviceRunner:
                     "dropped_chunks": transport.stats.dropped_chunks,
                     "bytes": transport.stats.bytes,
                 }
+                rssi = getattr(transport, "rssi", None)  # BLE: at the last scan (no portable live RSSI)
+                if rssi is not None:
+                    self.link["rssi_dbm"] = int(rssi)
 
     def bad_frames(self) -> int:
         return sum(self.decode_errors.values())

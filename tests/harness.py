@@ -88,14 +88,25 @@ def write_config(
         return [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), ""]
 
     lines = [
-        *table("gateway", {"site": "e2e", "patient": "p-0001", "state_dir": str(tmp / "state"),
-                           "stale_after_s": stale_after_s}),
-        "[[devices]]", 'id = "dev-a"', 'transport = "serial"', f"port = {json.dumps(port_path)}", "",
+        *table(
+            "gateway",
+            {
+                "site": "e2e",
+                "patient": "p-0001",
+                "state_dir": str(tmp / "state"),
+                "stale_after_s": stale_after_s,
+            },
+        ),
+        "[[devices]]",
+        'id = "dev-a"',
+        'transport = "serial"',
+        f"port = {json.dumps(port_path)}",
+        "",
         *table("mqtt", {"host": "127.0.0.1", "port": mqtt_port, **(mqtt_extra or {})}),
         *table("influx", influx or {"enabled": False}),
         *table("local", {"enabled": local}),
         *table("spool", spool or {}),
-    ]  # fmt: skip
+    ]
     cfg = tmp / "gateway.toml"
     cfg.write_text("\n".join(lines) + "\n")
     return cfg

@@ -56,11 +56,18 @@ def test_influxdb_down_60s_every_point_arrives(
 ) -> None:
     sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
     cfg = write_config(
-        tmp_path, port_path, mosquitto.port,
-        {"enabled": True, "api": "v1", "url": influxdb1.url, "database": influxdb1.database,
-         "flush_interval_s": 0.5},
+        tmp_path,
+        port_path,
+        mosquitto.port,
+        {
+            "enabled": True,
+            "api": "v1",
+            "url": influxdb1.url,
+            "database": influxdb1.database,
+            "flush_interval_s": 0.5,
+        },
         local=True,
-    )  # fmt: skip
+    )
     state = tmp_path / "state"
     gw = gateway(tmp_path, cfg)
     try:

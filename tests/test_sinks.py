@@ -137,15 +137,31 @@ def test_quota_evicts_bulk_before_clinical_and_reports_it(tmp_path: Path) -> Non
             spool, patient="p", series_sinks=["influx"], notify=lambda s: None, series_max_bytes=4096
         )
         event = {
-            "id": "00000000-0000-5000-8000-000000000000", "device": "d", "channel": "c", "type": "phasic",
-            "onset": "2026-11-25T00:00:00.000Z", "duration_s": 1.0, "peak_uv": 100.0, "mean_uv": 50.0,
-            "relative_amplitude": 30.0, "confidence": 0.9,
-        }  # fmt: skip
+            "id": "00000000-0000-5000-8000-000000000000",
+            "device": "d",
+            "channel": "c",
+            "type": "phasic",
+            "onset": "2026-11-25T00:00:00.000Z",
+            "duration_s": 1.0,
+            "peak_uv": 100.0,
+            "mean_uv": 50.0,
+            "relative_amplitude": 30.0,
+            "confidence": 0.9,
+        }
         t = np.arange(1000, dtype=np.int64) * 20_000_000 + 1_795_600_000_000_000_000
         for i in range(60):  # ~1 MB of envelope: four times the quota
-            router.route("d", Output("envelope", series=SeriesBlock(
-                "emg_envelope", {"device": "d", "channel": "c"}, {"uv": np.full(1000, float(i))}, t + i,
-            )))  # fmt: skip
+            router.route(
+                "d",
+                Output(
+                    "envelope",
+                    series=SeriesBlock(
+                        "emg_envelope",
+                        {"device": "d", "channel": "c"},
+                        {"uv": np.full(1000, float(i))},
+                        t + i,
+                    ),
+                ),
+            )
             if i % 10 == 0:
                 router.route("d", Output("event", payload={**event, "id": event["id"][:-2] + f"{i:02d}"}))
         router.flush_series(force=True)

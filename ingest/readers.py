@@ -1,0 +1,257 @@
+"""Read recorded sEMG/accelerometer files into physical units: EDF+/BDF+, BioSPPy text, CSV.
+
+Every reader returns a ``SignalFile``: EMG in microvolts (n, channels), accelerometer in g (m, 3)
+or None, their rates, channel labels and the recording's start as UTC. Units are honoured as the
+file declares them; where a file format has no units (raw ADC counts) the conversion used is
+stated in ``notes`` so a person reading the output knows what was assumed. Errors name the file
+and the signal or line at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RecordingError", "SignalFile", "read_recording"]
+
+_EMG_UNITS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
+_ACC_UNITS = {"g": 1.0, "mg": 1e-3, "m/s^2": 1 / 9.80665, "m/s2": 1 / 9.80665, "m/s²": 1 / 9.80665}
+_ACC_LABEL = re.compile(r"^(acc|accel|accelerometer|acceleration)[\s_.:-]*([xyz])\b", re.I)
+
+
+class RecordingError(ValueError):
+    """A recording cannot be read as sEMG (+ accelerometer). The message names file and place."""
+
+
+@dataclass
+class SignalFile:
+    path: Path
+    emg_uv: np.ndarray
+    emg_rate_hz: float
+    channel_labels: list[str]
+    acc_g: np.ndarray | None
+    acc_rate_hz: float | None
+    start: datetime
+    notes: list[str] = field(default_factory=list)
+    annotations: list[tuple[float, float, str]] = field(default_factory=list)  # onset s, duration s, text
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.emg_uv) / self.emg_rate_hz
+
+
+def read_recording(path: str | Path) -> SignalFile:
+    """Pick the reader by extension (.edf, .bdf, .csv) or by content (BioSPPy "Simple Text Format")."""
+    p = Path(path)
+    if not p.exists():
+        raise RecordingError(f"{p}: no such file")
+    ext = p.suffix.lower()
+    if ext in (".edf", ".bdf", ".rec"):
+        return read_edf(p)
+    if ext == ".csv":
+        return read_csv(p)
+    with p.open("rb") as fh:
+        head = fh.read(64)
+    if head.startswith(b"# Simple Text Format"):
+        return read_biosppy_txt(p)
+    raise RecordingError(
+        f"{p}: unknown format (expected .edf, .bdf, .csv or a BioSPPy 'Simple Text Format' file)"
+    )
+
+
+def _emg_scale(unit: str, where: str) -> float:
+    u = unit.strip().lower().replace(" ", "")
+    if u not in _EMG_UNITS:
+        raise RecordingError(f"{where}: EMG unit {unit!r} is not one of uV, mV, V")
+    return _EMG_UNITS[u]
+
+
+def _acc_scale(unit: str, where: str) -> float:
+    u = unit.strip().lower().replace(" ", "")
+    if u not in _ACC_UNITS:
+        raise RecordingError(f"{where}: accelerometer unit {unit!r} is not one of g, mg, m/s^2")
+    return _ACC_UNITS[u]
+
+
+def read_edf(path: Path) -> SignalFile:
+    """EDF+/BDF+: signals labelled "EMG..." are EMG; "ACC X/Y/Z" (or similar) the accelerometer."""
+    import pyedflib
+
+    try:
+        f = pyedflib.EdfReader(str(path))
+    except OSError as exc:
+        raise RecordingError(f"{path}: not a readable EDF/BDF file: {exc}") from exc
+    try:
+        labels = [s.strip() for s in f.getSignalLabels()]
+        emg_idx = [i for i, lab in enumerate(labels) if lab.upper().startswith("EMG")]
+        acc_idx: dict[str, int] = {}
+        for i, lab in enumerate(labels):
+            m = _ACC_LABEL.match(lab)
+            if m:
+                acc_idx[m.group(2).lower()] = i
+        if not emg_idx:
+            raise RecordingError(f"{path}: no EMG signal (labels starting with 'EMG'); signals are {labels}")
+        rates = {float(f.getSampleFrequency(i)) for i in emg_idx}
+        if len(rates) != 1:
+            raise RecordingError(f"{path}: EMG signals have different sample rates {sorted(rates)}")
+        emg_rate = rates.pop()
+        cols = []
+        for i in emg_idx:
+            scale = _emg_scale(f.getPhysicalDimension(i), f"{path}: signal {labels[i]!r}")
+            cols.append(f.readSignal(i) * scale)
+        n = min(len(c) for c in cols)
+        emg = np.stack([c[:n] for c in cols], axis=1)
+        acc = None
+        acc_rate = None
+        if set(acc_idx) == {"x", "y", "z"}:
+            acc_rates = {float(f.getSampleFrequency(acc_idx[a])) for a in "xyz"}
+            if len(acc_rates) != 1:
+                raise RecordingError(
+                    f"{path}: accelerometer axes have different sample rates {sorted(acc_rates)}"
+                )
+            acc_rate = acc_rates.pop()
+            axes = []
+            for a in "xyz":
+                i = acc_idx[a]
+                axes.append(
+                    f.readSignal(i) * _acc_scale(f.getPhysicalDimension(i), f"{path}: signal {labels[i]!r}")
+                )
+            m = min(len(x) for x in axes)
+            acc = np.stack([x[:m] for x in axes], axis=1)
+        start = f.getStartdatetime().replace(tzinfo=UTC)
+        onsets, durations, texts = f.readAnnotations()
+        annotations = [(float(o), float(d), str(t)) for o, d, t in zip(onsets, durations, texts, strict=True)]
+        return SignalFile(
+            path,
+            emg,
+            emg_rate,
+            [labels[i] for i in emg_idx],
+            acc,
+            acc_rate,
+            start,
+            ["start time taken as UTC (EDF stores local time without a zone)"],
+            annotations,
+        )
+    finally:
+        f.close()
+
+
+def _header(lines: list[str], key: str) -> str | None:
+    for line in lines:
+        if line.startswith("#") and ":=" in line:
+            k, v = line[1:].split(":=", 1)
+            if k.strip().lower() == key.lower():
+                return v.strip()
+    return None
+
+
+def read_biosppy_txt(path: Path) -> SignalFile:
+    """BioSPPy/OpenSignals "Simple Text Format": ``#`` header lines, then samples.
+
+    EMG in 12-bit (or ``Resolution``-bit) ADC counts is converted with BITalino's published EMG
+    transfer function, EMG(V) = (ADC / 2^n - 1/2) * 3.3 V / 1009 — an assumption stated in
+    ``notes``, since the file itself does not say which sensor made it.
+    """
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    header = [line for line in text if line.startswith("#")]
+    rate_s = _header(header, "Sampling Rate (Hz)")
+    if rate_s is None:
+        raise RecordingError(f"{path}: header has no 'Sampling Rate (Hz):=' line")
+    rate = float(rate_s)
+    labels = (_header(header, "Labels") or "").split()
+    try:
+        data = np.loadtxt(path, comments="#", ndmin=2)
+    except ValueError as exc:
+        raise RecordingError(f"{path}: {exc}") from exc
+    if labels and len(labels) != data.shape[1]:
+        raise RecordingError(f"{path}: {len(labels)} labels but {data.shape[1]} data columns")
+    labels = labels or [f"col{i}" for i in range(data.shape[1])]
+    start = datetime.fromtimestamp(0, UTC)
+    if not any(lab.upper().startswith("EMG") for lab in labels) and all(
+        _ACC_LABEL.match(lab) for lab in labels
+    ):
+        raise RecordingError(f"{path}: accelerometer-only file (labels {labels}); detection needs EMG")
+    bits = int(float(_header(header, "Resolution") or 12))
+    emg_cols = [i for i, lab in enumerate(labels) if lab.upper().startswith("EMG")] or list(
+        range(data.shape[1])
+    )
+    if bits > 0:
+        uv = (data[:, emg_cols] / 2**bits - 0.5) * 3.3 / 1009 * 1e6
+        notes = [
+            f"raw {bits}-bit ADC counts converted with BITalino's EMG transfer function (assumed sensor)"
+        ]
+    else:
+        uv = data[:, emg_cols]
+        notes = ["values taken as microvolts (resolution 0)"]
+    notes.append("no start time in the file: 1970-01-01T00:00:00Z used")
+    return SignalFile(
+        path,
+        uv,
+        rate,
+        [f"EMG {labels[i]}".replace("EMG EMG", "EMG") for i in emg_cols],
+        None,
+        None,
+        start,
+        notes,
+    )
+
+
+def read_csv(path: Path) -> SignalFile:
+    """CSV layout (docs/offline.md): optional ``# start: ISO-8601`` line, then a header row.
+
+    Columns: ``time_s`` (seconds from start; the rate is taken from it), EMG columns named
+    ``EMG <label> [unit]`` (unit uV, mV or V), optional ``ACC X [g]``, ``ACC Y [g]``, ``ACC Z [g]``
+    at the same rate.
+    """
+    start = datetime.fromtimestamp(0, UTC)
+    notes: list[str] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        first = fh.readline()
+        if first.startswith("#"):
+            m = re.match(r"#\s*start\s*:\s*(\S+)", first)
+            if m:
+                try:
+                    start = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).astimezone(UTC)
+                except ValueError as exc:
+                    raise RecordingError(f"{path}: line 1: bad start time {m.group(1)!r}") from exc
+            header_line = fh.readline()
+        else:
+            header_line = first
+            notes.append("no '# start:' line: 1970-01-01T00:00:00Z used")
+        header = next(csv.reader([header_line]))
+        rows = np.loadtxt(fh, delimiter=",", ndmin=2)
+    cols = [h.strip() for h in header]
+    if not cols or cols[0].lower() != "time_s":
+        raise RecordingError(f"{path}: first column must be 'time_s', got {cols[0] if cols else 'nothing'!r}")
+    unit_re = re.compile(r"^(.*?)\s*\[(.+)\]$")
+    emg, labels, acc = [], [], {}
+    for i, name in enumerate(cols[1:], start=1):
+        m = unit_re.match(name)
+        label, unit = (m.group(1), m.group(2)) if m else (name, "")
+        if label.upper().startswith("EMG"):
+            emg.append(rows[:, i] * _emg_scale(unit or "uV", f"{path}: column {name!r}"))
+            labels.append(label)
+        elif a := _ACC_LABEL.match(label):
+            acc[a.group(2).lower()] = rows[:, i] * _acc_scale(unit or "g", f"{path}: column {name!r}")
+    if not emg:
+        raise RecordingError(f"{path}: no EMG column (names starting with 'EMG')")
+    t = rows[:, 0]
+    if len(t) < 2 or not np.all(np.diff(t) > 0):
+        raise RecordingError(f"{path}: time_s must increase")
+    rate = float(round(1.0 / float(np.median(np.diff(t))), 6))
+    acc_arr = np.stack([acc[a] for a in "xyz"], axis=1) if set(acc) == {"x", "y", "z"} else None
+    return SignalFile(
+        path,
+        np.stack(emg, axis=1),
+        rate,
+        labels,
+        acc_arr,
+        rate if acc_arr is not None else None,
+        start,
+        notes,
+    )
