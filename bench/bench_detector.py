@@ -225,20 +225,25 @@ def score_scenarios(names: list[str] | None = None, verbose: bool = False) -> li
     return rows
 
 
+def _hours(r: ScoreReport) -> float:
+    return r.duration_s / 3600.0
+
+
 def pooled(rows: list[tuple[str, ScoreReport]]) -> dict[str, float]:
-    """Pool matched pairs over scenarios (micro-average) for the headline numbers."""
+    """Pool matched pairs over the in-scope scenarios (micro-average) for the headline numbers."""
+    rows = [(n, r) for n, r in rows if not n.startswith("voluntary")]
     tp = sum(r.matched for _, r in rows)
     nl = sum(r.n_labels for _, r in rows)
     nd = sum(r.n_detections for _, r in rows)
     same = sum(1 for _, r in rows for lab, det in r.pairs if lab.type == det.type)
     fa = sum(r.false_alarms for _, r in rows)
-    hours = sum(r.false_alarms / r.false_alarms_per_hour for _, r in rows if r.false_alarms) or math.nan
+    hours = sum(_hours(r) for _, r in rows)
     errs = [abs(d.onset_s - lab.onset_s) for _, r in rows for lab, d in r.pairs]
     sens, prec = tp / nl, tp / nd
     return {
         "f1": 2 * sens * prec / (sens + prec), "sensitivity": sens, "precision": prec,
         "type_accuracy": same / tp, "false_alarms": fa, "median_onset_error_ms": 1000 * float(np.median(errs)),
-        "hours_with_fa": hours,
+        "false_alarms_per_hour": fa / hours if hours else math.nan, "hours": hours,
     }  # fmt: skip
 
 

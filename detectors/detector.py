@@ -13,6 +13,7 @@ decision does not depend on how the two streams' calls interleave.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -80,6 +81,9 @@ class SpasmDetector:
             self._make_bank(self.config.mains_hz if self.config.mains_max_harmonic else None)
         self._acc_next: int | None = None
         self._tremor = None if acc_rate_hz is None else TremorTracker(self.config, acc_rate_hz)
+        self._acc_pending: list[np.ndarray] = []
+        self._acc_pending_n = 0
+        self._acc_pending_start = 0
         self._pending: list[_PendingTremor] = []
         self._current_tremor: _PendingTremor | None = None
         self._finished = False
@@ -115,7 +119,7 @@ class SpasmDetector:
         if x.shape[0] == 0:
             self._emg_next = start
             return out
-        if not np.isfinite(x).all():
+        if not math.isfinite(float(x.sum())):  # one reduction; NaN/inf propagate into the sum
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         self._emg_next = start + x.shape[0]
         if self._bank is None:
@@ -148,12 +152,27 @@ class SpasmDetector:
         self._acc_next = start + x.shape[0]
         if x.shape[0] == 0:
             return out
-        if not np.isfinite(x).all():
+        if not math.isfinite(float(x.sum())):
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        confirms, done = self._tremor.feed(start, x)
-        self._tremor_outputs(confirms, done, out)
+        # The tracker only acts at hop boundaries: hand it whole hops (fewer calls, same result).
+        if not self._acc_pending:
+            self._acc_pending_start = start
+        self._acc_pending.append(x)
+        self._acc_pending_n += x.shape[0]
+        if self._acc_pending_n >= self._tremor.hop:
+            self._flush_acc(out)
         self._release_tremor(out, final=False)
         return out
+
+    def _flush_acc(self, out: list[DetectorOutput]) -> None:
+        if not self._acc_pending:
+            return
+        assert self._tremor is not None
+        x = self._acc_pending[0] if len(self._acc_pending) == 1 else np.concatenate(self._acc_pending)
+        self._acc_pending = []
+        self._acc_pending_n = 0
+        confirms, done = self._tremor.feed(self._acc_pending_start, x)
+        self._tremor_outputs(confirms, done, out)
 
     def gap(self, domain: Literal["emg", "acc"], start: int, n_missing: int) -> list[DetectorOutput]:
         """``n_missing`` samples from ``start`` were lost: close open episodes there, restart filters."""
@@ -255,6 +274,7 @@ class SpasmDetector:
 
     def _acc_gap(self, at: int, out: list[DetectorOutput]) -> None:
         assert self._tremor is not None
+        self._flush_acc(out)
         done = self._tremor.close(at)
         self._tremor_outputs([], done, out)
         if self._current_tremor is not None and not done:

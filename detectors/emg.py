@@ -137,9 +137,11 @@ class EmgBank:
         self.zi0 = signal.sosfilt_zi(self.sos)  # (sections, 2): steady state for a unit step
         self.zi = np.zeros((c, n_sec, 2))
         # Low band (up to 45 Hz) of the decimated signal: where ECG, motion and pops put their energy.
-        self.sos_low = signal.butter(
+        sos_low = signal.butter(
             2, min(45.0, 0.4 * self.env_rate), btype="lowpass", fs=self.env_rate, output="sos"
         )
+        sos_low[0, :3] /= math.sqrt(self.decim)  # rows are sums of d samples; power rows too
+        self.sos_low = np.ascontiguousarray(sos_low)
         self.zi_low = np.zeros((c, 1, 2))
         cutoff = min(cfg.envelope_cutoff_hz, 0.4 * self.env_rate)
         sos_env = signal.butter(2, cutoff, btype="lowpass", fs=self.env_rate, output="sos")
@@ -262,12 +264,10 @@ class EmgBank:
         pw = np.empty((2 * c, m))
         np.add.reduce((y * y).reshape(c, m, d), axis=2, out=pw[:c])
         yd = np.add.reduce(y.reshape(c, m, d), axis=2)
-        yd *= 1.0 / d
         if self.any_reset:
             self.zi_low[idx] = 0.0
-        filter_inplace(self.sos_low, yd, self.zi_low)
+        filter_inplace(self.sos_low, yd, self.zi_low)  # gain 1/sqrt(d): squares to the row-sum scale
         np.multiply(yd, yd, out=pw[c:])
-        pw[c:] *= d  # same scale as the summed power rows
         if self.any_reset:
             start = np.where(np.isfinite(self.base_pow), self.base_pow * d, pw[:, 0])
             cols = np.concatenate([idx, idx + c])
@@ -275,7 +275,6 @@ class EmgBank:
             self.need_reset[:] = False
             self.any_reset = False
         filter_inplace(self.sos_env, pw, self.zi_env)
-        np.maximum(pw, 0.0, out=pw)
         pe = pw  # smoothed (power, low-band power), mean-scaled
         # decisions run on the power above ~45 Hz: ECG, motion and pop ring-down barely reach it
         env = np.sqrt(np.maximum(pe[:c] - pe[c:], 0.0))
@@ -294,7 +293,7 @@ class EmgBank:
         if len(self.history) > self.hist_blocks:
             del self.history[0]
         # ---- baseline bookkeeping
-        np.multiply(np.add.reduce(pe, axis=1), 1.0 / m, out=self.seg_buf[self.seg_blocks])
+        self.seg_buf[self.seg_blocks] = pe[:, m - 1]  # the smoothed power, once per block
         self.seg_blocks += 1
         excl = self.seg_excl
         if bad is not None:
@@ -320,7 +319,7 @@ class EmgBank:
 
     def _push_segment(self) -> None:
         c = self.n_ch
-        seg = np.median(self.seg_buf[: self.seg_blocks], axis=0)
+        seg = np.maximum(np.median(self.seg_buf[: self.seg_blocks], axis=0), 0.0)
         excl = self.seg_excl
         if excl.any():
             seg[np.concatenate([excl, excl])] = np.inf

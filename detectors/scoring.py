@@ -52,6 +52,7 @@ class ScoreReport:
     n_labels: int
     n_detections: int
     matched: int
+    duration_s: float
     sensitivity: float
     precision: float
     f1: float
@@ -70,6 +71,7 @@ class ScoreReport:
             "n_labels": self.n_labels,
             "n_detections": self.n_detections,
             "matched": self.matched,
+            "duration_s": self.duration_s,
             "sensitivity": self.sensitivity,
             "precision": self.precision,
             "f1": self.f1,
@@ -188,6 +190,7 @@ def score(
         n_labels=nl,
         n_detections=nd,
         matched=tp,
+        duration_s=duration_s,
         sensitivity=sens,
         precision=prec,
         f1=_f1(prec, sens),

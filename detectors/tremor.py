@@ -58,7 +58,7 @@ class TremorTracker:
         self.zi0 = signal.sosfilt_zi(self.sos)
         self.win = max(8, round(cfg.tremor_window_s * rate_hz))
         self.hop = max(1, round(cfg.tremor_hop_s * rate_hz))
-        nfft = 1 << max(8, math.ceil(math.log2(2 * self.win)))
+        nfft = 1 << max(8, math.ceil(math.log2(self.win)))
         self.nfft = nfft
         self.freqs = np.fft.rfftfreq(nfft, 1.0 / rate_hz)
         self.taper = np.hanning(self.win)[None, :]
@@ -71,7 +71,8 @@ class TremorTracker:
 
     def reset(self) -> None:
         self.zi: np.ndarray | None = None
-        self.hist = np.zeros((3, 0))
+        self.buf = np.zeros((3, self.win + 4096))  # filtered samples; the last ``win`` are kept
+        self.fill = 0
         self.seg_count = 0
         self.seg_start = 0
         self.ep: TremorEpisode | None = None
@@ -90,23 +91,29 @@ class TremorTracker:
             self.zi = np.ascontiguousarray(self.zi0[None, :, :] * y[:, 0][:, None, None])
             self.seg_start = start
         filter_inplace(self.sos, y, self.zi)
-        n_hist = self.hist.shape[1]
-        full = np.concatenate((self.hist, y), axis=1) if n_hist else y
-        first = self.seg_count
-        last = first + n
-        k = (first // self.hop + 1) * self.hop
-        while k <= last:
-            end_full = n_hist + (k - first)
-            hop_seg = full[:, max(0, end_full - self.hop) : end_full]
-            end_abs = self.seg_start + k
-            self.hops.append(
-                (end_abs - hop_seg.shape[1], math.sqrt(float(np.vdot(hop_seg, hop_seg)) / hop_seg.shape[1]))
-            )
-            if k >= self.win:
-                self._analyse(full[:, end_full - self.win : end_full], end_abs, confirms, done)
-            k += self.hop
-        self.seg_count = last
-        self.hist = full[:, -self.win :]
+        buf, hop, cap = self.buf, self.hop, self.buf.shape[1]
+        pos = 0
+        while pos < n:
+            if self.fill == cap:  # keep the last window, drop the rest
+                keep = min(self.fill, self.win)
+                buf[:, :keep] = buf[:, self.fill - keep : self.fill]
+                self.fill = keep
+            take = min(n - pos, cap - self.fill)
+            buf[:, self.fill : self.fill + take] = y[:, pos : pos + take]
+            first = self.seg_count
+            last = first + take
+            k = (first // hop + 1) * hop
+            while k <= last:
+                end = self.fill + (k - first)
+                seg = buf[:, max(0, end - hop) : end]
+                end_abs = self.seg_start + k
+                self.hops.append((end_abs - seg.shape[1], math.sqrt(float(np.vdot(seg, seg)) / seg.shape[1])))
+                if k >= self.win:
+                    self._analyse(buf[:, end - self.win : end], end_abs, confirms, done)
+                k += hop
+            self.fill += take
+            self.seg_count = last
+            pos += take
         return confirms, done
 
     def close(self, at: int) -> list[TremorResult]:
@@ -121,7 +128,7 @@ class TremorTracker:
         self, w: np.ndarray, end: int, confirms: list[tuple[int, int]], done: list[TremorResult]
     ) -> None:
         cfg = self.cfg
-        wc = w - w.mean(axis=1, keepdims=True)
+        wc = w  # band-passed from 1.5 Hz: already zero-mean
         spec = np.fft.rfft(wc * self.taper, n=self.nfft, axis=1)
         p = (spec.real**2 + spec.imag**2).sum(axis=0)
         rms = math.sqrt(float(np.vdot(wc, wc)) / w.shape[1])
