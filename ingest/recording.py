@@ -1,0 +1,634 @@
+"""Recordings: lossless captures of a device's byte stream, and EDF+ export of what they contain.
+
+A *capture* (``.nsc``) keeps every byte the device sent, exactly as it arrived, with the host's
+receive time, plus the moments the link went down and came back. Replaying it
+(``neurospasm replay``) therefore reproduces the gateway's view bit for bit, faults included: the
+same frames, the same gaps with the same causes, the same clock-model input, the same event ids.
+Format (all integers little-endian; docs/recordings.md)::
+
+    magic      8 bytes  b"NSCAP\\r\\n\\x1a"   (the \\r\\n and ^Z catch text-mode mangling, as PNG's)
+    version    u16      1
+    header_len u32
+    header     JSON (UTF-8): {"format": "neurospasm.capture/1", "device": ..., "created": ..., ...}
+    records    repeated:  u64 t_host_ns | u8 kind | u32 length | length bytes
+               kind 0 DATA  bytes received from the device (one transport chunk)
+                    1 DOWN  the link broke (length 0)
+                    2 UP    the link is open again (length 0)
+                    3 WRITE bytes the host sent to the device (commands)
+
+A capture cut short by a crash or a full disk is readable up to its last complete record
+(``CaptureReader.truncated`` says so); anything else malformed is an error naming the byte offset.
+
+EDF+ export (``neurospasm export-edf``) decodes a capture (or simulates a scenario) with the very
+``DeviceSession`` the gateway runs, writes EMG in microvolts and the accelerometer in g at their
+own rates, and puts spasm events and gaps in the EDF+ annotation channel. Samples are written as
+the device's own ADC codes with an exact physical scale, so the export is lossless too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import numpy as np
+
+from ingest.config import DeviceSection
+from ingest.protocol import AccFrame, CmdFrame, Command, EmgFrame, InfoFrame, StreamDecoder, encode_frame
+from ingest.session import DeviceSession, Output
+from ingest.transports.base import Chunk, Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CAPTURE_FORMAT",
+    "MAGIC",
+    "CaptureError",
+    "CaptureReader",
+    "CaptureRecord",
+    "CaptureWriter",
+    "CapturingTransport",
+    "capturing_factory",
+    "export_edf",
+    "register",
+]
+
+MAGIC = b"NSCAP\r\n\x1a"
+VERSION = 1
+CAPTURE_FORMAT = "neurospasm.capture/1"
+_PREAMBLE = struct.Struct("<8sHI")
+_RECORD = struct.Struct("<QBI")
+DATA, DOWN, UP, WRITE = 0, 1, 2, 3
+KIND_NAMES = {DATA: "data", DOWN: "down", UP: "up", WRITE: "write"}
+#: Longest single record we accept on reading: far above any transport chunk, far below "corrupt".
+MAX_RECORD_BYTES = 64 << 20
+
+
+class CaptureError(ValueError):
+    """A capture file is unreadable or malformed; the message names the file and byte offset."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord:
+    t_host: float  # UTC seconds
+    kind: int
+    data: bytes
+    offset: int  # byte offset of the record in the file (for error messages and tools)
+
+    @property
+    def t_host_ns(self) -> int:
+        return round(self.t_host * 1e9)
+
+
+class CaptureWriter:
+    """Append records to a capture. ``with CaptureWriter(path, device="w1") as w: w.data(t, b)``.
+
+    Writes go through a buffered file flushed at most every ``flush_s`` seconds, so a capture of
+    a long session costs one syscall per flush, and at most that much is lost on a crash.
+    """
+
+    def __init__(self, path: str | Path, *, flush_s: float = 1.0, **meta: Any) -> None:
+        self.path = Path(path)
+        self.meta = {"format": CAPTURE_FORMAT, "created": datetime.now(UTC).isoformat(), **meta}
+        self.flush_s = flush_s
+        self._f: IO[bytes] | None = None
+        self._last_flush = 0.0
+        self.records = 0
+        self.bytes = 0
+
+    def open(self) -> Self:
+        header = json.dumps(self.meta, sort_keys=True).encode("utf-8")
+        self._f = self.path.open("wb")
+        self._f.write(_PREAMBLE.pack(MAGIC, VERSION, len(header)) + header)
+        self._last_flush = time.monotonic()
+        return self
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def write(self, t_host: float, kind: int, data: bytes = b"") -> None:
+        if self._f is None:
+            raise CaptureError(f"{self.path}: capture is not open for writing")
+        self._f.write(_RECORD.pack(round(t_host * 1e9), kind, len(data)))
+        if data:
+            self._f.write(data)
+        self.records += 1
+        self.bytes += len(data)
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_s:
+            self._f.flush()
+            self._last_flush = now
+
+    def data(self, t_host: float, data: bytes) -> None:
+        self.write(t_host, DATA, data)
+
+    def link(self, t_host: float, up: bool) -> None:
+        self.write(t_host, UP if up else DOWN)
+
+    def host_write(self, t_host: float, data: bytes) -> None:
+        self.write(t_host, WRITE, data)
+
+
+class CaptureReader:
+    """Read a capture: ``header`` (dict) and iteration over ``CaptureRecord``s in file order."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._raw = self.path.read_bytes()
+        except OSError as exc:
+            raise CaptureError(f"{self.path}: cannot read capture: {exc.strerror or exc}") from None
+        raw = self._raw
+        if len(raw) < _PREAMBLE.size or raw[:8] != MAGIC:
+            raise CaptureError(f"{self.path}: not a neurospasm capture (bad magic at byte offset 0)")
+        _, version, hlen = _PREAMBLE.unpack_from(raw)
+        if version != VERSION:
+            raise CaptureError(
+                f"{self.path}: capture version {version} at byte offset 8; this reader knows {VERSION}"
+            )
+        end = _PREAMBLE.size + hlen
+        if end > len(raw):
+            raise CaptureError(
+                f"{self.path}: header of {hlen} bytes overruns the file at byte offset {_PREAMBLE.size}"
+            )
+        try:
+            self.header: dict[str, Any] = json.loads(raw[_PREAMBLE.size : end].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CaptureError(
+                f"{self.path}: header JSON at byte offset {_PREAMBLE.size} is invalid: {exc}"
+            ) from None
+        self._start = end
+        #: Byte offset of an incomplete last record (the writer was killed mid-record), else None.
+        self.truncated: int | None = None
+
+    def __iter__(self) -> Iterator[CaptureRecord]:
+        raw = self._raw
+        pos = self._start
+        size = _RECORD.size
+        while pos < len(raw):
+            if pos + size > len(raw):
+                self.truncated = pos
+                return
+            t_ns, kind, n = _RECORD.unpack_from(raw, pos)
+            if kind not in KIND_NAMES:
+                raise CaptureError(f"{self.path}: unknown record kind {kind} at byte offset {pos + 8}")
+            if n > MAX_RECORD_BYTES:
+                raise CaptureError(f"{self.path}: record of {n} bytes at byte offset {pos} is implausible")
+            if pos + size + n > len(raw):
+                self.truncated = pos
+                return
+            yield CaptureRecord(t_ns / 1e9, kind, raw[pos + size : pos + size + n], pos)
+            pos += size + n
+
+    def records(self) -> list[CaptureRecord]:
+        return list(self)
+
+    @property
+    def device(self) -> str | None:
+        dev = self.header.get("device")
+        return str(dev) if dev else None
+
+
+def is_capture(path: str | Path) -> bool:
+    try:
+        with Path(path).open("rb") as f:
+            return f.read(8) == MAGIC
+    except OSError:
+        return False
+
+
+# -- capturing the gateway's own transport -------------------------------------------------------
+
+
+@dataclass
+class CapturingTransport(Transport):
+    """Wraps another transport and writes everything it delivers to a capture.
+
+    The gateway is unchanged: give it ``capturing_factory(default_factory, writer)`` as its
+    transport factory, and the capture holds exactly the chunks (and host times) the pipeline saw.
+    """
+
+    inner: Transport | None = None
+    writer: CaptureWriter | None = None
+
+    async def _open(self) -> None:
+        assert self.inner is not None and self.writer is not None
+        await self.inner.__aenter__()
+        self.writer.link(time.time(), up=True)
+        self._up = True
+
+    async def _close(self) -> None:
+        assert self.inner is not None and self.writer is not None
+        if getattr(self, "_up", False):
+            # Closed without a transport error (the gateway's stale watchdog, shutdown): still a
+            # link drop for the session, so the capture marks it and a replay does the same.
+            self.writer.link(time.time(), up=False)
+            self._up = False
+        await self.inner.__aexit__(None, None, None)
+
+    async def write(self, data: bytes) -> None:
+        assert self.inner is not None and self.writer is not None
+        self.writer.host_write(time.time(), data)
+        await self.inner.write(data)
+
+    async def read(self) -> Chunk:
+        assert self.inner is not None and self.writer is not None
+        try:
+            chunk = await self.inner.read()
+        except TransportError:
+            self.writer.link(time.time(), up=False)
+            self._up = False
+            raise
+        self.writer.data(chunk.t_host, chunk.data)
+        return chunk
+
+
+def capturing_factory(
+    factory: Callable[[DeviceSection], Transport], writer: CaptureWriter
+) -> Callable[[DeviceSection], Transport]:
+    """A transport factory whose transports also write to ``writer`` (one device per capture)."""
+
+    def make(dev: DeviceSection) -> Transport:
+        return CapturingTransport(name=dev.id, inner=factory(dev), writer=writer)
+
+    return make
+
+
+# -- record command ------------------------------------------------------------------------------
+
+
+async def record_port(port: str, out: Path, *, duration_s: float | None, device: str, baudrate: int) -> int:
+    """Capture a serial device (hardware or ``neurospasm sim``) until the duration or Ctrl-C."""
+    from ingest.transports.serial import SerialTransport
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig_name in ("SIGINT", "SIGTERM"):
+        import signal
+
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(getattr(signal, sig_name), stop.set)
+    if duration_s:
+        loop.call_later(duration_s, stop.set)
+    start = encode_frame(CmdFrame(0, Command.START))
+    meta: dict[str, Any] = {
+        "device": device,
+        "source": {"kind": "serial", "port": port, "baudrate": baudrate},
+    }
+    with CaptureWriter(out, **meta) as writer:
+        while not stop.is_set():
+            transport = CapturingTransport(name=device, inner=SerialTransport(name=device, port=port,
+                                           baudrate=baudrate), writer=writer)  # fmt: skip
+            try:
+                async with transport:
+                    await transport.write(start)  # as the gateway does on every (re)connection
+                    while not stop.is_set():
+                        reader = asyncio.ensure_future(transport.read())
+                        stopper = asyncio.ensure_future(stop.wait())
+                        await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                        stopper.cancel()
+                        if not reader.done():
+                            reader.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await reader
+                            break
+                        reader.result()
+            except TransportError as exc:
+                log.warning("record: %s; retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        print(f"captured {writer.records} records, {writer.bytes} bytes to {out}", file=sys.stderr)
+    return 0
+
+
+def record_sim(scenario_name: str, out: Path, *, duration_s: float | None, device: str) -> int:
+    """Capture a simulated device on a virtual clock (instant, deterministic, faults included)."""
+    sim = simulate_scenario(scenario_name, duration_s=duration_s, device=device)
+    source = {"kind": "sim", "scenario": sim.scenario_name, "seed": sim.seed}
+    meta: dict[str, Any] = {"device": device, "source": source, "truth": sim.truth,
+                            "expected_gaps": sim.expected_gaps}  # fmt: skip
+    with CaptureWriter(out, **meta) as w:
+        write_sim(w, sim)
+    print(f"captured {len(sim.chunks)} chunks from scenario {sim.scenario_name!r} to {out}", file=sys.stderr)
+    return 0
+
+
+@dataclass
+class SimRun:
+    scenario_name: str
+    seed: int
+    chunks: list[tuple[float, bytes]]
+    link_events: list[tuple[float, str]]
+    truth: list[dict[str, Any]] = field(default_factory=list)
+    expected_gaps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def simulate_scenario(name_or_path: str, *, duration_s: float | None = None, device: str = "sim-0001",
+                      t0_host: float | None = None) -> SimRun:  # fmt: skip
+    """A scenario through the simulated device and its faults, offline (see firmware_sim.faults)."""
+    from firmware_sim.cli import resolve_scenario
+    from firmware_sim.device import SignalSource, SimDevice
+    from firmware_sim.faults import FaultInjector, simulate
+    from firmware_sim.signals import synthesize
+
+    sc = resolve_scenario(name_or_path)
+    rec = synthesize(sc)
+    dev = SimDevice(SignalSource.from_recording(rec), device_id=device, seed=sc.seed)
+    inj = FaultInjector.from_scenario(sc, rec)
+    f = sc.faults
+    cap = simulate(dev, inj, duration_s=min(duration_s or sc.duration_s, sc.duration_s),
+                   t0_host=time.time() if t0_host is None else t0_host, drift_ppm=f.clock_drift_ppm,
+                   jitter_ms=f.jitter_ms, jitter_seed=sc.seed)  # fmt: skip
+    return SimRun(sc.name, sc.seed, cap.chunks, cap.link_events, inj.truth, inj.expected_gaps())
+
+
+def write_sim(w: CaptureWriter, sim: SimRun) -> None:
+    links = iter(sim.link_events)
+    nxt = next(links, None)
+    for t, data in sim.chunks:
+        while nxt is not None and nxt[0] <= t:
+            w.link(nxt[0], up=nxt[1] == "up")
+            nxt = next(links, None)
+        w.data(t, data)
+
+
+# -- offline decode and EDF+ export --------------------------------------------------------------
+
+
+@dataclass
+class _Boot:
+    info: InfoFrame
+    emg: dict[int, np.ndarray] = field(default_factory=dict)  # counter -> int16 (n, ch)
+    acc: dict[int, np.ndarray] = field(default_factory=dict)
+    emg_t0: float | None = None  # host time of the first EMG sample of this boot
+    acc_t0: float | None = None
+
+
+@dataclass
+class Decoded:
+    """A capture decoded the gateway's way: per-boot sample blocks plus the session's outputs."""
+
+    device: str
+    boots: list[_Boot]
+    events: list[dict[str, Any]]
+    gaps: list[dict[str, Any]]
+    decode_errors: dict[str, int]
+
+
+def decode_records(records: Iterator[CaptureRecord] | list[CaptureRecord], device: str) -> Decoded:
+    """Run the gateway's decoder and ``DeviceSession`` over capture records, offline."""
+    outputs: list[Output] = []
+    session = DeviceSession(device, outputs.append)
+    decoder = StreamDecoder()
+    boots: list[_Boot] = []
+    for rec in records:
+        if rec.kind == DOWN:
+            session.on_disconnect(rec.t_host)
+            decoder = _carry(decoder)
+            continue
+        if rec.kind != DATA:
+            continue
+        for frame in decoder.iter_feed(rec.data):
+            session.on_frame(frame, rec.t_host)
+            if isinstance(frame, InfoFrame):
+                if not boots or boots[-1].info.boot_id != frame.boot_id:
+                    boots.append(_Boot(frame))
+            elif (
+                boots and isinstance(frame, EmgFrame) and frame.samples.shape[1] == boots[-1].info.n_channels
+            ):
+                b = boots[-1]
+                b.emg.setdefault(frame.counter, np.array(frame.samples))
+                if b.emg_t0 is None:
+                    b.emg_t0 = rec.t_host - len(frame.samples) / b.info.emg_rate_hz
+            elif boots and isinstance(frame, AccFrame):
+                b = boots[-1]
+                b.acc.setdefault(frame.counter, np.array(frame.samples))
+                if b.acc_t0 is None and b.info.acc_rate_hz:
+                    b.acc_t0 = rec.t_host - len(frame.samples) / b.info.acc_rate_hz
+    session.finish()
+    events = [o.payload for o in outputs if o.kind == "event" and o.payload is not None]
+    gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
+    errors = dict(decoder.stats.errors)
+    return Decoded(device, boots, events, gaps, errors)
+
+
+def _carry(decoder: StreamDecoder) -> StreamDecoder:
+    """A new decoder per connection, as the gateway makes, keeping the error counts."""
+    fresh = StreamDecoder()
+    fresh.stats.errors = dict(decoder.stats.errors)
+    return fresh
+
+
+def _ts(iso_text: str) -> float:
+    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+
+
+def _place(blocks: dict[int, np.ndarray], base: int, c0: int, out: np.ndarray) -> None:
+    for counter, block in blocks.items():
+        i = base + (counter - c0)
+        j = min(i + len(block), len(out))
+        if i < 0 or j <= i:
+            continue
+        out[i:j] = block[: j - i]
+
+
+def export_edf(decoded: Decoded, out: Path) -> dict[str, Any]:
+    """Write decoded signals, events and gaps as EDF+; returns a small summary for the CLI."""
+    import pyedflib
+
+    boots = [b for b in decoded.boots if b.emg]
+    if not boots:
+        raise CaptureError(f"{out}: nothing to export: the recording has no EMG data after an INFO frame")
+    info = boots[0].info
+    emg_rate, acc_rate = info.emg_rate_hz, info.acc_rate_hz
+    for b in boots[1:]:
+        if (b.info.emg_rate_hz, b.info.acc_rate_hz, b.info.channel_labels) != (
+            emg_rate,
+            acc_rate,
+            info.channel_labels,
+        ):
+            raise CaptureError(
+                f"{out}: the device changed rates or channels after a reboot; EDF needs one layout"
+            )
+    t_start = boots[0].emg_t0
+    assert t_start is not None
+    # EDF's header time has whole seconds (EDF+ adds sub-seconds that few readers honour): start
+    # the file on a whole second and let the first fraction be an annotated no-data stretch.
+    t_file = math.floor(t_start)
+    nch = info.n_channels
+    # Place each boot's blocks: within a boot by sample counter (exact), between boots by time.
+    emg_bases, acc_bases = [], []
+    emg_end = acc_end = 0
+    for b in boots:
+        c0 = min(b.emg)
+        base = max(emg_end, round(((b.emg_t0 or t_start) - t_file) * emg_rate))
+        emg_bases.append((base, c0))
+        emg_end = base + max(c + len(x) for c, x in b.emg.items()) - c0
+        if b.acc and acc_rate:
+            a0 = min(b.acc)
+            abase = max(acc_end, round(((b.acc_t0 or t_start) - t_file) * acc_rate))
+            acc_bases.append((abase, a0))
+            acc_end = abase + max(c + len(x) for c, x in b.acc.items()) - a0
+        else:
+            acc_bases.append((0, 0))
+    seconds = max(1, math.ceil(max(emg_end / emg_rate, acc_end / acc_rate if acc_rate else 0)))
+    emg = np.zeros((seconds * emg_rate, nch), dtype=np.int16)
+    acc = np.zeros((seconds * acc_rate, 3), dtype=np.int16) if acc_rate else None
+    for b, (base, c0), (abase, a0) in zip(boots, emg_bases, acc_bases, strict=True):
+        _place(b.emg, base, c0, emg)
+        if acc is not None and b.acc:
+            _place(b.acc, abase, a0, acc)
+
+    headers: list[dict[str, Any]] = []
+    for label in info.channel_labels:
+        headers.append(_signal_header(label[:16], "uV", emg_rate, info.emg_scale_uv, "sEMG"))
+    if acc is not None:
+        for axis in "XYZ":
+            headers.append(_signal_header(f"ACC {axis}", "g", acc_rate, info.acc_scale_g, "accelerometer"))
+    writer = pyedflib.EdfWriter(str(out), len(headers), file_type=pyedflib.FILETYPE_EDFPLUS)
+    try:
+        writer.setSignalHeaders(headers)
+        writer.setStartdatetime(datetime.fromtimestamp(t_file, UTC).replace(tzinfo=None))
+        writer.setEquipment(_edf_word(f"neurospasm_{decoded.device}"))
+        writer.setRecordingAdditional(_edf_word(f"device_{info.device_id}_firmware_{info.firmware}"))
+        signals = [np.ascontiguousarray(emg[:, i], dtype=np.int32) for i in range(nch)]
+        if acc is not None:
+            signals += [np.ascontiguousarray(acc[:, i], dtype=np.int32) for i in range(3)]
+        writer.writeSamples(signals, digital=True)
+        if t_start - t_file > 0.0005:
+            writer.writeAnnotation(0.0, t_start - t_file, "no data (before the first sample)")
+        for e in decoded.events:
+            onset = _ts(e["onset"]) - t_file
+            writer.writeAnnotation(
+                max(0.0, onset), float(e["duration_s"] or 0.0), f"{e['type']} {e['channel']}"[:40]
+            )
+        for g in decoded.gaps:
+            onset = _ts(g["start"]) - t_file
+            text = f"gap {g['cause']} {g['domain']} {g['samples_missing']}"
+            if g.get("channel"):
+                text = f"gap {g['cause']} {g['channel']}"
+            writer.writeAnnotation(max(0.0, onset), float(g["duration_s"] or 0.0), text[:40])
+    finally:
+        writer.close()
+    return {"seconds": seconds, "channels": [h["label"] for h in headers], "events": len(decoded.events),
+            "gaps": len(decoded.gaps), "start": datetime.fromtimestamp(t_file, UTC).isoformat()}  # fmt: skip
+
+
+def _signal_header(label: str, unit: str, rate: int, scale: float, transducer: str) -> dict[str, Any]:
+    # Digital = the device's int16 ADC codes; physical limits chosen so codes * scale is exact.
+    # EDF keeps physical limits in 8 ASCII characters: round them outward where they do not fit.
+    lo, hi = -32768 * scale, 32767 * scale
+    return {
+        "label": label, "dimension": unit, "sample_frequency": rate,
+        "physical_min": _fit8(lo), "physical_max": _fit8(hi),
+        "digital_min": -32768, "digital_max": 32767, "transducer": transducer, "prefilter": "",
+    }  # fmt: skip
+
+
+def _edf_word(text: str) -> str:
+    """EDF+ header subfields are ASCII without spaces."""
+    return "".join(c if 33 <= ord(c) < 127 else "_" for c in text)[:60]
+
+
+def _fit8(x: float) -> float:
+    """The value as EDF's 8-character field will hold it (so pyedflib has nothing to truncate)."""
+    for nd in range(6, -1, -1):
+        text = f"{x:.{nd}f}"
+        if len(text) <= 8:
+            return float(text)
+    return float(round(x))
+
+
+def decode_source(source: str, *, device: str | None = None) -> Decoded:
+    """A capture file, or a scenario (built-in name or TOML) simulated offline."""
+    if is_capture(source):
+        reader = CaptureReader(source)
+        recs = reader.records()
+        if reader.truncated is not None:
+            log.warning("%s: incomplete last record at byte offset %d ignored", source, reader.truncated)
+        return decode_records(recs, device or reader.device or "device")
+    sim = simulate_scenario(source, device=device or "sim-0001")
+    recs = []
+    links = iter(sim.link_events)
+    nxt = next(links, None)
+    for t, data in sim.chunks:
+        while nxt is not None and nxt[0] <= t:
+            recs.append(CaptureRecord(nxt[0], UP if nxt[1] == "up" else DOWN, b"", -1))
+            nxt = next(links, None)
+        recs.append(CaptureRecord(t, DATA, data, -1))
+    return decode_records(recs, device or "sim-0001")
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+
+def _record_cmd(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.sim:
+        return record_sim(args.sim, out, duration_s=args.duration, device=args.device_id)
+    return asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
+                                   baudrate=args.baudrate))  # fmt: skip
+
+
+def _export_cmd(args: argparse.Namespace) -> int:
+    try:
+        decoded = decode_source(args.source, device=args.device_id)
+        summary = export_edf(decoded, Path(args.out))
+    except CaptureError as exc:
+        print(f"neurospasm export-edf: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out}: {summary['seconds']} s, channels {', '.join(summary['channels'])}; "
+        f"{summary['events']} events and {summary['gaps']} gaps as annotations",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``record`` and ``export-edf`` to the ``neurospasm`` command line."""
+    rec = sub.add_parser("record", help="capture a device's raw byte stream (lossless, replayable)")
+    src = rec.add_mutually_exclusive_group(required=True)
+    src.add_argument("--port", help="serial device path (hardware, or the path `neurospasm sim` printed)")
+    src.add_argument(
+        "--sim", metavar="SCENARIO", help="simulate a scenario offline (instant, faults included)"
+    )
+    rec.add_argument("--out", "-o", required=True, help="capture file to write (.nsc)")
+    rec.add_argument(
+        "--duration", type=float, default=None, help="seconds to record (default: Ctrl-C / scenario)"
+    )
+    rec.add_argument(
+        "--device-id", default="wearable-1", help="device id stored in the capture (replay uses it)"
+    )
+    rec.add_argument("--baudrate", type=int, default=921600)
+    rec.set_defaults(handler=_record_cmd)
+
+    exp = sub.add_parser(
+        "export-edf", help="decode a capture (or a scenario) to EDF+ with event/gap annotations"
+    )
+    exp.add_argument("source", help="a capture (.nsc) or a scenario (built-in name or TOML)")
+    exp.add_argument("--out", "-o", required=True, help="EDF+ file to write")
+    exp.add_argument("--device-id", default=None, help="device id for event ids (default: the capture's)")
+    exp.set_defaults(handler=_export_cmd)

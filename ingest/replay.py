@@ -1,0 +1,417 @@
+"""Replay a recording through the full gateway: ``neurospasm replay FILE --speed 1|10|max``.
+
+The recording enters through the same seam as a live device, a ``Transport``: the gateway's
+runner, decoder, session, detector, router, spool and sinks cannot tell it from hardware. What a
+``ReplayTransport`` delivers:
+
+* a capture (``.nsc``, see ``ingest.recording``): the recorded chunks with their *recorded* host
+  times (``Chunk.t_host``), so the clock model sees the original arrivals and timestamps, gaps
+  and event ids come out as in the live run; recorded link drops are replayed as link drops;
+* an EDF+/BDF+ file or a CSV recording: the signals are framed with the wire protocol by the
+  simulated device (``firmware_sim.device.SimDevice``), as a wearable would have sent them.
+
+Pacing: ``speed`` 1 is real time, 10 ten times faster, ``max`` (``math.inf``) as fast as the
+pipeline consumes (the queue gives back-pressure, nothing is dropped). The host times stay the
+recorded ones at every speed; only the wall-clock spacing changes.
+
+The end of the recording is reported twice: the transport raises ``TransportClosed`` (as a
+real unplug would) *and* sets ``finished``, so the caller can stop the gateway instead of letting
+the runner reconnect forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.config import DeviceSection, GatewayConfig, load_config, parse_config
+from ingest.recording import DATA, DOWN, CaptureError, CaptureReader, CaptureRecord, is_capture
+from ingest.session import Output
+from ingest.transports.base import Chunk, Transport, TransportClosed
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReplayError", "ReplaySummary", "ReplayTransport", "load_records", "register", "run_replay"]
+
+
+class ReplayError(ValueError):
+    """A file cannot be replayed; the message names the file and what is wrong."""
+
+
+class _EndOfRecording(TransportClosed):
+    pass
+
+
+@dataclass
+class ReplayTransport(Transport):
+    """Feeds recorded chunks to the gateway. One instance serves every (re)connection.
+
+    ``records`` are capture records (only DATA and DOWN matter). ``speed`` is a factor of real
+    time or ``math.inf``. ``on_progress(done, total)`` is called as records are consumed.
+    """
+
+    records: list[CaptureRecord] = field(default_factory=list)
+    speed: float = math.inf
+    on_progress: Callable[[int, int], None] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.speed > 0:
+            raise ValueError(f"replay speed must be > 0, got {self.speed}")
+        self.finished = asyncio.Event()
+        self._consumed = 0  # records the gateway has read (or skipped): where a reconnect resumes
+        self._fed_until = 0
+        self._feeder: asyncio.Task[None] | None = None
+        self._inflight: dict[int, int] = {}  # id(chunk) -> record index, for progress
+        self.opens = 0
+
+    async def _open(self) -> None:
+        self.opens += 1
+        if self._consumed >= len(self.records):
+            self.finished.set()
+            raise _EndOfRecording("end of recording")
+        self._fed_until = self._consumed
+        self._feeder = asyncio.create_task(self._feed(), name=f"replay-{self.name}")
+
+    async def _close(self) -> None:
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+            self._feeder = None
+        # Whatever was queued but not read is fed again after the reconnect: nothing is lost.
+        self._inflight.clear()
+
+    async def write(self, data: bytes) -> None:
+        """Commands to a recording go nowhere (the START of every connection, INFO requests)."""
+
+    async def _feed(self) -> None:
+        recs = self.records
+        i = self._consumed
+        wall0 = time.monotonic()
+        rec0 = recs[i].t_host if i < len(recs) else 0.0
+        paced = math.isfinite(self.speed)
+        while i < len(recs):
+            rec = recs[i]
+            if paced:
+                delay = wall0 + (rec.t_host - rec0) / self.speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if rec.kind == DATA:
+                chunk = Chunk(rec.t_host, rec.data)
+                self._inflight[id(chunk)] = i
+                await self._queue.put(chunk)  # back-pressure, never a drop
+                self.stats.chunks += 1
+                self.stats.bytes += len(rec.data)
+            elif rec.kind == DOWN:
+                await self._queue.put(TransportClosed(f"recorded link drop at byte offset {rec.offset}"))
+                self.stats.disconnects += 1
+                return
+            i += 1
+            if not paced and i % 64 == 0:
+                await asyncio.sleep(0)  # let the pipeline run between batches
+        await self._queue.put(_EndOfRecording("end of recording"))
+
+    async def read(self) -> Chunk:
+        item = await self._queue.get()
+        if isinstance(item, _EndOfRecording):
+            self._consumed = len(self.records)
+            self._progress()
+            self.finished.set()
+            raise item
+        if isinstance(item, BaseException):
+            # A recorded link drop: resume after it on the next connection.
+            self._consumed = self._next_after(self._consumed, DOWN)
+            self._progress()
+            raise item
+        idx = self._inflight.pop(id(item), None)
+        if idx is not None:
+            self._consumed = idx + 1
+        self._progress()
+        return item
+
+    def _next_after(self, start: int, kind: int) -> int:
+        for j in range(start, len(self.records)):
+            if self.records[j].kind == kind:
+                return j + 1
+        return len(self.records)
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self._consumed, len(self.records))
+
+
+# -- turning files into records ------------------------------------------------------------------
+
+
+def load_records(path: str | Path, *, device: str = "replay") -> tuple[list[CaptureRecord], str | None]:
+    """Records for any replayable file, and the device id it names (captures only)."""
+    p = Path(path)
+    if not p.exists():
+        raise ReplayError(f"{p}: no such file")
+    if is_capture(p):
+        reader = CaptureReader(p)
+        recs = reader.records()
+        if reader.truncated is not None:
+            log.warning("%s: incomplete last record at byte offset %d ignored", p, reader.truncated)
+        return recs, reader.device
+    suffix = p.suffix.lower()
+    if suffix in (".edf", ".bdf"):
+        emg, labels, emg_rate, acc, acc_rate, t0 = _read_edf(p)
+    elif suffix in (".csv", ".tsv"):
+        emg, labels, emg_rate, acc, acc_rate, t0 = _read_csv(p)
+    else:
+        raise ReplayError(f"{p}: not a capture (.nsc), EDF+/BDF+ or CSV recording")
+    return frame_signals(emg, labels, emg_rate, acc, acc_rate, t0=t0, device=device), None
+
+
+def frame_signals(
+    emg_uv: np.ndarray, labels: list[str], emg_rate: int, acc_g: np.ndarray, acc_rate: int, *,
+    t0: float, device: str = "replay", step_s: float = 0.02,
+) -> list[CaptureRecord]:  # fmt: skip
+    """Encode signals with the wire protocol, as a wearable streaming them would (no faults)."""
+    from firmware_sim.device import SignalSource, SimDevice
+
+    src = SignalSource(
+        emg_uv=emg_uv, acc_g=acc_g, emg_rate_hz=emg_rate, acc_rate_hz=acc_rate, channel_labels=labels
+    )
+    dev = SimDevice(src, device_id=device[:32], autostart=True, seed=0)
+    duration = len(emg_uv) / emg_rate
+    out: list[CaptureRecord] = []
+    steps = math.ceil(duration / step_s) + 2
+    for k in range(steps + 1):
+        t = k * step_s
+        data = dev.frames_until(t)
+        if data:
+            out.append(CaptureRecord(t0 + t, DATA, b"".join(data), -1))
+        if dev.finished and (not acc_rate or t * acc_rate >= len(acc_g) + 256):
+            break
+    return out
+
+
+def _read_edf(p: Path) -> tuple[np.ndarray, list[str], int, np.ndarray, int, float]:
+    import pyedflib
+
+    try:
+        f = pyedflib.EdfReader(str(p))
+    except OSError as exc:
+        raise ReplayError(f"{p}: not a readable EDF/BDF file: {exc}") from None
+    try:
+        emg_idx, acc_idx, factors = [], [], []
+        for i in range(f.signals_in_file):
+            label = f.getLabel(i).strip()
+            unit = f.getPhysicalDimension(i).strip()
+            if label.upper().startswith("ACC"):
+                acc_idx.append(i)
+            elif unit in ("uV", "µV", "mV", "V"):
+                emg_idx.append(i)
+                factors.append({"uV": 1.0, "µV": 1.0, "mV": 1e3, "V": 1e6}[unit])
+        if not emg_idx:
+            raise ReplayError(f"{p}: no EMG signal (a channel in uV, mV or V)")
+        rates = {f.getSampleFrequency(i) for i in emg_idx}
+        if len(rates) != 1:
+            raise ReplayError(f"{p}: EMG channels have different sample rates {sorted(rates)}")
+        emg_rate = round(rates.pop())
+        n = min(f.getNSamples()[i] for i in emg_idx)
+        emg = np.stack([f.readSignal(i)[:n] * k for i, k in zip(emg_idx, factors, strict=True)], axis=1)
+        labels = [f.getLabel(i).strip()[:16] for i in emg_idx]
+        acc_rate = 0
+        acc = np.zeros((0, 3))
+        if len(acc_idx) >= 3:
+            acc_rate = round(f.getSampleFrequency(acc_idx[0]))
+            m = min(f.getNSamples()[i] for i in acc_idx[:3])
+            acc = np.stack([f.readSignal(i)[:m] for i in acc_idx[:3]], axis=1)
+        t0 = f.getStartdatetime().replace(tzinfo=__import__("datetime").UTC).timestamp()
+    finally:
+        f.close()
+    return emg, labels, emg_rate, acc, acc_rate, t0
+
+
+def _read_csv(p: Path) -> tuple[np.ndarray, list[str], int, np.ndarray, int, float]:
+    """CSV: a ``time_s`` (or ``t``) column, then EMG columns in uV; ``ACC X/Y/Z`` columns in g."""
+    with p.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
+    if len(rows) < 3:
+        raise ReplayError(f"{p}: a CSV recording needs a header row and at least two samples")
+    head = [h.strip() for h in rows[0]]
+    if head[0].lower() not in ("time_s", "t", "time"):
+        raise ReplayError(f"{p}: line 1: the first column must be time_s (seconds), got {head[0]!r}")
+    try:
+        data = np.array([[float(x) for x in r] for r in rows[1:] if r], dtype=np.float64)
+    except ValueError as exc:
+        raise ReplayError(f"{p}: not a number: {exc}") from None
+    if data.shape[1] != len(head):
+        raise ReplayError(f"{p}: rows have {data.shape[1]} columns, the header {len(head)}")
+    dt = float(np.median(np.diff(data[:, 0])))
+    if dt <= 0:
+        raise ReplayError(f"{p}: time_s must increase")
+    rate = round(1.0 / dt)
+    acc_cols = [i for i, h in enumerate(head) if h.upper().startswith("ACC")]
+    emg_cols = [i for i in range(1, len(head)) if i not in acc_cols]
+    if not emg_cols:
+        raise ReplayError(f"{p}: no EMG column")
+    acc = data[:, acc_cols[:3]] if len(acc_cols) >= 3 else np.zeros((0, 3))
+    return (
+        data[:, emg_cols],
+        [head[i][:16] for i in emg_cols],
+        rate,
+        acc,
+        rate if len(acc) else 0,
+        time.time(),
+    )
+
+
+# -- running the gateway on a recording ---------------------------------------------------------
+
+
+@dataclass
+class ReplaySummary:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    records: int = 0
+    wall_s: float = 0.0
+    recorded_s: float = 0.0
+
+    def text(self) -> str:
+        by_type = Counter(e["type"] for e in self.events)
+        by_cause = Counter(g["cause"] for g in self.gaps)
+        ev = ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) or "none"
+        gp = ", ".join(f"{k} {v}" for k, v in sorted(by_cause.items())) or "none"
+        missing = sum(int(g["samples_missing"]) for g in self.gaps if g["domain"] == "emg")
+        return (
+            f"replayed {self.recorded_s:.1f} s of recording in {self.wall_s:.1f} s: "
+            f"{len(self.events)} events ({ev}); {len(self.gaps)} gaps ({gp}), {missing} EMG samples missing"
+        )
+
+
+def default_config(device: str, state_dir: Path) -> GatewayConfig:
+    """Local storage only, no MQTT: a replay must not publish into a live system by accident."""
+    return parse_config({
+        "gateway": {"state_dir": str(state_dir), "stale_after_s": 3600.0},
+        "devices": [{"id": device, "port": "replay", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}],
+        "mqtt": {"enabled": False},
+        "local": {"enabled": True},
+        "spool": {"quota_mb": 512, "fsync": "never"},
+    }, "<replay defaults>")  # fmt: skip
+
+
+async def run_replay(
+    path: str | Path,
+    *,
+    speed: float = math.inf,
+    config: GatewayConfig | None = None,
+    device: str | None = None,
+    state_dir: Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    observers: list[Callable[[str, Output], None]] | None = None,
+) -> ReplaySummary:
+    """Run the whole gateway on a recording until its end; returns what it detected."""
+    from ingest.runner import Gateway
+
+    records, named = load_records(path, device=device or "replay")
+    dev_id = device or named or "replay"
+    if config is None:
+        config = default_config(dev_id, state_dir or Path(tempfile.mkdtemp(prefix="neurospasm-replay-")))
+    else:
+        if not config.devices:
+            raise ReplayError(f"{path}: the config has no [[devices]]; replay needs one device id")
+        dev_id = device or config.devices[0].id
+        first = config.devices[0].model_copy(update={"id": dev_id})
+        config = config.model_copy(update={"devices": [first]})
+    summary = ReplaySummary(records=len(records))
+    if records:
+        summary.recorded_s = records[-1].t_host - records[0].t_host
+    transport = ReplayTransport(name=dev_id, queue_size=config.gateway.queue_size, records=records,
+                                speed=speed, on_progress=on_progress)  # fmt: skip
+
+    def factory(_dev: DeviceSection) -> Transport:
+        return transport
+
+    def observe(_device: str, out: Output) -> None:
+        if out.kind == "event" and out.payload is not None:
+            summary.events.append(out.payload)
+        elif out.kind == "gap" and out.payload is not None:
+            summary.gaps.append(out.payload)
+
+    started = time.monotonic()
+    async with Gateway(config, transport_factory=factory, observers=[observe, *(observers or [])]) as gw:
+        gw.start()
+        await transport.finished.wait()
+        await gw.drain(timeout_s=5.0)
+    summary.wall_s = time.monotonic() - started
+    return summary
+
+
+def parse_speed(text: str) -> float:
+    if text.lower() in ("max", "inf", "fast"):
+        return math.inf
+    try:
+        v = float(text.rstrip("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"speed must be a number (1, 10, ...) or 'max', got {text!r}"
+        ) from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"speed must be > 0, got {text!r}")
+    return v
+
+
+def _replay_cmd(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    cfg = load_config(args.config) if args.config else None
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=args.no_progress or not console.is_terminal)  # fmt: skip
+    task = progress.add_task("replay", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    try:
+        with progress:
+            summary = asyncio.run(run_replay(args.file, speed=args.speed, config=cfg, device=args.device_id,
+                                             state_dir=Path(args.state_dir) if args.state_dir else None,
+                                             on_progress=on_progress))  # fmt: skip
+    except (ReplayError, CaptureError) as exc:
+        print(f"neurospasm replay: {exc}", file=sys.stderr)
+        return 2
+    if args.events_out:
+        with Path(args.events_out).open("w", encoding="utf-8") as fh:
+            for e in summary.events:
+                fh.write(json.dumps(e, sort_keys=True) + "\n")
+    print(summary.text())
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``replay`` to the ``neurospasm`` command line."""
+    p = sub.add_parser("replay", help="feed a capture, EDF+/BDF+ or CSV recording through the full gateway")
+    p.add_argument("file", help="a capture (.nsc), an EDF+/BDF+ file or a CSV recording")
+    p.add_argument(
+        "--speed", type=parse_speed, default=math.inf, help="1 = real time, 10, ..., or max (default)"
+    )
+    p.add_argument("--config", "-c", help="gateway TOML (default: local storage only, MQTT off)")
+    p.add_argument("--device-id", help="device id (event ids depend on it; default: the capture's)")
+    p.add_argument("--events-out", help="write the detected event payloads here (JSON lines)")
+    p.add_argument(
+        "--state-dir", help="where the default config stores series and spool (default: a temp dir)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_replay_cmd)
