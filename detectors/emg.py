@@ -452,15 +452,17 @@ class EmgBank:
                 cur = rows[first_row : r + 1]
                 recent = (np.concatenate([*ep.rows, cur]) if ep.rows else cur)[-self.judge_rows :]
                 if self._low_fraction(ch, recent) <= self.cfg.artefact_low_fraction:
+                    # looks like EMG: a new candidate, judged like any other over the next 50 ms
                     self.eps[ch] = None
                     self.n_busy -= 1
                     onset = rs - (recent.shape[0] - 1) * d - self.lag
-                    ep = _Episode(onset=onset, cross_sample=rs, peak=v, above=self.confirm_rows)
+                    ep = _Episode(
+                        onset=onset, cross_sample=rs, peak=v, above=1, judge_at=rs + 2 * self.judge_n
+                    )
                     off_ep = max(off, frac * v)
                     self.eps[ch] = ep
                     self.n_busy += 1
                     first_row = r
-                    self._confirm(ch, ep, recent, env[:, r], out)
                     continue
             art = share[r] > lf_max  # this row's power is mostly below 45 Hz: an artefact
             if v >= on and not art:
