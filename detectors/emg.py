@@ -662,7 +662,8 @@ def clonus_rhythm(
     Bursts are counted with hysteresis between 25% and 50% of the episode's burst height over rest,
     so the envelope must really fall back between bursts (a sustained contraction with a wobbly
     envelope does not count). A run needs ``clonus_min_cycles`` bursts whose onset intervals lie in
-    the clonus band and within ``clonus_jitter`` of the run's median interval.
+    the clonus band and within ``clonus_jitter`` of the run's median interval, and the run must
+    cover at least half of the episode (otherwise it is a wobble within a phasic/tonic spasm).
     Returns (frequency or None, regularity 0..1).
     """
     if env.shape[0] < 4:
@@ -703,6 +704,8 @@ def clonus_rhythm(
             best = list(run)
     if len(best) + 1 < cfg.clonus_min_cycles:
         return None, 0.0
+    if (len(best) + 1) * float(np.median(best)) < 0.5 * env.shape[0] / rate:
+        return None, 0.0  # a short rhythmic stretch inside a long contraction: not a clonus episode
     med = float(np.median(best))
     spread = float(np.std(best)) / med
     return round(1.0 / med, 2), max(0.0, 1.0 - spread / cfg.clonus_jitter)
