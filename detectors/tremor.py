@@ -66,6 +66,7 @@ class TremorTracker:
         self.band = (self.freqs >= cfg.tremor_min_hz) & (self.freqs <= f_hi)
         self.total = (self.freqs >= 1.0) & (self.freqs <= min(20.0, 0.95 * nyq))
         self.min_samples = round(cfg.tremor_min_s * rate_hz)
+        self.level = 0.4  # share of the episode's RMS that marks a hop as "moving"
         self.reset()
         self.hops: deque[tuple[int, float]] = deque(maxlen=self.win // self.hop + 64)
 
@@ -173,17 +174,17 @@ class TremorTracker:
         """First hop of the window whose amplitude reaches half the window's RMS."""
         start = end - self.win
         for s, r in self.hops:
-            if s >= start and r >= 0.5 * rms:
-                return s
+            if s >= start and r >= self.level * rms:
+                return s - self.hop // 2  # it began within the hop before the first loud one
         return start
 
     def _refine_offset(self, ep: TremorEpisode) -> int:
         """End of the last hop, within the last tremor-like window, still at half the episode RMS."""
-        level = 0.5 * float(np.median(ep.rms))
+        level = self.level * float(np.median(ep.rms))
         off = ep.last_end - self.win // 2
         for s, r in self.hops:
             if ep.last_end - self.win <= s < ep.last_end and r >= level:
-                off = s + self.hop
+                off = s + self.hop + self.hop // 2
         return off
 
     def _result(self, ep: TremorEpisode, offset: int, truncated: bool) -> TremorResult:
