@@ -79,18 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", "-c", required=True, help="gateway TOML (see deploy/gateway.example.toml)")
 
     sim = sub.add_parser("sim", help="run a simulated wearable")
-    sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
-    sim.add_argument(
-        "--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)"
-    )
-    sim.add_argument("--loop", action="store_true", help="repeat the scenario forever")
-    sim.add_argument("--device-id", default="sim-0001")
-    sim.add_argument(
-        "--drift-ppm", type=float, default=None, help="device crystal error (default: scenario's)"
-    )
-    sim.add_argument("--autostart", action="store_true", help="stream without waiting for a START command")
-    sim.add_argument("--path-file", help="also write the device path to this file (for scripts)")
-    sim.add_argument("--labels", help="write the scenario's ground-truth labels (JSON) to this file")
+    from firmware_sim.cli import add_sim_arguments
+
+    add_sim_arguments(sim)
 
     demo = sub.add_parser("demo", help="simulated wearable + embedded broker + local storage, live view")
     demo.add_argument(

@@ -37,6 +37,8 @@ class GatewaySection(_Model):
     stale_after_s: float = Field(5.0, gt=0)
     #: Frames a device link may hold before the oldest are dropped (and counted).
     queue_size: int = Field(4096, ge=16)
+    #: Longest wait between delivery retries to a sink that is down (jittered exponential backoff).
+    retry_max_s: float = Field(10.0, gt=0)
 
 
 class DeviceSection(_Model):

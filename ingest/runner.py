@@ -79,6 +79,7 @@ class DeviceRunner:
     link: dict[str, int] = field(default_factory=dict)
     reconnects: int = 0
     last_error: str = ""
+    _ended: bool = False
 
     def _set(self, state: str, monitoring: bool) -> None:
         changed = (state, monitoring) != (self.state, self.monitoring)
@@ -93,6 +94,12 @@ class DeviceRunner:
                 await self._connected_once(backoff)
             except TransportError as exc:
                 self.last_error = str(exc)
+                if self._ended:
+                    # A finite source (a replayed recording) has nothing more: no reconnecting.
+                    self.session.on_disconnect(time.time())
+                    self.session.finish()
+                    self._set("ended", False)
+                    return
             self.session.on_disconnect(time.time())
             self._set("disconnected", False)
             self.reconnects += 1
@@ -104,6 +111,7 @@ class DeviceRunner:
 
     async def _connected_once(self, backoff: Backoff) -> None:
         transport = self.transport_factory(self.dev)
+        self._ended = False
         async with transport:
             decoder = StreamDecoder()
             self._set("connected", False)
@@ -126,6 +134,8 @@ class DeviceRunner:
                         last_info_request = time.monotonic()
                         await transport.write(encode_frame(CmdFrame(0, Command.INFO)))
             finally:
+                finished = getattr(transport, "finished", None)  # replay: set at the end of the file
+                self._ended = bool(finished is not None and finished.is_set())
                 for reason, n in decoder.stats.errors.items():
                     self.decode_errors[reason] = self.decode_errors.get(reason, 0) + n
                 self.link = {
@@ -192,6 +202,7 @@ class Gateway:
                 max_bytes=max(64 << 10, influx_cfg.batch_lines * 80),
                 linger_s=influx_cfg.flush_interval_s,
                 quarantine_dir=quarantine,
+                backoff=Backoff(max_s=cfg.gateway.retry_max_s),
             )
         if cfg.local.enabled:
             series_sinks.append("local")
@@ -205,6 +216,7 @@ class Gateway:
                 max_records=10_000,
                 linger_s=0.5,
                 quarantine_dir=quarantine,
+                backoff=Backoff(max_s=cfg.gateway.retry_max_s),
             )
         topics: dict[str, payloads.Topics] = {}
         if cfg.mqtt.enabled:
@@ -213,7 +225,12 @@ class Gateway:
                     cfg.mqtt.topic_prefix, cfg.gateway.site, cfg.gateway.patient, dev.id
                 )
                 name = Router.mqtt_sink_name(dev.id)
-                self.deliveries[name] = Delivery(self.spool, name, self._mqtt_factory(dev, topics[dev.id]))
+                self.deliveries[name] = Delivery(
+                    self.spool,
+                    name,
+                    self._mqtt_factory(dev, topics[dev.id]),
+                    backoff=Backoff(max_s=cfg.gateway.retry_max_s),
+                )
         self.router = Router(
             self.spool,
             patient=cfg.gateway.patient,
