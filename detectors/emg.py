@@ -199,6 +199,10 @@ class EmgBank:
         self.q_run_start = np.zeros(c, dtype=np.int64)
         self.q_hold = max(1, round(cfg.quality_hold_s / cfg.block_s))
         self.q_dirty = False
+        self.rail_hi = np.full(c, np.nan)
+        self.rail_lo = np.full(c, np.nan)
+        self.rail_seen = np.full(c, -(10**15), dtype=np.int64)
+        self.rail_memory = round(1.0 * rate_hz)
         self.rail_count = max(3, math.ceil(cfg.rail_fraction * self.block))
         self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
         if cfg.full_scale_uv is not None:
@@ -235,7 +239,7 @@ class EmgBank:
             or max(rl) > self.check_range
             or max(max(mx.tolist()), -min(mn.tolist())) > cfg.lead_off_dc_uv
         ):
-            state = self._classify_quality(x, mx, mn, rng)
+            state = self._classify_quality(s0, x, mx, mn, rng)
             if state.any():
                 bad = state > 0
             if state.any() or self.q_dirty:
@@ -334,7 +338,9 @@ class EmgBank:
             self._update_baseline()
         del c
 
-    def _classify_quality(self, x: FloatArray, mx: FloatArray, mn: FloatArray, rng: FloatArray) -> np.ndarray:
+    def _classify_quality(
+        self, s0: int, x: FloatArray, mx: FloatArray, mn: FloatArray, rng: FloatArray
+    ) -> np.ndarray:
         """Per-channel block state: 0 ok, 1 lead-off (flat, huge DC, floating input), 2 saturated."""
         cfg = self.cfg
         c, n = x.shape
@@ -342,7 +348,14 @@ class EmgBank:
         for ch in range(c):
             lo, hi, r = float(mn[ch]), float(mx[ch]), float(rng[ch])
             if r < cfg.flat_range_uv or max(hi, -lo) > cfg.lead_off_dc_uv:
-                state[ch] = 1
+                # stuck: at the level it was clipping at a moment ago = still saturated, else lead-off
+                recent = s0 - int(self.rail_seen[ch]) <= self.rail_memory
+                at_rail = min(abs(hi - self.rail_hi[ch]), abs(lo - self.rail_lo[ch])) <= 1e-6 * max(
+                    abs(hi), 1.0
+                )
+                state[ch] = 2 if recent and at_rail else 1
+                if state[ch] == 2:
+                    self.rail_seen[ch] = s0
                 continue
             if r <= self.check_range:
                 continue
@@ -358,6 +371,8 @@ class EmgBank:
                     railed
                     or int(np.count_nonzero(np.abs(col) >= 0.99 * cfg.full_scale_uv)) >= self.rail_count
                 )
+            if r > cfg.saturation_min_range_uv:  # remember the extremes: a plateau may follow
+                self.rail_hi[ch], self.rail_lo[ch], self.rail_seen[ch] = hi, lo, s0
             if railed:
                 state[ch] = 2
             elif _mains_dominated(col, self.rate, cfg.lead_off_mains_uv):

@@ -269,6 +269,20 @@ def test_lead_off_and_saturation_are_quality_not_events() -> None:
     assert abs(evs[0].onset_sample / rate - 30.0) < 0.05
 
 
+def test_amplifier_stuck_at_the_rail_it_was_clipping_at_is_saturated() -> None:
+    rate = 1000.0
+    s = Sig(rate, 20.0)
+    x = s.emg()
+    a, b = s.i(5.0), s.i(9.0)
+    x[a:b, 0] += 20000.0 * np.sin(2 * np.pi * 0.5 * np.arange(b - a) / rate)  # slow overload: long plateaus
+    np.clip(x, -6000.0, 6000.0, out=x)
+    out = run(make(rate), x)
+    q = [(o.state, round(o.sample / rate, 1)) for o in out if isinstance(o, QualityChange)]
+    assert [st_ for st_, _ in q] == ["saturated", "ok"], q
+    assert 5.0 <= q[0][1] <= 5.3 and 8.8 <= q[1][1] <= 9.6
+    assert events(out) == []
+
+
 def test_floating_input_mains_pickup_is_lead_off() -> None:
     rate = 2000.0
     s = Sig(rate, 20.0)
