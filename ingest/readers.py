@@ -121,8 +121,8 @@ def read_edf(path: Path) -> SignalFile:
                 axes.append(
                     f.readSignal(i) * _acc_scale(f.getPhysicalDimension(i), f"{path}: signal {labels[i]!r}")
                 )
-            m = min(len(x) for x in axes)
-            acc = np.stack([x[:m] for x in axes], axis=1)
+            n_acc = min(len(x) for x in axes)
+            acc = np.stack([x[:n_acc] for x in axes], axis=1)
         start = f.getStartdatetime().replace(tzinfo=UTC)
         onsets, durations, texts = f.readAnnotations()
         annotations = [(float(o), float(d), str(t)) for o, d, t in zip(onsets, durations, texts, strict=True)]
