@@ -72,7 +72,7 @@ class TremorTracker:
 
     def reset(self) -> None:
         self.zi: np.ndarray | None = None
-        self.buf = np.zeros((3, self.win + 4096))  # filtered samples; the last ``win`` are kept
+        self.buf = np.zeros((3, self.win + 512))  # filtered samples; the last ``win`` are kept
         self.fill = 0
         self.seg_count = 0
         self.seg_start = 0
