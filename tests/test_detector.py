@@ -380,7 +380,7 @@ def test_reference_run_has_every_kind_of_output() -> None:
     assert any(isinstance(o, QualityChange) and o.state == "lead_off" for o in _ONE_SHOT)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=12))
 def test_chunk_invariance(sizes: list[int]) -> None:
     out = _feed_chunked(make(_RATE, n_ch=2, acc_rate=_ACC), _X, _A, sizes)
@@ -390,6 +390,14 @@ def test_chunk_invariance(sizes: list[int]) -> None:
 def test_chunk_invariance_one_sample_at_a_time() -> None:
     out = _feed_chunked(make(_RATE, n_ch=2, acc_rate=_ACC), _X, _A, [1])
     assert _canon(out) == _canon(_ONE_SHOT)
+
+
+@pytest.mark.parametrize("sizes", [[1], [37, 1, 512], [1024]])
+def test_chunk_invariance_at_1024_hz(sizes: list[int]) -> None:
+    x, acc = _scenario(1024.0, 100.0)
+    ref = _feed_chunked(make(1024.0, n_ch=2, acc_rate=100.0), x, acc, [x.shape[0]])
+    assert {e.type for e in events(ref)} == {"twitch", "clonus", "phasic", "tremor"}
+    assert _canon(_feed_chunked(make(1024.0, n_ch=2, acc_rate=100.0), x, acc, sizes)) == _canon(ref)
 
 
 def test_gap_is_deterministic_across_chunkings() -> None:
