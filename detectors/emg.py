@@ -234,6 +234,12 @@ class EmgBank:
         rng = mx - mn
         bad: FloatArray | None = None
         rl = rng.tolist()
+        if not math.isfinite(sum(rl)):  # NaN/inf would poison the filter state for good
+            np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            mx = x.max(axis=1)
+            mn = x.min(axis=1)
+            rng = mx - mn
+            rl = rng.tolist()
         if (
             min(rl) < cfg.flat_range_uv
             or max(rl) > self.check_range

@@ -109,7 +109,7 @@ class TremorTracker:
                 seg = buf[:, max(0, end - hop) : end]
                 end_abs = self.seg_start + k
                 self.hops.append((end_abs - seg.shape[1], math.sqrt(float(np.vdot(seg, seg)) / seg.shape[1])))
-                if k >= self.win:
+                if k >= self.win and (k // hop) % 2 == 0:  # spectra every other hop (250 ms)
                     self._analyse(buf[:, end - self.win : end], end_abs, confirms, done)
                 k += hop
             self.fill += take

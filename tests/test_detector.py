@@ -314,6 +314,16 @@ def test_gap_closes_an_open_episode_and_restarts_cleanly() -> None:
     assert [o for o in out2 if not isinstance(o, QualityChange)] == []
 
 
+def test_nan_and_inf_samples_do_not_poison_the_stream() -> None:
+    s = Sig(1000.0, 12.0)
+    s.burst(8.0, 1.0, 150.0, rise_s=0.1)
+    x = s.emg()
+    x[3000:3005, 0] = np.nan
+    x[4000, 0] = np.inf
+    evs = events(run(make(1000.0), x))
+    assert [e.type for e in evs] == ["phasic"] and abs(evs[0].onset_sample - 8000) < 50
+
+
 def test_implicit_gap_and_backwards_start() -> None:
     det = make(1000.0)
     x = Sig(1000.0, 3.0).emg()
