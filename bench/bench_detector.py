@@ -2,7 +2,7 @@
 
     python bench/bench_detector.py            # speed: full detector vs bare band-pass, memory
     python bench/bench_detector.py --score    # event scores on simulator scenarios (table for docs)
-    python bench/bench_detector.py --peers    # also score BioSPPy / NeuroKit2 onsets (if installed)
+    python bench/bench_detector.py --score --robust   # same simulator, other settings
 
 Speed: 8 EMG channels at 2 kHz (plus a 100 Hz accelerometer) fed in 50 ms chunks, the way the
 gateway feeds it, beside a bare ``scipy.signal.sosfilt`` band-pass (the same 20-450 Hz Butterworth
@@ -168,6 +168,27 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+#: Same simulator, other settings (rest level, cross-talk, weaker spasms, rates): a check that nothing
+#: is tuned to the defaults. ``--robust`` scores these.
+ROBUST: dict[str, dict[str, Any]] = {
+    "rest6_xt10_1024": {
+        "seed": 31, "duration_s": 600.0, "emg_rate_hz": 1024, "acc_rate_hz": 100, "rest_uv": 6.0, "crosstalk": 0.1,
+        "channels": ["A", "B", "C", "D", "E", "F"],
+        "profile": {"kind": "sci", "voluntary_per_min": 0.0, "peak_uv": [30.0, 300.0]},
+    },
+    "rest1_wander_4k": {
+        "seed": 32, "duration_s": 600.0, "emg_rate_hz": 4000, "acc_rate_hz": 200, "rest_uv": 1.0,
+        "channels": ["A", "B"], "profile": {"kind": "sci", "voluntary_per_min": 0.0, "peak_uv": [20.0, 200.0]},
+        "confounders": [{"kind": "mains", "frequency_hz": 60.0, "amplitude_uv": 50.0},
+                        {"kind": "baseline_wander", "amplitude_uv": 500.0}],
+    },
+    "tremor_posture_acc400": {
+        "seed": 33, "duration_s": 600.0, "emg_rate_hz": 2000, "acc_rate_hz": 400, "channels": ["A"],
+        "profile": {"kind": "parkinson", "events_per_min": 2.0, "voluntary_per_min": 0.0, "posture_changes_per_hour": 60},
+    },
+}  # fmt: skip
+
+
 def run_recording(rec: Any, cfg: DetectorConfig | None = None, chunk_s: float = 0.05) -> list[SpasmEvent]:
     """Stream a firmware_sim Recording through the detector in chunks (EMG and acc interleaved)."""
     det = SpasmDetector(
@@ -197,11 +218,10 @@ def score_scenarios(names: list[str] | None = None, verbose: bool = False) -> li
     rows: list[tuple[str, ScoreReport]] = []
     todo = names or ["demo", *SCENARIOS]
     for name in todo:
-        sc = (
-            builtin_scenario(name)
-            if name == "demo"
-            else parse_scenario({"name": name, **SCENARIOS[name]}, name)
-        )
+        if name == "demo":
+            sc = builtin_scenario(name)
+        else:
+            sc = parse_scenario({"name": name, **(SCENARIOS.get(name) or ROBUST[name])}, name)
         rec = synthesize(sc)
         t = time.perf_counter()
         events = run_recording(rec)
@@ -251,10 +271,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--score", action="store_true", help="score simulator scenarios instead of timing")
     ap.add_argument("--scenario", action="append", help="only these scenarios (with --score)")
+    ap.add_argument("--robust", action="store_true", help="with --score: the other-settings scenarios")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     if args.score:
-        rows = score_scenarios(args.scenario, verbose=args.verbose)
+        rows = score_scenarios(args.scenario or (list(ROBUST) if args.robust else None), verbose=args.verbose)
         print(format_table(rows))
         print(pooled(rows))
         for name, r in rows:
