@@ -91,6 +91,21 @@ class MqttSection(_Model):
     #: Downsampled envelope + accelerometer for dashboards (QoS 0, never spooled).
     live: bool = True
     live_rate_hz: float = Field(10.0, gt=0, le=100)
+    #: Also publish each device's link bytes on ``.../frames`` for central workers (docs/scaling.md).
+    publish_frames: bool = False
+    #: Run the detector here too; false makes the gateway a forwarder (needs publish_frames).
+    detect_locally: bool = True
+    #: How often each device is announced on ``.../announce`` so a worker leases it.
+    announce_interval_s: float = Field(2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _someone_detects(self) -> MqttSection:
+        if not self.detect_locally and not (self.enabled and self.publish_frames):
+            raise ValueError(
+                "detect_locally = false needs enabled = true and publish_frames = true: "
+                "otherwise nothing would detect spasms"
+            )
+        return self
 
     @field_validator("topic_prefix")
     @classmethod

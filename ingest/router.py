@@ -171,10 +171,27 @@ class Router:
                     continue
                 self._buffer(sink, prio, out.series)
 
-    def status(self, device: str, payload: dict[str, Any], health: dict[str, Any]) -> None:
-        """Retained device status to MQTT, health point to the series sinks."""
+    def frames(self, device: str, payload: bytes) -> None:
+        """One batch of the device's link bytes for central workers (``ingest.frames``).
+
+        QoS 1 on ``.../frames``, spooled as RAW: under a full disk quota it goes first, before
+        any envelope or clinical record.
+        """
         topics = self.mqtt_topics.get(device)
         if topics is not None:
+            self._append(
+                self.mqtt_sink_name(device),
+                Priority.RAW,
+                encode_message(topics("frames"), payload, payloads.QOS_CLINICAL, False),
+            )
+
+    def status(
+        self, device: str, payload: dict[str, Any], health: dict[str, Any], *, mqtt: bool = True
+    ) -> None:
+        """Retained device status to MQTT (unless ``mqtt`` is false: a worker owns the topic),
+        health point to the series sinks."""
+        topics = self.mqtt_topics.get(device)
+        if topics is not None and mqtt:
             self._append(
                 self.mqtt_sink_name(device),
                 Priority.CLINICAL,

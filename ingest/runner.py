@@ -27,7 +27,8 @@ from detectors import DetectorConfig
 from ingest import payloads
 from ingest.config import DeviceSection, GatewayConfig
 from ingest.delivery import Backoff, Delivery
-from ingest.protocol import CmdFrame, Command, StreamDecoder, encode_frame
+from ingest.frames import FrameBatcher, announce_payload
+from ingest.protocol import CmdFrame, Command, InfoFrame, StatusFrame, StreamDecoder, encode_frame
 from ingest.router import Router
 from ingest.session import DeviceSession, Output
 from ingest.sinks.influx import make_influx_sink
@@ -79,6 +80,11 @@ class DeviceRunner:
     link: dict[str, int] = field(default_factory=dict)
     reconnects: int = 0
     last_error: str = ""
+    #: False: a forwarding gateway (``mqtt.detect_locally = false``); the session sees INFO and
+    #: STATUS frames only (device identity, battery), a central worker runs the detector.
+    detect: bool = True
+    #: Batches the link bytes for ``.../frames`` (``mqtt.publish_frames``).
+    tap: FrameBatcher | None = None
     _ended: bool = False
 
     def _set(self, state: str, monitoring: bool) -> None:
@@ -96,11 +102,11 @@ class DeviceRunner:
                 self.last_error = str(exc)
                 if self._ended:
                     # A finite source (a replayed recording) has nothing more: no reconnecting.
-                    self.session.on_disconnect(time.time())
+                    self._link_down()
                     self.session.finish()
                     self._set("ended", False)
                     return
-            self.session.on_disconnect(time.time())
+            self._link_down()
             self._set("disconnected", False)
             self.reconnects += 1
             delay = backoff.next()
@@ -109,11 +115,19 @@ class DeviceRunner:
             )
             await asyncio.sleep(delay)
 
+    def _link_down(self) -> None:
+        t = time.time()
+        self.session.on_disconnect(t)
+        if self.tap is not None:
+            self.tap.link(t, up=False)  # the same time, so a worker's session records the same gap
+
     async def _connected_once(self, backoff: Backoff) -> None:
         transport = self.transport_factory(self.dev)
         self._ended = False
         async with transport:
             decoder = StreamDecoder()
+            if self.tap is not None:
+                self.tap.link(time.time(), up=True)  # a new decoder on the worker too
             self._set("connected", False)
             # Streaming is explicit: (re)start it on every connection, the device may have rebooted.
             await transport.write(encode_frame(CmdFrame(0, Command.START)))
@@ -125,8 +139,11 @@ class DeviceRunner:
                     except TimeoutError:
                         self._set("stale", False)
                         raise TransportClosed(f"no data for {self.stale_after_s:g} s") from None
+                    if self.tap is not None:
+                        self.tap.chunk(chunk.t_host, chunk.data)
                     for frame in decoder.iter_feed(chunk.data):
-                        self.session.on_frame(frame, chunk.t_host)
+                        if self.detect or isinstance(frame, (InfoFrame, StatusFrame)):
+                            self.session.on_frame(frame, chunk.t_host)
                     if decoder.stats.frames:
                         backoff.reset()
                         self._set("online", True)
@@ -252,9 +269,22 @@ class Gateway:
                 raw_emg=bool(raw_sinks),
             )
             self.devices[dev.id] = DeviceRunner(
-                dev, session, self.transport_factory, cfg.gateway.stale_after_s, self._device_state
+                dev,
+                session,
+                self.transport_factory,
+                cfg.gateway.stale_after_s,
+                self._device_state,
+                detect=cfg.mqtt.detect_locally,
+                tap=self._frame_tap(dev.id) if cfg.mqtt.enabled and cfg.mqtt.publish_frames else None,
             )
         return self
+
+    def _frame_tap(self, device: str) -> FrameBatcher:
+        def publish(payload: bytes) -> None:
+            if self.router is not None and self._spool_open:
+                self.router.frames(device, payload)
+
+        return FrameBatcher(publish)
 
     def _mqtt_factory(
         self, dev: DeviceSection, topics: payloads.Topics
@@ -292,6 +322,8 @@ class Gateway:
         for dev_id, runner in self.devices.items():
             self._tasks.append(asyncio.create_task(runner.run(), name=f"device-{dev_id}"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.cfg.mqtt.enabled and self.cfg.mqtt.publish_frames:
+            self._tasks.append(asyncio.create_task(self._announce(), name="announce"))
 
     async def run_until(self, stop: asyncio.Event) -> None:
         self.start()
@@ -302,6 +334,8 @@ class Gateway:
         """On a clean stop: close open episodes, publish final status, give sinks a moment."""
         assert self.router is not None
         for runner in self.devices.values():
+            if runner.tap is not None:
+                runner.tap.flush()
             runner.session.finish()
             runner.state, runner.monitoring = "offline", False
             self._publish_status(runner)
@@ -323,12 +357,39 @@ class Gateway:
         while True:
             await asyncio.sleep(0.25)
             self.router.flush_series()
+            for runner in self.devices.values():
+                if runner.tap is not None:
+                    runner.tap.flush_due()
             now = time.monotonic()
             if now - last_status >= STATUS_INTERVAL_S:
                 last_status = now
                 for runner in self.devices.values():
                     self._publish_status(runner)
             self.spool.sync()
+
+    async def _announce(self) -> None:
+        """Each device, every ``announce_interval_s``: "my frames are on this topic" for the
+        workers' shared subscription (docs/scaling.md). Best effort, never spooled: a missed
+        announce is simply followed by the next one."""
+        cfg = self.cfg
+        while True:
+            for dev_id, runner in self.devices.items():
+                d = self.deliveries.get(Router.mqtt_sink_name(dev_id))
+                sink = d.sink if d is not None else None
+                if not isinstance(sink, MqttSink):
+                    continue
+                topics = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.site, cfg.gateway.patient, dev_id)
+                payload = announce_payload(
+                    site=cfg.gateway.site,
+                    patient=cfg.gateway.patient,
+                    device=dev_id,
+                    boot_id=runner.session.boot_id if runner.session.info is not None else None,
+                    frames_topic=topics("frames"),
+                    state=runner.state,
+                    interval_s=cfg.mqtt.announce_interval_s,
+                )
+                await sink.publish_now(topics("announce"), payload, qos=1)
+            await asyncio.sleep(cfg.mqtt.announce_interval_s)
 
     def _notify(self, sink: str) -> None:
         d = self.deliveries.get(sink)
@@ -384,4 +445,6 @@ class Gateway:
         if self.router is None or not self._spool_open:
             return
         payload, health = self.status_payload(runner)
-        self.router.status(runner.dev.id, payload, health)
+        # A forwarding gateway leaves the status topic to the worker that runs the detector: only
+        # it knows whether the device is really monitored (its last will still says "offline").
+        self.router.status(runner.dev.id, payload, health, mqtt=self.cfg.mqtt.detect_locally)
