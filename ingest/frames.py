@@ -15,15 +15,19 @@ the gateway's would: the same chunks with the same host times give the same cloc
 gaps and the same event ids (``FrameFeeder`` is that replay). Bytes are also what a recording
 keeps, so a frames topic can be captured to a file and replayed with ``neurospasm replay``.
 
-Delivery is QoS 1, at least once: a batch can arrive twice. The session drops duplicate frames by
-their device counter; a duplicated batch costs at most one frame that straddled the batch
-boundary being counted as a decode error (the straddling frame itself was decoded the first time).
+Delivery is QoS 1, at least once: a batch can arrive twice. Feeding its bytes twice would not be
+harmless, since a frame split across batches would be garbled by the repeat, so ``FrameFeeder``
+drops exact repeats of any of the last ``DEDUP_WINDOW`` batches (two different batches never have
+equal bytes: their host times differ). Frames repeated any other way are dropped by the session,
+by device counter, as on the gateway.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +54,8 @@ CLAIM_SCHEMA = "neurospasm.claim/1"
 BATCH_S = 0.1
 #: A batch is published early past this size, far below MQTT's and the spool's record limits.
 BATCH_MAX_BYTES = 128 * 1024
+#: Batches remembered to drop redeliveries (MQTT resends at most the unacknowledged in-flight ones).
+DEDUP_WINDOW = 256
 
 
 class FramesError(ValueError):
@@ -136,9 +142,12 @@ class FrameFeeder:
     observe: Callable[[Frame, float], None] | None = None
     batches: int = 0
     records: int = 0
+    duplicates: int = 0
     first_t_host_ns: int | None = None
     last_t_host_ns: int | None = None
     _decoder: StreamDecoder = field(default_factory=StreamDecoder)
+    _seen: deque[bytes] = field(default_factory=lambda: deque(maxlen=DEDUP_WINDOW))
+    _seen_set: set[bytes] = field(default_factory=set)
 
     @property
     def decode_errors(self) -> int:
@@ -146,7 +155,15 @@ class FrameFeeder:
 
     def feed(self, payload: bytes) -> None:
         """Process one batch. Raises FramesError on a malformed payload, before using any of it."""
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        if digest in self._seen_set:
+            self.duplicates += 1
+            return
         records = list(iter_records(payload))
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(digest)
+        self._seen_set.add(digest)
         self.batches += 1
         for t_ns, kind, data in records:
             self.records += 1

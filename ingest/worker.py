@@ -1,0 +1,541 @@
+"""``neurospasm worker``: run the detectors centrally on frames that gateways publish over MQTT.
+
+A clinic with many homes does not need a detector in every house: gateways with
+``[mqtt] publish_frames = true`` publish each device's link bytes (``ingest.frames``), and any
+number of workers share the devices between them. docs/scaling.md explains the design; in short:
+
+- A detector is stateful per device (adaptive baseline, open episodes), so consecutive batches of
+  one device must reach one worker. A shared subscription of the frames would spread them
+  round-robin per message, so frames are NOT share-subscribed. Instead each gateway announces
+  every device every few seconds on ``.../announce``, and the workers share-subscribe to the
+  announces (``$share/{group}/...``, MQTT 5): each announce reaches one worker.
+- A worker receiving an announce for a device without a live lease claims it: a retained
+  ``.../claim`` {worker, expires}, renewed every ``renew_s``, valid ``lease_s``. Every worker
+  subscribes (normally) to all claims, so it knows who holds what. Two workers claiming at once:
+  the lower worker id keeps the device, the other lets go as soon as it sees the rival claim.
+- The claimant subscribes to the device's ``.../frames`` on a connection of its own whose client
+  id is the DEVICE's (``neurospasm-det-{site}-{patient}-{device}``), with a persistent MQTT 5
+  session. So the broker itself allows one consumer per device at a time (a second connection
+  with that id takes the session over), and while no worker is connected (a worker died, its
+  lease is running out) the broker queues the device's frames in that session for the next one.
+- It runs a ``DeviceSession`` (the gateway's own) and publishes onsets, events, gaps, status and
+  live to the usual topics with the usual schemas and ids.
+- A worker that cannot renew (broker gone) stops its devices when its own lease lapses, so two
+  workers never both believe they hold a device for longer than a lease.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import time
+import tomllib
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from detectors import DetectorConfig
+from ingest import payloads
+from ingest.config import ConfigError, Ident, MqttSection, _Model, format_validation_error, read_secret
+from ingest.delivery import Backoff
+from ingest.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
+from ingest.session import DeviceSession, Output
+from ingest.sinks.mqtt import tls_context
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DeviceWorker", "Worker", "WorkerConfig", "load_worker_config", "register"]
+
+DeviceKey = tuple[str, str, str]  # site, patient, device
+STATUS_INTERVAL_S = 10.0
+STATUS_LINE_S = 30.0
+
+
+def _default_worker_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "worker"
+    return f"{host}-{os.getpid()}"
+
+
+class WorkerSection(_Model):
+    #: Unique among the workers of a group; the lower id wins a claim race. Pseudonymous, it is
+    #: published in claims and status.
+    id: Ident = Field(default_factory=_default_worker_id)
+    #: The shared-subscription group: workers of one group share the devices between them.
+    group: Ident = "detectors"
+    #: Only devices of these sites / patients (empty: all). Workers of one group need equal filters.
+    sites: list[Ident] = Field(default_factory=list)
+    patients: list[Ident] = Field(default_factory=list)
+    #: A claim is valid this long; it is renewed every renew_s. A dead worker's devices move after
+    #: at most lease_s plus one announce interval.
+    lease_s: float = Field(15.0, gt=0)
+    renew_s: float = Field(5.0, gt=0)
+    #: No frame batch for this long: the device's status turns "stale", monitoring false.
+    stale_after_s: float = Field(5.0, gt=0)
+    #: How long the broker keeps a device's frames queued while no worker is connected.
+    session_expiry_s: int = Field(3600, ge=0)
+    #: At most this many devices (0: no limit). Announces past it are left to the other workers.
+    max_devices: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _renew_in_time(self) -> WorkerSection:
+        if self.renew_s * 2 > self.lease_s:
+            raise ValueError("renew_s must be at most half of lease_s, or one late renewal loses the lease")
+        return self
+
+
+class WorkerConfig(_Model):
+    worker: WorkerSection = Field(default_factory=WorkerSection)
+    mqtt: MqttSection = MqttSection(protocol="5")
+    detector: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("mqtt")
+    @classmethod
+    def _v5(cls, v: MqttSection) -> MqttSection:
+        if v.protocol != "5":
+            raise ValueError('protocol must be "5": workers need shared subscriptions and session expiry')
+        return v
+
+
+def load_worker_config(path: str | Path) -> WorkerConfig:
+    """Read and validate a worker TOML; ConfigError naming the file and key at fault."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    try:
+        return WorkerConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(p), exc)) from None
+
+
+def _client(cfg: MqttSection, identifier: str, **kw: Any) -> aiomqtt.Client:
+    tls = None
+    if cfg.tls.enabled:
+        tls = tls_context(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.insecure)
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        username=cfg.username,
+        password=read_secret(cfg.password, cfg.password_file, "mqtt.password_file"),
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        keepalive=cfg.keepalive_s,
+        tls_context=tls,
+        tls_insecure=cfg.tls.insecure if cfg.tls.enabled else None,
+        **kw,
+    )
+
+
+class DeviceWorker:
+    """One leased device: its frames connection, its session, its outputs."""
+
+    def __init__(self, worker: Worker, key: DeviceKey) -> None:
+        self.worker = worker
+        self.key = key
+        site, patient, device = key
+        self.name = f"{site}/{device}"
+        cfg = worker.cfg
+        self.topics = payloads.Topics(cfg.mqtt.topic_prefix, site, patient, device)
+        self.session = DeviceSession(
+            device, self._emit, worker.detector_config, live_rate_hz=cfg.mqtt.live_rate_hz
+        )
+        self.feeder = FrameFeeder(self.session)
+        self.lease_until = 0.0  # our claim's expiry as last published successfully
+        self.started = time.time()
+        self.state = "connecting"
+        self.monitoring = False
+        self.bad_batches = 0
+        self.published = 0
+        self.last_batch: float | None = None  # monotonic
+        self._out: deque[tuple[str, bytes, int, bool]] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing waits to be published
+        self._idle.set()
+        self.task: asyncio.Task[None] | None = None
+
+    # -- outputs -------------------------------------------------------------------------------
+    def _emit(self, out: Output) -> None:
+        if out.kind in ("onset", "event", "gap") and out.payload is not None:
+            self._queue(self.topics(out.kind + "s"), payloads.dumps(out.payload), payloads.QOS_CLINICAL)
+        elif out.kind == "live" and out.payload is not None and self.worker.cfg.mqtt.live:
+            self._queue(self.topics("live"), payloads.dumps(out.payload), payloads.QOS_LIVE)
+        # Series (envelope, accelerometer) are not stored by workers (yet): docs/scaling.md.
+
+    def _queue(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        self._out.append((topic, payload, qos, retain))
+        self._idle.clear()
+        self._wake.set()
+
+    def status_payload(self) -> dict[str, Any]:
+        feeder = self.feeder
+        return {
+            "schema": "neurospasm.status/1",
+            "device": self.key[2],
+            "state": self.state,
+            "monitoring": self.monitoring,
+            "updated": payloads.iso(time.time()),
+            **self.session.health(),
+            "link": {
+                "bad_frames": feeder.decode_errors,
+                "batches": feeder.batches,
+                "bad_batches": self.bad_batches,
+            },
+            # Marks who detects, and since when: a new worker's detector starts afresh (its
+            # baseline adapts over the first seconds), so consumers can see every handover.
+            "worker": {
+                "id": self.worker.id,
+                "since": payloads.iso(self.started),
+                "first_t_host_ns": feeder.first_t_host_ns,
+            },
+        }
+
+    def _status(self) -> None:
+        self._queue(self.topics("status"), payloads.dumps(self.status_payload()), payloads.QOS_CLINICAL, True)
+
+    # -- running -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"device-{self.name}")
+
+    async def stop(self, *, goodbye: bool) -> None:
+        """Stop. ``goodbye``: a clean stop, say "not monitored" unless a successor says otherwise."""
+        if self.task is None:
+            return
+        if goodbye and not self.task.done():
+            # As the gateway does on a clean stop: close open episodes (an event cut at the stop
+            # beats none: the next worker never sees its onset).
+            self.session.finish()
+            self.state, self.monitoring = "offline", False
+            self._status()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 3.0)
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+    def _make_client(self) -> aiomqtt.Client:
+        site, patient, device = self.key
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.worker.cfg.worker.session_expiry_s
+        will = json.dumps(
+            {"schema": "neurospasm.status/1", "device": device, "state": "offline", "monitoring": False}
+        ).encode()
+        # The DEVICE's client id, the same on every worker: one consumer per device at a time,
+        # and the persistent session queues frames between two workers.
+        return _client(
+            self.worker.cfg.mqtt,
+            f"neurospasm-det-{site}-{patient}-{device}",
+            clean_start=False,
+            properties=props,
+            will=aiomqtt.Will(self.topics("status"), will, qos=1, retain=True),
+        )
+
+    async def run(self) -> None:
+        backoff = Backoff(0.5, 5.0)
+        while True:
+            try:
+                async with self._make_client() as client:
+                    await client.subscribe(self.topics("frames"), qos=1)
+                    backoff.reset()
+                    helpers = [
+                        asyncio.create_task(self._publisher(client)),
+                        asyncio.create_task(self._watch()),
+                    ]
+                    try:
+                        async for msg in client.messages:
+                            self._on_batch(msg.payload)
+                    finally:
+                        for t in helpers:
+                            t.cancel()
+                        for t in helpers:
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await t
+            except aiomqtt.MqttError as exc:
+                if not self.worker.holds(self.key):
+                    log.info("device %s: connection lost and no longer ours (%s): stopping", self.name, exc)
+                    self.worker.forget(self.key, self)
+                    return
+                delay = backoff.next()
+                log.warning("device %s: frames connection lost (%s); again in %.1f s", self.name, exc, delay)
+                await asyncio.sleep(delay)
+
+    def _on_batch(self, payload: object) -> None:
+        if not isinstance(payload, (bytes, bytearray)):
+            self.bad_batches += 1
+            return
+        try:
+            self.feeder.feed(bytes(payload))
+        except FramesError as exc:
+            self.bad_batches += 1
+            log.warning("device %s: %s (batch skipped)", self.name, exc)
+            return
+        self.last_batch = time.monotonic()
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._out:
+                batch = list(self._out)
+                # Issue all, then wait for every PUBACK; only then are they off our hands.
+                await asyncio.gather(*(client.publish(t, p, qos=q, retain=r) for t, p, q, r in batch))
+                for _ in batch:
+                    self._out.popleft()
+                self.published += len(batch)
+            self._idle.set()
+
+    async def _watch(self) -> None:
+        """State from the frames' flow; status on every change and every STATUS_INTERVAL_S."""
+        stale_after = self.worker.cfg.worker.stale_after_s
+        last_status = 0.0
+        while True:
+            now = time.monotonic()
+            flowing = self.last_batch is not None and now - self.last_batch < stale_after
+            state = "online" if flowing else ("stale" if self.last_batch is not None else "connecting")
+            monitoring = flowing and not self.session.needs_info
+            if (state, monitoring) != (self.state, self.monitoring) or now - last_status >= STATUS_INTERVAL_S:
+                if (state, monitoring) != (self.state, self.monitoring):
+                    log.info("device %s: %s (monitoring %s)", self.name, state, "on" if monitoring else "OFF")
+                self.state, self.monitoring = state, monitoring
+                last_status = now
+                self._status()
+            await asyncio.sleep(0.25)
+
+
+class Worker:
+    """Leases devices from the announces, runs a DeviceWorker for each. See the module docstring."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        self.id = cfg.worker.id
+        self.detector_config = DetectorConfig.from_dict(cfg.detector) if cfg.detector else DetectorConfig()
+        self.claims: dict[DeviceKey, tuple[str, float]] = {}  # who holds what, from the retained claims
+        self.held: dict[DeviceKey, DeviceWorker] = {}
+        self.announces = 0
+        self.conflicts_lost = 0
+        self._client: aiomqtt.Client | None = None
+        prefix = cfg.mqtt.topic_prefix
+        self._prefix_parts = len(prefix.split("/"))
+        w = cfg.worker
+        self.announce_topics = [
+            f"$share/{w.group}/{prefix}/{s}/{p}/+/announce"
+            for s in (w.sites or ["+"])
+            for p in (w.patients or ["+"])
+        ]
+        self.claim_topic = f"{prefix}/+/+/+/claim"
+
+    # -- lease bookkeeping ---------------------------------------------------------------------
+    def holds(self, key: DeviceKey) -> bool:
+        """Still ours: held here, our lease not lapsed, and no live rival claim we lose to."""
+        dw = self.held.get(key)
+        if dw is None or dw.lease_until <= time.time():
+            return False
+        rival = self.claims.get(key)
+        return rival is None or rival[0] == self.id or rival[1] <= time.time() or rival[0] > self.id
+
+    def forget(self, key: DeviceKey, dw: DeviceWorker) -> None:
+        if self.held.get(key) is dw:
+            del self.held[key]
+
+    def _key(self, topic: str, leaf: str) -> DeviceKey | None:
+        parts = topic.split("/")
+        if len(parts) != self._prefix_parts + 4 or parts[-1] != leaf:
+            return None
+        return parts[-4], parts[-3], parts[-2]
+
+    async def _publish_claim(self, client: aiomqtt.Client, dw: DeviceWorker) -> None:
+        now = time.time()
+        expires = now + self.cfg.worker.lease_s
+        doc = {
+            "schema": CLAIM_SCHEMA,
+            "device": dw.key[2],
+            "worker": self.id,
+            "expires": round(expires, 3),
+            "lease_s": self.cfg.worker.lease_s,
+            "since": payloads.iso(dw.started),
+        }
+        await client.publish(dw.topics("claim"), json.dumps(doc).encode(), qos=1, retain=True)
+        dw.lease_until = expires  # counted from before the publish: never longer than others see
+
+    async def _on_announce(self, client: aiomqtt.Client, key: DeviceKey, payload: object) -> None:
+        self.announces += 1
+        try:
+            doc = json.loads(bytes(payload)) if isinstance(payload, (bytes, bytearray)) else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or doc.get("schema") != ANNOUNCE_SCHEMA or doc.get("device") != key[2]:
+            log.warning("announce for %s/%s is not a %s document: ignored", key[0], key[2], ANNOUNCE_SCHEMA)
+            return
+        if key in self.held:
+            return
+        rival = self.claims.get(key)
+        if rival is not None and rival[0] != self.id and rival[1] > time.time():
+            return  # someone's live lease: not ours to take
+        if self.cfg.worker.max_devices and len(self.held) >= self.cfg.worker.max_devices:
+            return  # full: a later announce goes to another worker of the group
+        dw = DeviceWorker(self, key)
+        self.held[key] = dw
+        await self._publish_claim(client, dw)
+        prev = f" (from {rival[0]}, lease lapsed)" if rival is not None and rival[0] != self.id else ""
+        log.info("device %s: claimed%s", dw.name, prev)
+        dw.start()
+
+    async def _on_claim(self, client: aiomqtt.Client, key: DeviceKey, payload: object) -> None:
+        if not payload:
+            self.claims.pop(key, None)  # released
+            return
+        try:
+            doc = json.loads(bytes(payload)) if isinstance(payload, (bytes, bytearray)) else {}
+            worker, expires = str(doc["worker"]), float(doc["expires"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("claim for %s/%s is malformed: ignored", key[0], key[2])
+            return
+        self.claims[key] = (worker, expires)
+        dw = self.held.get(key)
+        if dw is None or worker == self.id or expires <= time.time():
+            return
+        # Two live claims: the lower worker id keeps the device, deterministically on both sides.
+        if worker < self.id:
+            self.conflicts_lost += 1
+            log.warning("device %s: also claimed by %s, whose id is lower: letting go", dw.name, worker)
+            self.forget(key, dw)
+            await dw.stop(goodbye=False)
+        else:
+            await self._publish_claim(client, dw)  # reassert: the rival lets go when it sees this
+
+    async def _renew(self, client: aiomqtt.Client) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.worker.renew_s)
+            for dw in list(self.held.values()):
+                await self._publish_claim(client, dw)
+
+    async def _fence(self) -> None:
+        """Stop devices whose lease lapsed (we could not renew): someone else may have them now."""
+        last_line = time.monotonic()
+        while True:
+            await asyncio.sleep(0.5)
+            for key, dw in list(self.held.items()):
+                if dw.lease_until <= time.time() or (dw.task is not None and dw.task.done()):
+                    log.warning("device %s: lease lapsed without renewal: stopping it here", dw.name)
+                    self.forget(key, dw)
+                    await dw.stop(goodbye=False)
+            if time.monotonic() - last_line >= STATUS_LINE_S:
+                last_line = time.monotonic()
+                log.info("%s", self.status_line())
+
+    def status_line(self) -> str:
+        batches = sum(dw.feeder.batches for dw in self.held.values())
+        events = sum(dw.session.stats.events for dw in self.held.values())
+        names = ", ".join(sorted(dw.name for dw in self.held.values())) or "none"
+        return (
+            f"worker {self.id}: {len(self.held)} device(s) [{names}], {batches} batches, {events} events, "
+            f"{self.announces} announces seen, {self.conflicts_lost} claim races lost"
+        )
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(self.claim_topic, qos=1)
+        for t in self.announce_topics:
+            await client.subscribe(t, qos=1)
+        log.info(
+            "worker %s: up, group %s, %d announce filter(s)",
+            self.id,
+            self.cfg.worker.group,
+            len(self.announce_topics),
+        )
+        renew = asyncio.create_task(self._renew(client))
+        try:
+            async for msg in client.messages:
+                topic = str(msg.topic)
+                if (key := self._key(topic, "claim")) is not None:
+                    await self._on_claim(client, key, msg.payload)
+                elif (key := self._key(topic, "announce")) is not None:
+                    await self._on_announce(client, key, msg.payload)
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+
+    async def _release_all(self, client: aiomqtt.Client | None) -> None:
+        for key, dw in list(self.held.items()):
+            # Goodbye first, then free the lease: a successor's "online" must come after our "offline".
+            await dw.stop(goodbye=True)
+            self.forget(key, dw)
+            if client is not None and self.claims.get(key, (self.id, 0.0))[0] == self.id:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.publish(dw.topics("claim"), b"", qos=1, retain=True)  # clears it
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(0.5, 10.0)
+        fence = asyncio.create_task(self._fence())
+        try:
+            while not stop.is_set():
+                try:
+                    async with _client(
+                        self.cfg.mqtt, f"neurospasm-worker-{self.id}", clean_start=True
+                    ) as client:
+                        backoff.reset()
+                        main = asyncio.create_task(self._session(client))
+                        stopped = asyncio.create_task(stop.wait())
+                        done, _ = await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                        if main in done:
+                            stopped.cancel()
+                            main.result()  # raises the MqttError that ended it
+                            continue
+                        main.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await main
+                        await self._release_all(client)
+                except aiomqtt.MqttError as exc:
+                    delay = backoff.next()
+                    log.warning(
+                        "worker %s: broker connection lost (%s); again in %.1f s", self.id, exc, delay
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            fence.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fence
+            await self._release_all(None)
+            log.info("%s; stopped", self.status_line())
+
+
+# -- command line ------------------------------------------------------------------------------------
+async def _run(config_path: str) -> int:
+    cfg = load_worker_config(config_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await Worker(cfg).run(stop)
+    return 0
+
+
+def _handler(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args.config))
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "worker",
+        help="run detectors centrally on frames gateways publish over MQTT (docs/scaling.md)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", "-c", required=True, help="worker TOML (see deploy/worker.example.toml)")
+    p.set_defaults(handler=_handler)

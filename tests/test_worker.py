@@ -1,0 +1,309 @@
+"""Central detection: gateways forward frames, ``neurospasm worker`` processes lease the devices.
+
+The end-to-end test runs everything as real processes on one real Mosquitto: a simulator with
+three wearables, one forwarding gateway (``detect_locally = false``), two workers and an
+independent subscriber that records every frames batch and every output. It checks that each
+device is held by exactly one worker, that what the workers publish is exactly what the gateway's
+own ``DeviceSession`` makes of the same batches, and that a SIGKILLed worker's devices move to
+the survivor within the lease time, with events continuing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import jsonschema
+import numpy as np
+import pytest
+from harness import Proc, iso_ts, start_sim
+from servers import Mosquitto, wait_until
+
+from detectors import DetectorConfig
+from firmware_sim.device import SignalSource, SimDevice
+from firmware_sim.scenario import builtin_scenario
+from firmware_sim.signals import synthesize
+from ingest.config import ConfigError, parse_config
+from ingest.frames import FrameBatcher, FrameFeeder, FramesError, encode_records, iter_records
+from ingest.protocol import StreamDecoder
+from ingest.recording import DATA, DOWN, UP
+from ingest.session import DeviceSession, Output
+from ingest.worker import WorkerConfig, load_worker_config
+
+ROOT = Path(__file__).resolve().parents[1]
+N_DEVICES = 3
+LEASE_S = 6.0
+ANNOUNCE_S = 1.0
+PREFIX = "neurospasm/v1"
+
+
+# -- fast checks (no servers) ---------------------------------------------------------------------
+def _frames_stream(seconds: float = 12.0) -> list[tuple[float, bytes]]:
+    """The simulator's e2e_short wire bytes (three spasms), cut in chunks of odd sizes."""
+    dev = SimDevice(SignalSource.from_recording(synthesize(builtin_scenario("e2e_short"))), autostart=True)
+    rng = np.random.default_rng(3)
+    chunks: list[tuple[float, bytes]] = []
+    t0, t, pending = 1_795_600_000.0, 0.0, b""
+    while t < seconds:
+        t += 0.01
+        pending += b"".join(dev.frames_until(t))
+        while len(pending) > 300:  # odd cuts: frames straddle chunk (and so batch) boundaries
+            n = int(rng.integers(1, 300))
+            chunks.append((t0 + t + 0.002, pending[:n]))
+            pending = pending[n:]
+    chunks.append((t0 + t + 0.002, pending))
+    return chunks
+
+
+def _events(chunks: list[tuple[float, bytes]], via_batches: bool) -> list[str]:
+    out: list[Output] = []
+    session = DeviceSession("dev-x", out.append, DetectorConfig())
+    feeder = FrameFeeder(session)
+    if via_batches:
+        batches: list[bytes] = []
+        batcher = FrameBatcher(batches.append, batch_s=0.0, max_bytes=3000)  # every chunk closes a batch
+        batcher.link(chunks[0][0], up=True)
+        for t, data in chunks:
+            batcher.chunk(t, data)
+        batcher.flush()
+        for b in batches:
+            feeder.feed(b)
+            feeder.feed(b)  # at-least-once: every batch twice
+        assert feeder.duplicates == len(batches) and feeder.batches == len(batches)
+    else:
+        dec = StreamDecoder()
+        for t, data in chunks:
+            for frame in dec.iter_feed(data):
+                session.on_frame(frame, t)
+    return [o.payload["id"] for o in out if o.kind in ("onset", "event", "gap") and o.payload]
+
+
+def test_batches_replayed_twice_give_the_gateways_outputs() -> None:
+    chunks = _frames_stream()
+    direct = _events(chunks, via_batches=False)
+    assert len(direct) >= 6  # three spasms: an onset and an event each
+    assert _events(chunks, via_batches=True) == direct
+
+
+def test_frames_payload_round_trip_and_errors_name_the_offset() -> None:
+    recs = [(1, DATA, b"abc"), (2, DOWN, b""), (3, UP, b""), (4, DATA, b"\x00" * 5)]
+    payload = encode_records(recs)
+    assert list(iter_records(payload)) == recs
+    with pytest.raises(FramesError, match="record of 5 bytes at byte offset 42"):
+        list(iter_records(payload[:-2]))
+    bad = bytearray(payload)
+    bad[8] = 9
+    with pytest.raises(FramesError, match="unknown record kind 9 at byte offset 8"):
+        list(iter_records(bytes(bad)))
+
+
+def test_config_checks(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"mqtt: .*detect_locally = false needs"):
+        parse_config({"mqtt": {"detect_locally": False}}, "gw.toml")
+    assert parse_config({"mqtt": {"detect_locally": False, "publish_frames": True}}).mqtt.publish_frames
+    p = tmp_path / "w.toml"
+    p.write_text('[mqtt]\nprotocol = "3.1.1"\n')
+    with pytest.raises(ConfigError, match=r"w\.toml: mqtt: .*protocol must be \"5\""):
+        load_worker_config(p)
+    p.write_text("[worker]\nlease_s = 4\nrenew_s = 3\n")
+    with pytest.raises(ConfigError, match=r"w\.toml: worker: .*renew_s must be at most half"):
+        load_worker_config(p)
+    p.write_text('[worker]\nid = "w 1"\n')
+    with pytest.raises(ConfigError, match=r"w\.toml: worker\.id: String should match pattern"):
+        load_worker_config(p)
+    example = load_worker_config(ROOT / "deploy" / "worker.example.toml")
+    text = (ROOT / "deploy" / "worker.example.toml").read_text()
+    for key in WorkerConfig.model_fields["worker"].annotation.model_fields:  # type: ignore[union-attr]
+        assert f"\n{key} =" in text or f"\n# {key} =" in text, f"worker.{key} is not documented"
+    assert example.mqtt.protocol == "5"
+
+
+# -- the real thing -------------------------------------------------------------------------------
+def _toml(tables: list[tuple[str, dict[str, Any]]]) -> str:
+    lines: list[str] = []
+    for name, values in tables:
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _gateway_config(tmp: Path, paths: list[str], port: int) -> Path:
+    """A forwarding gateway: every device's frames to MQTT, no detection of its own."""
+    gw = {"site": "clinic", "patient": "p-0001", "state_dir": str(tmp / "gw-state"), "stale_after_s": 3.0}
+    mqtt = {
+        "host": "127.0.0.1",
+        "port": port,
+        "publish_frames": True,
+        "detect_locally": False,
+        "announce_interval_s": ANNOUNCE_S,
+        "live": False,
+    }
+    devices = [
+        ("[devices]", {"id": f"dev-{i}", "transport": "serial", "port": p}) for i, p in enumerate(paths)
+    ]
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(_toml([("gateway", gw), *devices, ("mqtt", mqtt)]))  # "[devices]" -> [[devices]]
+    return cfg
+
+
+def _worker(tmp: Path, wid: str, port: int) -> Proc:
+    cfg = tmp / f"{wid}.toml"
+    worker = {"id": wid, "group": "test", "lease_s": LEASE_S, "renew_s": 2.0, "stale_after_s": 3.0}
+    cfg.write_text(
+        _toml([("worker", worker), ("mqtt", {"host": "127.0.0.1", "port": port, "protocol": "5"})])
+    )
+    return Proc([sys.executable, "-m", "ingest.cli", "worker", "--config", str(cfg)], tmp / f"{wid}.log")
+
+
+Message = tuple[float, str, bytes]  # (monotonic arrival, topic, payload)
+
+
+class Recorder:
+    """The independent subscriber: every frames batch, claim and output, in arrival order."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.messages: list[Message] = []
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier="clinic-recorder") as c:
+            for leaf in ("frames", "events", "onsets", "gaps", "status", "claim"):
+                await c.subscribe(f"{PREFIX}/+/+/+/{leaf}", qos=1)
+            self.ready.set()
+            async for msg in c.messages:
+                payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else b""
+                self.messages.append((time.monotonic(), str(msg.topic), bytes(payload)))
+
+    async def __aenter__(self) -> Recorder:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    def of(self, leaf: str, device: str) -> list[Message]:
+        return [m for m in self.messages if m[1].endswith("/" + leaf) and m[1].split("/")[-2] == device]
+
+    def holders(self, device: str) -> list[tuple[float, str]]:
+        """(arrival, worker) of each claim of a device (empty payloads clear a claim)."""
+        return [(t, json.loads(p)["worker"]) for t, _, p in self.of("claim", device) if p]
+
+
+def _reference(batches: list[bytes], first_t_host_ns: int, device: str) -> list[Output]:
+    """The events the gateway's own DeviceSession makes of the batches from the worker's first on."""
+    start = next(i for i, b in enumerate(batches) if next(iter_records(b))[0] == first_t_host_ns)
+    out: list[Output] = []
+    feeder = FrameFeeder(DeviceSession(device, out.append, DetectorConfig()))
+    for b in batches[start:]:
+        feeder.feed(b)
+    return [o for o in out if o.kind == "event" and o.payload]
+
+
+def _first_batch(statuses: list[tuple[float, dict[str, Any]]], worker: str) -> int:
+    """The host time of the first record the worker fed its session (from its status)."""
+    firsts = {s["worker"]["first_t_host_ns"] for _, s in statuses if s.get("worker", {}).get("id") == worker}
+    firsts.discard(None)
+    assert len(firsts) == 1, (worker, firsts)
+    return int(firsts.pop())
+
+
+@pytest.mark.slow
+def test_two_workers_share_devices_and_take_over_from_a_killed_one(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    sim, first_path = start_sim(tmp_path, "e2e_short", ["--loop", "--devices", str(N_DEVICES), "--no-faults"])
+    paths = (tmp_path / "sim.path").read_text().split()
+    assert len(paths) == N_DEVICES and paths[0] == first_path
+    devices = [f"dev-{i}" for i in range(N_DEVICES)]
+    workers = {wid: _worker(tmp_path, wid, mosquitto.port) for wid in ("w-a", "w-b")}
+    procs: list[Proc] = []
+    status_schema = json.loads((ROOT / "docs" / "schemas" / "status.v1.json").read_text())
+    event_schema = json.loads((ROOT / "docs" / "schemas" / "event.v1.json").read_text())
+    try:
+        for wid, w in workers.items():
+            wait_until(lambda w=w: "up, group test" in w.log.read_text(), 20, f"worker {wid} to subscribe")
+
+        async def scenario() -> tuple[Recorder, str, str, float, float, dict[str, set[str]]]:
+            async with Recorder(mosquitto.port) as rec:
+                cfg = _gateway_config(tmp_path, paths, mosquitto.port)
+                gw = Proc(
+                    [sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log"
+                )
+                procs.append(gw)
+                deadline = time.monotonic() + 20
+                while not all(rec.holders(d) for d in devices):
+                    assert time.monotonic() < deadline, f"devices unclaimed\n{gw.tail()}"
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(14)  # more than one loop of the scenario: three spasms a device
+                held: dict[str, set[str]] = defaultdict(set)
+                for d in devices:
+                    owners = {w for _, w in rec.holders(d)}
+                    assert len(owners) == 1, f"{d} claimed by {owners}"  # exactly one worker each
+                    held[owners.pop()].add(d)
+                victim = max(held, key=lambda w: len(held[w]))
+                survivor = next(w for w in workers if w != victim)
+                t_kill, t_kill_wall = time.monotonic(), time.time()
+                workers[victim].stop(signal.SIGKILL)
+                deadline = t_kill + LEASE_S + 2 * ANNOUNCE_S + 3
+                while not all(rec.holders(d)[-1][1] == survivor for d in held[victim]):
+                    assert time.monotonic() < deadline, "the killed worker's devices did not move in time"
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(14)  # events continue on the moved devices
+                assert gw.stop() == 0, gw.tail()  # the frames stop; the survivor catches up
+                await asyncio.sleep(3)
+                return rec, victim, survivor, t_kill, t_kill_wall, held
+
+        rec, victim, survivor, t_kill, t_kill_wall, held = asyncio.run(scenario())
+    finally:
+        for p in procs:
+            p.stop()
+        rcs = {wid: w.stop() for wid, w in workers.items()}
+        sim.stop()
+    assert rcs[survivor] == 0, workers[survivor].tail()
+    for d in devices:
+        batches = [p for _, _, p in rec.of("frames", d)]
+        statuses = [(t, json.loads(p)) for t, _, p in rec.of("status", d) if p]
+        events = [(t, json.loads(p)) for t, _, p in rec.of("events", d)]
+        for _, s in statuses:
+            jsonschema.validate(s, status_schema)
+        for _, e in events:
+            jsonschema.validate(e, event_schema)
+        if d in held[victim]:
+            t_takeover = min(t for t, s in statuses if s.get("worker", {}).get("id") == survivor)
+            assert t_takeover - t_kill <= LEASE_S + 2 * ANNOUNCE_S + 3
+            assert not [e for t, e in events if t_kill + 0.5 <= t < t_takeover]  # nobody detected
+            # Everything the victim published is what the gateway's session makes of its batches,
+            # and it had published every event that ended well before it was killed.
+            before = {e["id"] for t, e in events if t < t_kill + 0.5}
+            ref = _reference(batches, _first_batch(statuses, victim), d)
+            assert before <= {o.payload["id"] for o in ref if o.payload}
+            early = {
+                o.payload["id"] for o in ref if o.payload and iso_ts(o.payload["offset"]) < t_kill_wall - 3
+            }
+            assert len(early) >= 2 and early <= before, (d, early - before)
+            after = {e["id"] for t, e in events if t >= t_takeover}
+        else:
+            after = {e["id"] for _, e in events}
+        # The survivor's events (all of an unmoved device's) equal, id for id, what the gateway's
+        # session makes of the very batches the survivor processed: events continue after a move.
+        ref_ids = {
+            o.payload["id"] for o in _reference(batches, _first_batch(statuses, survivor), d) if o.payload
+        }
+        assert len(ref_ids) >= 2, d
+        assert after == ref_ids, (d, sorted(after ^ ref_ids))
