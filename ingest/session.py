@@ -21,7 +21,7 @@ import numpy as np
 from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
 from detectors.display import EnvelopeDecimator
 from ingest import payloads
-from ingest.clock import ClockModel
+from ingest.clock import ClockModel, DerivedClock
 from ingest.protocol import AccFrame, EmgFrame, Frame, InfoFrame, StatusFrame
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class DomainState:
     """Counter, clock and filters of one sample stream (EMG or accelerometer)."""
 
     rate_hz: float
-    clock: ClockModel
+    clock: ClockModel | DerivedClock
     expected: int | None = None  # next counter we expect (unwrapped)
     received: int = 0
     missing: int = 0
@@ -151,7 +151,12 @@ class DeviceSession:
         self.info = info
         self.boot_id = info.boot_id
         self.emg = DomainState(info.emg_rate_hz, ClockModel(info.emg_rate_hz))
-        self.acc = DomainState(info.acc_rate_hz, ClockModel(info.acc_rate_hz)) if info.acc_rate_hz else None
+        # The accelerometer is timed by the EMG clock (same crystal, same origin): see DerivedClock.
+        self.acc = (
+            DomainState(info.acc_rate_hz, DerivedClock(self.emg.clock, info.acc_rate_hz))
+            if info.acc_rate_hz
+            else None
+        )
         self.detector = SpasmDetector(
             self.detector_config,
             emg_rate_hz=float(info.emg_rate_hz),

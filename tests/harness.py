@@ -19,6 +19,21 @@ from servers import wait_until
 SCENARIO = "e2e_short"
 
 
+def shared_data(*parts: str) -> Path:
+    """A file of the team's shared data: ``shared/`` lies beside the repository (as CI lays it out),
+    or where NEUROSPASM_SHARED points. Missing data is an error, never a silent skip."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [Path(os.environ["NEUROSPASM_SHARED"])] if os.environ.get("NEUROSPASM_SHARED") else []
+    candidates += [root.parent / "shared", Path("/work/shared")]
+    for base in candidates:
+        path = base.joinpath("data", *parts)
+        if path.exists():
+            return path
+    raise FileNotFoundError(
+        f"shared data {'/'.join(parts)} not found beside the repository ({root.parent / 'shared'})"
+    )
+
+
 def iso_ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 

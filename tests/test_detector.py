@@ -9,10 +9,10 @@ in a spasm).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import shared_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import signal
@@ -27,7 +27,7 @@ from detectors import (
     SpasmEvent,
 )
 
-BIOSPPY = Path("/work/shared/data/biosppy/emg_1.txt")
+BIOSPPY = shared_data("biosppy", "emg_1.txt")
 
 
 # ----------------------------------------------------------------------------- signal helpers
@@ -470,8 +470,6 @@ def test_band_is_capped_below_nyquist_at_500_hz() -> None:
 
 # -------------------------------------------------------------------------------- real data
 def test_biosppy_emg_1_visible_bursts_and_nothing_else() -> None:
-    if not BIOSPPY.exists():
-        pytest.skip(f"{BIOSPPY} not present")
     adc = np.loadtxt(BIOSPPY)
     uv = ((adc / 4096.0 - 0.5) * 3.3 / 1009.0 * 1e6)[:, None]  # BITalino EMG transfer function
     evs = events(run(make(1000.0), uv))

@@ -12,13 +12,14 @@ import mne
 import numpy as np
 import pyedflib
 import pytest
+from harness import shared_data
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
 from ingest.offline import annotate_edf
 from ingest.readers import RecordingError, SignalFile, read_recording
 
-BIOSPPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "biosppy"
+BIOSPPY = shared_data("biosppy")
 START = datetime(2026, 11, 24, 22, 15, 0, tzinfo=UTC)
 
 
@@ -34,8 +35,6 @@ def onset_s(e: dict[str, object], start: datetime) -> float:
 
 def test_real_biosppy_recording_finds_the_visible_bursts_and_nothing_else() -> None:
     path = BIOSPPY / "emg_1.txt"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the shared data folder travels beside the repository")
     rc, events, err = detect(str(path))
     assert rc == 0, err
     onsets = [onset_s(e, datetime.fromtimestamp(0, UTC)) for e in events]
