@@ -150,10 +150,11 @@ class DeviceSession:
             self._close_streams(t_host, cause="reboot")
         self.info = info
         self.boot_id = info.boot_id
-        self.emg = DomainState(info.emg_rate_hz, ClockModel(info.emg_rate_hz))
+        emg_clock = ClockModel(info.emg_rate_hz)
+        self.emg = DomainState(info.emg_rate_hz, emg_clock)
         # The accelerometer is timed by the EMG clock (same crystal, same origin): see DerivedClock.
         self.acc = (
-            DomainState(info.acc_rate_hz, DerivedClock(self.emg.clock, info.acc_rate_hz))
+            DomainState(info.acc_rate_hz, DerivedClock(emg_clock, info.acc_rate_hz))
             if info.acc_rate_hz
             else None
         )
