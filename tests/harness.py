@@ -216,3 +216,13 @@ def local_event_ids(state_dir: Path) -> list[str]:
         for line in local_lines(state_dir, "spasm_event")
         if (m := re.search(r'id="([^"]+)"', line))
     ]
+
+
+async def eventually(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+    """Poll ``predicate`` (state kept by another process: files, a subscriber) until true or timeout."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True

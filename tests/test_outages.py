@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from harness import Observer, gateway, local_event_ids, local_lines, start_sim, write_config
+from harness import Observer, Proc, eventually, gateway, local_event_ids, local_lines, start_sim, write_config
 from servers import InfluxDB1, Mosquitto, wait_until
 
 pytestmark = pytest.mark.slow
@@ -106,24 +106,29 @@ def test_gateway_kill9_with_spooled_events_delivers_after_restart(
     sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
     cfg = write_config(tmp_path, port_path, mosquitto.port, local=True)
     state = tmp_path / "state"
+    procs: list[Proc] = []
     try:
 
         async def scenario() -> tuple[Observer, list[str]]:
             async with Observer(mosquitto.port) as obs:
                 await mosquitto.astop()  # events now pile up in the spool
                 gw = gateway(tmp_path, cfg, "gw1")
-                await asyncio.sleep(14)
+                procs.append(gw)
+                await eventually(lambda: len(local_event_ids(state)) >= 2, 40)
                 spooled = local_event_ids(state)
                 assert len(spooled) >= 2, gw.tail()
                 gw.stop(signal.SIGKILL)  # no goodbye, no flush
                 await mosquitto.astart()
                 gw2 = gateway(tmp_path, cfg, "gw2")
-                await asyncio.sleep(8)
+                procs.append(gw2)
+                await eventually(lambda: set(spooled) <= set(obs.ids("events")), 30)
                 assert gw2.stop() == 0, gw2.tail()
                 return obs, spooled
 
         obs, spooled = asyncio.run(scenario())
     finally:
+        for p in procs:
+            p.stop(signal.SIGKILL)
         sim.stop()
     received = set(obs.ids("events"))
     assert set(spooled) <= received, f"lost after kill -9: {set(spooled) - received}"
