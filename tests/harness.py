@@ -218,9 +218,9 @@ def local_event_ids(state_dir: Path) -> list[str]:
     ]
 
 
-async def eventually(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+async def eventually(predicate: Any, within_s: float, interval: float = 0.2) -> bool:
     """Poll ``predicate`` (state kept by another process: files, a subscriber) until true or timeout."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while not predicate():
         if time.monotonic() > deadline:
             return False
