@@ -290,7 +290,8 @@ class DeviceWorker:
             await self._wake.wait()
             self._wake.clear()
             while self._out:
-                batch = list(self._out)
+                # Ten at a time: aiomqtt warns past ten pending publishes (a takeover's backlog).
+                batch = [self._out[i] for i in range(min(10, len(self._out)))]
                 # Issue all, then wait for every PUBACK; only then are they off our hands.
                 await asyncio.gather(*(client.publish(t, p, qos=q, retain=r) for t, p, q, r in batch))
                 for _ in batch:
@@ -389,7 +390,13 @@ class Worker:
             return  # full: a later announce goes to another worker of the group
         dw = DeviceWorker(self, key)
         self.held[key] = dw
-        await self._publish_claim(client, dw)
+        try:
+            await self._publish_claim(client, dw)
+        except BaseException:
+            self.forget(key, dw)
+            raise
+        if self.held.get(key) is not dw:
+            return  # a rival's claim arrived meanwhile and won
         prev = f" (from {rival[0]}, lease lapsed)" if rival is not None and rival[0] != self.id else ""
         log.info("device %s: claimed%s", dw.name, prev)
         dw.start()
@@ -429,7 +436,14 @@ class Worker:
         while True:
             await asyncio.sleep(0.5)
             for key, dw in list(self.held.items()):
-                if dw.lease_until <= time.time() or (dw.task is not None and dw.task.done()):
+                if dw.task is None:
+                    continue  # its claim is being published: not started, nothing to fence yet
+                if dw.task.done():
+                    exc = None if dw.task.cancelled() else dw.task.exception()
+                    if exc is not None:
+                        log.error("device %s: stopped by an error: %r", dw.name, exc)
+                    self.forget(key, dw)
+                elif dw.lease_until <= time.time():
                     log.warning("device %s: lease lapsed without renewal: stopping it here", dw.name)
                     self.forget(key, dw)
                     await dw.stop(goodbye=False)
