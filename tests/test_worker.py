@@ -11,6 +11,7 @@ the survivor within the lease time, with events continuing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -35,7 +36,7 @@ from ingest.frames import FrameBatcher, FrameFeeder, FramesError, encode_records
 from ingest.protocol import StreamDecoder
 from ingest.recording import DATA, DOWN, UP
 from ingest.session import DeviceSession, Output
-from ingest.worker import WorkerConfig, load_worker_config
+from ingest.worker import Worker, WorkerConfig, load_worker_config
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DEVICES = 3
@@ -310,3 +311,80 @@ def test_two_workers_share_devices_and_take_over_from_a_killed_one(
         }
         assert len(ref_ids) >= 2, d
         assert after == ref_ids, (d, sorted(after ^ ref_ids))
+
+
+async def _wait_for(pred: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_claim_races_lower_worker_id_wins(mosquitto: Mosquitto) -> None:
+    """A live rival claim from a lower id takes the device away; one from a higher id is outbid."""
+    cfg = WorkerConfig.model_validate(
+        {
+            "worker": {"id": "w-b", "group": "race", "lease_s": 10, "renew_s": 5},
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "protocol": "5", "live": False},
+        }
+    )
+
+    def claim(dev: str, worker: str) -> bytes:
+        return json.dumps(
+            {"schema": "neurospasm.claim/1", "device": dev, "worker": worker, "expires": time.time() + 30}
+        ).encode()
+
+    def announce(dev: str) -> bytes:
+        return json.dumps({"schema": "neurospasm.announce/1", "device": dev}).encode()
+
+    async def scenario() -> None:
+        worker = Worker(cfg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        topic = f"{PREFIX}/clinic/p-0001/{{}}/{{}}"
+        claims: dict[str, list[str]] = defaultdict(list)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="race-test") as c:
+            await c.subscribe(f"{PREFIX}/+/+/+/claim", qos=1)
+
+            async def watch() -> None:
+                async for m in c.messages:
+                    if isinstance(m.payload, bytes) and m.payload:
+                        claims[str(m.topic).split("/")[-2]].append(json.loads(m.payload)["worker"])
+
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(1.0)  # the worker is connected and subscribed
+            assert not task.done()
+            for dev in ("dev-r", "dev-s"):
+                await c.publish(topic.format(dev, "announce"), announce(dev), qos=1)
+            await _wait_for(
+                lambda: claims["dev-r"] == ["w-b"] and claims["dev-s"] == ["w-b"], 5, "both claimed"
+            )
+            # A lower id claims dev-r: w-b lets go, and a later announce does not take it back.
+            await c.publish(topic.format("dev-r", "claim"), claim("dev-r", "w-a"), qos=1, retain=True)
+            # A higher id claims dev-s: w-b keeps it and re-asserts its claim at once.
+            await c.publish(topic.format("dev-s", "claim"), claim("dev-s", "w-c"), qos=1, retain=True)
+            await _wait_for(
+                lambda: claims["dev-s"][-1] == "w-b" and len(claims["dev-s"]) == 3, 5, "re-assert"
+            )
+            await _wait_for(lambda: ("clinic", "p-0001", "dev-r") not in worker.held, 5, "letting go")
+            await c.publish(topic.format("dev-r", "announce"), announce("dev-r"), qos=1)
+            await asyncio.sleep(0.5)
+            assert ("clinic", "p-0001", "dev-r") not in worker.held
+            assert ("clinic", "p-0001", "dev-s") in worker.held
+            assert claims["dev-r"] == ["w-b", "w-a"] and worker.conflicts_lost == 1
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            # A clean stop clears its own claim (dev-s) and leaves the winner's (dev-r) alone.
+            await asyncio.sleep(0.3)
+            watcher.cancel()
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="race-check") as c:
+            await c.subscribe(f"{PREFIX}/+/+/+/claim", qos=1)
+            retained: dict[str, str] = {}
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    async for m in c.messages:
+                        if isinstance(m.payload, bytes) and m.payload:
+                            retained[str(m.topic).split("/")[-2]] = json.loads(m.payload)["worker"]
+            assert retained == {"dev-r": "w-a"}
+
+    asyncio.run(scenario())
