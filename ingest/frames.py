@@ -192,6 +192,7 @@ def announce_payload(
     frames_topic: str,
     state: str,
     interval_s: float,
+    detect_locally: bool,
 ) -> bytes:
     """What a gateway says about one device every ``announce_interval_s`` (docs/scaling.md)."""
     doc: dict[str, Any] = {
@@ -203,6 +204,8 @@ def announce_payload(
         "frames": frames_topic,
         "state": state,
         "interval_s": interval_s,
+        # A gateway that detects itself owns the device's outputs: workers leave it alone.
+        "detect_locally": detect_locally,
         "sent": payloads.iso(time.time()),
     }
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")

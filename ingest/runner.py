@@ -387,6 +387,7 @@ class Gateway:
                     frames_topic=topics("frames"),
                     state=runner.state,
                     interval_s=cfg.mqtt.announce_interval_s,
+                    detect_locally=cfg.mqtt.detect_locally,
                 )
                 await sink.publish_now(topics("announce"), payload, qos=1)
             await asyncio.sleep(cfg.mqtt.announce_interval_s)

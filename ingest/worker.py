@@ -328,6 +328,7 @@ class Worker:
         self.held: dict[DeviceKey, DeviceWorker] = {}
         self.announces = 0
         self.conflicts_lost = 0
+        self._local: set[DeviceKey] = set()  # announced as detected by their gateway
         self._client: aiomqtt.Client | None = None
         prefix = cfg.mqtt.topic_prefix
         self._prefix_parts = len(prefix.split("/"))
@@ -383,6 +384,14 @@ class Worker:
             return
         if key in self.held:
             return
+        if doc.get("detect_locally", False):
+            # Its gateway detects and publishes itself. A second detector started at another
+            # moment would give the same spasms other ids (docs/scaling.md): double counting.
+            if key not in self._local:
+                self._local.add(key)
+                log.info("device %s/%s: its gateway detects locally; not claimed", key[0], key[2])
+            return
+        self._local.discard(key)
         rival = self.claims.get(key)
         if rival is not None and rival[0] != self.id and rival[1] > time.time():
             return  # someone's live lease: not ours to take
