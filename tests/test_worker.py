@@ -334,8 +334,9 @@ def test_claim_races_lower_worker_id_wins(mosquitto: Mosquitto) -> None:
             {"schema": "neurospasm.claim/1", "device": dev, "worker": worker, "expires": time.time() + 30}
         ).encode()
 
-    def announce(dev: str) -> bytes:
-        return json.dumps({"schema": "neurospasm.announce/1", "device": dev}).encode()
+    def announce(dev: str, detect_locally: bool = False) -> bytes:
+        doc = {"schema": "neurospasm.announce/1", "device": dev, "detect_locally": detect_locally}
+        return json.dumps(doc).encode()
 
     async def scenario() -> None:
         worker = Worker(cfg)
@@ -368,7 +369,10 @@ def test_claim_races_lower_worker_id_wins(mosquitto: Mosquitto) -> None:
             )
             await _wait_for(lambda: ("clinic", "p-0001", "dev-r") not in worker.held, 5, "letting go")
             await c.publish(topic.format("dev-r", "announce"), announce("dev-r"), qos=1)
+            # A device its gateway detects itself is never claimed (no second set of ids).
+            await c.publish(topic.format("dev-l", "announce"), announce("dev-l", detect_locally=True), qos=1)
             await asyncio.sleep(0.5)
+            assert not claims["dev-l"] and ("clinic", "p-0001", "dev-l") not in worker.held
             assert ("clinic", "p-0001", "dev-r") not in worker.held
             assert ("clinic", "p-0001", "dev-s") in worker.held
             assert claims["dev-r"] == ["w-b", "w-a"] and worker.conflicts_lost == 1
