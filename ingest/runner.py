@@ -76,8 +76,7 @@ class DeviceRunner:
     on_state: Callable[[DeviceRunner], None]
     state: str = "connecting"
     monitoring: bool = False
-    decode_errors: dict[str, int] = field(default_factory=dict)
-    link: dict[str, int] = field(default_factory=dict)
+    decode_errors: dict[str, int] = field(default_factory=dict)  # closed connections only
     reconnects: int = 0
     last_error: str = ""
     #: False: a forwarding gateway (``mqtt.detect_locally = false``); the session sees INFO and
@@ -86,6 +85,10 @@ class DeviceRunner:
     #: Batches the link bytes for ``.../frames`` (``mqtt.publish_frames``).
     tap: FrameBatcher | None = None
     _ended: bool = False
+    _closed_bytes: int = 0
+    _closed_dropped: int = 0
+    _rssi: int | None = None
+    _live: tuple[Transport, StreamDecoder] | None = None
 
     def _set(self, state: str, monitoring: bool) -> None:
         changed = (state, monitoring) != (self.state, self.monitoring)
@@ -126,6 +129,10 @@ class DeviceRunner:
         self._ended = False
         async with transport:
             decoder = StreamDecoder()
+            self._live = (transport, decoder)
+            rssi = getattr(transport, "rssi", None)  # BLE: at the last scan (no portable live RSSI)
+            if rssi is not None:
+                self._rssi = int(rssi)
             if self.tap is not None:
                 self.tap.link(time.time(), up=True)  # a new decoder on the worker too
             self._set("connected", False)
@@ -153,18 +160,33 @@ class DeviceRunner:
             finally:
                 finished = getattr(transport, "finished", None)  # replay: set at the end of the file
                 self._ended = bool(finished is not None and finished.is_set())
+                # Fold this connection's counts into the totals; the status shows totals over all.
                 for reason, n in decoder.stats.errors.items():
                     self.decode_errors[reason] = self.decode_errors.get(reason, 0) + n
-                self.link = {
-                    "dropped_chunks": transport.stats.dropped_chunks,
-                    "bytes": transport.stats.bytes,
-                }
-                rssi = getattr(transport, "rssi", None)  # BLE: at the last scan (no portable live RSSI)
-                if rssi is not None:
-                    self.link["rssi_dbm"] = int(rssi)
+                self._closed_bytes += transport.stats.bytes
+                self._closed_dropped += transport.stats.dropped_chunks
+                self._live = None
+
+    def link_info(self) -> dict[str, int]:
+        """Link counters over the runner's whole life: closed connections plus the current one."""
+        info = {"bytes": self._closed_bytes, "dropped_chunks": self._closed_dropped}
+        if self._live is not None:
+            transport, _ = self._live
+            info["bytes"] += transport.stats.bytes
+            info["dropped_chunks"] += transport.stats.dropped_chunks
+        if self._rssi is not None:
+            info["rssi_dbm"] = self._rssi
+        return info
+
+    def decode_error_counts(self) -> dict[str, int]:
+        counts = dict(self.decode_errors)
+        if self._live is not None:
+            for reason, n in self._live[1].stats.errors.items():
+                counts[reason] = counts.get(reason, 0) + n
+        return counts
 
     def bad_frames(self) -> int:
-        return sum(self.decode_errors.values())
+        return sum(self.decode_error_counts().values())
 
 
 class Gateway:
@@ -428,9 +450,9 @@ class Gateway:
             **{k: v for k, v in health.items() if k != "spool_bytes"},
             "link": {
                 "bad_frames": runner.bad_frames(),
-                "decode_errors": dict(runner.decode_errors),
+                "decode_errors": runner.decode_error_counts(),
                 "reconnects": runner.reconnects,
-                **runner.link,
+                **runner.link_info(),
             },
             "spool": {
                 "bytes": sp.bytes,
