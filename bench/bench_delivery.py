@@ -54,10 +54,13 @@ def bodies(total_lines: int, per_body: int = 5000) -> list[bytes]:
         values = np.random.default_rng(b).gamma(2.0, 3.0, n)
         out.append(
             lineproto.encode_columns(
-                "emg_envelope", {"device": f"dev-{b % 8}", "channel": "EMG L quad", "patient": "p"},
-                {"uv": values}, t, decimals=2,
+                "emg_envelope",
+                {"device": f"dev-{b % 8}", "channel": "EMG L quad", "patient": "p"},
+                {"uv": values},
+                t,
+                decimals=2,
             )
-        )  # fmt: skip
+        )
     return out
 
 
@@ -66,9 +69,11 @@ async def baseline_write(url: str, db: str, data: list[bytes]) -> float:
         t = time.perf_counter()
         for body in data:
             async with session.post(
-                f"{url}/write", params={"db": db, "precision": "ns"}, data=gzip.compress(body, 1),
+                f"{url}/write",
+                params={"db": db, "precision": "ns"},
+                data=gzip.compress(body, 1),
                 headers={"Content-Encoding": "gzip"},
-            ) as resp:  # fmt: skip
+            ) as resp:
                 assert resp.status == 204, await resp.text()
         return time.perf_counter() - t
 
@@ -103,8 +108,10 @@ def write_rate(total_lines: int) -> None:
             stored = influx.count("emg_envelope", "uv", db="pipe")
     print(f"InfluxDB 1.6 write, {total_lines:,} lines in 5,000-line bodies, gzip:")
     print(f"  baseline (aiohttp POST, no spool):  {total_lines / base:12,.0f} lines/s")
-    print(f"  neurospasm spool -> delivery -> sink: {total_lines / pipe:10,.0f} lines/s "
-          f"(ratio {base / pipe:.2f}x the baseline's time); {stored:,} points stored")  # fmt: skip
+    print(
+        f"  neurospasm spool -> delivery -> sink: {total_lines / pipe:10,.0f} lines/s "
+        f"(ratio {base / pipe:.2f}x the baseline's time); {stored:,} points stored"
+    )
 
 
 def latency_scenario(seconds: float) -> dict[str, object]:
@@ -114,15 +121,27 @@ def latency_scenario(seconds: float) -> dict[str, object]:
     rng = np.random.default_rng(5)
     while t < seconds - 3:
         kind = "twitch" if rng.random() < 0.5 else "phasic"
-        events.append({
-            "type": kind, "channel": channels[int(rng.integers(0, 8))], "onset_s": round(t, 3),
-            "duration_s": 0.2 if kind == "twitch" else 1.0, "peak_uv": float(rng.uniform(80, 400)),
-        })  # fmt: skip
+        events.append(
+            {
+                "type": kind,
+                "channel": channels[int(rng.integers(0, 8))],
+                "onset_s": round(t, 3),
+                "duration_s": 0.2 if kind == "twitch" else 1.0,
+                "peak_uv": float(rng.uniform(80, 400)),
+            }
+        )
         t += 1.6 if kind == "twitch" else 2.4
     return {
-        "name": "bench_latency", "seed": 3, "duration_s": seconds, "emg_rate_hz": 2000, "acc_rate_hz": 100,
-        "channels": channels, "rest_uv": 3.0, "crosstalk": 0.0, "events": events,
-    }  # fmt: skip
+        "name": "bench_latency",
+        "seed": 3,
+        "duration_s": seconds,
+        "emg_rate_hz": 2000,
+        "acc_rate_hz": 100,
+        "channels": channels,
+        "rest_uv": 3.0,
+        "crosstalk": 0.0,
+        "events": events,
+    }
 
 
 async def latency(seconds: float) -> None:
@@ -136,11 +155,13 @@ async def latency(seconds: float) -> None:
             arrivals: list[tuple[float, dict[str, object]]] = []
             async with PtyServer(device) as pty:
                 wall_minus_mono = time.time() - time.monotonic()
-                cfg = parse_config({
-                    "gateway": {"site": "bench", "patient": "p", "state_dir": str(Path(tmp) / "state")},
-                    "devices": [{"id": "d1", "port": pty.path}],
-                    "mqtt": {"host": "127.0.0.1", "port": broker.port, "live": False},
-                })  # fmt: skip
+                cfg = parse_config(
+                    {
+                        "gateway": {"site": "bench", "patient": "p", "state_dir": str(Path(tmp) / "state")},
+                        "devices": [{"id": "d1", "port": pty.path}],
+                        "mqtt": {"host": "127.0.0.1", "port": broker.port, "live": False},
+                    }
+                )
 
                 async def subscribe(ready: asyncio.Event) -> None:
                     async with aiomqtt.Client("127.0.0.1", broker.port, identifier="bench-sub") as c:

@@ -93,10 +93,23 @@ async def statuses(port: int, n: int) -> dict[str, dict[str, Any]]:
 def run(n: int, seconds: float, tmp: Path, broker: Mosquitto, scenario: Path) -> dict[str, float]:
     paths_file = tmp / f"paths-{n}"
     sim = subprocess.Popen(
-        [sys.executable, "-m", "firmware_sim.cli", "--serial", "--devices", str(n), "--scenario", str(scenario),
-         "--loop", "--no-faults", "--path-file", str(paths_file)],
-        stdout=subprocess.DEVNULL, stderr=open(tmp / f"sim-{n}.log", "wb"),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "firmware_sim.cli",
+            "--serial",
+            "--devices",
+            str(n),
+            "--scenario",
+            str(scenario),
+            "--loop",
+            "--no-faults",
+            "--path-file",
+            str(paths_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / f"sim-{n}.log", "wb"),
+    )
     t_sim = time.monotonic()
     gw = None
     try:
@@ -110,8 +123,9 @@ def run(n: int, seconds: float, tmp: Path, broker: Mosquitto, scenario: Path) ->
         )
         gw = subprocess.Popen(
             [sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / f"gw-{n}.log", "wb"),
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / f"gw-{n}.log", "wb"),
+        )
         time.sleep(8)  # connect, INFO, first clock windows
         c0, s0, t0 = cpu_seconds(gw.pid), cpu_seconds(sim.pid), time.monotonic()
         time.sleep(seconds)
@@ -136,9 +150,16 @@ def run(n: int, seconds: float, tmp: Path, broker: Mosquitto, scenario: Path) ->
     bad = sum((s.get("link") or {}).get("bad_frames", 0) for s in st.values())
     dropped = sum((s.get("link") or {}).get("dropped_chunks", 0) for s in st.values())
     return {
-        "n": n, "gw_cpu": (c1 - c0) / wall, "sim_cpu": (s1 - s0) / wall, "online": len(online),
-        "lossy": lost, "bad": bad, "dropped": dropped, "sent_bytes_s": sent / sim_wall, "sim_dropped": sim_dropped,
-    }  # fmt: skip
+        "n": n,
+        "gw_cpu": (c1 - c0) / wall,
+        "sim_cpu": (s1 - s0) / wall,
+        "online": len(online),
+        "lossy": lost,
+        "bad": bad,
+        "dropped": dropped,
+        "sent_bytes_s": sent / sim_wall,
+        "sim_dropped": sim_dropped,
+    }
 
 
 def main() -> None:
