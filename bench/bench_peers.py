@@ -57,6 +57,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_detector import ROBUST, SCENARIOS, run_recording  # noqa: E402
 
+from detectors import DetectorConfig, SpasmDetector  # noqa: E402
 from detectors.events import SPASM_TYPES  # noqa: E402
 from detectors.scoring import Interval, ScoreReport, event_interval, score  # noqa: E402
 
@@ -291,6 +292,20 @@ def ours(rec: Any) -> tuple[list[Interval], list[Interval], float]:
     return [Interval("unknown", e.channel, e.onset_s, e.offset_s) for e in typed], typed, dt
 
 
+def ours_emg_only_seconds(rec: Any, chunk_s: float = 0.05) -> float:
+    """Our detector on the EMG alone (no accelerometer), same 50 ms chunks: speed only."""
+    det = SpasmDetector(
+        DetectorConfig(), emg_rate_hz=float(rec.emg_rate_hz), channel_labels=list(rec.channel_labels)
+    )
+    emg = np.asarray(rec.emg_uv, dtype=np.float64)
+    step = max(1, int(chunk_s * rec.emg_rate_hz))
+    t = time.perf_counter()
+    for i in range(0, emg.shape[0], step):
+        det.feed_emg(i, emg[i : i + step])
+    det.finish()
+    return time.perf_counter() - t
+
+
 def pooled(rows: Sequence[Row]) -> dict[str, float]:
     """Micro-average over scenarios: pooled matches, labels, detections, hours, onset errors."""
     tp = sum(r.report.matched for r in rows)
@@ -332,6 +347,10 @@ def pooled(rows: Sequence[Row]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------- tuning
+#: (family, F1 on TUNE_ON, settings) of every grid point, for the report.
+GRID_LOG: list[tuple[str, float, dict[str, float]]] = []
+
+
 def tune_biosppy(rec: Any) -> tuple[dict[str, float], float]:
     fs = float(rec.emg_rate_hz)
     filtered = [
@@ -349,6 +368,7 @@ def tune_biosppy(rec: Any) -> tuple[dict[str, float], float]:
                     if b > a:
                         dets.append(Interval("unknown", rec.channel_labels[c], a / fs, b / fs))
             f1 = score(dets, rec.labels, rec.duration_s).f1
+            GRID_LOG.append(("BioSPPy", f1, {"size_s": size_s, "k_median": k}))
             if f1 > best[0]:
                 best = (f1, {"size_s": size_s, "k_median": k})
     return best[1], best[0]
@@ -378,6 +398,7 @@ def tune_nk(rec: Any) -> tuple[dict[str, Any], float]:
                             if b > a
                         ]
                 f1 = score(dets, rec.labels, rec.duration_s).f1
+                GRID_LOG.append((f"NeuroKit2 {method}", f1, {"level": level, "duration_min_s": dmin}))
                 if f1 > best[0]:
                     best = (f1, {"method": method, "level": level, "duration_min_s": dmin})
     return best[1], best[0]
@@ -429,11 +450,12 @@ def main() -> None:
     names = args.scenario or SCENARIO_NAMES
     warnings.simplefilter("ignore", FutureWarning)  # pandas deprecations inside neurokit2
     t_start = time.perf_counter()
-    import biosppy
-    import scipy
+    from importlib.metadata import version  # biosppy 2.2.4's own __version__ still says 2.1.2
 
     print(
-        f"neurokit2 {NK.__version__}, biosppy {biosppy.__version__}, numpy {np.__version__}, scipy {scipy.__version__}"
+        ", ".join(
+            f"{p} {version(p)}" for p in ("neurokit2", "biosppy", "numpy", "scipy", "pandas", "scikit-learn")
+        )
     )
 
     recs = {n: load(n) for n in sorted(set(names) | {TUNE_ON, SPEED_AS_SHIPPED_ON})}
@@ -443,6 +465,13 @@ def main() -> None:
         f"tuned on {TUNE_ON}: BioSPPy {b_set} (F1 {b_f1:.3f}); NeuroKit2 {n_set} (F1 {n_f1:.3f})  [{time.perf_counter() - t_start:.0f} s]"
     )
 
+    for fam in dict.fromkeys(f for f, _, _ in GRID_LOG):
+        pts = sorted((p for p in GRID_LOG if p[0] == fam), key=lambda p: -p[1])
+        print(
+            f"  grid {fam}: best "
+            + "; ".join(f"{f1:.3f} {st}" for _, f1, st in pts[:3])
+            + f" ({len(pts)} points)"
+        )
     b_name = f"BioSPPy find_onsets, size {b_set['size_s']} s, thr {b_set['k_median']:g} x median|x|"
     if n_set["method"] == "threshold":
         n_name = f"NeuroKit2 threshold {n_set['level']:g} x median amplitude, duration_min {n_set['duration_min_s']} s"
@@ -455,10 +484,12 @@ def main() -> None:
         (Method(n_name + " (tuned)"), nk_tuned(n_set["method"], n_set["level"], n_set["duration_min_s"])),
     ]
     us = Method("ours (streaming, 50 ms chunks)")
+    emg_only_s = 0.0
     for name in names:
         rec = recs[name]
         samples = rec.emg_uv.shape[0] * rec.emg_uv.shape[1]
         det, typed, dt = ours(rec)
+        emg_only_s += ours_emg_only_seconds(rec)
         us.rows[name] = Row(
             score(det, rec.labels, rec.duration_s), dt, samples, score(typed, rec.labels, rec.duration_s)
         )
@@ -508,6 +539,10 @@ def main() -> None:
         print(
             f"\n({pooled([us.rows[n] for n in subset])['labels']} labels, {pooled([us.rows[n] for n in subset])['hours']:.2f} h)"
         )
+    n_all = sum(us.rows[n].samples for n in names)
+    print(
+        f"ours, EMG only (no accelerometer), same chunks, all {len(names)} scenarios: {n_all / emg_only_s / 1e6:.2f} M samples/s per core"
+    )
     for key, (sec, n_samp) in shipped.items():
         print(
             f"NeuroKit2 emg_process() as shipped ({key}) on {SPEED_AS_SHIPPED_ON}: {n_samp / sec / 1e6:.3f} M samples/s per core (outputs checked equal)"
