@@ -2,8 +2,9 @@
 
 Contract: successive ``feed_emg`` / ``feed_acc`` calls whose ``start`` counters are contiguous are
 one stream, and the set of outputs is identical whatever the chunking. This holds because input is
-re-cut into fixed blocks (EMG) and fixed hops (accelerometer) laid from the start of each
-contiguous segment; a gap starts a new segment.
+re-cut into fixed blocks (EMG, on multiples of the block length in device counters, so late
+joiners cut a stream the same way) and fixed hops (accelerometer, from the start of each
+contiguous segment); a gap starts a new segment.
 
 Cross-domain rule (tremor needs "weak EMG"): EMG and accelerometer counters are taken to share an
 origin (sample 0 of both is the same instant), so times are ``counter / rate``. A tremor is only
@@ -70,6 +71,7 @@ class SpasmDetector:
         self._n_ch = len(channel_labels)
         self._bank: EmgBank | None = None
         self._emg_next: int | None = None
+        self._align = True  # the next EMG sample starts a segment: align it to the block grid
         self._buf: np.ndarray | None = None
         self._buf_n = 0
         self._buf_start = 0
@@ -114,6 +116,20 @@ class SpasmDetector:
                     f"feed_emg: start {start} goes back before the next expected sample {self._emg_next}"
                 )
             self._emg_gap(self._emg_next, out)
+            self._align = True
+        if self._align:
+            # Blocks lie on multiples of the block size in device counters, not from wherever a
+            # segment happens to start: two sessions joining one stream at different moments (a
+            # gateway restart, a worker taking a device over) then cut it identically, so they
+            # report the same onset samples, and so the same event ids. At most one block of a
+            # segment's first samples is skipped.
+            skip = (-start) % self.block_samples
+            if skip >= x.shape[0]:
+                self._emg_next = start + x.shape[0]
+                return out
+            x, start = x[skip:], start + skip
+            self._align = False
+            self._buf_start = start
         if self._emg_next is None:
             self._buf_start = start
         if x.shape[0] == 0:
@@ -186,6 +202,7 @@ class SpasmDetector:
             self._emg_gap(start, out)
             self._emg_next = start + n_missing
             self._buf_start = self._emg_next
+            self._align = True
         elif domain == "acc":
             if self._tremor is None:
                 raise ValueError("gap: domain 'acc' but this detector has no accelerometer")
