@@ -74,6 +74,16 @@ def check_events(
     events = [o for o in outputs if o.kind == "event" and o.payload is not None]
     ids = [o.payload["id"] for o in events if o.payload]
     assert len(ids) == len(set(ids)), "an event was published twice"
+    # Only the first boot's events: after the reboot the device restarts its signal at sample 0.
+    reboot_at = next(
+        (
+            i
+            for i, o in enumerate(outputs)
+            if o.kind == "gap" and o.payload and o.payload["cause"] == "reboot"
+        ),
+        len(outputs),
+    )
+    events = [o for o in outputs[:reboot_at] if o.kind == "event" and o.payload is not None]
     onsets = [(o.source.channel, o.source.onset_sample / rec.emg_rate_hz) for o in events]  # type: ignore[union-attr]
     for lab in rec.labels:
         on, off = float(lab["onset_s"]), float(lab["offset_s"])
@@ -108,3 +118,80 @@ async def test_pty_three_disconnects_reboot_and_loss(tmp_path: Path) -> None:
     assert causes["disconnect"] == 3 and causes["reboot"] == 1 and causes["lost_frames"] >= 5, causes
     assert_gaps_match(gaps, want)
     check_events(outputs, rec, truth_gap_spans(want, rec.emg_rate_hz), before=20.5)
+
+
+async def test_ble_three_disconnects_and_a_reboot(tmp_path: Path) -> None:
+    """The same over the virtual BLE backend (the real bleak front-end): three link outages and a
+    reboot; each outage is one gap with the samples the device produced meanwhile (within one
+    frame: the link drops between notifications), and no spasm is lost or reported twice."""
+    from firmware_sim.ble import SimBleakClient, SimBleakScanner, VirtualBle, VirtualPeripheral
+    from ingest.config import parse_config
+    from ingest.protocol import max_emg_samples_per_frame
+    from ingest.transports.ble import BleTransport
+
+    speed = 2.0
+    sc = scenario().model_copy(
+        update={
+            "faults": scenario().faults.model_copy(
+                update={"frame_loss_rate": 0.0, "loss_bursts": [], "disconnects": [], "reboot_at_s": []}
+            )
+        }
+    )
+    rec = synthesize(sc)
+    cfg = parse_config(
+        {
+            "gateway": {"state_dir": str(tmp_path / "state"), "stale_after_s": 2.0},
+            "devices": [
+                {
+                    "id": "ble-1",
+                    "transport": "ble",
+                    "address": "C0:FF:EE:00:00:05",
+                    "reconnect_initial_s": 0.1,
+                    "reconnect_max_s": 0.3,
+                }
+            ],
+            "mqtt": {"enabled": False},
+            "local": {"enabled": True},
+        }
+    )
+
+    def factory(dev: Any) -> BleTransport:
+        return BleTransport(
+            name=dev.id,
+            address=dev.address,
+            backend=SimBleakClient,
+            scanner_backend=SimBleakScanner,
+            scan_timeout_s=2.0,
+            connect_timeout_s=2.0,
+        )
+
+    outputs: list[Output] = []
+    device = SimDevice(SignalSource.from_recording(rec), device_id="ble-issue5", seed=sc.seed)
+    async with (
+        VirtualBle() as ble,
+        Gateway(cfg, transport_factory=factory, observers=[lambda _d, o: outputs.append(o)]) as gw,
+    ):
+        p = ble.add(VirtualPeripheral(device, address="C0:FF:EE:00:00:05", name="NS-5", speed=speed))
+        gw.start()
+
+        async def at(t_dev: float) -> None:
+            await asyncio.sleep(max(0.0, (t_dev - p.device_time()) / speed))
+
+        for t_dev, down in ((4.9, 0.6), (9.8, 0.5), (14.8, 0.7)):
+            await at(t_dev)
+            p.disconnect(unavailable_for_s=down / speed)
+        await at(20.5)
+        p.reboot()
+        await at(22.5)
+        await asyncio.sleep(0.3)
+        await gw.drain(timeout_s=1.0)
+    gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
+    emg = [g for g in gaps if g["domain"] == "emg"]
+    assert [g["cause"] for g in emg] == ["disconnect"] * 3 + ["reboot"], emg
+    outages = [o for o in p.outages if o.cause != "reboot"][:3]
+    frame = max_emg_samples_per_frame(len(CHANNELS))
+    for g, o in zip(emg[:3], outages, strict=True):
+        assert o.emg_samples_lost is not None
+        assert abs(g["samples_missing"] - o.emg_samples_lost) <= frame, (g, o)
+    spans = [(o.t_lost, o.t_resumed or o.t_lost) for o in outages]
+    check_events(outputs, rec, spans, before=20.5)
