@@ -195,3 +195,43 @@ async def test_ble_three_disconnects_and_a_reboot(tmp_path: Path) -> None:
         assert abs(g["samples_missing"] - o.emg_samples_lost) <= frame, (g, o)
     spans = [(o.t_lost, o.t_resumed or o.t_lost) for o in outages]
     check_events(outputs, rec, spans, before=20.5)
+
+
+async def test_one_failing_device_never_disturbs_another(tmp_path: Path) -> None:
+    """Two devices on one gateway: one's port does not exist (unplugged dongle), the other streams.
+    The healthy one is online and detects every spasm while the other keeps failing and retrying."""
+    from firmware_sim.scenario import builtin_scenario
+    from ingest.config import parse_config
+
+    rec = synthesize(builtin_scenario("e2e_short"))
+    device = SimDevice(SignalSource.from_recording(rec), device_id="ok", seed=1)
+    outputs: list[tuple[str, Output]] = []
+    async with PtyServer(device) as server:
+        cfg = parse_config(
+            {
+                "gateway": {"state_dir": str(tmp_path / "state"), "stale_after_s": 2.0},
+                "devices": [
+                    {
+                        "id": "broken",
+                        "port": str(tmp_path / "ttyGONE"),
+                        "reconnect_initial_s": 0.05,
+                        "reconnect_max_s": 0.1,
+                    },
+                    {"id": "healthy", "port": server.path},
+                ],
+                "mqtt": {"enabled": False},
+                "local": {"enabled": True},
+            }
+        )
+        async with Gateway(cfg, observers=[lambda d, o: outputs.append((d, o))]) as gw:
+            gw.start()
+            await asyncio.sleep(max(0.0, 11.5 - server.device_time()))
+            broken, healthy = gw.devices["broken"], gw.devices["healthy"]
+            assert healthy.state == "online" and healthy.monitoring
+            assert broken.state == "disconnected" and not broken.monitoring and broken.reconnects >= 10
+            assert "cannot open serial port" in broken.last_error
+            status, _ = gw.status_payload(broken)
+            assert status["monitoring"] is False  # "not monitored", never "no spasms"
+    events = [o for d, o in outputs if d == "healthy" and o.kind == "event"]
+    assert len(events) == 3
+    assert not [o for d, o in outputs if d == "broken" and o.kind in ("event", "onset")]

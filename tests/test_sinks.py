@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -170,3 +171,55 @@ def test_quota_evicts_bulk_before_clinical_and_reports_it(tmp_path: Path) -> Non
     assert st.evicted_records[Priority.CLINICAL] == 0
     assert st.pending_records["influx"][Priority.CLINICAL] == 6
     assert st.bytes <= 256 << 10
+
+
+def test_backoff_grows_with_jitter_caps_and_honours_retry_after() -> None:
+    import random
+
+    from ingest.delivery import Backoff
+
+    b = Backoff(initial_s=0.5, max_s=10.0, rng=random.Random(1))
+    delays = [b.next() for _ in range(8)]
+    assert all(0.25 <= d <= 10.0 for d in delays)
+    assert delays[-1] > delays[0] and max(delays) <= 10.0
+    assert b.next(retry_after=25.0) == 25.0  # the server's wish wins over our own schedule
+    b.reset()
+    assert b.next() <= 0.5
+
+
+async def test_eviction_is_reported_in_the_device_status(tmp_path: Path, free_port: Any) -> None:
+    """InfluxDB unreachable, a small quota: bulk series are evicted, events kept, and the device's
+    retained status says how much was evicted."""
+    from ingest.config import parse_config
+    from ingest.runner import Gateway
+
+    cfg = parse_config(
+        {
+            "gateway": {"state_dir": str(tmp_path / "state")},
+            "devices": [{"id": "d", "port": str(tmp_path / "no-such-port")}],
+            "mqtt": {"enabled": False},
+            "influx": {"enabled": True, "api": "v1", "url": f"http://127.0.0.1:{free_port()}"},
+            "spool": {"quota_mb": 0.25, "fsync": "never"},
+        }
+    )
+    async with Gateway(cfg) as gw:
+        assert gw.router is not None
+        t = np.arange(1000, dtype=np.int64) * 20_000_000 + 1_795_600_000_000_000_000
+        for i in range(40):
+            gw.router.route(
+                "d",
+                Output(
+                    "envelope",
+                    series=SeriesBlock(
+                        "emg_envelope",
+                        {"device": "d", "channel": "c"},
+                        {"uv": np.full(1000, float(i))},
+                        t + i,
+                    ),
+                ),
+            )
+        gw.router.flush_series(force=True)
+        status, _ = gw.status_payload(gw.devices["d"])
+    assert status["spool"]["evicted_records"]["bulk"] > 0
+    assert status["spool"]["evicted_records"]["clinical"] == 0
+    assert status["spool"]["bytes"] <= status["spool"]["quota_bytes"]
