@@ -125,7 +125,6 @@ def test_accelerometer_gravity_and_tremor() -> None:
 
 
 def test_plot_command_writes_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     from firmware_sim.plot import main
 
     out = tmp_path / "img" / "e2e.png"
