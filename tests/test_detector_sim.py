@@ -13,9 +13,7 @@ import pytest
 
 from detectors import DetectorConfig, DetectorOutput, Onset, SpasmDetector, SpasmEvent
 from detectors.scoring import score
-
-scenario = pytest.importorskip("firmware_sim.scenario")
-signals = pytest.importorskip("firmware_sim.signals")
+from firmware_sim import scenario, signals
 
 
 def stream(rec: Any, chunk_s: float = 0.05) -> list[DetectorOutput]:
