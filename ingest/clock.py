@@ -38,6 +38,28 @@ class ClockQuality:
     residual_ms: float  # robust spread (1.4826 * MAD) of envelope points around the fitted line
 
 
+class _Monotonic:
+    """What keeps handed-out timestamps monotonic for one stream: where the last block ended."""
+
+    def __init__(self) -> None:
+        self.last_counter: int | None = None
+        self.last_t = -np.inf
+
+    def place(self, first_counter: int, n: int, t0: float, dt: float) -> tuple[float, float]:
+        """Start and spacing for a block fitted at ``(t0, dt)``, never before what was published:
+        a block the fit puts too early starts where the last one ended and is slewed (spaced up
+        to ``MAX_SLEW`` closer) back onto the line."""
+        if self.last_counter is not None and first_counter >= self.last_counter:
+            floor = self.last_t + (first_counter - self.last_counter) * dt
+            if t0 < floor:
+                fitted_end = t0 + n * dt
+                t0 = floor
+                dt = max((fitted_end - t0) / n, dt * (1.0 - MAX_SLEW)) if n else dt
+        self.last_counter = first_counter + n
+        self.last_t = t0 + n * dt
+        return t0, dt
+
+
 class ClockModel:
     """Online fit of ``t_utc = a + counter / rate * (1 + drift)``.
 
@@ -67,8 +89,7 @@ class ClockModel:
         self._a = 0.0
         self._b = 1.0 / self.rate_hz
         self._fitted = False
-        self._last_counter: int | None = None
-        self._last_t = -np.inf
+        self._mono = _Monotonic()
 
     @property
     def ready(self) -> bool:
@@ -150,17 +171,7 @@ class ClockModel:
         ended and its samples are slewed (spaced at most ``MAX_SLEW`` closer than nominal) until
         they are back on the line: time never runs backwards and an early error is not locked in.
         """
-        t0 = float(self.to_utc(first_counter))
-        dt = self._b
-        if self._last_counter is not None and first_counter >= self._last_counter:
-            floor = self._last_t + (first_counter - self._last_counter) * dt
-            if t0 < floor:
-                fitted_end = t0 + n * dt
-                t0 = floor
-                dt = max((fitted_end - t0) / n, dt * (1.0 - MAX_SLEW)) if n else dt
-        self._last_counter = first_counter + n
-        self._last_t = t0 + n * dt
-        return t0, dt
+        return self._mono.place(first_counter, n, float(self.to_utc(first_counter)), self._b)
 
     def quality(self) -> ClockQuality:
         pts = np.asarray(self._points, dtype=np.float64)
@@ -190,8 +201,7 @@ class DerivedClock:
         self.base = base
         self.rate_hz = float(rate_hz)
         self.ratio = base.rate_hz / self.rate_hz
-        self._last_counter: int | None = None
-        self._last_t = -np.inf
+        self._mono = _Monotonic()
 
     def observe(self, counter_end: int, t_host: float) -> None:
         """Arrivals of the slow stream add nothing the base clock does not already know, except
@@ -200,24 +210,14 @@ class DerivedClock:
             self.base.observe(round(counter_end * self.ratio), t_host)
 
     def reset(self) -> None:
-        self._last_counter = None
-        self._last_t = -np.inf
+        self._mono = _Monotonic()
 
     def to_utc(self, counter: int | np.ndarray) -> np.ndarray | float:
         return self.base.to_utc(np.asarray(counter, dtype=np.float64) * self.ratio)
 
     def block_start(self, first_counter: int, n: int) -> tuple[float, float]:
         t0 = float(self.to_utc(first_counter))
-        dt = self.base.period_s * self.ratio
-        if self._last_counter is not None and first_counter >= self._last_counter:
-            floor = self._last_t + (first_counter - self._last_counter) * dt
-            if t0 < floor:
-                fitted_end = t0 + n * dt
-                t0 = floor
-                dt = max((fitted_end - t0) / n, dt * (1.0 - MAX_SLEW)) if n else dt
-        self._last_counter = first_counter + n
-        self._last_t = t0 + n * dt
-        return t0, dt
+        return self._mono.place(first_counter, n, t0, self.base.period_s * self.ratio)
 
     def quality(self) -> ClockQuality:
         return self.base.quality()

@@ -48,11 +48,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from detectors import DetectorConfig
 from ingest import payloads
-from ingest.config import ConfigError, Ident, MqttSection, _Model, format_validation_error, read_secret
+from ingest.config import ConfigError, Ident, MqttSection, _Model, format_validation_error
 from ingest.delivery import Backoff
 from ingest.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
 from ingest.session import DeviceSession, Output
-from ingest.sinks.mqtt import tls_context
+from ingest.sinks.mqtt import connection_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -124,20 +124,8 @@ def load_worker_config(path: str | Path) -> WorkerConfig:
 
 
 def _client(cfg: MqttSection, identifier: str, **kw: Any) -> aiomqtt.Client:
-    tls = None
-    if cfg.tls.enabled:
-        tls = tls_context(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.insecure)
     return aiomqtt.Client(
-        cfg.host,
-        cfg.port,
-        username=cfg.username,
-        password=read_secret(cfg.password, cfg.password_file, "mqtt.password_file"),
-        identifier=identifier,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        keepalive=cfg.keepalive_s,
-        tls_context=tls,
-        tls_insecure=cfg.tls.insecure if cfg.tls.enabled else None,
-        **kw,
+        **connection_kwargs(cfg), identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, **kw
     )
 
 

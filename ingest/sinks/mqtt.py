@@ -12,7 +12,7 @@ import ssl
 import struct
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 import paho.mqtt.client as paho_client
@@ -47,6 +47,23 @@ def tls_context(ca_file: object, cert_file: object, key_file: object, insecure: 
     return ctx
 
 
+def connection_kwargs(cfg: MqttSection) -> dict[str, Any]:
+    """Where and how to connect (host, port, credentials, TLS, keepalive): shared by every client
+    the gateway and the workers open, so security settings cannot differ between them."""
+    tls = None
+    if cfg.tls.enabled:
+        tls = tls_context(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.insecure)
+    return {
+        "hostname": cfg.host,
+        "port": cfg.port,
+        "username": cfg.username,
+        "password": read_secret(cfg.password, cfg.password_file, "mqtt.password_file"),
+        "keepalive": cfg.keepalive_s,
+        "tls_context": tls,
+        "tls_insecure": cfg.tls.insecure if cfg.tls.enabled else None,
+    }
+
+
 @dataclass
 class MqttSink:
     """Publishes spool records of one device. ``status_topic`` gets the retained last will."""
@@ -72,25 +89,16 @@ class MqttSink:
             # Keep our session (and so undelivered QoS 1 state) for a day across reconnects.
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0 if cfg.clean_session else 86400
-        tls = None
-        if cfg.tls.enabled:
-            tls = tls_context(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.insecure)
         return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username,
-            password=read_secret(cfg.password, cfg.password_file, "mqtt.password_file"),
+            **connection_kwargs(cfg),
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.status_topic, will_payload, qos=1, retain=True),
             clean_session=None if v5 else cfg.clean_session,
             # paho refuses any clean_start value but its default on MQTT 3.1.1
             clean_start=cfg.clean_session if v5 else paho_client.MQTT_CLEAN_START_FIRST_ONLY,
-            keepalive=cfg.keepalive_s,
             timeout=self.publish_timeout_s,
             properties=props,
-            tls_context=tls,
-            tls_insecure=cfg.tls.insecure if cfg.tls.enabled else None,
         )
 
     async def __aenter__(self) -> Self:
