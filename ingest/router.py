@@ -61,7 +61,16 @@ def gap_line(p: dict[str, Any], patient: str) -> bytes:
 
 def health_line(device: str, patient: str, h: dict[str, Any], t: float) -> bytes:
     fields: dict[str, float | int | str | bool] = {}
-    for key in ("battery_pct", "loss_pct", "timestamp_quality_ms", "clock_drift_ppm", "spool_bytes"):
+    # All numeric health fields are floats: InfluxDB fixes a field's type per shard, so one type
+    # for all of them keeps a later change (say battery_pct 87 -> 87.5) from being refused.
+    for key in (
+        "battery_pct",
+        "battery_mv",
+        "loss_pct",
+        "timestamp_quality_ms",
+        "clock_drift_ppm",
+        "spool_bytes",
+    ):
         if isinstance(h.get(key), (int, float)):
             fields[key] = float(h[key])
     fields["monitoring"] = bool(h.get("monitoring", False))

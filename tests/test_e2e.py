@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import SCENARIO, Proc, collect, iso_ts, start_sim, write_config
 from servers import InfluxDB1, Mosquitto, VictoriaMetrics, wait_until
+from test_schemas import validate
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
@@ -52,6 +54,14 @@ def test_sim_to_mqtt_and_influx_v1(tmp_path: Path, mosquitto: Mosquitto, influxd
 
         msgs = asyncio.run(scenario())
         assert gw is not None
+        # Every message that crossed the real broker validates against its documented schema.
+        kinds = {"events": "event", "onsets": "onset", "gaps": "gap", "status": "status", "live": "live"}
+        checked = Counter()
+        for topic, payload, _ in msgs:
+            kind = kinds[topic.rsplit("/", 1)[-1]]
+            validate(kind, payload)
+            checked[kind] += 1
+        assert checked["event"] == 3 and checked["status"] >= 1 and checked["live"] > 10, checked
         events = [p for t, p, _ in msgs if t == "neurospasm/v1/e2e/p-0001/dev-a/events"]
         onsets = [p for t, p, _ in msgs if t.endswith("/onsets")]
         status = [p for t, p, _ in msgs if t.endswith("/status")]
