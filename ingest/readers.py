@@ -39,6 +39,8 @@ class SignalFile:
     start: datetime
     notes: list[str] = field(default_factory=list)
     annotations: list[tuple[float, float, str]] = field(default_factory=list)  # onset s, duration s, text
+    #: False when the file carries no start time and ``start`` is a placeholder (the epoch).
+    start_known: bool = True
 
     @property
     def duration_s(self) -> float:
@@ -198,11 +200,12 @@ def read_biosppy_txt(path: Path) -> SignalFile:
         None,
         start,
         notes,
+        start_known=False,
     )
 
 
 def read_csv(path: Path) -> SignalFile:
-    """CSV layout (docs/offline.md): optional ``# start: ISO-8601`` line, then a header row.
+    """CSV layout (docs/recordings.md): optional ``# start: ISO-8601`` line, then a header row.
 
     Columns: ``time_s`` (seconds from start; the rate is taken from it), EMG columns named
     ``EMG <label> [unit]`` (unit uV, mV or V), optional ``ACC X [g]``, ``ACC Y [g]``, ``ACC Z [g]``
@@ -227,7 +230,8 @@ def read_csv(path: Path) -> SignalFile:
         rows = np.loadtxt(fh, delimiter=",", ndmin=2)
     cols = [h.strip() for h in header]
     if not cols or cols[0].lower() != "time_s":
-        raise RecordingError(f"{path}: first column must be 'time_s', got {cols[0] if cols else 'nothing'!r}")
+        first = cols[0] if cols else "nothing"
+        raise RecordingError(f"{path}: line 1: the first column must be time_s (seconds), got {first!r}")
     unit_re = re.compile(r"^(.*?)\s*\[(.+)\]$")
     emg, labels, acc = [], [], {}
     for i, name in enumerate(cols[1:], start=1):
@@ -254,4 +258,5 @@ def read_csv(path: Path) -> SignalFile:
         rate if acc_arr is not None else None,
         start,
         notes,
+        start_known=not notes,
     )

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import json
 import logging
 import math
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ingest.config import DeviceSection, GatewayConfig, load_config, parse_config
+from ingest.readers import RecordingError, read_recording
 from ingest.recording import DATA, DOWN, CaptureError, CaptureReader, CaptureRecord, is_capture
 from ingest.session import Output
 from ingest.transports.base import Chunk, Transport, TransportClosed
@@ -170,20 +170,40 @@ def load_records(path: str | Path, *, device: str = "replay") -> tuple[list[Capt
         if reader.truncated is not None:
             log.warning("%s: incomplete last record at byte offset %d ignored", p, reader.truncated)
         return recs, reader.device
-    suffix = p.suffix.lower()
-    if suffix in (".edf", ".bdf"):
-        emg, labels, emg_rate, acc, acc_rate, t0 = _read_edf(p)
-    elif suffix in (".csv", ".tsv"):
-        emg, labels, emg_rate, acc, acc_rate, t0 = _read_csv(p)
-    else:
-        raise ReplayError(f"{p}: not a capture (.nsc), EDF+/BDF+ or CSV recording")
-    return frame_signals(emg, labels, emg_rate, acc, acc_rate, t0=t0, device=device), None
+    try:
+        sf = read_recording(p)
+    except RecordingError as exc:
+        if "unknown format" in str(exc):
+            raise ReplayError(f"{p}: not a capture (.nsc), EDF+/BDF+, CSV or BioSPPy recording") from None
+        raise ReplayError(str(exc)) from None
+    for note in sf.notes:
+        log.info("%s: %s", p, note)
+    # Host times start at the recording's start; a file without one starts now.
+    t0 = sf.start.timestamp() if sf.start_known else time.time()
+    acc = sf.acc_g if sf.acc_g is not None else np.zeros((0, 3))
+    records = frame_signals(
+        sf.emg_uv,
+        [label[:16] for label in sf.channel_labels],
+        round(sf.emg_rate_hz),
+        acc,
+        round(sf.acc_rate_hz or 0),
+        t0=t0,
+        device=device,
+    )
+    return records, None
 
 
 def frame_signals(
-    emg_uv: np.ndarray, labels: list[str], emg_rate: int, acc_g: np.ndarray, acc_rate: int, *,
-    t0: float, device: str = "replay", step_s: float = 0.02,
-) -> list[CaptureRecord]:  # fmt: skip
+    emg_uv: np.ndarray,
+    labels: list[str],
+    emg_rate: int,
+    acc_g: np.ndarray,
+    acc_rate: int,
+    *,
+    t0: float,
+    device: str = "replay",
+    step_s: float = 0.02,
+) -> list[CaptureRecord]:
     """Encode signals with the wire protocol, as a wearable streaming them would (no faults)."""
     from firmware_sim.device import SignalSource, SimDevice
 
@@ -202,78 +222,6 @@ def frame_signals(
         if dev.finished and (not acc_rate or t * acc_rate >= len(acc_g) + 256):
             break
     return out
-
-
-def _read_edf(p: Path) -> tuple[np.ndarray, list[str], int, np.ndarray, int, float]:
-    import pyedflib
-
-    try:
-        f = pyedflib.EdfReader(str(p))
-    except OSError as exc:
-        raise ReplayError(f"{p}: not a readable EDF/BDF file: {exc}") from None
-    try:
-        emg_idx, acc_idx, factors = [], [], []
-        for i in range(f.signals_in_file):
-            label = f.getLabel(i).strip()
-            unit = f.getPhysicalDimension(i).strip()
-            if label.upper().startswith("ACC"):
-                acc_idx.append(i)
-            elif unit in ("uV", "µV", "mV", "V"):
-                emg_idx.append(i)
-                factors.append({"uV": 1.0, "µV": 1.0, "mV": 1e3, "V": 1e6}[unit])
-        if not emg_idx:
-            raise ReplayError(f"{p}: no EMG signal (a channel in uV, mV or V)")
-        rates = {f.getSampleFrequency(i) for i in emg_idx}
-        if len(rates) != 1:
-            raise ReplayError(f"{p}: EMG channels have different sample rates {sorted(rates)}")
-        emg_rate = round(rates.pop())
-        n = min(f.getNSamples()[i] for i in emg_idx)
-        emg = np.stack([f.readSignal(i)[:n] * k for i, k in zip(emg_idx, factors, strict=True)], axis=1)
-        labels = [f.getLabel(i).strip()[:16] for i in emg_idx]
-        acc_rate = 0
-        acc = np.zeros((0, 3))
-        if len(acc_idx) >= 3:
-            acc_rate = round(f.getSampleFrequency(acc_idx[0]))
-            m = min(f.getNSamples()[i] for i in acc_idx[:3])
-            acc = np.stack([f.readSignal(i)[:m] for i in acc_idx[:3]], axis=1)
-        t0 = f.getStartdatetime().replace(tzinfo=__import__("datetime").UTC).timestamp()
-    finally:
-        f.close()
-    return emg, labels, emg_rate, acc, acc_rate, t0
-
-
-def _read_csv(p: Path) -> tuple[np.ndarray, list[str], int, np.ndarray, int, float]:
-    """CSV: a ``time_s`` (or ``t``) column, then EMG columns in uV; ``ACC X/Y/Z`` columns in g."""
-    with p.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
-    if len(rows) < 3:
-        raise ReplayError(f"{p}: a CSV recording needs a header row and at least two samples")
-    head = [h.strip() for h in rows[0]]
-    if head[0].lower() not in ("time_s", "t", "time"):
-        raise ReplayError(f"{p}: line 1: the first column must be time_s (seconds), got {head[0]!r}")
-    try:
-        data = np.array([[float(x) for x in r] for r in rows[1:] if r], dtype=np.float64)
-    except ValueError as exc:
-        raise ReplayError(f"{p}: not a number: {exc}") from None
-    if data.shape[1] != len(head):
-        raise ReplayError(f"{p}: rows have {data.shape[1]} columns, the header {len(head)}")
-    dt = float(np.median(np.diff(data[:, 0])))
-    if dt <= 0:
-        raise ReplayError(f"{p}: time_s must increase")
-    rate = round(1.0 / dt)
-    acc_cols = [i for i, h in enumerate(head) if h.upper().startswith("ACC")]
-    emg_cols = [i for i in range(1, len(head)) if i not in acc_cols]
-    if not emg_cols:
-        raise ReplayError(f"{p}: no EMG column")
-    acc = data[:, acc_cols[:3]] if len(acc_cols) >= 3 else np.zeros((0, 3))
-    return (
-        data[:, emg_cols],
-        [head[i][:16] for i in emg_cols],
-        rate,
-        acc,
-        rate if len(acc) else 0,
-        time.time(),
-    )
 
 
 # -- running the gateway on a recording ---------------------------------------------------------
@@ -301,13 +249,18 @@ class ReplaySummary:
 
 def default_config(device: str, state_dir: Path) -> GatewayConfig:
     """Local storage only, no MQTT: a replay must not publish into a live system by accident."""
-    return parse_config({
-        "gateway": {"state_dir": str(state_dir), "stale_after_s": 3600.0},
-        "devices": [{"id": device, "port": "replay", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}],
-        "mqtt": {"enabled": False},
-        "local": {"enabled": True},
-        "spool": {"quota_mb": 512, "fsync": "never"},
-    }, "<replay defaults>")  # fmt: skip
+    return parse_config(
+        {
+            "gateway": {"state_dir": str(state_dir), "stale_after_s": 3600.0},
+            "devices": [
+                {"id": device, "port": "replay", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}
+            ],
+            "mqtt": {"enabled": False},
+            "local": {"enabled": True},
+            "spool": {"quota_mb": 512, "fsync": "never"},
+        },
+        "<replay defaults>",
+    )
 
 
 async def run_replay(
@@ -336,8 +289,13 @@ async def run_replay(
     summary = ReplaySummary(records=len(records))
     if records:
         summary.recorded_s = records[-1].t_host - records[0].t_host
-    transport = ReplayTransport(name=dev_id, queue_size=config.gateway.queue_size, records=records,
-                                speed=speed, on_progress=on_progress)  # fmt: skip
+    transport = ReplayTransport(
+        name=dev_id,
+        queue_size=config.gateway.queue_size,
+        records=records,
+        speed=speed,
+        on_progress=on_progress,
+    )
 
     def factory(_dev: DeviceSection) -> Transport:
         return transport
@@ -377,8 +335,14 @@ def _replay_cmd(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config) if args.config else None
     console = Console(stderr=True)
-    progress = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=args.no_progress or not console.is_terminal)  # fmt: skip
+    progress = Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.no_progress or not console.is_terminal,
+    )
     task = progress.add_task("replay", total=None)
 
     def on_progress(done: int, total: int) -> None:
@@ -386,9 +350,16 @@ def _replay_cmd(args: argparse.Namespace) -> int:
 
     try:
         with progress:
-            summary = asyncio.run(run_replay(args.file, speed=args.speed, config=cfg, device=args.device_id,
-                                             state_dir=Path(args.state_dir) if args.state_dir else None,
-                                             on_progress=on_progress))  # fmt: skip
+            summary = asyncio.run(
+                run_replay(
+                    args.file,
+                    speed=args.speed,
+                    config=cfg,
+                    device=args.device_id,
+                    state_dir=Path(args.state_dir) if args.state_dir else None,
+                    on_progress=on_progress,
+                )
+            )
     except (ReplayError, CaptureError) as exc:
         print(f"neurospasm replay: {exc}", file=sys.stderr)
         return 2

@@ -136,7 +136,7 @@ def test_csv_layout_with_start_time(tmp_path: Path) -> None:
     ("content", "name", "message"),
     [
         ("hello", "x.dat", "unknown format"),
-        ("t,EMG\n0,1\n", "bad.csv", "first column must be 'time_s'"),
+        ("t,EMG\n0,1\n", "bad.csv", "the first column must be time_s"),
         ("time_s,EMG a [furlong]\n0,1\n0.001,2\n", "units.csv", "EMG unit 'furlong'"),
     ],
 )
