@@ -270,6 +270,14 @@ class Gateway:
                     self._mqtt_factory(dev, topics[dev.id]),
                     backoff=Backoff(max_s=cfg.gateway.retry_max_s),
                 )
+        orphans = {
+            sink: n
+            for sink, n in ((k, sum(v.values())) for k, v in self.spool.stats().pending_records.items())
+            if n and sink not in self.deliveries
+        }
+        for sink, n in orphans.items():
+            # Kept, not deleted: re-enabling the sink delivers them. Said loudly, since they use quota.
+            log.warning("spool holds %d undelivered record(s) for sink %r, which is not configured now", n, sink)
         self.router = Router(
             self.spool,
             patient=cfg.gateway.patient,
