@@ -277,7 +277,9 @@ class Gateway:
         }
         for sink, n in orphans.items():
             # Kept, not deleted: re-enabling the sink delivers them. Said loudly, since they use quota.
-            log.warning("spool holds %d undelivered record(s) for sink %r, which is not configured now", n, sink)
+            log.warning(
+                "spool holds %d undelivered record(s) for sink %r, which is not configured now", n, sink
+            )
         self.router = Router(
             self.spool,
             patient=cfg.gateway.patient,
