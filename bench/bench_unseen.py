@@ -23,10 +23,10 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_detector import pooled, run_recording  # noqa: E402
-from unseen_sim import UnseenSpec, generate  # noqa: E402
+from bench_detector import pooled, run_recording
+from unseen_sim import UnseenSpec, generate
 
-from detectors.scoring import Interval, ScoreReport, format_table, score  # noqa: E402
+from detectors.scoring import Interval, ScoreReport, format_table, score
 
 ALL = {"twitch": 1.0, "phasic": 1.0, "tonic": 0.4, "clonus": 1.0, "tremor": 0.6}
 

@@ -355,14 +355,14 @@ def generate(spec: UnseenSpec) -> UnseenRecording:
                 f = rng.uniform(0.05, 0.5)
                 emg[:, c] += spec.wander_uv / 3 * np.sin(2 * np.pi * f * tt + rng.uniform(0, 6.3))
     for _ in range(rng.poisson(spec.motion_per_min * spec.duration_s / 60.0)):
-        d = rng.uniform(0.3, 3.0)
-        i0 = int(rng.uniform(0, spec.duration_s - d) * fs)
-        k = int(d * fs)
+        dm = rng.uniform(0.3, 3.0)
+        i0 = int(rng.uniform(0, spec.duration_s - dm) * fs)
+        k = int(dm * fs)
         c = int(rng.integers(0, nch))
         a = rng.uniform(50.0, 2000.0)
         emg[i0 : i0 + k, c] += a * smooth_walk(rng, k, fs, rng.uniform(3.0, 15.0))
         ia = int(i0 / fs * fa)
-        move[ia : ia + int(d * fa), :] += rng.normal(0, 0.05, 3) * np.hanning(int(d * fa))[:, None]
+        move[ia : ia + int(dm * fa), :] += rng.normal(0, 0.05, 3) * np.hanning(int(dm * fa))[:, None]
         labels.append(
             {"type": "motion", "channel": f"EMG {c + 1}", "onset_s": i0 / fs, "offset_s": (i0 + k) / fs}
         )
@@ -466,5 +466,5 @@ def _add_tremor(
     kk = min(e.size, clean.shape[0] - i0)
     clean[i0 : i0 + kk, c] += e[:kk]
     half = np.flatnonzero(envelope(ta) >= 0.5)
-    labels.append({"type": "tremor", "channel": "ACC", "onset_s": t0 + half[0] / fa, "offset_s": t0 + half[-1] / fa,
-                   "frequency_hz": float(f0)})  # fmt: skip
+    labels.append({"type": "tremor", "channel": "ACC", "onset_s": t0 + half[0] / fa,
+                   "offset_s": t0 + half[-1] / fa, "frequency_hz": float(f0)})  # fmt: skip
