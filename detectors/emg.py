@@ -9,6 +9,7 @@ envelope rows of channels that are inside an episode (rare, and at the 200 Hz en
 
 from __future__ import annotations
 
+import cmath
 import math
 from dataclasses import dataclass, field
 
@@ -202,6 +203,9 @@ class EmgBank:
         self.rail_hi = np.full(c, np.nan)
         self.rail_lo = np.full(c, np.nan)
         self.rail_seen = np.full(c, -(10**15), dtype=np.int64)
+        #: the last block's 50/60 Hz line per channel (floating-input test) and where that block ended
+        self.hum_line: list[tuple[float, complex] | None] = [None] * c
+        self.hum_end = [-1] * c
         self.rail_memory = round(1.0 * rate_hz)
         self.rail_count = max(3, math.ceil(cfg.rail_fraction * self.block))
         self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
@@ -381,8 +385,25 @@ class EmgBank:
                 self.rail_hi[ch], self.rail_lo[ch], self.rail_seen[ch] = hi, lo, s0
             if railed:
                 state[ch] = 2
-            elif _mains_dominated(col, self.rate, cfg.lead_off_mains_uv):
-                state[ch] = 1  # a floating input picks up mains and little else
+            else:
+                line = _mains_line(col, self.rate, cfg.lead_off_mains_uv, s0)
+                if line is not None:
+                    # A floating input picks up mains and little else. Over one 50 ms block a
+                    # sinusoid fit cannot tell hum from a strong motor-unit burst whose power sits
+                    # near 50-60 Hz (it happens in ~1 of 500 strong blocks): hum also keeps its
+                    # amplitude and phase from one block to the next, EMG does not. So a block is
+                    # lead-off when its line continues the previous block's within half its size.
+                    f0, z = line
+                    prev = self.hum_line[ch]
+                    if (
+                        prev is not None
+                        and self.hum_end[ch] == s0
+                        and prev[0] == f0
+                        and abs(z - prev[1]) <= 0.5 * abs(prev[1])
+                    ):
+                        state[ch] = 1
+                    self.hum_line[ch] = line
+                    self.hum_end[ch] = s0 + n
         return state
 
     def _update_baseline(self) -> None:
@@ -648,24 +669,31 @@ class EmgBank:
         self.q_dirty = dirty
 
 
-def _mains_dominated(col: FloatArray, rate: float, min_uv: float) -> bool:
-    """True when most of a block's variance is one 50 or 60 Hz sinusoid of at least ``min_uv`` RMS."""
+def _mains_line(col: FloatArray, rate: float, min_uv: float, s0: int) -> tuple[float, complex] | None:
+    """The 50 or 60 Hz sinusoid holding most of a block's variance (>= 60 %, >= ``min_uv`` RMS).
+
+    Returns (frequency, complex amplitude referred to sample counter 0, so that blocks can be
+    compared) or None.
+    """
     n = col.shape[0]
     if n < 8:
-        return False
+        return None
     t = np.arange(n) / rate
     xc = col - col.mean()
     total = float(xc @ xc)
     if total <= 0:
-        return False
+        return None
     for f0 in (50.0, 60.0):
         basis = np.stack([np.sin(2 * np.pi * f0 * t), np.cos(2 * np.pi * f0 * t), np.ones(n), t], axis=1)
         coef, *_ = np.linalg.lstsq(basis, col, rcond=None)
         fit = basis[:, :2] @ coef[:2]
         p = float(fit @ fit)
         if p >= 0.6 * total and math.sqrt(p / n) >= min_uv:
-            return True
-    return False
+            # a sin + b cos = Re[(b - i a) e^{i w t}]; refer the phase to counter 0
+            turn = (f0 * s0 / rate) % 1.0
+            z = complex(float(coef[1]), -float(coef[0])) * cmath.exp(-2j * math.pi * turn)
+            return f0, z
+    return None
 
 
 def _confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> float:
@@ -699,13 +727,18 @@ def clonus_rhythm(
     below_lo = env < lo
     starts: list[int] = []
     armed = True
+    # A new burst cannot start within half the shortest clonus period of the previous one: a brief
+    # dip inside a burst is the discharge granularity of the few motor units active at its edges
+    # (each fires only once or twice in a 50 ms burst), not a silence between reflex cycles.
+    refractory = 0.5 * rate / cfg.clonus_max_hz
     # loop over threshold crossings only
     idx = np.flatnonzero(above_hi | below_lo)
     for i in idx.tolist():
         if below_lo[i]:
             armed = True
         elif armed:
-            starts.append(i)
+            if not starts or i - starts[-1] >= refractory:
+                starts.append(i)
             armed = False
     if len(starts) < cfg.clonus_min_cycles:
         return None, 0.0
