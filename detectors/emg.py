@@ -526,7 +526,11 @@ class EmgBank:
                 ep.quiet = 0
                 ep.blip = 0
             if ep.state == CAND and ep.above >= self.confirm_rows and rs - ep.cross_sample >= self.judge_n:
-                self._confirm(ch, ep, rows[first_row : r + 1], env[:, r], out)
+                # cross-talk is judged on the mean power of the last rows, not on one row: the
+                # ratio of a copy to its source is steady, one row of a MU train is not
+                a = max(0, r + 1 - self.judge_rows)
+                hp = np.maximum(pe[:c, a : r + 1] - pe[c:, a : r + 1], 0.0)
+                self._confirm(ch, ep, rows[first_row : r + 1], np.sqrt(hp.mean(axis=1)), out)
             if ep.quiet >= self.quiet_rows or rs - ep.onset >= self.max_samples:
                 ep.rows.append(rows[first_row : r + 1])
                 end = ep.quiet_start if ep.quiet >= self.quiet_rows else rs
