@@ -476,8 +476,10 @@ class EmgBank:
                     self.n_busy += 1
                     first_row = r
                 continue
-            if ep.state == ARTEFACT and v >= on and ep.quiet > 0:
-                # a fresh burst after an artefact: judge it on its own
+            if ep.state == ARTEFACT and v >= on and ep.quiet > 0 and v >= off_ep:
+                # a fresh burst after an artefact: judge it on its own. It must also clear the
+                # artefact's own "back near rest" level (a share of its peak): a step excites the
+                # mains notches, whose ~60 Hz ring (tau = Q / (pi f), ~0.16 s) looks like EMG
                 self.eps[ch] = None
                 self.n_busy -= 1
                 ep = _Episode(
