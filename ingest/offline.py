@@ -185,7 +185,9 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("recording", help="EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (layouts: docs/recordings.md)")
+    p.add_argument(
+        "recording", help="EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (layouts: docs/recordings.md)"
+    )
     p.add_argument("--annotate", metavar="OUT.edf", help="write an EDF+ copy with the events as annotations")
     p.add_argument("--device", default="offline", help="device id for the event payloads (a pseudonym)")
     p.add_argument("--detector-config", metavar="JSON", help="detector settings, e.g. '{\"mains_hz\": 60}'")
