@@ -29,6 +29,7 @@ from scipy import signal
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from detectors import DetectorConfig, SpasmDetector, SpasmEvent
+from detectors.detector import feed_interleaved
 from detectors.scoring import ScoreReport, format_table, score
 
 
@@ -197,17 +198,7 @@ def run_recording(rec: Any, cfg: DetectorConfig | None = None, chunk_s: float = 
     )  # fmt: skip
     emg = np.asarray(rec.emg_uv, dtype=np.float64)
     acc = np.asarray(rec.acc_g, dtype=np.float64)
-    es, as_ = max(1, int(chunk_s * rec.emg_rate_hz)), max(1, int(chunk_s * rec.acc_rate_hz))
-    out: list[Any] = []
-    i = j = 0
-    while i < emg.shape[0] or j < acc.shape[0]:
-        if i < emg.shape[0]:
-            out += det.feed_emg(i, emg[i : i + es])
-            i += es
-        if j < acc.shape[0]:
-            out += det.feed_acc(j, acc[j : j + as_])
-            j += as_
-    out += det.finish()
+    out = feed_interleaved(det, emg, acc, rec.emg_rate_hz, rec.acc_rate_hz, chunk_s)
     return [o for o in out if isinstance(o, SpasmEvent)]
 
 

@@ -325,8 +325,16 @@ class SpasmDetector:
                 spans = [] if bank is None else bank.active_spans
                 p.suppressed = any(a < p.confirm_t and b > t0 for a, b in spans)
                 if not p.suppressed:
-                    out.append(Onset(key=self._tremor_key(p.onset), channel=ACC_CHANNEL, domain="acc",
-                                     onset_sample=p.onset, amplitude_uv=0.0, baseline_uv=0.0))  # fmt: skip
+                    out.append(
+                        Onset(
+                            key=self._tremor_key(p.onset),
+                            channel=ACC_CHANNEL,
+                            domain="acc",
+                            onset_sample=p.onset,
+                            amplitude_uv=0.0,
+                            baseline_uv=0.0,
+                        )
+                    )
             if p.decided and p.result is not None:
                 if not p.suppressed:
                     out.append(self._tremor_event(p.result))
@@ -342,9 +350,45 @@ class SpasmDetector:
     def _tremor_event(self, r: TremorResult) -> SpasmEvent:
         assert self.acc_rate_hz is not None
         return SpasmEvent(
-            key=self._tremor_key(r.onset), type="tremor", channel=ACC_CHANNEL, domain="acc",
-            onset_sample=r.onset, offset_sample=r.offset, rate_hz=self.acc_rate_hz,
-            peak_uv=0.0, mean_uv=0.0, baseline_uv=0.0, relative_amplitude=0.0,
-            frequency_hz=r.frequency_hz, confidence=r.confidence, detector_version=self.version,
+            key=self._tremor_key(r.onset),
+            type="tremor",
+            channel=ACC_CHANNEL,
+            domain="acc",
+            onset_sample=r.onset,
+            offset_sample=r.offset,
+            rate_hz=self.acc_rate_hz,
+            peak_uv=0.0,
+            mean_uv=0.0,
+            baseline_uv=0.0,
+            relative_amplitude=0.0,
+            frequency_hz=r.frequency_hz,
+            confidence=r.confidence,
+            detector_version=self.version,
             config_hash=self.config_hash,
-        )  # fmt: skip
+        )
+
+
+def feed_interleaved(
+    det: SpasmDetector,
+    emg: np.ndarray,
+    acc: np.ndarray | None,
+    emg_rate_hz: float,
+    acc_rate_hz: float | None,
+    chunk_s: float = 0.05,
+) -> list[DetectorOutput]:
+    """Stream whole arrays through ``det`` in ``chunk_s`` chunks, EMG and accelerometer interleaved
+    as a device would deliver them, then ``finish``. For benchmarks, tests and offline scoring."""
+    es = max(1, int(chunk_s * emg_rate_hz))
+    as_ = max(1, int(chunk_s * acc_rate_hz)) if acc is not None and acc_rate_hz else 0
+    n_acc = acc.shape[0] if acc is not None and as_ else 0
+    out: list[DetectorOutput] = []
+    i = j = 0
+    while i < emg.shape[0] or j < n_acc:
+        if i < emg.shape[0]:
+            out += det.feed_emg(i, emg[i : i + es])
+            i += es
+        if j < n_acc:
+            assert acc is not None
+            out += det.feed_acc(j, acc[j : j + as_])
+            j += as_
+    return out + det.finish()

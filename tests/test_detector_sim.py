@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from detectors import DetectorConfig, DetectorOutput, Onset, SpasmDetector, SpasmEvent
+from detectors.detector import feed_interleaved
 from detectors.scoring import score
 from firmware_sim import scenario, signals
 
@@ -25,17 +26,7 @@ def stream(rec: Any, chunk_s: float = 0.05) -> list[DetectorOutput]:
     )
     emg = np.asarray(rec.emg_uv, dtype=np.float64)
     acc = np.asarray(rec.acc_g, dtype=np.float64)
-    es, as_ = max(1, int(chunk_s * rec.emg_rate_hz)), max(1, int(chunk_s * rec.acc_rate_hz))
-    out: list[DetectorOutput] = []
-    i = j = 0
-    while i < emg.shape[0] or j < acc.shape[0]:
-        if i < emg.shape[0]:
-            out += det.feed_emg(i, emg[i : i + es])
-            i += es
-        if j < acc.shape[0]:
-            out += det.feed_acc(j, acc[j : j + as_])
-            j += as_
-    return out + det.finish()
+    return feed_interleaved(det, emg, acc, rec.emg_rate_hz, rec.acc_rate_hz, chunk_s)
 
 
 NOISY = {
