@@ -37,12 +37,12 @@ from firmware_sim.device import SignalSource, SimDevice  # noqa: E402
 from firmware_sim.pty_server import PtyServer  # noqa: E402
 from firmware_sim.scenario import parse_scenario  # noqa: E402
 from firmware_sim.signals import synthesize  # noqa: E402
-from ingest import lineproto  # noqa: E402
 from ingest.config import InfluxSection, parse_config  # noqa: E402
-from ingest.delivery import Delivery  # noqa: E402
-from ingest.runner import Gateway  # noqa: E402
-from ingest.sinks.influx import InfluxV1Sink  # noqa: E402
-from ingest.spool import Priority, Spool  # noqa: E402
+from ingest.outputs import lineproto  # noqa: E402
+from ingest.outputs.delivery import Delivery  # noqa: E402
+from ingest.outputs.sinks.influx import InfluxV1Sink  # noqa: E402
+from ingest.outputs.spool import Priority, Spool  # noqa: E402
+from ingest.stream.runner import Gateway  # noqa: E402
 
 
 def bodies(total_lines: int, per_body: int = 5000) -> list[bytes]:

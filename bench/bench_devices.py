@@ -62,7 +62,7 @@ def decode_baseline(scenario_path: Path, seconds: float = 10.0) -> tuple[float, 
     from firmware_sim.device import SignalSource, SimDevice
     from firmware_sim.scenario import load_scenario
     from firmware_sim.signals import synthesize
-    from ingest.protocol import StreamDecoder
+    from ingest.wire.protocol import StreamDecoder
 
     rec = synthesize(load_scenario(scenario_path))
     dev = SimDevice(SignalSource.from_recording(rec, loop=True), autostart=True)
@@ -122,7 +122,7 @@ def run(n: int, seconds: float, tmp: Path, broker: Mosquitto, scenario: Path) ->
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nlive = false\n\n[local]\nenabled = true\n'
         )
         gw = subprocess.Popen(
-            [sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)],
+            [sys.executable, "-m", "ingest", "run", "--config", str(cfg)],
             stdout=subprocess.DEVNULL,
             stderr=open(tmp / f"gw-{n}.log", "wb"),
         )

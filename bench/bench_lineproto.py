@@ -1,4 +1,4 @@
-"""Line-protocol encoding rate: ``ingest.lineproto.encode_columns`` vs influxdb-client's Point API.
+"""Line-protocol encoding rate: ``ingest.outputs.lineproto.encode_columns`` vs influxdb-client's Point API.
 
 Not a test (tests never assert speed). Run from the repository root::
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from influxdb_client import Point
 
-from ingest.lineproto import encode_columns
+from ingest.outputs.lineproto import encode_columns
 
 MEASUREMENT = "emg_envelope"
 TAGS = {"device": "dev-0001", "channel": "ch1"}

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest.spool import Priority, Spool
+from ingest.outputs.spool import Priority, Spool
 
 
 def main() -> None:

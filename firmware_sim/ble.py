@@ -18,7 +18,7 @@ callback) runs in tests on a machine without Bluetooth, BlueZ or D-Bus::
 Each peripheral owns a ``SimDevice`` paced in real time by an asyncio task, exactly as the pty
 server paces one: the device keeps running its clock whatever the link does, so frames produced
 while nobody is subscribed are lost, as they are over a real radio link. Every notification
-carries one encoded frame (delimiter included), as the firmware sends them (``ingest.protocol``).
+carries one encoded frame (delimiter included), as the firmware sends them (``ingest.wire.protocol``).
 What was lost to each outage is recorded (``VirtualPeripheral.outages``) so tests can check the
 gateway's gap records against the truth.
 
@@ -52,7 +52,7 @@ from bleak.exc import (
 )
 
 from firmware_sim.device import SimDevice
-from ingest.protocol import BLE_CMD_CHAR_UUID, BLE_DATA_CHAR_UUID, BLE_SERVICE_UUID
+from ingest.wire.protocol import BLE_CMD_CHAR_UUID, BLE_DATA_CHAR_UUID, BLE_SERVICE_UUID
 
 __all__ = [
     "LinkOutage",

@@ -6,7 +6,7 @@ the scenario's faults disconnect or reboot the device, the printed path is a sta
 (``/tmp/neurospasm-sim-XXXX/ttySIM0``) that follows the device across its ptys, like
 ``/dev/serial/by-id``: point the gateway at it.
 
-The parser lives in ``ingest/cli.py``; :func:`add_sim_arguments` adds the options this module
+The parser lives in ``ingest/commands/cli.py``; :func:`add_sim_arguments` adds the options this module
 understands, and ``python -m firmware_sim.cli`` runs it stand-alone.
 """
 
@@ -41,7 +41,7 @@ def resolve_scenario(name_or_path: str) -> Scenario:
 
 
 def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
-    """The options of ``neurospasm sim`` (shared by ingest/cli.py and ``python -m firmware_sim.cli``)."""
+    """The options of ``neurospasm sim`` (shared with ``python -m firmware_sim.cli``)."""
     sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
     sim.add_argument(
         "--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)"

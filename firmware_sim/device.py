@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.protocol import (
+from ingest.wire.protocol import (
     AccFrame,
     CmdFrame,
     Command,

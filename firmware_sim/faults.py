@@ -19,7 +19,7 @@ INFO and STATUS frames at slightly different moments each time; keyed decisions 
 same EMG and ACC frames, so a live run and its offline twin agree. Random burst times come from
 ``Scenario.fault_rng()``.
 
-Only ``firmware_sim`` and ``ingest.protocol`` are imported: the simulator never sees the
+Only ``firmware_sim`` and ``ingest.wire.protocol`` are imported: the simulator never sees the
 gateway's pipeline, the gap model here is written from the documented contract.
 """
 
@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from firmware_sim.scenario import FaultSpec, Scenario
-from ingest.protocol import AccFrame, Command, EmgFrame, Frame, FrameType, InfoFrame, StatusFrame
+from ingest.wire.protocol import AccFrame, Command, EmgFrame, Frame, FrameType, InfoFrame, StatusFrame
 
 __all__ = [
     "FaultInjector",
@@ -410,7 +410,7 @@ def simulate(
     the device time on the host's clock (``drift_ppm``) plus FIFO-ordered jitter (half-normal,
     ``jitter_ms`` standard deviation), as a serial link would deliver. Deterministic.
     """
-    from ingest.protocol import CmdFrame, encode_frame
+    from ingest.wire.protocol import CmdFrame, encode_frame
 
     if injector is not None:
         device.frame_filter = injector

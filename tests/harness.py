@@ -71,7 +71,7 @@ def start_sim(tmp: Path, scenario: str = SCENARIO, extra: list[str] | None = Non
         [
             sys.executable,
             "-m",
-            "ingest.cli",
+            "ingest",
             "sim",
             "--serial",
             "--scenario",
@@ -129,7 +129,7 @@ def write_config(
 
 def gateway(tmp: Path, cfg: Path, name: str = "gw") -> Proc:
     """``neurospasm run --config cfg`` as its own process (as a service would run it)."""
-    return Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp / f"{name}.log")
+    return Proc([sys.executable, "-m", "ingest", "run", "--config", str(cfg)], tmp / f"{name}.log")
 
 
 async def collect(

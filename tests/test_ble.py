@@ -21,7 +21,12 @@ from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import Recording, synthesize
 from ingest.config import parse_config
-from ingest.protocol import (
+from ingest.sources import ble as ble_transport_module
+from ingest.sources.base import TransportClosed, TransportError
+from ingest.sources.ble import BleTransport
+from ingest.stream.runner import Gateway
+from ingest.stream.session import Output
+from ingest.wire.protocol import (
     BLE_CMD_CHAR_UUID,
     BLE_DATA_CHAR_UUID,
     BLE_SERVICE_UUID,
@@ -35,11 +40,6 @@ from ingest.protocol import (
     encode_frame,
     max_emg_samples_per_frame,
 )
-from ingest.runner import Gateway
-from ingest.session import Output
-from ingest.transports import ble as ble_transport_module
-from ingest.transports.base import TransportClosed, TransportError
-from ingest.transports.ble import BleTransport
 
 ADDR = "C0:FF:EE:00:00:01"
 DECOY = "C0:FF:EE:00:00:99"

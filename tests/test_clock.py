@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ingest.clock import ClockModel
+from ingest.stream.clock import ClockModel
 
 RATE = 2000.0
 BLOCK = 14  # EMG samples per frame at 8 channels

@@ -11,8 +11,8 @@ from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector, simulate
 from firmware_sim.scenario import parse_scenario
 from firmware_sim.signals import synthesize
-from ingest.protocol import StreamDecoder
-from ingest.session import DeviceSession, Output
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import StreamDecoder
 
 T0 = 1.8e9
 DRIFT_PPM = 200.0

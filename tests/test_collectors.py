@@ -19,8 +19,8 @@ from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import Scenario, parse_scenario
 from firmware_sim.signals import Recording, synthesize
-from ingest.runner import Gateway
-from ingest.session import Output
+from ingest.stream.runner import Gateway
+from ingest.stream.session import Output
 
 CHANNELS = ["EMG L quad", "EMG R quad"]
 #: Spasms every ~2.5 s; the link troubles fall between them or across some of them.
@@ -126,8 +126,8 @@ async def test_ble_three_disconnects_and_a_reboot(tmp_path: Path) -> None:
     frame: the link drops between notifications), and no spasm is lost or reported twice."""
     from firmware_sim.ble import SimBleakClient, SimBleakScanner, VirtualBle, VirtualPeripheral
     from ingest.config import parse_config
-    from ingest.protocol import max_emg_samples_per_frame
-    from ingest.transports.ble import BleTransport
+    from ingest.sources.ble import BleTransport
+    from ingest.wire.protocol import max_emg_samples_per_frame
 
     speed = 2.0
     sc = scenario().model_copy(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from ingest.cli import main
+from ingest.commands.cli import main
 from ingest.config import ConfigError, GatewayConfig, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "gateway.example.toml"

@@ -47,7 +47,7 @@ def test_sim_to_mqtt_and_influx_v1(tmp_path: Path, mosquitto: Mosquitto, influxd
             nonlocal gw
             task = asyncio.create_task(collect(mosquitto.port, 40.0, until=3))
             await asyncio.sleep(0.5)  # subscriber is in before the gateway starts
-            gw = Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log")
+            gw = Proc([sys.executable, "-m", "ingest", "run", "--config", str(cfg)], tmp_path / "gw.log")
             msgs = await task
             await asyncio.sleep(1.5)  # the recording's tail: envelope and status reach the store
             return msgs
@@ -114,7 +114,7 @@ def test_influx_v2_write_path_against_victoriametrics(
             "flush_interval_s": 0.5,
         },
     )
-    gw = Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log")
+    gw = Proc([sys.executable, "-m", "ingest", "run", "--config", str(cfg)], tmp_path / "gw.log")
     try:
         msgs = asyncio.run(collect(mosquitto.port, 30.0, until=3))
         assert sum(t.endswith("/events") for t, _, _ in msgs) == 3, gw.tail()

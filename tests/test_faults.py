@@ -18,9 +18,9 @@ from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import Scenario, builtin_scenario, parse_scenario
 from firmware_sim.signals import synthesize
 from ingest.config import parse_config
-from ingest.protocol import StreamDecoder
-from ingest.runner import Gateway
-from ingest.session import DeviceSession, Output
+from ingest.stream.runner import Gateway
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import StreamDecoder
 
 
 def offline(scenario: Scenario, seed_offset: int = 0) -> tuple[list[tuple[float, bytes]], FaultInjector]:

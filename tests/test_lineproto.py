@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point
 
-from ingest.lineproto import encode_columns, encode_point
+from ingest.outputs.lineproto import encode_columns, encode_point
 
 T0 = 1_700_000_000_000_000_000
 

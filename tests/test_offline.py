@@ -16,15 +16,15 @@ from harness import shared_data
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
-from ingest.offline import annotate_edf
-from ingest.readers import RecordingError, SignalFile, read_recording
+from ingest.commands.offline import annotate_edf
+from ingest.files.readers import RecordingError, SignalFile, read_recording
 
 BIOSPPY = shared_data("biosppy")
 START = datetime(2026, 11, 24, 22, 15, 0, tzinfo=UTC)
 
 
 def detect(*args: str) -> tuple[int, list[dict[str, object]], str]:
-    p = subprocess.run([sys.executable, "-m", "ingest.cli", "detect", *args], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "ingest", "detect", *args], capture_output=True, text=True)
     events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
     return p.returncode, events, p.stderr
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.protocol import (
+from ingest.wire.protocol import (
     MAX_WIRE_BYTES,
     AccFrame,
     CmdFrame,

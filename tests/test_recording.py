@@ -12,8 +12,8 @@ import pytest
 from firmware_sim.device import SignalSource
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
-from ingest.cli import main as cli_main
-from ingest.recording import (
+from ingest.commands.cli import main as cli_main
+from ingest.files.recording import (
     DATA,
     DOWN,
     UP,

@@ -18,14 +18,14 @@ from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import builtin_scenario, parse_scenario
 from firmware_sim.signals import synthesize
-from ingest.cli import main as cli_main
+from ingest.commands.cli import main as cli_main
+from ingest.commands.replay import ReplayError, ReplayTransport, load_records, parse_speed, run_replay
 from ingest.config import parse_config
-from ingest.recording import DATA, DOWN, CaptureRecord, CaptureWriter, capturing_factory, export_edf
-from ingest.recording import decode_source as decode
-from ingest.replay import ReplayError, ReplayTransport, load_records, parse_speed, run_replay
-from ingest.runner import Gateway, default_transport
-from ingest.session import Output
-from ingest.transports.base import TransportClosed
+from ingest.files.recording import DATA, DOWN, CaptureRecord, CaptureWriter, capturing_factory, export_edf
+from ingest.files.recording import decode_source as decode
+from ingest.sources.base import TransportClosed
+from ingest.stream.runner import Gateway, default_transport
+from ingest.stream.session import Output
 
 
 def recs(*items: tuple[float, int, bytes]) -> list[CaptureRecord]:
@@ -209,8 +209,8 @@ def strip(e: dict[str, Any]) -> dict[str, Any]:
 
 def test_frame_signals_round_trip_exactly() -> None:
     """EDF/CSV replays frame the samples with the protocol; the session gets them back unchanged."""
-    from ingest.protocol import EmgFrame, StreamDecoder
-    from ingest.replay import frame_signals
+    from ingest.commands.replay import frame_signals
+    from ingest.wire.protocol import EmgFrame, StreamDecoder
 
     rng = np.random.default_rng(1)
     emg = rng.normal(0, 50, size=(3000, 2))

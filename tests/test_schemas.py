@@ -13,8 +13,8 @@ import pytest
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
-from ingest.protocol import StreamDecoder
-from ingest.session import DeviceSession, Output
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import StreamDecoder
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 KINDS = ("event", "onset", "gap", "status", "live")

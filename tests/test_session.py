@@ -15,8 +15,8 @@ import pytest
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
-from ingest.protocol import AccFrame, EmgFrame, Frame, StreamDecoder
-from ingest.session import REORDER_WINDOW, DeviceSession, Output, _unwrap
+from ingest.stream.session import REORDER_WINDOW, DeviceSession, Output, _unwrap
+from ingest.wire.protocol import AccFrame, Command, EmgFrame, Frame, StreamDecoder
 
 T0 = 1_795_600_000.0
 
@@ -132,7 +132,7 @@ def test_reboot_is_a_gap_and_the_clock_restarts() -> None:
     def reboot(t: float, dev: SimDevice, session: DeviceSession) -> None:
         if abs(t - 3.0) < 0.005:
             dev.reboot(t)
-            dev.handle_command(__import__("ingest.protocol").protocol.Command.START)
+            dev.handle_command(Command.START)
 
     outs, session, _ = run(between=reboot, seconds=6.0)
     g = gaps(outs)

@@ -13,13 +13,13 @@ from harness import Observer
 from servers import InfluxDB1, Mosquitto
 
 from ingest.config import InfluxSection, MqttSection, TlsSection
-from ingest.delivery import Delivery
-from ingest.router import Router
-from ingest.session import Output, SeriesBlock
-from ingest.sinks.base import SinkRejected, SinkUnavailable
-from ingest.sinks.influx import InfluxV1Sink
-from ingest.sinks.mqtt import MqttSink, encode_message
-from ingest.spool import Priority, Spool
+from ingest.outputs.delivery import Delivery
+from ingest.outputs.router import Router
+from ingest.outputs.sinks.base import SinkRejected, SinkUnavailable
+from ingest.outputs.sinks.influx import InfluxV1Sink
+from ingest.outputs.sinks.mqtt import MqttSink, encode_message
+from ingest.outputs.spool import Priority, Spool
+from ingest.stream.session import Output, SeriesBlock
 
 
 def lines(n: int, start: int = 0, measurement: str = "emg_envelope") -> list[bytes]:
@@ -176,7 +176,7 @@ def test_quota_evicts_bulk_before_clinical_and_reports_it(tmp_path: Path) -> Non
 def test_backoff_grows_with_jitter_caps_and_honours_retry_after() -> None:
     import random
 
-    from ingest.delivery import Backoff
+    from ingest.outputs.delivery import Backoff
 
     b = Backoff(initial_s=0.5, max_s=10.0, rng=random.Random(1))
     delays = [b.next() for _ in range(8)]
@@ -191,7 +191,7 @@ async def test_eviction_is_reported_in_the_device_status(tmp_path: Path, free_po
     """InfluxDB unreachable, a small quota: bulk series are evicted, events kept, and the device's
     retained status says how much was evicted."""
     from ingest.config import parse_config
-    from ingest.runner import Gateway
+    from ingest.stream.runner import Gateway
 
     cfg = parse_config(
         {

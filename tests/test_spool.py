@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-import ingest.spool as spool_mod
-from ingest.spool import (
+import ingest.outputs.spool as spool_mod
+from ingest.outputs.spool import (
     MAGIC,
     RECORD_OVERHEAD,
     Priority,
@@ -333,7 +333,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from ingest.spool import Priority, Spool
+    from ingest.outputs.spool import Priority, Spool
 
     d, policy = Path(sys.argv[1]), sys.argv[2]
     with Spool(d, quota_bytes=1 << 30, segment_bytes=4096, fsync=policy) as sp:

@@ -31,12 +31,12 @@ from detectors import DetectorConfig
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
+from ingest.commands.worker import Worker, WorkerConfig, load_worker_config
 from ingest.config import ConfigError, parse_config
-from ingest.frames import FrameBatcher, FrameFeeder, FramesError, encode_records, iter_records
-from ingest.protocol import StreamDecoder
-from ingest.recording import DATA, DOWN, UP
-from ingest.session import DeviceSession, Output
-from ingest.worker import Worker, WorkerConfig, load_worker_config
+from ingest.files.recording import DATA, DOWN, UP
+from ingest.stream.frames import FrameBatcher, FrameFeeder, FramesError, encode_records, iter_records
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import StreamDecoder
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DEVICES = 3
@@ -161,7 +161,7 @@ def _worker(tmp: Path, wid: str, port: int) -> Proc:
     cfg.write_text(
         _toml([("worker", worker), ("mqtt", {"host": "127.0.0.1", "port": port, "protocol": "5"})])
     )
-    return Proc([sys.executable, "-m", "ingest.cli", "worker", "--config", str(cfg)], tmp / f"{wid}.log")
+    return Proc([sys.executable, "-m", "ingest", "worker", "--config", str(cfg)], tmp / f"{wid}.log")
 
 
 Message = tuple[float, str, bytes]  # (monotonic arrival, topic, payload)
@@ -243,9 +243,7 @@ def test_two_workers_share_devices_and_take_over_from_a_killed_one(
         async def scenario() -> tuple[Recorder, str, str, float, float, dict[str, set[str]]]:
             async with Recorder(mosquitto.port) as rec:
                 cfg = _gateway_config(tmp_path, paths, mosquitto.port)
-                gw = Proc(
-                    [sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log"
-                )
+                gw = Proc([sys.executable, "-m", "ingest", "run", "--config", str(cfg)], tmp_path / "gw.log")
                 procs.append(gw)
                 deadline = time.monotonic() + 20
                 while not all(rec.holders(d) for d in devices):

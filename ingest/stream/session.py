@@ -1,6 +1,6 @@
 """One device's stream, from decoded frames to clinical outputs. Synchronous and I/O-free.
 
-The async runner (``ingest.runner``) feeds it frames with their host arrival times; replay and
+The async runner (``ingest.stream.runner``) feeds it frames with their host arrival times; replay and
 offline tools feed it the same way. It owns what must be exact for a clinician to trust the
 data: counter unwrapping, duplicate and gap accounting, the clock model, scaling to physical
 units, the detector, and the display envelope. Everything it produces goes to ``emit`` as an
@@ -20,9 +20,9 @@ import numpy as np
 
 from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
 from detectors.display import EnvelopeDecimator
-from ingest import payloads
-from ingest.clock import ClockModel, DerivedClock
-from ingest.protocol import AccFrame, EmgFrame, Frame, InfoFrame, StatusFrame
+from ingest.outputs import payloads
+from ingest.stream.clock import ClockModel, DerivedClock
+from ingest.wire.protocol import AccFrame, EmgFrame, Frame, InfoFrame, StatusFrame
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.config import MqttSection, read_secret
-from ingest.sinks.base import SinkUnavailable
+from ingest.outputs.sinks.base import SinkUnavailable
 
 _HDR = struct.Struct("<BBH")
 

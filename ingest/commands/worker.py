@@ -1,7 +1,7 @@
 """``neurospasm worker``: run the detectors centrally on frames that gateways publish over MQTT.
 
 A clinic with many homes does not need a detector in every house: gateways with
-``[mqtt] publish_frames = true`` publish each device's link bytes (``ingest.frames``), and any
+``[mqtt] publish_frames = true`` publish each device's link bytes (``ingest.stream.frames``), and any
 number of workers share the devices between them. docs/scaling.md explains the design; in short:
 
 - A detector is stateful per device (adaptive baseline, open episodes), so consecutive batches of
@@ -47,12 +47,12 @@ from paho.mqtt.properties import Properties
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from detectors import DetectorConfig
-from ingest import payloads
 from ingest.config import ConfigError, Ident, MqttSection, _Model, format_validation_error
-from ingest.delivery import Backoff
-from ingest.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
-from ingest.session import DeviceSession, Output
-from ingest.sinks.mqtt import connection_kwargs
+from ingest.outputs import payloads
+from ingest.outputs.delivery import Backoff
+from ingest.outputs.sinks.mqtt import connection_kwargs
+from ingest.stream.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
+from ingest.stream.session import DeviceSession, Output
 
 log = logging.getLogger(__name__)
 

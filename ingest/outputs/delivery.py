@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ingest.sinks.base import SinkError, SinkRejected
-from ingest.spool import Spool, SpoolRecord
+from ingest.outputs.sinks.base import SinkError, SinkRejected
+from ingest.outputs.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from ingest.sinks.base import SinkUnavailable
+from ingest.outputs.sinks.base import SinkUnavailable
 
 
 @dataclass

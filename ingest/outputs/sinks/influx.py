@@ -1,7 +1,7 @@
 """InfluxDB sinks: the v2/v3 write API through influxdb-client, and the v1 ``/write`` API.
 
 Records are line-protocol chunks (newline-terminated lines) built in bulk by
-``ingest.lineproto``. A batch is several records joined into one request. The server's answer
+``ingest.outputs.lineproto``. A batch is several records joined into one request. The server's answer
 decides what happens next:
 
 - 2xx: delivered.
@@ -27,7 +27,7 @@ from influxdb_client.client.write_api import WritePrecision
 from influxdb_client.rest import ApiException
 
 from ingest.config import InfluxSection, read_secret
-from ingest.sinks.base import SinkRejected, SinkUnavailable
+from ingest.outputs.sinks.base import SinkRejected, SinkUnavailable
 
 
 class _HttpStatus(Exception):

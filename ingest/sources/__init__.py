@@ -4,6 +4,6 @@ Every transport has the same small contract (``base.Transport``), so the pipelin
 for serial, BLE and replayed captures, and tests fake exactly one seam: the device.
 """
 
-from ingest.transports.base import Chunk, Transport, TransportClosed, TransportError
+from ingest.sources.base import Chunk, Transport, TransportClosed, TransportError
 
 __all__ = ["Chunk", "Transport", "TransportClosed", "TransportError"]

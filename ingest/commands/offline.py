@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from detectors import DetectorConfig, SpasmDetector, SpasmEvent
-from ingest import payloads
-from ingest.readers import RecordingError, SignalFile, read_recording
+from ingest.files.readers import RecordingError, SignalFile, read_recording
+from ingest.outputs import payloads
 
 CHUNK_S = 1.0
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import serial
 from serial.tools import list_ports
 
-from ingest.transports.base import Transport, TransportClosed, TransportError
+from ingest.sources.base import Transport, TransportClosed, TransportError
 
 
 def find_port(vid: int, pid: int, serial_number: str | None = None) -> str:

@@ -24,19 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors import DetectorConfig
-from ingest import payloads
 from ingest.config import DeviceSection, GatewayConfig
-from ingest.delivery import Backoff, Delivery
-from ingest.frames import FrameBatcher, announce_payload
-from ingest.protocol import CmdFrame, Command, InfoFrame, StatusFrame, StreamDecoder, encode_frame
-from ingest.router import Router
-from ingest.session import DeviceSession, Output
-from ingest.sinks.influx import make_influx_sink
-from ingest.sinks.local import LocalLineSink
-from ingest.sinks.mqtt import MqttSink
-from ingest.spool import Spool
-from ingest.transports.base import Transport, TransportClosed, TransportError
-from ingest.transports.serial import SerialTransport
+from ingest.outputs import payloads
+from ingest.outputs.delivery import Backoff, Delivery
+from ingest.outputs.router import Router
+from ingest.outputs.sinks.influx import make_influx_sink
+from ingest.outputs.sinks.local import LocalLineSink
+from ingest.outputs.sinks.mqtt import MqttSink
+from ingest.outputs.spool import Spool
+from ingest.sources.base import Transport, TransportClosed, TransportError
+from ingest.sources.serial import SerialTransport
+from ingest.stream.frames import FrameBatcher, announce_payload
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import CmdFrame, Command, InfoFrame, StatusFrame, StreamDecoder, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def default_transport(dev: DeviceSection, queue_size: int = 4096) -> Transport:
             usb_vid=dev.usb_vid,
             usb_pid=dev.usb_pid,
         )
-    from ingest.transports.ble import BleTransport  # bleak is imported only when used
+    from ingest.sources.ble import BleTransport  # bleak is imported only when used
 
     return BleTransport(
         name=dev.id,

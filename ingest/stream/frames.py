@@ -3,7 +3,7 @@
 A gateway with ``[mqtt] publish_frames = true`` publishes what each device link delivered,
 exactly as it arrived, on ``{prefix}/{site}/{patient}/{device}/frames``. A payload is a batch of
 about 100 ms of capture records, the very encoding of a ``.nsc`` capture's record section
-(``ingest.recording``)::
+(``ingest.files.recording``)::
 
     repeated:  u64 t_host_ns | u8 kind | u32 length | length bytes     (little-endian)
                kind 0 DATA  one transport chunk as received, t_host_ns its host receive time
@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest import payloads
-from ingest.protocol import Frame, StreamDecoder
-from ingest.recording import _RECORD, DATA, DOWN, UP
-from ingest.session import DeviceSession
+from ingest.files.recording import _RECORD, DATA, DOWN, UP
+from ingest.outputs import payloads
+from ingest.stream.session import DeviceSession
+from ingest.wire.protocol import Frame, StreamDecoder
 
 __all__ = [
     "ANNOUNCE_SCHEMA",

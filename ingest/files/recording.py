@@ -46,9 +46,9 @@ from typing import IO, Any, Self
 import numpy as np
 
 from ingest.config import DeviceSection
-from ingest.protocol import AccFrame, CmdFrame, Command, EmgFrame, InfoFrame, StreamDecoder, encode_frame
-from ingest.session import DeviceSession, Output
-from ingest.transports.base import Chunk, Transport, TransportError
+from ingest.sources.base import Chunk, Transport, TransportError
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import AccFrame, CmdFrame, Command, EmgFrame, InfoFrame, StreamDecoder, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def capturing_factory(
 
 async def record_port(port: str, out: Path, *, duration_s: float | None, device: str, baudrate: int) -> int:
     """Capture a serial device (hardware or ``neurospasm sim``) until the duration or Ctrl-C."""
-    from ingest.transports.serial import SerialTransport
+    from ingest.sources.serial import SerialTransport
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

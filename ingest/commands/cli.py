@@ -26,7 +26,12 @@ from ingest.config import ConfigError, load_config
 log = logging.getLogger("neurospasm")
 
 #: Modules that add subcommands (detect, record, replay, ...), in the order --help lists them.
-COMMAND_MODULES = ("ingest.offline", "ingest.recording", "ingest.replay", "ingest.worker")
+COMMAND_MODULES = (
+    "ingest.commands.offline",
+    "ingest.files.recording",
+    "ingest.commands.replay",
+    "ingest.commands.worker",
+)
 
 
 def _setup_logging(verbose: int, quiet: bool = False) -> None:
@@ -48,7 +53,7 @@ async def _until_signal(main: asyncio.Event) -> None:
 
 
 async def _run_gateway(config_path: str) -> int:
-    from ingest.runner import Gateway
+    from ingest.stream.runner import Gateway
 
     cfg = load_config(config_path)
     if not cfg.devices:
@@ -113,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sim":
             return asyncio.run(_run_sim(args))
         if args.command == "demo":
-            from ingest.demo import run_demo
+            from ingest.commands.demo import run_demo
 
             return asyncio.run(run_demo(args))
         handler = getattr(args, "handler", None)

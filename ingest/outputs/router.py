@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ingest import lineproto, payloads
-from ingest.session import Output, SeriesBlock
-from ingest.sinks.mqtt import encode_message
-from ingest.spool import MAGIC, RECORD_OVERHEAD, Priority, Spool
+from ingest.outputs import lineproto, payloads
+from ingest.outputs.sinks.mqtt import encode_message
+from ingest.outputs.spool import MAGIC, RECORD_OVERHEAD, Priority, Spool
+from ingest.stream.session import Output, SeriesBlock
 
 _DECIMALS = {"uv": 2, "x": 4, "y": 4, "z": 4}
 _SERIES_PRIORITY = {"envelope": Priority.BULK, "acc": Priority.BULK, "raw": Priority.RAW}
@@ -181,7 +181,7 @@ class Router:
                 self._buffer(sink, prio, out.series)
 
     def frames(self, device: str, payload: bytes) -> None:
-        """One batch of the device's link bytes for central workers (``ingest.frames``).
+        """One batch of the device's link bytes for central workers (``ingest.stream.frames``).
 
         QoS 1 on ``.../frames``, spooled as RAW: under a full disk quota it goes first, before
         any envelope or clinical record.

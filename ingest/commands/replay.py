@@ -4,7 +4,7 @@ The recording enters through the same seam as a live device, a ``Transport``: th
 runner, decoder, session, detector, router, spool and sinks cannot tell it from hardware. What a
 ``ReplayTransport`` delivers:
 
-* a capture (``.nsc``, see ``ingest.recording``): the recorded chunks with their *recorded* host
+* a capture (``.nsc``, see ``ingest.files.recording``): the recorded chunks with their *recorded* host
   times (``Chunk.t_host``), so the clock model sees the original arrivals and timestamps, gaps
   and event ids come out as in the live run; recorded link drops are replayed as link drops;
 * an EDF+/BDF+ file or a CSV recording: the signals are framed with the wire protocol by the
@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 
 from ingest.config import DeviceSection, GatewayConfig, load_config, parse_config
-from ingest.readers import RecordingError, read_recording
-from ingest.recording import DATA, DOWN, CaptureError, CaptureReader, CaptureRecord, is_capture
-from ingest.session import Output
-from ingest.transports.base import Chunk, Transport, TransportClosed
+from ingest.files.readers import RecordingError, read_recording
+from ingest.files.recording import DATA, DOWN, CaptureError, CaptureReader, CaptureRecord, is_capture
+from ingest.sources.base import Chunk, Transport, TransportClosed
+from ingest.stream.session import Output
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ async def run_replay(
     observers: list[Callable[[str, Output], None]] | None = None,
 ) -> ReplaySummary:
     """Run the whole gateway on a recording until its end; returns what it detected."""
-    from ingest.runner import Gateway
+    from ingest.stream.runner import Gateway
 
     records, named = load_records(path, device=device or "replay")
     dev_id = device or named or "replay"

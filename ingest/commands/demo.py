@@ -29,8 +29,8 @@ from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.signals import synthesize
 from ingest.config import parse_config
-from ingest.runner import Gateway
-from ingest.session import Output
+from ingest.stream.runner import Gateway
+from ingest.stream.session import Output
 
 DEVICE = "wearable-1"
 

@@ -1,6 +1,6 @@
 """BLE transport on bleak: find the wearable, connect, subscribe to its frames, report the link's loss.
 
-One ``BleTransport`` is one connection attempt: the runner (``ingest.runner.DeviceRunner``) creates
+One ``BleTransport`` is one connection attempt: the runner (``ingest.stream.runner.DeviceRunner``) creates
 a fresh one for every attempt, backs off between attempts and re-sends START on every connection.
 What must survive across attempts lives in a class-level memory keyed by what identifies the
 device (address, name, service UUID):
@@ -52,8 +52,8 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 from bleak.uuids import normalize_uuid_str
 
-from ingest.protocol import BLE_CMD_CHAR_UUID, BLE_DATA_CHAR_UUID
-from ingest.transports.base import Transport, TransportClosed, TransportError
+from ingest.sources.base import Transport, TransportClosed, TransportError
+from ingest.wire.protocol import BLE_CMD_CHAR_UUID, BLE_DATA_CHAR_UUID
 
 _brc: ModuleType | None
 try:

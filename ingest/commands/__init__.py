@@ -1,0 +1,1 @@
+"""The command line: the one composition root that knows both the gateway and the simulator."""

@@ -1,0 +1,1 @@
+"""Recordings on disk: the capture format, EDF+/BDF+/CSV readers and writers."""

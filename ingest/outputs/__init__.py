@@ -1,0 +1,1 @@
+"""Outputs: encoders (MQTT JSON, line protocol), the router, the durable spool, delivery and sinks."""
