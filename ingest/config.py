@@ -43,6 +43,9 @@ class GatewaySection(_Model):
 
 class DeviceSection(_Model):
     id: Ident
+    #: Which wire protocol the device speaks (``ingest.wire.base.DECODERS``): our own wearable
+    #: ("neurospasm") or a vendor's.
+    kind: str = "neurospasm"
     transport: Literal["serial", "ble"] = "serial"
     # serial
     port: str = ""
@@ -56,6 +59,15 @@ class DeviceSection(_Model):
     #: Reconnect backoff: first delay, cap, and jitter fraction.
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from ingest.wire.kinds import device_kinds
+
+        if v not in device_kinds():
+            raise ValueError(f"unknown device kind {v!r} (known: {', '.join(device_kinds())})")
+        return v
 
     @model_validator(mode="after")
     def _where(self) -> DeviceSection:

@@ -97,7 +97,7 @@ class ReplayTransport(Transport):
         # Whatever was queued but not read is fed again after the reconnect: nothing is lost.
         self._inflight.clear()
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, char_uuid: str | None = None) -> None:
         """Commands to a recording go nowhere (the START of every connection, INFO requests)."""
 
     async def _feed(self) -> None:

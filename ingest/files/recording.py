@@ -248,10 +248,10 @@ class CapturingTransport(Transport):
             self._up = False
         await self.inner.__aexit__(None, None, None)
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, char_uuid: str | None = None) -> None:
         assert self.inner is not None and self.writer is not None
         self.writer.host_write(time.time(), data)
-        await self.inner.write(data)
+        await self.inner.write(data, char_uuid)
 
     async def read(self) -> Chunk:
         assert self.inner is not None and self.writer is not None

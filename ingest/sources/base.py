@@ -27,6 +27,9 @@ class Chunk:
 
     t_host: float
     data: bytes
+    #: Where on the link the bytes came from: the BLE characteristic UUID for devices that send on
+    #: several (a Myo's four EMG characteristics), "" for a plain byte stream.
+    source: str = ""
 
 
 @dataclass(slots=True)
@@ -71,13 +74,13 @@ class Transport:
     async def _close(self) -> None:
         raise NotImplementedError
 
-    async def write(self, data: bytes) -> None:
-        """Send bytes to the device (commands)."""
+    async def write(self, data: bytes, char_uuid: str | None = None) -> None:
+        """Send bytes to the device (commands); ``char_uuid`` picks a BLE characteristic."""
         raise NotImplementedError
 
-    def _received(self, data: bytes, t_host: float | None = None) -> None:
+    def _received(self, data: bytes, t_host: float | None = None, source: str = "") -> None:
         """Hardware callback path: timestamp and enqueue, nothing else."""
-        chunk = Chunk(time.time() if t_host is None else t_host, bytes(data))
+        chunk = Chunk(time.time() if t_host is None else t_host, bytes(data), source)
         try:
             self._queue.put_nowait(chunk)
         except asyncio.QueueFull:

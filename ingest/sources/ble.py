@@ -40,7 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -53,7 +54,7 @@ from bleak.exc import BleakError
 from bleak.uuids import normalize_uuid_str
 
 from ingest.sources.base import Transport, TransportClosed, TransportError
-from ingest.wire.protocol import BLE_CMD_CHAR_UUID, BLE_DATA_CHAR_UUID
+from ingest.wire.base import BleProfile, NeurospasmDecoder
 
 _brc: ModuleType | None
 try:
@@ -94,6 +95,8 @@ class BleTransport(Transport):
         rescan_after_failures: consecutive failures before the cached ``BLEDevice`` is dropped.
         connect_attempts: attempts bleak-retry-connector makes within one connect step.
         use_retry_connector: set False to call ``BleakClient.connect`` directly.
+        profile: the device kind's GATT layout (data characteristics, command characteristic);
+            our own wearable's by default.
     """
 
     address: str = ""
@@ -107,6 +110,7 @@ class BleTransport(Transport):
     rescan_after_failures: int = 2
     connect_attempts: int = 2
     use_retry_connector: bool = True
+    profile: BleProfile = field(default_factory=lambda: _default_profile())
 
     _memory: ClassVar[dict[str, LinkMemory]] = {}
 
@@ -182,15 +186,17 @@ class BleTransport(Transport):
                 await _brc.close_stale_connections(device)
         self.ble_device = device
         client = await self._connect(device)
+        char = ""
         try:
-            await client.start_notify(BLE_DATA_CHAR_UUID, self._on_notify)
+            for char in self.profile.notify_uuids:
+                await client.start_notify(char, self._notifier(char))
             if not client.is_connected:
                 raise TransportClosed(f"{self.describe()} disconnected while subscribing")
         except _LINK_ERRORS as exc:
             await self._disconnect_quietly(client)
             raise TransportError(
-                f"{self.describe()}: cannot subscribe to frame characteristic {BLE_DATA_CHAR_UUID}: {exc} "
-                f"(not a neurospasm wearable, or a stale GATT cache)"
+                f"{self.describe()}: cannot subscribe to data characteristic {char}: {exc} "
+                f"(not a device of this kind, or a stale GATT cache)"
             ) from exc
         except TransportError:
             await self._disconnect_quietly(client)
@@ -267,8 +273,14 @@ class BleTransport(Transport):
             ) from exc
 
     # -- callbacks (only timestamp and enqueue) --------------------------------------------------
-    def _on_notify(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
-        self._received(bytes(data))  # the one copy: bleak may reuse its buffer
+    def _notifier(self, char_uuid: str) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+        """A notify callback that tags each chunk with its characteristic (several carry data)."""
+        source = char_uuid if len(self.profile.notify_uuids) > 1 else ""
+
+        def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+            self._received(bytes(data), source=source)  # the one copy: bleak may reuse its buffer
+
+        return on_notify
 
     def _on_disconnect(self, _client: BleakClient) -> None:
         # BlueZ calls this for disconnects we asked for too, and for failed attempts inside the
@@ -278,14 +290,14 @@ class BleTransport(Transport):
             self._lost(TransportClosed(f"{self.describe()} disconnected"))
 
     # -- the rest of the contract --------------------------------------------------------------
-    async def write(self, data: bytes) -> None:
-        """Send command frames, with write response: a command that did not arrive is an error."""
+    async def write(self, data: bytes, char_uuid: str | None = None) -> None:
+        """Send commands, with write response: a command that did not arrive is an error."""
         client = self._client
         if client is None or not client.is_connected:
             raise TransportClosed(f"{self.describe()} is not connected")
         try:
             async with asyncio.timeout(self.write_timeout_s):
-                await client.write_gatt_char(BLE_CMD_CHAR_UUID, data, response=True)
+                await client.write_gatt_char(char_uuid or self.profile.command_uuid, data, response=True)
         except _LINK_ERRORS as exc:
             raise TransportClosed(f"write to {self.describe()} failed: {exc or type(exc).__name__}") from exc
 
@@ -301,6 +313,12 @@ class BleTransport(Transport):
         with contextlib.suppress(*_LINK_ERRORS):
             async with asyncio.timeout(5.0):
                 await client.disconnect()
+
+
+def _default_profile() -> BleProfile:
+    profile = NeurospasmDecoder.ble_profile
+    assert profile is not None
+    return profile
 
 
 __all__ = ["BleTransport", "LinkMemory"]

@@ -83,7 +83,7 @@ class SerialTransport(Transport):
             except (serial.SerialException, OSError):
                 pass
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, char_uuid: str | None = None) -> None:
         ser = self._serial
         if ser is None:
             raise TransportClosed("serial port is not open")

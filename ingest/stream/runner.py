@@ -3,7 +3,7 @@
 Shape of the running gateway::
 
     device task (one per device)                     delivery task (one per sink)
-      transport -> StreamDecoder -> DeviceSession      spool.peek -> sink.send -> spool.ack
+      transport -> LinkDecoder   -> DeviceSession      spool.peek -> sink.send -> spool.ack
                                     | emit                ^
                                     v                     |
                                   Router -- append --> Spool (durable, on disk)
@@ -36,7 +36,9 @@ from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.sources.serial import SerialTransport
 from ingest.stream.frames import FrameBatcher, announce_payload
 from ingest.stream.session import DeviceSession, Output
-from ingest.wire.protocol import CmdFrame, Command, InfoFrame, StatusFrame, StreamDecoder, encode_frame
+from ingest.wire.base import LinkDecoder
+from ingest.wire.kinds import decoder_for
+from ingest.wire.protocol import InfoFrame, StatusFrame
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,16 @@ def default_transport(dev: DeviceSection, queue_size: int = 4096) -> Transport:
         )
     from ingest.sources.ble import BleTransport  # bleak is imported only when used
 
+    profile = type(decoder_for(dev.kind)).ble_profile
+    if profile is None:
+        raise TransportError(f"device {dev.id}: a {dev.kind!r} device has no BLE link")
     return BleTransport(
         name=dev.id,
         queue_size=queue_size,
         address=dev.address,
         device_name=dev.name,
         service_uuid=dev.service_uuid,
+        profile=profile,
     )
 
 
@@ -88,7 +94,7 @@ class DeviceRunner:
     _closed_bytes: int = 0
     _closed_dropped: int = 0
     _rssi: int | None = None
-    _live: tuple[Transport, StreamDecoder] | None = None
+    _live: tuple[Transport, LinkDecoder] | None = None
 
     def _set(self, state: str, monitoring: bool) -> None:
         changed = (state, monitoring) != (self.state, self.monitoring)
@@ -128,7 +134,7 @@ class DeviceRunner:
         transport = self.transport_factory(self.dev)
         self._ended = False
         async with transport:
-            decoder = StreamDecoder()
+            decoder = decoder_for(self.dev.kind)
             self._live = (transport, decoder)
             rssi = getattr(transport, "rssi", None)  # BLE: at the last scan (no portable live RSSI)
             if rssi is not None:
@@ -137,7 +143,8 @@ class DeviceRunner:
                 self.tap.link(time.time(), up=True)  # a new decoder on the worker too
             self._set("connected", False)
             # Streaming is explicit: (re)start it on every connection, the device may have rebooted.
-            await transport.write(encode_frame(CmdFrame(0, Command.START)))
+            for cmd in decoder.start_commands():
+                await transport.write(cmd.data, cmd.char_uuid)
             last_info_request = time.monotonic()
             try:
                 while True:
@@ -148,7 +155,7 @@ class DeviceRunner:
                         raise TransportClosed(f"no data for {self.stale_after_s:g} s") from None
                     if self.tap is not None:
                         self.tap.chunk(chunk.t_host, chunk.data)
-                    for frame in decoder.iter_feed(chunk.data):
+                    for frame in decoder.feed(chunk.data, chunk.source):
                         if self.detect or isinstance(frame, (InfoFrame, StatusFrame)):
                             self.session.on_frame(frame, chunk.t_host)
                     if decoder.stats.frames:
@@ -156,7 +163,9 @@ class DeviceRunner:
                         self._set("online", True)
                     if self.session.needs_info and time.monotonic() - last_info_request > 1.0:
                         last_info_request = time.monotonic()
-                        await transport.write(encode_frame(CmdFrame(0, Command.INFO)))
+                        ask = decoder.info_request()
+                        if ask is not None:
+                            await transport.write(ask.data, ask.char_uuid)
             finally:
                 finished = getattr(transport, "finished", None)  # replay: set at the end of the file
                 self._ended = bool(finished is not None and finished.is_set())

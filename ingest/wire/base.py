@@ -1,0 +1,151 @@
+"""The decoder seam: every wearable's link bytes become the same frames.
+
+A *link decoder* turns the bytes one device kind sends (our own COBS frames, an OpenBCI Cyton's
+33-byte packets, a Myo's BLE notifications, ...) into the frames of ``ingest.wire.protocol``:
+``InfoFrame`` (who the device is, rates, channel labels, the scale from counts to microvolts and
+g), ``EmgFrame`` / ``AccFrame`` (blocks of samples with the device's sample counter of the first
+sample) and ``StatusFrame`` (battery, electrode contact). Everything downstream (session, clock,
+gaps, detector, spool, sinks) is therefore the same for every device kind.
+
+Rules every decoder keeps (the property tests check them for each kind):
+
+- ``feed`` never raises on input bytes. Corrupt or unknown input is counted in
+  ``stats.errors`` under a short reason word, ``last_error`` says what and at which stream byte
+  offset, and decoding resynchronises on the next plausible packet boundary.
+- Sample counters are the device's own where it has one (Cyton's 8-bit sample number, BITalino's
+  4-bit sequence, Polar's 64-bit timestamps converted to samples, ...), unwrapped into a
+  monotonically increasing counter that skips exactly the samples lost, so gaps stay exact.
+- A decoder emits an ``InfoFrame`` before its first sample frame and whenever its
+  configuration changes; ``EmgFrame.samples`` may be any integer or float dtype (counts), scaled
+  by ``InfoFrame.emg_scale_uv`` (``AccFrame`` by ``acc_scale_g``).
+- Devices with several BLE characteristics tag each chunk with the characteristic UUID it came
+  from (``Chunk.source``), which ``feed`` receives as ``source``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from ingest.wire.protocol import (
+    BLE_CMD_CHAR_UUID,
+    BLE_DATA_CHAR_UUID,
+    BLE_SERVICE_UUID,
+    CmdFrame,
+    Command,
+    DecoderStats,
+    Frame,
+    StreamDecoder,
+    encode_frame,
+)
+
+__all__ = [
+    "DECODERS",
+    "BleProfile",
+    "DeviceWrite",
+    "LinkDecoder",
+    "NeurospasmDecoder",
+    "UnknownDeviceKind",
+    "decoder_for",
+    "device_kinds",
+    "register_decoder",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BleProfile:
+    """Where a BLE device of one kind carries its data and takes its commands."""
+
+    #: Service advertised / looked up (scans are filtered on it when no address is configured).
+    service_uuid: str
+    #: Characteristics whose notifications carry data, in the order they are subscribed.
+    notify_uuids: tuple[str, ...]
+    #: Characteristic commands are written to (with response).
+    command_uuid: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceWrite:
+    """Bytes to send to the device; ``char_uuid`` picks the BLE characteristic (None: default)."""
+
+    data: bytes
+    char_uuid: str | None = None
+
+
+class LinkDecoder(Protocol):
+    """What the pipeline needs of a device kind: decode bytes, and the commands to drive it."""
+
+    #: The ``kind`` of ``[[devices]]`` this decoder serves ("neurospasm", "cyton", ...).
+    kind: ClassVar[str]
+    #: Frames decoded and errors by reason, over this decoder's life (one connection).
+    stats: DecoderStats
+    #: The last error, with its stream byte offset, for logs and the status payload.
+    last_error: str | None
+    #: GATT layout for BLE links (None: this kind has no BLE link).
+    ble_profile: ClassVar[BleProfile | None]
+
+    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+        """Decode what arrived; keep a partial tail for the next call. Never raises on input."""
+        ...
+
+    def start_commands(self) -> list[DeviceWrite]:
+        """What to send on every (re)connection to make the device stream (it may have rebooted)."""
+        ...
+
+    def stop_commands(self) -> list[DeviceWrite]:
+        """What to send before closing the link to stop streaming (best effort)."""
+        ...
+
+    def info_request(self) -> DeviceWrite | None:
+        """How to ask the device to describe itself again (None: the kind cannot be asked)."""
+        ...
+
+
+class NeurospasmDecoder(StreamDecoder):
+    """Our own wire protocol v1 (``ingest.wire.protocol``) behind the decoder seam."""
+
+    kind: ClassVar[str] = "neurospasm"
+    ble_profile: ClassVar[BleProfile | None] = BleProfile(
+        BLE_SERVICE_UUID, (BLE_DATA_CHAR_UUID,), BLE_CMD_CHAR_UUID
+    )
+
+    def feed(self, data: bytes | bytearray | memoryview, source: str = "") -> list[Frame]:
+        return list(self.iter_feed(data))
+
+    def start_commands(self) -> list[DeviceWrite]:
+        return [DeviceWrite(encode_frame(CmdFrame(0, Command.START)))]
+
+    def stop_commands(self) -> list[DeviceWrite]:
+        return [DeviceWrite(encode_frame(CmdFrame(0, Command.STOP)))]
+
+    def info_request(self) -> DeviceWrite | None:
+        return DeviceWrite(encode_frame(CmdFrame(0, Command.INFO)))
+
+
+class UnknownDeviceKind(ValueError):
+    """A ``kind`` no decoder is registered for; the message lists the known ones."""
+
+
+#: Decoder factories by device kind. Vendor modules in ``ingest/wire/`` register themselves here
+#: (``register_decoder``) when ``ingest.wire.kinds`` imports them.
+DECODERS: dict[str, Callable[[], LinkDecoder]] = {"neurospasm": NeurospasmDecoder}
+
+
+def register_decoder(kind: str, factory: Callable[[], LinkDecoder]) -> None:
+    """Add a device kind (called by each vendor decoder module at import)."""
+    DECODERS[kind] = factory
+
+
+def device_kinds() -> tuple[str, ...]:
+    """The kinds a ``[[devices]]`` table may name, in a stable order."""
+    return tuple(DECODERS)
+
+
+def decoder_for(kind: str) -> LinkDecoder:
+    """A fresh decoder for one connection of a device of ``kind``."""
+    try:
+        factory = DECODERS[kind]
+    except KeyError:
+        raise UnknownDeviceKind(f"unknown device kind {kind!r} (known: {', '.join(DECODERS)})") from None
+    return factory()
