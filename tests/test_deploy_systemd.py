@@ -87,8 +87,8 @@ def test_gateway_is_watched_by_the_service_manager() -> None:
     assert set(unit["Service"]["DeviceAllow"]) == {"char-ttyACM rw", "char-ttyUSB rw"}
     assert "dialout" in words(unit, "Service", "SupplementaryGroups")
     assert "AF_BLUETOOTH" in words(unit, "Service", "RestrictAddressFamilies")
-    creds = {v.split(":", 1)[0] for v in unit["Service"]["LoadCredential"]}
-    assert {"mqtt-password", "influx-token"} <= creds
+    # Secrets come as credentials from a root-only directory (each file optional: only those used).
+    assert unit["Service"]["LoadCredential"] == ["gateway:/etc/neurospasm/credentials/gateway"]
     dropin = UNITS / "systemd-time-wait-sync.service.d" / "neurospasm.conf"
     assert re.fullmatch(r"\d+s", one(read_unit(dropin), "Service", "TimeoutStartSec"))
 
@@ -97,7 +97,7 @@ def test_gateway_example_config_fits_the_unit() -> None:
     """The unit's credentials are where the documented config looks for them."""
     text = (ROOT / "deploy" / "gateway.example.toml").read_text()
     for name in ("mqtt-password", "influx-token"):
-        assert f"/run/credentials/{GATEWAY}/{name}" in text, f"deploy/gateway.example.toml: {name}"
+        assert f"/run/credentials/{GATEWAY}/gateway_{name}" in text, f"deploy/gateway.example.toml: {name}"
 
 
 @pytest.fixture(scope="module")
