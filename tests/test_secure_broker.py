@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -53,6 +55,13 @@ SITES = ("home-a", "home-b")
 ROLES = "gw,dash,det,ops"
 
 pytestmark = pytest.mark.servers
+
+
+def console_script() -> str:
+    """The installed ``neurospasm`` command, as a service runs it (not a module path that may move)."""
+    exe = shutil.which("neurospasm", path=str(Path(sys.executable).parent))
+    assert exe, f"no neurospasm console script beside {sys.executable}: pip install -e ."
+    return exe
 
 
 def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -490,7 +499,7 @@ async def test_gateway_end_to_end_over_tls_with_the_scripts_credentials(
             reader(broker.client("dash-home-a"), f"{PREFIX}/home-a/#") as dash_a,
             reader(broker.client("dash-home-b"), f"{PREFIX}/#") as dash_b,
         ):
-            gw = Proc([sys.executable, "-m", "ingest.cli", "run", "--config", str(cfg)], tmp_path / "gw.log")
+            gw = Proc([console_script(), "run", "--config", str(cfg)], tmp_path / "gw.log")
 
             def events() -> list[dict[str, Any]]:
                 return [json.loads(p) for t, p, _ in dash_a.seen if t.endswith("/dev-a/events")]
@@ -509,10 +518,19 @@ async def test_gateway_end_to_end_over_tls_with_the_scripts_credentials(
             await asyncio.sleep(0.2)
             assert [t for t, _, _ in dash_b.seen if t.startswith(f"{PREFIX}/home-a/")] == [], dash_b.seen
             assert any(t.startswith(f"{PREFIX}/home-b/") for t, _, _ in dash_b.seen)  # it was reading
+            # The gateway vanishes (power cut): the broker publishes its last will, which the ACL lets
+            # through to its site's dashboard: "not monitored", never silence.
+            gw.p.kill()
+            status_topic = topic("home-a", "status", "dev-a")
+            await dash_a.wait_for(
+                lambda t, p: t == status_topic and json.loads(p).get("state") == "offline", within_s=15
+            )
+            will = [json.loads(p) for t, p, _ in dash_a.seen if t == status_topic][-1]
+            assert will["monitoring"] is False
     finally:
         rc = gw.stop() if gw is not None else 0
         sim.stop()
-    assert rc == 0, gw.tail() if gw else ""
+    assert rc == -signal.SIGKILL, gw.tail() if gw else ""
 
 
 # --------------------------------------------------------------------------------------- scripts
