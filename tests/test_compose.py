@@ -245,14 +245,21 @@ def test_the_dashboard_reads_as_its_read_only_accounts(compose: dict[str, Any]) 
     dash = compose["services"]["dashboard"]
     assert dash["command"][:2] == ["neurospasm", "dashboard"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in dash["volumes"]}
-    cfg = tomllib.loads((ROOT / mounts[dash["command"][-1]]).read_text())
-    site = cfg["dashboard"]["site"]
+    cfg = tomllib.loads((ROOT / mounts[dash["command"][-1]]).read_text())["dashboard"]
+    site = cfg["default_site"]
     assert cfg["mqtt"]["username"] == f"dash-{site}" and cfg["mqtt"]["port"] == 8883
-    files = _container_files(dash)
-    for path in (cfg["mqtt"]["password_file"], cfg["mqtt"]["tls"]["ca_file"], cfg["mqtt"]["tls"]["cert_file"],
-                 cfg["mqtt"]["tls"]["key_file"], cfg["influx"]["token_file"]):  # fmt: skip
-        assert path in files, f"dashboard config: {path} is not given to the container"
-    # Read-only everywhere: the Grafana (read) token, never the gateway's (write) or the admin token.
-    assert "influx_grafana_token" in dash["secrets"] and "influx_gateway_token" not in dash["secrets"]
-    port = cfg["dashboard"]["port"]
+    assert cfg["mqtt"]["host"] == "mosquitto"
+    assert cfg["mqtt"]["password_file"] in _container_files(dash)
+    assert compose["secrets"]["mqtt_dashboard_password"]["file"].endswith(f"/secrets/dash-{site}")
+    # Its client certificate and key are there for the TLS listener.
+    assert f"/etc/neurospasm/certs/dash-{site}.crt" in mounts and "mqtt_dashboard_key" in dash["secrets"]
+    # Read-only everywhere: the read token (as Grafana's), never the gateway's write or the admin token.
+    raw_env = yaml.safe_load(COMPOSE.read_text())["services"]["dashboard"]["environment"]
+    assert raw_env["NEUROSPASM_INFLUX_TOKEN"].startswith("${INFLUX_GRAFANA_TOKEN")
+    assert (
+        cfg["store"]
+        == f"influx:http://influxdb:8086/{compose['services']['influxdb']['environment']['DOCKER_INFLUXDB_INIT_BUCKET']}"
+    )
+    assert cfg["state_dir"] in mounts and mounts[cfg["state_dir"]] in compose["volumes"]
+    port = int(cfg["bind"].rpartition(":")[2])
     assert [(h, c) for h, _, c in _published(dash)] == [("127.0.0.1", port)]
