@@ -27,6 +27,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -414,6 +415,50 @@ async def test_a_worker_leases_and_detects_only_within_its_site(broker: Deployed
         # Clear the retained claim so other tests start without it.
         async with broker.client("det-home-a") as c:
             await c.publish(topic("home-a", "claim"), b"", qos=1, retain=True)
+
+
+def puback_reasons(broker: DeployedMosquitto, account: str, topics: list[str]) -> dict[str, int]:
+    """MQTT 5 PUBACK reason code of a QoS 1 publish to each topic as ``account`` (< 0x80: accepted).
+
+    MQTT 5 lets the broker tell the publisher: 0x87 "Not authorized" for an ACL-denied publish. paho
+    directly, since aiomqtt does not return the reason code of a PUBACK.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    reasons: dict[int, int] = {}
+    done = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t5-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+    c.username_pw_set(account, broker.password(account))
+    c.tls_set_context(broker.tls(account))
+
+    def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+        reasons[mid] = int(rc.value)
+        if len(reasons) == len(topics):
+            done.set()
+
+    c.on_publish = on_publish
+    c.connect("localhost", broker.tls_port)
+    c.loop_start()
+    try:
+        mids = {c.publish(t, b"probe", qos=1).mid: t for t in topics}
+        assert done.wait(10), f"PUBACKs missing: {reasons}"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return {mids[m]: rc for m, rc in reasons.items()}
+
+
+def test_mqtt5_publishers_are_told_not_authorized(broker: DeployedMosquitto) -> None:
+    not_authorized = 0x87
+    got = puback_reasons(
+        broker, "gw-home-a", [topic("home-a", "events"), topic("home-b", "events"), topic("home-a", "claim")]
+    )
+    # 0x10 "no matching subscribers" (or 0) is success; the rest were refused, and the gateway knows.
+    assert got[topic("home-a", "events")] in (0x00, 0x10), got
+    assert got[topic("home-b", "events")] == got[topic("home-a", "claim")] == not_authorized, got
+    got = puback_reasons(broker, "dash-home-a", [topic("home-a", "status"), topic("home-a", "cmd/session")])
+    assert set(got.values()) == {not_authorized}
 
 
 # ----------------------------------------------------------------------------------------- reading
