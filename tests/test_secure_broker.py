@@ -289,8 +289,8 @@ async def test_anonymous_and_bad_credentials_are_refused_on_the_network_listener
 
 
 async def test_tls_needs_a_client_certificate_from_our_ca(broker: DeployedMosquitto, tmp_path: Path) -> None:
-    # The right password but no client certificate: the TLS handshake fails on 8883. (With TLS 1.3 the
-    # client learns it only when it waits for the CONNACK: the short timeout keeps the test quick.)
+    # The right password but no client certificate: the broker aborts the TLS session on 8883. (With
+    # TLS 1.3 the client may notice only while it waits for the CONNACK: a short timeout keeps it quick.)
     await _refused(broker.client("gw-home-a", cert=None, timeout=2))
     # A certificate from another CA is refused too.
     other = make_tls_files(tmp_path / "other-ca")
