@@ -20,6 +20,7 @@ was going to be delivered before it has been.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiomqtt
 import pytest
@@ -541,26 +542,44 @@ enabled = false
     return cfg
 
 
+def spawn_in_own_session(argv: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A child in a session of its own, so that what it starts (the simulator) can be ended with it."""
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+
+
 @pytest.mark.slow
 async def test_gateway_end_to_end_over_tls_with_the_scripts_credentials(
     broker: DeployedMosquitto, tmp_path: Path
 ) -> None:
-    sim, port_path = start_sim(tmp_path)
-    gw: Proc | None = None
+    """The compose stack's gateway as it runs there (deploy/scripts/gateway-sim: simulator + `neurospasm
+    run`), against the deployed broker with the scripts' account, certificate and password file."""
+    link = tmp_path / "wearable"
+    cfg = write_gateway_config(tmp_path, broker, str(link), "home-a")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(console_script()).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SIM_SCENARIO": "e2e_short",
+        "SIM_LINK": str(link),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = (tmp_path / "gw.log").open("wb")
+    gw = spawn_in_own_session(["/bin/sh", str(SCRIPTS / "gateway-sim"), str(cfg)], env, log)
+
+    def tail() -> str:
+        return (tmp_path / "gw.log").read_text(errors="replace")[-4000:]
+
     try:
-        cfg = write_gateway_config(tmp_path, broker, port_path, "home-a")
         async with (
             reader(broker.client("dash-home-a"), f"{PREFIX}/home-a/#") as dash_a,
             reader(broker.client("dash-home-b"), f"{PREFIX}/#") as dash_b,
         ):
-            gw = Proc([console_script(), "run", "--config", str(cfg)], tmp_path / "gw.log")
 
             def events() -> list[dict[str, Any]]:
                 return [json.loads(p) for t, p, _ in dash_a.seen if t.endswith("/dev-a/events")]
 
             async with asyncio.timeout(60):
                 while len(events()) < 2:
-                    assert gw.p.poll() is None, gw.tail()
+                    assert gw.poll() is None, tail()
                     await asyncio.sleep(0.2)
             topics = {t for t, _, _ in dash_a.seen}
             assert {topic("home-a", k, "dev-a") for k in ("status", "events", "onsets", "live")} <= topics
@@ -574,7 +593,7 @@ async def test_gateway_end_to_end_over_tls_with_the_scripts_credentials(
             assert any(t.startswith(f"{PREFIX}/home-b/") for t, _, _ in dash_b.seen)  # it was reading
             # The gateway vanishes (power cut): the broker publishes its last will, which the ACL lets
             # through to its site's dashboard: "not monitored", never silence.
-            gw.p.kill()
+            gw.kill()  # the script exec'd the gateway: this pid is `neurospasm run`
             status_topic = topic("home-a", "status", "dev-a")
             await dash_a.wait_for(
                 lambda t, p: t == status_topic and json.loads(p).get("state") == "offline", within_s=15
@@ -582,9 +601,13 @@ async def test_gateway_end_to_end_over_tls_with_the_scripts_credentials(
             will = [json.loads(p) for t, p, _ in dash_a.seen if t == status_topic][-1]
             assert will["monitoring"] is False
     finally:
-        rc = gw.stop() if gw is not None else 0
-        sim.stop()
-    assert rc == -signal.SIGKILL, gw.tail() if gw else ""
+        if gw.poll() is None:
+            gw.kill()
+        rc = gw.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(gw.pid, signal.SIGTERM)  # the simulator left in the group we started
+        log.close()
+    assert rc == -signal.SIGKILL, tail()
 
 
 @pytest.mark.slow
