@@ -1,7 +1,7 @@
 """History: one query interface (``HistoryStore``), two backends (SQLite, InfluxDB).
 
-    from dashboard.history.sqlite import SqliteHistory      # the embedded store, read-only
-    from dashboard.history.influx import InfluxHistory      # InfluxQL over /query
+from dashboard.history.sqlite import SqliteHistory      # the embedded store, read-only
+from dashboard.history.influx import InfluxHistory      # InfluxQL over /query
 """
 
 from dashboard.history.base import (

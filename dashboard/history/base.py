@@ -12,7 +12,7 @@ What the rows are made of is what the gateway writes (``ingest/outputs/router.py
 the pseudonymous ``device`` and ``patient`` tags; no row here ever carries a name.
 
 Conventions:
-- All times are timezone-aware ``datetime`` in UTC (``tzinfo=timezone.utc``); ranges are
+- All times are timezone-aware ``datetime`` in UTC (``tzinfo=datetime.UTC``); ranges are
   half-open ``[start, end)`` on the record's timestamp (an event's onset, a gap's start).
 - Methods are synchronous (plain blocking I/O, simple to test); the web app calls them through
   ``asyncio.to_thread``. A backend object may be used from several threads one call at a time
@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
@@ -63,8 +63,6 @@ REVIEW_VERDICTS = ("confirmed", "not_spasm", "unsure")
 STATUS_PERIOD_S = 10.0
 
 SeriesKind = Literal["envelope", "acc"]
-
-UTC = timezone.utc
 
 
 class HistoryError(Exception):
