@@ -1,0 +1,126 @@
+"""The dashboard's settings: a ``[dashboard]`` TOML table, or command-line flags over defaults.
+
+Example (``deploy/dashboard.example.toml`` style)::
+
+    [dashboard]
+    bind = "0.0.0.0:8080"            # not loopback: a users file is then required
+    users_file = "/var/lib/neurospasm/dashboard-users.json"
+    state_dir = "/var/lib/neurospasm/dashboard"   # reviews, notices, acknowledgements
+    store = "sqlite:/var/lib/neurospasm/history.sqlite"   # or "influx:http://db:8086/neurospasm"
+    stale_after_s = 25
+    session_idle_min = 30
+
+    [dashboard.mqtt]
+    host = "127.0.0.1"
+    port = 1883
+    topic_prefix = "neurospasm/v1"
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["DashboardConfig", "DashboardConfigError", "MqttSettings", "load_dashboard_config"]
+
+
+class DashboardConfigError(Exception):
+    """One line naming the file and key at fault."""
+
+
+class MqttSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = "neurospasm/v1"
+    username: str | None = None
+    password_file: str | None = None
+
+    def password(self) -> str | None:
+        return Path(self.password_file).read_text().strip() if self.password_file else None
+
+
+class DashboardConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bind: str = "127.0.0.1:8080"
+    users_file: str | None = None
+    state_dir: str = "dashboard-state"
+    store: str | None = None
+    #: Seconds without status or live data before a device counts as "monitoring inactive" (the
+    #: gateway publishes status every 10 s, live at several Hz).
+    stale_after_s: float = Field(25.0, gt=0)
+    session_idle_min: float = Field(30.0, gt=0)
+    session_max_h: float = Field(12.0, gt=0)
+    #: Sites shown when the store does not say (the gateway's series carry device and patient only).
+    default_site: str | None = None
+    #: Notice rules (``dashboard.analysis`` notices): name -> threshold; see docs/dashboard.md.
+    notices: dict[str, float] = Field(default_factory=dict)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        _host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"bind {v!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+    @property
+    def loopback(self) -> bool:
+        """True when only this machine can connect: then a login is optional."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def _errors(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "dashboard"
+    return f"{source}: dashboard.{key}: {first['msg']}"
+
+
+def load_dashboard_config(path: str | None, overrides: dict[str, Any] | None = None) -> DashboardConfig:
+    """Read ``[dashboard]`` from a TOML file (a gateway config may hold it too), apply overrides."""
+    data: dict[str, Any] = {}
+    source = "<flags>"
+    if path:
+        source = path
+        try:
+            doc = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise DashboardConfigError(f"{path}: no such file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise DashboardConfigError(f"{path}: not valid TOML ({exc})") from exc
+        table = doc.get("dashboard", {})
+        if not isinstance(table, dict):
+            raise DashboardConfigError(f"{path}: dashboard: must be a table")
+        data = dict(table)
+        site = doc.get("gateway", {}).get("site") if isinstance(doc.get("gateway"), dict) else None
+        if site and "default_site" not in data:
+            data["default_site"] = site
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key.startswith("mqtt."):
+            data.setdefault("mqtt", {})[key[5:]] = value
+        else:
+            data[key] = value
+    try:
+        return DashboardConfig.model_validate(data)
+    except ValidationError as exc:
+        raise DashboardConfigError(_errors(exc, source)) from exc
