@@ -87,7 +87,7 @@ def build(seed: int = 7) -> Dataset:
             (905.0, 3.0, "lead_off", "emg"),
             (3500.0, 400.0, "disconnect", "emg"),
             (5000.0, 2.0, "lost_frames", "acc"),
-        ]  # fmt: skip
+        ]
     ):
         start = T0 + timedelta(seconds=start_s)
         g = {
@@ -162,6 +162,6 @@ def build(seed: int = 7) -> Dataset:
                 {"device": DEVICE, "patient": PATIENT, "context": ctx},
                 {"duration_s": dur, "id": f"a-{i}"},
                 int(at.timestamp() * 1e9),
-            )  # fmt: skip
+            )
         )
     return ds
