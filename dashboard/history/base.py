@@ -35,7 +35,9 @@ import numpy.typing as npt
 
 __all__ = [
     "EVENT_TYPES",
+    "GAP_LOOKBACK_S",
     "REVIEW_VERDICTS",
+    "STATUS_PERIOD_S",
     "ActivityRow",
     "CoverageRow",
     "DeviceRow",
@@ -61,6 +63,10 @@ EVENT_TYPES = ("twitch", "phasic", "tonic", "clonus", "tremor")
 REVIEW_VERDICTS = ("confirmed", "not_spasm", "unsure")
 #: Nominal period of the gateway's status / ``device_health`` points (``ingest.stream.runner``).
 STATUS_PERIOD_S = 10.0
+#: How far before a query's start a gap may begin and still be found overlapping it. Both
+#: backends use it, so they agree; a gap longer than this that began before the range is missed
+#: (InfluxDB cannot filter on start + duration).
+GAP_LOOKBACK_S = 7 * 86_400.0
 
 SeriesKind = Literal["envelope", "acc"]
 

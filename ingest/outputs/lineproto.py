@@ -371,6 +371,35 @@ def _field_value(text: str, key: str) -> FieldValue:
     return x
 
 
+def _parse_plain(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int] | None:
+    """The common case (no escapes, no strings: every series line) with str.split; None when the
+    line needs the full parser (which then also produces the error message)."""
+    parts = line.split(" ")
+    if len(parts) != 3:
+        return None
+    series, field_text, ts_text = parts
+    names = series.split(",")
+    measurement = names[0]
+    if not measurement or measurement.startswith("#") or not ts_text.lstrip("-").isdigit():
+        return None
+    tags: dict[str, str] = {}
+    for item in names[1:]:
+        key, eq, value = item.partition("=")
+        if not key or not eq or not value or "=" in value:
+            return None
+        tags[key] = value
+    fields: dict[str, FieldValue] = {}
+    for item in field_text.split(","):
+        key, eq, value = item.partition("=")
+        if not key or not eq or not value or "=" in value:
+            return None
+        try:
+            fields[key] = _field_value(value, key)
+        except ValueError:
+            return None
+    return measurement, tags, fields, int(ts_text)
+
+
 def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int]:
     """Parse one line (without its newline) into (measurement, tags, fields, timestamp_ns).
 
@@ -379,6 +408,10 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], i
     garbage. The inverse of ``encode_point`` / ``encode_columns``: for anything they write,
     ``parse_line`` gives back the same values (floats exactly). Raises ValueError.
     """
+    if "\\" not in line and '"' not in line:
+        fast = _parse_plain(line)
+        if fast is not None:
+            return fast
     n = len(line)
     measurement, i = _read_name(line, 0, ", ", ", ")
     if measurement.startswith("#"):
