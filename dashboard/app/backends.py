@@ -33,19 +33,50 @@ def _iso(t: datetime) -> str:
 
 
 def open_history(spec: str) -> Any:
-    """A HistoryStore from ``sqlite:PATH`` or ``influx:URL`` (``influx:http://host:8086/db``)."""
+    """A HistoryStore from a store spec:
+
+    - ``sqlite:PATH``: the embedded store (``{local.directory}/history.sqlite`` of a gateway with
+      ``[local] format = "sqlite"``);
+    - ``influx:http://host:8086/DATABASE``: InfluxQL over ``/query`` (1.x, 2.x's v1 API, 3.x); a
+      token, if needed, from the environment variable ``NEUROSPASM_INFLUX_TOKEN`` (never in a URL);
+    - ``gateway:PATH``: whatever the gateway config at PATH writes to: its ``[influx]`` server when
+      enabled, else its local SQLite store.
+    """
+    import os
+    import urllib.parse
+
+    from dashboard.history.influx import InfluxHistory
+    from dashboard.history.sqlite import SqliteHistory
+
     scheme, sep, rest = spec.partition(":")
     if not sep or not rest:
-        raise ValueError(f"dashboard.store {spec!r}: expected sqlite:PATH or influx:URL")
+        raise ValueError(f"dashboard.store {spec!r}: expected sqlite:PATH, influx:URL or gateway:PATH")
     if scheme == "sqlite":
-        from dashboard.history.sqlite import SqliteHistory  # type: ignore[import-not-found,unused-ignore]
-
         return SqliteHistory(Path(rest))
     if scheme == "influx":
-        from dashboard.history.influx import InfluxHistory  # type: ignore[import-not-found,unused-ignore]
+        u = urllib.parse.urlsplit(rest)
+        database = u.path.strip("/")
+        if u.scheme not in ("http", "https") or not u.netloc or not database or "@" in u.netloc:
+            raise ValueError(
+                f"dashboard.store {spec!r}: expected influx:http(s)://host:port/DATABASE (no credentials "
+                "in the URL: set NEUROSPASM_INFLUX_TOKEN)"
+            )
+        return InfluxHistory(
+            f"{u.scheme}://{u.netloc}", database, token=os.environ.get("NEUROSPASM_INFLUX_TOKEN") or None
+        )
+    if scheme == "gateway":
+        from ingest.config import load_config
 
-        return InfluxHistory.from_url(rest)
-    raise ValueError(f"dashboard.store {spec!r}: unknown store {scheme!r} (sqlite or influx)")
+        gw = load_config(rest)
+        if gw.influx.enabled:
+            return InfluxHistory.from_section(gw.influx)
+        if gw.local.enabled and gw.local.format == "sqlite":
+            return SqliteHistory(gw.local_dir / "history.sqlite")
+        raise ValueError(
+            f"{rest}: the gateway stores no queryable history: enable [influx] or "
+            '[local] with format = "sqlite"'
+        )
+    raise ValueError(f"dashboard.store {spec!r}: unknown store {scheme!r} (sqlite, influx or gateway)")
 
 
 def _optional(name: str) -> Any:
@@ -62,15 +93,32 @@ class Backends:
         self.history = history
         self.reviews_store = reviews
         self.state_dir = state_dir
+        #: The last history failure (None once a query works again): shown on the pages, so that a
+        #: broken store never looks like a quiet patient.
+        self.history_error: str | None = None
+
+    def _h(self, fn: str, *args: Any, default: Any = None) -> Any:
+        """Call the history store; a HistoryError is remembered and gives ``default``."""
+        from dashboard.history.base import HistoryError
+
+        if self.history is None:
+            return default
+        try:
+            out = getattr(self.history, fn)(*args)
+        except HistoryError as exc:
+            if self.history_error != str(exc):
+                log.warning("dashboard: history: %s", exc)
+            self.history_error = str(exc)
+            return default
+        self.history_error = None
+        return out
 
     @classmethod
     def open(cls, cfg: DashboardConfig, state_dir: Path) -> Backends:
         history = open_history(cfg.store) if cfg.store else None
-        reviews = None
-        mod = _optional("dashboard.reviews")
-        if mod is not None:
-            reviews = mod.ReviewStore(state_dir / "reviews.sqlite")
-        return cls(history, reviews, state_dir)
+        from dashboard.reviews import ReviewStore
+
+        return cls(history, ReviewStore(state_dir / "reviews.sqlite"), state_dir)
 
     def close(self) -> None:
         for obj in (self.history, self.reviews_store):
@@ -88,24 +136,16 @@ class Backends:
     # ------------------------------------------------------------------ history
 
     def devices(self) -> list[tuple[str | None, str, str]]:
-        if self.history is None:
-            return []
-        return [(d.site, d.patient, d.device) for d in self.history.devices()]
+        return [(d.site, d.patient, d.device) for d in self._h("devices", default=[])]
 
     def events(self, devices: list[str], start: datetime, end: datetime) -> list[dict[str, Any]]:
-        if self.history is None:
-            return []
-        return [event_json(e) for d in devices for e in self.history.events(d, start, end)]
+        return [event_json(e) for d in devices for e in self._h("events", d, start, end, default=[])]
 
     def event(self, event_id: str) -> dict[str, Any] | None:
-        if self.history is None:
-            return None
-        row = self.history.event(event_id)
+        row = self._h("event", event_id)
         return event_json(row) if row is not None else None
 
     def gaps(self, devices: list[str], start: datetime, end: datetime) -> list[dict[str, Any]]:
-        if self.history is None:
-            return []
         return [
             {
                 "id": g.id,
@@ -117,15 +157,14 @@ class Backends:
                 "duration_s": g.duration_s,
             }
             for d in devices
-            for g in self.history.gaps(d, start, end)
+            for g in self._h("gaps", d, start, end, default=[])
         ]
 
     def series(
         self, device: str, kind: str, start: datetime, end: datetime, max_points: int = 1500
     ) -> dict[str, Any] | None:
-        if self.history is None:
-            return None
-        return dict(self.history.series(device, kind, start, end, max_points).to_json())
+        rows = self._h("series", device, kind, start, end, max_points)
+        return None if rows is None else dict(rows.to_json())
 
     # ------------------------------------------------------------------ reviews
 
@@ -147,21 +186,33 @@ class Backends:
     def latest_reviews(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
         if self.reviews_store is None or not event_ids:
             return {}
-        return {k: self._review_json(v) for k, v in self.reviews_store.latest(event_ids).items()}
+        rows = self.reviews_store.reviews(event_ids=event_ids)
+        return {k: self._review_json(v) for k, v in rows.items()}
 
     def review(
         self, event_id: str, verdict: str, note: str, reviewer: str, device: str | None, patient: str
     ) -> dict[str, Any]:
-        row = self._reviews().review(
-            event_id, verdict, note=note, reviewer=reviewer, device=device, patient=patient
-        )
+        from dashboard.reviews import ReviewError
+
+        try:
+            row = self._reviews().review(
+                event_id, verdict, note=note, reviewer=reviewer, device=device, patient=patient
+            )
+        except ReviewError as exc:
+            raise ValueError(str(exc)) from exc
         return self._review_json(row)
 
     def audit(self, event_id: str) -> list[dict[str, Any]]:
-        return [self._review_json(r) for r in self._reviews().history(event_id)]
+        return [
+            {"seq": a.seq, "at": _iso(a.at), "who": a.who, "action": a.action, "old": a.old, "new": a.new}
+            for a in self._reviews().audit(entity="event", key=event_id)
+        ]
 
     def labels(self, patient: str, fmt: str) -> str:
-        return str(self._reviews().export_labels(fmt, patient=patient, history=self.history))
+        store = self._reviews()
+        if fmt == "csv":
+            return str(store.labels_csv(self.history, patient=patient))
+        return str(store.labels_json(self.history, patient=patient))
 
     def interventions(self, patient: str) -> list[dict[str, Any]]:
         return [self._intervention_json(r) for r in self._reviews().interventions(patient)]
@@ -180,7 +231,12 @@ class Backends:
     def add_intervention(
         self, patient: str, at: datetime, kind: str, text: str, author: str, end: datetime | None
     ) -> dict[str, Any]:
-        row = self._reviews().add_intervention(patient, at, kind, text, author=author, end=end)
+        from dashboard.reviews import ReviewError
+
+        try:
+            row = self._reviews().add_intervention(patient, at, kind, text, author=author, end=end)
+        except ReviewError as exc:
+            raise ValueError(str(exc)) from exc
         return self._intervention_json(row)
 
     # ------------------------------------------------------------------ trends, report

@@ -110,9 +110,17 @@ def load_dashboard_config(path: str | None, overrides: dict[str, Any] | None = N
         if not isinstance(table, dict):
             raise DashboardConfigError(f"{path}: dashboard: must be a table")
         data = dict(table)
-        site = doc.get("gateway", {}).get("site") if isinstance(doc.get("gateway"), dict) else None
-        if site and "default_site" not in data:
-            data["default_site"] = site
+        gateway = doc.get("gateway")
+        if isinstance(gateway, dict):
+            # A gateway's own config: its site, and its store (InfluxDB or the local SQLite).
+            if gateway.get("site") and "default_site" not in data:
+                data["default_site"] = gateway["site"]
+            if "store" not in data and not (overrides or {}).get("store"):
+                data["store"] = f"gateway:{path}"
+            mqtt = doc.get("mqtt")
+            if isinstance(mqtt, dict) and "mqtt" not in data:
+                keys = ("host", "port", "topic_prefix", "username", "password_file")
+                data["mqtt"] = {k: mqtt[k] for k in keys if k in mqtt}
     for key, value in (overrides or {}).items():
         if value is None:
             continue

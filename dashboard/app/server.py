@@ -201,6 +201,8 @@ def _route(
             return _json({"error": exc.message}, exc.status)
         except backends.BackendMissing as exc:
             return _json({"error": str(exc)}, 503)
+        except ValueError as exc:  # refused by the data side (bad verdict, bad interval): one line
+            return _json({"error": str(exc)}, 400)
 
     return endpoint
 
@@ -425,6 +427,7 @@ async def api_events(dash: Dashboard, request: Request) -> Response:
             "counts": counts(evs),
             "gaps": sorted(gaps, key=lambda g: g["start"]),
             "devices": devs,
+            "history_error": dash.data.history_error,
         }
     )
 
