@@ -316,3 +316,15 @@ def test_gateway_replay_into_both_storages_gives_the_same_history(tmp_path: Path
         sq.close()
     finally:
         server.stop()
+
+
+def test_trends_are_the_same_on_both_backends(loaded: Any) -> None:
+    from dashboard.analysis.trends import TrendConfig, compute_trends
+
+    ds, stores = loaded
+    verdicts = {ds.events[1]["id"]: "not_spasm", ds.events[2]["id"]: "unsure"}
+    cfg = TrendConfig(tz="America/New_York")
+    a = W0 - timedelta(hours=5)
+    got = [compute_trends(stores[b], hd.DEVICE, a, W1, verdicts=verdicts, config=cfg) for b in BACKENDS]
+    got = [t.to_json() for t in got]
+    assert got[0] == got[1] and got[0]["total"] == len({e["id"] for e in ds.events}) - 2
