@@ -47,6 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("--state-dir", help="where reviews, notices and acknowledgements are kept")
     p.add_argument("--stale-after", type=float, help="seconds without data before 'monitoring inactive'")
     p.add_argument("--site", help="site of store devices whose site the store does not record")
+    p.add_argument("--timezone", help="the site's IANA time zone for days and nights (default UTC)")
     p.set_defaults(handler=_serve_cmd)
     actions = p.add_subparsers(dest="dashboard_action")
     add = actions.add_parser(
@@ -93,6 +94,7 @@ def _serve_cmd(args: argparse.Namespace) -> int:
                 "state_dir": args.state_dir,
                 "stale_after_s": args.stale_after,
                 "default_site": args.site,
+                "timezone": args.timezone,
                 "mqtt.host": args.mqtt_host,
                 "mqtt.port": args.mqtt_port,
                 "mqtt.topic_prefix": args.topic_prefix,

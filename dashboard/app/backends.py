@@ -18,6 +18,7 @@ from typing import Any
 
 from dashboard.app.config import DashboardConfig
 from dashboard.app.episodes import event_json
+from dashboard.history.base import HistoryError
 
 log = logging.getLogger("neurospasm.dashboard")
 
@@ -99,8 +100,6 @@ class Backends:
 
     def _h(self, fn: str, *args: Any, default: Any = None) -> Any:
         """Call the history store; a HistoryError is remembered and gives ``default``."""
-        from dashboard.history.base import HistoryError
-
         if self.history is None:
             return default
         try:
@@ -241,12 +240,26 @@ class Backends:
 
     # ------------------------------------------------------------------ trends, report
 
-    def trends(self, patient: str, devices: list[str], start: datetime, end: datetime) -> dict[str, Any]:
-        mod = _optional("dashboard.analysis")
-        if mod is None or self.history is None:
-            raise BackendMissing("trends need a store and dashboard.analysis")
-        result = mod.trends(self.history, devices, start, end, reviews=self.reviews_store)
-        return dict(result.to_json()) if hasattr(result, "to_json") else dict(result)
+    def trends(
+        self, patient: str, devices: list[str], start: datetime, end: datetime, tz: str
+    ) -> dict[str, Any]:
+        """``dashboard.analysis.trends`` per device, reviews applied, and the patient's markers."""
+        from dashboard.analysis.trends import TrendConfig, compute_trends
+
+        if self.history is None:
+            raise BackendMissing("trends need a history store (dashboard --store)")
+        out = []
+        for device in devices:
+            verdicts = {k: r.verdict for k, r in self._reviews().reviews(device=device).items()}
+            try:
+                t = compute_trends(
+                    self.history, device, start, end, verdicts=verdicts, config=TrendConfig(tz=tz),
+                    patient=patient,
+                )  # fmt: skip
+            except HistoryError as exc:
+                raise BackendMissing(f"trends: {exc}") from exc
+            out.append(t.to_json())
+        return {"devices": out, "interventions": self.interventions(patient), "tz": tz}
 
     def report(
         self, site: str, patient: str, devices: list[str], start: datetime, end: datetime, fmt: str

@@ -55,9 +55,12 @@ class DashboardConfig(BaseModel):
     stale_after_s: float = Field(25.0, gt=0)
     session_idle_min: float = Field(30.0, gt=0)
     session_max_h: float = Field(12.0, gt=0)
+    #: The site's IANA time zone: local hours, days and night (22-07) of the trends and report.
+    timezone: str = "UTC"
     #: Sites shown when the store does not say (the gateway's series carry device and patient only).
     default_site: str | None = None
-    #: Notice rules (``dashboard.analysis`` notices): name -> threshold; see docs/dashboard.md.
+    #: Notice rules (``dashboard.analysis.notices.NoticeRules``): inactive_minutes,
+    #: tonic_longer_than_s, spasms_per_hour_above; see docs/dashboard.md.
     notices: dict[str, float] = Field(default_factory=dict)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
 
@@ -67,6 +70,17 @@ class DashboardConfig(BaseModel):
         _host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"bind {v!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone {v!r}: not an IANA time zone (e.g. Europe/Zurich)") from exc
         return v
 
     @property

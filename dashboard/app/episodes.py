@@ -2,8 +2,7 @@
 
 Why here and not in the store: the timeline must show an event the moment MQTT delivers it, before
 the store has flushed it, so stored and live events are merged by ``id`` (the same id everywhere,
-docs/mqtt.md). Counting honours reviews: an event marked "not a spasm" leaves the counts and is
-shown struck through; "unsure" stays counted but is flagged.
+docs/mqtt.md). Counting honours reviews (see ``counts``).
 """
 
 from __future__ import annotations
@@ -85,14 +84,15 @@ def episodes(events: list[dict[str, Any]], gap_s: float = EPISODE_GAP_S) -> list
 
 
 def counts(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts as the clinician sees them: events minus those reviewed "not a spasm", by type and
-    by review state."""
+    """Counts as the clinician sees them, with the trends' rule (``dashboard.analysis.trends``):
+    confirmed and unreviewed events are counted; "unsure" ones are counted separately; "not a
+    spasm" ones are excluded (shown as their own number, never in a count)."""
     by_review: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
     for e in events:
         verdict = (e.get("review") or {}).get("verdict") or "unreviewed"
         by_review[verdict] += 1
-        if verdict != "not_spasm":
+        if verdict not in ("not_spasm", "unsure"):
             by_type[e["type"]] += 1
     return {
         "spasms": sum(by_type.values()),

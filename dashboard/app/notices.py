@@ -1,15 +1,15 @@
-"""Notices: rules over the live state raise a notice in the view and on MQTT; staff acknowledge them.
+"""Notices: rules raise a notice in the view and on MQTT; staff acknowledge them.
 
-Rules (thresholds from ``[dashboard] notices``; a rule with no threshold uses the default):
+The rules and their thresholds are ``dashboard.analysis.notices`` (``NoticeRules``: monitoring
+inactive for N minutes, a tonic spasm longer than N s, more than N spasms per hour), configured in
+``[dashboard.notices]``. With a history store they are evaluated on its rows every
+``EVAL_PERIOD_S`` (notice ids are deterministic, so re-evaluation never raises one twice, across
+restarts too). Without a store the same thresholds are applied to what arrives over MQTT, so a
+dashboard with only a broker still warns.
 
-- ``inactive_min``   monitoring inactive (offline, stale, lead-off) for N minutes (default 10);
-- ``tonic_s``        a tonic spasm longer than N seconds (default 30);
-- ``per_hour``       more than N spasms in the last hour on one patient (default 30).
-
-A notice is raised once per condition (a key), not on every evaluation, and raised again only after
-the condition cleared. Notices and acknowledgements are appended to ``notices.jsonl`` in the
-dashboard's state directory (one JSON object per line, fsynced), which is the acknowledgement log:
-who acknowledged what, when, with an optional note. It survives restarts.
+Notices and acknowledgements are appended to ``notices.jsonl`` in the dashboard's state directory
+(one JSON object per line, fsynced): the acknowledgement log, who acknowledged what, when, with an
+optional note. It survives restarts.
 
 Each notice is published (QoS 1, not retained) on ``{prefix}/{site}/dashboard/notices``, a topic
 outside the per-device tree so device subscribers (``+/+/+/events``) never see it (docs/mqtt.md).
@@ -18,21 +18,26 @@ outside the per-device tree so device subscribers (``+/+/+/events``) never see i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dashboard.analysis.notices import NoticeRules, evaluate
 from dashboard.app.live import LiveHub, monitoring_verdict
 
-__all__ = ["DEFAULT_RULES", "NoticeCenter"]
+log = logging.getLogger("neurospasm.dashboard")
 
-DEFAULT_RULES: dict[str, float] = {"inactive_min": 10.0, "tonic_s": 30.0, "per_hour": 30.0}
+__all__ = ["EVAL_PERIOD_S", "SCHEMA", "NoticeCenter"]
+
 SCHEMA = "neurospasm.notice/1"
+EVAL_PERIOD_S = 15.0
+_NS = uuid.UUID("0b7f3c2a-4d1e-5c6b-8a9f-1e2d3c4b5a69")
 
 
 def _iso(t: float) -> str:
@@ -40,15 +45,11 @@ def _iso(t: float) -> str:
 
 
 class NoticeCenter:
-    def __init__(self, hub: LiveHub, state_dir: Path, rules: dict[str, float] | None = None) -> None:
-        unknown = set(rules or {}) - set(DEFAULT_RULES)
-        if unknown:
-            raise ValueError(
-                f"dashboard.notices: unknown rule(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(DEFAULT_RULES)}"
-            )
+    def __init__(self, hub: LiveHub, state_dir: Path, rules: dict[str, Any] | None = None) -> None:
         self.hub = hub
-        self.rules = {**DEFAULT_RULES, **(rules or {})}
+        self.rules = NoticeRules.from_dict(rules or {}, "dashboard.notices")
+        self.started = datetime.now(UTC)
+        self._last_history_eval = 0.0
         self.path = state_dir / "notices.jsonl"
         self.notices: dict[str, dict[str, Any]] = {}
         self._active_keys: set[str] = set()
@@ -84,12 +85,23 @@ class NoticeCenter:
 
     # ------------------------------------------------------------------ raising
 
-    def _raise(self, key: str, site: str, patient: str, device: str | None, rule: str, text: str) -> None:
-        if key in self._active_keys:
+    def _raise(
+        self,
+        key: str,
+        site: str,
+        patient: str,
+        device: str | None,
+        rule: str,
+        text: str,
+        at: str | None = None,
+    ) -> None:
+        """Raise once per ``key`` (the notice id is derived from it, so it is stable)."""
+        notice_id = str(uuid.uuid5(_NS, key))
+        if key in self._active_keys or notice_id in self.notices:
+            self._active_keys.add(key)
             return
         self._active_keys.add(key)
         now = time.time()
-        notice_id = str(uuid.uuid4())
         notice: dict[str, Any] = {
             "schema": SCHEMA,
             "id": notice_id,
@@ -97,8 +109,8 @@ class NoticeCenter:
             "patient": patient,
             "device": device,
             "rule": rule,
-            "threshold": self.rules[rule],
             "text": text,
+            "at": at or _iso(now),
             "raised": _iso(now),
         }
         self.notices[notice_id] = {**notice, "acks": []}
@@ -109,59 +121,88 @@ class NoticeCenter:
     def _clear(self, key: str) -> None:
         self._active_keys.discard(key)
 
-    def observe_event(self, item: dict[str, Any]) -> None:
-        """Called for each new completed event (from the hub): tonic duration and hourly rate."""
+    def observe_event(self, item: dict[str, Any], history: bool) -> None:
+        """Each new completed event from MQTT. With a store, the store's rows are judged instead
+        (``evaluate_history``); without one, tonic duration and hourly rate are judged here."""
+        if history:
+            return
         site, patient = item["site"], item["patient"]
         dur = float(item.get("duration_s") or 0.0)
-        if item.get("type") == "tonic" and dur > self.rules["tonic_s"]:
+        tonic = self.rules.tonic_longer_than_s
+        if tonic is not None and item.get("type") == "tonic" and dur > tonic:
             self._raise(
-                f"tonic:{item['id']}",
+                f"live:tonic_long:{item.get('device')}:{item['id']}",
                 site,
                 patient,
                 item.get("device"),
-                "tonic_s",
-                f"tonic spasm of {dur:.0f} s on {item.get('channel')} (rule: longer than "
-                f"{self.rules['tonic_s']:.0f} s)",
+                "tonic_long",
+                f"Tonic spasm of {dur:.0f} s on {item.get('channel')} (longer than {tonic:g} s).",
             )
+        rate = self.rules.spasms_per_hour_above
+        if rate is None:
+            return
         window = self._hour.setdefault((site, patient), deque())
         now = time.time()
         window.append(now)
         while window and now - window[0] > 3600:
             window.popleft()
-        key = f"rate:{site}:{patient}"
-        if len(window) > self.rules["per_hour"]:
+        hour = int(now // 3600)
+        key = f"live:rate:{site}:{patient}:{hour}"
+        if len(window) > rate:
             self._raise(
-                key,
-                site,
-                patient,
-                None,
-                "per_hour",
-                f"{len(window)} spasms in the last hour (rule: more than {self.rules['per_hour']:.0f})",
+                key, site, patient, None, "rate", f"{len(window)} spasms in the last hour (more than {rate})."
             )
-        elif len(window) <= self.rules["per_hour"] / 2:
-            self._clear(key)
 
-    def evaluate(self, now: float | None = None) -> None:
-        """Periodic check of the monitoring rule over every device."""
+    def evaluate_live(self, now: float | None = None) -> None:
+        """Without a store: the inactivity rule on the live state of every device."""
         now = time.time() if now is None else now
+        minutes_rule = self.rules.inactive_minutes
         for dev in list(self.hub.devices.values()):
             active, reason = monitoring_verdict(dev, self.hub.stale_after_s, now)
-            key = f"inactive:{dev.site}:{dev.patient}:{dev.device}"
             if active:
-                self._inactive_since.pop(dev.key, None)
-                self._clear(key)
+                since = self._inactive_since.pop(dev.key, None)
+                if since is not None:
+                    self._clear(f"live:inactive:{dev.site}:{dev.patient}:{dev.device}:{since:.0f}")
                 continue
             since = self._inactive_since.setdefault(dev.key, now)
             minutes = (now - since) / 60.0
-            if minutes >= self.rules["inactive_min"]:
+            if minutes_rule is not None and minutes >= minutes_rule:
                 self._raise(
-                    key,
+                    f"live:inactive:{dev.site}:{dev.patient}:{dev.device}:{since:.0f}",
                     dev.site,
                     dev.patient,
                     dev.device,
-                    "inactive_min",
-                    f"monitoring inactive for {minutes:.0f} min on {dev.device}: {reason}",
+                    "inactive",
+                    f"Monitoring inactive for {minutes:.0f} min on {dev.device}: {reason}. "
+                    "No spasms in this time does not mean no spasms.",
+                    _iso(since),
                 )
+
+    def evaluate_history(
+        self, history: Any, reviews: Any, devices: list[tuple[str, str, str]], now: datetime | None = None
+    ) -> None:
+        """With a store: ``dashboard.analysis.notices.evaluate`` over the last day of rows of each
+        (site, patient, device). Blocking (store queries): run it in a worker thread."""
+        now = now or datetime.now(UTC)
+        # A fixed anchor (not "now - 24 h", which moves): a stretch of inactivity from the window's
+        # start would otherwise get a new start, so a new id, at every evaluation.
+        anchor = max(self.started - timedelta(hours=1), now - timedelta(hours=24))
+        anchor = anchor.replace(minute=0, second=0, microsecond=0)
+        for site, patient, device in devices:
+            events = history.events(device, anchor, now + timedelta(seconds=1))
+            health = history.health(device, anchor, now + timedelta(seconds=1))
+            verdicts = reviews.verdicts([e.id for e in events]) if reviews is not None else {}
+            for n in evaluate(
+                self.rules,
+                device=device,
+                patient=patient,
+                start=anchor,
+                now=now,
+                events=events,
+                health=health,
+                verdicts=verdicts,
+            ):
+                self._raise(f"history:{n.id}", site, patient, device, n.rule, n.text, n.at.isoformat())
 
     async def flush(self) -> None:
         """Publish raised notices on MQTT; kept for the next flush while the broker is away."""
@@ -176,6 +217,13 @@ class NoticeCenter:
     def visible(self, sites: frozenset[str] | None) -> list[dict[str, Any]]:
         rows = [n for n in self.notices.values() if sites is None or n["site"] in sites]
         return sorted(rows, key=lambda n: n["raised"], reverse=True)
+
+    def rules_json(self) -> dict[str, Any]:
+        return {
+            "inactive_minutes": self.rules.inactive_minutes,
+            "tonic_longer_than_s": self.rules.tonic_longer_than_s,
+            "spasms_per_hour_above": self.rules.spasms_per_hour_above,
+        }
 
     def acknowledge(self, notice_id: str, user: str, note: str = "") -> dict[str, Any]:
         notice = self.notices.get(notice_id)

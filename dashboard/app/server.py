@@ -33,6 +33,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -118,7 +119,7 @@ class Dashboard:
 
     def _on_item(self, item: dict[str, Any]) -> None:
         if item["kind"] == "event":
-            self.notices.observe_event(item)
+            self.notices.observe_event(item, history=self.data.history is not None)
 
     async def start(self) -> None:
         await self.hub.start()
@@ -133,13 +134,23 @@ class Dashboard:
         self.data.close()
 
     async def _notice_loop(self) -> None:
+        from dashboard.app.notices import EVAL_PERIOD_S
+
+        last = 0.0
         while True:
             await asyncio.sleep(2.0)
             try:
-                self.notices.evaluate()
+                if self.data.history is None:
+                    self.notices.evaluate_live()
+                elif time.monotonic() - last >= EVAL_PERIOD_S:
+                    last = time.monotonic()
+                    devices = await asyncio.to_thread(self.stored_devices)
+                    await asyncio.to_thread(
+                        self.notices.evaluate_history, self.data.history, self.data.reviews_store, devices
+                    )
                 await self.notices.flush()
-            except Exception:  # a rule bug must not stop the live view
-                log.exception("dashboard: notice rules failed")
+            except Exception as exc:  # a store or rule failure must not stop the live view
+                log.warning("dashboard: notice rules: %s", exc)
 
     # ------------------------------------------------------------------ access
 
@@ -531,7 +542,8 @@ async def api_trends(dash: Dashboard, request: Request) -> Response:
     end = _parse_time(request.query_params.get("end"), now)
     start = end - timedelta(days=days)
     devs = dash.devices_of(site, patient)
-    return _json(await asyncio.to_thread(dash.data.trends, patient, devs, start, end))
+    tz = dash.cfg.timezone
+    return _json(await asyncio.to_thread(dash.data.trends, patient, devs, start, end, tz))
 
 
 async def api_interventions(dash: Dashboard, request: Request) -> Response:
@@ -583,7 +595,8 @@ async def api_report(dash: Dashboard, request: Request) -> Response:
 
 async def api_notices(dash: Dashboard, request: Request) -> Response:
     user = dash.user(request)
-    return _json({"notices": dash.notices.visible(dash.visible_sites(user)), "rules": dash.notices.rules})
+    rules = dash.notices.rules_json()
+    return _json({"notices": dash.notices.visible(dash.visible_sites(user)), "rules": rules})
 
 
 async def api_ack(dash: Dashboard, request: Request) -> Response:

@@ -29,9 +29,9 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 const fmtTime = (iso) =>
-  new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
 const fmtDateTime = (iso) =>
-  new Date(iso).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  new Date(iso).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 const fmtDur = (s) => (s === null || s === undefined ? "–" : s < 10 ? `${Number(s).toFixed(1)} s` : `${Math.round(s)} s`);
 const fmtX = (x) => (x === null || x === undefined ? "–" : `×${Math.round(x)}`);
 const esc = (s) => encodeURIComponent(s);
@@ -105,7 +105,12 @@ async function viewPatients() {
   };
   live.handlers.event = (e) => {
     const p = patients.find((x) => x.site === e.site && x.patient === e.patient);
-    if (p) { p.today.spasms += 1; p.last_event = e; render(patients); }
+    if (p) {
+      p.today.spasms += 1;
+      p.today.by_type[e.type] = (p.today.by_type[e.type] || 0) + 1;
+      p.last_event = e;
+      render(patients);
+    }
   };
   main.replaceChildren(h("h1", {}, "Patients"), box);
 }
@@ -180,6 +185,7 @@ async function viewLive(site, patient) {
   state.onDevice = (d) => {
     const hb = healthBoxes[d.device];
     if (hb) hb.replaceChildren(h("h2", {}, `${d.device}: device health`), healthItems(d));
+    else route(); // a device that started after the page was drawn: draw it
   };
   const itemLi = (e) => {
     if (e.kind === "gap" || e.cause) {
@@ -267,11 +273,18 @@ async function loadEvents(site, patient, start, end) {
   return api(`/api/p/${esc(site)}/${esc(patient)}/events?start=${start.toISOString()}&end=${end.toISOString()}`);
 }
 
+function historyWarning(data) {
+  return data.history_error
+    ? h("div", { class: "banner bad", role: "alert" }, h("strong", {}, "STORED HISTORY UNAVAILABLE"),
+        h("span", { class: "why" }, `${data.history_error}. Only events received live since the dashboard started are shown.`))
+    : null;
+}
+
 function countsBox(c) {
   return h("div", { class: "counts", "data-testid": "counts" },
     h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "count-spasms" }, c.spasms), h("div", { class: "l" }, "spasms counted")),
     h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "count-confirmed" }, c.confirmed), h("div", { class: "l" }, "confirmed")),
-    h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "count-unsure" }, c.unsure), h("div", { class: "l" }, "unsure")),
+    h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "count-unsure" }, c.unsure), h("div", { class: "l" }, "unsure (apart)")),
     h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "count-unreviewed" }, c.unreviewed), h("div", { class: "l" }, "not yet reviewed")),
     h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "count-not-spasm" }, c.not_spasm), h("div", { class: "l" }, "not a spasm (excluded)")),
     ...TYPES.filter((t) => c.by_type[t]).map((t) => h("div", { class: "kpi" }, h("div", { class: "n type " + t }, c.by_type[t]), h("div", { class: "l" }, t))));
@@ -371,6 +384,7 @@ async function viewTimeline(site, patient) {
   const prev = isoDate(new Date(start.getTime() - 12 * 3600e3)), next = isoDate(new Date(start.getTime() + 36 * 3600e3));
   const base = `/p/${esc(site)}/${esc(patient)}/timeline`;
   body.replaceChildren(
+    historyWarning(data) || "",
     h("div", { class: "card" },
       h("div", { class: "phead" }, h("h2", {}, start.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" })),
         h("a", { href: `${base}?day=${prev}` }, "← previous day"), h("a", { href: `${base}?day=${next}` }, "next day →")),
@@ -418,9 +432,9 @@ async function viewReview(site, patient) {
     table.append(tr);
   }
   const labels = `/api/p/${esc(site)}/${esc(patient)}/labels`;
-  body.replaceChildren(countsCard,
+  body.replaceChildren(historyWarning(data) || "", countsCard,
     h("div", { class: "card" }, h("h2", {}, "Events of " + start.toLocaleDateString()),
-      h("p", { class: "muted" }, "Every mark is kept with who and when (audit log). \"Not a spasm\" leaves the counts; \"unsure\" stays counted."),
+      h("p", { class: "muted" }, "Every mark is kept with who and when (audit log). \"Not a spasm\" leaves the counts; \"unsure\" is counted apart until decided."),
       data.events.length ? table : h("p", { class: "muted" }, "No events on this day."),
       h("p", {}, "Export reviewed events as labels: ", h("a", { href: `${labels}.json` }, "JSON"), " · ", h("a", { href: `${labels}.csv` }, "CSV"))));
 }
@@ -433,29 +447,69 @@ async function viewTrends(site, patient) {
   const snap = await api(`/api/p/${esc(site)}/${esc(patient)}/live?seconds=1`);
   const { body } = patientShell(site, patient, "trends", snap.devices.map((d) => d.summary));
   const base = `/p/${esc(site)}/${esc(patient)}/trends`;
-  const pick = h("p", {}, "Period: ", [7, 14, 30, 90].map((n) => h("a", { href: `${base}?days=${n}`, style: "margin-right:1rem;" + (n === days ? "font-weight:800" : "") }, `${n} days`)));
+  const pick = h("p", { class: "card" }, "Period: ", [7, 14, 30, 90].map((n) =>
+    h("a", { href: `${base}?days=${n}`, style: "margin-right:1.2rem;" + (n === days ? "font-weight:800;color:var(--ink)" : "") }, `last ${n} days`)));
   let trends;
   try {
     trends = await api(`/api/p/${esc(site)}/${esc(patient)}/trends?days=${days}`);
   } catch (err) {
-    body.replaceChildren(pick, h("div", { class: "card" }, h("p", { class: "error" }, `Trends unavailable: ${err.message}`)));
+    body.replaceChildren(pick, h("div", { class: "card" }, h("p", { class: "error" }, `Trends unavailable: ${err.message}`)), await interventionsCard(site, patient));
     return;
   }
   const cards = [pick];
-  const daily = trends.daily || [];
-  if (daily.length) {
-    const box = h("div", {});
-    cards.push(h("div", { class: "card" }, h("h2", {}, "Spasms per day by type (reviewed \"not a spasm\" excluded)"), box));
-    queueMicrotask(() => barsChart(box, daily.map((d) => Date.parse(d.start)), TYPES.map((t) => ({ label: t, values: daily.map((d) => (d.counts || {})[t] || 0) })), trends.interventions || []));
-    const mon = h("div", {});
-    cards.push(h("div", { class: "card" }, h("h2", {}, "Hours actually monitored per day"), mon));
-    queueMicrotask(() => barsChart(mon, daily.map((d) => Date.parse(d.start)), [{ label: "monitored h", values: daily.map((d) => (d.monitored_s || 0) / 3600) }], []));
+  const hours = (s) => (s / 3600).toFixed(1);
+  const rate = (x) => (x === null || x === undefined ? "–" : x.toFixed(2));
+  const table = (head, rows) => h("table", { class: "devices" }, h("tr", {}, head.map((c) => h("th", {}, c))), rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))));
+  const binLabel = (edges, i, unit) => (edges[i + 1] === null ? `≥ ${edges[i]} ${unit}` : `${edges[i]}–${edges[i + 1]} ${unit}`);
+  for (const t of trends.devices) {
+    const daysRows = t.days || [];
+    const tz = t.config?.tz || trends.tz;
+    cards.push(h("div", { class: "card", "data-testid": "trend-summary" },
+      h("h2", {}, `${t.device}: ${new Date(t.start).toLocaleDateString()} – ${new Date(t.end).toLocaleDateString()} (days in ${tz})`),
+      h("div", { class: "kpis" },
+        h("div", { class: "kpi" }, h("div", { class: "n" }, t.total), h("div", { class: "l" }, "spasms counted")),
+        ...TYPES.filter((k) => t.totals[k]).map((k) => h("div", { class: "kpi" }, h("div", { class: "n type " + k }, t.totals[k]), h("div", { class: "l" }, k))),
+        h("div", { class: "kpi" }, h("div", { class: "n" }, t.unsure), h("div", { class: "l" }, "unsure (apart)")),
+        h("div", { class: "kpi" }, h("div", { class: "n" }, t.excluded), h("div", { class: "l" }, "not a spasm (excluded)")),
+        h("div", { class: "kpi" }, h("div", { class: "n" }, `${hours(t.monitored_s)} h`), h("div", { class: "l" }, `monitored (${Math.round(100 * t.coverage_fraction)} % of the period)`)),
+        h("div", { class: "kpi" }, h("div", { class: "n" }, `${hours(t.gap_s)} h`), h("div", { class: "l" }, "in gaps")))));
+    if (daysRows.length) {
+      const x = daysRows.map((d) => Date.parse(d.date + "T00:00:00"));
+      const box = h("div", {}), mon = h("div", {});
+      cards.push(h("div", { class: "card" }, h("h2", {}, "Spasms per day by type (dashed lines: interventions)"), box));
+      cards.push(h("div", { class: "card" }, h("h2", {}, "Hours actually monitored per day"), mon,
+        h("p", { class: "muted" }, "A day with few spasms and few monitored hours is a day without data, not a good day.")));
+      const ivs = trends.interventions || [];
+      queueMicrotask(() => {
+        barsChart(box, x, TYPES.filter((k) => t.totals[k]).map((k) => ({ label: k, values: daysRows.map((d) => d.counts[k] || 0) })), ivs);
+        barsChart(mon, x, [{ label: "monitored (h)", values: daysRows.map((d) => d.monitored_s / 3600) }], ivs);
+      });
+    }
+    const dn = t.day_night || {};
+    cards.push(h("div", { class: "grid2" },
+      h("div", { class: "card" }, h("h2", {}, "Day versus night (night 22–07)"),
+        table(["", "spasms", "monitored", "per monitored hour"], ["day", "night"].map((k) => [k, dn[k]?.count ?? 0, `${hours(dn[k]?.monitored_s || 0)} h`, rate(dn[k]?.per_monitored_hour)]))),
+      h("div", { class: "card" }, h("h2", {}, "Gaps by cause"),
+        Object.keys(t.gaps_by_cause || {}).length
+          ? table(["cause", "gaps", "time"], Object.entries(t.gaps_by_cause).map(([c, v]) => [c, v.count, `${(v.seconds / 60).toFixed(1)} min`]))
+          : h("p", { class: "muted" }, "No gaps in the period."))));
+    const edges = t.duration_bins_s || [];
+    const used = TYPES.filter((k) => (t.durations[k] || []).some((n) => n));
+    cards.push(h("div", { class: "grid2" },
+      h("div", { class: "card" }, h("h2", {}, "Duration distribution"),
+        used.length ? table(["duration", ...used], edges.slice(0, -1).map((_, i) => [binLabel(edges, i, "s"), ...used.map((k) => t.durations[k][i] || "")]).filter((r) => r.slice(1).some((v) => v)))
+          : h("p", { class: "muted" }, "No counted events."),
+        h("p", { class: "muted" }, "Median: " + (used.map((k) => `${k} ${t.duration_median_s[k]?.toFixed(1)} s`).join(" · ") || "–"))),
+      h("div", { class: "card" }, h("h2", {}, "Clonus frequency"),
+        t.clonus_frequency.some((n) => n)
+          ? table(["frequency", "episodes"], (t.frequency_bins_hz || []).slice(0, -1).map((_, i) => [binLabel(t.frequency_bins_hz, i, "Hz"), t.clonus_frequency[i]]).filter((r) => r[1]))
+          : h("p", { class: "muted" }, "No clonus in the period."),
+        h("p", { class: "muted" }, `Median: ${t.clonus_frequency_median_hz ? t.clonus_frequency_median_hz.toFixed(1) + " Hz" : "–"}`))));
+    const act = Object.entries(t.activity_s || {});
+    cards.push(h("div", { class: "card" }, h("h2", {}, "Activity time"),
+      act.length ? table(["activity", "time"], act.map(([k, v]) => [k, `${hours(v)} h`])) : h("p", { class: "muted" }, "No activity context recorded by this gateway.")));
   }
-  const kv = (title, obj) => h("div", { class: "card" }, h("h2", {}, title),
-    h("table", { class: "devices" }, Object.entries(obj || {}).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, typeof v === "number" ? Math.round(v * 100) / 100 : JSON.stringify(v))))));
-  for (const [key, title] of [["day_night", "Day versus night"], ["durations", "Duration distribution"], ["clonus", "Clonus frequency"], ["coverage", "Monitoring coverage and gaps"], ["activity", "Activity time"]]) {
-    if (trends[key]) cards.push(kv(title, trends[key]));
-  }
+  if (!trends.devices.length) cards.push(h("div", { class: "card muted" }, "No stored data for this patient yet."));
   cards.push(await interventionsCard(site, patient));
   body.replaceChildren(...cards);
 }
@@ -510,13 +564,18 @@ async function viewNotices() {
   const box = h("div", { "data-testid": "notices" });
   const load = async () => {
     const d = await api("/api/notices");
-    const rules = h("p", { class: "muted" }, `Rules: monitoring inactive for ${d.rules.inactive_min} min · tonic spasm longer than ${d.rules.tonic_s} s · more than ${d.rules.per_hour} spasms per hour.`);
+    const r = d.rules;
+    const parts = [];
+    if (r.inactive_minutes !== null) parts.push(`monitoring inactive for ${r.inactive_minutes} min`);
+    if (r.tonic_longer_than_s !== null) parts.push(`a tonic spasm longer than ${r.tonic_longer_than_s} s`);
+    if (r.spasms_per_hour_above !== null) parts.push(`more than ${r.spasms_per_hour_above} spasms in an hour`);
+    const rules = h("p", { class: "muted" }, `A notice is raised for: ${parts.join(" · ") || "nothing (all rules off)"}.`);
     box.replaceChildren(rules, ...(d.notices.length ? d.notices.map(noticeCard) : [h("p", { class: "card muted" }, "No notices.")]));
   };
   const noticeCard = (n) => {
     const note = h("input", { placeholder: "note (optional)" });
     return h("div", { class: "card notice" + (n.acks.length ? " acked" : ""), "data-testid": "notice" },
-      h("div", { class: "phead" }, h("span", { class: "rule" }, n.text), h("span", { class: "muted" }, `${n.patient} · ${fmtDateTime(n.raised)}`)),
+      h("div", { class: "phead" }, h("span", { class: "rule" }, n.text), h("span", { class: "muted" }, `${n.patient}${n.device ? " · " + n.device : ""} · ${fmtDateTime(n.at || n.raised)}`)),
       n.acks.length ? h("ul", {}, n.acks.map((a) => h("li", {}, `acknowledged by ${a.by}, ${fmtDateTime(a.at)}${a.note ? ": " + a.note : ""}`))) : null,
       h("p", {}, note, " ", h("button", { onclick: async () => { await api(`/api/notices/${esc(n.id)}/ack`, { method: "POST", body: { note: note.value } }); await load(); } }, "Acknowledge")));
   };
@@ -528,6 +587,9 @@ async function viewNotices() {
 // ------------------------------------------------------------------------------------------ router
 
 async function route() {
+  for (const t of live.timers) clearInterval(t);
+  live.timers = [];
+  live.handlers = {};
   const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active",
     (a.dataset.nav === "patients" && (parts.length === 0 || parts[0] === "p")) || a.dataset.nav === parts[0]);

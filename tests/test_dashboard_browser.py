@@ -1,0 +1,220 @@
+"""The clinician's view in a real browser: simulator -> gateway -> Mosquitto -> dashboard -> Chromium.
+
+Nothing is faked but the wearable: the simulator on a pty, ``neurospasm run`` writing the embedded
+SQLite store, a real Mosquitto, ``neurospasm dashboard`` as its own process with a users file
+created by ``neurospasm dashboard adduser``, and Debian's Chromium driven by Playwright. The page
+is asserted as a clinician would see it: the patient appears, events appear live (each onset before
+its completed event), a review persists across a reload and changes the counts, the "monitoring
+inactive" banner appears when the simulator stops, and the report downloads as a PDF whose pages
+render (pdftoppm). Screenshots go to the test's tmp dir (and to docs/img with
+NEUROSPASM_DOCS_SCREENSHOTS=1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser import chromium
+from harness import Proc, gateway, start_sim, write_config
+from servers import Mosquitto, free_port, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+# Records the order in which feed items appear (onset, then event, same id): installed before the
+# page's own scripts run.
+FEED_RECORDER = """
+window.__feed = [];
+new MutationObserver((muts) => {
+  for (const m of muts) for (const n of m.addedNodes) {
+    if (n.nodeType === 1 && n.dataset && n.dataset.id && n.dataset.testid) {
+      window.__feed.push({ id: n.dataset.id, kind: n.dataset.testid, t: performance.now() });
+    }
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+def _adduser(users: Path, name: str, site: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "ingest", "dashboard", "adduser", name, "--users", str(users), "--site", site,
+         "--password-stdin"],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def _status(url: str) -> int:
+    """HTTP status of a GET (0 when nothing answers yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def _shot(page: Any, tmp: Path, name: str) -> None:
+    page.screenshot(path=str(tmp / f"dashboard-{name}.png"), full_page=True)
+    if os.environ.get("NEUROSPASM_DOCS_SCREENSHOTS"):
+        shutil.copy(tmp / f"dashboard-{name}.png", REPO / "docs" / "img" / f"dashboard-{name}.png")
+
+
+def _text(page: Any, testid: str) -> str:
+    return str(page.get_by_test_id(testid).first.inner_text()).strip()
+
+
+@pytest.mark.slow
+def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    users = tmp_path / "users.json"
+    _adduser(users, "dr-07", "e2e")
+    _adduser(users, "dr-other", "elsewhere")
+    assert PASSWORD not in users.read_text()  # hashed, never stored
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    store = tmp_path / "state" / "series" / "history.sqlite"
+    dash = Proc(
+        [sys.executable, "-m", "ingest", "dashboard", "--bind", f"127.0.0.1:{port}", "--users", str(users),
+         "--mqtt-port", str(mosquitto.port), "--store", f"sqlite:{store}", "--state-dir",
+         str(tmp_path / "dash"), "--stale-after", "4"],
+        tmp_path / "dash.log",
+    )  # fmt: skip
+    sim = gw = None
+    page_errors: list[str] = []
+    try:
+        wait_until(lambda: dash.p.poll() is not None or _status(base + "/api/me") > 0, 20, "the dashboard")
+        assert _status(base + "/api/me") == 401, dash.tail()  # not without a login
+        sim, pty_path = start_sim(tmp_path, "e2e_short")
+        cfg = write_config(tmp_path, pty_path, mosquitto.port, local=True)
+        cfg.write_text(
+            cfg.read_text().replace("[local]\nenabled = true", '[local]\nenabled = true\nformat = "sqlite"')
+        )
+        gw = gateway(tmp_path, cfg)
+
+        with chromium(tmp_path / "profile") as ctx:
+            ctx.add_init_script(FEED_RECORDER)
+            page = ctx.new_page()
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.set_default_timeout(20_000)
+
+            # Login required: the patients page sends us to the login form.
+            page.goto(base + "/")
+            page.wait_for_url("**/login**")
+            page.fill("input[name=username]", "dr-07")
+            page.fill("input[name=password]", "wrong password")
+            page.click("button[type=submit]")
+            page.get_by_text("wrong username or password").wait_for()
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(base + "/")
+
+            # The patient appears, monitoring.
+            card = page.locator("[data-testid=patient-card][data-patient=p-0001]")
+            card.wait_for()
+            page.wait_for_function(
+                "document.querySelector('[data-patient=p-0001] [data-testid=state-badge]')"
+                ".textContent === 'MONITORING'"
+            )
+            _shot(page, tmp_path, "patients")
+
+            # Events appear live: onset first, then the completed event with the same id.
+            page.goto(base + "/p/e2e/p-0001/live")
+            page.wait_for_function("document.querySelectorAll('[data-testid=event-item]').length >= 2")
+            feed = page.evaluate("window.__feed")
+            onsets = {f["id"]: f["t"] for f in feed if f["kind"] == "onset-item"}
+            events = {f["id"]: f["t"] for f in feed if f["kind"] == "event-item"}
+            live_seen = [i for i in events if i in onsets]
+            assert live_seen, f"no event was seen as an onset first: {feed}"
+            assert all(onsets[i] < events[i] for i in live_seen), feed
+            page.wait_for_function("document.querySelectorAll('[data-testid=event-item]').length >= 3")
+            assert page.locator("[data-testid=monitoring-banner]").count() == 1
+            _shot(page, tmp_path, "live")
+
+            # The simulator stops: the banner says monitoring is inactive, without a reload.
+            sim.stop()
+            page.get_by_test_id("inactive-banner").wait_for(timeout=20_000)
+            banner = _text(page, "inactive-banner")
+            assert "MONITORING INACTIVE" in banner and "dev-a" in banner, banner
+            _shot(page, tmp_path, "inactive")
+
+            # Review: "not a spasm" leaves the counts, "confirmed" is counted; both survive a reload.
+            page.goto(base + "/p/e2e/p-0001/review")
+            page.get_by_test_id("review-row").nth(2).wait_for()
+            assert _text(page, "count-spasms") == "3" and _text(page, "count-unreviewed") == "3"
+            rows = page.get_by_test_id("review-row")
+            first_id = rows.nth(0).get_attribute("data-id")
+            second_id = rows.nth(1).get_attribute("data-id")
+            rows.nth(0).locator("input").fill("voluntary movement, patient reaching")
+            rows.nth(0).get_by_test_id("mark-not-spasm").click()
+            page.wait_for_function("document.querySelector('[data-testid=count-spasms]').textContent === '2'")
+            rows.nth(1).get_by_test_id("mark-confirmed").click()
+            page.wait_for_function(
+                "document.querySelector('[data-testid=count-confirmed]').textContent === '1'"
+            )
+            page.reload()
+            page.get_by_test_id("review-row").nth(2).wait_for()
+            assert _text(page, "count-spasms") == "2"
+            assert _text(page, "count-not-spasm") == "1"
+            assert _text(page, "count-confirmed") == "1"
+            assert _text(page, "count-unreviewed") == "1"
+            row = page.locator(f"[data-testid=review-row][data-id='{first_id}']")
+            assert "Not a spasm (dr-07)" in row.get_by_test_id("verdict").inner_text()
+            assert row.locator("input").input_value() == "voluntary movement, patient reaching"
+            row2 = page.locator(f"[data-testid=review-row][data-id='{second_id}']")
+            assert "Confirmed" in row2.get_by_test_id("verdict").inner_text()
+            _shot(page, tmp_path, "review")
+
+            # Timeline: the events in the day strip; one opens with its stored envelope.
+            page.goto(base + "/p/e2e/p-0001/timeline")
+            page.get_by_test_id("strip").wait_for()
+            assert page.locator("[data-testid=strip] rect.ev").count() == 3
+            # The three spasms of 12 s are one episode; opening it lists them; one shows its signal.
+            assert page.get_by_test_id("episode").count() == 1
+            page.get_by_test_id("episode").first.click()
+            children = page.locator("[data-testid=episodes] tr.child:not(.hidden)")
+            children.nth(2).wait_for()
+            assert children.count() == 3
+            children.nth(1).click()
+            page.get_by_test_id("event-detail").locator("canvas").first.wait_for()
+            _shot(page, tmp_path, "timeline")
+
+            # The report downloads as a PDF whose pages render.
+            page.goto(base + "/p/e2e/p-0001/report")
+            with page.expect_download() as dl:
+                page.get_by_test_id("report-pdf").click()
+            pdf = tmp_path / "report.pdf"
+            dl.value.save_as(pdf)
+            assert pdf.read_bytes()[:5] == b"%PDF-"
+            subprocess.run(["pdftoppm", "-png", "-r", "40", str(pdf), str(tmp_path / "page")], check=True)
+            pngs = sorted(tmp_path.glob("page*.png"))
+            assert pngs and all(p.stat().st_size > 1000 for p in pngs), pngs
+            _shot(page, tmp_path, "report")
+
+            # Another site's clinician sees nothing of this patient (and 404, not 403).
+            other = ctx.request
+            r = other.post(base + "/api/logout", headers={"X-CSRF-Token": "wrong"})
+            assert r.status == 403  # state changes need the session's CSRF token
+            login = json.dumps({"username": "dr-other", "password": PASSWORD})
+            r = other.post(base + "/api/login", data=login, headers={"Content-Type": "application/json"})
+            assert r.ok
+            assert other.get(base + "/api/patients").json()["patients"] == []
+            assert other.get(base + "/api/p/e2e/p-0001/events").status == 404
+        assert not page_errors, page_errors
+    finally:
+        if gw is not None:
+            gw.stop()
+        if sim is not None:
+            sim.stop()
+        rc = dash.stop()
+    assert rc == 0, dash.tail()
+    assert PASSWORD not in dash.log.read_text()
