@@ -184,11 +184,13 @@ class NoticeCenter:
         """With a store: ``dashboard.analysis.notices.evaluate`` over the last day of rows of each
         (site, patient, device). Blocking (store queries): run it in a worker thread."""
         now = now or datetime.now(UTC)
-        # A fixed anchor (not "now - 24 h", which moves): a stretch of inactivity from the window's
-        # start would otherwise get a new start, so a new id, at every evaluation.
-        anchor = max(self.started - timedelta(hours=1), now - timedelta(hours=24))
-        anchor = anchor.replace(minute=0, second=0, microsecond=0)
+        # The window starts at a whole hour at most a day back, and never before the device's first
+        # status: a stretch "inactive since the window began" would otherwise get a new start (so a
+        # new id) at every evaluation, and a new device would be "inactive" before it existed.
+        day_back = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+        first_seen = {(d.patient, d.device): d.first_seen for d in history.devices()}
         for site, patient, device in devices:
+            anchor = max(day_back, first_seen.get((patient, device), day_back))
             events = history.events(device, anchor, now + timedelta(seconds=1))
             health = history.health(device, anchor, now + timedelta(seconds=1))
             verdicts = reviews.verdicts([e.id for e in events]) if reviews is not None else {}

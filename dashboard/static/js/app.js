@@ -308,11 +308,14 @@ function strip(data, start, end, onPick) {
     r.append(el("title", {})); r.firstChild.textContent = `gap: ${g.cause}, ${fmtDur(g.duration_s)}`;
     svg.append(r);
   }
-  for (let hr = 0; hr <= 24; hr += 3) {
-    const t = start.getTime() + hr * 3600e3;
+  const span = end.getTime() - start.getTime();
+  const step = [5, 10, 15, 30, 60, 180].map((m) => m * 60e3).find((st) => span / st <= 12) || 6 * 3600e3;
+  const off = new Date(start).getTimezoneOffset() * 60e3; // ticks on local clock times
+  for (let t = Math.ceil((start.getTime() - off) / step) * step + off; t <= end.getTime(); t += step) {
     svg.append(el("line", { x1: x(t), x2: x(t), y1: base, y2: base + 6, stroke: "#5c6675" }));
-    const lab = el("text", { x: Math.min(W - 30, x(t) + 2), y: base + 22, "font-size": 14, fill: "#5c6675" });
-    lab.textContent = `${String(new Date(t).getHours()).padStart(2, "0")}:00`;
+    const lab = el("text", { x: Math.min(W - 42, x(t) + 2), y: base + 22, "font-size": 14, fill: "#5c6675" });
+    const d = new Date(t);
+    lab.textContent = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
     svg.append(lab);
   }
   svg.append(el("line", { x1: 0, x2: W, y1: base, y2: base, stroke: "#5c6675" }));
@@ -336,7 +339,12 @@ function strip(data, start, end, onPick) {
 async function viewTimeline(site, patient) {
   document.title = `${patient} · Timeline`;
   const params = new URLSearchParams(location.search);
-  const { start, end } = dayRange(params.get("day"));
+  const zoomH = Number(params.get("hours") || 0);
+  let { start, end } = dayRange(params.get("day"));
+  if (zoomH > 0) {
+    end = new Date(Math.ceil(Date.now() / 60e3) * 60e3);
+    start = new Date(end.getTime() - zoomH * 3600e3);
+  }
   const [snap, data] = await Promise.all([api(`/api/p/${esc(site)}/${esc(patient)}/live?seconds=1`), loadEvents(site, patient, start, end)]);
   const { body } = patientShell(site, patient, "timeline", snap.devices.map((d) => d.summary));
   const detail = h("div", { class: "card", "data-testid": "event-detail" }, h("p", { class: "muted" }, "Click an event in the strip or the list to see its envelope and accelerometer before and after."));
@@ -367,7 +375,7 @@ async function viewTimeline(site, patient) {
     table.append(row);
     const children = kids.map((e) => {
       const tr = h("tr", { class: "child" + (ep.count === 1 ? " hidden" : " hidden"), "data-id": e.id },
-        h("td", {}, fmtTime(e.onset)), h("td", { class: "type " + e.type }, `${e.type} · ${e.channel}`),
+        h("td", {}, fmtTime(e.onset)), h("td", {}, h("span", { class: "type " + e.type }, e.type), ` · ${e.channel}`),
         h("td", {}, fmtDur(e.duration_s)), h("td", {}, fmtX(e.relative_amplitude)),
         h("td", {}, e.review ? VERDICT_TEXT[e.review.verdict] : ""));
       tr.addEventListener("click", (ev) => { ev.stopPropagation(); pick(e); });
@@ -383,11 +391,16 @@ async function viewTimeline(site, patient) {
   }
   const prev = isoDate(new Date(start.getTime() - 12 * 3600e3)), next = isoDate(new Date(start.getTime() + 36 * 3600e3));
   const base = `/p/${esc(site)}/${esc(patient)}/timeline`;
+  const zoom = h("span", { class: "muted" }, "Zoom: ",
+    [["whole day", base], ["last 6 h", `${base}?hours=6`], ["last hour", `${base}?hours=1`]].map(([label, href]) =>
+      h("a", { href, style: "margin-right:.8rem" }, label)));
   body.replaceChildren(
     historyWarning(data) || "",
     h("div", { class: "card" },
-      h("div", { class: "phead" }, h("h2", {}, start.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" })),
-        h("a", { href: `${base}?day=${prev}` }, "← previous day"), h("a", { href: `${base}?day=${next}` }, "next day →")),
+      h("div", { class: "phead" },
+        h("h2", {}, zoomH > 0 ? `Last ${zoomH === 1 ? "hour" : zoomH + " hours"}, until ${fmtTime(end.toISOString())}`
+          : start.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" })),
+        h("a", { href: `${base}?day=${prev}` }, "← previous day"), h("a", { href: `${base}?day=${next}` }, "next day →"), zoom),
       countsBox(data.counts),
       strip(data, start, end, pick),
       h("p", { class: "legend muted" }, TYPES.map((t) => h("span", { class: "type " + t }, t)), " · bar height: intensity (× baseline) · shaded blue: night (22–07) · shaded red: no data (gap)")),

@@ -143,6 +143,7 @@ export function seriesChart(box, series, evStartMs, evEndMs, unit) {
       scales: { x: { time: true } },
       axes: [{}, { label: unit, size: 60 }],
       plugins: [shadePlugin(() => [[evStartMs / 1000, evEndMs / 1000]], "rgba(217,138,0,0.18)")],
+      legend: { live: false },
     },
     [ts.map((v) => v / 1000), ...cols], box);
 }
@@ -178,6 +179,7 @@ export function barsChart(box, dayStartsMs, groups, interventions) {
       scales: { x: { time: true, range: (u, lo, hi) => [lo - 43200, hi + 43200] }, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.15)] } },
       axes: [{}, { size: 50 }],
       plugins: [markers],
+      legend: { live: false },
     },
     [t, ...groups.map((g) => g.values)], box);
 }
