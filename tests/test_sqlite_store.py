@@ -25,7 +25,14 @@ from dashboard.history.sqlite import SqliteHistory
 from ingest.config import parse_config
 from ingest.outputs.lineproto import LineProtocolError, encode_columns, encode_point, parse_line, parse_lines
 from ingest.outputs.sinks.base import SinkRejected, SinkUnavailable
-from ingest.outputs.sinks.sqlite import SQLITE_FILENAME, SqliteSink, decode_values, encode_values
+from ingest.outputs.sinks.sqlite import (
+    COMPACT_WINDOW_NS,
+    MAX_BLOCK_NS,
+    SQLITE_FILENAME,
+    SqliteSink,
+    decode_values,
+    encode_values,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,10 +132,20 @@ def test_bad_records_are_rejected_alone_and_redelivery_is_idempotent(tmp_path: P
     assert db.execute("SELECT sum(n) FROM series WHERE measurement='emg_envelope'").fetchone()[0] == sum(
         len(t) for t, _ in ds.envelope.values()
     )
-    # blocks: one per series and record, a few per second of data, each much smaller than its text
+    # Blocks: one per series (2 envelope channels, 3 acc axes) and record (2 a second); minute
+    # windows two minutes older than the newest data are compacted into one block per series.
     blocks, size = db.execute("SELECT count(*), sum(length(ts) + length(vals)) FROM series").fetchone()
     text = sum(len(r) for r in ds.records if r.startswith((b"emg_envelope", b"acc")))
-    assert blocks == 5 * hd.SERIES_MINUTES * 60 * 2 and size < text / 4
+    per_window = db.execute(
+        f"SELECT measurement, channel, field, t0_ns / {COMPACT_WINDOW_NS}, count(*) FROM series "
+        "GROUP BY 1, 2, 3, 4"
+    ).fetchall()
+    assert len(per_window) == 5 * hd.SERIES_MINUTES and size < text / 4
+    for i, row in enumerate(sorted(per_window)):
+        assert row[4] == 1 if i % hd.SERIES_MINUTES < hd.SERIES_MINUTES - 2 else row[4] > 100, row
+    assert blocks == sum(r[4] for r in per_window)
+    spans = db.execute("SELECT max(t1_ns - t0_ns) FROM series").fetchone()[0]
+    assert spans < MAX_BLOCK_NS
     assert db.execute("SELECT count(*) FROM points").fetchone()[0] == 0  # nothing unknown
 
 

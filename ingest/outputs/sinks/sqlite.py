@@ -13,10 +13,12 @@ tables shaped for the dashboard's queries:
 - ``health``: one row per (device, time): the status every 10 s.
 - ``activity``: one row per activity span.
 - ``series``: envelope / accelerometer / raw EMG stored compactly, one row per *block* (a run of
-  consecutive points of one series and field inside one record, at most ``MAX_BLOCK_NS`` long):
+  consecutive points of one series and field inside one record, at most a minute long):
   timestamps as zlib-compressed int64 deltas, values as zlib-compressed decimal-scaled integers
   when they round-trip exactly (the router writes µV with 2 decimals, g with 4), else float64.
-  A day of 50 Hz envelope on 2 channels is then a few thousand rows.
+  The router sends a record every 0.5 s, so blocks start small; once a minute window is two
+  windows old, the sink *compacts* its blocks into one (same transaction discipline), so a day
+  of 50 Hz envelope on 2 channels is about 2,900 rows and a day's query decodes that many.
 - ``points``: anything else (unknown measurement or tags), as JSON, so no accepted data is lost.
   Unknown fields of known measurements go to the row's ``extra`` JSON.
 
@@ -61,9 +63,13 @@ __all__ = [
 
 SQLITE_FILENAME = "history.sqlite"
 SCHEMA_VERSION = 1
-#: Longest time span of one series block: bounds how far before a query's start a block that
+#: Blocks as written span at most ``RECORD_BLOCK_NS``; compaction merges the blocks that start in
+#: one epoch-aligned ``COMPACT_WINDOW_NS`` window into one, which then spans at most the sum.
+RECORD_BLOCK_NS = 60 * 1_000_000_000
+COMPACT_WINDOW_NS = 60 * 1_000_000_000
+#: Longest time span of any series block: bounds how far before a query's start a block that
 #: overlaps it can begin, so the (device, measurement, t0) index finds it.
-MAX_BLOCK_NS = 60 * 1_000_000_000
+MAX_BLOCK_NS = RECORD_BLOCK_NS + COMPACT_WINDOW_NS
 #: Measurements stored as compressed blocks; their tags are device, patient and optionally channel.
 SERIES_MEASUREMENTS = frozenset({"emg_envelope", "acc", "emg_raw"})
 _SERIES_TAGS = frozenset({"device", "patient", "channel"})
@@ -211,7 +217,7 @@ def _rows_of(points: list[Point], out: _Rows) -> None:
         meas, tags, _fields, ts = p
         if meas in SERIES_MEASUREMENTS and set(tags) <= _SERIES_TAGS and "device" in tags:
             key = (meas, tags["device"], tags.get("patient", ""), tags.get("channel", ""))
-            if key != run_key or (run and (ts < run[-1][3] or ts - run[0][3] > MAX_BLOCK_NS)):
+            if key != run_key or (run and (ts < run[-1][3] or ts - run[0][3] > RECORD_BLOCK_NS)):
                 flush()
                 run_key = key
             run.append(p)
@@ -360,13 +366,65 @@ def write_rows(db: sqlite3.Connection, rows: _Rows) -> None:
         raise
 
 
+SeriesKey = tuple[str, str, str, str]  # device, measurement, channel, field
+
+
+def compact_window(db: sqlite3.Connection, key: SeriesKey, window: int) -> int:
+    """Merge the blocks of one series starting in one ``COMPACT_WINDOW_NS`` window into one block
+    (points written twice kept once); one transaction. Returns the number of blocks merged."""
+    device, meas, channel, fld = key
+    lo = window * COMPACT_WINDOW_NS
+    where = "device = ? AND measurement = ? AND channel = ? AND field = ? AND t0_ns >= ? AND t0_ns < ?"
+    args = (device, meas, channel, fld, lo, lo + COMPACT_WINDOW_NS)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = db.execute(
+            f"SELECT patient, ts, codec, vals FROM series WHERE {where} ORDER BY t0_ns", args
+        ).fetchall()
+        if len(rows) > 1:
+            t = np.concatenate([decode_times(r[1]) for r in rows])
+            v = np.concatenate([decode_values(r[2], r[3]) for r in rows])
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[order]
+            keep = np.r_[t[1:] != t[:-1], True]
+            t, v = t[keep], v[keep]
+            codec, blob = encode_values(v)
+            db.execute(f"DELETE FROM series WHERE {where}", args)
+            db.execute(
+                _INSERTS["series"],
+                (
+                    device,
+                    meas,
+                    int(t[0]),
+                    channel,
+                    fld,
+                    int(t[-1]),
+                    len(t),
+                    rows[0][0],
+                    codec,
+                    encode_times(t),
+                    blob,
+                ),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return len(rows) if len(rows) > 1 else 0
+
+
 @dataclass
 class SqliteSink:
     """The gateway's ``local`` storage in SQLite (``[local] format = "sqlite"``)."""
 
     path: Path
     name: str = "local"
+    #: Merge a minute window's blocks once it is this many windows older than the newest data.
+    compact_after_windows: int = 2
     _db: sqlite3.Connection | None = field(default=None, init=False, repr=False)
+    _pending: dict[SeriesKey, set[int]] = field(default_factory=dict, init=False, repr=False)
+    _newest: dict[SeriesKey, int] = field(default_factory=dict, init=False, repr=False)
+    compacted_blocks: int = field(default=0, init=False)
 
     async def __aenter__(self) -> Self:
         try:
@@ -407,7 +465,22 @@ class SqliteSink:
                 getattr(rows, table).extend(getattr(one, table))
         try:
             write_rows(db, rows)
+            self._compact(db, rows.series)
         except (sqlite3.Error, OSError) as exc:
             raise SinkUnavailable(f"local store {self.path}: {exc}") from exc
         if bad:
             raise SinkRejected(f"local store {self.path}: {'; '.join(reasons[:3])}", bad)
+
+    def _compact(self, db: sqlite3.Connection, new_rows: list[tuple[Any, ...]]) -> None:
+        """Compact the windows this sink wrote that are now old enough. Windows pending when the
+        gateway stops stay as they are (correct, only less compact)."""
+        for r in new_rows:
+            key: SeriesKey = (r[0], r[1], r[3], r[4])
+            w0, w1 = r[2] // COMPACT_WINDOW_NS, r[5] // COMPACT_WINDOW_NS
+            self._pending.setdefault(key, set()).add(w0)
+            self._newest[key] = max(self._newest.get(key, w1), w1)
+        for key, windows in self._pending.items():
+            ready = sorted(w for w in windows if w <= self._newest[key] - self.compact_after_windows)
+            for w in ready:
+                self.compacted_blocks += compact_window(db, key, w)
+                windows.discard(w)
