@@ -262,13 +262,23 @@ class Backends:
         return {"devices": out, "interventions": self.interventions(patient), "tz": tz}
 
     def report(
-        self, site: str, patient: str, devices: list[str], start: datetime, end: datetime, fmt: str
+        self, site: str, patient: str, device: str, start: datetime, end: datetime, fmt: str, tz: str
     ) -> bytes:
-        mod = _optional("dashboard.report")
-        if mod is None or self.history is None:
-            raise BackendMissing("reports need a store and dashboard.report")
-        if fmt == "pdf":
-            pdf = mod.render_pdf(self.history, patient, devices, start, end, reviews=self.reviews_store)
-            return bytes(pdf)
-        html = mod.render_html(self.history, patient, devices, start, end, reviews=self.reviews_store)
-        return html.encode() if isinstance(html, str) else bytes(html)
+        """``dashboard.report`` for one device of the patient over ``[start, end)``, reviews and
+        intervention markers applied; HTML (self-contained) or PDF."""
+        from dashboard.analysis.trends import TrendConfig
+        from dashboard.report import build_report, render_html, render_pdf
+
+        if self.history is None:
+            raise BackendMissing("reports need a history store (dashboard --store)")
+        reviews = self._reviews()
+        verdicts = {k: r.verdict for k, r in reviews.reviews(device=device).items()}
+        try:
+            rep = build_report(
+                self.history, device, start, end, verdicts=verdicts,
+                interventions=reviews.interventions(patient, start, end), config=TrendConfig(tz=tz),
+                patient=patient, site=site,
+            )  # fmt: skip
+        except HistoryError as exc:
+            raise BackendMissing(f"report: {exc}") from exc
+        return render_pdf(rep) if fmt == "pdf" else render_html(rep).encode()

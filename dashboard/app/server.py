@@ -579,8 +579,12 @@ async def api_report(dash: Dashboard, request: Request) -> Response:
     if end <= start:
         raise HttpError(400, "end must be after start")
     devs = dash.devices_of(site, patient)
-    body = await asyncio.to_thread(dash.data.report, site, patient, devs, start, end, fmt)
-    name = f"report-{patient}-{start:%Y%m%d}-{end:%Y%m%d}.{fmt}"
+    device = request.query_params.get("device") or (devs[0] if devs else "")
+    if device not in devs:
+        raise HttpError(404, "no such device for this patient")
+    tz = dash.cfg.timezone
+    body = await asyncio.to_thread(dash.data.report, site, patient, device, start, end, fmt, tz)
+    name = f"report-{patient}-{device}-{start:%Y%m%d}-{end:%Y%m%d}.{fmt}"
     if fmt == "pdf":
         return Response(
             body,

@@ -557,16 +557,20 @@ async function viewReport(site, patient) {
   const today = new Date();
   const from = h("input", { type: "date", value: isoDate(new Date(today.getTime() - 13 * 86400e3)), "data-testid": "report-from" });
   const to = h("input", { type: "date", value: isoDate(today), "data-testid": "report-to" });
+  const devices = snap.devices.map((d) => d.summary.device);
+  const device = h("select", { "aria-label": "device" }, devices.map((d) => h("option", { value: d }, d)));
   const url = (fmt) => {
     const s = new Date(from.value + "T00:00:00"), e = new Date(new Date(to.value + "T00:00:00").getTime() + 86400e3);
-    return `/api/p/${esc(site)}/${esc(patient)}/report.${fmt}?start=${s.toISOString()}&end=${e.toISOString()}`;
+    const dev = device.value ? `&device=${esc(device.value)}` : "";
+    return `/api/p/${esc(site)}/${esc(patient)}/report.${fmt}?start=${s.toISOString()}&end=${e.toISOString()}${dev}`;
   };
   const pdf = h("a", { href: "#", class: "button", "data-testid": "report-pdf", download: "" }, h("button", { class: "primary" }, "Download PDF"));
   const html = h("a", { href: "#", target: "_blank", "data-testid": "report-html" }, h("button", {}, "Open printable HTML"));
   const sync = () => { pdf.href = url("pdf"); html.href = url("html"); };
-  from.addEventListener("change", sync); to.addEventListener("change", sync); sync();
+  from.addEventListener("change", sync); to.addEventListener("change", sync); device.addEventListener("change", sync); sync();
   body.replaceChildren(h("div", { class: "card" }, h("h2", {}, "Summary for the clinic visit"),
     h("p", {}, "Counts, trends, monitoring coverage and the method's stated limits for the chosen period."),
+    devices.length > 1 ? h("label", {}, "Sensor ", device) : "",
     h("label", {}, "From ", from), h("label", {}, "To (inclusive) ", to), h("p", {}, pdf, " ", html)));
 }
 
