@@ -9,6 +9,7 @@ runs the whole chain with a real broker.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import stat
@@ -344,3 +345,20 @@ def test_vendored_js_matches_the_lock_file() -> None:
             f"{name}: vendored files differ from MANIFEST.json (run scripts/vendor-js)"
         )
         assert json.loads((folder / "package.json").read_text())["version"] == locked["version"]
+
+
+def test_adduser_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ingest.commands.cli import main
+
+    users = tmp_path / "users.json"
+    argv = ["dashboard", "adduser", "dr-9", "--users", str(users), "--site", "clinic-a", "--password-stdin"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("long enough pw\n"))
+    assert main(argv) == 0
+    assert "user dr-9 (site clinic-a) saved" in capsys.readouterr().out
+    user = UserStore(users).authenticate("dr-9", "long enough pw")
+    assert user is not None and user.site == "clinic-a"
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(argv) == 2
+    assert "at least 8 characters" in capsys.readouterr().err

@@ -27,6 +27,8 @@ from browser import chromium
 from harness import Proc, gateway, start_sim, write_config
 from servers import Mosquitto, free_port, wait_until
 
+from dashboard.app.auth import UserStore
+
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 
@@ -42,14 +44,6 @@ new MutationObserver((muts) => {
   }
 }).observe(document, { childList: true, subtree: true });
 """
-
-
-def _adduser(users: Path, name: str, site: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "ingest", "dashboard", "adduser", name, "--users", str(users), "--site", site,
-         "--password-stdin"],
-        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
-    )  # fmt: skip
 
 
 def _status(url: str) -> int:
@@ -76,9 +70,9 @@ def _text(page: Any, testid: str) -> str:
 @pytest.mark.slow
 def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
     users = tmp_path / "users.json"
-    _adduser(users, "dr-07", "e2e")
-    _adduser(users, "dr-other", "elsewhere")
-    assert PASSWORD not in users.read_text()  # hashed, never stored
+    # (`neurospasm dashboard adduser` itself is tested in test_dashboard_app.py, in-process.)
+    UserStore(users).add("dr-07", PASSWORD, "e2e")
+    UserStore(users).add("dr-other", PASSWORD, "elsewhere")
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -92,16 +86,15 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
     sim = gw = None
     page_errors: list[str] = []
     try:
-        wait_until(lambda: dash.p.poll() is not None or _status(base + "/api/me") > 0, 20, "the dashboard")
-        assert _status(base + "/api/me") == 401, dash.tail()  # not without a login
-        sim, pty_path = start_sim(tmp_path, "e2e_short")
-        cfg = write_config(tmp_path, pty_path, mosquitto.port, local=True)
-        cfg.write_text(
-            cfg.read_text().replace("[local]\nenabled = true", '[local]\nenabled = true\nformat = "sqlite"')
-        )
-        gw = gateway(tmp_path, cfg)
-
         with chromium(tmp_path / "profile") as ctx:
+            # Browser, simulator and dashboard start side by side; the simulator streams on START.
+            sim, pty_path = start_sim(tmp_path, "e2e_short")
+            cfg = write_config(tmp_path, pty_path, mosquitto.port, local=True)
+            sqlite = '[local]\nenabled = true\nformat = "sqlite"'
+            cfg.write_text(cfg.read_text().replace("[local]\nenabled = true", sqlite))
+            up = lambda: dash.p.poll() is not None or _status(base + "/api/me") > 0  # noqa: E731
+            wait_until(up, 30, "the dashboard")
+            assert _status(base + "/api/me") == 401, dash.tail()  # not without a login
             ctx.add_init_script(FEED_RECORDER)
             page = ctx.new_page()
             page.on("pageerror", lambda e: page_errors.append(str(e)))
@@ -117,8 +110,10 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             page.fill("input[name=password]", PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_url(base + "/")
+            page.get_by_test_id("patients").wait_for()
 
-            # The patient appears, monitoring.
+            # The gateway starts: the patient appears on the open page, monitoring.
+            gw = gateway(tmp_path, cfg)
             card = page.locator("[data-testid=patient-card][data-patient=p-0001]")
             card.wait_for()
             page.wait_for_function(
