@@ -183,6 +183,15 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             page.get_by_test_id("event-detail").locator("canvas").first.wait_for()
             _shot(page, tmp_path, "timeline")
 
+            # Trends (from the store, reviews applied): 3 detected, 1 excluded, 2 counted.
+            page.goto(base + "/p/e2e/p-0001/trends?days=7")
+            summary = page.get_by_test_id("trend-summary").first
+            summary.wait_for()
+            assert summary.get_by_test_id("trend-total").inner_text() == "2"
+            assert summary.get_by_test_id("trend-excluded").inner_text() == "1"
+            page.locator("[data-testid=trend-summary] ~ .card canvas").first.wait_for()
+            _shot(page, tmp_path, "trends")
+
             # The report downloads as a PDF whose pages render.
             page.goto(base + "/p/e2e/p-0001/report")
             with page.expect_download() as dl:

@@ -170,6 +170,7 @@ async function viewLive(site, patient) {
   const feed = h("ul", { class: "feed", "data-testid": "live-feed" });
   const charts = {};
   const healthBoxes = {};
+  const draws = []; // charts are drawn once their boxes are in the page (they size to it)
   const chartCol = h("div", {});
   for (const d of snap.devices) {
     const hb = h("div", { class: "card" }, h("h2", {}, `${d.summary.device}: device health`), healthItems(d.summary));
@@ -179,7 +180,7 @@ async function viewLive(site, patient) {
     chartCol.append(hb,
       h("div", { class: "card" }, h("h2", {}, `EMG envelope (µV), last 60 s`), envBox),
       h("div", { class: "card" }, h("h2", {}, `Accelerometer (g)`), accBox, h("p", { class: "muted", "data-testid": "activity" }, "")));
-    charts[d.summary.device] = envelopeChart(envBox, accBox, d.summary.channels, d.live, 60);
+    draws.push(() => { charts[d.summary.device] = envelopeChart(envBox, accBox, d.summary.channels, d.live, 60); });
   }
   if (!snap.devices.length) chartCol.append(h("p", { class: "card muted" }, "No device has reported for this patient yet."));
   state.onDevice = (d) => {
@@ -233,11 +234,11 @@ async function viewLive(site, patient) {
   // The live payload carries the envelope only: the accelerometer comes from the store, polled.
   if (me.features.history) {
     const poll = async () => {
-      for (const dev of Object.keys(charts)) {
+      for (const dev of snap.devices.map((d) => d.summary.device)) {
         const end = new Date(), start = new Date(end.getTime() - 60e3);
         try {
           const s = await api(`/api/p/${esc(site)}/${esc(patient)}/series?device=${esc(dev)}&kind=acc&start=${start.toISOString()}&end=${end.toISOString()}&max_points=600`);
-          charts[dev].setAcc(s);
+          charts[dev]?.setAcc(s);
         } catch (_) { /* the next poll tries again */ }
       }
     };
@@ -254,6 +255,7 @@ async function viewLive(site, patient) {
   body.replaceChildren(h("div", { class: "grid2" }, chartCol,
     h("div", {}, h("div", { class: "card" }, h("h2", {}, "Events as they happen"),
       h("p", { class: "muted" }, "An onset appears first (yellow) and is replaced by the complete event when it ends."), feed))));
+  for (const draw of draws) draw();
 }
 
 // ------------------------------------------------------------------------------------------ timeline
@@ -446,7 +448,7 @@ async function viewReview(site, patient) {
   }
   const labels = `/api/p/${esc(site)}/${esc(patient)}/labels`;
   body.replaceChildren(historyWarning(data) || "", countsCard,
-    h("div", { class: "card" }, h("h2", {}, "Events of " + start.toLocaleDateString()),
+    h("div", { class: "card" }, h("h2", {}, "Events of " + start.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" })),
       h("p", { class: "muted" }, "Every mark is kept with who and when (audit log). \"Not a spasm\" leaves the counts; \"unsure\" is counted apart until decided."),
       data.events.length ? table : h("p", { class: "muted" }, "No events on this day."),
       h("p", {}, "Export reviewed events as labels: ", h("a", { href: `${labels}.json` }, "JSON"), " · ", h("a", { href: `${labels}.csv` }, "CSV"))));
@@ -470,6 +472,7 @@ async function viewTrends(site, patient) {
     return;
   }
   const cards = [pick];
+  const draws = []; // charts are drawn once their boxes are in the page (they size to it)
   const hours = (s) => (s / 3600).toFixed(1);
   const rate = (x) => (x === null || x === undefined ? "–" : x.toFixed(2));
   const table = (head, rows) => h("table", { class: "devices" }, h("tr", {}, head.map((c) => h("th", {}, c))), rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))));
@@ -480,10 +483,10 @@ async function viewTrends(site, patient) {
     cards.push(h("div", { class: "card", "data-testid": "trend-summary" },
       h("h2", {}, `${t.device}: ${new Date(t.start).toLocaleDateString()} – ${new Date(t.end).toLocaleDateString()} (days in ${tz})`),
       h("div", { class: "kpis" },
-        h("div", { class: "kpi" }, h("div", { class: "n" }, t.total), h("div", { class: "l" }, "spasms counted")),
+        h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "trend-total" }, t.total), h("div", { class: "l" }, "spasms counted")),
         ...TYPES.filter((k) => t.totals[k]).map((k) => h("div", { class: "kpi" }, h("div", { class: "n type " + k }, t.totals[k]), h("div", { class: "l" }, k))),
         h("div", { class: "kpi" }, h("div", { class: "n" }, t.unsure), h("div", { class: "l" }, "unsure (apart)")),
-        h("div", { class: "kpi" }, h("div", { class: "n" }, t.excluded), h("div", { class: "l" }, "not a spasm (excluded)")),
+        h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "trend-excluded" }, t.excluded), h("div", { class: "l" }, "not a spasm (excluded)")),
         h("div", { class: "kpi" }, h("div", { class: "n" }, `${hours(t.monitored_s)} h`), h("div", { class: "l" }, `monitored (${Math.round(100 * t.coverage_fraction)} % of the period)`)),
         h("div", { class: "kpi" }, h("div", { class: "n" }, `${hours(t.gap_s)} h`), h("div", { class: "l" }, "in gaps")))));
     if (daysRows.length) {
@@ -493,7 +496,7 @@ async function viewTrends(site, patient) {
       cards.push(h("div", { class: "card" }, h("h2", {}, "Hours actually monitored per day"), mon,
         h("p", { class: "muted" }, "A day with few spasms and few monitored hours is a day without data, not a good day.")));
       const ivs = trends.interventions || [];
-      queueMicrotask(() => {
+      draws.push(() => {
         barsChart(box, x, TYPES.filter((k) => t.totals[k]).map((k) => ({ label: k, values: daysRows.map((d) => d.counts[k] || 0) })), ivs);
         barsChart(mon, x, [{ label: "monitored (h)", values: daysRows.map((d) => d.monitored_s / 3600) }], ivs);
       });
@@ -525,6 +528,7 @@ async function viewTrends(site, patient) {
   if (!trends.devices.length) cards.push(h("div", { class: "card muted" }, "No stored data for this patient yet."));
   cards.push(await interventionsCard(site, patient));
   body.replaceChildren(...cards);
+  for (const draw of draws) draw();
 }
 
 async function interventionsCard(site, patient) {
