@@ -12,16 +12,21 @@ NEUROSPASM_DOCS_SCREENSHOTS=1).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+import jsonschema
 import pytest
 from browser import chromium
 from harness import Proc, gateway, start_sim, write_config
@@ -44,6 +49,42 @@ new MutationObserver((muts) => {
   }
 }).observe(document, { childList: true, subtree: true });
 """
+
+
+class NoticeListener(threading.Thread):
+    """An independent MQTT subscriber to the dashboard's notice topic (its own event loop)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+        finally:
+            self.ready.set()
+
+    async def _main(self) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier="notice-listener") as client:
+            await client.subscribe("neurospasm/v1/+/dashboard/notices", qos=1)
+            self.ready.set()
+
+            async def read() -> None:
+                async for msg in client.messages:
+                    self.messages.append((str(msg.topic), json.loads(bytes(msg.payload))))  # type: ignore[arg-type]
+
+            reader = asyncio.create_task(read())
+            while not self.done.is_set():  # noqa: ASYNC110 (a threading.Event, set from the test's thread)
+                await asyncio.sleep(0.1)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
 def _status(url: str) -> int:
@@ -77,8 +118,15 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     store = tmp_path / "state" / "series" / "history.sqlite"
+    # A notice rule the short scenario trips: more than 1 spasm in an hour, judged every second.
+    dash_cfg = tmp_path / "dashboard.toml"
+    dash_cfg.write_text("[dashboard]\nnotice_eval_s = 1\n\n[dashboard.notices]\nspasms_per_hour_above = 1\n")
+    listener = NoticeListener(mosquitto.port)
+    listener.start()
+    assert listener.ready.wait(10) and listener.error is None, listener.error
     dash = Proc(
-        [sys.executable, "-m", "ingest", "dashboard", "--bind", f"127.0.0.1:{port}", "--users", str(users),
+        [sys.executable, "-m", "ingest", "dashboard", "--config", str(dash_cfg),
+         "--bind", f"127.0.0.1:{port}", "--users", str(users),
          "--mqtt-port", str(mosquitto.port), "--store", f"sqlite:{store}", "--state-dir",
          str(tmp_path / "dash"), "--stale-after", "4"],
         tmp_path / "dash.log",
@@ -192,6 +240,23 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             page.locator("[data-testid=trend-summary] ~ .card canvas").first.wait_for()
             _shot(page, tmp_path, "trends")
 
+            # Notices: the rate rule fired; it is in the view and on MQTT; an acknowledgement is logged.
+            page.goto(base + "/notices")
+            notice = page.get_by_test_id("notice").filter(has_text="more than 1 per hour").first
+            notice.wait_for()
+            notice.locator("input").fill("seen at the ward round")
+            notice.get_by_role("button", name="Acknowledge").click()
+            page.get_by_text("acknowledged by dr-07").first.wait_for()
+            page.reload()
+            page.get_by_text("seen at the ward round").first.wait_for()
+            _shot(page, tmp_path, "notices")
+            wait_until(lambda: bool(listener.messages), 10, "a notice on MQTT")
+            topic, payload = listener.messages[0]
+            assert topic == "neurospasm/v1/e2e/dashboard/notices"
+            schema = json.loads((REPO / "docs" / "schemas" / "notice.v1.json").read_text())
+            jsonschema.Draft202012Validator(schema).validate(payload)
+            assert (payload["patient"], payload["device"], payload["rule"]) == ("p-0001", "dev-a", "rate")
+
             # The report downloads as a PDF whose pages render.
             page.goto(base + "/p/e2e/p-0001/report")
             with page.expect_download() as dl:
@@ -215,6 +280,8 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             assert other.get(base + "/api/p/e2e/p-0001/events").status == 404
         assert not page_errors, page_errors
     finally:
+        listener.done.set()
+        listener.join(10)
         if gw is not None:
             gw.stop()
         if sim is not None:

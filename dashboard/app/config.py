@@ -62,6 +62,8 @@ class DashboardConfig(BaseModel):
     #: Notice rules (``dashboard.analysis.notices.NoticeRules``): inactive_minutes,
     #: tonic_longer_than_s, spasms_per_hour_above; see docs/dashboard.md.
     notices: dict[str, float] = Field(default_factory=dict)
+    #: How often the notice rules are evaluated on the store's rows (seconds).
+    notice_eval_s: float = Field(15.0, gt=0)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
 
     @field_validator("bind")

@@ -3,9 +3,9 @@
 The rules and their thresholds are ``dashboard.analysis.notices`` (``NoticeRules``: monitoring
 inactive for N minutes, a tonic spasm longer than N s, more than N spasms per hour), configured in
 ``[dashboard.notices]``. With a history store they are evaluated on its rows every
-``EVAL_PERIOD_S`` (notice ids are deterministic, so re-evaluation never raises one twice, across
-restarts too). Without a store the same thresholds are applied to what arrives over MQTT, so a
-dashboard with only a broker still warns.
+``notice_eval_s`` (15 s by default; notice ids are deterministic, so re-evaluation never raises
+one twice, across restarts too). Without a store the same thresholds are applied to what arrives
+over MQTT, so a dashboard with only a broker still warns.
 
 Notices and acknowledgements are appended to ``notices.jsonl`` in the dashboard's state directory
 (one JSON object per line, fsynced): the acknowledgement log, who acknowledged what, when, with an
@@ -33,10 +33,9 @@ from dashboard.app.live import LiveHub, monitoring_verdict
 
 log = logging.getLogger("neurospasm.dashboard")
 
-__all__ = ["EVAL_PERIOD_S", "SCHEMA", "NoticeCenter"]
+__all__ = ["SCHEMA", "NoticeCenter"]
 
 SCHEMA = "neurospasm.notice/1"
-EVAL_PERIOD_S = 15.0
 _NS = uuid.UUID("0b7f3c2a-4d1e-5c6b-8a9f-1e2d3c4b5a69")
 
 

@@ -134,15 +134,13 @@ class Dashboard:
         self.data.close()
 
     async def _notice_loop(self) -> None:
-        from dashboard.app.notices import EVAL_PERIOD_S
-
         last = 0.0
         while True:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(min(2.0, self.cfg.notice_eval_s))
             try:
                 if self.data.history is None:
                     self.notices.evaluate_live()
-                elif time.monotonic() - last >= EVAL_PERIOD_S:
+                elif time.monotonic() - last >= self.cfg.notice_eval_s:
                     last = time.monotonic()
                     devices = await asyncio.to_thread(self.stored_devices)
                     await asyncio.to_thread(
