@@ -192,6 +192,7 @@ def test_loopback_without_users_is_the_local_user(tmp_path: Path) -> None:
     client, _ = _app(tmp_path, users=False)
     me = client.get("/api/me").json()
     assert me["user"] == "local" and me["login_required"] is False
+    assert me["broker"]["connected"] is False  # (no lifespan here: the MQTT subscriber never ran)
     assert len(client.get("/api/patients").json()["patients"]) == 2
     # still CSRF-protected: a cross-site form cannot post
     r = client.post("/api/p/site-a/p-1/interventions", json={"kind": "dose change"})
@@ -362,3 +363,27 @@ def test_adduser_command(
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(argv) == 2
     assert "at least 8 characters" in capsys.readouterr().err
+
+
+def test_notice_schema_and_the_docs_example(tmp_path: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((REPO / "docs" / "schemas" / "notice.v1.json").read_text())
+    v = jsonschema.Draft202012Validator(schema)
+    text = (REPO / "docs" / "mqtt.md").read_text()
+    example = re.search(r"Notice \(`\{prefix\}/\{site\}/dashboard/notices`.*?```json\n(.*?)\n```", text, re.S)
+    assert example, "docs/mqtt.md: the notice example is missing"
+    v.validate(json.loads(example.group(1)))
+    # what the dashboard makes validates too (without its acknowledgements, which stay local)
+    hub = LiveHub("127.0.0.1", 1)
+    center = NoticeCenter(hub, tmp_path, {"tonic_longer_than_s": 5})
+    tonic = {
+        **_event(1, "2026-11-25T09:00:00.000Z", 8.0, "tonic"),
+        "kind": "event",
+        "site": "s",
+        "patient": "p",
+    }
+    center.observe_event(tonic, history=False)
+    (notice,) = center.notices.values()
+    v.validate({k: val for k, val in notice.items() if k != "acks"})
+    assert not v.is_valid({**{k: val for k, val in notice.items() if k != "acks"}, "patient": "Jane Doe"})

@@ -168,6 +168,7 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
                 "document.querySelector('[data-patient=p-0001] [data-testid=state-badge]')"
                 ".textContent === 'MONITORING'"
             )
+            assert page.get_by_test_id("broker-banner").is_hidden()  # the dashboard hears the broker
             _shot(page, tmp_path, "patients")
 
             # Events appear live: onset first, then the completed event with the same id.

@@ -73,10 +73,12 @@ def open_history(spec: str) -> Any:
             return InfluxHistory.from_section(gw.influx)
         if gw.local.enabled and gw.local.format == "sqlite":
             return SqliteHistory(gw.local_dir / "history.sqlite")
-        raise ValueError(
-            f"{rest}: the gateway stores no queryable history: enable [influx] or "
-            '[local] with format = "sqlite"'
+        log.warning(
+            '%s: the gateway stores no queryable history (enable [influx] or [local] format = "sqlite"): '
+            "the dashboard shows live data only",
+            rest,
         )
+        return None
     raise ValueError(f"dashboard.store {spec!r}: unknown store {scheme!r} (sqlite, influx or gateway)")
 
 

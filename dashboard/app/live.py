@@ -141,6 +141,7 @@ class LiveHub:
         self._watch: asyncio.Task[None] | None = None
         self._verdicts: dict[tuple[str, str, str], bool] = {}
         self.client: aiomqtt.Client | None = None
+        self.broker_error: str | None = "not connected yet"
         self.dropped = 0
         #: Called with each new (deduplicated) onset / event / gap item, e.g. by the notice rules.
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -174,13 +175,19 @@ class LiveHub:
                     for kind in KINDS:
                         await client.subscribe(f"{self.prefix}/+/+/+/{kind}", qos=1 if kind != "live" else 0)
                     self.connected.set()
+                    self.broker_error = None
+                    self._push_all({"type": "broker", "data": self.broker_state()})
                     delay = 0.5
                     log.info("dashboard: subscribed to %s/# on %s:%d", self.prefix, self.host, self.port)
                     async for msg in client.messages:
                         self.handle(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type,unused-ignore]
             except aiomqtt.MqttError as exc:
                 self.client = None
+                was = self.connected.is_set() or self.broker_error is None
                 self.connected.clear()
+                self.broker_error = str(exc)
+                if was:
+                    self._push_all({"type": "broker", "data": self.broker_state()})
                 log.warning("dashboard: MQTT %s:%d: %s; retrying in %.1f s", self.host, self.port, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -264,6 +271,20 @@ class LiveHub:
                 q.put_nowait(msg)
             except asyncio.QueueFull:
                 self.dropped += 1  # a browser that does not read; it reloads its snapshot on reconnect
+
+    def _push_all(self, msg: dict[str, Any]) -> None:
+        for q, _ in self._queues:
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(msg)
+
+    def broker_state(self) -> dict[str, Any]:
+        """Whether the dashboard hears the gateways at all: without the broker, every device's state
+        is unknown, which the pages must say rather than show old or empty data as current."""
+        return {
+            "connected": self.connected.is_set(),
+            "broker": f"{self.host}:{self.port}",
+            "error": self.broker_error,
+        }
 
     def broadcast(self, site: str, msg: dict[str, Any]) -> None:
         """Push a dashboard-made message (a notice) to the browsers of ``site``."""

@@ -288,6 +288,7 @@ async def api_me(dash: Dashboard, request: Request) -> Response:
             "login_required": dash.login_required,
             "stale_after_s": dash.cfg.stale_after_s,
             "features": dash.data.features(),
+            "broker": dash.hub.broker_state(),
         }
     )
 
@@ -366,6 +367,8 @@ async def api_stream(dash: Dashboard, request: Request) -> Response:
     async def gen() -> AsyncIterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
+            broker = {"type": "broker", "data": dash.hub.broker_state()}
+            yield f"event: broker\ndata: {json.dumps(broker)}\n\n".encode()
             for s in dash.hub.summaries(sites):
                 yield f"event: device\ndata: {json.dumps({'type': 'device', 'data': s})}\n\n".encode()
             while True:

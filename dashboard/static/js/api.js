@@ -37,7 +37,7 @@ export async function api(path, { method = "GET", body } = {}) {
 // One EventSource for the page; handlers by message type. EventSource reconnects by itself.
 export function stream(handlers, onState) {
   const es = new EventSource("/api/stream");
-  for (const type of ["device", "live", "onset", "event", "gap", "notice"]) {
+  for (const type of ["broker", "device", "live", "onset", "event", "gap", "notice"]) {
     es.addEventListener(type, (ev) => {
       const msg = JSON.parse(ev.data);
       const h = handlers[type];

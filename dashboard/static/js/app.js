@@ -126,7 +126,7 @@ function patientCard(p) {
     h("div", { class: "kpis" },
       h("div", { class: "kpi" }, h("div", { class: "n", "data-testid": "today-count" }, t.spasms), h("div", { class: "l" }, "spasms today")),
       ...TYPES.filter((k) => t.by_type[k]).map((k) => h("div", { class: "kpi" }, h("div", { class: "n type " + k }, t.by_type[k]), h("div", { class: "l" }, k))),
-      h("div", { class: "kpi" }, h("div", { class: "n" }, p.last_event ? fmtTime(p.last_event.onset) : "–"), h("div", { class: "l" }, "last event"))),
+      h("div", { class: "kpi" }, h("div", { class: "n small" }, p.last_event ? fmtTime(p.last_event.onset) : "none today"), h("div", { class: "l" }, "last event"))),
     h("table", { class: "devices" },
       h("tr", {}, h("th", {}, "device"), h("th", {}, "state"), h("th", {}, "battery"), h("th", {}, "contact"), h("th", {}, "loss")),
       p.devices.map((d) => h("tr", {},
@@ -638,8 +638,16 @@ async function boot() {
     logout.addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.href = "/login"; });
   }
   const conn = document.getElementById("conn");
+  const brokerBox = document.getElementById("broker");
+  const showBroker = (b) => {
+    brokerBox.classList.toggle("hidden", b.connected);
+    brokerBox.replaceChildren(h("strong", {}, "NOT RECEIVING FROM THE GATEWAYS"),
+      h("span", { class: "why" }, `the MQTT broker ${b.broker} is unreachable (${b.error || "disconnected"}): every device's state is unknown.`));
+  };
+  showBroker(me.broker);
   const handlers = {};
   for (const t of ["device", "live", "onset", "event", "gap", "notice"]) handlers[t] = (d, m) => live.handlers[t] && live.handlers[t](d, m);
+  handlers.broker = (b) => showBroker(b);
   const noticeCount = document.getElementById("notice-count");
   const countNotices = async () => {
     try {
