@@ -215,8 +215,11 @@ def test_not_loopback_needs_a_users_file(tmp_path: Path) -> None:
 
 def test_assets_are_local(tmp_path: Path) -> None:
     client, _ = _app(tmp_path, users=False)
-    html = client.get("/").text
+    r = client.get("/")
+    html = r.text
     assert 'src="/static/js/app.js"' in html
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer"
     for path in ("/static/js/app.js", "/static/js/charts.js", "/static/vendor/uplot/uPlot.esm.js"):
         assert client.get(path).status_code == 200
     # Nothing is loaded from elsewhere: no src/href/import/url()/fetch to an http(s) address.

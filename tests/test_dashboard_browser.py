@@ -30,6 +30,7 @@ import jsonschema
 import pytest
 from browser import chromium
 from harness import Proc, gateway, start_sim, write_config
+from playwright.sync_api import expect
 from servers import Mosquitto, free_port, wait_until
 
 from dashboard.app.auth import UserStore
@@ -38,13 +39,15 @@ REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 
 # Records the order in which feed items appear (onset, then event, same id): installed before the
-# page's own scripts run.
+# page's own scripts run, kept in an attribute (the page's CSP forbids the eval that
+# page.evaluate / wait_for_function with a string would need: the test runs under the real CSP).
 FEED_RECORDER = """
-window.__feed = [];
+const feed = [];
 new MutationObserver((muts) => {
   for (const m of muts) for (const n of m.addedNodes) {
     if (n.nodeType === 1 && n.dataset && n.dataset.id && n.dataset.testid) {
-      window.__feed.push({ id: n.dataset.id, kind: n.dataset.testid, t: performance.now() });
+      feed.push({ id: n.dataset.id, kind: n.dataset.testid, t: performance.now() });
+      document.documentElement.dataset.feed = JSON.stringify(feed);
     }
   }
 }).observe(document, { childList: true, subtree: true });
@@ -146,7 +149,14 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             ctx.add_init_script(FEED_RECORDER)
             page = ctx.new_page()
             page.on("pageerror", lambda e: page_errors.append(str(e)))
+            # Console errors too (a blocked script or style under the CSP shows here), but not the
+            # browser's note about the wrong-password answer (HTTP 401), which is expected.
+            page.on(
+                "console",
+                lambda m: m.type == "error" and "status of 401" not in m.text and page_errors.append(m.text),
+            )
             page.set_default_timeout(20_000)
+            expect.set_options(timeout=20_000)
 
             # Login required: the patients page sends us to the login form.
             page.goto(base + "/")
@@ -164,23 +174,20 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             gw = gateway(tmp_path, cfg)
             card = page.locator("[data-testid=patient-card][data-patient=p-0001]")
             card.wait_for()
-            page.wait_for_function(
-                "document.querySelector('[data-patient=p-0001] [data-testid=state-badge]')"
-                ".textContent === 'MONITORING'"
-            )
+            expect(card.get_by_test_id("state-badge")).to_have_text("MONITORING")
             assert page.get_by_test_id("broker-banner").is_hidden()  # the dashboard hears the broker
             _shot(page, tmp_path, "patients")
 
             # Events appear live: onset first, then the completed event with the same id.
             page.goto(base + "/p/e2e/p-0001/live")
-            page.wait_for_function("document.querySelectorAll('[data-testid=event-item]').length >= 2")
-            feed = page.evaluate("window.__feed")
+            page.get_by_test_id("event-item").nth(1).wait_for()
+            feed = json.loads(page.locator("html").get_attribute("data-feed") or "[]")
             onsets = {f["id"]: f["t"] for f in feed if f["kind"] == "onset-item"}
             events = {f["id"]: f["t"] for f in feed if f["kind"] == "event-item"}
             live_seen = [i for i in events if i in onsets]
             assert live_seen, f"no event was seen as an onset first: {feed}"
             assert all(onsets[i] < events[i] for i in live_seen), feed
-            page.wait_for_function("document.querySelectorAll('[data-testid=event-item]').length >= 3")
+            page.get_by_test_id("event-item").nth(2).wait_for()
             assert page.locator("[data-testid=monitoring-banner]").count() == 1
             _shot(page, tmp_path, "live")
 
@@ -194,23 +201,25 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             # Review: "not a spasm" leaves the counts, "confirmed" is counted; both survive a reload.
             page.goto(base + "/p/e2e/p-0001/review")
             page.get_by_test_id("review-row").nth(2).wait_for()
-            assert _text(page, "count-spasms") == "3" and _text(page, "count-unreviewed") == "3"
             rows = page.get_by_test_id("review-row")
+            # 3 injected spasms; a slow machine may let the simulator run past its 12 s scenario
+            # before it is stopped, and the detector may see more: count what is there.
+            n = rows.count()
+            assert n >= 3
+            assert _text(page, "count-spasms") == str(n) and _text(page, "count-unreviewed") == str(n)
             first_id = rows.nth(0).get_attribute("data-id")
             second_id = rows.nth(1).get_attribute("data-id")
             rows.nth(0).locator("input").fill("voluntary movement, patient reaching")
             rows.nth(0).get_by_test_id("mark-not-spasm").click()
-            page.wait_for_function("document.querySelector('[data-testid=count-spasms]').textContent === '2'")
+            expect(page.get_by_test_id("count-spasms")).to_have_text(str(n - 1))
             rows.nth(1).get_by_test_id("mark-confirmed").click()
-            page.wait_for_function(
-                "document.querySelector('[data-testid=count-confirmed]').textContent === '1'"
-            )
+            expect(page.get_by_test_id("count-confirmed")).to_have_text("1")
             page.reload()
-            page.get_by_test_id("review-row").nth(2).wait_for()
-            assert _text(page, "count-spasms") == "2"
+            page.get_by_test_id("review-row").nth(n - 1).wait_for()
+            assert _text(page, "count-spasms") == str(n - 1)
             assert _text(page, "count-not-spasm") == "1"
             assert _text(page, "count-confirmed") == "1"
-            assert _text(page, "count-unreviewed") == "1"
+            assert _text(page, "count-unreviewed") == str(n - 2)
             row = page.locator(f"[data-testid=review-row][data-id='{first_id}']")
             assert "Not a spasm (dr-07)" in row.get_by_test_id("verdict").inner_text()
             assert row.locator("input").input_value() == "voluntary movement, patient reaching"
@@ -221,22 +230,22 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             # Timeline: the events in the day strip; one opens with its stored envelope.
             page.goto(base + "/p/e2e/p-0001/timeline")
             page.get_by_test_id("strip").wait_for()
-            assert page.locator("[data-testid=strip] rect.ev").count() == 3
-            # The three spasms of 12 s are one episode; opening it lists them; one shows its signal.
+            assert page.locator("[data-testid=strip] rect.ev").count() == n
+            # Spasms a few seconds apart are one episode; opening it lists them; one shows its signal.
             assert page.get_by_test_id("episode").count() == 1
             page.get_by_test_id("episode").first.click()
             children = page.locator("[data-testid=episodes] tr.child:not(.hidden)")
-            children.nth(2).wait_for()
-            assert children.count() == 3
+            children.nth(n - 1).wait_for()
+            assert children.count() == n
             children.nth(1).click()
             page.get_by_test_id("event-detail").locator("canvas").first.wait_for()
             _shot(page, tmp_path, "timeline")
 
-            # Trends (from the store, reviews applied): 3 detected, 1 excluded, 2 counted.
+            # Trends (from the store, reviews applied): n detected, 1 excluded, n - 1 counted.
             page.goto(base + "/p/e2e/p-0001/trends?days=7")
             summary = page.get_by_test_id("trend-summary").first
             summary.wait_for()
-            assert summary.get_by_test_id("trend-total").inner_text() == "2"
+            assert summary.get_by_test_id("trend-total").inner_text() == str(n - 1)
             assert summary.get_by_test_id("trend-excluded").inner_text() == "1"
             page.locator("[data-testid=trend-summary] ~ .card canvas").first.wait_for()
             _shot(page, tmp_path, "trends")

@@ -275,6 +275,20 @@ async function loadEvents(site, patient, start, end) {
   return api(`/api/p/${esc(site)}/${esc(patient)}/events?start=${start.toISOString()}&end=${end.toISOString()}`);
 }
 
+// Timeline and review are snapshots (a clinician may be in the middle of a review): new events are
+// announced in a bar that redraws the page on click, never by redrawing under the pointer.
+function newEventsBar(site, patient) {
+  const bar = h("div", { class: "newbar hidden", "data-testid": "new-events", role: "status" });
+  let n = 0;
+  live.handlers.event = (e) => {
+    if (e.site !== site || e.patient !== patient) return;
+    n += 1;
+    bar.replaceChildren(`${n} new event${n === 1 ? "" : "s"} since this page was drawn. `, h("button", { onclick: () => route() }, "Show"));
+    bar.classList.remove("hidden");
+  };
+  return bar;
+}
+
 function historyWarning(data) {
   return data.history_error
     ? h("div", { class: "banner bad", role: "alert" }, h("strong", {}, "STORED HISTORY UNAVAILABLE"),
@@ -397,7 +411,7 @@ async function viewTimeline(site, patient) {
     [["whole day", base], ["last 6 h", `${base}?hours=6`], ["last hour", `${base}?hours=1`]].map(([label, href]) =>
       h("a", { href, style: "margin-right:.8rem" }, label)));
   body.replaceChildren(
-    historyWarning(data) || "",
+    historyWarning(data) || "", newEventsBar(site, patient),
     h("div", { class: "card" },
       h("div", { class: "phead" },
         h("h2", {}, zoomH > 0 ? `Last ${zoomH === 1 ? "hour" : zoomH + " hours"}, until ${fmtTime(end.toISOString())}`
@@ -447,7 +461,7 @@ async function viewReview(site, patient) {
     table.append(tr);
   }
   const labels = `/api/p/${esc(site)}/${esc(patient)}/labels`;
-  body.replaceChildren(historyWarning(data) || "", countsCard,
+  body.replaceChildren(historyWarning(data) || "", newEventsBar(site, patient), countsCard,
     h("div", { class: "card" }, h("h2", {}, "Events of " + start.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" })),
       h("p", { class: "muted" }, "Every mark is kept with who and when (audit log). \"Not a spasm\" leaves the counts; \"unsure\" is counted apart until decided."),
       data.events.length ? table : h("p", { class: "muted" }, "No events on this day."),
