@@ -672,7 +672,14 @@ async function boot() {
   };
   const prevNotice = handlers.notice;
   handlers.notice = (d, m) => { prevNotice(d, m); countNotices(); };
-  es = stream(handlers, (ok) => conn.classList.toggle("hidden", ok));
+  // After a lost connection the page redraws from a fresh snapshot: what was pushed meanwhile
+  // (a status change, an event) must not be missing from the view.
+  let lost = false;
+  es = stream(handlers, (ok) => {
+    conn.classList.toggle("hidden", ok);
+    if (!ok) lost = true;
+    else if (lost) { lost = false; route(); }
+  });
   countNotices();
   await route();
   document.body.dataset.ready = "1";
