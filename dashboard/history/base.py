@@ -362,11 +362,14 @@ class HistoryStore(Protocol):
 
 
 def bucket_ms_for(start: datetime, end: datetime, max_points: int) -> int:
-    """Bucket width in whole milliseconds so that ``[start, end)`` makes at most ~max_points buckets."""
+    """Bucket width in whole milliseconds (whole seconds past one second) so that ``[start, end)``
+    makes at most ~max_points buckets."""
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
     span_ms = max(1, (to_ns(end) - to_ns(start)) // 1_000_000)
-    return max(1, math.ceil(span_ms / max_points))
+    ms = max(1, math.ceil(span_ms / max_points))
+    # Past a second, whole seconds: the SQLite store keeps per-second summaries of its blocks.
+    return ms if ms <= 1000 else math.ceil(ms / 1000) * 1000
 
 
 def _bucket_starts(start_ns: int, end_ns: int, bucket_ns: int) -> range:
