@@ -247,6 +247,16 @@ def test_both_backends_return_the_same_rows(loaded: Any) -> None:
         ("event_counts", (hd.DEVICE, W0 - timedelta(days=1), W1, 86400)),
     ]:
         assert _plain(getattr(s, method)(*args)) == _plain(getattr(i, method)(*args)), method
+    cs, ci = s.event_columns(hd.DEVICE, W0, W1), i.event_columns(hd.DEVICE, W0, W1)
+    rows = s.events(hd.DEVICE, W0, W1)
+    assert cs.id == ci.id == [e.id for e in rows] and cs.type == ci.type == [e.type for e in rows]
+    assert np.array_equal(cs.onset_ns, ci.onset_ns) and [from_ns(t) for t in cs.onset_ns] == [
+        e.onset for e in rows
+    ]
+    for col in ("duration_s", "relative_amplitude", "frequency_hz"):
+        assert np.array_equal(getattr(cs, col), getattr(ci, col), equal_nan=True), col
+    freq = [np.nan if e.frequency_hz is None else e.frequency_hz for e in rows]
+    assert np.array_equal(cs.frequency_hz, freq, equal_nan=True) and np.isnan(cs.frequency_hz).any()
     for kind, points in (("envelope", 500), ("acc", 500), ("envelope", 60), ("acc", 37)):
         rs = s.series(hd.DEVICE, kind, a, b, points)
         ri = i.series(hd.DEVICE, kind, a, b, points)

@@ -36,6 +36,7 @@ from dashboard.history.base import (
     ActivityRow,
     CoverageRow,
     DeviceRow,
+    EventColumns,
     EventRow,
     GapRow,
     HealthRow,
@@ -45,6 +46,7 @@ from dashboard.history.base import (
     SeriesRows,
     bucket_ms_for,
     coverage_from,
+    event_columns_from,
     from_ns,
     to_ns,
 )
@@ -255,6 +257,33 @@ class InfluxHistory:
         rows = self.rows('SELECT * FROM "spasm_event"' + self._where(device, start, end, extra))
         unique = {r["id"]: r for r in rows}
         return sorted((self._event(r) for r in unique.values()), key=lambda e: (e.onset, e.id))
+
+    def event_columns(self, device: str, start: datetime, end: datetime) -> EventColumns:
+        q = 'SELECT "id", "type", "duration_s", "relative_amplitude", "frequency_hz" FROM "spasm_event"'
+        ids: list[str] = []
+        types: list[str] = []
+        onsets: list[int] = []
+        dur: list[float] = []
+        rel: list[float | None] = []
+        freq: list[float | None] = []
+        for s in self.query(q + self._where(device, start, end)):
+            c = {name: i for i, name in enumerate(s["columns"])}
+            it, ii, ity, idu, ir, ifr = (
+                c["time"],
+                c["id"],
+                c["type"],
+                c["duration_s"],
+                c["relative_amplitude"],
+                c["frequency_hz"],
+            )
+            for v in s["values"]:
+                onsets.append(int(v[it]))
+                ids.append(str(v[ii]))
+                types.append(v[ity])
+                dur.append(float(v[idu]))
+                rel.append(v[ir])
+                freq.append(v[ifr])
+        return event_columns_from(ids, types, onsets, dur, rel, freq)
 
     def event(self, event_id: str) -> EventRow | None:
         rows = self.rows(f'SELECT * FROM "spasm_event" WHERE "id" = {quote_string(event_id)}')

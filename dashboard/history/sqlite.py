@@ -24,6 +24,7 @@ from dashboard.history.base import (
     ActivityRow,
     CoverageRow,
     DeviceRow,
+    EventColumns,
     EventRow,
     GapRow,
     HealthRow,
@@ -33,6 +34,7 @@ from dashboard.history.base import (
     SeriesRows,
     bucket_ms_for,
     coverage_from,
+    event_columns_from,
     from_ns,
     to_ns,
 )
@@ -169,6 +171,17 @@ class SqliteHistory:
             sql += f" AND type IN ({','.join('?' * len(types))})"
             args += tuple(sorted(types))
         return [_event(r) for r in self._q(sql + " ORDER BY onset_ns, id", args)]
+
+    def event_columns(self, device: str, start: datetime, end: datetime) -> EventColumns:
+        rows = self._q(
+            "SELECT id, type, onset_ns, duration_s, relative_amplitude, frequency_hz FROM events "
+            "WHERE device = ? AND onset_ns >= ? AND onset_ns < ? ORDER BY onset_ns, id",
+            (device, to_ns(start), to_ns(end)),
+        )
+        return event_columns_from(
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+            [r[3] for r in rows], [r[4] for r in rows], [r[5] for r in rows],
+        )  # fmt: skip
 
     def event(self, event_id: str) -> EventRow | None:
         rows = self._q(f"SELECT {_EVENT_COLS} FROM events WHERE id = ?", (event_id,))
