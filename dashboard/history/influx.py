@@ -41,6 +41,7 @@ from dashboard.history.base import (
     GapRow,
     HealthRow,
     HistoryError,
+    HistoryStore,
     SeriesChannel,
     SeriesKind,
     SeriesRows,
@@ -410,3 +411,7 @@ def _channel(values: list[list[Any]], col: int) -> SeriesChannel:
         a[:, 2].astype(np.float64),
         a[:, 3].astype(np.float64),
     )
+
+
+def _conforms(store: InfluxHistory) -> HistoryStore:
+    return store  # mypy checks that InfluxHistory implements the whole HistoryStore protocol

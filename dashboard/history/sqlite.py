@@ -29,6 +29,7 @@ from dashboard.history.base import (
     GapRow,
     HealthRow,
     HistoryError,
+    HistoryStore,
     SeriesChannel,
     SeriesKind,
     SeriesRows,
@@ -309,3 +310,7 @@ class SqliteHistory:
                 (b, device, to_ns(start), to_ns(end)),
             )
         }
+
+
+def _conforms(store: SqliteHistory) -> HistoryStore:
+    return store  # mypy checks that SqliteHistory implements the whole HistoryStore protocol
