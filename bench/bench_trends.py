@@ -53,9 +53,8 @@ from ingest.outputs.sinks.sqlite import (  # noqa: E402
     SQLITE_FILENAME,
     SqliteSink,
     _Rows,
-    encode_times,
-    encode_values,
     open_database,
+    series_row,
     write_rows,
 )
 
@@ -131,9 +130,7 @@ def sqlite_envelope(db_path: Path, start: datetime, days: int, rng: np.random.Ge
         for ch, (t, v) in envelope_day(to_ns(start) + d * 86_400_000_000_000, rng).items():
             for i in range(0, len(t), per_block):
                 tt, vv = t[i : i + per_block], v[i : i + per_block]
-                codec, blob = encode_values(vv)
-                rows.series.append((DEVICE, "emg_envelope", int(tt[0]), ch, "uv", int(tt[-1]), len(tt),
-                                    PATIENT, codec, encode_times(tt), blob))  # fmt: skip
+                rows.series.append(series_row(DEVICE, "emg_envelope", ch, "uv", PATIENT, tt, vv))
                 points += len(tt)
         write_rows(db, rows)
     db.close()

@@ -164,6 +164,18 @@ def test_envelope_and_acc_downsampled_to_min_max_buckets(loaded: Any, backend: s
     assert np.array_equal(fine.channels["ch1"].hi, v1[keep]) and np.array_equal(
         fine.channels["ch1"].t_ns, t1[keep]
     )
+    # Whole-second buckets over the whole recording (the SQLite store's per-second summaries).
+    wide = stores[backend].series(
+        hd.DEVICE, "envelope", hd.T0 + timedelta(minutes=59), hd.T0 + timedelta(minutes=65), 100
+    )
+    assert wide.bucket_ms == 4000
+    for ch, (t, v) in ds.envelope.items():
+        tb = t - t % 4_000_000_000
+        starts = np.unique(tb)
+        got = wide.channels[ch]
+        assert np.array_equal(got.t_ns, starts) and np.array_equal(got.hi, [v[tb == s].max() for s in starts])
+        assert np.array_equal(got.lo, [v[tb == s].min() for s in starts])
+        assert np.allclose(got.mean, [v[tb == s].mean() for s in starts], rtol=1e-12)
     empty = stores[backend].series(hd.DEVICE, "envelope", hd.T0, hd.T0 + timedelta(minutes=1))
     assert all(len(c) == 0 for c in empty.channels.values())
     with pytest.raises(ValueError, match="envelope"):
@@ -235,9 +247,19 @@ def test_both_backends_return_the_same_rows(loaded: Any) -> None:
         ("event_counts", (hd.DEVICE, W0 - timedelta(days=1), W1, 86400)),
     ]:
         assert _plain(getattr(s, method)(*args)) == _plain(getattr(i, method)(*args)), method
-    for kind in ("envelope", "acc"):
-        rs = s.series(hd.DEVICE, kind, a, b, 500)
-        ri = i.series(hd.DEVICE, kind, a, b, 500)
+    cs, ci = s.event_columns(hd.DEVICE, W0, W1), i.event_columns(hd.DEVICE, W0, W1)
+    rows = s.events(hd.DEVICE, W0, W1)
+    assert cs.id == ci.id == [e.id for e in rows] and cs.type == ci.type == [e.type for e in rows]
+    assert np.array_equal(cs.onset_ns, ci.onset_ns) and [from_ns(t) for t in cs.onset_ns] == [
+        e.onset for e in rows
+    ]
+    for col in ("duration_s", "relative_amplitude", "frequency_hz"):
+        assert np.array_equal(getattr(cs, col), getattr(ci, col), equal_nan=True), col
+    freq = [np.nan if e.frequency_hz is None else e.frequency_hz for e in rows]
+    assert np.array_equal(cs.frequency_hz, freq, equal_nan=True) and np.isnan(cs.frequency_hz).any()
+    for kind, points in (("envelope", 500), ("acc", 500), ("envelope", 60), ("acc", 37)):
+        rs = s.series(hd.DEVICE, kind, a, b, points)
+        ri = i.series(hd.DEVICE, kind, a, b, points)
         assert rs.channels.keys() == ri.channels.keys() and rs.bucket_ms == ri.bucket_ms
         for name, cs in rs.channels.items():
             ci = ri.channels[name]

@@ -22,16 +22,17 @@ Computed from HistoryStore rows, once for both backends. Definitions (docs/dashb
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
-from dashboard.history.base import EVENT_TYPES, EventRow, HistoryStore
+from dashboard.history.base import EVENT_TYPES, EventRow, HistoryStore, from_ns, to_ns
 
 __all__ = [
     "DURATION_BINS_S",
@@ -201,20 +202,47 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _local_hours(start: datetime, end: datetime, zone: ZoneInfo) -> list[datetime]:
-    """Start of every local clock hour overlapping [start, end), as aware UTC datetimes."""
-    t = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    # UTC hours are local hours for whole-hour offsets; step in UTC and floor to the local hour.
-    out: list[datetime] = []
-    seen = set()
-    while t < end + timedelta(hours=1):
-        local = t.astimezone(zone).replace(minute=0, second=0, microsecond=0)
-        h = local.astimezone(UTC)
-        if h not in seen and h < end:
-            seen.add(h)
-            out.append(h)
-        t += timedelta(minutes=15)
-    return [h for h in sorted(out) if h + timedelta(hours=1) > start]
+_EPOCH_DAY = date(1970, 1, 1)
+_H = 3_600_000_000_000
+_D = 86_400_000_000_000
+_Q = 900_000_000_000
+
+
+class _Local:
+    """Local-time fields of UTC instants (ns), vectorised: the UTC offset is looked up once per
+    15-minute slot (every real offset change falls on a quarter hour)."""
+
+    def __init__(self, ns: npt.NDArray[np.int64], cfg: TrendConfig) -> None:
+        zone = cfg.zone
+        if len(ns):
+            u, inv = np.unique(np.floor_divide(ns, _Q), return_inverse=True)
+            lut = np.array(
+                [int(from_ns(int(x) * _Q).astimezone(zone).utcoffset().total_seconds()) for x in u],  # type: ignore[union-attr]
+                dtype=np.int64,
+            )
+            off = lut[inv.reshape(-1)] * 1_000_000_000
+        else:
+            off = np.empty(0, dtype=np.int64)
+        local = ns + off
+        self.hour_key = local - np.mod(local, _H) - off  # UTC instant of the local hour's start
+        self.day = np.floor_divide(local, _D)  # local calendar day, days since 1970-01-01
+        tod = np.mod(local, _D)
+        self.hour_of_day = (tod // _H).astype(np.int64)
+        a = (
+            cfg.night_start.hour * 3600 + cfg.night_start.minute * 60 + cfg.night_start.second
+        ) * 1_000_000_000
+        b = (cfg.night_end.hour * 3600 + cfg.night_end.minute * 60 + cfg.night_end.second) * 1_000_000_000
+        self.night = ((tod >= a) & (tod < b)) if a <= b else ((tod >= a) | (tod < b))
+
+
+def _index(keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``values`` in sorted ``keys`` and whether each is there."""
+    if not len(keys):
+        return np.zeros(len(values), dtype=np.int64), np.zeros(len(values), dtype=bool)
+    i = np.searchsorted(keys, values)
+    ok = i < len(keys)
+    ok[ok] = keys[i[ok]] == values[ok]
+    return np.minimum(i, len(keys) - 1), ok
 
 
 def compute_trends(
@@ -228,112 +256,103 @@ def compute_trends(
     patient: str = "",
 ) -> Trends:
     """Trends of one device over ``[start, end)``; ``verdicts`` maps event id -> review verdict
-    (``ReviewStore.verdicts``); ``config`` the site's time zone and night window."""
+    (``ReviewStore.verdicts``); ``config`` the site's time zone and night window.
+
+    Vectorised over columns (``HistoryStore.event_columns``): a month at 30 spasms an hour is
+    ~22,000 events and 2,880 coverage buckets.
+    """
     cfg = config or TrendConfig()
-    zone = cfg.zone
     verdicts = verdicts or {}
-    events = store.events(device, start, end)
-    if not patient and events:
-        patient = events[0].patient
+    ev = store.event_columns(device, start, end)
+    if not patient and len(ev):
+        first = store.event(ev.id[0])
+        patient = first.patient if first is not None else ""
     coverage = store.coverage(device, start, end, COVERAGE_BUCKET_S)
     gaps = store.gaps(device, start, end)
     activity = store.activity(device, start, end)
+    s_ns, e_ns = to_ns(start), to_ns(end)
 
-    hour_starts = _local_hours(start, end, zone)
-    hours = {h: HourRow(h, dict.fromkeys(EVENT_TYPES, 0), 0, 0, 0.0, 0.0) for h in hour_starts}
+    # Local hours and days of the period.
+    slots = np.arange(s_ns - s_ns % _Q, e_ns, _Q, dtype=np.int64)
+    hour_keys = np.unique(_Local(slots, cfg).hour_key)
+    hour_keys = hour_keys[(hour_keys < e_ns) & (hour_keys + _H > s_ns)]
+    day0 = int(_Local(np.array([s_ns], dtype=np.int64), cfg).day[0])
+    day1 = int(_Local(np.array([e_ns - 1000], dtype=np.int64), cfg).day[0])
+    n_days = day1 - day0 + 1
+    nh = len(hour_keys)
 
-    def hour_of(t: datetime) -> datetime:
-        return t.astimezone(zone).replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    # Events: classified by review, placed in local hours / days / day-night.
+    types = list(EVENT_TYPES) + sorted(set(ev.type) - set(EVENT_TYPES))
+    t_index = {t: i for i, t in enumerate(types)}
+    nt = len(types)
+    tidx = np.array([t_index[t] for t in ev.type], dtype=np.int64)
+    verdict = [verdicts.get(i) for i in ev.id]
+    excl = np.array([v == "not_spasm" for v in verdict], dtype=bool)
+    uns = np.array([v == "unsure" for v in verdict], dtype=bool)
+    cnt = ~excl & ~uns
+    loc = _Local(ev.onset_ns, cfg)
+    hi, h_ok = _index(hour_keys, loc.hour_key)
+    di = loc.day - day0
+    d_ok = (di >= 0) & (di < n_days)
+    di = np.clip(di, 0, max(n_days - 1, 0))
 
-    def day_of(t: datetime) -> date:
-        return t.astimezone(zone).date()
+    def per(idx: np.ndarray, ok: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+        return np.bincount(idx[ok & mask], minlength=n)[:n] if n else np.zeros(0, dtype=np.int64)
 
-    first_day, last_day = day_of(start), day_of(end - timedelta(microseconds=1))
-    days: dict[date, DayRow] = {}
-    d = first_day
-    while d <= last_day:
-        days[d] = DayRow(d, dict.fromkeys(EVENT_TYPES, 0), 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, {})
-        d += timedelta(days=1)
+    h_counts = np.zeros((nh, nt), dtype=np.int64)
+    np.add.at(h_counts, (hi[h_ok & cnt], tidx[h_ok & cnt]), 1)
+    d_counts = np.zeros((n_days, nt), dtype=np.int64)
+    np.add.at(d_counts, (di[d_ok & cnt], tidx[d_ok & cnt]), 1)
+    h_uns, h_exc = per(hi, h_ok, uns, nh), per(hi, h_ok, excl, nh)
+    d_uns, d_exc = per(di, d_ok, uns, n_days), per(di, d_ok, excl, n_days)
+    d_night = per(di, d_ok, cnt & loc.night, n_days)
+    d_day = per(di, d_ok, cnt & ~loc.night, n_days)
 
-    totals: Counter[str] = Counter(dict.fromkeys(EVENT_TYPES, 0))
-    unsure = excluded = confirmed = 0
-    durations: dict[str, list[float]] = defaultdict(list)
-    intensity: dict[str, list[float]] = defaultdict(list)
-    clonus_f: list[float] = []
-    night_n = day_n = 0
-    hod_counts = [0] * 24
-    for e in events:
-        kind = classify(e, verdicts)
-        hr = hours.get(hour_of(e.onset))
-        dr = days.get(day_of(e.onset))
-        if kind == "excluded":
-            excluded += 1
-            if hr:
-                hr.excluded += 1
-            if dr:
-                dr.excluded += 1
-            continue
-        if kind == "unsure":
-            unsure += 1
-            if hr:
-                hr.unsure += 1
-            if dr:
-                dr.unsure += 1
-            continue
-        confirmed += verdicts.get(e.id) == "confirmed"
-        totals[e.type] += 1
-        if hr:
-            hr.counts[e.type] = hr.counts.get(e.type, 0) + 1
-        night = is_night(e.onset, cfg)
-        night_n += night
-        day_n += not night
-        hod_counts[e.onset.astimezone(zone).hour] += 1
-        if dr:
-            dr.counts[e.type] = dr.counts.get(e.type, 0) + 1
-            dr.night_count += night
-            dr.day_count += not night
-        durations[e.type].append(e.duration_s)
-        if e.relative_amplitude is not None:
-            intensity[e.type].append(e.relative_amplitude)
-        if e.type == "clonus" and e.frequency_hz is not None:
-            clonus_f.append(e.frequency_hz)
+    # Coverage buckets into the same hours / days / day-night.
+    c_ns = np.array([to_ns(c.start) for c in coverage], dtype=np.int64)
+    c_mon = np.array([c.monitored_s for c in coverage], dtype=np.float64)
+    c_gap = np.array([c.gap_s for c in coverage], dtype=np.float64)
+    cl = _Local(c_ns, cfg)
+    chi, ch_ok = _index(hour_keys, cl.hour_key)
+    cdi = cl.day - day0
+    cd_ok = (cdi >= 0) & (cdi < n_days)
+    cdi = np.clip(cdi, 0, max(n_days - 1, 0))
 
-    night_mon = day_mon = 0.0
-    hod_mon = [0.0] * 24
-    for c in coverage:
-        hr = hours.get(hour_of(c.start))
-        if hr:
-            hr.monitored_s += c.monitored_s
-            hr.gap_s += c.gap_s
-        dr = days.get(day_of(c.start))
-        night = is_night(c.start, cfg)
-        if dr:
-            dr.monitored_s += c.monitored_s
-            dr.gap_s += c.gap_s
-            if night:
-                dr.night_monitored_s += c.monitored_s
-            else:
-                dr.day_monitored_s += c.monitored_s
-        if night:
-            night_mon += c.monitored_s
-        else:
-            day_mon += c.monitored_s
-        hod_mon[c.start.astimezone(zone).hour] += c.monitored_s
+    def wsum(idx: np.ndarray, ok: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+        return np.bincount(idx[ok], weights=w[ok], minlength=n)[:n] if n else np.zeros(0)
+
+    h_mon, h_gap = wsum(chi, ch_ok, c_mon, nh), wsum(chi, ch_ok, c_gap, nh)
+    d_mon, d_gap = wsum(cdi, cd_ok, c_mon, n_days), wsum(cdi, cd_ok, c_gap, n_days)
+    d_night_mon = wsum(cdi, cd_ok & cl.night, c_mon, n_days)
+    d_day_mon = wsum(cdi, cd_ok & ~cl.night, c_mon, n_days)
+    night_mon = float(c_mon[cl.night].sum())
+    day_mon = float(c_mon[~cl.night].sum())
+    hod_mon = np.bincount(cl.hour_of_day, weights=c_mon, minlength=24)[:24]
+    hod_counts = np.bincount(loc.hour_of_day[cnt], minlength=24)[:24]
+
+    hours = [
+        HourRow(from_ns(int(hour_keys[i])), dict(zip(types, map(int, h_counts[i]), strict=True)),
+                int(h_uns[i]), int(h_exc[i]), float(h_mon[i]), float(h_gap[i]))
+        for i in range(nh)
+    ]  # fmt: skip
+    days = [
+        DayRow(_EPOCH_DAY + timedelta(days=day0 + i), dict(zip(types, map(int, d_counts[i]), strict=True)),
+               int(d_uns[i]), int(d_exc[i]), int(d_day[i]), int(d_night[i]), float(d_mon[i]),
+               float(d_day_mon[i]), float(d_night_mon[i]), float(d_gap[i]), {})
+        for i in range(n_days)
+    ]  # fmt: skip
 
     act_total: dict[str, float] = defaultdict(float)
     for a in activity:
-        s = max(a.start, start)
-        e_ = min(a.end, end)
-        secs = max(0.0, (e_ - s).total_seconds())
+        secs = max(0.0, (min(a.end, end) - max(a.start, start)).total_seconds())
         act_total[a.context] += secs
-        dr = days.get(day_of(a.start))
-        if dr:
-            dr.activity_s[a.context] = dr.activity_s.get(a.context, 0.0) + secs
+        k = int(_Local(np.array([to_ns(a.start)], dtype=np.int64), cfg).day[0]) - day0
+        if 0 <= k < n_days:
+            days[k].activity_s[a.context] = days[k].activity_s.get(a.context, 0.0) + secs
 
     gaps_by_cause: dict[str, dict[str, float]] = {}
-    s_ns, e_ns = start, end
     for g in gaps:
-        secs = max(0.0, (min(g.end, e_ns) - max(g.start, s_ns)).total_seconds())
+        secs = max(0.0, (min(g.end, end) - max(g.start, start)).total_seconds())
         entry = gaps_by_cause.setdefault(g.cause, {"count": 0.0, "seconds": 0.0})
         entry["count"] += 1
         entry["seconds"] += secs
@@ -341,20 +360,25 @@ def compute_trends(
     def rate(n: int, mon: float) -> float | None:
         return n / (mon / 3600) if mon > 0 else None
 
-    monitored = sum(c.monitored_s for c in coverage)
+    totals = {t: int(n) for t, n in zip(types, np.bincount(tidx[cnt], minlength=nt)[:nt], strict=True)}
+    night_n = int((cnt & loc.night).sum())
+    day_n = int((cnt & ~loc.night).sum())
+    by_type = {t: cnt & (tidx == t_index[t]) for t in EVENT_TYPES}
+    rel_ok = ~np.isnan(ev.relative_amplitude)
+    clonus = by_type["clonus"] & ~np.isnan(ev.frequency_hz)
     return Trends(
         device=device,
         patient=patient,
         start=start,
         end=end,
         config=cfg,
-        hours=[hours[h] for h in hour_starts],
-        days=list(days.values()),
-        totals=dict(totals),
-        unsure=unsure,
-        excluded=excluded,
-        confirmed=confirmed,
-        unreviewed=sum(1 for e in events if e.id not in verdicts),
+        hours=hours,
+        days=days,
+        totals=totals,
+        unsure=int(uns.sum()),
+        excluded=int(excl.sum()),
+        confirmed=sum(v == "confirmed" for v in verdict),
+        unreviewed=sum(v is None for v in verdict),
         day_night={
             "day": {"count": day_n, "monitored_s": day_mon, "per_monitored_hour": rate(day_n, day_mon)},
             "night": {
@@ -366,20 +390,20 @@ def compute_trends(
         hour_of_day=[
             {
                 "hour": h,
-                "count": hod_counts[h],
-                "monitored_s": hod_mon[h],
-                "per_monitored_hour": rate(hod_counts[h], hod_mon[h]),
+                "count": int(hod_counts[h]),
+                "monitored_s": float(hod_mon[h]),
+                "per_monitored_hour": rate(int(hod_counts[h]), float(hod_mon[h])),
             }
             for h in range(24)
         ],
-        durations={t: _hist(durations.get(t, []), DURATION_BINS_S) for t in EVENT_TYPES},
-        duration_median_s={t: _median(durations.get(t, [])) for t in EVENT_TYPES},
-        clonus_frequency=_hist(clonus_f, FREQUENCY_BINS_HZ),
-        clonus_frequency_median_hz=_median(clonus_f),
-        intensity_median={t: _median(intensity.get(t, [])) for t in EVENT_TYPES},
-        monitored_s=monitored,
+        durations={t: _hist(ev.duration_s[m].tolist(), DURATION_BINS_S) for t, m in by_type.items()},
+        duration_median_s={t: _median(ev.duration_s[m].tolist()) for t, m in by_type.items()},
+        clonus_frequency=_hist(ev.frequency_hz[clonus].tolist(), FREQUENCY_BINS_HZ),
+        clonus_frequency_median_hz=_median(ev.frequency_hz[clonus].tolist()),
+        intensity_median={t: _median(ev.relative_amplitude[m & rel_ok].tolist()) for t, m in by_type.items()},
+        monitored_s=float(c_mon.sum()),
         period_s=(end - start).total_seconds(),
-        gap_s=sum(c.gap_s for c in coverage),
+        gap_s=float(c_gap.sum()),
         gaps_by_cause=gaps_by_cause,
         activity_s=dict(act_total),
     )

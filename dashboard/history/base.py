@@ -41,6 +41,7 @@ __all__ = [
     "ActivityRow",
     "CoverageRow",
     "DeviceRow",
+    "EventColumns",
     "EventRow",
     "GapRow",
     "HealthRow",
@@ -53,6 +54,7 @@ __all__ = [
     "SeriesRows",
     "bucket_ms_for",
     "coverage_from",
+    "event_columns_from",
     "from_ns",
     "to_ns",
 ]
@@ -140,6 +142,21 @@ class EventRow:
     def peak_x_baseline(self) -> float | None:
         """Alias of ``relative_amplitude``: the word clinicians use."""
         return self.relative_amplitude
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """Events as columns: ``relative_amplitude`` / ``frequency_hz`` are NaN where the row's is None."""
+
+    id: list[str]
+    type: list[str]
+    onset_ns: npt.NDArray[np.int64]
+    duration_s: npt.NDArray[np.float64]
+    relative_amplitude: npt.NDArray[np.float64]
+    frequency_hz: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,16 +374,50 @@ class HistoryStore(Protocol):
         weeks of data). Does not know about reviews: the trends subtract reviewed events."""
         ...
 
+    def event_columns(self, device: str, start: datetime, end: datetime) -> EventColumns:
+        """The events of ``events()`` as columns (no row objects): what the trends need for
+        weeks of data, fast. Same events, same order (onset, id)."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+def event_columns_from(
+    ids: list[str],
+    types: list[str],
+    onset_ns: list[int],
+    duration_s: list[float],
+    relative_amplitude: list[float | None],
+    frequency_hz: list[float | None],
+) -> EventColumns:
+    """Build ``EventColumns`` from parallel lists, deduplicated by id (last wins) and sorted by
+    (onset, id) as ``events()`` is."""
+    last = {eid: i for i, eid in enumerate(ids)}
+    order = sorted(last.values(), key=lambda i: (onset_ns[i], ids[i]))
+
+    def f8(col: list[float | None]) -> npt.NDArray[np.float64]:
+        return np.array([np.nan if col[i] is None else col[i] for i in order], dtype=np.float64)
+
+    return EventColumns(
+        [ids[i] for i in order],
+        [types[i] for i in order],
+        np.array([onset_ns[i] for i in order], dtype=np.int64),
+        f8(list(duration_s)),
+        f8(relative_amplitude),
+        f8(frequency_hz),
+    )
+
+
 def bucket_ms_for(start: datetime, end: datetime, max_points: int) -> int:
-    """Bucket width in whole milliseconds so that ``[start, end)`` makes at most ~max_points buckets."""
+    """Bucket width in whole milliseconds (whole seconds past one second) so that ``[start, end)``
+    makes at most ~max_points buckets."""
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
     span_ms = max(1, (to_ns(end) - to_ns(start)) // 1_000_000)
-    return max(1, math.ceil(span_ms / max_points))
+    ms = max(1, math.ceil(span_ms / max_points))
+    # Past a second, whole seconds: the SQLite store keeps per-second summaries of its blocks.
+    return ms if ms <= 1000 else math.ceil(ms / 1000) * 1000
 
 
 def _bucket_starts(start_ns: int, end_ns: int, bucket_ns: int) -> range:
@@ -409,11 +460,38 @@ def coverage_from(
     if bucket_s < 1:
         raise ValueError(f"bucket_s must be >= 1 s, got {bucket_s}")
     bucket_ns = int(bucket_s) * 1_000_000_000
-    emg_gaps = [(to_ns(g.start), to_ns(g.end)) for g in gaps if g.domain == "emg"]
+    starts = np.array(_bucket_starts(to_ns(start), to_ns(end), bucket_ns), dtype=np.int64)
+    gap_s = _union_per_bucket(
+        [(to_ns(g.start), to_ns(g.end)) for g in gaps if g.domain == "emg"], starts, bucket_ns
+    )
     rows = []
-    for b in _bucket_starts(to_ns(start), to_ns(end), bucket_ns):
+    for b, gs in zip(starts.tolist(), gap_s.tolist(), strict=True):
         n = monitoring_counts.get(b, 0)
-        gap_s = union_overlap_s(emg_gaps, b, b + bucket_ns)
-        monitored = max(0.0, min(float(bucket_s), n * status_period_s) - gap_s)
-        rows.append(CoverageRow(from_ns(b), float(bucket_s), monitored, gap_s, n))
+        monitored = max(0.0, min(float(bucket_s), n * status_period_s) - gs)
+        rows.append(CoverageRow(from_ns(b), float(bucket_s), monitored, gs, n))
     return rows
+
+
+def _union_per_bucket(
+    intervals: list[tuple[int, int]], starts: npt.NDArray[np.int64], bucket_ns: int
+) -> np.ndarray:
+    """Seconds of each bucket covered by the union of the ns intervals (vectorised)."""
+    if not len(starts):
+        return np.empty(0)
+    merged: list[list[int]] = []
+    for a, b in sorted(intervals):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    if not merged:
+        return np.zeros(len(starts))
+    m = np.array(merged, dtype=np.int64)
+    edges = np.r_[starts, starts[-1] + bucket_ns]
+    # covered(t): ns of the union before t; a bucket's share is covered(end) - covered(start)
+    lens = m[:, 1] - m[:, 0]
+    cum = np.r_[0, np.cumsum(lens)]
+    k = np.searchsorted(m[:, 0], edges, side="right")  # intervals starting at or before each edge
+    inside = np.where(k > 0, np.minimum(edges - m[np.maximum(k - 1, 0), 0], lens[np.maximum(k - 1, 0)]), 0)
+    covered = cum[np.maximum(k - 1, 0)] * (k > 0) + inside
+    return np.diff(covered) / 1e9

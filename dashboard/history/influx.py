@@ -36,15 +36,18 @@ from dashboard.history.base import (
     ActivityRow,
     CoverageRow,
     DeviceRow,
+    EventColumns,
     EventRow,
     GapRow,
     HealthRow,
     HistoryError,
+    HistoryStore,
     SeriesChannel,
     SeriesKind,
     SeriesRows,
     bucket_ms_for,
     coverage_from,
+    event_columns_from,
     from_ns,
     to_ns,
 )
@@ -256,6 +259,33 @@ class InfluxHistory:
         unique = {r["id"]: r for r in rows}
         return sorted((self._event(r) for r in unique.values()), key=lambda e: (e.onset, e.id))
 
+    def event_columns(self, device: str, start: datetime, end: datetime) -> EventColumns:
+        q = 'SELECT "id", "type", "duration_s", "relative_amplitude", "frequency_hz" FROM "spasm_event"'
+        ids: list[str] = []
+        types: list[str] = []
+        onsets: list[int] = []
+        dur: list[float] = []
+        rel: list[float | None] = []
+        freq: list[float | None] = []
+        for s in self.query(q + self._where(device, start, end)):
+            c = {name: i for i, name in enumerate(s["columns"])}
+            it, ii, ity, idu, ir, ifr = (
+                c["time"],
+                c["id"],
+                c["type"],
+                c["duration_s"],
+                c["relative_amplitude"],
+                c["frequency_hz"],
+            )
+            for v in s["values"]:
+                onsets.append(int(v[it]))
+                ids.append(str(v[ii]))
+                types.append(v[ity])
+                dur.append(float(v[idu]))
+                rel.append(v[ir])
+                freq.append(v[ifr])
+        return event_columns_from(ids, types, onsets, dur, rel, freq)
+
     def event(self, event_id: str) -> EventRow | None:
         rows = self.rows(f'SELECT * FROM "spasm_event" WHERE "id" = {quote_string(event_id)}')
         return self._event(rows[0]) if rows else None
@@ -381,3 +411,7 @@ def _channel(values: list[list[Any]], col: int) -> SeriesChannel:
         a[:, 2].astype(np.float64),
         a[:, 3].astype(np.float64),
     )
+
+
+def _conforms(store: InfluxHistory) -> HistoryStore:
+    return store  # mypy checks that InfluxHistory implements the whole HistoryStore protocol

@@ -24,19 +24,28 @@ from dashboard.history.base import (
     ActivityRow,
     CoverageRow,
     DeviceRow,
+    EventColumns,
     EventRow,
     GapRow,
     HealthRow,
     HistoryError,
+    HistoryStore,
     SeriesChannel,
     SeriesKind,
     SeriesRows,
     bucket_ms_for,
     coverage_from,
+    event_columns_from,
     from_ns,
     to_ns,
 )
-from ingest.outputs.sinks.sqlite import MAX_BLOCK_NS, decode_times, decode_values
+from ingest.outputs.sinks.sqlite import (
+    MAX_BLOCK_NS,
+    SUMMARY_DTYPE,
+    decode_summary,
+    decode_times,
+    decode_values,
+)
 
 __all__ = ["SqliteHistory", "bucket_series"]
 
@@ -57,17 +66,24 @@ _EVENT_COLS = (
 
 def bucket_series(t: np.ndarray, v: np.ndarray, bucket_ns: int) -> SeriesChannel:
     """Min / max / mean per epoch-aligned bucket of sorted samples (empty buckets left out)."""
-    if not len(t):
+    return _combine(t, v, v, v, np.ones(len(t), dtype=np.int64), bucket_ns)
+
+
+def _combine(
+    key: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: np.ndarray, n: np.ndarray, bucket_ns: int
+) -> SeriesChannel:
+    """Buckets from partial aggregates (a sample is (t, v, v, v, 1); a second of a block's summary
+    is (second, min, max, sum, count)), sorted by ``key``."""
+    if not len(key):
         e = np.empty(0)
         return SeriesChannel(np.empty(0, dtype=np.int64), e, e.copy(), e.copy())
-    b = t - np.mod(t, bucket_ns)
+    b = key - np.mod(key, bucket_ns)
     starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-    counts = np.diff(np.r_[starts, len(t)])
     return SeriesChannel(
         b[starts].astype(np.int64),
-        np.minimum.reduceat(v, starts),
-        np.maximum.reduceat(v, starts),
-        np.add.reduceat(v, starts) / counts,
+        np.minimum.reduceat(lo, starts),
+        np.maximum.reduceat(hi, starts),
+        np.add.reduceat(total, starts) / np.add.reduceat(n, starts),
     )
 
 
@@ -157,6 +173,17 @@ class SqliteHistory:
             args += tuple(sorted(types))
         return [_event(r) for r in self._q(sql + " ORDER BY onset_ns, id", args)]
 
+    def event_columns(self, device: str, start: datetime, end: datetime) -> EventColumns:
+        rows = self._q(
+            "SELECT id, type, onset_ns, duration_s, relative_amplitude, frequency_hz FROM events "
+            "WHERE device = ? AND onset_ns >= ? AND onset_ns < ? ORDER BY onset_ns, id",
+            (device, to_ns(start), to_ns(end)),
+        )
+        return event_columns_from(
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+            [r[3] for r in rows], [r[4] for r in rows], [r[5] for r in rows],
+        )  # fmt: skip
+
     def event(self, event_id: str) -> EventRow | None:
         rows = self._q(f"SELECT {_EVENT_COLS} FROM events WHERE id = ?", (event_id,))
         return _event(rows[0]) if rows else None
@@ -184,29 +211,47 @@ class SqliteHistory:
             raise ValueError(f"series kind must be 'envelope' or 'acc', not {kind!r}")
         s, e = to_ns(start), to_ns(end)
         bucket_ms = bucket_ms_for(start, end, max_points)
+        # Whole-second buckets use the blocks' per-second summaries, except for blocks cut by the
+        # range's ends (their samples outside the range must not count), which are decoded.
+        use_summary = bucket_ms % 1000 == 0
         rows = self._q(
-            "SELECT channel, field, ts, codec, vals FROM series WHERE device = ? AND measurement = ? "
-            "AND t0_ns >= ? AND t0_ns < ? AND t1_ns >= ? ORDER BY t0_ns",
+            "SELECT channel, field, t0_ns, t1_ns, ts, codec, vals, summary FROM series WHERE device = ? "
+            "AND measurement = ? AND t0_ns >= ? AND t0_ns < ? AND t1_ns >= ? ORDER BY t0_ns",
             (device, _MEASUREMENT[kind], s - MAX_BLOCK_NS, e, s),
         )
-        parts: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        for channel, fld, ts, codec, vals in rows:
+        raw: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        summ: dict[str, list[np.ndarray]] = {}
+        for channel, fld, t0, t1, ts, codec, vals, summary in rows:
             name = channel if kind == "envelope" else fld
+            if use_summary and t0 >= s and t1 < e:
+                summ.setdefault(name, []).append(decode_summary(summary))
+                continue
             t = decode_times(ts)
             v = decode_values(codec, vals)
             keep = (t >= s) & (t < e)
-            ts_list, vs_list = parts.setdefault(name, ([], []))
+            ts_list, vs_list = raw.setdefault(name, ([], []))
             ts_list.append(t[keep])
             vs_list.append(v[keep])
         channels = {}
-        for name in sorted(parts):
-            t = np.concatenate(parts[name][0])
-            v = np.concatenate(parts[name][1])
+        for name in sorted(set(raw) | set(summ)):
+            t = np.concatenate(raw[name][0]) if name in raw else np.empty(0, dtype=np.int64)
+            v = np.concatenate(raw[name][1]) if name in raw else np.empty(0)
             order = np.argsort(t, kind="stable")
             t, v = t[order], v[order]
             # A point written twice (at-least-once delivery) counts once, as InfluxDB overwrites it.
             last = np.r_[t[1:] != t[:-1], True] if len(t) else np.empty(0, dtype=bool)
-            channels[name] = bucket_series(t[last], v[last], bucket_ms * 1_000_000)
+            t, v = t[last], v[last]
+            sm = np.concatenate(summ[name]) if name in summ else np.empty(0, dtype=SUMMARY_DTYPE)
+            key = np.concatenate([t, sm["sec"].astype(np.int64) * 1_000_000_000])
+            order = np.argsort(key, kind="stable")
+            channels[name] = _combine(
+                key[order],
+                np.concatenate([v, sm["lo"]])[order],
+                np.concatenate([v, sm["hi"]])[order],
+                np.concatenate([v, sm["sum"]])[order],
+                np.concatenate([np.ones(len(v), dtype=np.int64), sm["n"].astype(np.int64)])[order],
+                bucket_ms * 1_000_000,
+            )
         return SeriesRows(device, kind, start, end, bucket_ms, channels)
 
     def activity(self, device: str, start: datetime, end: datetime) -> list[ActivityRow]:
@@ -265,3 +310,7 @@ class SqliteHistory:
                 (b, device, to_ns(start), to_ns(end)),
             )
         }
+
+
+def _conforms(store: SqliteHistory) -> HistoryStore:
+    return store  # mypy checks that SqliteHistory implements the whole HistoryStore protocol
