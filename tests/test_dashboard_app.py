@@ -188,6 +188,15 @@ def test_login_sessions_csrf_and_site_scoping(tmp_path: Path) -> None:
     assert [p["patient"] for p in client.get("/api/patients").json()["patients"]] == ["p-2"]
 
 
+def test_failed_logins_are_throttled_per_user(tmp_path: Path) -> None:
+    client, _ = _app(tmp_path)
+    for _ in range(5):
+        assert client.post("/api/login", json={"username": "dr-a", "password": "guess"}).status_code == 401
+    r = client.post("/api/login", json={"username": "dr-a", "password": "password-a"})
+    assert r.status_code == 429 and "too many failed logins" in r.json()["error"]
+    _login(client, "dr-b", "password-b")  # another user is not affected
+
+
 def test_loopback_without_users_is_the_local_user(tmp_path: Path) -> None:
     client, _ = _app(tmp_path, users=False)
     me = client.get("/api/me").json()

@@ -85,6 +85,8 @@ def test_history_routes_agree_on_sqlite_and_influx(tmp_path: Path, influxdb1: In
         acc = c.get(f"{base}/series", params={**series, "kind": "acc"}).json()
         assert env["channels"] and sorted(acc["channels"]) == ["x", "y", "z"]
         assert c.get(f"{base}/event/{first}").json()["event"]["review"]["verdict"] == "not_spasm"
+        act = c.get(f"{base}/activity", params={"device": hd.DEVICE, **window}).json()["activity"]
+        assert [a["context"] for a in act] == [ctx for _, ctx, _ in sorted(ds.activity)]
         trends = c.get(f"{base}/trends", params={"days": 1, "end": end.isoformat()}).json()
         (dev,) = trends["devices"]
         got[name] = {
@@ -95,6 +97,7 @@ def test_history_routes_agree_on_sqlite_and_influx(tmp_path: Path, influxdb1: In
             "trend_total": dev["total"],
             "excluded": dev["excluded"],
             "monitored_s": round(dev["monitored_s"]),
+            "activity": act,
             "env_channels": sorted(env["channels"]),
             "env_points": {k: len(v["t_ms"]) for k, v in env["channels"].items()},
             "acc_points": {k: len(v["t_ms"]) for k, v in acc["channels"].items()},

@@ -167,6 +167,12 @@ class Backends:
         rows = self._h("series", device, kind, start, end, max_points)
         return None if rows is None else dict(rows.to_json())
 
+    def activity(self, device: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        return [
+            {"context": a.context, "start": _iso(a.start), "end": _iso(a.end), "duration_s": a.duration_s}
+            for a in self._h("activity", device, start, end, default=[])
+        ]
+
     # ------------------------------------------------------------------ reviews
 
     def _reviews(self) -> Any:

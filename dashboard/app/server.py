@@ -14,6 +14,7 @@ Routes (all ``/api`` routes answer JSON; ``{site}/{patient}`` are pseudonyms):
     GET  /api/p/{site}/{patient}/events        ?start&end  events (+reviews), episodes, counts, gaps
     GET  /api/p/{site}/{patient}/event/{id}    one event with envelope and accelerometer around it
     GET  /api/p/{site}/{patient}/series        ?device&kind&start&end  downsampled history
+    GET  /api/p/{site}/{patient}/activity      ?device&minutes (or start&end)  activity spans
     POST /api/p/{site}/{patient}/event/{id}/review   {verdict, note}
     GET  /api/p/{site}/{patient}/event/{id}/audit    every review of the event (who, when, what)
     GET  /api/p/{site}/{patient}/labels.{json,csv}   reviewed events as labels for tuning
@@ -117,6 +118,7 @@ class Dashboard:
         self.hub.listeners.append(self._on_item)
         self.data = backends.Backends.open(cfg, self.state_dir)
         self._local_csrf = secrets.token_urlsafe(24)
+        self._failures: dict[str, list[float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def _on_item(self, item: dict[str, Any]) -> None:
@@ -168,6 +170,20 @@ class Dashboard:
             if not secrets.compare_digest(sent, s.csrf):
                 raise HttpError(403, "missing or wrong CSRF token (X-CSRF-Token header)")
         return s.user
+
+    #: Failed logins per username allowed in ``LOGIN_WINDOW_S`` before that name is refused for
+    #: the rest of the window (slows password guessing; the scrypt cost does the rest).
+    LOGIN_FAILURES = 5
+    LOGIN_WINDOW_S = 60.0
+
+    def login_throttled(self, username: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(username, []) if now - t < self.LOGIN_WINDOW_S]
+        self._failures[username] = recent
+        return len(recent) >= self.LOGIN_FAILURES
+
+    def login_failed(self, username: str) -> None:
+        self._failures.setdefault(username, []).append(time.monotonic())
 
     def visible_sites(self, user: User) -> frozenset[str] | None:
         return None if user.site == "*" else frozenset({user.site})
@@ -251,11 +267,13 @@ async def api_login(dash: Dashboard, request: Request) -> Response:
     if dash.users is None:
         return _json({"ok": True, "login_required": False})
     body = await _body(request)
-    user = await asyncio.to_thread(
-        dash.users.authenticate, str(body.get("username", "")), str(body.get("password", ""))
-    )
+    name = str(body.get("username", ""))[:64]
+    if dash.login_throttled(name):
+        raise HttpError(429, "too many failed logins for this user: wait a minute")
+    user = await asyncio.to_thread(dash.users.authenticate, name, str(body.get("password", "")))
     if user is None:
-        log.info("dashboard: failed login for %r", str(body.get("username", ""))[:64])
+        dash.login_failed(name)
+        log.info("dashboard: failed login for %r", name)
         raise HttpError(401, "wrong username or password")
     s = dash.sessions.create(user)
     resp = _json({"ok": True, "user": user.username, "site": user.site, "csrf": s.csrf})
@@ -487,6 +505,19 @@ async def api_series(dash: Dashboard, request: Request) -> Response:
     return _json(await asyncio.to_thread(dash.data.series, device, kind, start, end, max_points))
 
 
+async def api_activity(dash: Dashboard, request: Request) -> Response:
+    """Activity spans of a device (the detector's context: rest, walking, ...) in the last minutes."""
+    _, site, patient = dash.patient_access(request)
+    device = request.query_params.get("device", "")
+    if device not in dash.devices_of(site, patient):
+        raise HttpError(404, "no such device for this patient")
+    minutes = max(1.0, min(24 * 60.0, float(request.query_params.get("minutes", "30"))))
+    end = _parse_time(request.query_params.get("end"), datetime.now(UTC))
+    start = _parse_time(request.query_params.get("start"), end - timedelta(minutes=minutes))
+    spans = await asyncio.to_thread(dash.data.activity, device, start, end)
+    return _json({"device": device, "activity": spans})
+
+
 # ---------------------------------------------------------------------------------------------- review
 
 
@@ -647,6 +678,7 @@ def create_app(cfg: DashboardConfig, dash: Dashboard | None = None) -> Starlette
         r(f"{p}/live", api_live, ["GET"]),
         r(f"{p}/events", api_events, ["GET"]),
         r(f"{p}/series", api_series, ["GET"]),
+        r(f"{p}/activity", api_activity, ["GET"]),
         r(p + "/event/{event_id}", api_event, ["GET"]),
         r(p + "/event/{event_id}/review", api_review, ["POST"]),
         r(p + "/event/{event_id}/audit", api_audit, ["GET"]),

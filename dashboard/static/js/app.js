@@ -179,7 +179,7 @@ async function viewLive(site, patient) {
     const accBox = h("div", { class: "chart" });
     chartCol.append(hb,
       h("div", { class: "card" }, h("h2", {}, `EMG envelope (µV), last 60 s`), envBox),
-      h("div", { class: "card" }, h("h2", {}, `Accelerometer (g)`), accBox, h("p", { class: "muted", "data-testid": "activity" }, "")));
+      h("div", { class: "card" }, h("h2", {}, `Accelerometer (g)`), accBox, h("p", { class: "muted", "data-testid": "activity", "data-device": d.summary.device }, "")));
     draws.push(() => { charts[d.summary.device] = envelopeChart(envBox, accBox, d.summary.channels, d.live, 60); });
   }
   if (!snap.devices.length) chartCol.append(h("p", { class: "card muted" }, "No device has reported for this patient yet."));
@@ -245,13 +245,34 @@ async function viewLive(site, patient) {
     poll();
     live.timers.push(setInterval(poll, 3000));
   }
+  // The activity context: the detector's stored spans when the gateway writes them, else the
+  // context the last event carried.
+  const stored = {};
   const activity = () => {
-    const ctx = recent.concat().reverse().find((e) => e.context)?.context;
-    for (const p of chartCol.querySelectorAll("[data-testid=activity]")) {
-      p.textContent = ctx ? `Activity context at the last event: ${ctx}` : "Activity context: not reported by this gateway yet.";
+    for (const d of snap.devices) {
+      const dev = d.summary.device;
+      const p = chartCol.querySelector(`[data-testid=activity][data-device="${dev}"]`);
+      if (!p) continue;
+      const span = stored[dev];
+      const ctx = recent.concat().reverse().find((e) => e.context && e.device === dev)?.context;
+      p.textContent = span ? `Activity now: ${span.context} (since ${fmtTime(span.start)})`
+        : ctx ? `Activity context at the last event: ${ctx}` : "Activity context: not reported by this gateway yet.";
     }
   };
   activity();
+  if (me.features.history) {
+    const pollActivity = async () => {
+      for (const d of snap.devices) {
+        try {
+          const a = await api(`/api/p/${esc(site)}/${esc(patient)}/activity?device=${esc(d.summary.device)}&minutes=30`);
+          stored[d.summary.device] = a.activity.length ? a.activity[a.activity.length - 1] : null;
+        } catch (_) { /* next time */ }
+      }
+      activity();
+    };
+    pollActivity();
+    live.timers.push(setInterval(pollActivity, 10000));
+  }
   body.replaceChildren(h("div", { class: "grid2" }, chartCol,
     h("div", {}, h("div", { class: "card" }, h("h2", {}, "Events as they happen"),
       h("p", { class: "muted" }, "An onset appears first (yellow) and is replaced by the complete event when it ends."), feed))));
