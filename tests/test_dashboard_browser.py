@@ -225,6 +225,9 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             assert row.locator("input").input_value() == "voluntary movement, patient reaching"
             row2 = page.locator(f"[data-testid=review-row][data-id='{second_id}']")
             assert "Confirmed" in row2.get_by_test_id("verdict").inner_text()
+            # The audit log says who changed what.
+            row.get_by_test_id("show-audit").click()
+            expect(page.get_by_test_id("audit-row").first).to_contain_text("dr-07: Not a spasm")
             _shot(page, tmp_path, "review")
 
             # Timeline: the events in the day strip; one opens with its stored envelope.

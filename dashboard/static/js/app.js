@@ -475,11 +475,23 @@ async function viewReview(site, patient) {
       tr.className = verdict;
       await refreshCounts();
     };
+    const logRow = h("tr", { class: "hidden", "data-testid": "audit-row" }, h("td", { colspan: 6 }));
+    const showLog = async () => {
+      if (!logRow.classList.contains("hidden")) { logRow.classList.add("hidden"); return; }
+      const d = await api(`/api/p/${esc(site)}/${esc(patient)}/event/${esc(e.id)}/audit`);
+      logRow.firstChild.replaceChildren(d.audit.length
+        ? h("ul", {}, d.audit.map((a) => h("li", {}, `${fmtDateTime(a.at)} · ${a.who}: `,
+            a.old ? `${VERDICT_TEXT[a.old.verdict]} → ` : "", a.new ? VERDICT_TEXT[a.new.verdict] : "withdrawn",
+            a.new && a.new.note ? ` (“${a.new.note}”)` : "")))
+        : h("span", { class: "muted" }, "No review yet."));
+      logRow.classList.remove("hidden");
+    };
     tr.append(h("td", { class: "actions" },
       h("button", { onclick: () => mark("confirmed"), "data-testid": "mark-confirmed" }, "Confirmed"),
       h("button", { onclick: () => mark("not_spasm"), "data-testid": "mark-not-spasm" }, "Not a spasm"),
-      h("button", { onclick: () => mark("unsure"), "data-testid": "mark-unsure" }, "Unsure"), note));
-    table.append(tr);
+      h("button", { onclick: () => mark("unsure"), "data-testid": "mark-unsure" }, "Unsure"), note,
+      h("button", { class: "link-dark", onclick: showLog, "data-testid": "show-audit", title: "who changed what, when" }, "log")));
+    table.append(tr, logRow);
   }
   const labels = `/api/p/${esc(site)}/${esc(patient)}/labels`;
   body.replaceChildren(historyWarning(data) || "", newEventsBar(site, patient), countsCard,
