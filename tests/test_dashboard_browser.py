@@ -144,7 +144,7 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             sqlite = '[local]\nenabled = true\nformat = "sqlite"'
             cfg.write_text(cfg.read_text().replace("[local]\nenabled = true", sqlite))
             up = lambda: dash.p.poll() is not None or _status(base + "/api/me") > 0  # noqa: E731
-            wait_until(up, 30, "the dashboard")
+            wait_until(up, 60, "the dashboard")
             assert _status(base + "/api/me") == 401, dash.tail()  # not without a login
             ctx.add_init_script(FEED_RECORDER)
             page = ctx.new_page()
@@ -173,7 +173,7 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             # The gateway starts: the patient appears on the open page, monitoring.
             gw = gateway(tmp_path, cfg)
             card = page.locator("[data-testid=patient-card][data-patient=p-0001]")
-            card.wait_for()
+            card.wait_for(timeout=60_000)  # the gateway process starts (imports) first
             expect(card.get_by_test_id("state-badge")).to_have_text("MONITORING")
             assert page.get_by_test_id("broker-banner").is_hidden()  # the dashboard hears the broker
             _shot(page, tmp_path, "patients")

@@ -31,7 +31,7 @@ def test_demo_prints_the_dashboard_url_and_the_page_shows_events(tmp_path: Path)
             stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     try:
-        wait_until(lambda: "neurospasm dashboard: http" in out.read_text(), 30, "the dashboard URL")
+        wait_until(lambda: "neurospasm dashboard: http" in out.read_text(), 60, "the dashboard URL")
         m = re.search(r"neurospasm dashboard: (http://127\.0\.0\.1:\d+/)", out.read_text())
         assert m and m.group(1) == f"http://127.0.0.1:{port}/", out.read_text()
         url = m.group(1)
