@@ -399,3 +399,17 @@ def test_notice_schema_and_the_docs_example(tmp_path: Path) -> None:
     (notice,) = center.notices.values()
     v.validate({k: val for k, val in notice.items() if k != "acks"})
     assert not v.is_valid({**{k: val for k, val in notice.items() if k != "acks"}, "patient": "Jane Doe"})
+
+
+def test_deploy_files() -> None:
+    import configparser
+
+    cfg = load_dashboard_config(str(REPO / "deploy" / "dashboard.example.toml"))
+    assert not cfg.loopback and cfg.users_file and cfg.https_only and cfg.store
+    assert cfg.notices == {"inactive_minutes": 10, "tonic_longer_than_s": 60, "spasms_per_hour_above": 30}
+    NoticeCenter(LiveHub("127.0.0.1", 1), Path("/nonexistent"), cfg.notices)  # the rules are valid
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(REPO / "deploy" / "systemd" / "neurospasm-dashboard.service")
+    svc = unit["Service"]
+    assert "neurospasm dashboard --config" in svc["ExecStart"]
+    assert svc["NoNewPrivileges"] == "true" and svc["ProtectSystem"] == "strict" and svc["User"] != "root"

@@ -55,6 +55,9 @@ class DashboardConfig(BaseModel):
     stale_after_s: float = Field(25.0, gt=0)
     session_idle_min: float = Field(30.0, gt=0)
     session_max_h: float = Field(12.0, gt=0)
+    #: Mark session cookies Secure even though the request arrived over plain HTTP (TLS ends at a
+    #: reverse proxy in front of the dashboard).
+    https_only: bool = False
     #: The site's IANA time zone: local hours, days and night (22-07) of the trends and report.
     timezone: str = "UTC"
     #: Sites shown when the store does not say (the gateway's series carry device and patient only).

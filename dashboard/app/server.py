@@ -283,7 +283,7 @@ async def api_login(dash: Dashboard, request: Request) -> Response:
         max_age=int(dash.sessions.max_age_s),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=dash.cfg.https_only or request.url.scheme == "https",
     )
     return resp
 
