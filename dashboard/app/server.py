@@ -119,6 +119,8 @@ class Dashboard:
         self.data = backends.Backends.open(cfg, self.state_dir)
         self._local_csrf = secrets.token_urlsafe(24)
         self._failures: dict[str, list[float]] = {}
+        self._devices_cache: list[tuple[str | None, str, str]] = []
+        self._devices_at = -1e9
         self._tasks: list[asyncio.Task[None]] = []
 
     def _on_item(self, item: dict[str, Any]) -> None:
@@ -171,6 +173,8 @@ class Dashboard:
                 raise HttpError(403, "missing or wrong CSRF token (X-CSRF-Token header)")
         return s.user
 
+    DEVICES_TTL_S = 10.0
+
     #: Failed logins per username allowed in ``LOGIN_WINDOW_S`` before that name is refused for
     #: the rest of the window (slows password guessing; the scrypt cost does the rest).
     LOGIN_FAILURES = 5
@@ -200,8 +204,13 @@ class Dashboard:
         series carry patient and device tags only) gets the site the live side saw for that
         device, else the configured default site."""
         seen = {(p, d): s for s, p, d in self.hub.devices}
+        now = time.monotonic()
+        if now - self._devices_at > self.DEVICES_TTL_S:
+            # A GROUP BY over weeks of status points: cached briefly, several routes ask per request.
+            self._devices_cache = self.data.devices()
+            self._devices_at = now
         out = []
-        for site, patient, device in self.data.devices():
+        for site, patient, device in self._devices_cache:
             site = site or seen.get((patient, device)) or self.cfg.default_site or "local"
             out.append((site, patient, device))
         return out
