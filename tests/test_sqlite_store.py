@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import history_data as hd
@@ -233,3 +234,21 @@ def test_config_selects_the_sqlite_store() -> None:
 
     with pytest.raises(ConfigError, match=r"local\.format"):
         parse_config({"local": {"format": "csv"}}, "<t>")
+
+
+def test_the_read_only_history_sees_new_batches_while_the_gateway_writes(tmp_path: Path) -> None:
+    ds = hd.build()
+    path = tmp_path / SQLITE_FILENAME
+    events = [r for r in ds.records if r.startswith(b"spasm_event,") and b"dev-b1" in r]
+
+    async def run() -> None:
+        async with SqliteSink(path) as sink:
+            await sink.send(events[:5])
+            with SqliteHistory(path) as h:
+                assert len(h.events(hd.DEVICE, hd.T0, hd.T0 + timedelta(hours=hd.HOURS))) == 5
+                await sink.send(events[5:9])  # the writer carries on while the reader is open
+                assert len(h.events(hd.DEVICE, hd.T0, hd.T0 + timedelta(hours=hd.HOURS))) == 9
+                with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                    h._db().execute("DELETE FROM events")
+
+    asyncio.run(run())
