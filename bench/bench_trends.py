@@ -171,12 +171,13 @@ def run_queries(name: str, store: Any, baseline: Callable[[], Any], reviews: Rev
     bb, bm, count = timed(baseline, repeat)
     day0 = end - timedelta(days=1)
     db_, dm, day = timed(lambda: store.series(DEVICE, "envelope", day0, end, 2000), repeat)
+    vb, vm, _ = timed(store.devices, repeat)
     mb, mm, _ = timed(
         lambda: store.series(DEVICE, "envelope", end - timedelta(minutes=10), end, 2000), repeat
     )
     return {"storage": name, "events": count, "counted": tr.total, "excluded": tr.excluded,
             "unsure": tr.unsure, "monitored_h": tr.monitored_s / 3600, "trends": (tb, tm),
-            "baseline": (bb, bm), "day_env": (db_, dm), "detail_env": (mb, mm),
+            "baseline": (bb, bm), "day_env": (db_, dm), "detail_env": (mb, mm), "devices": (vb, vm),
             "day_points": sum(len(c) for c in day.channels.values())}  # fmt: skip
 
 
@@ -267,7 +268,8 @@ def main() -> int:
               f"{db_:7.3f} / {dm:6.3f} {mb:7.3f} / {mm:6.3f}")  # fmt: skip
         print(f"{'':<9} counted {r['counted']} of {r['events']} (excluded {r['excluded']}, "
               f"unsure {r['unsure']}), monitored {r['monitored_h']:.0f} h, "
-              f"1-day envelope {r['day_points']} points")  # fmt: skip
+              f"1-day envelope {r['day_points']} points; devices() {r['devices'][0]:.3f} / "
+              f"{r['devices'][1]:.3f} s")  # fmt: skip
     return 0
 
 

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import history_data as hd
@@ -233,3 +234,62 @@ def test_config_selects_the_sqlite_store() -> None:
 
     with pytest.raises(ConfigError, match=r"local\.format"):
         parse_config({"local": {"format": "csv"}}, "<t>")
+
+
+def test_the_read_only_history_sees_new_batches_while_the_gateway_writes(tmp_path: Path) -> None:
+    ds = hd.build()
+    path = tmp_path / SQLITE_FILENAME
+    events = [r for r in ds.records if r.startswith(b"spasm_event,") and b"dev-b1" in r]
+
+    async def run() -> None:
+        async with SqliteSink(path) as sink:
+            await sink.send(events[:5])
+            with SqliteHistory(path) as h:
+                assert len(h.events(hd.DEVICE, hd.T0, hd.T0 + timedelta(hours=hd.HOURS))) == 5
+                await sink.send(events[5:9])  # the writer carries on while the reader is open
+                assert len(h.events(hd.DEVICE, hd.T0, hd.T0 + timedelta(hours=hd.HOURS))) == 9
+                with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                    h._db().execute("DELETE FROM events")
+
+    asyncio.run(run())
+
+
+def test_the_series_fast_path_gives_exactly_the_general_parsers_rows() -> None:
+    from ingest.outputs.sinks.sqlite import _Rows, _rows_of, series_fast
+
+    ds = hd.build()
+    series = [r for r in ds.records if r.startswith((b"emg_envelope", b"acc"))]
+    rng = np.random.default_rng(5)
+    t = 1_780_000_000_000_000_000 + np.arange(40, dtype=np.int64) * 20_000_000
+    odd = [
+        # a device id with '_', a time going back (a new block), a block longer than a minute
+        encode_columns("acc", {"device": "dev_1"}, {"x": rng.normal(size=40), "y": rng.normal(size=40)},
+                       np.r_[t[:20], t[:20]]),
+        encode_columns("emg_envelope", {"device": "d", "channel": "ch1"}, {"uv": np.arange(40.0)},
+                       t * 0 + 1_780_000_000_000_000_000 + np.arange(40, dtype=np.int64) * 4_000_000_000),
+    ]  # fmt: skip
+    for rec in series + odd:
+        fast, slow = _Rows(), _Rows()
+        assert series_fast(rec, fast)
+        _rows_of(parse_lines(rec), slow)
+        assert fast.series == slow.series and fast.series
+    assert len(_fast_rows(odd[1])) == 3  # 156 s of points every 4 s: blocks of at most 60 s
+    # What the fast path leaves to the strict parser (which accepts or refuses it properly):
+    for rec in [
+        b"emg_envelope,device=d,channel=ch1 uv=1_0 5\n",  # numpy would read 10
+        b"emg_envelope,device=d,channel=ch1 uv=1 +5\n",  # numpy would read 5
+        b"emg_envelope,device=d,channel=ch1 uv=nan 5\n",
+        b"emg_envelope,device=d,channel=ch1 uv=3i 5\n",
+        b"acc,device=d x=1,y=2 5\nacc,device=d x=1 6\n",  # a field left out (NaN) on one line
+        b"spasm_event,device=d,channel=c,type=tonic duration_s=2 5\n",
+        b"emg_envelope,device=d,channel=ch1 uv=1\n",
+    ]:
+        assert not series_fast(rec, _Rows()), rec
+
+
+def _fast_rows(rec: bytes) -> list[tuple[object, ...]]:
+    from ingest.outputs.sinks.sqlite import _Rows, series_fast
+
+    rows = _Rows()
+    assert series_fast(rec, rows)
+    return rows.series

@@ -36,6 +36,7 @@ after the rest of the batch is committed; a disk or lock error is ``SinkUnavaila
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 import zlib
@@ -150,7 +151,7 @@ def encode_values(v: npt.NDArray[np.float64]) -> tuple[str, bytes]:
     """Values -> (codec, blob). ``qK-i4`` / ``qK-i8``: integers of v x 10^K when that gives back v
     exactly (what a K-decimal line protocol text parses to); ``f8``: raw float64 otherwise."""
     x = np.asarray(v, dtype=np.float64)
-    for k in range(7):
+    for k in (2, 4, 0, 1, 3, 5, 6):  # the router writes µV with 2 decimals and g with 4: try those first
         scale = 10.0**k
         q = np.rint(x * scale)
         if np.all(np.abs(q) < 2.0**53) and np.array_equal(q / scale, x):
@@ -271,6 +272,78 @@ def _rows_of(points: list[Point], out: _Rows) -> None:
         run_key = None
         _record_row(p, out)
     flush()
+
+
+def series_fast(rec: bytes, out: _Rows) -> bool:
+    """Rows of a record made only of plain series lines (what the router's ``encode_columns``
+    writes: no escapes, no strings, numeric fields) parsed with numpy, about 10x faster than line
+    by line. Returns False, having added nothing, when the record needs the general parser (which
+    then also produces any error). Gives exactly the rows of ``_rows_of(parse_lines(rec))``.
+    """
+    if any(c in rec for c in (b"\\", b'"', b"#", b"\r", b"\t")):
+        return False
+    lines = rec.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    parts = [line.split(b" ") for line in lines]
+    if not parts or any(len(p) != 3 for p in parts):
+        return False
+    # numpy parses more than line protocol allows ("1_000", "+5"): admit only what the strict parser does.
+    if b"".join(p[2] for p in parts).translate(None, b"0123456789-"):
+        return False
+    try:
+        ts_all = np.array([p[2] for p in parts]).astype(np.int64)
+    except ValueError:
+        return False
+    rows = _Rows()
+    i = 0
+    n = len(parts)
+    while i < n:
+        head = parts[i][0]
+        j = i + 1
+        while j < n and parts[j][0] == head:
+            j += 1
+        names = head.split(b",")
+        meas = names[0].decode()
+        tags: dict[str, str] = {}
+        for item in names[1:]:
+            k, eq, v = item.partition(b"=")
+            if not k or not eq or not v or b"=" in v:
+                return False
+            tags[k.decode()] = v.decode()
+        if meas not in SERIES_MEASUREMENTS or not set(tags) <= _SERIES_TAGS or "device" not in tags:
+            return False
+        items = [kv.partition(b"=") for kv in b",".join(p[1] for p in parts[i:j]).split(b",")]
+        first = [k for k, _, _ in items[: len(parts[i][1].split(b","))]]
+        if [k for k, _, _ in items] != first * (j - i) or len(set(first)) != len(first) or not all(first):
+            return False  # lines with differing fields (a NaN left out): the general path handles them
+        texts = [v for _, _, v in items]
+        if b"".join(texts).translate(None, b"0123456789+-.eE"):
+            return False
+        try:
+            vals = np.array(texts).astype(np.float64).reshape(j - i, len(first))
+        except ValueError:
+            return False
+        if not np.isfinite(vals).all():
+            return False
+        t = ts_all[i:j]
+        device, channel, patient = tags["device"], tags.get("channel", ""), tags.get("patient", "")
+        cuts = [0, *(np.flatnonzero(np.diff(t) < 0) + 1).tolist(), len(t)]
+        keys = [k.decode() for k in first]
+        order = sorted(range(len(keys)), key=lambda c: keys[c])
+        for a, b in itertools.pairwise(cuts):
+            start = a
+            while start < b:
+                end = start + int(np.searchsorted(t[start:b], t[start] + RECORD_BLOCK_NS, side="right"))
+                for c in order:
+                    row = series_row(
+                        device, meas, channel, keys[c], patient, t[start:end], vals[start:end, c]
+                    )
+                    rows.series.append(row)
+                start = end
+        i = j
+    out.series.extend(rows.series)
+    return True
 
 
 def _series_rows(key: tuple[str, str, str, str], run: list[Point], out: _Rows) -> None:
@@ -470,7 +543,8 @@ class SqliteSink:
         for i, rec in enumerate(records):
             one = _Rows()
             try:
-                _rows_of(parse_lines(rec), one)
+                if not series_fast(rec, one):
+                    _rows_of(parse_lines(rec), one)
             except (LineProtocolError, _RecordError, ValueError, TypeError) as exc:
                 bad.append(i)
                 reasons.append(f"record {i}: {exc}")
