@@ -21,6 +21,7 @@ from servers import free_port, wait_until
 
 
 @pytest.mark.slow
+@pytest.mark.servers  # needs the chromium binary, like the server tests need theirs
 def test_demo_prints_the_dashboard_url_and_the_page_shows_events(tmp_path: Path) -> None:
     out = tmp_path / "demo.out"
     port = free_port()
