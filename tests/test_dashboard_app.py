@@ -180,6 +180,15 @@ def test_login_sessions_csrf_and_site_scoping(tmp_path: Path) -> None:
                        headers={"X-CSRF-Token": csrf}).status_code == 404  # fmt: skip
     audit = client.get("/api/p/site-a/p-1/event/ev-1/audit").json()["audit"]
     assert [(a["who"], a["new"]["verdict"]) for a in audit] == [("dr-a", "not_spasm")]
+    # an event of another site's patient is not reachable through a patient this user may see
+    dash.hub.handle(f"{PREFIX}/site-b/p-2/dev-b/events", json.dumps({**_event(2, "2026-11-25T09:50:00.000Z"),
+                    "device": "dev-b"}).encode())  # fmt: skip
+    for path in ("/api/p/site-a/p-1/event/ev-2", "/api/p/site-a/p-1/event/ev-2/audit"):
+        assert client.get(path).status_code == 404
+    r = client.post(
+        "/api/p/site-a/p-1/event/ev-2/review", json={"verdict": "confirmed"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 404
     # logout ends the session
     assert client.post("/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
     assert client.get("/api/patients").status_code == 401

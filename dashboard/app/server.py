@@ -473,18 +473,24 @@ async def api_events(dash: Dashboard, request: Request) -> Response:
     )
 
 
+async def _event_of(dash: Dashboard, site: str, patient: str, event_id: str) -> dict[str, Any]:
+    """The event ``event_id`` of this patient (store first, then what arrived live), else 404.
+    Every per-event route goes through here, so an id of another site's patient reveals nothing."""
+    devices = set(dash.devices_of(site, patient))
+    ev = await asyncio.to_thread(dash.data.event, event_id)
+    if ev is not None and ev.get("patient") == patient and ev.get("device") in devices:
+        return ev
+    for d in dash.hub.patient_devices(site, patient):
+        for e in d.recent:
+            if e["kind"] == "event" and e["id"] == event_id:
+                return {k: v for k, v in e.items() if k != "kind"}
+    raise HttpError(404, "no such event")
+
+
 async def api_event(dash: Dashboard, request: Request) -> Response:
     _, site, patient = dash.patient_access(request)
     event_id = request.path_params["event_id"]
-    ev = await asyncio.to_thread(dash.data.event, event_id)
-    if ev is None:
-        for d in dash.hub.patient_devices(site, patient):
-            ev = next((e for e in d.recent if e["kind"] == "event" and e["id"] == event_id), None)
-            if ev:
-                ev = {k: v for k, v in ev.items() if k != "kind"}
-                break
-    if ev is None or ev.get("patient") not in (patient, None):
-        raise HttpError(404, "no such event")
+    ev = await _event_of(dash, site, patient, event_id)
     onset = _parse_time(ev["onset"], datetime.now(UTC))
     before = float(request.query_params.get("before_s", "10"))
     after = float(request.query_params.get("after_s", "10"))
@@ -538,27 +544,17 @@ async def api_review(dash: Dashboard, request: Request) -> Response:
         raise HttpError(400, f"verdict must be one of {', '.join(VERDICTS)}")
     note = str(body.get("note") or "")[:2000]
     event_id = request.path_params["event_id"]
-    ev = await asyncio.to_thread(dash.data.event, event_id)
-    device = ev["device"] if ev else body.get("device")
-    if ev is None:
-        known = [
-            e
-            for d in dash.hub.patient_devices(site, patient)
-            for e in d.recent
-            if e["kind"] == "event" and e["id"] == event_id
-        ]
-        if not known:
-            raise HttpError(404, "no such event")
-        device = known[0]["device"]
+    ev = await _event_of(dash, site, patient, event_id)
     review = await asyncio.to_thread(
-        dash.data.review, event_id, verdict, note, user.username, device, patient
+        dash.data.review, event_id, verdict, note, user.username, ev["device"], patient
     )
     return _json({"ok": True, "review": review})
 
 
 async def api_audit(dash: Dashboard, request: Request) -> Response:
-    dash.patient_access(request)
-    return _json({"audit": await asyncio.to_thread(dash.data.audit, request.path_params["event_id"])})
+    _, site, patient = dash.patient_access(request)
+    ev = await _event_of(dash, site, patient, request.path_params["event_id"])
+    return _json({"audit": await asyncio.to_thread(dash.data.audit, ev["id"])})
 
 
 async def api_labels(dash: Dashboard, request: Request) -> Response:
