@@ -494,8 +494,13 @@ async function viewReview(site, patient) {
     table.append(tr, logRow);
   }
   const labels = `/api/p/${esc(site)}/${esc(patient)}/labels`;
+  const reviewBase = `/p/${esc(site)}/${esc(patient)}/review`;
   body.replaceChildren(historyWarning(data) || "", newEventsBar(site, patient), countsCard,
-    h("div", { class: "card" }, h("h2", {}, "Events of " + start.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" })),
+    h("div", { class: "card" },
+      h("div", { class: "phead" },
+        h("h2", {}, "Events of " + start.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" })),
+        h("a", { href: `${reviewBase}?day=${isoDate(new Date(start.getTime() - 12 * 3600e3))}` }, "← previous day"),
+        h("a", { href: `${reviewBase}?day=${isoDate(new Date(start.getTime() + 36 * 3600e3))}` }, "next day →")),
       h("p", { class: "muted" }, "Every mark is kept with who and when (audit log). \"Not a spasm\" leaves the counts; \"unsure\" is counted apart until decided."),
       data.events.length ? table : h("p", { class: "muted" }, "No events on this day."),
       h("p", {}, "Export reviewed events as labels: ", h("a", { href: `${labels}.json` }, "JSON"), " · ", h("a", { href: `${labels}.csv` }, "CSV"))));
