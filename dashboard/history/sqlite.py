@@ -151,6 +151,21 @@ class SqliteHistory:
     # -- queries ---------------------------------------------------------------------------------
     def devices(self) -> list[DeviceRow]:
         spans: dict[tuple[str, str], tuple[int, int]] = {}
+        # The sink keeps a small devices table up to date; read it rather than scanning months of
+        # status points.
+        rows = self._q(
+            "SELECT patient, device, first_ns, last_ns, source FROM devices ORDER BY source = 'events'"
+        )
+        for patient, device, lo, hi, source in rows:
+            key = (patient, device)
+            if key in spans and source == "events":
+                continue
+            spans[key] = (lo, hi)
+        return [DeviceRow(p, d, from_ns(lo), from_ns(hi)) for (p, d), (lo, hi) in sorted(spans.items())]
+
+    def devices_by_scan(self) -> list[DeviceRow]:
+        """``devices()`` computed from the data itself (checks the devices table; slow on months)."""
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
         for table, col in (("health", "t_ns"), ("events", "onset_ns")):
             for patient, device, lo, hi in self._q(
                 f"SELECT patient, device, min({col}), max({col}) FROM {table} GROUP BY patient, device"

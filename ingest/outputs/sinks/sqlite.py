@@ -113,6 +113,10 @@ CREATE TABLE IF NOT EXISTS series (
     codec TEXT NOT NULL, ts BLOB NOT NULL, vals BLOB NOT NULL, summary BLOB NOT NULL,
     PRIMARY KEY (device, measurement, t0_ns, channel, field, t1_ns, n)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    patient TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL, first_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL, PRIMARY KEY (patient, device, source)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS points (
     measurement TEXT NOT NULL, tags TEXT NOT NULL, t_ns INTEGER NOT NULL, fields TEXT NOT NULL,
     PRIMARY KEY (measurement, tags, t_ns)
@@ -463,6 +467,23 @@ def write_rows(db: sqlite3.Connection, rows: _Rows) -> None:
             batch = getattr(rows, table)
             if batch:
                 db.executemany(sql, batch)
+        # The devices seen, with their first and last status / event: what the patients page
+        # lists, without scanning months of status points.
+        seen: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for source, batch, dev_i, pat_i, t_i in (
+            ("health", rows.health, 0, 2, 1),
+            ("events", rows.events, 1, 2, 5),
+        ):
+            for r in batch:
+                key = (r[pat_i], r[dev_i], source)
+                lo, hi = seen.get(key, (r[t_i], r[t_i]))
+                seen[key] = (min(lo, r[t_i]), max(hi, r[t_i]))
+        if seen:
+            db.executemany(
+                "INSERT INTO devices VALUES (?,?,?,?,?) ON CONFLICT (patient, device, source) DO UPDATE SET "
+                "first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns)",
+                [(*k, lo, hi) for k, (lo, hi) in seen.items()],
+            )
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
