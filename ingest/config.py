@@ -164,6 +164,9 @@ class LocalSection(_Model):
 
     enabled: bool = False
     directory: Path | None = None
+    #: "lines": line-protocol files per UTC day; "sqlite": {directory}/history.sqlite, which the
+    #: dashboard queries (ingest.outputs.sinks.sqlite). Both hold what InfluxDB would get.
+    format: Literal["lines", "sqlite"] = "lines"
     envelope_rate_hz: float = Field(50.0, gt=0, le=500)
     raw_emg: bool = False
 

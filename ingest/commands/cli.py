@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "ingest.files.recording",
     "ingest.commands.replay",
     "ingest.commands.worker",
+    "dashboard.cli",
 )
 
 
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
     demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
+    demo.add_argument("--dashboard-port", type=int, default=8080, help="the dashboard's port (default 8080)")
+    demo.add_argument("--no-dashboard", action="store_true", help="do not start the web dashboard")
 
     for name in COMMAND_MODULES:
         try:

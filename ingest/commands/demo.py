@@ -1,10 +1,10 @@
 """``neurospasm demo``: the whole pipeline in one process, with nothing installed but Python.
 
 A simulated wearable on a pseudo-terminal (opened with pyserial, exactly as hardware), an
-embedded MQTT broker (amqtt, MQTT 3.1.1), the real gateway with local line-protocol storage in
-place of InfluxDB, and an independent MQTT subscriber whose counts prove what reached the broker.
-The terminal shows events as they are detected, device status and throughput; Ctrl-C stops it
-cleanly and prints a summary.
+embedded MQTT broker (amqtt, MQTT 3.1.1), the real gateway with the embedded SQLite store in
+place of InfluxDB, an independent MQTT subscriber whose counts prove what reached the broker, and
+the clinician's web dashboard on loopback (its URL is printed). The terminal shows events as they
+are detected, device status and throughput; Ctrl-C stops it cleanly and prints a summary.
 """
 
 from __future__ import annotations
@@ -172,6 +172,31 @@ async def _subscriber(port: int, view: DemoView, ready: asyncio.Event) -> None:
             await asyncio.sleep(0.5)
 
 
+def _start_dashboard(
+    args: argparse.Namespace, cfg: Any, state_dir: Path, mqtt_port: int, stop: asyncio.Event
+) -> asyncio.Task[int]:
+    """The clinician's dashboard on loopback, reading the demo's broker and its SQLite store."""
+    from dashboard.app.config import DashboardConfig
+    from dashboard.cli import serve
+
+    port = args.dashboard_port
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            port = free_port()  # 8080 taken: any free port (the URL is printed)
+    dcfg = DashboardConfig.model_validate(
+        {
+            "bind": f"127.0.0.1:{port}",
+            "state_dir": str(state_dir / "dashboard"),
+            "store": f"sqlite:{cfg.local_dir / 'history.sqlite'}",
+            "default_site": "demo",
+            "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
+        }
+    )
+    return asyncio.create_task(serve(dcfg, stop))
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="neurospasm-demo-"))
     plain = args.plain or not sys.stdout.isatty()
@@ -196,7 +221,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                     "gateway": {"site": "demo", "patient": "demo-patient", "state_dir": str(state_dir)},
                     "devices": [{"id": DEVICE, "transport": "serial", "port": pty.path}],
                     "mqtt": {"host": "127.0.0.1", "port": port},
-                    "local": {"enabled": True},
+                    "local": {"enabled": True, "format": "sqlite"},  # queryable by the dashboard
                     "spool": {"quota_mb": 256},
                 },
                 "<demo defaults>",
@@ -207,6 +232,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                 f"127.0.0.1:{port}, series in {cfg.local_dir}",
                 flush=True,
             )
+            dash_stop = asyncio.Event()
+            dash_task = None if args.no_dashboard else _start_dashboard(args, cfg, state_dir, port, dash_stop)
             async with Gateway(cfg) as gw:
                 view = DemoView(gw, plain)
                 gw.router.observers.append(view.observe)  # type: ignore[union-attr]
@@ -235,7 +262,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sub
                 print(view.summary(), flush=True)
-                print(f"series stored as line protocol in {cfg.local_dir}", flush=True)
+                print(f"series stored in {cfg.local_dir / 'history.sqlite'}", flush=True)
+            if dash_task is not None:
+                dash_stop.set()
+                await dash_task
     finally:
         await broker.shutdown()
     return 0

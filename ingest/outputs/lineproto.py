@@ -29,7 +29,16 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FieldValue", "encode_columns", "encode_point", "escape_key", "escape_measurement"]
+__all__ = [
+    "FieldValue",
+    "LineProtocolError",
+    "encode_columns",
+    "encode_point",
+    "escape_key",
+    "escape_measurement",
+    "parse_line",
+    "parse_lines",
+]
 
 FieldValue = float | int | str | bool | np.floating | np.integer | np.bool_
 
@@ -301,3 +310,180 @@ def encode_columns(
     if not any_field.all():
         mat[~any_field] = 0
     return mat[mat != 0].tobytes()
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+_BOOL_TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
+_BOOL_FALSE = frozenset({"f", "F", "false", "False", "FALSE"})
+_FLOAT_CHARS = frozenset("0123456789+-.eE")
+
+
+class LineProtocolError(ValueError):
+    """A line that is not valid line protocol; ``offset`` is the byte offset of the line."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"byte {offset}: {message}")
+        self.offset = offset
+
+
+def _read_name(s: str, i: int, stops: str, escapable: str) -> tuple[str, int]:
+    """Read up to an unescaped character of ``stops``; ``\\x`` for x in ``escapable`` is x."""
+    out: list[str] = []
+    n = len(s)
+    start = i
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n and s[i + 1] in escapable:
+            out.append(s[i + 1])
+            i += 2
+            continue
+        if c in stops:
+            break
+        i += 1
+        out.append(c)
+    if i == start:
+        raise ValueError(f"empty name at column {start}")
+    return "".join(out), i
+
+
+def _field_value(text: str, key: str) -> FieldValue:
+    if not text:
+        raise ValueError(f"field {key!r} has no value")
+    last = text[-1]
+    if last in "iu" and len(text) > 1 and (text[:-1].lstrip("-").isdigit()):
+        v = int(text[:-1])
+        if last == "u" and v < 0:
+            raise ValueError(f"field {key!r}: unsigned value {text!r} is negative")
+        return v
+    if text in _BOOL_TRUE:
+        return True
+    if text in _BOOL_FALSE:
+        return False
+    if not set(text) <= _FLOAT_CHARS:
+        raise ValueError(f"field {key!r}: {text!r} is not a number, boolean or quoted string")
+    try:
+        x = float(text)
+    except ValueError:
+        raise ValueError(f"field {key!r}: {text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"field {key!r}: {text!r} is not finite")
+    return x
+
+
+def _parse_plain(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int] | None:
+    """The common case (no escapes, no strings: every series line) with str.split; None when the
+    line needs the full parser (which then also produces the error message)."""
+    parts = line.split(" ")
+    if len(parts) != 3:
+        return None
+    series, field_text, ts_text = parts
+    names = series.split(",")
+    measurement = names[0]
+    if not measurement or measurement.startswith("#") or not ts_text.lstrip("-").isdigit():
+        return None
+    tags: dict[str, str] = {}
+    for item in names[1:]:
+        key, eq, value = item.partition("=")
+        if not key or not eq or not value or "=" in value:
+            return None
+        tags[key] = value
+    fields: dict[str, FieldValue] = {}
+    for item in field_text.split(","):
+        key, eq, value = item.partition("=")
+        if not key or not eq or not value or "=" in value:
+            return None
+        try:
+            fields[key] = _field_value(value, key)
+        except ValueError:
+            return None
+    return measurement, tags, fields, int(ts_text)
+
+
+def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int]:
+    """Parse one line (without its newline) into (measurement, tags, fields, timestamp_ns).
+
+    Strict: the timestamp is required (the gateway always writes one; a stored point without its
+    time would be meaningless), NaN / infinities are refused, as are empty names and trailing
+    garbage. The inverse of ``encode_point`` / ``encode_columns``: for anything they write,
+    ``parse_line`` gives back the same values (floats exactly). Raises ValueError.
+    """
+    if "\\" not in line and '"' not in line:
+        fast = _parse_plain(line)
+        if fast is not None:
+            return fast
+    n = len(line)
+    measurement, i = _read_name(line, 0, ", ", ", ")
+    if measurement.startswith("#"):
+        raise ValueError("a comment line, not a point")
+    tags: dict[str, str] = {}
+    while i < n and line[i] == ",":
+        key, i = _read_name(line, i + 1, "=, ", ",= ")
+        if i >= n or line[i] != "=":
+            raise ValueError(f"tag {key!r} has no '='")
+        value, i = _read_name(line, i + 1, ", ", ",= ")
+        tags[key] = value
+    if i >= n or line[i] != " ":
+        raise ValueError("no fields (expected a space after the series)")
+    i += 1
+    fields: dict[str, FieldValue] = {}
+    while True:
+        key, i = _read_name(line, i, "=, ", ",= ")
+        if i >= n or line[i] != "=":
+            raise ValueError(f"field {key!r} has no '='")
+        i += 1
+        if i < n and line[i] == '"':
+            i += 1
+            buf: list[str] = []
+            while True:
+                if i >= n:
+                    raise ValueError(f"field {key!r}: unterminated string")
+                c = line[i]
+                if c == "\\" and i + 1 < n and line[i + 1] in '"\\':
+                    buf.append(line[i + 1])
+                    i += 2
+                elif c == '"':
+                    i += 1
+                    break
+                else:
+                    buf.append(c)
+                    i += 1
+            fields[key] = "".join(buf)
+        else:
+            j = i
+            while j < n and line[j] not in ", ":
+                j += 1
+            fields[key] = _field_value(line[i:j], key)
+            i = j
+        if i < n and line[i] == ",":
+            i += 1
+            continue
+        break
+    if i >= n or line[i] != " ":
+        raise ValueError("no timestamp (the gateway always writes one)")
+    ts_text = line[i + 1 :]
+    if not ts_text or not ts_text.lstrip("-").isdigit():
+        raise ValueError(f"timestamp {ts_text!r} is not an integer of nanoseconds")
+    return measurement, tags, fields, int(ts_text)
+
+
+def parse_lines(data: bytes) -> list[tuple[str, dict[str, str], dict[str, FieldValue], int]]:
+    """Parse newline-terminated line protocol; blank lines and ``#`` comments are skipped.
+
+    Raises ``LineProtocolError`` naming the byte offset of the first bad line.
+    """
+    out = []
+    offset = 0
+    for raw in data.split(b"\n"):
+        start = offset
+        offset += len(raw) + 1
+        if not raw.strip() or raw.startswith(b"#"):
+            continue
+        try:
+            line = raw.decode("utf-8")
+            if line.endswith("\r"):
+                raise ValueError("carriage return at the end of the line")
+            out.append(parse_line(line))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise LineProtocolError(f"{exc}: {raw[:80]!r}", start) from None
+    return out

@@ -31,6 +31,7 @@ from ingest.outputs.router import Router
 from ingest.outputs.sinks.influx import make_influx_sink
 from ingest.outputs.sinks.local import LocalLineSink
 from ingest.outputs.sinks.mqtt import MqttSink
+from ingest.outputs.sinks.sqlite import SQLITE_FILENAME, SqliteSink
 from ingest.outputs.spool import Spool
 from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.sources.serial import SerialTransport
@@ -260,7 +261,9 @@ class Gateway:
             self.deliveries["local"] = Delivery(
                 self.spool,
                 "local",
-                lambda: LocalLineSink(local_dir),
+                (lambda: SqliteSink(local_dir / SQLITE_FILENAME))
+                if cfg.local.format == "sqlite"
+                else (lambda: LocalLineSink(local_dir)),
                 max_records=10_000,
                 linger_s=0.5,
                 quarantine_dir=quarantine,

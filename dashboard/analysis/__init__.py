@@ -1,0 +1,1 @@
+"""Analysis over history rows: trends (``trends``) and notice rules (``notices``)."""

@@ -1,0 +1,1 @@
+"""The clinician's web application: ``create_app`` (Starlette), served by ``neurospasm dashboard``."""
