@@ -49,6 +49,7 @@ __all__ = [
     "EXG_VREF",
     "ShimmerDecoder",
     "exg_gain",
+    "parse_packet",
 ]
 
 CLOCK_HZ = 32768
@@ -88,6 +89,28 @@ DEFAULT_RATE_HZ = 1024
 DEFAULT_GAIN = 12  # Shimmer's EMG configuration; replaced by the registers read at connection
 #: Most bytes an inquiry response or register read may span before it is given up.
 MAX_RESPONSE = 2 + 8 + 255
+
+
+def parse_packet(packet: bytes, channel_ids: list[int]) -> tuple[int, dict[int, int]]:
+    """One data packet -> (timestamp ticks, {channel id: raw value}), for tools and tests.
+
+    ExG 24/16-bit channels and the gyroscope are big-endian signed, the rest little-endian
+    (unsigned for ADCs and the low-noise accelerometer's 12-bit codes).
+    """
+    if not packet or packet[0] != DATA_PACKET:
+        raise ValueError("not a Shimmer data packet (first byte is not 0x00)")
+    ts = int.from_bytes(packet[1:4], "little")
+    values: dict[int, int] = {}
+    off = 4
+    for cid in channel_ids:
+        size = CHANNEL_SIZES[cid]
+        raw = packet[off : off + size]
+        if len(raw) < size:
+            raise ValueError(f"packet of {len(packet)} bytes ends inside channel 0x{cid:02x}")
+        big = cid in EXG_24 or 0x23 <= cid <= 0x26 or 0x0A <= cid <= 0x0C
+        values[cid] = int.from_bytes(raw, "big" if big else "little", signed=big)
+        off += size
+    return ts, values
 
 
 def exg_gain(chset: int) -> int:
@@ -138,6 +161,16 @@ class ShimmerDecoder:
 
     def info_request(self) -> DeviceWrite | None:
         return None
+
+    @property
+    def channels(self) -> list[int] | None:
+        """Channel ids of the data packets, from the inquiry response (None before it)."""
+        return None if self._channels is None else list(self._channels)
+
+    @property
+    def last_timestamp(self) -> int | None:
+        """The 24-bit timestamp of the last data packet."""
+        return self._last_ts
 
     # -- decoding ----------------------------------------------------------------------------
     def feed(self, data: bytes, source: str = "") -> list[Frame]:
