@@ -226,7 +226,7 @@ def test_bitalino_lost_and_corrupt_frames() -> None:
     stream = b"".join(frames_in[:3]) + bytes(bad) + b"".join(frames_in[4:6] + frames_in[9:])
     dec = BitalinoDecoder()
     counters, samples = _emg(dec.feed(stream))
-    assert counters.tolist() == [14, 15, 16, 18, 19] + list(range(23, 30))
+    assert counters.tolist() == [14, 15, 16, 18, 19, *range(23, 30)]
     assert (samples[:, 0] + 512).tolist() == [float(512 + c) for c in counters]
     assert dec.stats.errors.get("crc", 0) >= 1
 
