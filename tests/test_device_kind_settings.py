@@ -35,7 +35,8 @@ def test_cyton_gets_its_baud_rate_by_default() -> None:
          "gw.toml: devices[0]: name: not a setting of a serial link"),
         ({"transport": "ble", "address": "C0:FF:EE:00:00:01", "port": "/dev/ttyACM0"},
          "gw.toml: devices[0]: port: not a setting of a ble link"),
-        ({"kind": "openbci", "port": "/dev/ttyUSB0"}, "gw.toml: devices[0].kind: unknown device kind 'openbci'"),
+        ({"kind": "openbci", "port": "/dev/ttyUSB0"},
+         "gw.toml: devices[0].kind: unknown device kind 'openbci'"),
     ],
 )  # fmt: skip
 def test_unsupported_settings_are_one_line(dev: dict[str, Any], line: str) -> None:

@@ -11,7 +11,7 @@ support is one ``ValueError`` naming the key (the config loader prefixes file an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ingest.wire import bitalino as _bitalino  # noqa: F401  (registers "bitalino")
 from ingest.wire import cyton as _cyton  # noqa: F401  (registers "cyton")
@@ -50,16 +50,7 @@ RULES: dict[str, KindRules] = {
 }
 
 
-class _Device(Protocol):
-    kind: str
-    transport: str
-    baudrate: int
-    model_fields_set: set[str]
-
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
-
-
-D = TypeVar("D", bound=_Device)
+D = TypeVar("D")
 
 
 def check_device_settings(dev: D) -> D:
@@ -67,27 +58,27 @@ def check_device_settings(dev: D) -> D:
 
     Raises ValueError with one line that starts with the offending key.
     """
-    kind = dev.kind
+    d: Any = dev  # a pydantic DeviceSection (ingest.config); duck-typed to keep wire/ config-free
+    kind = d.kind
     rules = RULES.get(kind)
     if rules is None:
         profile = type(decoder_for(kind)).ble_profile
         rules = KindRules() if profile is not None else KindRules(("serial",))
-    given = dev.model_fields_set
-    if dev.transport not in rules.transports:
+    given = d.model_fields_set
+    if d.transport not in rules.transports:
         how = f" ({rules.hint})" if rules.hint else ""
         raise ValueError(
             f"transport: a {kind!r} device connects over {' or '.join(rules.transports)}{how}, "
-            f"not {dev.transport!r}"
+            f"not {d.transport!r}"
         )
-    wrong = [k for k in (BLE_KEYS if dev.transport == "serial" else SERIAL_KEYS) if k in given]
+    wrong = [k for k in (BLE_KEYS if d.transport == "serial" else SERIAL_KEYS) if k in given]
     if wrong:
-        raise ValueError(
-            f"{wrong[0]}: not a setting of a {dev.transport} link (transport = {dev.transport!r})"
-        )
-    if dev.transport == "serial":
+        raise ValueError(f"{wrong[0]}: not a setting of a {d.transport} link (transport = {d.transport!r})")
+    if d.transport == "serial":
         if "baudrate" not in given and rules.default_baudrate is not None:
-            return dev.model_copy(update={"baudrate": rules.default_baudrate})  # type: ignore[no-any-return]
-        if rules.baudrates and dev.baudrate not in rules.baudrates:
+            copy: D = d.model_copy(update={"baudrate": rules.default_baudrate})
+            return copy
+        if rules.baudrates and d.baudrate not in rules.baudrates:
             allowed = ", ".join(str(b) for b in rules.baudrates)
-            raise ValueError(f"baudrate: a {kind!r} device talks at {allowed} baud, not {dev.baudrate}")
+            raise ValueError(f"baudrate: a {kind!r} device talks at {allowed} baud, not {d.baudrate}")
     return dev
