@@ -1,8 +1,9 @@
 """End to end over a real pty: the gateway and a simulated OpenBCI Cyton, Shimmer3 or BITalino.
 
 The real gateway (``ingest.stream.runner.Gateway``: serial transport, the kind's decoder, the
-session, the detector) against the simulator's vendor personality, with three bursts of packet loss, 0.4 % random loss and one
-disconnect (the pty disappears and comes back, as on a USB unplug or a Bluetooth drop):
+session, the detector) against the simulator's vendor personality, with bursts of packet loss,
+0.4 % random loss and one disconnect (the pty disappears and comes back, as on a USB unplug or
+a Bluetooth drop):
 
 * lost packets are gap records with exactly the samples the fault injector dropped;
 * the disconnect is one gap: a Cyton and a BITalino restart their sample counter when streaming
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -54,7 +54,8 @@ SHORT_BURSTS = [{"at_s": t, "duration_s": 0.011} for t in (1.45, 1.55, 2.65, 2.7
 def scenario(seed: int, kind: str) -> Scenario:
     return parse_scenario(
         {
-            "name": "vendor_e2e", "seed": seed, "duration_s": DURATION, "emg_rate_hz": 1000, "acc_rate_hz": 50,
+            "name": "vendor_e2e", "seed": seed, "duration_s": DURATION, "emg_rate_hz": 1000,
+            "acc_rate_hz": 50,
             "channels": CHANNELS, "crosstalk": 0.0,
             "events": [
                 {"type": "phasic", "channel": CHANNELS[ch], "onset_s": t, "duration_s": 0.6, "peak_uv": 250.0}
@@ -167,7 +168,3 @@ async def test_vendor_device_end_to_end(tmp_path: Path, kind: str) -> None:
         if not any(abs(ts(e["onset"]) - wall0 - float(lab["onset_s"])) < 0.25 for lab in rec.labels)
     ]
     assert not stray, [(e["channel"], ts(e["onset"]) - wall0) for e in stray]
-
-
-def _unused(_: Any) -> None:  # keep the import of Any honest for type hints above
-    return None

@@ -198,9 +198,11 @@ class DeviceSession:
             return False
         if info.boot_id == self._connection_id:
             return True  # a repeat within the connection
-        same = (info.channel_labels, info.emg_rate_hz, info.acc_rate_hz, info.emg_scale_uv, info.acc_scale_g) == (
-            old.channel_labels, old.emg_rate_hz, old.acc_rate_hz, old.emg_scale_uv, old.acc_scale_g
-        )  # fmt: skip
+
+        def config(i: InfoFrame) -> tuple[object, ...]:
+            return (i.channel_labels, i.emg_rate_hz, i.acc_rate_hz, i.emg_scale_uv, i.acc_scale_g)
+
+        same = config(info) == config(old)
         if not same:
             return False  # reconfigured: a new stream (closed as a reboot)
         self._connection_id = info.boot_id
