@@ -168,3 +168,34 @@ async def test_vendor_device_end_to_end(tmp_path: Path, kind: str) -> None:
         if not any(abs(ts(e["onset"]) - wall0 - float(lab["onset_s"])) < 0.25 for lab in rec.labels)
     ]
     assert not stray, [(e["channel"], ts(e["onset"]) - wall0) for e in stray]
+
+
+def test_sim_command_speaks_the_vendor_protocol(tmp_path: Path) -> None:
+    """``neurospasm sim --serial --device cyton --device-option daisy=1`` as a process, read with
+    pyserial and the Cyton decoder: the banner says Daisy, 16 channels arrive at 125 Hz."""
+    import time
+
+    import serial
+    from harness import start_sim
+
+    from ingest.wire.cyton import CytonDecoder
+    from ingest.wire.protocol import EmgFrame, InfoFrame
+
+    sim, path = start_sim(tmp_path, "e2e_short", ["--device", "cyton", "--device-option", "daisy=1"])
+    try:
+        port = serial.Serial(path, 115200, timeout=0.05)
+        dec = CytonDecoder()
+        for cmd in dec.start_commands():
+            port.write(cmd.data)
+        frames = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            frames += dec.feed(port.read(4096))
+        port.close()
+    finally:
+        assert sim.stop() == 0, sim.tail()
+    info = next(f for f in frames if isinstance(f, InfoFrame))
+    assert (info.n_channels, info.emg_rate_hz, info.firmware) == (16, 125, "v3.1.2")
+    n = sum(len(f.samples) for f in frames if isinstance(f, EmgFrame))
+    assert 150 <= n <= 260, n  # about 2 s at 125 Hz (the first packets follow the banner)
+    assert dec.stats.errors == {}
