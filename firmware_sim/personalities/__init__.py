@@ -365,7 +365,12 @@ class PersonalityDevice(SimDevice):
         p = self.personality
         due = int((t - self._t_start) * p.emg_rate_hz + 1e-9)
         block = p.block_samples
+        inj = self.frame_filter
         while self._emg_n + block <= due:
+            if inj is not None and hasattr(inj, "now"):
+                # Judge the group at the device time its last sample was made, not at the paced
+                # loop's tick: a stalled loop must not stretch a scripted loss burst.
+                inj.now = self._t_start + (self._emg_n + block) / p.emg_rate_hz
             for pkt in p.packets(self._emg_n, block):
                 sent = self.frame_filter(pkt.frame, pkt.data) if self.frame_filter else [pkt.data]
                 for chunk in sent:
