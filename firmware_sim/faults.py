@@ -84,6 +84,7 @@ class _DomainModel:
     last_t_host: float | None = None  # host time when that sample was complete
     link_dropped: bool = False  # the link went down since the last delivered frame
     reboot_from: tuple[int, float] | None = None  # (old end, old last time) awaiting the new boot
+    reboot_cause: str = "reboot"  # what the gateway will call that gap
 
 
 def _frame_kind(frame: Frame) -> str:
@@ -150,9 +151,19 @@ class FaultInjector:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def from_scenario(
-        cls, scenario: Scenario, recording: object | None = None, *, seed_offset: int = 0
+        cls,
+        scenario: Scenario,
+        recording: object | None = None,
+        *,
+        seed_offset: int = 0,
+        emg_rate_hz: float | None = None,
+        acc_rate_hz: float | None = None,
     ) -> FaultInjector:
-        """The scenario's faults; ``seed_offset`` gives each of several simulated devices its own."""
+        """The scenario's faults; ``seed_offset`` gives each of several simulated devices its own.
+
+        ``emg_rate_hz`` / ``acc_rate_hz``: the rates the device really samples at, when a simulator
+        personality resamples the scenario to a vendor's rate (its counters count those samples).
+        """
         f = scenario.faults
         seed = (f.seed if f.seed is not None else scenario.seed) + seed_offset
         rng = np.random.default_rng([seed, 0xFA017, 1])
@@ -171,7 +182,8 @@ class FaultInjector:
                 if spans:
                     lead_off[i] = [(float(a), float(b)) for a, b in spans]
         return cls(
-            faults=f, seed=seed, emg_rate_hz=scenario.emg_rate_hz, acc_rate_hz=scenario.acc_rate_hz,
+            faults=f, seed=seed, emg_rate_hz=emg_rate_hz or scenario.emg_rate_hz,
+            acc_rate_hz=scenario.acc_rate_hz if acc_rate_hz is None else acc_rate_hz,
             duration_s=scenario.duration_s, n_channels=scenario.n_channels, lead_off=lead_off,
             random_bursts=bursts,
         )  # fmt: skip
@@ -248,8 +260,23 @@ class FaultInjector:
             for d in self._dom.values():
                 if d.end is not None and d.last_t_host is not None:
                     d.reboot_from = (d.end, d.last_t_host)
+                    d.reboot_cause = "reboot"
                 d.end = None
                 d.last_t_host = None
+
+    def counters_restarted(self) -> None:
+        """A vendor device restarted its sample counter (streaming was started again).
+
+        For the gap model this is a reboot: the samples in between are known only from time. The
+        gateway calls it a disconnect when the link had dropped, a reboot otherwise.
+        """
+        self.boot += 1
+        for d in self._dom.values():
+            if d.end is not None and d.last_t_host is not None:
+                d.reboot_from = (d.end, d.last_t_host)
+                d.reboot_cause = "disconnect" if d.link_dropped else "reboot"
+            d.end = None
+            d.last_t_host = None
 
     def link_up_now(self, t_device: float, t_host: float | None = None) -> None:
         """The host listens again (it sent a command on the re-created link)."""
@@ -258,6 +285,13 @@ class FaultInjector:
             self._open_link["t_device_up_s"] = round(t_device, 6)
             self._open_link["t_host_up"] = t_host if t_host is not None else t_device
             self._open_link = None
+
+    def link_described(self) -> None:
+        """A vendor link started streaming: its decoder scales from the first packet (no INFO frame).
+
+        Called by ``firmware_sim.personalities.PersonalityDevice`` on every START.
+        """
+        self._has_info = True
 
     def flush(self) -> list[bytes]:
         """Release a frame held back for reordering (before the link goes down, or at the end)."""
@@ -347,7 +381,8 @@ class FaultInjector:
             if d.reboot_from is not None:
                 old_end, old_t = d.reboot_from
                 self._gaps.append({
-                    "domain": kind, "cause": "reboot", "start_counter": old_end, "samples_missing": None,
+                    "domain": kind, "cause": d.reboot_cause, "start_counter": old_end,
+                    "samples_missing": None,
                     "t_host_start": old_t, "t_host_end": max(old_t, t_first), "boot": self.boot,
                 })  # fmt: skip
                 d.reboot_from = None

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "ingest.commands.replay",
     "ingest.commands.worker",
     "dashboard.cli",
+    "ingest.commands.devices",
 )
 
 
