@@ -66,7 +66,7 @@ def _frames_stream(seconds: float = 12.0) -> list[tuple[float, bytes]]:
 def _events(chunks: list[tuple[float, bytes]], via_batches: bool) -> list[str]:
     out: list[Output] = []
     session = DeviceSession("dev-x", out.append, DetectorConfig())
-    feeder = FrameFeeder(session)
+    feeder = FrameFeeder.for_session(session)
     if via_batches:
         batches: list[bytes] = []
         batcher = FrameBatcher(batches.append, batch_s=0.0, max_bytes=3000)  # every chunk closes a batch
@@ -210,7 +210,7 @@ def _reference(batches: list[bytes], first_t_host_ns: int, device: str) -> list[
     """The events the gateway's own DeviceSession makes of the batches from the worker's first on."""
     start = next(i for i, b in enumerate(batches) if next(iter_records(b))[0] == first_t_host_ns)
     out: list[Output] = []
-    feeder = FrameFeeder(DeviceSession(device, out.append, DetectorConfig()))
+    feeder = FrameFeeder.for_session(DeviceSession(device, out.append, DetectorConfig()))
     for b in batches[start:]:
         feeder.feed(b)
     return [o for o in out if o.kind == "event" and o.payload]

@@ -142,7 +142,7 @@ class DeviceWorker:
         self.session = DeviceSession(
             device, self._emit, worker.detector_config, live_rate_hz=cfg.mqtt.live_rate_hz
         )
-        self.feeder = FrameFeeder(self.session)
+        self.feeder = FrameFeeder.for_session(self.session)
         self.lease_until = 0.0  # our claim's expiry as last published successfully
         self.started = time.time()
         self.state = "connecting"

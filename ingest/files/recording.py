@@ -36,7 +36,7 @@ import math
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,8 +47,9 @@ import numpy as np
 
 from ingest.config import DeviceSection
 from ingest.sources.base import Chunk, Transport, TransportError
+from ingest.stream.pipeline import DecodeLoop, run_records
 from ingest.stream.session import DeviceSession, Output
-from ingest.wire.protocol import AccFrame, CmdFrame, Command, EmgFrame, InfoFrame, StreamDecoder, encode_frame
+from ingest.wire.protocol import AccFrame, CmdFrame, Command, EmgFrame, Frame, InfoFrame, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -397,48 +398,30 @@ class Decoded:
     decode_errors: dict[str, int]
 
 
-def decode_records(records: Iterator[CaptureRecord] | list[CaptureRecord], device: str) -> Decoded:
-    """Run the gateway's decoder and ``DeviceSession`` over capture records, offline."""
+def decode_records(records: Iterable[CaptureRecord], device: str, kind: str = "neurospasm") -> Decoded:
+    """Run the gateway's decode loop and ``DeviceSession`` over capture records, offline."""
     outputs: list[Output] = []
-    session = DeviceSession(device, outputs.append)
-    decoder = StreamDecoder()
     boots: list[_Boot] = []
-    for rec in records:
-        if rec.kind == DOWN:
-            session.on_disconnect(rec.t_host)
-            decoder = _carry(decoder)
-            continue
-        if rec.kind != DATA:
-            continue
-        for frame in decoder.iter_feed(rec.data):
-            session.on_frame(frame, rec.t_host)
-            if isinstance(frame, InfoFrame):
-                if not boots or boots[-1].info.boot_id != frame.boot_id:
-                    boots.append(_Boot(frame))
-            elif (
-                boots and isinstance(frame, EmgFrame) and frame.samples.shape[1] == boots[-1].info.n_channels
-            ):
-                b = boots[-1]
-                b.emg.setdefault(frame.counter, np.array(frame.samples))
-                if b.emg_t0 is None:
-                    b.emg_t0 = rec.t_host - len(frame.samples) / b.info.emg_rate_hz
-            elif boots and isinstance(frame, AccFrame):
-                b = boots[-1]
-                b.acc.setdefault(frame.counter, np.array(frame.samples))
-                if b.acc_t0 is None and b.info.acc_rate_hz:
-                    b.acc_t0 = rec.t_host - len(frame.samples) / b.info.acc_rate_hz
-    session.finish()
+
+    def keep(frame: Frame, t_host: float) -> None:
+        if isinstance(frame, InfoFrame):
+            if not boots or boots[-1].info.boot_id != frame.boot_id:
+                boots.append(_Boot(frame))
+        elif boots and isinstance(frame, EmgFrame) and frame.samples.shape[1] == boots[-1].info.n_channels:
+            b = boots[-1]
+            b.emg.setdefault(frame.counter, np.array(frame.samples))
+            if b.emg_t0 is None:
+                b.emg_t0 = t_host - len(frame.samples) / b.info.emg_rate_hz
+        elif boots and isinstance(frame, AccFrame):
+            b = boots[-1]
+            b.acc.setdefault(frame.counter, np.array(frame.samples))
+            if b.acc_t0 is None and b.info.acc_rate_hz:
+                b.acc_t0 = t_host - len(frame.samples) / b.info.acc_rate_hz
+
+    loop = run_records(DecodeLoop(DeviceSession(device, outputs.append), kind, observe=keep), records)
     events = [o.payload for o in outputs if o.kind == "event" and o.payload is not None]
     gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
-    errors = dict(decoder.stats.errors)
-    return Decoded(device, boots, events, gaps, errors)
-
-
-def _carry(decoder: StreamDecoder) -> StreamDecoder:
-    """A new decoder per connection, as the gateway makes, keeping the error counts."""
-    fresh = StreamDecoder()
-    fresh.stats.errors = dict(decoder.stats.errors)
-    return fresh
+    return Decoded(device, boots, events, gaps, loop.decode_errors)
 
 
 def _ts(iso_text: str) -> float:
