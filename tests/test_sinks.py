@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ingest.outputs.sinks.base import SinkRejected, SinkUnavailable
 from ingest.outputs.sinks.influx import InfluxV1Sink
 from ingest.outputs.sinks.mqtt import MqttSink, encode_message
 from ingest.outputs.spool import Priority, Spool
+from ingest.stream.records import EventRecord
 from ingest.stream.session import Output, SeriesBlock
 
 
@@ -137,18 +139,24 @@ def test_quota_evicts_bulk_before_clinical_and_reports_it(tmp_path: Path) -> Non
         router = Router(
             spool, patient="p", series_sinks=["influx"], notify=lambda s: None, series_max_bytes=4096
         )
-        event = {
-            "id": "00000000-0000-5000-8000-000000000000",
-            "device": "d",
-            "channel": "c",
-            "type": "phasic",
-            "onset": "2026-11-25T00:00:00.000Z",
-            "duration_s": 1.0,
-            "peak_uv": 100.0,
-            "mean_uv": 50.0,
-            "relative_amplitude": 30.0,
-            "confidence": 0.9,
-        }
+        event = EventRecord(
+            id="00000000-0000-5000-8000-000000000000",
+            device="d",
+            boot_id=0,
+            type="phasic",
+            channel="c",
+            t_onset=1_795_564_800.0,  # 2026-11-25T00:00:00.000Z
+            t_offset=1_795_564_801.0,
+            duration_s=1.0,
+            peak_uv=100.0,
+            mean_uv=50.0,
+            baseline_uv=3.0,
+            relative_amplitude=30.0,
+            frequency_hz=None,
+            confidence=0.9,
+            detector_version="test",
+            config_hash="0",
+        )
         t = np.arange(1000, dtype=np.int64) * 20_000_000 + 1_795_600_000_000_000_000
         for i in range(60):  # ~1 MB of envelope: four times the quota
             router.route(
@@ -164,7 +172,7 @@ def test_quota_evicts_bulk_before_clinical_and_reports_it(tmp_path: Path) -> Non
                 ),
             )
             if i % 10 == 0:
-                router.route("d", Output("event", payload={**event, "id": event["id"][:-2] + f"{i:02d}"}))
+                router.route("d", Output("event", dataclasses.replace(event, id=event.id[:-2] + f"{i:02d}")))
         router.flush_series(force=True)
         st = spool.stats()
     assert st.evicted_records[Priority.BULK] > 0

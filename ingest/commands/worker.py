@@ -48,7 +48,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from detectors import DetectorConfig
 from ingest.config import ConfigError, Ident, MqttSection, _Model, format_validation_error
-from ingest.outputs import payloads
+from ingest.outputs import encoders, payloads
 from ingest.outputs.delivery import Backoff
 from ingest.outputs.sinks.mqtt import connection_kwargs
 from ingest.stream.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
@@ -158,11 +158,14 @@ class DeviceWorker:
 
     # -- outputs -------------------------------------------------------------------------------
     def _emit(self, out: Output) -> None:
-        if out.kind in ("onset", "event", "gap") and out.payload is not None:
-            self._queue(self.topics(out.kind + "s"), payloads.dumps(out.payload), payloads.QOS_CLINICAL)
-        elif out.kind == "live" and out.payload is not None and self.worker.cfg.mqtt.live:
-            self._queue(self.topics("live"), payloads.dumps(out.payload), payloads.QOS_LIVE)
-        # Series (envelope, accelerometer) are not stored by workers (yet): docs/scaling.md.
+        record = out.record
+        if record is None:
+            return  # series (envelope, accelerometer) are not stored by workers (yet): docs/scaling.md
+        if out.kind in ("onset", "event", "gap"):
+            self._queue(self.topics(encoders.topic_leaf(record)), payloads.dumps(encoders.to_json(record)),
+                        payloads.QOS_CLINICAL)  # fmt: skip
+        elif out.kind == "live" and self.worker.cfg.mqtt.live:
+            self._queue(self.topics("live"), payloads.dumps(encoders.to_json(record)), payloads.QOS_LIVE)
 
     def _queue(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
         self._out.append((topic, payload, qos, retain))
