@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ingest.commands import replay
 from ingest.files import recording
 from ingest.stream import frames, pipeline
 from ingest.stream.pipeline import DATA, DOWN, UP, DecodeLoop, LinkRecord, run_records
@@ -19,6 +20,7 @@ def _emg(counter: int, n: int = 20) -> bytes:
 
 def test_link_record_kinds_are_the_capture_and_frames_encodings() -> None:
     assert (pipeline.DATA, pipeline.DOWN, pipeline.UP) == (recording.DATA, recording.DOWN, recording.UP)
+    assert (replay.DATA, replay.DOWN) == (pipeline.DATA, pipeline.DOWN)
     assert frames._RECORD.format == recording._RECORD.format
 
 

@@ -13,19 +13,8 @@ from firmware_sim.device import SignalSource
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
 from ingest.commands.cli import main as cli_main
-from ingest.files.recording import (
-    DATA,
-    DOWN,
-    UP,
-    CaptureError,
-    CaptureReader,
-    CaptureWriter,
-    decode_source,
-    export_edf,
-    record_sim,
-    simulate_scenario,
-    write_sim,
-)
+from ingest.commands.record import decode_source, record_sim, simulate_scenario, write_sim
+from ingest.files.recording import DATA, DOWN, UP, CaptureError, CaptureReader, CaptureWriter, export_edf
 
 
 def test_capture_round_trip_keeps_bytes_times_and_link_events(tmp_path: Path) -> None:

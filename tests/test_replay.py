@@ -19,10 +19,10 @@ from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import builtin_scenario, parse_scenario
 from firmware_sim.signals import synthesize
 from ingest.commands.cli import main as cli_main
+from ingest.commands.record import decode_source as decode
 from ingest.commands.replay import ReplayError, ReplayTransport, load_records, parse_speed, run_replay
 from ingest.config import parse_config
 from ingest.files.recording import DATA, DOWN, CaptureRecord, CaptureWriter, capturing_factory, export_edf
-from ingest.files.recording import decode_source as decode
 from ingest.sources.base import TransportClosed
 from ingest.stream.runner import Gateway, default_transport
 from ingest.stream.session import Output

@@ -26,7 +26,6 @@ number of workers share the devices between them. docs/scaling.md explains the d
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -56,7 +55,7 @@ from ingest.stream.session import DeviceSession, Output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeviceWorker", "Worker", "WorkerConfig", "load_worker_config", "register"]
+__all__ = ["DeviceWorker", "Worker", "WorkerConfig", "load_worker_config", "run_worker"]
 
 DeviceKey = tuple[str, str, str]  # site, patient, device
 STATUS_INTERVAL_S = 10.0
@@ -528,8 +527,8 @@ class Worker:
             log.info("%s; stopped", self.status_line())
 
 
-# -- command line ------------------------------------------------------------------------------------
-async def _run(config_path: str) -> int:
+async def run_worker(config_path: str) -> int:
+    """``neurospasm worker``: run until SIGINT/SIGTERM, then hand the devices back cleanly."""
     cfg = load_worker_config(config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -538,18 +537,3 @@ async def _run(config_path: str) -> int:
             loop.add_signal_handler(sig, stop.set)
     await Worker(cfg).run(stop)
     return 0
-
-
-def _handler(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args.config))
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "worker",
-        help="run detectors centrally on frames gateways publish over MQTT (docs/scaling.md)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--config", "-c", required=True, help="worker TOML (see deploy/worker.example.toml)")
-    p.set_defaults(handler=_handler)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from ingest.stream.session import DeviceSession
 from ingest.wire.base import LinkDecoder
 from ingest.wire.kinds import decoder_for
 from ingest.wire.protocol import Frame, InfoFrame, StatusFrame
+
+if TYPE_CHECKING:
+    from ingest.stream.session import DeviceSession
 
 __all__ = ["DATA", "DOWN", "UP", "DecodeLoop", "LinkRecord", "LinkRecordLike", "run_records"]
 
