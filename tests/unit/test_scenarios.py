@@ -23,7 +23,7 @@ from firmware_sim.scenario import (
 from firmware_sim.signals import MIN_GAP_S, synthesize
 
 NAMES = builtin_scenario_names()
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "firmware_sim" / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios"
 
 
 def test_library_is_complete() -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from servers import wait_until
+
+from support.servers import wait_until
 
 SCENARIO = "e2e_short"
 
@@ -22,7 +23,7 @@ SCENARIO = "e2e_short"
 def shared_data(*parts: str) -> Path:
     """A file of the team's shared data: ``shared/`` lies beside the repository (as CI lays it out),
     or where NEUROSPASM_SHARED points. Missing data is an error, never a silent skip."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     candidates = [Path(os.environ["NEUROSPASM_SHARED"])] if os.environ.get("NEUROSPASM_SHARED") else []
     candidates += [root.parent / "shared", Path("/work/shared")]
     for base in candidates:

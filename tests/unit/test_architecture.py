@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OURS = ("detectors", "firmware_sim", "ingest", "dashboard")
 STREAM_CORE = {
     "ingest.stream.session",

@@ -9,7 +9,7 @@ import yaml
 
 from ingest.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_compose_file_is_consistent() -> None:

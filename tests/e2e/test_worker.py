@@ -24,8 +24,8 @@ import aiomqtt
 import jsonschema
 import numpy as np
 import pytest
-from harness import Proc, iso_ts, start_sim
-from servers import Mosquitto, wait_until
+from support.harness import Proc, iso_ts, start_sim
+from support.servers import Mosquitto, wait_until
 
 from detectors import DetectorConfig
 from firmware_sim.device import SignalSource, SimDevice
@@ -38,7 +38,7 @@ from ingest.stream.frames import FrameBatcher, FrameFeeder, FramesError, encode_
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import StreamDecoder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_DEVICES = 3
 LEASE_S = 6.0
 ANNOUNCE_S = 1.0

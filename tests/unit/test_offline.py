@@ -12,7 +12,7 @@ import mne
 import numpy as np
 import pyedflib
 import pytest
-from harness import shared_data
+from support.harness import shared_data
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pytest
-from harness import shared_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import signal
+from support.harness import shared_data
 
 from detectors import (
     ConfigError,

@@ -296,7 +296,7 @@ def test_schema_doc_examples_are_what_the_encoder_writes() -> None:
     """docs/influx-schema.md shows real output: each example line re-encodes to itself."""
     from pathlib import Path
 
-    doc = (Path(__file__).parent.parent / "docs" / "influx-schema.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "influx-schema.md").read_text()
     block = doc.split("## Line protocol produced", 1)[1].split("```", 2)[1]
     examples = [line for line in block.splitlines() if line.strip()]
     assert len(examples) >= 4

@@ -13,8 +13,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from harness import Observer, Proc, eventually, gateway, local_event_ids, local_lines, start_sim, write_config
-from servers import InfluxDB1, Mosquitto, wait_until
+from support.harness import (
+    Observer,
+    Proc,
+    eventually,
+    gateway,
+    local_event_ids,
+    local_lines,
+    start_sim,
+    write_config,
+)
+from support.servers import InfluxDB1, Mosquitto, wait_until
 
 pytestmark = pytest.mark.slow
 

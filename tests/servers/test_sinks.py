@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from harness import Observer
-from servers import InfluxDB1, Mosquitto
+from support.harness import Observer
+from support.servers import InfluxDB1, Mosquitto
 
 from ingest.config import InfluxSection, MqttSection, TlsSection
 from ingest.outputs.delivery import Delivery

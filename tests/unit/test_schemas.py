@@ -16,7 +16,7 @@ from firmware_sim.signals import synthesize
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import StreamDecoder
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 KINDS = ("event", "onset", "gap", "status", "live")
 
 

@@ -17,7 +17,7 @@ import aiomqtt
 import pytest
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
-from servers import (
+from support.servers import (
     InfluxDB1,
     Mosquitto,
     ServerBinaryMissing,

@@ -24,7 +24,7 @@ from ingest.wire.protocol import (
     max_emg_samples_per_frame,
 )
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 EXPECTED = [
     CmdFrame(seq=0, command=Command.START),

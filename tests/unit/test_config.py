@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from ingest.commands.cli import main
 from ingest.config import ConfigError, GatewayConfig, load_config
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "gateway.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "gateway.example.toml"
 
 
 def test_example_config_loads_and_documents_every_key() -> None:
