@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from unit.test_faults import assert_gaps_match, gateway_config
+from support.checks import assert_gaps_match, gateway_config
 
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector

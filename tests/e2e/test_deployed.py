@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.checks import validate
 from support.harness import SCENARIO, Proc, collect, iso_ts, start_sim, write_config
 from support.servers import InfluxDB1, Mosquitto, VictoriaMetrics, wait_until
-from unit.test_schemas import validate
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize

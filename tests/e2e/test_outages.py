@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from support.harness import (
-    Observer,
     Proc,
+    Subscriber,
     eventually,
     gateway,
     local_event_ids,
@@ -35,9 +35,10 @@ def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquit
     gw = gateway(tmp_path, cfg)
     try:
 
-        async def scenario() -> Observer:
-            async with Observer(mosquitto.port) as obs:
-                await asyncio.sleep(8)  # a spasm or two delivered normally
+        async def scenario() -> Subscriber:
+            async with Subscriber(mosquitto.port) as obs:
+                # A spasm delivered normally first (waited for, not slept on: start-up under load varies).
+                assert await eventually(lambda: len(obs.ids("events")) >= 1, 30), gw.tail()
                 before = len(obs.ids("events"))
                 await mosquitto.arestart(20, hard=True)  # SIGKILL mid-stream, back 20 s later
                 await asyncio.sleep(14)  # the spool drains, and new events flow again
@@ -118,19 +119,20 @@ def test_gateway_kill9_with_spooled_events_delivers_after_restart(
     procs: list[Proc] = []
     try:
 
-        async def scenario() -> tuple[Observer, list[str]]:
-            async with Observer(mosquitto.port) as obs:
+        async def scenario() -> tuple[Subscriber, list[str]]:
+            async with Subscriber(mosquitto.port) as obs:
                 await mosquitto.astop()  # events now pile up in the spool
                 gw = gateway(tmp_path, cfg, "gw1")
                 procs.append(gw)
-                await eventually(lambda: len(local_event_ids(state)) >= 2, 40)
+                assert await eventually(lambda: len(local_event_ids(state)) >= 2, 40), gw.tail()
                 spooled = local_event_ids(state)
                 assert len(spooled) >= 2, gw.tail()
                 gw.stop(signal.SIGKILL)  # no goodbye, no flush
                 await mosquitto.astart()
                 gw2 = gateway(tmp_path, cfg, "gw2")
                 procs.append(gw2)
-                await eventually(lambda: set(spooled) <= set(obs.ids("events")), 30)
+                delivered = await eventually(lambda: set(spooled) <= set(obs.ids("events")), 30)
+                assert delivered, (sorted(set(spooled) - set(obs.ids("events"))), gw2.tail())
                 assert gw2.stop() == 0, gw2.tail()
                 return obs, spooled
 

@@ -24,7 +24,7 @@ import aiomqtt
 import jsonschema
 import numpy as np
 import pytest
-from support.harness import Proc, iso_ts, start_sim
+from support.harness import Proc, Subscriber, iso_ts, start_sim
 from support.servers import Mosquitto, wait_until
 
 from detectors import DetectorConfig
@@ -157,53 +157,25 @@ def _gateway_config(tmp: Path, paths: list[str], port: int) -> Path:
 
 def _worker(tmp: Path, wid: str, port: int) -> Proc:
     cfg = tmp / f"{wid}.toml"
-    worker = {"id": wid, "group": "test", "lease_s": LEASE_S, "renew_s": 2.0, "stale_after_s": 3.0}
+    worker = {"id": wid, "group": "test", "lease_s": LEASE_S, "renew_s": 2.0, "stale_after_s": 3.0,
+              "state_dir": str(tmp / "worker-state")}  # fmt: skip
     cfg.write_text(
         _toml([("worker", worker), ("mqtt", {"host": "127.0.0.1", "port": port, "protocol": "5"})])
     )
     return Proc([sys.executable, "-m", "ingest", "worker", "--config", str(cfg)], tmp / f"{wid}.log")
 
 
-Message = tuple[float, str, bytes]  # (monotonic arrival, topic, payload)
-
-
-class Recorder:
+def _recorder(port: int) -> Subscriber:
     """The independent subscriber: every frames batch, claim and output, in arrival order."""
+    leaves = ("frames", "events", "onsets", "gaps", "status", "claim")
+    return Subscriber(
+        port, "clinic-recorder", tuple(f"{PREFIX}/+/+/+/{leaf}" for leaf in leaves), persistent=False
+    )
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.messages: list[Message] = []
-        self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, identifier="clinic-recorder") as c:
-            for leaf in ("frames", "events", "onsets", "gaps", "status", "claim"):
-                await c.subscribe(f"{PREFIX}/+/+/+/{leaf}", qos=1)
-            self.ready.set()
-            async for msg in c.messages:
-                payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else b""
-                self.messages.append((time.monotonic(), str(msg.topic), bytes(payload)))
-
-    async def __aenter__(self) -> Recorder:
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.ready.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-
-    def of(self, leaf: str, device: str) -> list[Message]:
-        return [m for m in self.messages if m[1].endswith("/" + leaf) and m[1].split("/")[-2] == device]
-
-    def holders(self, device: str) -> list[tuple[float, str]]:
-        """(arrival, worker) of each claim of a device (empty payloads clear a claim)."""
-        return [(t, json.loads(p)["worker"]) for t, _, p in self.of("claim", device) if p]
+def _holders(rec: Subscriber, device: str) -> list[tuple[float, str]]:
+    """(arrival, worker) of each claim of a device (empty payloads clear a claim)."""
+    return [(t, json.loads(p)["worker"]) for t, _, p in rec.of("claim", device) if p]
 
 
 def _reference(batches: list[bytes], first_t_host_ns: int, device: str) -> list[Output]:
@@ -240,19 +212,19 @@ def test_two_workers_share_devices_and_take_over_from_a_killed_one(
         for wid, w in workers.items():
             wait_until(lambda w=w: "up, group test" in w.log.read_text(), 20, f"worker {wid} to subscribe")
 
-        async def scenario() -> tuple[Recorder, str, str, float, float, dict[str, set[str]]]:
-            async with Recorder(mosquitto.port) as rec:
+        async def scenario() -> tuple[Subscriber, str, str, float, float, dict[str, set[str]]]:
+            async with _recorder(mosquitto.port) as rec:
                 cfg = _gateway_config(tmp_path, paths, mosquitto.port)
                 gw = Proc([sys.executable, "-m", "ingest", "run", "--config", str(cfg)], tmp_path / "gw.log")
                 procs.append(gw)
                 deadline = time.monotonic() + 20
-                while not all(rec.holders(d) for d in devices):
+                while not all(_holders(rec, d) for d in devices):
                     assert time.monotonic() < deadline, f"devices unclaimed\n{gw.tail()}"
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(14)  # more than one loop of the scenario: three spasms a device
                 held: dict[str, set[str]] = defaultdict(set)
                 for d in devices:
-                    owners = {w for _, w in rec.holders(d)}
+                    owners = {w for _, w in _holders(rec, d)}
                     assert len(owners) == 1, f"{d} claimed by {owners}"  # exactly one worker each
                     held[owners.pop()].add(d)
                 victim = max(held, key=lambda w: len(held[w]))
@@ -260,7 +232,7 @@ def test_two_workers_share_devices_and_take_over_from_a_killed_one(
                 t_kill, t_kill_wall = time.monotonic(), time.time()
                 workers[victim].stop(signal.SIGKILL)
                 deadline = t_kill + LEASE_S + 2 * ANNOUNCE_S + 3
-                while not all(rec.holders(d)[-1][1] == survivor for d in held[victim]):
+                while not all(_holders(rec, d)[-1][1] == survivor for d in held[victim]):
                     assert time.monotonic() < deadline, "the killed worker's devices did not move in time"
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(14)  # events continue on the moved devices
@@ -318,11 +290,11 @@ async def _wait_for(pred: Any, within: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_claim_races_lower_worker_id_wins(mosquitto: Mosquitto) -> None:
+def test_claim_races_lower_worker_id_wins(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """A live rival claim from a lower id takes the device away; one from a higher id is outbid."""
     cfg = WorkerConfig.model_validate(
         {
-            "worker": {"id": "w-b", "group": "race", "lease_s": 10, "renew_s": 5},
+            "worker": {"id": "w-b", "group": "race", "lease_s": 10, "renew_s": 5, "state_dir": str(tmp_path)},
             "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "protocol": "5", "live": False},
         }
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.harness import Observer
+from support.harness import Subscriber
 from support.servers import InfluxDB1, Mosquitto
 
 from ingest.config import InfluxSection, MqttSection, TlsSection
@@ -40,7 +40,7 @@ async def publish_one(cfg: MqttSection, topic: str, payload: dict[str, str]) -> 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_mqtt_qos1_publish_reaches_subscriber(mosquitto: Mosquitto, protocol: str) -> None:
     async def run() -> list[str]:
-        async with Observer(mosquitto.port, topic="t/#") as obs:
+        async with Subscriber(mosquitto.port, topic="t/#") as obs:
             cfg = MqttSection(host="127.0.0.1", port=mosquitto.port, protocol=protocol)  # type: ignore[arg-type]
             await publish_one(cfg, "t/events", {"id": "e1"})
             await asyncio.sleep(0.3)
@@ -61,7 +61,7 @@ def test_mqtt_over_tls_with_client_certificate_and_password(mosquitto_secure: Mo
     good = MqttSection(host="127.0.0.1", port=m.tls_port, username=m.username, password=m.password, tls=tls)
 
     async def run() -> list[str]:
-        async with Observer(m.port, topic="t/#") as obs:  # reads on the plain loopback listener
+        async with Subscriber(m.port, topic="t/#") as obs:  # reads on the plain loopback listener
             await publish_one(good, "t/events", {"id": "secure-1"})
             await asyncio.sleep(0.3)
             return obs.ids("events")

@@ -133,38 +133,31 @@ def gateway(tmp: Path, cfg: Path, name: str = "gw") -> Proc:
     return Proc([sys.executable, "-m", "ingest", "run", "--config", str(cfg)], tmp / f"{name}.log")
 
 
-async def collect(
-    port: int, seconds: float, until: int | None = None
-) -> list[tuple[str, dict[str, Any], bool]]:
-    out: list[tuple[str, dict[str, Any], bool]] = []
-    async with aiomqtt.Client("127.0.0.1", port, identifier="e2e-observer") as client:
-        await client.subscribe("neurospasm/v1/#", qos=1)
-        deadline = time.monotonic() + seconds
-        try:
-            async with asyncio.timeout(seconds):
-                async for msg in client.messages:
-                    payload = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
-                    out.append((str(msg.topic), payload, bool(msg.retain)))
-                    if until is not None and sum(t.endswith("/events") for t, _, _ in out) >= until:
-                        break
-        except TimeoutError:
-            pass
-        assert time.monotonic() <= deadline + 1
-    return out
+Message = tuple[float, str, bytes, bool]  # (monotonic arrival, topic, payload, retained)
 
 
-class Observer:
-    """An independent MQTT subscriber that survives broker outages, as a clinic's consumer would.
+class Subscriber:
+    """The one independent MQTT subscriber of the tests, as a clinic's consumer would be.
 
-    It uses a persistent session (clean_session=False, QoS 1), so the broker queues what is
-    published while it reconnects, and it reconnects until stopped.
+    Records every message with its arrival time, raw. ``persistent`` (the default): a persistent
+    session (clean_session=False, QoS 1), so the broker queues what is published while it
+    reconnects, and it reconnects until stopped (it survives broker outages). Otherwise a clean
+    session that ends at the first connection loss.
     """
 
-    def __init__(self, port: int, client_id: str = "clinic-observer", topic: str = "neurospasm/v1/#") -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str = "clinic-observer",
+        topic: str | tuple[str, ...] = "neurospasm/v1/#",
+        *,
+        persistent: bool = True,
+    ) -> None:
         self.port = port
         self.client_id = client_id
-        self.topic = topic
-        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.topics = (topic,) if isinstance(topic, str) else topic
+        self.persistent = persistent
+        self.messages: list[Message] = []
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -172,17 +165,27 @@ class Observer:
         while True:
             try:
                 async with aiomqtt.Client(
-                    "127.0.0.1", self.port, identifier=self.client_id, clean_session=False, keepalive=5
+                    "127.0.0.1",
+                    self.port,
+                    identifier=self.client_id,
+                    clean_session=not self.persistent,
+                    keepalive=5,
                 ) as client:
-                    await client.subscribe(self.topic, qos=1)
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=1)
                     self.connected.set()
                     async for msg in client.messages:
-                        self.messages.append((str(msg.topic), json.loads(bytes(msg.payload))))  # type: ignore[arg-type]
+                        payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else b""
+                        self.messages.append(
+                            (time.monotonic(), str(msg.topic), bytes(payload), bool(msg.retain))
+                        )
             except aiomqtt.MqttError:
                 self.connected.clear()
+                if not self.persistent:
+                    raise
                 await asyncio.sleep(0.3)
 
-    async def __aenter__(self) -> Observer:
+    async def __aenter__(self) -> Subscriber:
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self.connected.wait(), 10)
         return self
@@ -195,8 +198,37 @@ class Observer:
             except asyncio.CancelledError:
                 pass
 
+    def decoded(self) -> list[tuple[str, dict[str, Any], bool]]:
+        """(topic, JSON payload, retained) of every non-empty message."""
+        return [(t, json.loads(p), r) for _, t, p, r in self.messages if p]
+
     def ids(self, kind: str) -> list[str]:
-        return [p["id"] for t, p in self.messages if t.endswith("/" + kind)]
+        return [p["id"] for t, p, _ in self.decoded() if t.endswith("/" + kind)]
+
+    def of(self, leaf: str, device: str) -> list[tuple[float, str, bytes]]:
+        """(arrival, topic, payload) of one device's messages on one topic leaf."""
+        return [
+            (a, t, p) for a, t, p, _ in self.messages if t.endswith("/" + leaf) and t.split("/")[-2] == device
+        ]
+
+    async def wait_events(self, count: int, within_s: float) -> bool:
+        return await eventually(
+            lambda: sum(t.endswith("/events") for _, t, _, _ in self.messages) >= count, within_s, 0.05
+        )
+
+
+async def collect(
+    port: int, seconds: float, until: int | None = None
+) -> list[tuple[str, dict[str, Any], bool]]:
+    """Everything on ``neurospasm/v1/#`` for ``seconds`` (or until ``until`` events arrived)."""
+    started = time.monotonic()
+    async with Subscriber(port, "e2e-observer", persistent=False) as sub:
+        if until is None:
+            await asyncio.sleep(seconds)
+        else:
+            await sub.wait_events(until, seconds)
+        assert time.monotonic() <= started + seconds + 1
+        return sub.decoded()
 
 
 def local_lines(state_dir: Path, measurement: str) -> list[str]:

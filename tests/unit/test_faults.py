@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.checks import assert_gaps_match, gateway_config
 
 from firmware_sim.cli import device_ids, scenario_with_fault_overrides
 from firmware_sim.device import SignalSource, SimDevice
@@ -17,7 +18,6 @@ from firmware_sim.faults import FaultInjector, simulate
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import Scenario, builtin_scenario, parse_scenario
 from firmware_sim.signals import synthesize
-from ingest.config import parse_config
 from ingest.stream.runner import Gateway
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import StreamDecoder
@@ -37,13 +37,6 @@ def offline(scenario: Scenario, seed_offset: int = 0) -> tuple[list[tuple[float,
         jitter_ms=f.jitter_ms,
     )
     return cap.chunks, inj
-
-
-def gap_key(g: dict[str, Any]) -> tuple[str, str, int | None]:
-    return (g["domain"], g["cause"], g["samples_missing"])
-
-
-# -- determinism ------------------------------------------------------------------------------
 
 
 def test_same_seed_same_bytes_and_truth() -> None:
@@ -150,28 +143,6 @@ def test_offline_session_gaps_match_the_truth(name: str) -> None:
     assert_gaps_match(got, want)
 
 
-def assert_gaps_match(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
-    """Same count; per (domain, cause): same samples_missing; reboot gaps: times within 100 ms."""
-    assert len(got) == len(want), (sorted(map(gap_key, got)), sorted(map(gap_key, want)))
-    exact_got = sorted(gap_key(g) for g in got if g["cause"] != "reboot")
-    exact_want = sorted(gap_key(g) for g in want if g["cause"] != "reboot")
-    assert exact_got == exact_want
-    from datetime import datetime
-
-    def ts(text: str) -> float:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-    rb_got = sorted((g["domain"], ts(g["start"]), ts(g["end"])) for g in got if g["cause"] == "reboot")
-    rb_want = sorted(
-        (g["domain"], g["t_host_start"], g["t_host_end"]) for g in want if g["cause"] == "reboot"
-    )
-    assert len(rb_got) == len(rb_want)
-    for (d1, s1, e1), (d2, s2, e2) in zip(rb_got, rb_want, strict=True):
-        assert d1 == d2
-        assert abs(s1 - s2) < 0.1, (d1, s1 - s2)
-        assert abs(e1 - e2) < 0.1, (d1, e1 - e2)
-
-
 def scenario_dict(duration_s: float = 12.0, faults: dict[str, Any] | None = None, seed: int = 11) -> Scenario:
     return parse_scenario({
         "name": "faults_test", "seed": seed, "duration_s": duration_s, "emg_rate_hz": 1000, "acc_rate_hz": 50,
@@ -216,16 +187,6 @@ LIVE_FAULTS = {
     "reboot_at_s": [5.0],
     "reboot_downtime_s": 0.8,
 }
-
-
-def gateway_config(tmp: Path, port: str) -> Any:
-    return parse_config({
-        "gateway": {"state_dir": str(tmp / "state"), "stale_after_s": 3.0},
-        "devices": [{"id": "wearable-1", "port": port, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.3}],
-        "mqtt": {"enabled": False},
-        "local": {"enabled": True},
-        "spool": {"quota_mb": 64, "fsync": "never"},
-    }, "<test>")  # fmt: skip
 
 
 def is_symlink(path: str) -> bool:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
+from support.checks import DOCS, validate
 
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.scenario import builtin_scenario
@@ -16,22 +15,7 @@ from firmware_sim.signals import synthesize
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import StreamDecoder
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 KINDS = ("event", "onset", "gap", "status", "live")
-
-
-def schema(kind: str) -> dict[str, Any]:
-    return json.loads((DOCS / "schemas" / f"{kind}.v1.json").read_text())
-
-
-def validator(kind: str) -> jsonschema.Draft202012Validator:
-    s = schema(kind)
-    jsonschema.Draft202012Validator.check_schema(s)
-    return jsonschema.Draft202012Validator(s, format_checker=jsonschema.FormatChecker())
-
-
-def validate(kind: str, payload: dict[str, Any]) -> None:
-    validator(kind).validate(payload)
 
 
 def run_session(scenario: str, seconds: float) -> list[Output]:
