@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the command line imports this module; numpy and the detecto
     from ingest.wire.protocol import Frame
 
 #: Seconds of signal per block handed to the session (the detector's result does not depend on it).
-BLOCK_S = 5.0
+BLOCK_S = 30.0
 #: The boot id of a signal file: it has no device boot, its ids derive from device and position.
 FILE_BOOT_ID = 0
 
