@@ -1,14 +1,14 @@
 """Delivery that loses nothing: real outages of the real servers, and a kill -9 of the gateway.
 
-Each test runs the simulator on a pty and ``neurospasm run`` as its own process, with the local
-line-protocol store enabled as the gateway's independent record of what it detected and sampled.
+The broker outage and the kill -9 run the simulator on a pty and ``neurospasm run`` as its own
+process; the InfluxDB outage replays a capture through the real gateway at 10x real time. The
+local line-protocol store is the gateway's independent record of what it detected and sampled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +23,12 @@ from support.harness import (
     start_sim,
     write_config,
 )
-from support.servers import InfluxDB1, Mosquitto, wait_until
+from support.servers import InfluxDB1, Mosquitto
+
+from ingest.commands.cli import main as cli_main
+from ingest.commands.replay import ReplayTransport, load_records
+from ingest.config import parse_config
+from ingest.stream.runner import Gateway
 
 pytestmark = pytest.mark.slow
 
@@ -61,48 +66,55 @@ def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquit
     assert "retrying" in gw.tail() or "paused" in gw.tail()
 
 
-def test_influxdb_down_60s_every_point_arrives(
-    tmp_path: Path, mosquitto: Mosquitto, influxdb1: InfluxDB1
-) -> None:
-    sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
-    cfg = write_config(
-        tmp_path,
-        port_path,
-        mosquitto.port,
-        {
-            "enabled": True,
-            "api": "v1",
-            "url": influxdb1.url,
-            "database": influxdb1.database,
-            "flush_interval_s": 0.5,
-        },
-        local=True,
+def test_influxdb_down_60s_every_point_arrives(tmp_path: Path, influxdb1: InfluxDB1) -> None:
+    """InfluxDB is down for 60 s of the recording: every point reaches it once it is back.
+
+    The real gateway replays a capture at 10x real time (the spool, delivery and backoff run on
+    wall time, the data on recorded time), so the 60 s outage of data takes 6 s of wall time.
+    """
+    cap = tmp_path / "phasic.nsc"
+    assert (
+        cli_main(
+            ["record", "--sim", "phasic_clean", "--duration", "80", "--out", str(cap), "--device-id", "dev-a"]
+        )
+        == 0
     )
     state = tmp_path / "state"
-    gw = gateway(tmp_path, cfg)
-    try:
-        time.sleep(6)
-        influxdb1.stop()
-        time.sleep(60)
-        influxdb1.start()
-        time.sleep(4)
-        sim.stop()  # no new data from here on: what the local store holds is the whole truth
-        # The spool drains while the gateway keeps running; then the database holds every point.
-        expected: Counter[str] = Counter()
+    cfg = parse_config(
+        {
+            "gateway": {"site": "e2e", "patient": "p-0001", "state_dir": str(state), "stale_after_s": 3600.0},
+            "devices": [{"id": "dev-a", "port": "replay", "reconnect_initial_s": 0.05}],
+            "mqtt": {"enabled": False},
+            "influx": {"enabled": True, "api": "v1", "url": influxdb1.url, "database": influxdb1.database,
+                       "flush_interval_s": 0.5},
+            "local": {"enabled": True},
+            "spool": {"fsync": "never"},
+        },
+        "<outage test>",
+    )  # fmt: skip
+    records, _ = load_records(cap)
+    speed = 10.0
+    transport = ReplayTransport(name="dev-a", records=records, speed=speed)
 
-        def drained() -> bool:
-            expected.clear()
-            expected.update(line.split(",", 1)[0] for line in local_lines(state, ""))
-            return all(
-                influxdb1.count(m, f) >= expected[m] for m, f in (("emg_envelope", "uv"), ("acc", "z"))
+    async def scenario() -> None:
+        async with Gateway(cfg, transport_factory=lambda _dev: transport) as gw:
+            gw.start()
+            await asyncio.sleep(6 / speed)  # 6 s of recording delivered normally
+            influxdb1.stop()
+            await asyncio.sleep(60 / speed)  # 60 s of recording while InfluxDB is down
+            influxdb1.start()  # in this thread: the server dies with the thread that started it
+            await asyncio.wait_for(transport.finished.wait(), 60)
+            await gw.drain(timeout_s=1.0)  # closes open episodes, flushes buffered series to the spool
+            # The spool drains while the gateway keeps running; then the database holds every point.
+            drained = await eventually(
+                lambda: not sum(gw.spool.stats().pending_records.get("influx", {}).values()), 45
             )
+            assert drained, gw.spool.stats()
+            health = gw.deliveries["influx"].health()
+            assert health["failures"] > 0 and health["delivered"] > 0, health  # the outage was really met
 
-        wait_until(drained, 45, "the spool to drain into InfluxDB")
-    finally:
-        rc = gw.stop()
-        sim.stop()
-    assert rc == 0, gw.tail()
-    # The clean stop flushed the last buffered series to both stores: count everything again.
+    asyncio.run(scenario())
+    # Local storage is the gateway's independent record: count everything it holds.
     expected = Counter(line.split(",", 1)[0] for line in local_lines(state, ""))
     assert expected["emg_envelope"] > 4 * 50 * 60  # the outage's data is part of it
     assert expected["spasm_event"] >= 5
