@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.checks import validate
-from support.harness import SCENARIO, Proc, collect, iso_ts, start_sim, write_config
+from support.harness import SCENARIO, Proc, Subscriber, collect, eventually, iso_ts, start_sim, write_config
 from support.servers import InfluxDB1, Mosquitto, VictoriaMetrics, wait_until
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
+from ingest.commands.cli import main as cli_main
 
 
 @pytest.mark.slow
@@ -98,11 +98,17 @@ def test_sim_to_mqtt_and_influx_v1(tmp_path: Path, mosquitto: Mosquitto, influxd
 def test_influx_v2_write_path_against_victoriametrics(
     tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics
 ) -> None:
-    """The v2 API (/api/v2/write, token/org/bucket) through influxdb-client, into a real server."""
-    sim, port_path = start_sim(tmp_path)
+    """The v2 API (/api/v2/write, token/org/bucket) through influxdb-client, into a real server.
+
+    The gateway process replays a capture of the same scenario at full speed
+    (``neurospasm replay --config``): the whole gateway with the deployed config's sinks, without
+    waiting the scenario's wall time (the live path is the test above).
+    """
+    cap = tmp_path / "e2e.nsc"
+    assert cli_main(["record", "--sim", SCENARIO, "--out", str(cap), "--device-id", "dev-a"]) == 0
     cfg = write_config(
         tmp_path,
-        port_path,
+        "replay",
         mosquitto.port,
         {
             "enabled": True,
@@ -114,15 +120,25 @@ def test_influx_v2_write_path_against_victoriametrics(
             "flush_interval_s": 0.5,
         },
     )
-    gw = Proc([sys.executable, "-m", "ingest", "run", "--config", str(cfg)], tmp_path / "gw.log")
-    try:
-        msgs = asyncio.run(collect(mosquitto.port, 30.0, until=3))
-        assert sum(t.endswith("/events") for t, _, _ in msgs) == 3, gw.tail()
-        time.sleep(1.5)
+    argv = [sys.executable, "-m", "ingest", "replay", str(cap), "--config", str(cfg), "--no-progress"]
 
-        assert len(victoria.samples("spasm_event_peak_uv", wait_for=3, timeout=15)) == 3
-        assert len(victoria.samples("emg_envelope_uv", wait_for=2 * 50 * 10, timeout=15)) >= 2 * 50 * 10
+    procs: list[Proc] = []
+
+    async def scenario() -> list[tuple[str, dict[str, Any], bool]]:
+        async with Subscriber(
+            mosquitto.port, "e2e-observer", persistent=False
+        ) as sub:  # in before the gateway
+            gw = Proc(argv, tmp_path / "gw.log")
+            procs.append(gw)
+            assert await eventually(lambda: gw.p.poll() is not None, 60, 0.1), gw.tail()
+            assert await sub.wait_events(3, 10), gw.tail()
+            return sub.decoded()
+
+    try:
+        msgs = asyncio.run(scenario())
     finally:
-        rc = gw.stop()
-        sim.stop()
-    assert rc == 0, gw.tail()
+        rcs = [p.stop() for p in procs]
+    assert rcs == [0], procs[0].tail()
+    assert sum(t.endswith("/events") for t, _, _ in msgs) == 3, procs[0].tail()
+    assert len(victoria.samples("spasm_event_peak_uv", wait_for=3, timeout=15)) == 3
+    assert len(victoria.samples("emg_envelope_uv", wait_for=2 * 50 * 10, timeout=15)) >= 2 * 50 * 10
