@@ -45,6 +45,7 @@ import numpy as np
 from ingest.config import DeviceSection
 from ingest.sources.base import Chunk, Transport, TransportError
 from ingest.stream.pipeline import DecodeLoop, run_records
+from ingest.stream.records import EventRecord, GapRecord
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import AccFrame, EmgFrame, Frame, InfoFrame
 
@@ -292,9 +293,11 @@ class Decoded:
 
     device: str
     boots: list[_Boot]
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]]  # MQTT payloads (schema v1), for tools and tests
     gaps: list[dict[str, Any]]
     decode_errors: dict[str, int]
+    #: The same events and gaps as typed records (numbers: what the EDF+ annotations are made of).
+    records: list[Any] = field(default_factory=list)
 
 
 def decode_records(records: Iterable[CaptureRecord], device: str, kind: str = "neurospasm") -> Decoded:
@@ -320,11 +323,8 @@ def decode_records(records: Iterable[CaptureRecord], device: str, kind: str = "n
     loop = run_records(DecodeLoop(DeviceSession(device, outputs.append), kind, observe=keep), records)
     events = [o.payload for o in outputs if o.kind == "event" and o.payload is not None]
     gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
-    return Decoded(device, boots, events, gaps, loop.decode_errors)
-
-
-def _ts(iso_text: str) -> float:
-    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+    typed = [o.record for o in outputs if o.kind in ("event", "gap") and o.record is not None]
+    return Decoded(device, boots, events, gaps, loop.decode_errors, typed)
 
 
 def _place(blocks: dict[int, np.ndarray], base: int, c0: int, out: np.ndarray) -> None:
@@ -401,17 +401,18 @@ def export_edf(decoded: Decoded, out: Path) -> dict[str, Any]:
         writer.writeSamples(signals, digital=True)
         if t_start - t_file > 0.0005:
             writer.writeAnnotation(0.0, t_start - t_file, "no data (before the first sample)")
-        for e in decoded.events:
-            onset = _ts(e["onset"]) - t_file
-            writer.writeAnnotation(
-                max(0.0, onset), float(e["duration_s"] or 0.0), f"{e['type']} {e['channel']}"[:40]
-            )
-        for g in decoded.gaps:
-            onset = _ts(g["start"]) - t_file
-            text = f"gap {g['cause']} {g['domain']} {g['samples_missing']}"
-            if g.get("channel"):
-                text = f"gap {g['cause']} {g['channel']}"
-            writer.writeAnnotation(max(0.0, onset), float(g["duration_s"] or 0.0), text[:40])
+        for r in decoded.records:
+            if isinstance(r, EventRecord):
+                writer.writeAnnotation(
+                    max(0.0, r.t_onset - t_file), float(r.duration_s or 0.0), f"{r.type} {r.channel}"[:40]
+                )
+            elif isinstance(r, GapRecord):
+                text = (
+                    f"gap {r.cause} {r.channel}"
+                    if r.channel
+                    else f"gap {r.cause} {r.domain} {r.samples_missing}"
+                )
+                writer.writeAnnotation(max(0.0, r.t_start - t_file), max(0.0, r.t_end - r.t_start), text[:40])
     finally:
         writer.close()
     return {"seconds": seconds, "channels": [h["label"] for h in headers], "events": len(decoded.events),
