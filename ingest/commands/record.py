@@ -43,9 +43,16 @@ RECORD_STALE_S = 10.0
 
 
 async def record_port(
-    port: str, out: Path, *, duration_s: float | None, device: str, baudrate: int, kind: str = "neurospasm"
+    port: str,
+    out: Path,
+    *,
+    duration_s: float | None,
+    device: str,
+    baudrate: int,
+    kind: str = "neurospasm",
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Capture a serial device (hardware or ``neurospasm sim``) until the duration or Ctrl-C."""
+    """Capture a serial device (hardware or ``neurospasm sim``) until the duration, ``stop`` or Ctrl-C."""
     import signal
 
     from ingest.config import DeviceSection
@@ -53,11 +60,12 @@ async def record_port(
     from ingest.stream.runner import DeviceRunner, default_transport
     from ingest.stream.session import DeviceSession
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    if stop is None:  # the command line: SIGINT / SIGTERM end the recording cleanly
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
     if duration_s:
         loop.call_later(duration_s, stop.set)
     dev = DeviceSection(id=device, kind=kind, port=port, baudrate=baudrate, reconnect_initial_s=0.5,

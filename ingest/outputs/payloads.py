@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# Ids are minted with the typed records; re-exported here, where they lived before schema v1's encoders moved.
+from ingest.stream.records import EVENT_NAMESPACE, event_id
+
+__all__ = ["EVENT_NAMESPACE", "QOS_CLINICAL", "QOS_LIVE", "Topics", "dumps", "event_id", "iso"]
+
 QOS_CLINICAL = 1
 QOS_LIVE = 0
 

@@ -12,17 +12,33 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.harness import eventually
 
+from detectors import DetectorConfig
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import builtin_scenario, parse_scenario
 from firmware_sim.signals import synthesize
 from ingest.commands.cli import main as cli_main
+from ingest.commands.offline import detect_records
 from ingest.commands.record import decode_source as decode
+from ingest.commands.record import record_port
 from ingest.commands.replay import ReplayError, ReplayTransport, load_records, parse_speed, run_replay
 from ingest.config import parse_config
-from ingest.files.recording import DATA, DOWN, CaptureRecord, CaptureWriter, capturing_factory, export_edf
+from ingest.files.recording import (
+    DATA,
+    DOWN,
+    UP,
+    WRITE,
+    CaptureReader,
+    CaptureRecord,
+    CaptureWriter,
+    capturing_factory,
+    decode_records,
+    export_edf,
+)
+from ingest.outputs.encoders import to_json
 from ingest.sources.base import TransportClosed
 from ingest.stream.runner import Gateway, default_transport
 from ingest.stream.session import Output
@@ -192,6 +208,32 @@ async def test_capture_replayed_at_max_speed_gives_the_live_runs_events(tmp_path
     assert sorted((g["cause"], g["samples_missing"]) for g in replayed.gaps) == sorted(
         (g["cause"], g["samples_missing"]) for g in live_gaps
     )
+    # neurospasm detect on the live capture: the live run's events, ids and times included.
+    detected = detect_records(CaptureReader(cap).records(), DetectorConfig(), "wearable-7")
+    assert sorted((to_json(e) for e in detected), key=by_id) == sorted(live_events, key=by_id)
+
+
+async def test_record_port_captures_a_live_device_with_the_gateways_device_task(tmp_path: Path) -> None:
+    """``record --port``: the gateway's DeviceRunner (START on connect) on a capturing transport."""
+    rec = synthesize(builtin_scenario("e2e_short"))
+    device = SimDevice(SignalSource.from_recording(rec), device_id="sim-rec", seed=3)  # waits for START
+    out = tmp_path / "rec.nsc"
+    stop = asyncio.Event()
+    async with PtyServer(device) as server:
+        task = asyncio.create_task(
+            record_port(server.path, out, duration_s=None, device="w-rec", baudrate=921600, stop=stop)
+        )
+        assert await eventually(lambda: server.device_time() >= 2.5, 30, 0.1)
+        stop.set()
+        assert await task == 0
+    reader = CaptureReader(out)
+    kinds = [r.kind for r in reader]
+    assert reader.header["device"] == "w-rec" and reader.header["kind"] == "neurospasm"
+    assert kinds[0] == UP and WRITE in kinds and kinds.count(DATA) > 10 and kinds[-1] == DOWN
+    decoded = decode_records(reader.records(), "w-rec")
+    assert decoded.boots and decoded.boots[0].info.device_id == "sim-rec"
+    assert sum(len(b) for b in decoded.boots[0].emg.values()) >= rec.emg_rate_hz  # over a second of EMG
+    assert decoded.decode_errors == {}
 
 
 def payloads(outs: list[Output], kind: str) -> list[dict[str, Any]]:
