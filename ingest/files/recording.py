@@ -38,16 +38,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from ingest.config import DeviceSection
 from ingest.sources.base import Chunk, Transport, TransportError
 from ingest.stream.pipeline import DecodeLoop, run_records
 from ingest.stream.records import EventRecord, GapRecord
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import AccFrame, EmgFrame, Frame, InfoFrame
+
+if TYPE_CHECKING:  # annotations only: reading a capture (``neurospasm detect``) needs no pydantic
+    from ingest.config import DeviceSection
 
 log = logging.getLogger(__name__)
 
