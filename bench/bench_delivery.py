@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import InfluxDB1, Mosquitto  # noqa: E402
+from support.servers import InfluxDB1, Mosquitto  # noqa: E402
 
 from firmware_sim.device import SignalSource, SimDevice  # noqa: E402
 from firmware_sim.pty_server import PtyServer  # noqa: E402

@@ -32,7 +32,7 @@ import aiomqtt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import Mosquitto, wait_until  # noqa: E402
+from support.servers import Mosquitto, wait_until  # noqa: E402
 
 SCENARIO = """
 name = "bench_devices"

@@ -53,7 +53,7 @@ class DetectorConfig:
     baseline_update_s: float = 1.0
     baseline_min_s: float = 0.5
     # --- onset / offset ---------------------------------------------------------------------------
-    #: Onset: envelope above max(on_ratio x rest, rest + on_min_delta_uv). x5 (+14 dB) keeps the
+    #: Onset: envelope above max(on_ratio x rest, rest + on_min_delta_uv). x8 (+18 dB) keeps the
     #: resting envelope's own fluctuation (worst at 500 Hz, where the band is narrow) far below it.
     on_ratio: float = 8.0
     on_min_delta_uv: float = 8.0
@@ -187,9 +187,6 @@ class DetectorConfig:
             return cls(**kwargs)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @property
     def hash(self) -> str:

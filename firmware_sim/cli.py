@@ -6,8 +6,8 @@ the scenario's faults disconnect or reboot the device, the printed path is a sta
 (``/tmp/neurospasm-sim-XXXX/ttySIM0``) that follows the device across its ptys, like
 ``/dev/serial/by-id``: point the gateway at it.
 
-The parser lives in ``ingest/commands/cli.py``; :func:`add_sim_arguments` adds the options this module
-understands, and ``python -m firmware_sim.cli`` runs it stand-alone.
+``firmware_sim.commands`` registers ``sim`` on the ``neurospasm`` command line (its options are
+``add_sim_arguments``), and ``python -m firmware_sim.cli`` runs it stand-alone.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from firmware_sim.commands import add_fault_arguments, add_sim_arguments  # noqa: F401  (re-exported)
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
@@ -38,51 +39,6 @@ def resolve_scenario(name_or_path: str) -> Scenario:
         known = ", ".join(builtin_scenario_names())
         raise SystemExit(f"neurospasm sim: unknown scenario {name_or_path!r}; built-in: {known}")
     return builtin_scenario(name_or_path)
-
-
-def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
-    """The options of ``neurospasm sim`` (shared with ``python -m firmware_sim.cli``)."""
-    sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
-    sim.add_argument(
-        "--device",
-        default="neurospasm",
-        metavar="KIND",
-        help="protocol the simulated device speaks: neurospasm (ours, default) or a vendor's "
-        "personality (cyton, shimmer, bitalino, ...; see firmware_sim/personalities)",
-    )
-    sim.add_argument(
-        "--device-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a personality option (e.g. daisy=1 for cyton); repeatable",
-    )
-    sim.add_argument(
-        "--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)"
-    )
-    sim.add_argument("--loop", action="store_true", help="repeat the scenario forever")
-    sim.add_argument("--device-id", default="sim-0001", help="id of the first device; more devices count up")
-    sim.add_argument("--devices", type=int, default=1, help="how many simulated devices, each on its own pty")
-    sim.add_argument(
-        "--drift-ppm", type=float, default=None, help="device crystal error (default: scenario's)"
-    )
-    sim.add_argument("--autostart", action="store_true", help="stream without waiting for a START command")
-    sim.add_argument("--path-file", help="also write the device paths (one per line) to this file")
-    sim.add_argument("--labels", help="write the scenario's ground-truth labels (JSON) to this file")
-    add_fault_arguments(sim)
-
-
-def add_fault_arguments(p: argparse.ArgumentParser) -> None:
-    """Fault overrides on top of the scenario's ``[faults]`` section."""
-    g = p.add_argument_group("faults (default: the scenario's [faults] section)")
-    g.add_argument("--no-faults", action="store_true", help="ignore the scenario's faults: a perfect link")
-    g.add_argument("--frame-loss", type=float, default=None, help="i.i.d. probability a frame is lost")
-    g.add_argument("--corrupt-rate", type=float, default=None, help="probability a frame has flipped bytes")
-    g.add_argument("--duplicate-rate", type=float, default=None)
-    g.add_argument("--reorder-rate", type=float, default=None)
-    g.add_argument("--jitter-ms", type=float, default=None, help="std of host arrival jitter")
-    g.add_argument("--fault-seed", type=int, default=None, help="fault RNG seed (default: scenario's)")
-    g.add_argument("--truth", help="on exit, write what the fault injector did (JSON) to this file")
 
 
 def scenario_with_fault_overrides(scenario: Scenario, args: argparse.Namespace) -> Scenario:

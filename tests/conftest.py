@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the repository root and the real test servers (see tests/servers.py).
+"""Shared pytest fixtures: the repository root and the real test servers (see tests/support/servers.py).
 
 Each server fixture is function-scoped: every test gets a fresh server with empty state on its own free
 loopback ports (they start in well under a second), and the server is stopped after the test even when
@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import pytest
 
 # tests/ is not a package: pytest's default ("prepend") import mode puts this directory on sys.path.
-import servers
-from servers import InfluxDB1, Mosquitto, Server, ServerBinaryMissing, VictoriaMetrics
+from support import servers
+from support.servers import InfluxDB1, Mosquitto, Server, ServerBinaryMissing, VictoriaMetrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

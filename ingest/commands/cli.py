@@ -1,38 +1,38 @@
-"""``neurospasm``: the command line. Each subcommand is a thin shell around a module.
+"""``neurospasm``: the command line, the one place that composes ``ingest`` and ``firmware_sim``.
 
     neurospasm run --config FILE      the gateway (collectors, detectors, sinks)
-    neurospasm sim --serial           a simulated wearable on a pseudo-terminal
+    neurospasm sim --serial           a simulated wearable on a pseudo-terminal (firmware_sim)
     neurospasm demo                   everything in one process on embedded defaults
+    neurospasm detect | record | export-edf | replay | worker
 
-Further subcommands live beside the code they drive: each module named in ``COMMAND_MODULES``
-has ``register(subparsers)``, which adds its parser with ``set_defaults(handler=...)``; the
-handler takes the parsed arguments and returns the exit code.
+Subcommands live beside the code they drive: each module named in ``COMMAND_MODULES`` has
+``register(subparsers)``, which adds its parser with ``set_defaults(handler=...)``; the handler
+takes the parsed arguments and returns the exit code. Building the parser imports only those
+small modules: everything heavy (numpy, scipy, pydantic, the simulator) loads inside a handler,
+so ``neurospasm --help`` answers at once (``bench/bench_startup.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import importlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
 from ingest import __version__
-from ingest.config import ConfigError, load_config
 
 log = logging.getLogger("neurospasm")
 
-#: Modules that add subcommands (detect, record, replay, ...), in the order --help lists them.
+#: Modules that add subcommands (sim, detect, record, replay, ...), in the order --help lists them.
 COMMAND_MODULES = (
+    "firmware_sim.commands",
     "ingest.commands.offline",
-    "ingest.files.recording",
+    "ingest.commands.record",
     "ingest.commands.replay",
-    "ingest.commands.worker",
-    "dashboard.cli",
+    "ingest.commands.worker_cli",
     "ingest.commands.devices",
+    "dashboard.cli",
 )
 
 
@@ -47,31 +47,40 @@ def _setup_logging(verbose: int, quiet: bool = False) -> None:
     logging.getLogger("amqtt.broker").setLevel(logging.CRITICAL if verbose < 2 else logging.INFO)
 
 
-async def _until_signal(main: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, main.set)
-
-
 async def _run_gateway(config_path: str) -> int:
+    import asyncio
+    import contextlib
+    import signal
+
+    from ingest.config import ConfigError, load_config
     from ingest.stream.runner import Gateway
 
     cfg = load_config(config_path)
     if not cfg.devices:
         raise ConfigError(f"{config_path}: devices: no device configured ([[devices]] with id and port)")
     stop = asyncio.Event()
-    await _until_signal(stop)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     async with Gateway(cfg) as gw:
         log.info("gateway up: %d device(s), sinks: %s", len(cfg.devices), ", ".join(gw.deliveries) or "none")
         await gw.run_until(stop)
     return 0
 
 
-async def _run_sim(args: argparse.Namespace) -> int:
-    from firmware_sim.cli import serve_serial
+def _run_cmd(args: argparse.Namespace) -> int:
+    import asyncio
 
-    return await serve_serial(args)
+    return asyncio.run(_run_gateway(args.config))
+
+
+def _demo_cmd(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ingest.commands.demo import run_demo
+
+    return asyncio.run(run_demo(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,11 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the gateway from a TOML config")
     run.add_argument("--config", "-c", required=True, help="gateway TOML (see deploy/gateway.example.toml)")
-
-    sim = sub.add_parser("sim", help="run a simulated wearable")
-    from firmware_sim.cli import add_sim_arguments
-
-    add_sim_arguments(sim)
+    run.set_defaults(handler=_run_cmd)
 
     demo = sub.add_parser("demo", help="simulated wearable + embedded broker + local storage, live view")
     demo.add_argument(
@@ -101,39 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
     demo.add_argument("--dashboard-port", type=int, default=8080, help="the dashboard's port (default 8080)")
     demo.add_argument("--no-dashboard", action="store_true", help="do not start the web dashboard")
+    demo.set_defaults(handler=_demo_cmd)
 
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # that part of the product is not built in this checkout
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
-    try:
-        if args.command == "run":
-            return asyncio.run(_run_gateway(args.config))
-        if args.command == "sim":
-            return asyncio.run(_run_sim(args))
-        if args.command == "demo":
-            from ingest.commands.demo import run_demo
+    from ingest.config import ConfigError  # after parsing: --help never loads pydantic
 
-            return asyncio.run(run_demo(args))
-        handler = getattr(args, "handler", None)
-        if handler is not None:
-            return int(handler(args))
+    try:
+        return int(args.handler(args))
     except ConfigError as exc:
         print(f"neurospasm: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 1
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
-"""``neurospasm detect RECORDING``: the streaming detector, offline, as fast as it runs.
+"""``neurospasm detect RECORDING``: the gateway's pipeline, offline, as fast as it runs.
 
-The very same ``SpasmDetector`` the gateway runs live is fed the file in chunks; events go to
-stdout as JSON lines (the MQTT event schema, docs/schemas/event.v1.json, with onset and offset as
-ISO-8601 UTC from the recording's start), progress and a summary to stderr, so the output can be
-piped into other tools. ``--annotate OUT.edf`` writes a copy of the recording with the events as
-EDF+ annotations, for review in any EDF viewer.
+A recording goes through the very ``DeviceSession`` (counters, gaps, clock, detector) the
+gateway runs live, so its events are the live run's, ids included:
+
+* a capture (``.nsc``) is decoded by the shared decode loop (``ingest.stream.pipeline``) from
+  its recorded link bytes and host times, exactly as ``neurospasm replay`` and the live gateway
+  decoded them: same events, same ids (the device id is the capture's unless ``--device``);
+* an EDF+/BDF+, CSV or BioSPPy file is handed to the session as sample blocks (its values are
+  already microvolts and g) with the file's own clock: sample ``n`` at start + n / rate.
+
+Events go to stdout as JSON lines (the MQTT event schema, docs/schemas/event.v1.json), progress
+and a summary to stderr, so the output can be piped into other tools. ``--annotate OUT.edf``
+writes a copy of a signal file with the events as EDF+ annotations, for review in any EDF viewer.
 """
 
 from __future__ import annotations
@@ -14,58 +21,93 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # the command line imports this module; numpy and the detector load on use
+    from detectors import DetectorConfig
+    from ingest.files.readers import SignalFile
+    from ingest.stream.records import EventRecord
+    from ingest.stream.session import Output
+    from ingest.wire.protocol import Frame
 
-from detectors import DetectorConfig, SpasmDetector, SpasmEvent
-from ingest.files.readers import RecordingError, SignalFile, read_recording
-from ingest.outputs import payloads
+#: Seconds of signal per block handed to the session (the detector's result does not depend on it).
+BLOCK_S = 30.0
+#: The boot id of a signal file: it has no device boot, its ids derive from device and position.
+FILE_BOOT_ID = 0
 
-CHUNK_S = 1.0
+
+def signal_frames(sf: SignalFile, device: str, block_s: float = BLOCK_S) -> Iterator[tuple[Frame, float]]:
+    """A signal file as the frames a device would have sent, with perfect arrival times.
+
+    One INFO (scales 1.0: the values are microvolts and g already), then EMG and accelerometer
+    blocks interleaved by time, each "arriving" when its last sample was taken.
+    """
+    from ingest.wire.protocol import AccFrame, EmgFrame, InfoFrame
+
+    t0 = sf.start.timestamp()
+    rate, acc_rate = sf.emg_rate_hz, sf.acc_rate_hz or 0.0
+    acc = sf.acc_g if sf.acc_g is not None and acc_rate else None
+    labels = tuple(label[:16] for label in sf.channel_labels)
+    yield InfoFrame(0, 0, FILE_BOOT_ID, rate, acc_rate if acc is not None else 0, 1.0, 1.0,  # type: ignore[arg-type]
+                    device[:32], "file", labels), t0  # fmt: skip
+    n = len(sf.emg_uv)
+    step = max(1, int(block_s * rate))
+    acc_pos = 0
+    for start in range(0, n, step):
+        end = min(n, start + step)
+        yield EmgFrame(0, start, sf.emg_uv[start:end]), t0 + end / rate
+        if acc is not None:
+            acc_end = min(len(acc), round(end / rate * acc_rate))
+            if acc_end > acc_pos:
+                yield AccFrame(0, acc_pos, acc[acc_pos:acc_end]), t0 + acc_end / acc_rate
+                acc_pos = acc_end
+
+
+def _session(device: str, config: DetectorConfig, emit: Callable[[Output], None]) -> Any:
+    from ingest.stream.session import DeviceSession
+
+    return DeviceSession(device, emit, config, series=False)
+
+
+def _events(outputs: list[Output]) -> list[EventRecord]:
+    from ingest.stream.records import EventRecord
+
+    events = [o.record for o in outputs if o.kind == "event" and isinstance(o.record, EventRecord)]
+    events.sort(key=lambda e: (e.t_onset, e.channel))
+    return events
 
 
 def detect_file(sf: SignalFile, config: DetectorConfig, device: str = "offline") -> list[dict[str, Any]]:
-    """Run the detector over a whole recording; returns event payloads in onset order."""
-    det = SpasmDetector(
-        config, emg_rate_hz=sf.emg_rate_hz, channel_labels=list(sf.channel_labels), acc_rate_hz=sf.acc_rate_hz
-    )
-    t0 = sf.start.timestamp()
-    rates = {"emg": sf.emg_rate_hz, "acc": sf.acc_rate_hz or 1.0}
-    events: list[dict[str, Any]] = []
+    """Run a signal file through the session; returns event payloads in onset order."""
+    from ingest.outputs.encoders import to_json
 
-    def take(outputs: list[Any]) -> None:
-        for out in outputs:
-            if isinstance(out, SpasmEvent):
-                r = rates[out.domain]
-                events.append(
-                    payloads.event_payload(
-                        out,
-                        device=device,
-                        boot_id=0,
-                        t_onset=t0 + out.onset_sample / r,
-                        t_offset=t0 + out.offset_sample / r,
-                    )
-                )
+    return [to_json(e) for e in detect_signals(sf, config, device)]
 
-    n = len(sf.emg_uv)
-    step = max(1, int(CHUNK_S * sf.emg_rate_hz))
-    progress = _Progress(sf.duration_s)
-    acc_pos = 0
-    for start in range(0, n, step):
-        chunk = sf.emg_uv[start : start + step]
-        take(det.feed_emg(start, chunk))
-        if sf.acc_g is not None and sf.acc_rate_hz:
-            acc_end = min(len(sf.acc_g), round((start + len(chunk)) / sf.emg_rate_hz * sf.acc_rate_hz))
-            if acc_end > acc_pos:
-                take(det.feed_acc(acc_pos, sf.acc_g[acc_pos:acc_end]))
-                acc_pos = acc_end
-        progress.update((start + len(chunk)) / sf.emg_rate_hz)
-    take(det.finish())
-    progress.done()
-    events.sort(key=lambda e: (e["onset"], e["channel"]))
-    return events
+
+def detect_signals(
+    sf: SignalFile, config: DetectorConfig, device: str = "offline", progress: _Progress | None = None
+) -> list[EventRecord]:
+    outputs: list[Output] = []
+    session = _session(device, config, outputs.append)
+    for frame, t_host in signal_frames(sf, device):
+        session.on_frame(frame, t_host)
+        if progress is not None:
+            progress.update(t_host - sf.start.timestamp())
+    session.finish()
+    return _events(outputs)
+
+
+def detect_records(
+    records: Iterable[Any], config: DetectorConfig, device: str, kind: str = "neurospasm"
+) -> list[EventRecord]:
+    """Run link records (a capture's) through the shared decode loop and session."""
+    from ingest.stream.pipeline import DecodeLoop, run_records
+
+    outputs: list[Output] = []
+    run_records(DecodeLoop(_session(device, config, outputs.append), kind), records)
+    return _events(outputs)
 
 
 class _Progress:
@@ -93,8 +135,15 @@ class _Progress:
         return time.monotonic() - self.t0
 
 
-def annotate_edf(sf: SignalFile, events: list[dict[str, Any]], out: Path) -> None:
-    """Write an EDF+ copy of the recording's EMG (and accelerometer) with the events as annotations."""
+def annotate_edf(
+    sf: SignalFile, events: list[dict[str, Any]], out: Path, onsets: list[float] | None = None
+) -> None:
+    """Write an EDF+ copy of the recording's EMG (and accelerometer) with the events as annotations.
+
+    ``onsets`` are the events' onset times (UTC seconds); without them they are read from the
+    payloads' ISO text (for callers holding only payloads).
+    """
+    import numpy as np
     import pyedflib
 
     signals: list[np.ndarray] = []
@@ -131,48 +180,73 @@ def annotate_edf(sf: SignalFile, events: list[dict[str, Any]], out: Path) -> Non
         t0 = sf.start.timestamp()
         for onset, duration, text in sf.annotations:
             writer.writeAnnotation(onset, duration, text)
-        for e in events:
-            on = _ts(e["onset"]) - t0
+        for i, e in enumerate(events):
+            on = (onsets[i] if onsets is not None else _iso_ts(e["onset"])) - t0
             writer.writeAnnotation(on, e["duration_s"], f"spasm {e['type']} {e['channel']}")
     finally:
         writer.close()
 
 
-def _ts(iso_text: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
-
-
 def main(args: argparse.Namespace) -> int:
-    try:
-        sf = read_recording(args.recording)
-    except RecordingError as exc:
-        print(f"neurospasm detect: {exc}", file=sys.stderr)
-        return 2
+    from detectors import DetectorConfig
+    from ingest.files.readers import RecordingError, read_recording
+    from ingest.files.recording import CaptureError, CaptureReader, is_capture
+    from ingest.outputs.encoders import to_json
+
     config = (
         DetectorConfig.from_dict(json.loads(args.detector_config))
         if args.detector_config
         else DetectorConfig()
     )
-    for note in sf.notes:
-        print(f"neurospasm detect: note: {note}", file=sys.stderr)
+    path = Path(args.recording)
     t_start = time.monotonic()
-    events = detect_file(sf, config, device=args.device)
+    sf: SignalFile | None = None
+    try:
+        if is_capture(path):
+            reader = CaptureReader(path)
+            records = reader.records()
+            if reader.truncated is not None:
+                print(f"neurospasm detect: note: {path}: incomplete last record at byte offset "
+                      f"{reader.truncated} ignored", file=sys.stderr)  # fmt: skip
+            device = args.device or reader.device or "offline"
+            kind = str(reader.header.get("kind") or "neurospasm")
+            events = detect_records(records, config, device, kind)
+            duration_s = records[-1].t_host - records[0].t_host if records else 0.0
+            what = f"capture of {device}"
+        else:
+            sf = read_recording(path)
+            for note in sf.notes:
+                print(f"neurospasm detect: note: {note}", file=sys.stderr)
+            progress = _Progress(sf.duration_s)
+            events = detect_signals(sf, config, device=args.device or "offline", progress=progress)
+            progress.done()
+            duration_s = sf.duration_s
+            acc = ", accelerometer" if sf.acc_g is not None else ""
+            what = f"{len(sf.channel_labels)} EMG channel(s) at {sf.emg_rate_hz:g} Hz{acc}"
+    except (RecordingError, CaptureError) as exc:
+        print(f"neurospasm detect: {exc}", file=sys.stderr)
+        return 2
     elapsed = time.monotonic() - t_start
-    for e in events:
-        sys.stdout.write(json.dumps(e, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    payloads = [to_json(e) for e in events]
+    out = sys.stdout
+    for p in payloads:
+        out.write(json.dumps(p, separators=(",", ":")) + "\n")
+    out.flush()
     if args.annotate:
-        annotate_edf(sf, events, Path(args.annotate))
-    counts = Counter(e["type"] for e in events)
-    rate = sf.duration_s / elapsed if elapsed > 0 else float("inf")
+        if sf is None:
+            print(
+                "neurospasm detect: --annotate needs a signal file (for a capture: export-edf)",
+                file=sys.stderr,
+            )
+            return 2
+        annotate_edf(sf, payloads, Path(args.annotate), [e.t_onset for e in events])
+    counts = Counter(e.type for e in events)
+    rate = duration_s / elapsed if elapsed > 0 else float("inf")
     types = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-    acc = ", accelerometer" if sf.acc_g is not None else ""
     print(
-        f"neurospasm detect: {sf.path.name}: {sf.duration_s:.1f} s, {len(sf.channel_labels)} EMG "
-        f"channel(s) at {sf.emg_rate_hz:g} Hz{acc}; {len(events)} events ({types}) in {elapsed:.2f} s "
-        f"({rate:,.0f}x real time)" + (f"; annotated copy: {args.annotate}" if args.annotate else ""),
+        f"neurospasm detect: {path.name}: {duration_s:.1f} s, {what}; {len(events)} events ({types}) "
+        f"in {elapsed:.2f} s ({rate:,.0f}x real time)"
+        + (f"; annotated copy: {args.annotate}" if args.annotate else ""),
         file=sys.stderr,
     )
     return 0
@@ -181,14 +255,24 @@ def main(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "detect",
-        help="run the detector over a recording (EDF+/BDF+, CSV, BioSPPy text); JSON events on stdout",
+        help="run the pipeline over a recording (capture, EDF+/BDF+, CSV, BioSPPy); JSON events on stdout",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "recording", help="EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (layouts: docs/recordings.md)"
+        "recording", help="a capture (.nsc), EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (docs/recordings.md)"
     )
     p.add_argument("--annotate", metavar="OUT.edf", help="write an EDF+ copy with the events as annotations")
-    p.add_argument("--device", default="offline", help="device id for the event payloads (a pseudonym)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="device id for the event ids (a pseudonym; default: the capture's, or offline)",
+    )
     p.add_argument("--detector-config", metavar="JSON", help="detector settings, e.g. '{\"mains_hz\": 60}'")
     p.set_defaults(handler=main)
+
+
+def _iso_ts(iso_text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()

@@ -34,15 +34,20 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ingest.config import DeviceSection, GatewayConfig, load_config, parse_config
-from ingest.files.readers import RecordingError, read_recording
-from ingest.files.recording import DATA, DOWN, CaptureError, CaptureReader, CaptureRecord, is_capture
 from ingest.sources.base import Chunk, Transport, TransportClosed
-from ingest.stream.session import Output
+
+#: Link record kinds (``ingest.stream.pipeline``), repeated so that importing this module for the
+#: command line's parser loads no numpy; a unit test checks they agree.
+DATA, DOWN = 0, 1
+
+if TYPE_CHECKING:  # the command line imports this module: numpy, pydantic and the session load on use
+    import numpy as np
+
+    from ingest.config import DeviceSection, GatewayConfig
+    from ingest.files.recording import CaptureRecord
+    from ingest.stream.session import Output
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +166,11 @@ class ReplayTransport(Transport):
 
 def load_records(path: str | Path, *, device: str = "replay") -> tuple[list[CaptureRecord], str | None]:
     """Records for any replayable file, and the device id it names (captures only)."""
+    import numpy as np
+
+    from ingest.files.readers import RecordingError, read_recording
+    from ingest.files.recording import CaptureReader, is_capture
+
     p = Path(path)
     if not p.exists():
         raise ReplayError(f"{p}: no such file")
@@ -206,6 +216,7 @@ def frame_signals(
 ) -> list[CaptureRecord]:
     """Encode signals with the wire protocol, as a wearable streaming them would (no faults)."""
     from firmware_sim.device import SignalSource, SimDevice
+    from ingest.files.recording import CaptureRecord
 
     src = SignalSource(
         emg_uv=emg_uv, acc_g=acc_g, emg_rate_hz=emg_rate, acc_rate_hz=acc_rate, channel_labels=labels
@@ -249,6 +260,8 @@ class ReplaySummary:
 
 def default_config(device: str, state_dir: Path) -> GatewayConfig:
     """Local storage only, no MQTT: a replay must not publish into a live system by accident."""
+    from ingest.config import parse_config
+
     return parse_config(
         {
             "gateway": {"state_dir": str(state_dir), "stale_after_s": 3600.0},
@@ -332,6 +345,9 @@ def parse_speed(text: str) -> float:
 def _replay_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ingest.config import load_config
+    from ingest.files.recording import CaptureError
 
     cfg = load_config(args.config) if args.config else None
     console = Console(stderr=True)

@@ -18,17 +18,19 @@ number of workers share the devices between them. docs/scaling.md explains the d
   session. So the broker itself allows one consumer per device at a time (a second connection
   with that id takes the session over), and while no worker is connected (a worker died, its
   lease is running out) the broker queues the device's frames in that session for the next one.
-- It runs a ``DeviceSession`` (the gateway's own) and publishes onsets, events, gaps, status and
-  live to the usual topics with the usual schemas and ids.
+- It runs the gateway's own decode loop and ``DeviceSession`` (``ingest.stream.pipeline``) and
+  publishes onsets, events, gaps, status and live to the usual topics with the usual schemas and
+  ids. Like a gateway it spools them first (``ingest.outputs.spool``, ``[worker] state_dir``) and
+  acknowledges a record only after the broker's PUBACK, so a broker outage or a crash loses none.
 - A worker that cannot renew (broker gone) stops its devices when its own lease lapses, so two
   workers never both believe they hold a device for longer than a lease.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -37,7 +39,6 @@ import signal
 import socket
 import time
 import tomllib
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,16 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from detectors import DetectorConfig
 from ingest.config import ConfigError, Ident, MqttSection, _Model, format_validation_error
-from ingest.outputs import payloads
+from ingest.outputs import encoders, payloads
 from ingest.outputs.delivery import Backoff
-from ingest.outputs.sinks.mqtt import connection_kwargs
+from ingest.outputs.sinks.mqtt import connection_kwargs, decode_message, encode_message
+from ingest.outputs.spool import Priority, Spool
 from ingest.stream.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
 from ingest.stream.session import DeviceSession, Output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeviceWorker", "Worker", "WorkerConfig", "load_worker_config", "register"]
+__all__ = ["DeviceWorker", "Worker", "WorkerConfig", "load_worker_config", "run_worker"]
 
 DeviceKey = tuple[str, str, str]  # site, patient, device
 STATUS_INTERVAL_S = 10.0
@@ -87,6 +89,12 @@ class WorkerSection(_Model):
     session_expiry_s: int = Field(3600, ge=0)
     #: At most this many devices (0: no limit). Announces past it are left to the other workers.
     max_devices: int = Field(0, ge=0)
+    #: Where the worker's durable spool lives (``spool-{id}`` inside): onsets, events, gaps and
+    #: status wait there until the broker acknowledged them, across broker outages and crashes,
+    #: as on a gateway. Relative to the config file.
+    state_dir: Path = Path("var/neurospasm-worker")
+    #: The spool's disk quota.
+    spool_quota_mb: float = Field(256.0, gt=0)
 
     @model_validator(mode="after")
     def _renew_in_time(self) -> WorkerSection:
@@ -118,9 +126,13 @@ def load_worker_config(path: str | Path) -> WorkerConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
     try:
-        return WorkerConfig.model_validate(data)
+        cfg = WorkerConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(p), exc)) from None
+    if not cfg.worker.state_dir.is_absolute():
+        w = cfg.worker.model_copy(update={"state_dir": p.parent / cfg.worker.state_dir})
+        cfg = cfg.model_copy(update={"worker": w})
+    return cfg
 
 
 def _client(cfg: MqttSection, identifier: str, **kw: Any) -> aiomqtt.Client:
@@ -142,7 +154,7 @@ class DeviceWorker:
         self.session = DeviceSession(
             device, self._emit, worker.detector_config, live_rate_hz=cfg.mqtt.live_rate_hz
         )
-        self.feeder = FrameFeeder(self.session)
+        self.feeder = FrameFeeder.for_session(self.session)
         self.lease_until = 0.0  # our claim's expiry as last published successfully
         self.started = time.time()
         self.state = "connecting"
@@ -150,7 +162,14 @@ class DeviceWorker:
         self.bad_batches = 0
         self.published = 0
         self.last_batch: float | None = None  # monotonic
-        self._out: deque[tuple[str, bytes, int, bool]] = deque()
+        self.live_dropped = 0  # live messages while the frames connection was down (QoS 0, never spooled)
+        name = f"mqtt.{site}.{patient}.{device}"
+        #: The device's stream in the worker's spool (a sink name: at most 64 characters).
+        self.sink = (
+            name if len(name) <= 64 else "mqtt." + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+        )
+        self._client: aiomqtt.Client | None = None
+        self._live_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing waits to be published
         self._idle.set()
@@ -158,14 +177,31 @@ class DeviceWorker:
 
     # -- outputs -------------------------------------------------------------------------------
     def _emit(self, out: Output) -> None:
-        if out.kind in ("onset", "event", "gap") and out.payload is not None:
-            self._queue(self.topics(out.kind + "s"), payloads.dumps(out.payload), payloads.QOS_CLINICAL)
-        elif out.kind == "live" and out.payload is not None and self.worker.cfg.mqtt.live:
-            self._queue(self.topics("live"), payloads.dumps(out.payload), payloads.QOS_LIVE)
-        # Series (envelope, accelerometer) are not stored by workers (yet): docs/scaling.md.
+        record = out.record
+        if record is None:
+            return  # series (envelope, accelerometer) are not stored by workers (yet): docs/scaling.md
+        if out.kind in ("onset", "event", "gap"):
+            self._queue(self.topics(encoders.topic_leaf(record)), payloads.dumps(encoders.to_json(record)),
+                        payloads.QOS_CLINICAL)  # fmt: skip
+        elif out.kind == "live" and self.worker.cfg.mqtt.live:
+            self._queue(self.topics("live"), payloads.dumps(encoders.to_json(record)), payloads.QOS_LIVE)
 
     def _queue(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
-        self._out.append((topic, payload, qos, retain))
+        if qos == payloads.QOS_LIVE:
+            # Live view: best effort, as on the gateway; never spooled (stale live data is noise).
+            client = self._client
+            if client is None:
+                self.live_dropped += 1
+                return
+            task = asyncio.get_running_loop().create_task(client.publish(topic, payload, qos=qos))
+            self._live_tasks.add(task)
+            task.add_done_callback(self._live_tasks.discard)
+            return
+        # Clinical records and status: durable first, then published (acknowledged on PUBACK).
+        if not self.worker.spool.append(
+            self.sink, Priority.CLINICAL, encode_message(topic, payload, qos, retain)
+        ):
+            log.error("device %s: spool quota refused a record for %s", self.name, topic)
         self._idle.clear()
         self._wake.set()
 
@@ -238,6 +274,7 @@ class DeviceWorker:
             try:
                 async with self._make_client() as client:
                     await client.subscribe(self.topics("frames"), qos=1)
+                    self._client = client
                     backoff.reset()
                     helpers = [
                         asyncio.create_task(self._publisher(client)),
@@ -247,6 +284,7 @@ class DeviceWorker:
                         async for msg in client.messages:
                             self._on_batch(msg.payload)
                     finally:
+                        self._client = None
                         for t in helpers:
                             t.cancel()
                         for t in helpers:
@@ -274,18 +312,21 @@ class DeviceWorker:
         self.last_batch = time.monotonic()
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
+        """Spool -> broker: the oldest records first, acknowledged in the spool only after PUBACK."""
+        spool = self.worker.spool
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._out:
-                # Ten at a time: aiomqtt warns past ten pending publishes (a takeover's backlog).
-                batch = [self._out[i] for i in range(min(10, len(self._out)))]
-                # Issue all, then wait for every PUBACK; only then are they off our hands.
-                await asyncio.gather(*(client.publish(t, p, qos=q, retain=r) for t, p, q, r in batch))
-                for _ in batch:
-                    self._out.popleft()
-                self.published += len(batch)
-            self._idle.set()
+            # Ten at a time: aiomqtt warns past ten pending publishes (a takeover's backlog).
+            records = spool.peek(self.sink, 10, 1 << 20)
+            if not records:
+                self._idle.set()
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            # Issue all, then wait for every PUBACK; only then are they off our hands.
+            messages = [decode_message(r.payload) for r in records]
+            await asyncio.gather(*(client.publish(t, p, qos=q, retain=r) for t, p, q, r in messages))
+            spool.ack(self.sink, records)
+            self.published += len(records)
 
     async def _watch(self) -> None:
         """State from the frames' flow; status on every change and every STATUS_INTERVAL_S."""
@@ -327,6 +368,13 @@ class Worker:
             for p in (w.patients or ["+"])
         ]
         self.claim_topic = f"{prefix}/+/+/+/claim"
+        quota = int(w.spool_quota_mb * 1024 * 1024)
+        self.spool = Spool(
+            w.state_dir / f"spool-{self.id}",
+            quota_bytes=quota,
+            segment_bytes=min(4 << 20, max(64 << 10, quota // 64)),
+            fsync="batch",
+        )
 
     # -- lease bookkeeping ---------------------------------------------------------------------
     def holds(self, key: DeviceKey) -> bool:
@@ -444,6 +492,7 @@ class Worker:
                     log.warning("device %s: lease lapsed without renewal: stopping it here", dw.name)
                     self.forget(key, dw)
                     await dw.stop(goodbye=False)
+            self.spool.sync()
             if time.monotonic() - last_line >= STATUS_LINE_S:
                 last_line = time.monotonic()
                 log.info("%s", self.status_line())
@@ -491,6 +540,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(0.5, 10.0)
+        self.spool.open()
         fence = asyncio.create_task(self._fence())
         try:
             while not stop.is_set():
@@ -522,11 +572,12 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await fence
             await self._release_all(None)
+            self.spool.close()
             log.info("%s; stopped", self.status_line())
 
 
-# -- command line ------------------------------------------------------------------------------------
-async def _run(config_path: str) -> int:
+async def run_worker(config_path: str) -> int:
+    """``neurospasm worker``: run until SIGINT/SIGTERM, then hand the devices back cleanly."""
     cfg = load_worker_config(config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -535,18 +586,3 @@ async def _run(config_path: str) -> int:
             loop.add_signal_handler(sig, stop.set)
     await Worker(cfg).run(stop)
     return 0
-
-
-def _handler(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args.config))
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "worker",
-        help="run detectors centrally on frames gateways publish over MQTT (docs/scaling.md)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--config", "-c", required=True, help="worker TOML (see deploy/worker.example.toml)")
-    p.set_defaults(handler=_handler)

@@ -19,36 +19,37 @@ Format (all integers little-endian; docs/recordings.md)::
 A capture cut short by a crash or a full disk is readable up to its last complete record
 (``CaptureReader.truncated`` says so); anything else malformed is an error naming the byte offset.
 
-EDF+ export (``neurospasm export-edf``) decodes a capture (or simulates a scenario) with the very
-``DeviceSession`` the gateway runs, writes EMG in microvolts and the accelerometer in g at their
-own rates, and puts spasm events and gaps in the EDF+ annotation channel. Samples are written as
+EDF+ export (``neurospasm export-edf``, ``ingest.commands.record``) decodes a capture with the
+shared decode loop (``ingest.stream.pipeline``) and the very ``DeviceSession`` the gateway runs,
+writes EMG in microvolts and the accelerometer in g at their own rates, and puts spasm events
+and gaps in the EDF+ annotation channel. Samples are written as
 the device's own ADC codes with an exact physical scale, so the export is lossless too.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import math
 import struct
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from ingest.config import DeviceSection
 from ingest.sources.base import Chunk, Transport, TransportError
+from ingest.stream.pipeline import DecodeLoop, run_records
+from ingest.stream.records import EventRecord, GapRecord
 from ingest.stream.session import DeviceSession, Output
-from ingest.wire.protocol import AccFrame, CmdFrame, Command, EmgFrame, InfoFrame, StreamDecoder, encode_frame
+from ingest.wire.protocol import AccFrame, EmgFrame, Frame, InfoFrame
+
+if TYPE_CHECKING:  # annotations only: reading a capture (``neurospasm detect``) needs no pydantic
+    from ingest.config import DeviceSection
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ __all__ = [
     "CaptureWriter",
     "CapturingTransport",
     "capturing_factory",
+    "decode_records",
     "export_edf",
-    "register",
 ]
 
 MAGIC = b"NSCAP\r\n\x1a"
@@ -276,104 +277,6 @@ def capturing_factory(
     return make
 
 
-# -- record command ------------------------------------------------------------------------------
-
-
-async def record_port(port: str, out: Path, *, duration_s: float | None, device: str, baudrate: int) -> int:
-    """Capture a serial device (hardware or ``neurospasm sim``) until the duration or Ctrl-C."""
-    from ingest.sources.serial import SerialTransport
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig_name in ("SIGINT", "SIGTERM"):
-        import signal
-
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(getattr(signal, sig_name), stop.set)
-    if duration_s:
-        loop.call_later(duration_s, stop.set)
-    start = encode_frame(CmdFrame(0, Command.START))
-    meta: dict[str, Any] = {
-        "device": device,
-        "source": {"kind": "serial", "port": port, "baudrate": baudrate},
-    }
-    with CaptureWriter(out, **meta) as writer:
-        while not stop.is_set():
-            transport = CapturingTransport(name=device, inner=SerialTransport(name=device, port=port,
-                                           baudrate=baudrate), writer=writer)  # fmt: skip
-            try:
-                async with transport:
-                    await transport.write(start)  # as the gateway does on every (re)connection
-                    while not stop.is_set():
-                        reader = asyncio.ensure_future(transport.read())
-                        stopper = asyncio.ensure_future(stop.wait())
-                        await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                        stopper.cancel()
-                        if not reader.done():
-                            reader.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await reader
-                            break
-                        reader.result()
-            except TransportError as exc:
-                log.warning("record: %s; retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
-        print(f"captured {writer.records} records, {writer.bytes} bytes to {out}", file=sys.stderr)
-    return 0
-
-
-def record_sim(scenario_name: str, out: Path, *, duration_s: float | None, device: str) -> int:
-    """Capture a simulated device on a virtual clock (instant, deterministic, faults included)."""
-    sim = simulate_scenario(scenario_name, duration_s=duration_s, device=device)
-    source = {"kind": "sim", "scenario": sim.scenario_name, "seed": sim.seed}
-    meta: dict[str, Any] = {"device": device, "source": source, "truth": sim.truth,
-                            "expected_gaps": sim.expected_gaps}  # fmt: skip
-    with CaptureWriter(out, **meta) as w:
-        write_sim(w, sim)
-    print(f"captured {len(sim.chunks)} chunks from scenario {sim.scenario_name!r} to {out}", file=sys.stderr)
-    return 0
-
-
-@dataclass
-class SimRun:
-    scenario_name: str
-    seed: int
-    chunks: list[tuple[float, bytes]]
-    link_events: list[tuple[float, str]]
-    truth: list[dict[str, Any]] = field(default_factory=list)
-    expected_gaps: list[dict[str, Any]] = field(default_factory=list)
-
-
-def simulate_scenario(name_or_path: str, *, duration_s: float | None = None, device: str = "sim-0001",
-                      t0_host: float | None = None) -> SimRun:  # fmt: skip
-    """A scenario through the simulated device and its faults, offline (see firmware_sim.faults)."""
-    from firmware_sim.cli import resolve_scenario
-    from firmware_sim.device import SignalSource, SimDevice
-    from firmware_sim.faults import FaultInjector, simulate
-    from firmware_sim.signals import synthesize
-
-    sc = resolve_scenario(name_or_path)
-    rec = synthesize(sc)
-    dev = SimDevice(SignalSource.from_recording(rec), device_id=device, seed=sc.seed)
-    inj = FaultInjector.from_scenario(sc, rec)
-    f = sc.faults
-    cap = simulate(dev, inj, duration_s=min(duration_s or sc.duration_s, sc.duration_s),
-                   t0_host=time.time() if t0_host is None else t0_host, drift_ppm=f.clock_drift_ppm,
-                   jitter_ms=f.jitter_ms, jitter_seed=sc.seed)  # fmt: skip
-    return SimRun(sc.name, sc.seed, cap.chunks, cap.link_events, inj.truth, inj.expected_gaps())
-
-
-def write_sim(w: CaptureWriter, sim: SimRun) -> None:
-    links = iter(sim.link_events)
-    nxt = next(links, None)
-    for t, data in sim.chunks:
-        while nxt is not None and nxt[0] <= t:
-            w.link(nxt[0], up=nxt[1] == "up")
-            nxt = next(links, None)
-        w.data(t, data)
-
-
 # -- offline decode and EDF+ export --------------------------------------------------------------
 
 
@@ -392,57 +295,38 @@ class Decoded:
 
     device: str
     boots: list[_Boot]
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]]  # MQTT payloads (schema v1), for tools and tests
     gaps: list[dict[str, Any]]
     decode_errors: dict[str, int]
+    #: The same events and gaps as typed records (numbers: what the EDF+ annotations are made of).
+    records: list[Any] = field(default_factory=list)
 
 
-def decode_records(records: Iterator[CaptureRecord] | list[CaptureRecord], device: str) -> Decoded:
-    """Run the gateway's decoder and ``DeviceSession`` over capture records, offline."""
+def decode_records(records: Iterable[CaptureRecord], device: str, kind: str = "neurospasm") -> Decoded:
+    """Run the gateway's decode loop and ``DeviceSession`` over capture records, offline."""
     outputs: list[Output] = []
-    session = DeviceSession(device, outputs.append)
-    decoder = StreamDecoder()
     boots: list[_Boot] = []
-    for rec in records:
-        if rec.kind == DOWN:
-            session.on_disconnect(rec.t_host)
-            decoder = _carry(decoder)
-            continue
-        if rec.kind != DATA:
-            continue
-        for frame in decoder.iter_feed(rec.data):
-            session.on_frame(frame, rec.t_host)
-            if isinstance(frame, InfoFrame):
-                if not boots or boots[-1].info.boot_id != frame.boot_id:
-                    boots.append(_Boot(frame))
-            elif (
-                boots and isinstance(frame, EmgFrame) and frame.samples.shape[1] == boots[-1].info.n_channels
-            ):
-                b = boots[-1]
-                b.emg.setdefault(frame.counter, np.array(frame.samples))
-                if b.emg_t0 is None:
-                    b.emg_t0 = rec.t_host - len(frame.samples) / b.info.emg_rate_hz
-            elif boots and isinstance(frame, AccFrame):
-                b = boots[-1]
-                b.acc.setdefault(frame.counter, np.array(frame.samples))
-                if b.acc_t0 is None and b.info.acc_rate_hz:
-                    b.acc_t0 = rec.t_host - len(frame.samples) / b.info.acc_rate_hz
-    session.finish()
+
+    def keep(frame: Frame, t_host: float) -> None:
+        if isinstance(frame, InfoFrame):
+            if not boots or boots[-1].info.boot_id != frame.boot_id:
+                boots.append(_Boot(frame))
+        elif boots and isinstance(frame, EmgFrame) and frame.samples.shape[1] == boots[-1].info.n_channels:
+            b = boots[-1]
+            b.emg.setdefault(frame.counter, np.array(frame.samples))
+            if b.emg_t0 is None:
+                b.emg_t0 = t_host - len(frame.samples) / b.info.emg_rate_hz
+        elif boots and isinstance(frame, AccFrame):
+            b = boots[-1]
+            b.acc.setdefault(frame.counter, np.array(frame.samples))
+            if b.acc_t0 is None and b.info.acc_rate_hz:
+                b.acc_t0 = t_host - len(frame.samples) / b.info.acc_rate_hz
+
+    loop = run_records(DecodeLoop(DeviceSession(device, outputs.append), kind, observe=keep), records)
     events = [o.payload for o in outputs if o.kind == "event" and o.payload is not None]
     gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
-    errors = dict(decoder.stats.errors)
-    return Decoded(device, boots, events, gaps, errors)
-
-
-def _carry(decoder: StreamDecoder) -> StreamDecoder:
-    """A new decoder per connection, as the gateway makes, keeping the error counts."""
-    fresh = StreamDecoder()
-    fresh.stats.errors = dict(decoder.stats.errors)
-    return fresh
-
-
-def _ts(iso_text: str) -> float:
-    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+    typed = [o.record for o in outputs if o.kind in ("event", "gap") and o.record is not None]
+    return Decoded(device, boots, events, gaps, loop.decode_errors, typed)
 
 
 def _place(blocks: dict[int, np.ndarray], base: int, c0: int, out: np.ndarray) -> None:
@@ -519,17 +403,18 @@ def export_edf(decoded: Decoded, out: Path) -> dict[str, Any]:
         writer.writeSamples(signals, digital=True)
         if t_start - t_file > 0.0005:
             writer.writeAnnotation(0.0, t_start - t_file, "no data (before the first sample)")
-        for e in decoded.events:
-            onset = _ts(e["onset"]) - t_file
-            writer.writeAnnotation(
-                max(0.0, onset), float(e["duration_s"] or 0.0), f"{e['type']} {e['channel']}"[:40]
-            )
-        for g in decoded.gaps:
-            onset = _ts(g["start"]) - t_file
-            text = f"gap {g['cause']} {g['domain']} {g['samples_missing']}"
-            if g.get("channel"):
-                text = f"gap {g['cause']} {g['channel']}"
-            writer.writeAnnotation(max(0.0, onset), float(g["duration_s"] or 0.0), text[:40])
+        for r in decoded.records:
+            if isinstance(r, EventRecord):
+                writer.writeAnnotation(
+                    max(0.0, r.t_onset - t_file), float(r.duration_s or 0.0), f"{r.type} {r.channel}"[:40]
+                )
+            elif isinstance(r, GapRecord):
+                text = (
+                    f"gap {r.cause} {r.channel}"
+                    if r.channel
+                    else f"gap {r.cause} {r.domain} {r.samples_missing}"
+                )
+                writer.writeAnnotation(max(0.0, r.t_start - t_file), max(0.0, r.t_end - r.t_start), text[:40])
     finally:
         writer.close()
     return {"seconds": seconds, "channels": [h["label"] for h in headers], "events": len(decoded.events),
@@ -559,76 +444,3 @@ def _fit8(x: float) -> float:
         if len(text) <= 8:
             return float(text)
     return float(round(x))
-
-
-def decode_source(source: str, *, device: str | None = None) -> Decoded:
-    """A capture file, or a scenario (built-in name or TOML) simulated offline."""
-    if is_capture(source):
-        reader = CaptureReader(source)
-        recs = reader.records()
-        if reader.truncated is not None:
-            log.warning("%s: incomplete last record at byte offset %d ignored", source, reader.truncated)
-        return decode_records(recs, device or reader.device or "device")
-    sim = simulate_scenario(source, device=device or "sim-0001")
-    recs = []
-    links = iter(sim.link_events)
-    nxt = next(links, None)
-    for t, data in sim.chunks:
-        while nxt is not None and nxt[0] <= t:
-            recs.append(CaptureRecord(nxt[0], UP if nxt[1] == "up" else DOWN, b"", -1))
-            nxt = next(links, None)
-        recs.append(CaptureRecord(t, DATA, data, -1))
-    return decode_records(recs, device or "sim-0001")
-
-
-# -- CLI ---------------------------------------------------------------------------------------
-
-
-def _record_cmd(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if args.sim:
-        return record_sim(args.sim, out, duration_s=args.duration, device=args.device_id)
-    return asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
-                                   baudrate=args.baudrate))  # fmt: skip
-
-
-def _export_cmd(args: argparse.Namespace) -> int:
-    try:
-        decoded = decode_source(args.source, device=args.device_id)
-        summary = export_edf(decoded, Path(args.out))
-    except CaptureError as exc:
-        print(f"neurospasm export-edf: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote {args.out}: {summary['seconds']} s, channels {', '.join(summary['channels'])}; "
-        f"{summary['events']} events and {summary['gaps']} gaps as annotations",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def register(sub: Any) -> None:
-    """Add ``record`` and ``export-edf`` to the ``neurospasm`` command line."""
-    rec = sub.add_parser("record", help="capture a device's raw byte stream (lossless, replayable)")
-    src = rec.add_mutually_exclusive_group(required=True)
-    src.add_argument("--port", help="serial device path (hardware, or the path `neurospasm sim` printed)")
-    src.add_argument(
-        "--sim", metavar="SCENARIO", help="simulate a scenario offline (instant, faults included)"
-    )
-    rec.add_argument("--out", "-o", required=True, help="capture file to write (.nsc)")
-    rec.add_argument(
-        "--duration", type=float, default=None, help="seconds to record (default: Ctrl-C / scenario)"
-    )
-    rec.add_argument(
-        "--device-id", default="wearable-1", help="device id stored in the capture (replay uses it)"
-    )
-    rec.add_argument("--baudrate", type=int, default=921600)
-    rec.set_defaults(handler=_record_cmd)
-
-    exp = sub.add_parser(
-        "export-edf", help="decode a capture (or a scenario) to EDF+ with event/gap annotations"
-    )
-    exp.add_argument("source", help="a capture (.nsc) or a scenario (built-in name or TOML)")
-    exp.add_argument("--out", "-o", required=True, help="EDF+ file to write")
-    exp.add_argument("--device-id", default=None, help="device id for event ids (default: the capture's)")
-    exp.set_defaults(handler=_export_cmd)

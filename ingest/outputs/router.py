@@ -1,5 +1,8 @@
 """Router: session outputs -> encoded sink records -> durable spool -> delivery wake-up.
 
+Typed records are encoded here, once per target, by ``ingest.outputs.encoders`` (MQTT JSON for
+the device's MQTT sink, line protocol for InfluxDB and local files); bulk series in columns.
+
 Clinical records (onsets, events, gaps, status) are spooled one by one the moment they exist,
 so a kill -9 right after detection still delivers them. Bulk series (envelope, accelerometer,
 raw EMG) are encoded in columns and spooled in chunks every ``series_flush_s``: at most that
@@ -16,69 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ingest.outputs import lineproto, payloads
+from ingest.outputs import encoders, lineproto, payloads
 from ingest.outputs.sinks.mqtt import encode_message
 from ingest.outputs.spool import MAGIC, RECORD_OVERHEAD, Priority, Spool
 from ingest.stream.session import Output, SeriesBlock
 
 _DECIMALS = {"uv": 2, "x": 4, "y": 4, "z": 4}
 _SERIES_PRIORITY = {"envelope": Priority.BULK, "acc": Priority.BULK, "raw": Priority.RAW}
-
-
-def _ts_ns(iso_text: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp() * 1e9)
-
-
-def event_line(p: dict[str, Any], patient: str) -> bytes:
-    """One spasm event as a line-protocol point (tags: device, channel, type)."""
-    fields: dict[str, float | int | str | bool] = {
-        "id": p["id"],
-        "duration_s": p["duration_s"],
-        "peak_uv": p["peak_uv"],
-        "mean_uv": p["mean_uv"],
-        "relative_amplitude": p["relative_amplitude"],
-        "confidence": p["confidence"],
-    }
-    if p.get("frequency_hz") is not None:
-        fields["frequency_hz"] = p["frequency_hz"]
-    tags = {"device": p["device"], "channel": p["channel"], "type": p["type"], "patient": patient}
-    return lineproto.encode_point(
-        "spasm_event", tags, {k: v for k, v in fields.items() if v is not None}, _ts_ns(p["onset"])
-    )
-
-
-def gap_line(p: dict[str, Any], patient: str) -> bytes:
-    tags = {"device": p["device"], "cause": p["cause"], "domain": p["domain"], "patient": patient}
-    fields: dict[str, float | int | str | bool] = {
-        "id": p["id"],
-        "samples_missing": int(p["samples_missing"]),
-        "duration_s": p["duration_s"],
-    }
-    return lineproto.encode_point("gap", tags, fields, _ts_ns(p["start"]))
-
-
-def health_line(device: str, patient: str, h: dict[str, Any], t: float) -> bytes:
-    fields: dict[str, float | int | str | bool] = {}
-    # All numeric health fields are floats: InfluxDB fixes a field's type per shard, so one type
-    # for all of them keeps a later change (say battery_pct 87 -> 87.5) from being refused.
-    for key in (
-        "battery_pct",
-        "battery_mv",
-        "loss_pct",
-        "timestamp_quality_ms",
-        "clock_drift_ppm",
-        "spool_bytes",
-    ):
-        if isinstance(h.get(key), (int, float)):
-            fields[key] = float(h[key])
-    fields["monitoring"] = bool(h.get("monitoring", False))
-    for label, ok in (h.get("contact") or {}).items():
-        fields[f"contact_{label}"] = bool(ok)
-    return lineproto.encode_point(
-        "device_health", {"device": device, "patient": patient}, fields, int(t * 1e9)
-    )
 
 
 @dataclass
@@ -149,29 +96,29 @@ class Router:
         for obs in self.observers:
             obs(device, out)
         kind = out.kind
+        record = out.record
         if kind in ("onset", "event", "gap"):
-            assert out.payload is not None
+            assert record is not None
             topics = self.mqtt_topics.get(device)
             if topics is not None:
-                topic = topics(kind + "s")
                 self._append(
                     self.mqtt_sink_name(device),
                     Priority.CLINICAL,
-                    encode_message(topic, payloads.dumps(out.payload), payloads.QOS_CLINICAL, False),
+                    encode_message(
+                        topics(encoders.topic_leaf(record)),
+                        payloads.dumps(encoders.to_json(record)),
+                        payloads.QOS_CLINICAL,
+                        False,
+                    ),
                 )
-            if kind == "event":
-                line = event_line(out.payload, self.patient)
-            elif kind == "gap":
-                line = gap_line(out.payload, self.patient)
-            else:
-                line = b""  # onsets are live alerts; the completed event is what is stored
+            line = encoders.to_line(record, self.patient)  # b"" for onsets: the event is stored
             if line:
                 for sink in self.series_sinks:
                     self._append(sink, Priority.CLINICAL, line)
         elif kind == "live":
             topics = self.mqtt_topics.get(device)
-            if topics is not None and self._publish_live is not None and out.payload is not None:
-                self._publish_live(device, topics("live"), payloads.dumps(out.payload))
+            if topics is not None and self._publish_live is not None and record is not None:
+                self._publish_live(device, topics("live"), payloads.dumps(encoders.to_json(record)))
         elif kind in _SERIES_PRIORITY:
             assert out.series is not None
             prio = _SERIES_PRIORITY[kind]
@@ -206,7 +153,7 @@ class Router:
                 Priority.CLINICAL,
                 encode_message(topics("status"), payloads.dumps(payload), payloads.QOS_CLINICAL, True),
             )
-        line = health_line(device, self.patient, health, time.time())
+        line = encoders.health_line(device, self.patient, health, time.time())
         for sink in self.series_sinks:
             self._append(sink, Priority.CLINICAL, line)
 

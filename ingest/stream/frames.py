@@ -12,8 +12,9 @@ about 100 ms of capture records, the very encoding of a ``.nsc`` capture's recor
 
 Raw bytes, not decoded frames, because the ``DeviceSession`` on the worker must see exactly what
 the gateway's would: the same chunks with the same host times give the same clock fit, the same
-gaps and the same event ids (``FrameFeeder`` is that replay). Bytes are also what a recording
-keeps, so a frames topic can be captured to a file and replayed with ``neurospasm replay``.
+gaps and the same event ids (``FrameFeeder`` feeds them to the shared ``DecodeLoop``). Bytes are
+also what a recording keeps, so a frames topic can be captured to a file and replayed with
+``neurospasm replay``.
 
 Delivery is QoS 1, at least once: a batch can arrive twice. Feeding its bytes twice would not be
 harmless, since a frame split across batches would be garbled by the repeat, so ``FrameFeeder``
@@ -26,16 +27,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.files.recording import _RECORD, DATA, DOWN, UP
 from ingest.outputs import payloads
+from ingest.stream.pipeline import DATA, DOWN, UP, DecodeLoop, LinkRecord
 from ingest.stream.session import DeviceSession
-from ingest.wire.protocol import Frame, StreamDecoder
 
 __all__ = [
     "ANNOUNCE_SCHEMA",
@@ -54,6 +55,8 @@ CLAIM_SCHEMA = "neurospasm.claim/1"
 BATCH_S = 0.1
 #: A batch is published early past this size, far below MQTT's and the spool's record limits.
 BATCH_MAX_BYTES = 128 * 1024
+#: One record's header: the capture record section's (``ingest.files.recording``), byte for byte.
+_RECORD = struct.Struct("<QBI")
 #: Batches remembered to drop redeliveries (MQTT resends at most the unacknowledged in-flight ones).
 DEDUP_WINDOW = 256
 
@@ -131,27 +134,35 @@ class FrameBatcher:
 
 @dataclass
 class FrameFeeder:
-    """Worker side: frames payloads into a ``DeviceSession``, as the gateway's runner would feed it.
+    """Worker side: the frames topic as a source of link records for the shared ``DecodeLoop``.
 
-    One wire decoder per link connection (a new one at every UP and DOWN), the session's
-    ``on_disconnect`` at every DOWN, each chunk's frames with that chunk's host time.
-    ``observe`` (optional) sees every decoded frame, e.g. to count them.
+    Drops redelivered batches, checks each batch whole before using any of it, and hands its
+    records to ``pipeline`` (``ingest.stream.pipeline``), the very decode loop the gateway runs:
+    a new decoder at every UP and DOWN, the session's ``on_disconnect`` at every DOWN, each
+    chunk's frames with that chunk's host time, error counts kept across link changes.
     """
 
-    session: DeviceSession
-    observe: Callable[[Frame, float], None] | None = None
+    pipeline: DecodeLoop
     batches: int = 0
     records: int = 0
     duplicates: int = 0
     first_t_host_ns: int | None = None
     last_t_host_ns: int | None = None
-    _decoder: StreamDecoder = field(default_factory=StreamDecoder)
     _seen: deque[bytes] = field(default_factory=lambda: deque(maxlen=DEDUP_WINDOW))
     _seen_set: set[bytes] = field(default_factory=set)
 
+    @classmethod
+    def for_session(cls, session: DeviceSession, kind: str = "neurospasm") -> FrameFeeder:
+        return cls(DecodeLoop(session, kind))
+
+    @property
+    def session(self) -> DeviceSession:
+        return self.pipeline.session
+
     @property
     def decode_errors(self) -> int:
-        return sum(self._decoder.stats.errors.values())
+        """Bad frames over the device's whole stream here (every link connection)."""
+        return self.pipeline.bad_frames
 
     def feed(self, payload: bytes) -> None:
         """Process one batch. Raises FramesError on a malformed payload, before using any of it."""
@@ -165,22 +176,13 @@ class FrameFeeder:
         self._seen.append(digest)
         self._seen_set.add(digest)
         self.batches += 1
+        feed = self.pipeline.feed
         for t_ns, kind, data in records:
             self.records += 1
             if self.first_t_host_ns is None:
                 self.first_t_host_ns = t_ns
             self.last_t_host_ns = t_ns
-            t = t_ns / 1e9
-            if kind == DATA:
-                for frame in self._decoder.iter_feed(data):
-                    self.session.on_frame(frame, t)
-                    if self.observe is not None:
-                        self.observe(frame, t)
-            elif kind == DOWN:
-                self.session.on_disconnect(t)
-                self._decoder = StreamDecoder()
-            else:
-                self._decoder = StreamDecoder()
+            feed(LinkRecord(t_ns / 1e9, kind, data))
 
 
 def announce_payload(

@@ -36,10 +36,9 @@ from ingest.outputs.spool import Spool
 from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.sources.serial import SerialTransport
 from ingest.stream.frames import FrameBatcher, announce_payload
+from ingest.stream.pipeline import DecodeLoop
 from ingest.stream.session import DeviceSession, Output
-from ingest.wire.base import LinkDecoder
 from ingest.wire.kinds import decoder_for
-from ingest.wire.protocol import InfoFrame, StatusFrame
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,6 @@ class DeviceRunner:
     on_state: Callable[[DeviceRunner], None]
     state: str = "connecting"
     monitoring: bool = False
-    decode_errors: dict[str, int] = field(default_factory=dict)  # closed connections only
     reconnects: int = 0
     last_error: str = ""
     #: False: a forwarding gateway (``mqtt.detect_locally = false``); the session sees INFO and
@@ -95,7 +93,12 @@ class DeviceRunner:
     _closed_bytes: int = 0
     _closed_dropped: int = 0
     _rssi: int | None = None
-    _live: tuple[Transport, LinkDecoder] | None = None
+    _live: Transport | None = None
+    #: The shared decode loop (``ingest.stream.pipeline``): link bytes -> decoder -> session.
+    pipeline: DecodeLoop = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pipeline = DecodeLoop(self.session, self.dev.kind, detect=self.detect)
 
     def _set(self, state: str, monitoring: bool) -> None:
         changed = (state, monitoring) != (self.state, self.monitoring)
@@ -127,7 +130,7 @@ class DeviceRunner:
 
     def _link_down(self) -> None:
         t = time.time()
-        self.session.on_disconnect(t)
+        self.pipeline.link_down(t)
         if self.tap is not None:
             self.tap.link(t, up=False)  # the same time, so a worker's session records the same gap
 
@@ -135,8 +138,9 @@ class DeviceRunner:
         transport = self.transport_factory(self.dev)
         self._ended = False
         async with transport:
-            decoder = decoder_for(self.dev.kind)
-            self._live = (transport, decoder)
+            pipeline = self.pipeline
+            decoder = pipeline.link_up(time.time())
+            self._live = transport
             rssi = getattr(transport, "rssi", None)  # BLE: at the last scan (no portable live RSSI)
             if rssi is not None:
                 self._rssi = int(rssi)
@@ -156,9 +160,7 @@ class DeviceRunner:
                         raise TransportClosed(f"no data for {self.stale_after_s:g} s") from None
                     if self.tap is not None:
                         self.tap.chunk(chunk.t_host, chunk.data)
-                    for frame in decoder.feed(chunk.data, chunk.source):
-                        if self.detect or isinstance(frame, (InfoFrame, StatusFrame)):
-                            self.session.on_frame(frame, chunk.t_host)
+                    pipeline.data(chunk.t_host, chunk.data, chunk.source)
                     if decoder.stats.frames:
                         backoff.reset()
                         self._set("online", True)
@@ -170,9 +172,7 @@ class DeviceRunner:
             finally:
                 finished = getattr(transport, "finished", None)  # replay: set at the end of the file
                 self._ended = bool(finished is not None and finished.is_set())
-                # Fold this connection's counts into the totals; the status shows totals over all.
-                for reason, n in decoder.stats.errors.items():
-                    self.decode_errors[reason] = self.decode_errors.get(reason, 0) + n
+                # The decode loop keeps error counts over all connections; the link counters here.
                 self._closed_bytes += transport.stats.bytes
                 self._closed_dropped += transport.stats.dropped_chunks
                 self._live = None
@@ -181,7 +181,7 @@ class DeviceRunner:
         """Link counters over the runner's whole life: closed connections plus the current one."""
         info = {"bytes": self._closed_bytes, "dropped_chunks": self._closed_dropped}
         if self._live is not None:
-            transport, _ = self._live
+            transport = self._live
             info["bytes"] += transport.stats.bytes
             info["dropped_chunks"] += transport.stats.dropped_chunks
         if self._rssi is not None:
@@ -189,14 +189,10 @@ class DeviceRunner:
         return info
 
     def decode_error_counts(self) -> dict[str, int]:
-        counts = dict(self.decode_errors)
-        if self._live is not None:
-            for reason, n in self._live[1].stats.errors.items():
-                counts[reason] = counts.get(reason, 0) + n
-        return counts
+        return self.pipeline.decode_errors
 
     def bad_frames(self) -> int:
-        return sum(self.decode_error_counts().values())
+        return self.pipeline.bad_frames
 
 
 class Gateway:

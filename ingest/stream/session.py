@@ -20,8 +20,17 @@ import numpy as np
 
 from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
 from detectors.display import EnvelopeDecimator
-from ingest.outputs import payloads
 from ingest.stream.clock import ClockModel, DerivedClock
+from ingest.stream.records import (
+    EventRecord,
+    GapCause,
+    GapRecord,
+    LiveRecord,
+    OnsetRecord,
+    Record,
+    event_id,
+    gap_id,
+)
 from ingest.wire.protocol import AccFrame, EmgFrame, Frame, InfoFrame, StatusFrame
 
 log = logging.getLogger(__name__)
@@ -33,18 +42,27 @@ REORDER_WINDOW = 8
 
 Domain = Literal["emg", "acc"]
 OutputKind = Literal["onset", "event", "gap", "status", "envelope", "acc", "raw", "live"]
-GapCause = Literal["lost_frames", "disconnect", "reboot", "lead_off", "saturation"]
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """Something for the sinks. ``payload`` is JSON-ready for onset/event/gap/status/live;
-    ``series`` outputs carry arrays instead (see ``SeriesBlock``)."""
+    """Something for the sinks: a typed ``record`` (onset, event, gap, live; numbers, not text)
+    or, for the bulk series (envelope, accelerometer, raw EMG), a ``SeriesBlock`` of arrays.
+    The encoders (``ingest.outputs.encoders``) turn records into MQTT JSON and line protocol."""
 
     kind: OutputKind
-    payload: dict[str, Any] | None = None
+    record: Record | None = None
     series: SeriesBlock | None = None
     source: object | None = None  # the detector record behind an onset/event, for tests and CLI
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """The record's MQTT payload (schema v1), encoded on demand for observers and tools."""
+        if self.record is None:
+            return None
+        from ingest.outputs.encoders import to_json  # the encoders sit above the stream core
+
+        return to_json(self.record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +120,9 @@ class DeviceSession:
     envelope_rate_hz: float = 50.0
     live_rate_hz: float = 10.0
     raw_emg: bool = False
+    #: False: no display envelope, live view or accelerometer series, only the clinical records
+    #: (onsets, events, gaps): what ``neurospasm detect`` needs, at a fraction of the work.
+    series: bool = True
     stats: SessionStats = field(default_factory=SessionStats)
 
     def __post_init__(self) -> None:
@@ -334,6 +355,8 @@ class DeviceSession:
         if name == "emg":
             uv = frame.samples.astype(np.float64) * self.info.emg_scale_uv
             self._handle(self.detector.feed_emg(full, uv))
+            if not self.series:
+                return
             self._envelope(full, uv, t0, dt)
             if self.raw_emg:
                 for i, label in enumerate(self.info.channel_labels):
@@ -351,6 +374,8 @@ class DeviceSession:
         else:
             g = frame.samples.astype(np.float64) * self.info.acc_scale_g
             self._handle(self.detector.feed_acc(full, g))
+            if not self.series:
+                return
             self.emit(
                 Output(
                     "acc",
@@ -403,21 +428,17 @@ class DeviceSession:
                 )
             )
         # Live view: every k-th envelope sample, all channels in one small message.
+        labels = self.info.channel_labels
         for k in range(len(values)):
             self._live_count += 1
             if self._live_count % self._live_every == 0:
+                row = values[k]
                 self.emit(
                     Output(
                         "live",
-                        payload={
-                            "schema": "neurospasm.live/1",
-                            "device": self.device,
-                            "t": payloads.iso(float(t[k])),
-                            "envelope_uv": {
-                                lab: round(float(values[k, i]), 2)
-                                for i, lab in enumerate(self.info.channel_labels)
-                            },
-                        },
+                        LiveRecord(
+                            self.device, float(t[k]), {lab: float(row[i]) for i, lab in enumerate(labels)}
+                        ),
                     )
                 )
 
@@ -431,33 +452,37 @@ class DeviceSession:
         for out in outputs:
             if isinstance(out, Onset):
                 self.stats.onsets += 1
-                self.emit(
-                    Output(
-                        "onset",
-                        payloads.onset_payload(
-                            out,
-                            device=self.device,
-                            boot_id=self.boot_id,
-                            t_onset=self._time(out.domain, out.onset_sample),
-                        ),
-                        source=out,
-                    )
+                onset = OnsetRecord(
+                    event_id(self.device, self.boot_id, out.key),
+                    self.device,
+                    self.boot_id,
+                    out.channel,
+                    self._time(out.domain, out.onset_sample),
+                    out.amplitude_uv,
+                    out.baseline_uv,
                 )
+                self.emit(Output("onset", onset, source=out))
             elif isinstance(out, SpasmEvent):
                 self.stats.events += 1
-                self.emit(
-                    Output(
-                        "event",
-                        payloads.event_payload(
-                            out,
-                            device=self.device,
-                            boot_id=self.boot_id,
-                            t_onset=self._time(out.domain, out.onset_sample),
-                            t_offset=self._time(out.domain, out.offset_sample),
-                        ),
-                        source=out,
-                    )
+                event = EventRecord(
+                    event_id(self.device, self.boot_id, out.key),
+                    self.device,
+                    self.boot_id,
+                    out.type,
+                    out.channel,
+                    self._time(out.domain, out.onset_sample),
+                    self._time(out.domain, out.offset_sample),
+                    out.duration_s,
+                    out.peak_uv,
+                    out.mean_uv,
+                    out.baseline_uv,
+                    out.relative_amplitude,
+                    out.frequency_hz,
+                    out.confidence,
+                    out.detector_version,
+                    out.config_hash,
                 )
+                self.emit(Output("event", event, source=out))
             elif isinstance(out, QualityChange):
                 self._quality(out)
 
@@ -484,19 +509,19 @@ class DeviceSession:
         channel: str | None = None,
     ) -> None:
         self.stats.gaps += 1
-        p = payloads.gap_payload(
-            device=self.device,
-            boot_id=self.boot_id,
-            domain=domain,
-            cause=cause,
-            start_counter=start,
-            samples_missing=missing,
-            t_start=t0,
-            t_end=t1,
+        gap = GapRecord(
+            gap_id(self.device, self.boot_id, domain, start, cause),
+            self.device,
+            self.boot_id,
+            domain,
+            cause,
+            start,
+            int(missing),
+            t0,
+            t1,
+            channel,
         )
-        if channel is not None:
-            p["channel"] = channel
-        self.emit(Output("gap", p))
+        self.emit(Output("gap", gap))
 
     # -- link events -----------------------------------------------------------------------
     def on_disconnect(self, t_host: float) -> None:

@@ -120,10 +120,6 @@ class MqttSink:
             except aiomqtt.MqttError:
                 pass  # the connection was already gone; nothing left to release
 
-    @property
-    def connected(self) -> bool:
-        return self._client is not None
-
     async def send(self, records: list[bytes]) -> None:
         client = self._client
         if client is None:

@@ -1,0 +1,140 @@
+"""``neurospasm detect`` on long EDF+ files against BioSPPy's ``find_onsets`` on the same files, same run.
+
+Not a test. Writes 20-minute EDF+ files (1, 2 and 4 sEMG channels at 1 and 2 kHz: resting EMG
+with bursts and mains hum) to a temporary directory, then for each file:
+
+* ``neurospasm detect FILE``: the whole process, as a user runs it (interpreter start-up, imports,
+  EDF reading with pyedflib, the gateway's session and streaming detector, JSON output);
+* BioSPPy: reading the same file with pyedflib, then ``biosppy.signals.emg.find_onsets`` on each
+  channel, in this process (its import is not counted: generous to BioSPPy).
+
+and prints both times, EMG samples/s and the ratio (BioSPPy time / detect time; the target is at
+least 10x). BioSPPy is in the ``bench`` extra: ``pip install -e '.[bench]'``::
+
+    python bench/bench_detect_files.py [--minutes 20] [--repeat 1] [--profile]
+
+``--profile`` runs the detect path of the largest file under cProfile in this process and prints
+the top functions by cumulative time.
+"""
+
+# ruff: noqa: E501  (report lines read better unwrapped)
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyedflib
+from scipy import signal
+
+LAYOUTS = [(1, 1000), (2, 1000), (4, 1000), (1, 2000), (2, 2000), (4, 2000)]
+
+
+def write_edf(path: Path, minutes: float, n_ch: int, rate: int, seed: int = 1) -> None:
+    """Resting sEMG (3 uV) with a 150 uV, 300 ms burst every ~7 s per channel, plus 20 uV of 50 Hz."""
+    rng = np.random.default_rng(seed)
+    n = int(minutes * 60 * rate)
+    sos = signal.butter(2, [40, min(150, rate / 2 - 1)], btype="bandpass", fs=rate, output="sos")
+    x = signal.sosfilt(sos, rng.standard_normal((n, n_ch)), axis=0)
+    x /= x.std(axis=0)
+    env = np.full((n, n_ch), 3.0)
+    burst = int(0.3 * rate)
+    for c in range(n_ch):
+        for t0 in range(int((1.5 + c) * rate), n - burst, int(7 * rate)):
+            env[t0 : t0 + burst, c] += 150.0 * np.hanning(burst)
+    x = x * env + 20.0 * np.sin(2 * np.pi * 50 * np.arange(n) / rate)[:, None]
+    w = pyedflib.EdfWriter(str(path), n_ch, file_type=pyedflib.FILETYPE_EDFPLUS)
+    try:
+        w.setSignalHeaders(
+            [
+                {"label": f"EMG {c + 1}", "dimension": "uV", "sample_frequency": rate, "physical_min": -1000.0,
+                 "physical_max": 1000.0, "digital_min": -32768, "digital_max": 32767, "transducer": "sEMG",
+                 "prefilter": ""}
+                for c in range(n_ch)
+            ]
+        )  # fmt: skip
+        w.setStartdatetime(datetime(2026, 11, 1, 8, 0, 0))
+        w.writeSamples([np.ascontiguousarray(x[:, c]) for c in range(n_ch)])
+    finally:
+        w.close()
+
+
+def time_detect(path: Path) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "ingest", "detect", str(path)], check=True, capture_output=True
+    )
+    return time.perf_counter() - t0, len(out.stdout.splitlines())
+
+
+def time_biosppy(path: Path) -> tuple[float, int]:
+    from biosppy.signals import emg
+
+    t0 = time.perf_counter()
+    with pyedflib.EdfReader(str(path)) as r:
+        rate = r.getSampleFrequency(0)
+        chans = [r.readSignal(i) for i in range(r.signals_in_file)]
+    onsets = 0
+    for x in chans:
+        (found,) = emg.find_onsets(signal=x, sampling_rate=rate)
+        onsets += len(found)
+    return time.perf_counter() - t0, onsets
+
+
+def profile(path: Path) -> None:
+    import cProfile
+    import pstats
+
+    from detectors import DetectorConfig
+    from ingest.commands.offline import detect_signals
+    from ingest.files.readers import read_recording
+
+    prof = cProfile.Profile()
+    prof.enable()
+    sf = read_recording(path)
+    detect_signals(sf, DetectorConfig())
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per file (the best is kept)")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    import biosppy  # noqa: F401  (imported before timing: its import is not BioSPPy's work per file)
+
+    total_d = total_b = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for n_ch, rate in LAYOUTS:
+            p = Path(tmp) / f"emg_{n_ch}ch_{rate}hz.edf"
+            write_edf(p, args.minutes, n_ch, rate)
+            files.append((p, n_ch, rate))
+        print(
+            f"{'file':<22} {'detect s':>9} {'events':>7} {'MS/s':>6} {'BioSPPy s':>10} {'onsets':>7} {'ratio':>6}"
+        )
+        for p, n_ch, rate in files:
+            d, events = min(time_detect(p) for _ in range(args.repeat))
+            b, onsets = min(time_biosppy(p) for _ in range(args.repeat))
+            total_d += d
+            total_b += b
+            samples = args.minutes * 60 * rate * n_ch
+            print(
+                f"{p.name:<22} {d:9.2f} {events:7d} {samples / d / 1e6:6.2f} {b:10.2f} {onsets:7d} {b / d:5.1f}x"
+            )
+        print(
+            f"all files: detect {total_d:.1f} s, BioSPPy find_onsets {total_b:.1f} s: detect is {total_b / total_d:.1f}x BioSPPy (target >= 10x)"
+        )
+        if args.profile:
+            profile(files[-1][0])
+
+
+if __name__ == "__main__":
+    main()

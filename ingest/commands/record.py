@@ -1,0 +1,236 @@
+"""``neurospasm record`` and ``neurospasm export-edf``: captures in, captures and EDF+ out.
+
+``record --port`` captures a device with the gateway's own device task
+(``ingest.stream.runner.DeviceRunner``: connect, START, watchdog, reconnect with backoff) whose
+transport writes everything to a capture (``ingest.files.recording.capturing_factory``): one
+reconnect loop for the gateway and the recorder. ``record --sim`` composes the simulator
+(``firmware_sim``) with the capture writer on a virtual clock; this module, part of the command
+line, is where ``ingest`` and ``firmware_sim`` meet.
+
+``export-edf`` decodes a capture (or a scenario simulated offline) with the shared decode loop
+and session (``ingest.files.recording.decode_records``) and writes EDF+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.files.recording import CaptureRecord, CaptureWriter, Decoded
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SimRun",
+    "decode_source",
+    "record_port",
+    "record_sim",
+    "register",
+    "simulate_scenario",
+    "write_sim",
+]
+
+#: No data for this long while recording: the link is treated as dropped and reopened (as the gateway).
+RECORD_STALE_S = 10.0
+
+
+async def record_port(
+    port: str,
+    out: Path,
+    *,
+    duration_s: float | None,
+    device: str,
+    baudrate: int,
+    kind: str = "neurospasm",
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Capture a serial device (hardware or ``neurospasm sim``) until the duration, ``stop`` or Ctrl-C."""
+    import signal
+
+    from ingest.config import DeviceSection
+    from ingest.files.recording import CaptureWriter, capturing_factory
+    from ingest.stream.runner import DeviceRunner, default_transport
+    from ingest.stream.session import DeviceSession
+
+    loop = asyncio.get_running_loop()
+    if stop is None:  # the command line: SIGINT / SIGTERM end the recording cleanly
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+    if duration_s:
+        loop.call_later(duration_s, stop.set)
+    dev = DeviceSection(id=device, kind=kind, port=port, baudrate=baudrate, reconnect_initial_s=0.5,
+                        reconnect_max_s=0.5)  # fmt: skip
+    meta: dict[str, Any] = {
+        "device": device,
+        "kind": kind,
+        "source": {"kind": "serial", "port": port, "baudrate": baudrate},
+    }
+    with CaptureWriter(out, **meta) as writer:
+        # The gateway's device task, detector off (the session only learns who the device is).
+        runner = DeviceRunner(
+            dev,
+            DeviceSession(device, lambda _out: None, series=False),
+            capturing_factory(default_transport, writer),
+            RECORD_STALE_S,
+            lambda r: log.info("record %s: %s", r.dev.id, r.state),
+            detect=False,
+        )
+        task = asyncio.create_task(runner.run(), name=f"record-{device}")
+        await stop.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        print(f"captured {writer.records} records, {writer.bytes} bytes to {out}", file=sys.stderr)
+    return 0
+
+
+# -- the simulator, offline ------------------------------------------------------------------------
+
+
+@dataclass
+class SimRun:
+    scenario_name: str
+    seed: int
+    chunks: list[tuple[float, bytes]]
+    link_events: list[tuple[float, str]]
+    truth: list[dict[str, Any]] = field(default_factory=list)
+    expected_gaps: list[dict[str, Any]] = field(default_factory=list)
+
+    def records(self) -> list[CaptureRecord]:
+        """The run as capture records: link changes and chunks in time order."""
+        from ingest.files.recording import DATA, DOWN, UP, CaptureRecord
+
+        out: list[CaptureRecord] = []
+        links = iter(self.link_events)
+        nxt = next(links, None)
+        for t, data in self.chunks:
+            while nxt is not None and nxt[0] <= t:
+                out.append(CaptureRecord(nxt[0], UP if nxt[1] == "up" else DOWN, b"", -1))
+                nxt = next(links, None)
+            out.append(CaptureRecord(t, DATA, data, -1))
+        return out
+
+
+def simulate_scenario(
+    name_or_path: str,
+    *,
+    duration_s: float | None = None,
+    device: str = "sim-0001",
+    t0_host: float | None = None,
+) -> SimRun:
+    """A scenario through the simulated device and its faults, offline (see firmware_sim.faults)."""
+    from firmware_sim.cli import resolve_scenario
+    from firmware_sim.device import SignalSource, SimDevice
+    from firmware_sim.faults import FaultInjector, simulate
+    from firmware_sim.signals import synthesize
+
+    sc = resolve_scenario(name_or_path)
+    rec = synthesize(sc)
+    dev = SimDevice(SignalSource.from_recording(rec), device_id=device, seed=sc.seed)
+    inj = FaultInjector.from_scenario(sc, rec)
+    f = sc.faults
+    cap = simulate(dev, inj, duration_s=min(duration_s or sc.duration_s, sc.duration_s),
+                   t0_host=time.time() if t0_host is None else t0_host, drift_ppm=f.clock_drift_ppm,
+                   jitter_ms=f.jitter_ms, jitter_seed=sc.seed)  # fmt: skip
+    return SimRun(sc.name, sc.seed, cap.chunks, cap.link_events, inj.truth, inj.expected_gaps())
+
+
+def write_sim(w: CaptureWriter, sim: SimRun) -> None:
+    for rec in sim.records():
+        w.write(rec.t_host, rec.kind, rec.data)
+
+
+def record_sim(scenario_name: str, out: Path, *, duration_s: float | None, device: str) -> int:
+    """Capture a simulated device on a virtual clock (instant, deterministic, faults included)."""
+    from ingest.files.recording import CaptureWriter
+
+    sim = simulate_scenario(scenario_name, duration_s=duration_s, device=device)
+    source = {"kind": "sim", "scenario": sim.scenario_name, "seed": sim.seed}
+    meta: dict[str, Any] = {"device": device, "source": source, "truth": sim.truth,
+                            "expected_gaps": sim.expected_gaps}  # fmt: skip
+    with CaptureWriter(out, **meta) as w:
+        write_sim(w, sim)
+    print(f"captured {len(sim.chunks)} chunks from scenario {sim.scenario_name!r} to {out}", file=sys.stderr)
+    return 0
+
+
+def decode_source(source: str, *, device: str | None = None) -> Decoded:
+    """A capture file, or a scenario (built-in name or TOML) simulated offline, decoded."""
+    from ingest.files.recording import CaptureReader, decode_records, is_capture
+
+    if is_capture(source):
+        reader = CaptureReader(source)
+        recs = reader.records()
+        if reader.truncated is not None:
+            log.warning("%s: incomplete last record at byte offset %d ignored", source, reader.truncated)
+        return decode_records(
+            recs, device or reader.device or "device", str(reader.header.get("kind") or "neurospasm")
+        )
+    sim = simulate_scenario(source, device=device or "sim-0001")
+    return decode_records(sim.records(), device or "sim-0001")
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def _record_cmd(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.sim:
+        return record_sim(args.sim, out, duration_s=args.duration, device=args.device_id)
+    return asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
+                                   baudrate=args.baudrate, kind=args.kind))  # fmt: skip
+
+
+def _export_cmd(args: argparse.Namespace) -> int:
+    from ingest.files.recording import CaptureError, export_edf
+
+    try:
+        decoded = decode_source(args.source, device=args.device_id)
+        summary = export_edf(decoded, Path(args.out))
+    except CaptureError as exc:
+        print(f"neurospasm export-edf: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out}: {summary['seconds']} s, channels {', '.join(summary['channels'])}; "
+        f"{summary['events']} events and {summary['gaps']} gaps as annotations",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``record`` and ``export-edf`` to the ``neurospasm`` command line."""
+    rec = sub.add_parser("record", help="capture a device's raw byte stream (lossless, replayable)")
+    src = rec.add_mutually_exclusive_group(required=True)
+    src.add_argument("--port", help="serial device path (hardware, or the path `neurospasm sim` printed)")
+    src.add_argument(
+        "--sim", metavar="SCENARIO", help="simulate a scenario offline (instant, faults included)"
+    )
+    rec.add_argument("--out", "-o", required=True, help="capture file to write (.nsc)")
+    rec.add_argument(
+        "--duration", type=float, default=None, help="seconds to record (default: Ctrl-C / scenario)"
+    )
+    rec.add_argument(
+        "--device-id", default="wearable-1", help="device id stored in the capture (replay uses it)"
+    )
+    rec.add_argument("--kind", default="neurospasm", help="device kind (wire protocol) of a --port device")
+    rec.add_argument("--baudrate", type=int, default=921600)
+    rec.set_defaults(handler=_record_cmd)
+
+    exp = sub.add_parser(
+        "export-edf", help="decode a capture (or a scenario) to EDF+ with event/gap annotations"
+    )
+    exp.add_argument("source", help="a capture (.nsc) or a scenario (built-in name or TOML)")
+    exp.add_argument("--out", "-o", required=True, help="EDF+ file to write")
+    exp.add_argument("--device-id", default=None, help="device id for event ids (default: the capture's)")
+    exp.set_defaults(handler=_export_cmd)

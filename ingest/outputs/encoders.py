@@ -1,0 +1,176 @@
+"""Encoders: typed records (``ingest.stream.records``) to MQTT JSON and to line protocol, from numbers.
+
+One function per target, used by everything that publishes or stores: the gateway's router, the
+central worker, ``neurospasm detect``, ``replay --events-out``, the EDF+ export. Both encodings
+are computed from the record's floats; nothing is ever parsed back from the ISO text of a payload.
+
+Byte compatibility (schema v1, docs/schemas/, docs/influx-schema.md): JSON times are ISO-8601
+UTC with milliseconds, truncated as ``datetime.isoformat`` does, and the line-protocol timestamp
+of an event or gap is that same millisecond (``ms_ns``), so a point and its MQTT payload name the
+same instant, exactly as before the encoders moved here.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest.outputs import lineproto
+from ingest.outputs.payloads import iso
+from ingest.stream.records import EventRecord, GapRecord, LiveRecord, OnsetRecord, Record
+
+__all__ = ["event_line", "gap_line", "health_line", "ms_ns", "to_json", "to_line", "topic_leaf"]
+
+#: MQTT topic leaf of each record type (``{prefix}/{site}/{patient}/{device}/{leaf}``).
+_LEAVES: dict[type, str] = {
+    OnsetRecord: "onsets",
+    EventRecord: "events",
+    GapRecord: "gaps",
+    LiveRecord: "live",
+}
+
+
+def topic_leaf(record: Record) -> str:
+    return _LEAVES[type(record)]
+
+
+def _num(x: float | None, nd: int = 3) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), nd)
+
+
+def ms_ns(t: float) -> int:
+    """The nanosecond timestamp of the millisecond ``iso(t)`` shows (truncated, not rounded)."""
+    dt = datetime.fromtimestamp(t, UTC)
+    return int(dt.replace(microsecond=dt.microsecond // 1000 * 1000).timestamp() * 1e9)
+
+
+# -- MQTT JSON ------------------------------------------------------------------------------------
+def onset_json(r: OnsetRecord) -> dict[str, Any]:
+    return {
+        "schema": "neurospasm.onset/1",
+        "id": r.id,
+        "device": r.device,
+        "channel": r.channel,
+        "onset": iso(r.t_onset),
+        "amplitude_uv": _num(r.amplitude_uv, 2),
+        "baseline_uv": _num(r.baseline_uv, 2),
+    }
+
+
+def event_json(r: EventRecord) -> dict[str, Any]:
+    return {
+        "schema": "neurospasm.event/1",
+        "id": r.id,
+        "device": r.device,
+        "type": r.type,
+        "channel": r.channel,
+        "onset": iso(r.t_onset),
+        "offset": iso(r.t_offset),
+        "duration_s": _num(r.duration_s),
+        "peak_uv": _num(r.peak_uv, 2),
+        "mean_uv": _num(r.mean_uv, 2),
+        "baseline_uv": _num(r.baseline_uv, 2),
+        "relative_amplitude": _num(r.relative_amplitude, 2),
+        "frequency_hz": _num(r.frequency_hz, 2),
+        "confidence": _num(r.confidence),
+        "detector": {"version": r.detector_version, "config_hash": r.config_hash},
+    }
+
+
+def gap_json(r: GapRecord) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "schema": "neurospasm.gap/1",
+        "id": r.id,
+        "device": r.device,
+        "domain": r.domain,
+        "cause": r.cause,
+        "start": iso(r.t_start),
+        "end": iso(r.t_end),
+        "duration_s": _num(max(0.0, r.t_end - r.t_start)),
+        "samples_missing": int(r.samples_missing),
+    }
+    if r.channel is not None:
+        p["channel"] = r.channel
+    return p
+
+
+def live_json(r: LiveRecord) -> dict[str, Any]:
+    return {
+        "schema": "neurospasm.live/1",
+        "device": r.device,
+        "t": iso(r.t),
+        "envelope_uv": {label: round(float(v), 2) for label, v in r.envelope_uv.items()},
+    }
+
+
+def to_json(record: Record) -> dict[str, Any]:
+    """The MQTT payload (schema v1) of a record, JSON-ready."""
+    if isinstance(record, EventRecord):
+        return event_json(record)
+    if isinstance(record, GapRecord):
+        return gap_json(record)
+    if isinstance(record, OnsetRecord):
+        return onset_json(record)
+    return live_json(record)
+
+
+# -- line protocol --------------------------------------------------------------------------------
+def event_line(r: EventRecord, patient: str) -> bytes:
+    """One spasm event as a line-protocol point (tags: device, channel, type, patient)."""
+    fields: dict[str, float | int | str | bool | None] = {
+        "id": r.id,
+        "duration_s": _num(r.duration_s),
+        "peak_uv": _num(r.peak_uv, 2),
+        "mean_uv": _num(r.mean_uv, 2),
+        "relative_amplitude": _num(r.relative_amplitude, 2),
+        "confidence": _num(r.confidence),
+        "frequency_hz": _num(r.frequency_hz, 2),
+    }
+    tags = {"device": r.device, "channel": r.channel, "type": r.type, "patient": patient}
+    return lineproto.encode_point(
+        "spasm_event", tags, {k: v for k, v in fields.items() if v is not None}, ms_ns(r.t_onset)
+    )
+
+
+def gap_line(r: GapRecord, patient: str) -> bytes:
+    tags = {"device": r.device, "cause": r.cause, "domain": r.domain, "patient": patient}
+    fields: dict[str, float | int | str | bool] = {"id": r.id, "samples_missing": int(r.samples_missing)}
+    duration = _num(max(0.0, r.t_end - r.t_start))
+    if duration is not None:
+        fields["duration_s"] = duration
+    return lineproto.encode_point("gap", tags, fields, ms_ns(r.t_start))
+
+
+def to_line(record: Record, patient: str) -> bytes:
+    """The stored point of a record; b"" for records that are not stored (onsets, live)."""
+    if isinstance(record, EventRecord):
+        return event_line(record, patient)
+    if isinstance(record, GapRecord):
+        return gap_line(record, patient)
+    return b""  # onsets are live alerts (the completed event is stored), live is for dashboards
+
+
+def health_line(device: str, patient: str, h: dict[str, Any], t: float) -> bytes:
+    """The ``device_health`` point of a status (docs/influx-schema.md)."""
+    fields: dict[str, float | int | str | bool] = {}
+    # All numeric health fields are floats: InfluxDB fixes a field's type per shard, so one type
+    # for all of them keeps a later change (say battery_pct 87 -> 87.5) from being refused.
+    for key in (
+        "battery_pct",
+        "battery_mv",
+        "loss_pct",
+        "timestamp_quality_ms",
+        "clock_drift_ppm",
+        "spool_bytes",
+    ):
+        if isinstance(h.get(key), (int, float)):
+            fields[key] = float(h[key])
+    fields["monitoring"] = bool(h.get("monitoring", False))
+    for label, ok in (h.get("contact") or {}).items():
+        fields[f"contact_{label}"] = bool(ok)
+    return lineproto.encode_point(
+        "device_health", {"device": device, "patient": patient}, fields, int(t * 1e9)
+    )

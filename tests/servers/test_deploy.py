@@ -1,0 +1,22 @@
+"""The gateway image (compose: tests/test_compose.py; units: tests/test_deploy_systemd.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dockerfile_installs_the_package_and_drops_root() -> None:
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "pip install" in text and "\nUSER neurospasm" in text
+    for pkg in ("ingest", "detectors", "firmware_sim"):
+        assert f"COPY {pkg} {pkg}" in text
+
+
+def test_image_uid_is_the_one_the_operator_gives_the_secrets_to() -> None:
+    """Compose secrets from files keep the host's owner: the docs chown them to the image's fixed uid."""
+    uid = re.search(r"useradd [^\n]*--uid (\d+)", (ROOT / "deploy" / "Dockerfile").read_text())
+    assert uid, "deploy/Dockerfile: give the service user a fixed --uid"
+    assert f"sudo chown {uid.group(1)} " in (ROOT / "docs" / "operations.md").read_text()

@@ -1,0 +1,159 @@
+"""``neurospasm detect``: the streaming detector over files (EDF+/BDF+, CSV, BioSPPy text)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mne
+import numpy as np
+import pyedflib
+import pytest
+from support.harness import shared_data
+
+from firmware_sim.scenario import builtin_scenario
+from firmware_sim.signals import synthesize
+from ingest.commands.offline import annotate_edf
+from ingest.files.readers import RecordingError, SignalFile, read_recording
+
+BIOSPPY = shared_data("biosppy")
+START = datetime(2026, 11, 24, 22, 15, 0, tzinfo=UTC)
+
+
+def detect(*args: str) -> tuple[int, list[dict[str, object]], str]:
+    p = subprocess.run([sys.executable, "-m", "ingest", "detect", *args], capture_output=True, text=True)
+    events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    return p.returncode, events, p.stderr
+
+
+def onset_s(e: dict[str, object], start: datetime) -> float:
+    return datetime.fromisoformat(str(e["onset"]).replace("Z", "+00:00")).timestamp() - start.timestamp()
+
+
+def test_real_biosppy_recording_finds_the_visible_bursts_and_nothing_else() -> None:
+    path = BIOSPPY / "emg_1.txt"
+    rc, events, err = detect(str(path))
+    assert rc == 0, err
+    onsets = [onset_s(e, datetime.fromtimestamp(0, UTC)) for e in events]
+    # The README of the data names bursts near 1.5 s, 16 s (about 1.5 s long), 25.5 s and 26.5 s.
+    for expected in (1.5, 15.5, 25.5, 26.5):
+        assert any(abs(o - expected) < 0.7 for o in onsets), (expected, onsets)
+    assert len(events) == 4, onsets
+    long_one = next(e for e in events if abs(onset_s(e, datetime.fromtimestamp(0, UTC)) - 15.5) < 0.7)
+    assert long_one["type"] == "phasic" and 1.0 < float(long_one["duration_s"]) < 2.0  # type: ignore[arg-type]
+    assert "BITalino" in err and "4 events" in err
+
+
+def scenario_file(tmp_path: Path, name: str = "e2e_short") -> tuple[Path, list[dict[str, object]]]:
+    rec = synthesize(builtin_scenario(name))
+    sf = SignalFile(
+        tmp_path / "in.edf",
+        rec.emg_uv.astype(np.float64) / 1000.0,
+        float(rec.emg_rate_hz),  # mV on disk
+        list(rec.channel_labels),
+        rec.acc_g.astype(np.float64),
+        float(rec.acc_rate_hz),
+        START,
+    )
+    path = tmp_path / "in.edf"
+    signals = [np.ascontiguousarray(sf.emg_uv[:, i]) for i in range(sf.emg_uv.shape[1])]
+    headers = [
+        {
+            "label": lab,
+            "dimension": "mV",
+            "sample_frequency": sf.emg_rate_hz,
+            "physical_min": -7.0,
+            "physical_max": 7.0,
+            "digital_min": -32768,
+            "digital_max": 32767,
+            "transducer": "",
+            "prefilter": "",
+        }
+        for lab in sf.channel_labels
+    ]
+    for i, axis in enumerate("XYZ"):
+        signals.append(np.ascontiguousarray(rec.acc_g[:, i], dtype=np.float64) * 9.80665)
+        headers.append(
+            {
+                "label": f"ACC {axis}",
+                "dimension": "m/s^2",
+                "sample_frequency": sf.acc_rate_hz,
+                "physical_min": -80.0,
+                "physical_max": 80.0,
+                "digital_min": -32768,
+                "digital_max": 32767,
+                "transducer": "",
+                "prefilter": "",
+            }
+        )
+    w = pyedflib.EdfWriter(str(path), len(signals), file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders(headers)
+    w.setStartdatetime(START.replace(tzinfo=None))
+    w.writeSamples(signals)
+    w.close()
+    return path, rec.labels
+
+
+def test_edf_units_are_honoured_and_events_match_the_labels(tmp_path: Path) -> None:
+    path, labels = scenario_file(tmp_path)
+    sf = read_recording(path)
+    assert sf.channel_labels == ["EMG L quad", "EMG R quad"]
+    assert 1.0 < float(np.median(np.abs(sf.emg_uv))) < 10.0  # read as microvolts, not millivolts
+    assert sf.acc_g is not None and abs(float(np.median(np.linalg.norm(sf.acc_g, axis=1))) - 1.0) < 0.1
+    out = tmp_path / "annotated.edf"
+    rc, events, err = detect(str(path), "--annotate", str(out))
+    assert rc == 0, err
+    assert len(events) == len(labels) == 3
+    for e, lab in zip(events, sorted(labels, key=lambda x: float(x["onset_s"])), strict=True):  # type: ignore[arg-type]
+        assert abs(onset_s(e, START) - float(lab["onset_s"])) < 0.1  # type: ignore[arg-type]
+        assert e["channel"] == lab["channel"] and e["type"] == lab["type"]
+    raw = mne.io.read_raw_edf(out, verbose="error")  # an independent reader
+    spasms = [a for a in raw.annotations if str(a["description"]).startswith("spasm")]
+    assert len(spasms) == 3
+    assert raw.ch_names[:2] == ["EMG L quad", "EMG R quad"]
+
+
+def test_csv_layout_with_start_time(tmp_path: Path) -> None:
+    rec = synthesize(builtin_scenario("e2e_short"))
+    path = tmp_path / "rec.csv"
+    t = np.arange(len(rec.emg_uv)) / rec.emg_rate_hz
+    with path.open("w") as fh:
+        fh.write(f"# start: {START.isoformat()}\n")
+        fh.write("time_s,EMG L quad [uV],EMG R quad [mV]\n")
+        np.savetxt(
+            fh, np.column_stack([t, rec.emg_uv[:, 0], rec.emg_uv[:, 1] / 1000.0]), delimiter=",", fmt="%.6f"
+        )
+    rc, events, err = detect(str(path))
+    assert rc == 0, err
+    assert len(events) == 3
+    assert str(events[0]["onset"]).startswith("2026-11-24T22:15:0")
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        ("hello", "x.dat", "unknown format"),
+        ("t,EMG\n0,1\n", "bad.csv", "the first column must be time_s"),
+        ("time_s,EMG a [furlong]\n0,1\n0.001,2\n", "units.csv", "EMG unit 'furlong'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, content: str, name: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(RecordingError, match=message):
+        read_recording(path)
+    rc, events, err = detect(str(path))
+    assert rc == 2 and events == [] and str(path) in err and message in err
+
+
+def test_annotate_keeps_signal_units(tmp_path: Path) -> None:
+    sf = SignalFile(
+        tmp_path / "x", np.random.default_rng(0).normal(0, 5, (2000, 1)), 1000.0, ["EMG a"], None, None, START
+    )
+    annotate_edf(sf, [], tmp_path / "o.edf")
+    back = read_recording(tmp_path / "o.edf")
+    assert np.allclose(back.emg_uv[:, 0], sf.emg_uv[:, 0], atol=0.01)
+    assert back.start == START

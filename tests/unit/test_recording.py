@@ -1,0 +1,172 @@
+"""Captures (lossless, crash-tolerant) and the EDF+ export, read back by MNE and pyedflib."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mne
+import numpy as np
+import pyedflib
+import pytest
+
+from firmware_sim.device import SignalSource
+from firmware_sim.scenario import builtin_scenario
+from firmware_sim.signals import synthesize
+from ingest.commands.cli import main as cli_main
+from ingest.commands.record import decode_source, record_sim, simulate_scenario, write_sim
+from ingest.files.recording import DATA, DOWN, UP, CaptureError, CaptureReader, CaptureWriter, export_edf
+
+
+def test_capture_round_trip_keeps_bytes_times_and_link_events(tmp_path: Path) -> None:
+    p = tmp_path / "c.nsc"
+    payloads = [bytes([i % 256]) * (i + 1) for i in range(50)] + [b"\x00" * 300]
+    with CaptureWriter(p, device="w-1", note="test") as w:
+        w.link(1_700_000_000.0, up=True)
+        for i, data in enumerate(payloads):
+            w.data(1_700_000_000.123456789 + i * 0.01, data)
+        w.link(1_700_000_001.0, up=False)
+    r = CaptureReader(p)
+    assert r.header["format"] == "neurospasm.capture/1" and r.device == "w-1" and r.header["note"] == "test"
+    recs = r.records()
+    assert [x.kind for x in recs] == [UP] + [DATA] * len(payloads) + [DOWN]
+    assert [x.data for x in recs if x.kind == DATA] == payloads
+    # Host times survive to the nanosecond (well below anything the clock model resolves).
+    assert abs(recs[1].t_host - 1_700_000_000.123456789) < 1e-6
+    assert r.truncated is None
+
+
+def test_truncated_capture_reads_up_to_the_last_complete_record(tmp_path: Path) -> None:
+    p = tmp_path / "c.nsc"
+    with CaptureWriter(p, device="w") as w:
+        for i in range(10):
+            w.data(float(i), b"abc" * (i + 1))
+    raw = p.read_bytes()
+    p.write_bytes(raw[:-5])  # the writer died inside the last record
+    r = CaptureReader(p)
+    recs = r.records()
+    assert len(recs) == 9 and recs[-1].data == b"abc" * 9
+    assert r.truncated == recs[-1].offset + 13 + len(recs[-1].data)
+
+
+def test_malformed_captures_name_the_file_and_offset(tmp_path: Path) -> None:
+    p = tmp_path / "bad.nsc"
+    p.write_bytes(b"NOTACAPTURE" + b"\x00" * 20)
+    with pytest.raises(
+        CaptureError, match=r"bad\.nsc: not a neurospasm capture \(bad magic at byte offset 0\)"
+    ):
+        CaptureReader(p)
+    with CaptureWriter(p, device="w") as w:
+        w.data(1.0, b"x")
+    raw = bytearray(p.read_bytes())
+    kind_at = len(raw) - 1 - 5  # record = u64 time, u8 kind, u32 length, 1 byte of data
+    raw[kind_at] = 9
+    p.write_bytes(bytes(raw))
+    with pytest.raises(CaptureError, match=f"unknown record kind 9 at byte offset {kind_at}"):
+        CaptureReader(p).records()
+
+
+def test_record_sim_command_writes_a_capture_with_the_truth(tmp_path: Path) -> None:
+    out = tmp_path / "lossy.nsc"
+    assert cli_main(["record", "--sim", "faults_lossy", "--out", str(out), "--device-id", "w-9"]) == 0
+    r = CaptureReader(out)
+    assert r.device == "w-9" and r.header["source"] == {
+        "kind": "sim",
+        "scenario": "faults_lossy",
+        "seed": 601,
+    }
+    kinds = [x.kind for x in r]
+    assert kinds.count(DOWN) == 2 and kinds.count(UP) == 2  # the scenario's two disconnects
+    decoded = decode_source(str(out))
+    # The gateway's session over the capture reports exactly the gaps the simulator recorded.
+    got = sorted((g["domain"], g["cause"], g["samples_missing"]) for g in decoded.gaps)
+    want = sorted((g["domain"], g["cause"], g["samples_missing"]) for g in r.header["expected_gaps"])
+    assert got == want and len(got) > 10
+    assert decoded.decode_errors.get("crc", 0) == sum(1 for t in r.header["truth"] if t["kind"] == "corrupt")
+
+
+@pytest.fixture(scope="module")
+def clean_edf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("edf")
+    cap = tmp / "e2e.nsc"
+    sim = simulate_scenario("e2e_short", device="w-1", t0_host=1_700_000_000.0)
+    with CaptureWriter(cap, device="w-1") as w:
+        write_sim(w, sim)
+    edf = tmp / "e2e.edf"
+    assert cli_main(["export-edf", str(cap), "--out", str(edf)]) == 0
+    return cap, edf
+
+
+def test_edf_export_is_readable_by_mne_with_names_units_and_annotations(clean_edf: tuple[Path, Path]) -> None:
+    cap, edf = clean_edf
+    raw = mne.io.read_raw_edf(edf, preload=True, verbose="error")
+    assert raw.ch_names == ["EMG L quad", "EMG R quad", "ACC X", "ACC Y", "ACC Z"]
+    assert raw.info["sfreq"] == 1000.0
+    assert raw._orig_units["EMG L quad"] == "µV" and raw._orig_units["EMG R quad"] == "µV"
+    assert raw.info["meas_date"].timestamp() == 1_700_000_000.0
+    decoded = decode_source(str(cap))
+    assert len(decoded.events) == 3  # e2e_short: three phasic spasms
+    texts = list(raw.annotations.description)
+    assert sorted(t for t in texts if t.startswith("phasic")) == sorted(
+        f"phasic {e['channel']}" for e in decoded.events
+    )
+    onsets = sorted(o for o, t in zip(raw.annotations.onset, texts, strict=True) if t.startswith("phasic"))
+    truth = sorted(e["onset_s"] for e in synthesize(builtin_scenario("e2e_short")).labels)
+    # Detected onsets within 150 ms of the scripted ones (the stream started ~0 s into the file).
+    assert np.allclose(onsets, truth, atol=0.15), (onsets, truth)
+    # EMG in MNE (volts) is the device's ADC codes times its scale, to a tenth of one ADC step
+    # (MNE's own gain/offset arithmetic), after a short no-data stretch at the start of the file.
+    rec = synthesize(builtin_scenario("e2e_short"))
+    scale = SignalSource.from_recording(rec).emg_scale_uv
+    want = np.clip(np.rint(rec.emg_uv / scale), -32768, 32767)[:5000] * scale * 1e-6
+    emg_v = raw.get_data(picks=[0, 1]).T
+    shifts = [k for k in range(200) if np.allclose(emg_v[k : k + 5000], want, atol=scale * 1e-7, rtol=0)]
+    assert len(shifts) == 1, shifts
+
+
+def test_edf_export_accelerometer_in_g_at_its_own_rate_via_pyedflib(clean_edf: tuple[Path, Path]) -> None:
+    _, edf = clean_edf
+    rec = synthesize(builtin_scenario("e2e_short"))
+    with pyedflib.EdfReader(str(edf)) as f:
+        assert [f.getSampleFrequency(i) for i in range(5)] == [1000, 1000, 50, 50, 50]
+        assert [f.getPhysicalDimension(i) for i in range(5)] == ["uV", "uV", "g", "g", "g"]
+        acc = np.stack([f.readSignal(i) for i in (2, 3, 4)], axis=1)
+        _, _, texts = f.readAnnotations()
+    g = SignalSource.from_recording(rec).acc_scale_g
+    codes = np.clip(np.rint(rec.acc_g / g), -32768, 32767) * g
+    # Physical limits are rounded to EDF's 8 characters: a few parts per million of full scale.
+    shifts = [k for k in range(20) if np.allclose(acc[k : k + 300], codes[:300], atol=g / 2, rtol=0)]
+    assert len(shifts) == 1, shifts
+    assert sum(t.startswith("phasic") for t in texts) == 3
+
+
+def test_edf_export_annotates_gaps_of_a_faulty_recording(tmp_path: Path) -> None:
+    cap = tmp_path / "lossy.nsc"
+    record_sim("faults_lossy", cap, duration_s=None, device="w-2")
+    decoded = decode_source(str(cap))
+    out = tmp_path / "lossy.edf"
+    summary = export_edf(decoded, out)
+    raw = mne.io.read_raw_edf(out, verbose="error")
+    gap_texts = [t for t in raw.annotations.description if t.startswith("gap ")]
+    assert len(gap_texts) == len(decoded.gaps) == summary["gaps"]
+    assert sum(t.startswith("gap disconnect") for t in gap_texts) == sum(
+        g["cause"] == "disconnect" for g in decoded.gaps
+    )
+    assert raw.n_times / raw.info["sfreq"] == pytest.approx(summary["seconds"])
+
+
+def test_export_edf_from_a_scenario_name(tmp_path: Path) -> None:
+    out = tmp_path / "reboot.edf"
+    assert cli_main(["export-edf", "faults_reboot", "--out", str(out)]) == 0
+    raw = mne.io.read_raw_edf(out, verbose="error")
+    assert raw.ch_names[:2] == ["EMG L quad", "EMG R quad"] and raw.info["sfreq"] == 2000.0
+    assert sum(t.startswith("gap reboot") for t in raw.annotations.description) == 4  # 2 reboots x EMG, ACC
+
+
+def test_export_of_a_file_without_data_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cap = tmp_path / "empty.nsc"
+    with CaptureWriter(cap, device="w"):
+        pass
+    assert cli_main(["export-edf", str(cap), "--out", str(tmp_path / "x.edf")]) == 2
+    assert "nothing to export" in capsys.readouterr().err
