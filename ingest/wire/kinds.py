@@ -6,6 +6,7 @@ Add a vendor decoder by writing ``ingest/wire/<vendor>.py`` (it calls
 
 from __future__ import annotations
 
+from ingest.wire import myo, polar  # noqa: F401  (register the BLE wearables' decoders)
 from ingest.wire.base import DECODERS, decoder_for, device_kinds
 
 __all__ = ["DECODERS", "decoder_for", "device_kinds"]
