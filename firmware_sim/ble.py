@@ -135,7 +135,7 @@ class VirtualPeripheral:
             to a ``VirtualBle`` (power-on).
         address: Bluetooth address (what ``find_device_by_address`` matches, case-insensitive).
         name: advertised local name.
-        service_uuids: advertised service UUIDs (the wearable's service by default).
+        service_uuids: advertised service UUIDs (default: the device's GATT services).
         rssi: received signal strength reported in advertisements, dBm.
         speed: device seconds per host second; >1 runs a scenario faster than real time (tests).
         drift_ppm: crystal error of the device clock against the host, as in the pty server.
@@ -150,7 +150,7 @@ class VirtualPeripheral:
         *,
         address: str,
         name: str = "",
-        service_uuids: tuple[str, ...] = (BLE_SERVICE_UUID,),
+        service_uuids: tuple[str, ...] | None = None,
         rssi: int = -60,
         speed: float = 1.0,
         drift_ppm: float = 0.0,
@@ -162,7 +162,11 @@ class VirtualPeripheral:
             raise ValueError(f"peripheral {address}: speed must be positive, got {speed}")
         self.device = device
         self.address = address.upper()
-        self.name = name
+        self.name = name or str(getattr(getattr(device, "personality", None), "advertised_name", "") or "")
+        #: The GATT table: the device personality's (``firmware_sim.personalities``) or our own.
+        self.gatt = GattLayout.for_device(device)
+        if service_uuids is None:
+            service_uuids = self.gatt.advertised
         self.service_uuids = tuple(u.lower() for u in service_uuids)
         self.rssi = rssi
         self.speed = speed
@@ -212,13 +216,19 @@ class VirtualPeripheral:
 
     def _pump(self) -> None:
         """Advance the device to now and put what it produced on the air (or lose it)."""
-        frames = self.device.frames_until(self.device_time())
-        if not frames:
+        t = self.device_time()
+        notify = getattr(self.device, "notifications_until", None)
+        if notify is not None:  # a simulator personality: per-characteristic notifications
+            items: list[tuple[str, bytes]] = notify(t)
+        else:
+            items = [(BLE_DATA_CHAR_UUID, wire) for wire in self.device.frames_until(t)]
+        if not items:
             return
         link = self._link
-        callback = link._subscribed(DATA_CHAR_HANDLE) if link is not None else None
         limit = self.mtu - 3
-        for wire in frames:
+        for uuid, wire in items:
+            handle = self.gatt.handle_of(uuid) if uuid else self.gatt.data_handle
+            callback = link._subscribed(handle) if link is not None else None
             if len(wire) > limit:
                 self.stats.oversize_dropped += 1
             elif callback is None:
@@ -296,11 +306,16 @@ class VirtualPeripheral:
         link._link_lost(notify=cause != "central")
 
     def _write(self, handle: int, data: bytes) -> None:
-        if handle != CMD_CHAR_HANDLE:
+        char = self.gatt.chars.get(handle)
+        if char is None or not {"write", "write-without-response"} & set(char.properties):
             raise BleakError(f"virtual peripheral {self.address}: handle 0x{handle:04x} is not writable")
         self._pump()  # the command takes effect at the device's present time
         self.stats.writes += 1
-        self.device.handle_bytes(data)
+        write = getattr(self.device, "handle_write", None)
+        if write is not None:
+            write(data, char.uuid)
+        else:
+            self.device.handle_bytes(data)
 
     # -- fault hooks -------------------------------------------------------------------------
     def disconnect(self, *, unavailable_for_s: float = 0.0) -> None:
@@ -525,15 +540,19 @@ class SimBleakClient(BaseBleakClient):
     async def read_gatt_char(
         self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
-        self._require()
-        raise BleakError(f"characteristic {characteristic.uuid} of {self.address} is not readable")
+        p = self._require()
+        char = p.gatt.chars.get(characteristic.handle)
+        if char is None or "read" not in char.properties:
+            raise BleakError(f"characteristic {characteristic.uuid} of {self.address} is not readable")
+        return bytearray(char.value)
 
     async def read_gatt_descriptor(
         self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
-        self._require()
-        if descriptor.handle == DATA_CCCD_HANDLE:
-            return bytearray(b"\x01\x00" if DATA_CHAR_HANDLE in self._notify else b"\x00\x00")
+        p = self._require()
+        char_handle = p.gatt.cccds.get(descriptor.handle)
+        if char_handle is not None:
+            return bytearray(b"\x01\x00" if char_handle in self._notify else b"\x00\x00")
         raise BleakError(f"descriptor 0x{descriptor.handle:04x} of {self.address} is not readable")
 
     async def write_gatt_char(
@@ -560,7 +579,7 @@ class SimBleakClient(BaseBleakClient):
         p = self._require()
         if "notify" not in characteristic.properties:
             raise BleakError(f"characteristic {characteristic.uuid} of {self.address} does not notify")
-        if characteristic.handle == DATA_CHAR_HANDLE:
+        if characteristic.handle == p.gatt.data_handle:
             p._subscribed_again()  # before registering: what is ready now was lost to the outage
         self._notify[characteristic.handle] = callback
 
@@ -570,19 +589,82 @@ class SimBleakClient(BaseBleakClient):
 
 
 def _gatt_table(p: VirtualPeripheral) -> BleakGATTServiceCollection:
-    """Service discovery result: the wearable's one service and its two characteristics."""
+    """Service discovery result: the device's services, characteristics and their CCCDs."""
     services = BleakGATTServiceCollection()
-    service = BleakGATTService(None, SERVICE_HANDLE, BLE_SERVICE_UUID)
-    services.add_service(service)
 
     def max_wwr() -> int:
         return p.mtu - 3
 
-    data = BleakGATTCharacteristic(None, DATA_CHAR_HANDLE, BLE_DATA_CHAR_UUID, ["notify"], max_wwr, service)
-    cmd = BleakGATTCharacteristic(
-        None, CMD_CHAR_HANDLE, BLE_CMD_CHAR_UUID, ["write", "write-without-response"], max_wwr, service
-    )
-    services.add_characteristic(data)
-    services.add_characteristic(cmd)
-    services.add_descriptor(BleakGATTDescriptor(None, DATA_CCCD_HANDLE, CCCD_UUID, data))
+    for svc_handle, svc_uuid, chars in p.gatt.services:
+        service = BleakGATTService(None, svc_handle, svc_uuid)
+        services.add_service(service)
+        for handle in chars:
+            c = p.gatt.chars[handle]
+            props: list[Any] = list(c.properties)  # bleak's Literal names; checked by the personality
+            char = BleakGATTCharacteristic(None, handle, c.uuid, props, max_wwr, service)
+            services.add_characteristic(char)
+            for cccd, owner in p.gatt.cccds.items():
+                if owner == handle:
+                    services.add_descriptor(BleakGATTDescriptor(None, cccd, CCCD_UUID, char))
     return services
+
+
+@dataclass(frozen=True, slots=True)
+class _Char:
+    uuid: str
+    properties: tuple[str, ...]
+    value: bytes = b""
+
+
+class GattLayout:
+    """ATT handles of a simulated GATT table, laid out as a firmware's table would be.
+
+    Each service takes a handle; each characteristic the next (its value handle) and, when it
+    notifies, a CCCD two handles on. Our own wearable's table keeps its historical handles
+    (service 0x0010, data 0x0011 with CCCD 0x0013, commands 0x0014). ``data_handle`` is the first
+    notify characteristic: subscribing to it is what ends an outage (``LinkOutage``).
+    """
+
+    def __init__(self, services: list[tuple[str, list[_Char]]]) -> None:
+        self.services: list[tuple[int, str, list[int]]] = []
+        self.chars: dict[int, _Char] = {}
+        self.cccds: dict[int, int] = {}
+        self._by_uuid: dict[str, int] = {}
+        h = SERVICE_HANDLE
+        for svc_uuid, chars in services:
+            svc_handle = h
+            handles: list[int] = []
+            for c in chars:
+                h += 1
+                self.chars[h] = c
+                self._by_uuid.setdefault(c.uuid.lower(), h)
+                handles.append(h)
+                if "notify" in c.properties:
+                    self.cccds[h + 2] = h
+                    h += 2
+            self.services.append((svc_handle, svc_uuid, handles))
+            h += 1
+        notify = [hd for hd, c in self.chars.items() if "notify" in c.properties]
+        self.data_handle = notify[0] if notify else -1
+        self.advertised = tuple(uuid for _, uuid, _ in self.services[:1])
+
+    def handle_of(self, uuid: str) -> int:
+        return self._by_uuid.get(uuid.lower(), -1)
+
+    @classmethod
+    def for_device(cls, device: SimDevice) -> GattLayout:
+        personality = getattr(device, "personality", None)
+        gatt = getattr(personality, "gatt", ()) if personality is not None else ()
+        if gatt:
+            layout = cls([
+                (s.uuid, [_Char(c.uuid, tuple(c.properties), bytes(c.value)) for c in s.characteristics])
+                for s in gatt
+            ])  # fmt: skip
+            advertised = tuple(getattr(personality, "advertised_uuids", ()) or ())
+            if advertised:
+                layout.advertised = advertised
+            return layout
+        return cls([(BLE_SERVICE_UUID, [
+            _Char(BLE_DATA_CHAR_UUID, ("notify",)),
+            _Char(BLE_CMD_CHAR_UUID, ("write", "write-without-response")),
+        ])])  # fmt: skip

@@ -44,6 +44,20 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
     """The options of ``neurospasm sim`` (shared with ``python -m firmware_sim.cli``)."""
     sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
     sim.add_argument(
+        "--device",
+        default="neurospasm",
+        metavar="KIND",
+        help="protocol the simulated device speaks: neurospasm (ours, default) or a vendor's "
+        "personality (cyton, shimmer, bitalino, ...; see firmware_sim/personalities)",
+    )
+    sim.add_argument(
+        "--device-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a personality option (e.g. daisy=1 for cyton); repeatable",
+    )
+    sim.add_argument(
         "--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)"
     )
     sim.add_argument("--loop", action="store_true", help="repeat the scenario forever")
@@ -108,9 +122,56 @@ def device_ids(first: str, n: int) -> list[str]:
     return [f"{head}{int(num) + i:0{len(num)}d}" for i in range(n)]
 
 
+def device_options(pairs: Sequence[str]) -> dict[str, str]:
+    """``["daisy=1"]`` -> ``{"daisy": "1"}``; a malformed pair is a one-line error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"neurospasm sim: --device-option {pair!r} is not KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def make_sim_device(args: argparse.Namespace, source: SignalSource, dev_id: str, seed: int) -> SimDevice:
+    """Our own wearable, or a vendor personality (``--device``), with the command line's options."""
+    from firmware_sim.personalities import UnknownPersonality, make_device
+
+    kind = getattr(args, "device", "neurospasm") or "neurospasm"
+    try:
+        return make_device(
+            kind,
+            source,
+            device_id=dev_id,
+            autostart=args.autostart,
+            seed=seed,
+            options=device_options(getattr(args, "device_option", []) or []),
+        )
+    except UnknownPersonality as exc:
+        raise SystemExit(f"neurospasm sim: {exc}") from None
+
+
 def _write_text(path: str, text: str) -> None:
     """Small files for scripts (paths, labels, truth): written before or after the event loop's work."""
     Path(path).write_text(text, encoding="utf-8")
+
+
+def _describe_rates(device: SimDevice, recording: object) -> str:
+    p = getattr(device, "personality", None)
+    if p is not None:
+        return f"{p.n_channels} EMG channels at {p.emg_rate_hz:g} Hz"
+    return (
+        f"{len(recording.channel_labels)} EMG channels at "  # type: ignore[attr-defined]
+        f"{recording.emg_rate_hz} Hz"  # type: ignore[attr-defined]
+    )
+
+
+def _device_rates(device: SimDevice) -> dict[str, float]:
+    """The rates a personality really samples at (its counters count those), for the injector."""
+    p = getattr(device, "personality", None)
+    if p is None:
+        return {}
+    return {"emg_rate_hz": p.emg_rate_hz, "acc_rate_hz": p.acc_rate_hz}
 
 
 async def serve_serial(args: argparse.Namespace) -> int:
@@ -138,8 +199,11 @@ async def serve_serial(args: argparse.Namespace) -> int:
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(link_dir.cleanup)
         for i, dev_id in enumerate(device_ids(args.device_id, n_devices)):
-            device = SimDevice(source, device_id=dev_id, autostart=args.autostart, seed=scenario.seed + i)
-            injector = FaultInjector.from_scenario(scenario, recording, seed_offset=i) if faulty else None
+            device = make_sim_device(args, source, dev_id, scenario.seed + i)
+            rates = _device_rates(device)
+            injector = (
+                FaultInjector.from_scenario(scenario, recording, seed_offset=i, **rates) if faulty else None
+            )
             link = (
                 Path(link_dir.name) / f"ttySIM{i}"
                 if injector is not None and injector.needs_link_control
@@ -154,8 +218,9 @@ async def serve_serial(args: argparse.Namespace) -> int:
         if args.path_file:
             _write_text(args.path_file, "".join(p + "\n" for p in paths))
         print(
-            f"{n_devices} simulated wearable(s) {servers[0].device.device_id}..: scenario {scenario.name!r}, "
-            f"{len(recording.channel_labels)} EMG channels at {recording.emg_rate_hz} Hz, "
+            f"{n_devices} simulated {getattr(args, 'device', 'neurospasm')} wearable(s) "
+            f"{servers[0].device.device_id}..: scenario {scenario.name!r}, "
+            f"{_describe_rates(servers[0].device, recording)}, "
             f"faults {'on' if faulty else 'off'}; waiting for the gateway's START (Ctrl-C to stop)",
             file=sys.stderr,
             flush=True,

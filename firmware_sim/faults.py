@@ -150,9 +150,19 @@ class FaultInjector:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def from_scenario(
-        cls, scenario: Scenario, recording: object | None = None, *, seed_offset: int = 0
+        cls,
+        scenario: Scenario,
+        recording: object | None = None,
+        *,
+        seed_offset: int = 0,
+        emg_rate_hz: float | None = None,
+        acc_rate_hz: float | None = None,
     ) -> FaultInjector:
-        """The scenario's faults; ``seed_offset`` gives each of several simulated devices its own."""
+        """The scenario's faults; ``seed_offset`` gives each of several simulated devices its own.
+
+        ``emg_rate_hz`` / ``acc_rate_hz``: the rates the device really samples at, when a simulator
+        personality resamples the scenario to a vendor's rate (its counters count those samples).
+        """
         f = scenario.faults
         seed = (f.seed if f.seed is not None else scenario.seed) + seed_offset
         rng = np.random.default_rng([seed, 0xFA017, 1])
@@ -171,7 +181,8 @@ class FaultInjector:
                 if spans:
                     lead_off[i] = [(float(a), float(b)) for a, b in spans]
         return cls(
-            faults=f, seed=seed, emg_rate_hz=scenario.emg_rate_hz, acc_rate_hz=scenario.acc_rate_hz,
+            faults=f, seed=seed, emg_rate_hz=emg_rate_hz or scenario.emg_rate_hz,
+            acc_rate_hz=scenario.acc_rate_hz if acc_rate_hz is None else acc_rate_hz,
             duration_s=scenario.duration_s, n_channels=scenario.n_channels, lead_off=lead_off,
             random_bursts=bursts,
         )  # fmt: skip
@@ -258,6 +269,13 @@ class FaultInjector:
             self._open_link["t_device_up_s"] = round(t_device, 6)
             self._open_link["t_host_up"] = t_host if t_host is not None else t_device
             self._open_link = None
+
+    def link_described(self) -> None:
+        """A vendor link started streaming: its decoder scales from the first packet (no INFO frame).
+
+        Called by ``firmware_sim.personalities.PersonalityDevice`` on every START.
+        """
+        self._has_info = True
 
     def flush(self) -> list[bytes]:
         """Release a frame held back for reordering (before the link goes down, or at the end)."""
