@@ -84,6 +84,7 @@ class _DomainModel:
     last_t_host: float | None = None  # host time when that sample was complete
     link_dropped: bool = False  # the link went down since the last delivered frame
     reboot_from: tuple[int, float] | None = None  # (old end, old last time) awaiting the new boot
+    reboot_cause: str = "reboot"  # what the gateway will call that gap
 
 
 def _frame_kind(frame: Frame) -> str:
@@ -259,8 +260,23 @@ class FaultInjector:
             for d in self._dom.values():
                 if d.end is not None and d.last_t_host is not None:
                     d.reboot_from = (d.end, d.last_t_host)
+                    d.reboot_cause = "reboot"
                 d.end = None
                 d.last_t_host = None
+
+    def counters_restarted(self) -> None:
+        """A vendor device restarted its sample counter (streaming was started again).
+
+        For the gap model this is a reboot: the samples in between are known only from time. The
+        gateway calls it a disconnect when the link had dropped, a reboot otherwise.
+        """
+        self.boot += 1
+        for d in self._dom.values():
+            if d.end is not None and d.last_t_host is not None:
+                d.reboot_from = (d.end, d.last_t_host)
+                d.reboot_cause = "disconnect" if d.link_dropped else "reboot"
+            d.end = None
+            d.last_t_host = None
 
     def link_up_now(self, t_device: float, t_host: float | None = None) -> None:
         """The host listens again (it sent a command on the re-created link)."""
@@ -365,7 +381,8 @@ class FaultInjector:
             if d.reboot_from is not None:
                 old_end, old_t = d.reboot_from
                 self._gaps.append({
-                    "domain": kind, "cause": "reboot", "start_counter": old_end, "samples_missing": None,
+                    "domain": kind, "cause": d.reboot_cause, "start_counter": old_end,
+                    "samples_missing": None,
                     "t_host_start": old_t, "t_host_end": max(old_t, t_first), "boot": self.boot,
                 })  # fmt: skip
                 d.reboot_from = None

@@ -75,7 +75,9 @@ class DeviceSection(_Model):
             raise ValueError("a serial device needs 'port' or both 'usb_vid' and 'usb_pid'")
         if self.transport == "ble" and not (self.address or self.name or self.service_uuid):
             raise ValueError("a BLE device needs 'address', 'name' or 'service_uuid'")
-        return self
+        from ingest.wire.kinds import check_device_settings  # per-kind links, baud rate, defaults
+
+        return check_device_settings(self)
 
 
 class TlsSection(_Model):

@@ -130,6 +130,9 @@ class Personality:
     advertised_name: ClassVar[str] = ""
     #: Service UUIDs in the advertisement (default: the first service of ``gatt``).
     advertised_uuids: ClassVar[tuple[str, ...]] = ()
+    #: The vendor device restarts its sample counter whenever streaming starts (Cyton 'b',
+    #: BITalino's start). False: the counter runs from power-on (Shimmer's RTC timestamp).
+    restarts_counter_on_start: ClassVar[bool] = True
     #: Options a personality accepts from the command line (``--device-option key=value``).
     options_help: ClassVar[dict[str, str]] = {}
 
@@ -269,6 +272,7 @@ class PersonalityDevice(SimDevice):
         self._acc_vendor = np.zeros((0, 3), dtype=np.int64)
         self._replies: list[tuple[str, bytes]] = []
         self._personality_ready = False
+        self._started_once = False
         self.personality: Personality = personality_class(self.kind)(self, **self.options)
         self._personality_ready = True
         self._resample()
@@ -281,7 +285,7 @@ class PersonalityDevice(SimDevice):
         p = self.personality
         src: SignalSource = self.source
         emg = _resample(np.asarray(src.emg_uv, dtype=np.float64), src.emg_rate_hz, p.emg_rate_hz)
-        emg = _fit_channels(emg, p.n_channels)
+        emg = _fit_channels(emg, p.n_channels, self.seed)
         lo, hi = p.emg_code_range
         self._emg_vendor = np.clip(np.rint(emg / p.emg_lsb_uv), lo, hi).astype(np.int64)
         if p.acc_rate_hz > 0 and len(src.acc_g):
@@ -319,15 +323,20 @@ class PersonalityDevice(SimDevice):
             self._replies.append((r.reply_char_uuid, r.reply))
         if r.stop:
             self.streaming = False
-        if r.start and not self.streaming:
-            self._start(self._t_now)
-            self._described()
+        if r.start:
+            restart = self.personality.restarts_counter_on_start
+            if restart or not self.streaming:
+                if restart and self._started_once:
+                    self._emg_n = 0
+                    self._notify_injector("counters_restarted")
+                self._start(self._t_now)
+                self._started_once = True
+                self._notify_injector("link_described")
 
-    def _described(self) -> None:
-        inj = self.frame_filter
-        describe = getattr(inj, "link_described", None)
-        if describe is not None:
-            describe()
+    def _notify_injector(self, what: str) -> None:
+        hook = getattr(self.frame_filter, what, None)
+        if hook is not None:
+            hook()
 
     def reboot(self, t: float) -> None:
         self.personality.on_reboot()
@@ -375,19 +384,23 @@ def _resample(x: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
     return np.asarray(sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0))
 
 
-def _fit_channels(emg: np.ndarray, n: int) -> np.ndarray:
-    """The scenario's channels on the vendor's first inputs; the vendor's spare inputs repeat them.
+def _fit_channels(emg: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """The scenario's channels on the vendor's first inputs; its spare inputs are quiet muscle.
 
-    A vendor device samples all its inputs; an unconnected one reads whatever the front end does.
-    Repeating the scenario's channels keeps every input physiological (the detector sees no flat
-    or railed channel), and the labels stay true because each spare copies a labelled channel.
+    A vendor device samples all its inputs. A spare input is modelled as an electrode pair on a
+    relaxed muscle: white noise of ``SPARE_RMS_UV`` (the front end's noise plus resting skin),
+    never a copy of a labelled channel (that would double every spasm) and never flat (a real
+    input is not).
     """
-    if emg.shape[1] == n:
-        return emg
-    if emg.shape[1] > n:
+    if emg.shape[1] >= n:
         return emg[:, :n]
-    idx = np.arange(n) % emg.shape[1]
-    return emg[:, idx]
+    rng = np.random.default_rng([seed, 0x5BA4E])
+    spare = rng.normal(0.0, SPARE_RMS_UV, size=(emg.shape[0], n - emg.shape[1]))
+    return np.concatenate([emg, spare], axis=1)
+
+
+#: Noise on the inputs a scenario leaves unconnected, uV rms.
+SPARE_RMS_UV = 2.0
 
 
 def make_device(kind: str, source: SignalSource, **kwargs: Any) -> SimDevice:

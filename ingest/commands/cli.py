@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "ingest.files.recording",
     "ingest.commands.replay",
     "ingest.commands.worker",
+    "ingest.commands.devices",
 )
 
 

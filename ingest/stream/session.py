@@ -109,7 +109,7 @@ class DeviceSession:
         self.status: StatusFrame | None = None
         self.quality: dict[str, str] = {}
         self._open_quality: dict[str, tuple[int, float, str]] = {}
-        self._reboot_open: dict[str, tuple[int, float]] = {}
+        self._reboot_open: dict[str, tuple[int, float, GapCause]] = {}
         self._env: EnvelopeDecimator | None = None
         self._env_buf: list[np.ndarray] = []
         self._env_segs: list[tuple[int, float, float]] = []
@@ -192,8 +192,11 @@ class DeviceSession:
             self._handle(self.detector.finish())
         # The samples lost around a reboot cannot be counted (the counter restarted): the gap is
         # recorded in time, from the last sample of the old boot to the first of the new one.
+        # A vendor link restarts its counter on every connection (InfoFrame.per_connection): the
+        # restart after a dropped link is a disconnect, measured in time like a reboot.
+        per_conn = self.info is not None and self.info.per_connection
         self._reboot_open = {
-            n: (d.expected or 0, d.last_t_end)
+            n: (d.expected or 0, d.last_t_end, "disconnect" if per_conn and d.disconnected else cause)
             for n, d in (("emg", self.emg), ("acc", self.acc))
             if d is not None and d.last_t_end is not None
         }
@@ -262,11 +265,11 @@ class DeviceSession:
             if reboot is not None:
                 # The counter restarted, so the samples lost around a reboot can only be estimated
                 # from time: from the last sample of the old boot to the first of the new one.
-                old_counter, t_last = reboot
+                old_counter, t_last, reboot_cause = reboot
                 dom.clock.observe(full + n, t_host)
                 t_first = max(t_last, float(dom.clock.to_utc(full)))
                 estimate = round((t_first - t_last) * dom.rate_hz)
-                self._gap(name, "reboot", old_counter, estimate, t_last, t_first)
+                self._gap(name, reboot_cause, old_counter, estimate, t_last, t_first)
         elif full > dom.expected:
             missing = full - dom.expected
             cause: GapCause = "disconnect" if dom.disconnected else "lost_frames"

@@ -124,6 +124,10 @@ class InfoFrame:
     firmware: str
     channel_labels: tuple[str, ...]
     acc_axes: int = 3
+    #: Not on the wire (vendor decoders set it): ``boot_id`` names one *connection*, because the
+    #: vendor device restarts its sample counter whenever streaming is (re)started. A new
+    #: ``boot_id`` after a dropped link is then a disconnect whose size is known only from time.
+    per_connection: bool = field(default=False, compare=False)
 
     @property
     def n_channels(self) -> int:
