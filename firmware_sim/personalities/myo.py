@@ -61,6 +61,8 @@ class MyoPersonality(Personality):
     advertised_name: ClassVar[str] = "Myo"
     advertised_uuids: ClassVar[tuple[str, ...]] = (CONTROL_SERVICE,)
     # EMG service first: its first characteristic is what ends an outage in ``VirtualPeripheral``.
+    #: Streaming restarts nothing: the armband has no counter; its sample clock runs from power-on.
+    restarts_counter_on_start: ClassVar[bool] = False
     gatt: ClassVar[tuple[GattService, ...]] = (
         GattService(EMG_SERVICE, tuple(GattCharacteristic(u, ("notify",)) for u in EMG_CHARS)),
         GattService(CONTROL_SERVICE, (

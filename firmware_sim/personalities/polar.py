@@ -72,6 +72,8 @@ class PolarH10Personality(Personality):
     advertised_uuids: ClassVar[tuple[str, ...]] = (HEART_RATE_SERVICE,)
     options_help: ClassVar[dict[str, str]] = {"compressed": "1: send delta-compressed frames (type 0x81)"}
     # PMD first: its first notify characteristic (the control point) is what ends an outage.
+    #: Streaming restarts nothing: the strap time-stamps with its clock, which runs from power-on.
+    restarts_counter_on_start: ClassVar[bool] = False
     gatt: ClassVar[tuple[GattService, ...]] = (
         GattService(PMD_SERVICE, (
             GattCharacteristic(PMD_CP, ("read", "write", "notify")),

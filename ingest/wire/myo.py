@@ -34,9 +34,9 @@ was lost. Limits, stated in docs/devices-ble.md:
 - the IMU has one characteristic and no counter: its counter is anchored to the EMG stream (one
   IMU sample per 4 EMG samples); an IMU sample later than its EMG-anchored slot by 2 or more IMU
   samples is counted as lost;
-- a new connection restarts the counters: each connection is announced as a new ``boot_id``, and
-  the session records the outage from its clock (cause "reboot": the samples lost cannot be
-  counted, only timed).
+- a new connection restarts the counters: each connection is announced as a new ``boot_id``
+  (``InfoFrame.per_connection``), and the session records the outage from its clock (cause
+  "disconnect", samples estimated from time: they cannot be counted).
 
 EMG scale. Thalmic publishes no microvolt calibration of the int8 values. ``EMG_SCALE_UV`` is a
 nominal 10 uV per count (full scale +-1.28 mV, the order of a strong forearm contraction's sEMG),
@@ -140,6 +140,7 @@ class MyoDecoder:
             device_id="myo",
             firmware="myohw-1.x",
             channel_labels=CHANNEL_LABELS,
+            per_connection=True,  # no device counter: each connection counts from 0 again
         )
 
     def _error(self, reason: str, detail: str, offset: int) -> None:
