@@ -182,3 +182,45 @@ async def test_ble_personality_exposes_its_gatt_table(source: SignalSource) -> N
     assert got[0] == b"TOY"
     counters, _ = _parse(b"".join(got[1:]))
     assert len(counters) >= 100 and list(counters[:10]) == list(range(10))
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"), [("cyton", {}), ("cyton", {"daisy": "1"}), ("shimmer", {}), ("bitalino", {})]
+)
+def test_vendor_personality_through_its_decoder(
+    source: SignalSource, kind: str, options: dict[str, str]
+) -> None:
+    """Each vendor personality, read by its decoder with every 7th packet group lost: the counter
+    holes are exactly the lost samples and the microvolts are the recording's (resampled)."""
+    from ingest.wire.kinds import decoder_for
+    from ingest.wire.protocol import EmgFrame, InfoFrame
+
+    dev = make_device(kind, source, options=options)
+    assert isinstance(dev, PersonalityDevice)
+    groups = {"n": 0}
+
+    def lose_every_7th(frame: object, wire: bytes) -> list[bytes]:
+        groups["n"] += 1
+        return [] if groups["n"] % 7 == 0 else [wire]
+
+    dec = decoder_for(kind)
+    for cmd in dec.start_commands():
+        dev.handle_bytes(cmd.data)
+    dev.frame_filter = lose_every_7th
+    frames = []
+    for t in np.arange(0.0, 3.0, 0.01):
+        for chunk in dev.frames_until(float(t)):
+            frames += dec.feed(chunk)
+    info = next(f for f in frames if isinstance(f, InfoFrame))
+    p = dev.personality
+    assert info.emg_rate_hz == round(p.emg_rate_hz) and info.n_channels == p.n_channels
+    emg = [f for f in frames if isinstance(f, EmgFrame)]
+    counters = np.concatenate([f.counter + np.arange(len(f.samples)) for f in emg])
+    got = set(counters.tolist())
+    block = p.block_samples
+    lost = {k for g in range(groups["n"]) if (g + 1) % 7 == 0 for k in range(g * block, (g + 1) * block)}
+    assert got.isdisjoint(lost) and got | lost >= set(range(int(counters.max()) + 1))
+    uv = np.concatenate([np.asarray(f.samples, dtype=float) for f in emg]) * info.emg_scale_uv
+    want = dev._emg_vendor[counters, :2] * p.emg_lsb_uv  # the personality's own quantised signal
+    assert np.allclose(uv[:, :2], want, atol=p.emg_lsb_uv * 1.01)
+    assert dec.stats.errors == {} or set(dec.stats.errors) <= {"calibration"}

@@ -34,7 +34,7 @@ from ingest.wire.bitalino import BitalinoDecoder, crc4, decode_frames, frame_siz
 from ingest.wire.cyton import ACC_SCALE_G, CytonDecoder, channel_settings, emg_scale_uv
 from ingest.wire.kinds import decoder_for, device_kinds
 from ingest.wire.protocol import AccFrame, EmgFrame, Frame, InfoFrame
-from ingest.wire.shimmer import ShimmerDecoder, exg_gain, parse_packet
+from ingest.wire.shimmer import ShimmerDecoder, TriaxialCalibration, exg_gain, parse_packet
 
 
 def _emg(frames: list[Frame]) -> tuple[np.ndarray, np.ndarray]:
@@ -291,11 +291,12 @@ ECG_CAL_MV = [
 ]  # fmt: skip
 
 
-def _shimmer_setup(ids: list[int], divider: int, regs: bytes = ECG_REGS) -> bytes:
-    """What a Shimmer answers to the decoder's start commands (acks, registers, inquiry)."""
+def _shimmer_setup(ids: list[int], divider: int, regs: bytes = ECG_REGS, cal: bytes = bytes(84)) -> bytes:
+    """What a Shimmer answers to the decoder's start commands (acks, registers, calibration,
+    inquiry); ``cal`` is the 84-byte calibration block (blank: the decoder uses defaults)."""
     inquiry = b"\x02" + struct.pack("<HIBB", divider, 0, len(ids), 1) + bytes(ids)
     regs_resp = b"\xff\x62" + bytes([len(regs)]) + regs
-    return b"\xff\xff\xff" + regs_resp + regs_resp + b"\xff" + inquiry + b"\xff"
+    return b"\xff\xff\xff" + regs_resp + regs_resp + b"\xff\x2d" + cal + b"\xff" + inquiry + b"\xff"
 
 
 def test_shimmer_real_recording_matches_consensys_export() -> None:
@@ -315,6 +316,51 @@ def test_shimmer_real_recording_matches_consensys_export() -> None:
     counts = uv / (2.42 / (2**23 - 1) / 4 * 1e6)
     assert np.allclose(counts, np.array(ECG_UNCAL, dtype=float), atol=1e-6)
     assert np.allclose(uv[:6] / 1000.0, np.array(ECG_CAL_MV), rtol=1e-12)
+    assert dec.stats.errors == {"calibration": 1}  # blank calibration here: said, defaults used
+
+
+#: triaxcal_sample.bin (pyshimmer test/reader/resources): the LN accelerometer's stored
+#: calibration (header 0x8B, 21 bytes) and the first six records (timestamp, LN accel x y z,
+#: battery, gyro, WR accel, magnetometer: 29 bytes each) from byte 0x100, with Consensys' export.
+TRIAX_CAL_LN = bytes.fromhex("07fd081707f100530053005300640064000202ff9c")
+TRIAX_RECORDS = bytes.fromhex(
+    "58498fa107850770071e0b800080001f8028ff0c03dcf9a1015f017ffe184b8f500759075b09170b800080002623e4fe5405ec0096"
+    "0154018dfed84c8f6c06dc08800b1d0bb124a3632653f0f8f4fd54127b01370198fe984e8fdf05020baf0c0c0b13b7f4710ef8e0f5"
+    "d8f3c019760134019cfe58508f96058c0bd40b0a0b4a4126eaf4d744f46ced94196a01360199fe18528f07062d0b310a0b0b552a3d"
+    "f0e574a4f588eed00d710140018bfe"
+)
+TRIAX_IDS = [0x00, 0x01, 0x02, 0x03, 0x0A, 0x0B, 0x0C, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09]
+#: triaxcal_calibrated.csv.gz, Accel_LN_X/Y/Z_CAL (m/s^2), first six rows
+TRIAX_LN_CAL = [
+    (-1.7896263181474399, -1.108433734939759, 1.5295086784563283),
+    (-2.2014639927161666, -2.0843373493975905, -4.384631689492878),
+    (2.5910093793807776, -4.83132530120482, -10.875770173858168),
+    (9.287509092748444, -6.530120481927711, -14.37545463742214),
+    (10.896569083210087, -7.409638554216868, -11.695924040022543),
+    (9.651797112480308, -6.048192771084338, -6.686241166184129),
+]
+
+
+def test_shimmer_accelerometer_calibration_matches_consensys() -> None:
+    records = [TRIAX_RECORDS[i : i + 29] for i in range(0, len(TRIAX_RECORDS), 29)]
+    parsed = [parse_packet(b"\x00" + r, TRIAX_IDS) for r in records]
+    assert parsed[0][1][0x00] == 1953 and parsed[0][1][0x01] == 1925 and parsed[0][1][0x02] == 1904
+    codes = np.array([[v[0x00], v[0x01], v[0x02]] for _, v in parsed])
+    cal = TriaxialCalibration.from_bytes(TRIAX_CAL_LN)
+    assert cal.offset == (2045.0, 2071.0, 2033.0)
+    assert np.allclose(cal.apply(codes), np.array(TRIAX_LN_CAL), rtol=1e-12)
+    # The decoder applies the calibration it reads at connection: the same bytes over Bluetooth,
+    # with the recording's accelerometer codes in ExG packets.
+    ids = [0x00, 0x01, 0x02, 0x1D, 0x1E, 0x1F]
+    packets = b"".join(
+        b"\x00" + (i * 64).to_bytes(3, "little") + struct.pack("<3H", *c) + b"\x80" + bytes(6)
+        for i, c in enumerate(codes)
+    )
+    dec = ShimmerDecoder()
+    frames = dec.feed(_shimmer_setup(ids, 64, cal=TRIAX_CAL_LN + bytes(63)) + packets)
+    info = _info(frames)
+    acc = np.concatenate([f.samples for f in frames if isinstance(f, AccFrame)]) * info.acc_scale_g
+    assert np.allclose(acc * 9.80665, np.array(TRIAX_LN_CAL), rtol=1e-12)
     assert dec.stats.errors == {}
 
 
@@ -338,7 +384,7 @@ def test_shimmer_commands() -> None:
     assert cmds[0] == b"\x20" and cmds[-1] == b"\x07"
     assert b"\x05\x40\x00" in cmds  # 32768 / 512 = 64, little-endian
     assert b"\x08\x90\x00\x00" in cmds  # low-noise accelerometer + ExG chip 1 (24 bit)
-    assert b"\x63\x00\x00\x0a" in cmds and b"\x01" in cmds
+    assert b"\x63\x00\x00\x0a" in cmds and b"\x01" in cmds and b"\x2c" in cmds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +393,7 @@ def test_shimmer_commands() -> None:
 DOCUMENTED = {
     "cyton": {"sync", "duplicate"},
     "bitalino": {"sync", "crc", "duplicate"},
-    "shimmer": {"sync", "duplicate", "inquiry", "no-exg"},
+    "shimmer": {"sync", "duplicate", "inquiry", "no-exg", "calibration"},
 }
 PROP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -370,7 +416,7 @@ def _valid_stream(kind: str, n: int, start: int) -> tuple[bytes, list[int]]:
             + (((start + i) * 64) & 0xFFFFFF).to_bytes(3, "little")
             + b"\x80"
             + v.to_bytes(3, "big")
-            + ZERO
+            + (((start + i) * 2654435761) & 0x7FFFFF).to_bytes(3, "big")  # channel 2: anything
             for i, v in enumerate(values)
         )
     return data, values
@@ -399,7 +445,9 @@ def test_random_bytes_only_counted_errors_then_resync(
     prefix = (
         _shimmer_setup([0x1D, 0x1E, 0x1F], 64) + _valid_stream(kind, 2, 0)[0] if kind == "shimmer" else b""
     )
-    valid, values = _valid_stream(kind, 12, data.draw(st.integers(0, 5000)))
+    # (a Shimmer's clock only runs forward within a connection: the packets after the garbage
+    # continue the prefix's timestamps)
+    valid, values = _valid_stream(kind, 12, 2 + data.draw(st.integers(0, 5000)))
     stream = prefix + garbage + valid
     for i in range(0, len(stream), cut):
         out = dec.feed(stream[i : i + cut])  # never raises

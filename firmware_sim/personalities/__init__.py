@@ -186,20 +186,28 @@ class Personality:
         self.device._resample()
 
     # -- samples (vendor ADC codes) ----------------------------------------------------------
+    # ``first`` is always the device's sample *counter*; the signal position behind it is
+    # ``signal_index(first)``: a device that restarts its counter keeps sampling the same world.
+    def signal_index(self, counter: int) -> int:
+        """Recording sample (vendor rate, since power-on) that counter value ``counter`` samples."""
+        return counter + self.device._sig_base
+
     def emg_counts(self, first: int, n: int) -> np.ndarray:
-        """EMG codes of samples first..first+n-1, shape (n, n_channels), int64."""
-        return self.device._take(self.device._emg_vendor, first, n)
+        """EMG codes of samples first..first+n-1 (counter values), shape (n, n_channels), int64."""
+        return self.device._take(self.device._emg_vendor, self.signal_index(first), n)
 
     def acc_counts(self, first: int, n: int) -> np.ndarray:
-        """Accelerometer codes of accelerometer samples first..first+n-1, shape (n, 3), int64."""
+        """Accelerometer codes of accelerometer samples first..first+n-1 (absolute indices, as
+        ``acc_span`` returns them), shape (n, 3), int64."""
         return self.device._take(self.device._acc_vendor, first, n)
 
     def acc_span(self, first: int, n: int) -> tuple[int, int]:
-        """Accelerometer sample indices [a, b) whose time falls within EMG samples first..first+n-1."""
+        """Accelerometer sample indices [a, b) within EMG counter values first..first+n-1."""
         if self.acc_rate_hz <= 0:
             return 0, 0
         ratio = self.acc_rate_hz / self.emg_rate_hz
-        return int(np.ceil(first * ratio - 1e-9)), int(np.ceil((first + n) * ratio - 1e-9))
+        k = self.signal_index(first)
+        return int(np.ceil(k * ratio - 1e-9)), int(np.ceil((k + n) * ratio - 1e-9))
 
     # -- the protocol (subclasses) -----------------------------------------------------------
     def packets(self, first: int, n: int) -> list[Packet]:
@@ -273,6 +281,7 @@ class PersonalityDevice(SimDevice):
         self._replies: list[tuple[str, bytes]] = []
         self._personality_ready = False
         self._started_once = False
+        self._sig_base = 0
         self.personality: Personality = personality_class(self.kind)(self, **self.options)
         self._personality_ready = True
         self._resample()
@@ -294,10 +303,8 @@ class PersonalityDevice(SimDevice):
             self._acc_vendor = np.clip(np.rint(acc / p.acc_lsb_g + p.acc_offset), lo, hi).astype(np.int64)
         else:
             self._acc_vendor = np.zeros((0, 3), dtype=np.int64)
-        # Keep the device clock where it is: a reconfigured device restarts its block timing now.
-        if hasattr(self, "_t_start") and self.streaming:
-            self._emg_n = 0
-            self._t_start = self._t_now
+        # The sample counter is left alone: vendors reconfigure while idle (the host stops the
+        # stream first), and a counter that jumped here would make every later gap wrong.
 
     def _take(self, codes: np.ndarray, first: int, n: int) -> np.ndarray:
         total = len(codes)
@@ -327,6 +334,8 @@ class PersonalityDevice(SimDevice):
             restart = self.personality.restarts_counter_on_start
             if restart or not self.streaming:
                 if restart and self._started_once:
+                    # The counter restarts; the world does not: counter 0 samples "now".
+                    self._sig_base = round(self._t_now * self.personality.emg_rate_hz)
                     self._emg_n = 0
                     self._notify_injector("counters_restarted")
                 self._start(self._t_now)
@@ -339,6 +348,8 @@ class PersonalityDevice(SimDevice):
             hook()
 
     def reboot(self, t: float) -> None:
+        self._sig_base = 0  # a power cycle restarts the scenario, as SimDevice.reboot does
+        self._started_once = False
         self.personality.on_reboot()
         SimDevice.reboot(self, t)
         self._resample()
@@ -354,7 +365,12 @@ class PersonalityDevice(SimDevice):
         p = self.personality
         due = int((t - self._t_start) * p.emg_rate_hz + 1e-9)
         block = p.block_samples
+        inj = self.frame_filter
         while self._emg_n + block <= due:
+            if inj is not None and hasattr(inj, "now"):
+                # Judge the group at the device time its last sample was made, not at the paced
+                # loop's tick: a stalled loop must not stretch a scripted loss burst.
+                inj.now = self._t_start + (self._emg_n + block) / p.emg_rate_hz
             for pkt in p.packets(self._emg_n, block):
                 sent = self.frame_filter(pkt.frame, pkt.data) if self.frame_filter else [pkt.data]
                 for chunk in sent:

@@ -121,8 +121,9 @@ class CytonPersonality(Personality):
                 r = rows[i * halves + h]
                 r[1] = (2 * k + 1 + h) & 0xFF if self.daisy else k & 0xFF
                 r[2:26] = _int24_bytes(emg[i : i + 1, 8 * h : 8 * h + 8])[0]
-            j = k // per_acc
-            if k % per_acc == 0 and a0 <= j < a1:
+            sig = self.signal_index(k)
+            j = sig // per_acc
+            if sig % per_acc == 0 and a0 <= j < a1:
                 v = acc[j - a0].astype(np.int64) & 0xFFFF
                 rows[i * halves, 26:32] = np.stack([(v >> 8) & 0xFF, v & 0xFF], axis=-1).reshape(-1)
         return [Packet(self.emg_frame(first, emg), "", rows.tobytes())]

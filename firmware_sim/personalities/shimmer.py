@@ -20,10 +20,13 @@ from ingest.wire.shimmer import (
     ACC_LN_OFFSET,
     ACC_LN_SENSITIVITY,
     ACK,
+    ALL_CALIBRATION_RESPONSE,
+    CALIBRATION_BYTES,
     CLOCK_HZ,
     EXG_REGS_RESPONSE,
     EXG_VREF,
     G0,
+    GET_ALL_CALIBRATION,
     GET_EXG_REGS,
     INQUIRY_COMMAND,
     INQUIRY_RESPONSE,
@@ -39,6 +42,11 @@ from ingest.wire.shimmer import (
 #: ADS1292R registers 0x00-0x09 of Shimmer's EMG configuration (CH1SET / CH2SET gain 12).
 EMG_REGS_CHIP1 = bytes([0x02, 0xA0, 0x10, 0x69, 0x60, 0x20, 0x00, 0x00, 0x02, 0x03])
 EMG_REGS_CHIP2 = bytes([0x02, 0xA0, 0x10, 0xE1, 0xE1, 0x00, 0x00, 0x00, 0x02, 0x01])
+#: Stored kinematic calibrations (0x2D): the LN accelerometer's as the simulator quantises it
+#: (offset 2047, 83 LSB per m/s^2, axes aligned), the others blank.
+CALIBRATION = (struct.pack(">3h3h9b", 2047, 2047, 2047, 83, 83, 83, 100, 0, 0, 0, 100, 0, 0, 0, 100)).ljust(
+    CALIBRATION_BYTES, b"\x00"
+)
 #: Arguments after each command byte.
 _ARGS = {SET_SAMPLING_RATE: 2, SET_SENSORS: 3, GET_EXG_REGS: 3}
 #: Packets per fault-injection unit (16 ms at 1024 Hz).
@@ -108,6 +116,8 @@ class ShimmerPersonality(Personality):
                 chip, start, length = args
                 regs = (EMG_REGS_CHIP1 if chip == 0 else EMG_REGS_CHIP2)[start : start + length]
                 r.reply += bytes([EXG_REGS_RESPONSE, len(regs)]) + regs
+            elif op == GET_ALL_CALIBRATION:
+                r.reply += bytes([ALL_CALIBRATION_RESPONSE]) + CALIBRATION
             elif op == INQUIRY_COMMAND:
                 ids = self._channel_ids()
                 r.reply += bytes([INQUIRY_RESPONSE]) + struct.pack("<HIBB", self.divider, 0, len(ids), 1)

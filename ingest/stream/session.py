@@ -76,6 +76,10 @@ class DomainState:
     last_t_end: float | None = None
     disconnected: bool = False  # the link dropped since the last frame: the next hole is a disconnect
     pending: list[tuple[int, int, Any, float]] = field(default_factory=list)  # reorder heap
+    #: Added to the wire counter: a vendor link's counter restarts with every connection
+    #: (``InfoFrame.per_connection``) and is re-based to continue this stream (``_rebase``).
+    offset: int = 0
+    rebase: bool = False  # the next frame starts a new connection's counter
 
 
 @dataclass(slots=True)
@@ -110,6 +114,7 @@ class DeviceSession:
         self.quality: dict[str, str] = {}
         self._open_quality: dict[str, tuple[int, float, str]] = {}
         self._reboot_open: dict[str, tuple[int, float, GapCause]] = {}
+        self._connection_id: int | None = None
         self._env: EnvelopeDecimator | None = None
         self._env_buf: list[np.ndarray] = []
         self._env_segs: list[tuple[int, float, float]] = []
@@ -137,6 +142,8 @@ class DeviceSession:
         return self.info is None
 
     def _on_info(self, info: InfoFrame, t_host: float) -> None:
+        if self._same_device_new_connection(info):
+            return
         if self.info is not None and info.boot_id == self.boot_id:
             if (info.channel_labels, info.emg_rate_hz, info.acc_rate_hz) == (
                 self.info.channel_labels,
@@ -150,6 +157,7 @@ class DeviceSession:
             self._close_streams(t_host, cause="reboot")
         self.info = info
         self.boot_id = info.boot_id
+        self._connection_id = info.boot_id
         if info.n_channels == 0 and info.acc_rate_hz:
             # An accelerometer-only device (Polar H10): no EMG stream; the accelerometer has its
             # own clock model, and the detector runs only its accelerometer (tremor) path.
@@ -181,6 +189,44 @@ class DeviceSession:
             info.acc_rate_hz,
             info.firmware,
         )
+
+    def _same_device_new_connection(self, info: InfoFrame) -> bool:
+        """A vendor link reconnected (new ``boot_id``, same configuration): continue the streams.
+
+        Such a device restarts its sample counter whenever streaming starts, so the samples lost
+        while the link was down are known only from time. Rather than a new boot (a fresh detector
+        that must learn its baseline again, a fresh clock), the new connection's counter is
+        re-based onto the old one at its first frame (``_rebase``): one disconnect gap measured
+        in time, and the detector, clock and event ids carry on.
+        """
+        old = self.info
+        if old is None or not (old.per_connection and info.per_connection):
+            return False
+        if info.boot_id == self._connection_id:
+            return True  # a repeat within the connection
+
+        def config(i: InfoFrame) -> tuple[object, ...]:
+            return (i.channel_labels, i.emg_rate_hz, i.acc_rate_hz, i.emg_scale_uv, i.acc_scale_g)
+
+        same = config(info) == config(old)
+        if not same:
+            return False  # reconfigured: a new stream (closed as a reboot)
+        self._connection_id = info.boot_id
+        for dom in (self.emg, self.acc):
+            if dom is not None:
+                self._drain("emg" if dom is self.emg else "acc", dom, force=True)
+                dom.rebase = dom.expected is not None
+        return True
+
+    def _rebase(self, dom: DomainState, frame: EmgFrame | AccFrame, t_host: float) -> None:
+        """Place a new connection's first frame on the old counter by the clock (see above)."""
+        assert dom.expected is not None
+        n = len(frame.samples)
+        # The clock maps a counter to the host time its block completes: where would ours be now?
+        elapsed = t_host - float(dom.clock.to_utc(dom.expected))
+        first = dom.expected + max(0, round(elapsed * dom.rate_hz) - n)
+        dom.offset = first - int(frame.counter)
+        dom.rebase = False
 
     def _close_streams(self, t_host: float, cause: GapCause) -> None:
         """End of a boot: flush the detector and record the gap up to the next data."""
@@ -224,10 +270,13 @@ class DeviceSession:
         hole declared a gap. An in-order stream passes straight through, without delay.
         """
         n = len(frame.samples)
+        if dom.rebase:
+            self._rebase(dom, frame, t_host)
+        counter = int(frame.counter) + dom.offset
         if dom.expected is None:
-            self._process(name, dom, frame.counter, frame, t_host)
+            self._process(name, dom, counter, frame, t_host)
             return
-        full = _unwrap(frame.counter, dom.expected)
+        full = _unwrap(counter & 0xFFFFFFFF, dom.expected)
         if full + n <= dom.expected or any(p[0] == full for p in dom.pending):
             dom.duplicates += 1
             return

@@ -12,6 +12,7 @@ The host speaks in one-byte commands, each acknowledged by ``0xFF``:
 * ``0x08 <3 bytes>`` enabled sensors bitmap (byte 0: 0x80 low-noise accelerometer, 0x10 ExG
   chip 1 at 24 bit, 0x08 ExG chip 2 at 24 bit);
 * ``0x63 <chip> <offset> <length>`` read ExG registers, answered ``0x62 <length> <registers>``;
+* ``0x2C`` read all kinematic calibrations, answered ``0x2D`` and 84 bytes;
 * ``0x01`` inquiry, answered ``0x02 <u16 divider> <u32 config> <u8 n> <u8 buffer> <n channel ids>``.
 
 A data packet is ``0x00``, a 3-byte little-endian timestamp (ticks of the 32768 Hz real-time
@@ -21,8 +22,9 @@ axes are 2 bytes little-endian (12-bit codes); the ExG chip's status is 1 byte, 
 
 * ExG: V = counts x 2.42 / (2^23 - 1) / gain, the gain per channel from the chip's CHnSET
   register bits 6..4 (0: 6, 1: 1, 2: 2, 3: 3, 4: 4, 5: 8, 6: 12), read at every connection.
-* Low-noise accelerometer, Shimmer3 default calibration: (code - 2047) / 83 in m/s^2, / g0 in g
-  (the device's own calibration and axis alignment are not read: documented in docs/devices.md).
+* Low-noise accelerometer: the device's own calibration, read at every connection with
+  ``0x2C`` (answered ``0x2D`` + 84 bytes, the accelerometer's 21 first): c = (K R)^-1 (u - b)
+  in m/s^2, / g0 in g; Shimmer3's defaults (b = 2047, K = 83 LSB per m/s^2, R = I) if blank.
 
 Counter: the timestamp advances by exactly the divider per sample, so the sample counter is the
 unwrapped timestamp / divider and lost packets are exact holes (the 24-bit clock wraps every
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import random
 import struct
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -48,6 +51,7 @@ __all__ = [
     "EXG_GAINS",
     "EXG_VREF",
     "ShimmerDecoder",
+    "TriaxialCalibration",
     "exg_gain",
     "parse_packet",
 ]
@@ -63,6 +67,10 @@ STOP_STREAMING = 0x20
 GET_EXG_REGS = 0x63
 EXG_REGS_RESPONSE = 0x62
 INSTREAM_RESPONSE = 0x8A
+GET_ALL_CALIBRATION = 0x2C
+ALL_CALIBRATION_RESPONSE = 0x2D
+#: Calibration blocks of 21 bytes in the 0x2D response: LN accelerometer, gyro, magnetometer, WR accel.
+CALIBRATION_BYTES = 84
 ACK = 0xFF
 SENSOR_ACCEL_LN = 0x80
 SENSOR_EXG1_24 = 0x10
@@ -87,8 +95,50 @@ EXG_24 = {0x1E: (0, 0), 0x1F: (0, 1), 0x21: (1, 0), 0x22: (1, 1)}  # id -> (chip
 ACC_LN = (0x00, 0x01, 0x02)
 DEFAULT_RATE_HZ = 1024
 DEFAULT_GAIN = 12  # Shimmer's EMG configuration; replaced by the registers read at connection
+#: In-stream responses (after 0x8A) and their total length: status, battery.
+INSTREAM_SIZES = {0x71: 3, 0x94: 5}
+#: Longest hole (in sample periods) between two packets that still counts as the same stream;
+#: further apart, the timestamps must be confirmed by the next packet first (resynchronisation).
+MAX_STEP_PERIODS = 4096
 #: Most bytes an inquiry response or register read may span before it is given up.
 MAX_RESPONSE = 2 + 8 + 255
+
+
+@dataclass(frozen=True, slots=True)
+class TriaxialCalibration:
+    """A Shimmer kinematic sensor's calibration: c = (K R)^-1 (u - b), in the sensor's unit.
+
+    Stored on the device as 21 bytes (response 0x2D, and the SD-log header): offsets b (3 x int16
+    BE), sensitivities K (3 x int16 BE), alignment matrix R (9 x int8, x 1/100). For the low-noise
+    accelerometer the unit is m/s^2.
+    """
+
+    offset: tuple[float, float, float] = (ACC_LN_OFFSET, ACC_LN_OFFSET, ACC_LN_OFFSET)
+    sensitivity: tuple[float, float, float] = (ACC_LN_SENSITIVITY, ACC_LN_SENSITIVITY, ACC_LN_SENSITIVITY)
+    alignment: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TriaxialCalibration:
+        if len(raw) < 21:
+            raise ValueError(f"a triaxial calibration is 21 bytes, got {len(raw)}")
+        vals = struct.unpack(">3h3h9b", raw[:21])
+        return cls(
+            tuple(float(v) for v in vals[0:3]),  # type: ignore[arg-type]
+            tuple(float(v) for v in vals[3:6]),  # type: ignore[arg-type]
+            tuple(v / 100.0 for v in vals[6:15]),
+        )
+
+    @property
+    def usable(self) -> bool:
+        """An unprogrammed calibration (zeros, or 0xFF bytes) cannot be inverted."""
+        m = np.diag(self.sensitivity) @ np.array(self.alignment).reshape(3, 3)
+        return bool(abs(np.linalg.det(m)) > 1e-9)
+
+    def apply(self, codes: np.ndarray) -> np.ndarray:
+        """(n, 3) raw codes -> (n, 3) calibrated values."""
+        m = np.diag(self.sensitivity) @ np.array(self.alignment).reshape(3, 3)
+        u = np.asarray(codes, dtype=np.float64) - np.array(self.offset)
+        return np.linalg.solve(m, u.T).T
 
 
 def parse_packet(packet: bytes, channel_ids: list[int]) -> tuple[int, dict[int, int]]:
@@ -135,6 +185,8 @@ class ShimmerDecoder:
         self._channels: list[int] | None = None  # from the inquiry response
         self._packet_size = 0
         self._gains: dict[tuple[int, int], int] = {}
+        #: Low-noise accelerometer calibration: the device's own (read at connection) or defaults.
+        self.acc_calibration = TriaxialCalibration()
         self._regs_seen = 0
         self._info: InfoFrame | None = None
         self._boot_id = random.getrandbits(32)
@@ -152,6 +204,7 @@ class ShimmerDecoder:
             DeviceWrite(bytes([SET_SENSORS, sensors, 0, 0])),
             DeviceWrite(bytes([GET_EXG_REGS, 0, 0, 10])),
             DeviceWrite(bytes([GET_EXG_REGS, 1, 0, 10])),
+            DeviceWrite(bytes([GET_ALL_CALIBRATION])),
             DeviceWrite(bytes([INQUIRY_COMMAND])),
             DeviceWrite(bytes([START_STREAMING])),
         ]
@@ -192,8 +245,10 @@ class ShimmerDecoder:
                 used = self._try_inquiry(pos)  # responses follow their ACK, and come before data
             elif b == EXG_REGS_RESPONSE and after_ack and not self.stats.frames:
                 used = self._try_regs(pos)
+            elif b == ALL_CALIBRATION_RESPONSE and after_ack and not self.stats.frames:
+                used = self._try_calibration(pos)
             elif b == INSTREAM_RESPONSE and self.stats.frames:
-                used = 3 if len(buf) - pos >= 3 else -1  # 0x8A <code> <value>: status and the like
+                used = self._try_instream(pos)
             if used < 0:
                 break  # incomplete: wait for more bytes
             if used == 0:
@@ -220,6 +275,16 @@ class ShimmerDecoder:
         self.last_error = (
             f"sync: {end - start} bytes that are no Shimmer packet at stream byte {self._offset + start}"
         )
+
+    def _try_instream(self, pos: int) -> int:
+        """``0x8A 0x71 <status>`` or ``0x8A 0x94 <3 battery bytes>``: answers to in-stream requests."""
+        buf = self._buf
+        if len(buf) - pos < 2:
+            return -1
+        size = INSTREAM_SIZES.get(buf[pos + 1], 0)
+        if not size:
+            return 0
+        return size if len(buf) - pos >= size else -1
 
     def _try_inquiry(self, pos: int) -> int:
         buf = self._buf
@@ -259,6 +324,19 @@ class ShimmerDecoder:
             self._gains[(chip, 1)] = exg_gain(regs[4])
         return 2 + n
 
+    def _try_calibration(self, pos: int) -> int:
+        if len(self._buf) - pos < 1 + CALIBRATION_BYTES:
+            return -1
+        cal = TriaxialCalibration.from_bytes(bytes(self._buf[pos + 1 : pos + 22]))
+        if cal.usable:
+            self.acc_calibration = cal
+        else:
+            self.stats.count("calibration")
+            self.last_error = (
+                "calibration: the accelerometer's stored calibration is blank; using Shimmer3 defaults"
+            )
+        return 1 + CALIBRATION_BYTES
+
     def _ts(self, pos: int) -> int:
         buf = self._buf
         return buf[pos + 1] | buf[pos + 2] << 8 | buf[pos + 3] << 16
@@ -269,6 +347,12 @@ class ShimmerDecoder:
         if len(buf) - pos < size:
             return -1
         ts = self._ts(pos)
+        if self._in_sync and self._last_ts is not None:
+            # In sync, the clock must still agree: a whole number of sample periods later. If it
+            # does not (a long loss, or a false 0x00), the next packet must confirm this one.
+            step = (ts - self._last_ts) & 0xFFFFFF
+            if step % self.divider or step > MAX_STEP_PERIODS * self.divider:
+                self._in_sync = False
         if not self._in_sync:
             # Out of sync, a 0x00 byte is a packet only if the next packet follows it on the clock.
             if len(buf) - pos < 2 * size:
@@ -277,7 +361,7 @@ class ShimmerDecoder:
             if buf[nxt] != DATA_PACKET:
                 return 0
             step = (self._ts(nxt) - ts) & 0xFFFFFF
-            if step == 0 or step % self.divider or step > 64 * self.divider:
+            if step == 0 or step % self.divider or step > MAX_STEP_PERIODS * self.divider:
                 return 0
         if self._last_ts is None:
             self._ticks = ts
@@ -318,7 +402,7 @@ class ShimmerDecoder:
             emg_rate_hz=self.rate_hz,
             acc_rate_hz=self.rate_hz if len(acc) == 3 else 0,
             emg_scale_uv=1.0,  # samples are microvolts already: each channel has its own gain
-            acc_scale_g=1.0 / ACC_LN_SENSITIVITY / G0,
+            acc_scale_g=1.0,  # samples are g already: the device's calibration is applied
             device_id="shimmer3",
             firmware="LogAndStream",
             channel_labels=labels,
@@ -347,7 +431,7 @@ class ShimmerDecoder:
         out.extend(EmgFrame(0, c0, block) for c0, block in _run_blocks(counters, uv))
         if len(acc) == 3:
             codes = np.stack([raw32[:, o] | raw32[:, o + 1] << 8 for o in acc], axis=1)
-            a = codes.astype(np.float64) - ACC_LN_OFFSET
+            a = self.acc_calibration.apply(codes) / G0
             out.extend(AccFrame(0, c0, block) for c0, block in _run_blocks(counters, a))
         return out
 

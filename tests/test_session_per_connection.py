@@ -1,0 +1,49 @@
+"""A vendor link restarts its counter on every connection (InfoFrame.per_connection): the session
+re-bases it, so a reconnect is one disconnect gap measured in time and the stream carries on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import EmgFrame, InfoFrame
+
+RATE = 250
+
+
+def info(boot: int, labels: tuple[str, ...] = ("ch1", "ch2")) -> InfoFrame:
+    return InfoFrame(0, 0, boot, RATE, 0, 0.1, 1.0, "cyton", "v3", labels, per_connection=True)
+
+
+def feed(s: DeviceSession, first: int, n_blocks: int, t0: float, block: int = 5) -> float:
+    t = t0
+    for k in range(n_blocks):
+        t = t0 + (k + 1) * block / RATE
+        s.on_frame(EmgFrame(0, first + k * block, np.zeros((block, 2), dtype=np.int32)), t)
+    return t
+
+
+def test_reconnect_is_one_disconnect_gap_and_the_counter_continues() -> None:
+    out: list[Output] = []
+    s = DeviceSession("dev-a", out.append)
+    s.on_frame(info(111), 1000.0)
+    t = feed(s, 40, 250, 1000.0)  # 5 s from counter 40
+    detector = s.detector
+    s.on_disconnect(t)
+    s.on_frame(info(222), t + 1.2)
+    feed(s, 0, 50, t + 1.0)  # the counter restarted at 0; 1 s of samples were never received
+    gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
+    assert len(gaps) == 1 and gaps[0]["cause"] == "disconnect"
+    assert abs(gaps[0]["samples_missing"] - RATE) <= 2  # 1 s, from the clock
+    assert s.detector is detector and s.boot_id == 111 and s.stats.reboots == 0
+    assert s.emg is not None and s.emg.expected == 40 + 1250 + gaps[0]["samples_missing"] + 250
+
+
+def test_reconfigured_device_is_a_new_stream() -> None:
+    out: list[Output] = []
+    s = DeviceSession("dev-a", out.append)
+    s.on_frame(info(111), 1000.0)
+    t = feed(s, 0, 50, 1000.0)
+    s.on_disconnect(t)
+    s.on_frame(info(222, ("ch1", "ch2", "ch3")), t + 0.5)  # a Daisy fitted meanwhile: not the same stream
+    assert s.stats.reboots == 1 and s.boot_id == 222
