@@ -70,6 +70,15 @@ async def _run_gateway(config_path: str) -> int:
 async def _run_sim(args: argparse.Namespace) -> int:
     from firmware_sim.cli import serve_serial
 
+    if getattr(args, "recording", None):
+        from ingest.commands.simrec import SimRecordingError, load_recording
+
+        try:
+            recording = load_recording(args.recording)
+        except SimRecordingError as exc:
+            print(f"neurospasm sim: {exc}", file=sys.stderr)
+            return 2
+        return await serve_serial(args, recording=recording)
     return await serve_serial(args)
 
 
