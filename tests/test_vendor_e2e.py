@@ -104,7 +104,10 @@ async def test_vendor_device_end_to_end(tmp_path: Path, kind: str) -> None:
         assert server.stats.disconnects == 1
     rate = p.emg_rate_hz
     gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload and o.payload["domain"] == "emg"]
-    want = [g for g in injector.expected_gaps() if g["domain"] == "emg"]
+    # A gap is known once data resumes after it: compare what the truth knows up to the last EMG
+    # the gateway processed (on a loaded machine the run's very end may not reach the session).
+    t_seen = max(float(o.series.t_ns.max()) / 1e9 for o in outputs if o.kind == "envelope" and o.series)
+    want = [g for g in injector.expected_gaps() if g["domain"] == "emg" and g["t_host_end"] < t_seen]
     # Lost packets: the same gaps, each with exactly the truth's samples, starting when it did.
     lost_got = sorted((ts(g["start"]), g["samples_missing"]) for g in gaps if g["cause"] == "lost_frames")
     lost_want = sorted((g["t_host_start"], g["samples_missing"]) for g in want if g["cause"] == "lost_frames")
