@@ -237,6 +237,13 @@ async def serve_serial(args: argparse.Namespace, recording: Recording | None = N
         stack.callback(link_dir.cleanup)
         for i, dev_id in enumerate(device_ids(args.device_id, n_devices)):
             device = make_sim_device(args, source, dev_id, scenario.seed + i)
+            if getattr(getattr(device, "personality", None), "link", "serial") == "ble":
+                print(
+                    f"neurospasm sim: --device {args.device} is a BLE device; it is served on the "
+                    "virtual BLE backend (firmware_sim.ble, in-process), not on a pty",
+                    file=sys.stderr,
+                )
+                return 2
             rates = _device_rates(device)
             injector = (
                 FaultInjector.from_scenario(scenario, recording, seed_offset=i, **rates) if faulty else None

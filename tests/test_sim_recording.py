@@ -52,6 +52,12 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no such file" in r.stderr
+    # A BLE personality has no pty link: one line saying where it is served instead.
+    r = subprocess.run(
+        [sys.executable, "-m", "ingest", "sim", "--serial", "--device", "polar-h10", "--scenario", "e2e_short"],  # noqa: E501
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "is a BLE device" in r.stderr and r.stderr.strip().count("\n") == 0
 
 
 # Frame loss on our protocol (a frame is ~0.1 s of EMG); none on the Cyton, whose packets carry one
