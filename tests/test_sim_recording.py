@@ -113,3 +113,17 @@ async def test_gateway_detects_the_recordings_spasms_over_a_pty(
         assert lost_s and not [t for t in lost_s for lab in truth if lab["onset_s"] <= t <= lab["offset_s"]]
     else:  # no faults: no lost data (the EDF's zero-padded last second may show as a quality gap)
         assert not [g for g in gaps if g["cause"] in ("lost_frames", "disconnect", "reboot")], gaps
+
+
+def test_load_recording_from_a_capture(tmp_path: Path) -> None:
+    from ingest.commands.cli import main as cli_main
+
+    cap = tmp_path / "e2e.nsc"
+    assert cli_main(["record", "--sim", "e2e_short", "--out", str(cap), "--device-id", "w-9"]) == 0
+    rec = load_recording(cap)
+    truth = synthesize(builtin_scenario("e2e_short"))
+    assert rec.emg_rate_hz == truth.emg_rate_hz and rec.channel_labels == truth.channel_labels
+    assert abs(rec.duration_s - truth.duration_s) < 0.5
+    # In microvolts again: the capture's counts x its INFO scale reproduce the scenario's signal.
+    n = min(len(rec.emg_uv), len(truth.emg_uv))
+    assert float(abs(rec.emg_uv[:n] - truth.emg_uv[:n]).max()) < 1.0
