@@ -56,12 +56,15 @@ class SpasmDetector:
         acc_rate_hz: float | None = None,
     ) -> None:
         self.config = config if config is not None else DetectorConfig()
-        if not 100.0 <= emg_rate_hz <= 100_000.0:
+        # An accelerometer-only device (no EMG channels, e.g. a Polar H10) runs only the tremor
+        # path; its emg_rate_hz is ignored. Anything else needs at least one EMG channel.
+        self.acc_only = not channel_labels and acc_rate_hz is not None
+        if not self.acc_only and not 100.0 <= emg_rate_hz <= 100_000.0:
             raise ValueError(f"emg_rate_hz: expected 100..100000 Hz, got {emg_rate_hz}")
         if acc_rate_hz is not None and not 10.0 <= acc_rate_hz <= 10_000.0:
             raise ValueError(f"acc_rate_hz: expected 10..10000 Hz or None, got {acc_rate_hz}")
-        if not channel_labels:
-            raise ValueError("channel_labels: at least one EMG channel is needed")
+        if not channel_labels and not self.acc_only:
+            raise ValueError("channel_labels: at least one EMG channel is needed (or an accelerometer)")
         if len(set(channel_labels)) != len(channel_labels):
             raise ValueError(f"channel_labels: labels must be unique, got {channel_labels}")
         self.emg_rate_hz = float(emg_rate_hz)
@@ -79,7 +82,7 @@ class SpasmDetector:
         self._pre_n = 0
         self._pre_start = 0
         self._detect_n = round(self.config.mains_detect_s * emg_rate_hz)
-        if self.config.mains_hz is not None or self.config.mains_max_harmonic == 0:
+        if not self.acc_only and (self.config.mains_hz is not None or self.config.mains_max_harmonic == 0):
             self._make_bank(self.config.mains_hz if self.config.mains_max_harmonic else None)
         self._acc_next: int | None = None
         self._tremor = None if acc_rate_hz is None else TremorTracker(self.config, acc_rate_hz)
@@ -106,6 +109,8 @@ class SpasmDetector:
     def feed_emg(self, start: int, samples: np.ndarray) -> list[DetectorOutput]:
         """EMG samples (n, n_channels) in microvolts; ``start`` is the counter of ``samples[0]``."""
         self._check_open()
+        if self.acc_only:
+            raise ValueError("feed_emg: this detector has no EMG channels (accelerometer only)")
         x = np.asarray(samples, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self._n_ch:
             raise ValueError(f"feed_emg: samples must have shape (n, {self._n_ch}), got {x.shape}")
@@ -317,6 +322,8 @@ class SpasmDetector:
         assert self.acc_rate_hz is not None
         bank = self._bank
         emg_t = -1.0 if bank is None else bank.processed_until / self.emg_rate_hz
+        if self.acc_only:
+            emg_t = math.inf  # no EMG to wait for, and none to veto a tremor
         keep: list[_PendingTremor] = []
         for p in self._pending:
             if not p.decided and (final or emg_t >= p.confirm_t + _EMG_MARGIN_S):

@@ -28,7 +28,7 @@ from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import FaultSpec, Scenario, builtin_scenario, builtin_scenario_names, load_scenario
-from firmware_sim.signals import synthesize
+from firmware_sim.signals import Recording, synthesize
 
 
 def resolve_scenario(name_or_path: str) -> Scenario:
@@ -130,7 +130,32 @@ def _device_rates(device: SimDevice) -> dict[str, float]:
     return {"emg_rate_hz": p.emg_rate_hz, "acc_rate_hz": p.acc_rate_hz}
 
 
-async def serve_serial(args: argparse.Namespace) -> int:
+def recording_scenario(recording: Recording, args: argparse.Namespace) -> Scenario:
+    """The scenario-shaped description of a served recording: its rates and channels, no events,
+    and the faults of the command line only. Built with ``model_construct`` on purpose: a
+    recording is not a scenario to validate (a vendor's 200 Hz file is below a scenario's
+    minimum rate), it only carries what the fault injector reads."""
+    scenario = Scenario.model_construct(
+        name=recording.scenario_name, description="recording", seed=0, duration_s=recording.duration_s,
+        emg_rate_hz=recording.emg_rate_hz, acc_rate_hz=recording.acc_rate_hz,
+        channels=list(recording.channel_labels), events=[], confounders=[], faults=FaultSpec(),
+    )  # fmt: skip
+    return scenario_with_fault_overrides(scenario, args)
+
+
+async def serve_serial(args: argparse.Namespace, recording: Recording | None = None) -> int:
+    """Serve simulated wearables on ptys. ``recording``: serve it instead of ``args.scenario``
+    (``neurospasm sim --recording`` reads the file and passes it here)."""
+    if getattr(args, "recording", None) and recording is None:
+        print(
+            "neurospasm sim: --recording is read by the neurospasm command (python -m ingest sim)",
+            file=sys.stderr,
+        )
+        return 2
+    speed = float(getattr(args, "speed", 1.0) or 1.0)
+    if not speed > 0:
+        print(f"neurospasm sim: --speed must be positive, got {speed}", file=sys.stderr)
+        return 2
     if not args.serial:
         print("neurospasm sim: choose a transport (--serial)", file=sys.stderr)
         return 2
@@ -138,8 +163,11 @@ async def serve_serial(args: argparse.Namespace) -> int:
     if n_devices < 1:
         print("neurospasm sim: --devices must be at least 1", file=sys.stderr)
         return 2
-    scenario = scenario_with_fault_overrides(resolve_scenario(args.scenario), args)
-    recording = synthesize(scenario)
+    if recording is not None:
+        scenario = recording_scenario(recording, args)
+    else:
+        scenario = scenario_with_fault_overrides(resolve_scenario(args.scenario), args)
+        recording = synthesize(scenario)
     if args.labels:
         _write_text(args.labels, recording.labels_json())
     drift = args.drift_ppm if args.drift_ppm is not None else scenario.faults.clock_drift_ppm
@@ -156,6 +184,13 @@ async def serve_serial(args: argparse.Namespace) -> int:
         stack.callback(link_dir.cleanup)
         for i, dev_id in enumerate(device_ids(args.device_id, n_devices)):
             device = make_sim_device(args, source, dev_id, scenario.seed + i)
+            if getattr(getattr(device, "personality", None), "link", "serial") == "ble":
+                print(
+                    f"neurospasm sim: --device {args.device} is a BLE device; it is served on the "
+                    "virtual BLE backend (firmware_sim.ble, in-process), not on a pty",
+                    file=sys.stderr,
+                )
+                return 2
             rates = _device_rates(device)
             injector = (
                 FaultInjector.from_scenario(scenario, recording, seed_offset=i, **rates) if faulty else None
@@ -166,8 +201,9 @@ async def serve_serial(args: argparse.Namespace) -> int:
                 else None
             )
             server = PtyServer(
-                device, drift_ppm=drift, injector=injector, link_path=link, jitter_seed=scenario.seed + i
-            )
+                device, drift_ppm=drift, speed=speed, injector=injector, link_path=link,
+                jitter_seed=scenario.seed + i,
+            )  # fmt: skip
             servers.append(await stack.enter_async_context(server))
         paths = [s.path for s in servers]
         print("\n".join(paths), flush=True)

@@ -33,6 +33,15 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
     sim.add_argument(
         "--scenario", default="demo", help="built-in scenario name or a TOML file (default: demo)"
     )
+    sim.add_argument(
+        "--recording",
+        metavar="FILE",
+        help="serve a recorded stream instead of a scenario: EDF+/BDF+, CSV or a capture (.nsc); "
+        "read by the neurospasm command (ingest/commands/simrec.py)",
+    )
+    sim.add_argument(
+        "--speed", type=float, default=1.0, help="device seconds per wall-clock second (default 1: real time)"
+    )
     sim.add_argument("--loop", action="store_true", help="repeat the scenario forever")
     sim.add_argument("--device-id", default="sim-0001", help="id of the first device; more devices count up")
     sim.add_argument("--devices", type=int, default=1, help="how many simulated devices, each on its own pty")

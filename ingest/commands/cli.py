@@ -75,6 +75,22 @@ def _run_cmd(args: argparse.Namespace) -> int:
     return asyncio.run(_run_gateway(args.config))
 
 
+def _sim_recording_cmd(args: argparse.Namespace) -> int:
+    """``neurospasm sim --recording FILE``: the command line reads the file (the simulator may not
+    import the gateway's readers) and hands the simulator the signals."""
+    import asyncio
+
+    from firmware_sim.cli import serve_serial
+    from ingest.commands.simrec import SimRecordingError, load_recording
+
+    try:
+        recording = load_recording(args.recording)
+    except SimRecordingError as exc:
+        print(f"neurospasm sim: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve_serial(args, recording=recording))
+
+
 def _demo_cmd(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -118,8 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
     from ingest.config import ConfigError  # after parsing: --help never loads pydantic
 
+    handler = args.handler
+    if args.command == "sim" and getattr(args, "recording", None):
+        handler = _sim_recording_cmd  # the composition root reads the recording for the simulator
     try:
-        return int(args.handler(args))
+        return int(handler(args))
     except ConfigError as exc:
         print(f"neurospasm: {exc}", file=sys.stderr)
         return 2

@@ -154,7 +154,11 @@ class DeviceRunner:
             try:
                 while True:
                     try:
-                        chunk = await asyncio.wait_for(transport.read(), self.stale_after_s)
+                        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                        # cancellation that lands as the read completes, and at a BLE device's
+                        # hundreds of notifications a second that left the task uncancellable.
+                        async with asyncio.timeout(self.stale_after_s):
+                            chunk = await transport.read()
                     except TimeoutError:
                         self._set("stale", False)
                         raise TransportClosed(f"no data for {self.stale_after_s:g} s") from None

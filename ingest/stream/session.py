@@ -179,14 +179,20 @@ class DeviceSession:
         self.info = info
         self.boot_id = info.boot_id
         self._connection_id = info.boot_id
-        emg_clock = ClockModel(info.emg_rate_hz)
-        self.emg = DomainState(info.emg_rate_hz, emg_clock)
-        # The accelerometer is timed by the EMG clock (same crystal, same origin): see DerivedClock.
-        self.acc = (
-            DomainState(info.acc_rate_hz, DerivedClock(emg_clock, info.acc_rate_hz))
-            if info.acc_rate_hz
-            else None
-        )
+        if info.n_channels == 0 and info.acc_rate_hz:
+            # An accelerometer-only device (Polar H10): no EMG stream; the accelerometer has its
+            # own clock model, and the detector runs only its accelerometer (tremor) path.
+            self.emg = None
+            self.acc = DomainState(info.acc_rate_hz, ClockModel(info.acc_rate_hz))
+        else:
+            emg_clock = ClockModel(info.emg_rate_hz)
+            self.emg = DomainState(info.emg_rate_hz, emg_clock)
+            # The accelerometer is timed by the EMG clock (same crystal, same origin): see DerivedClock.
+            self.acc = (
+                DomainState(info.acc_rate_hz, DerivedClock(emg_clock, info.acc_rate_hz))
+                if info.acc_rate_hz
+                else None
+            )
         self.detector = SpasmDetector(
             self.detector_config,
             emg_rate_hz=float(info.emg_rate_hz),
@@ -544,14 +550,15 @@ class DeviceSession:
 
     # -- health ----------------------------------------------------------------------------
     def loss_pct(self) -> float:
-        dom = self.emg
+        dom = self.emg or self.acc  # the accelerometer for an accelerometer-only device
         if dom is None or dom.received + dom.missing == 0:
             return 0.0
         return 100.0 * dom.missing / (dom.received + dom.missing)
 
     def health(self) -> dict[str, Any]:
         info, st = self.info, self.status
-        q = self.emg.clock.quality() if self.emg else None
+        main = self.emg or self.acc
+        q = main.clock.quality() if main else None
         contact = st.contact(info.n_channels) if (st and info) else None
         return {
             "battery_pct": st.battery_pct if st else None,
@@ -559,7 +566,7 @@ class DeviceSession:
             "contact": dict(zip(info.channel_labels, contact, strict=True)) if contact and info else None,
             "signal_quality": dict(self.quality),
             "loss_pct": round(self.loss_pct(), 3),
-            "duplicates": (self.emg.duplicates if self.emg else 0),
+            "duplicates": (main.duplicates if main else 0),
             "clock_drift_ppm": round(q.drift_ppm, 2) if q else None,
             "timestamp_quality_ms": (round(q.residual_ms, 3) if q and math.isfinite(q.residual_ms) else None),
             "firmware": info.firmware if info else None,

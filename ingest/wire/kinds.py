@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from ingest.wire import bitalino as _bitalino  # noqa: F401  (registers "bitalino")
 from ingest.wire import cyton as _cyton  # noqa: F401  (registers "cyton")
+from ingest.wire import myo as _myo  # noqa: F401  (registers "myo")
+from ingest.wire import polar as _polar  # noqa: F401  (registers "polar-h10")
 from ingest.wire import shimmer as _shimmer  # noqa: F401  (registers "shimmer")
 from ingest.wire.base import DECODERS, decoder_for, device_kinds
 

@@ -1,0 +1,68 @@
+"""An accelerometer-only device (Polar H10: INFO with no EMG channels) through detector and session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import SpasmDetector, SpasmEvent
+from ingest.stream.session import DeviceSession, Output
+from ingest.wire.protocol import AccFrame, EmgFrame, InfoFrame
+
+RATE = 200
+
+
+def tremor_acc(seconds: float, on: tuple[float, float], hz: float = 5.0, amp_g: float = 0.08) -> np.ndarray:
+    """Gravity on z, a little noise, and a ``hz`` oscillation between ``on[0]`` and ``on[1]`` s."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(3)
+    acc = rng.normal(0.0, 0.002, (len(t), 3))
+    acc[:, 2] += 1.0
+    inside = (t >= on[0]) & (t < on[1])
+    acc[inside, 0] += amp_g * np.sin(2 * np.pi * hz * t[inside])
+    return acc
+
+
+def test_detector_without_emg_channels_finds_tremor_and_refuses_emg() -> None:
+    det = SpasmDetector(emg_rate_hz=0, channel_labels=[], acc_rate_hz=RATE)
+    acc = tremor_acc(20.0, (5.0, 13.0))
+    out = []
+    for i in range(0, len(acc), 37):
+        out += det.feed_acc(i, acc[i : i + 37])
+    out += det.finish()
+    events = [o for o in out if isinstance(o, SpasmEvent)]
+    assert len(events) == 1 and events[0].type == "tremor"
+    assert abs(events[0].onset_sample / RATE - 5.0) < 0.6 and abs(events[0].offset_sample / RATE - 13.0) < 0.8
+    assert events[0].frequency_hz == pytest.approx(5.0, abs=0.3)
+    with pytest.raises(ValueError, match="no EMG channels"):
+        SpasmDetector(emg_rate_hz=0, channel_labels=[], acc_rate_hz=RATE).feed_emg(0, np.zeros((4, 0)))
+    with pytest.raises(ValueError, match="at least one EMG channel"):
+        SpasmDetector(emg_rate_hz=200, channel_labels=[])
+
+
+def test_session_runs_the_accelerometer_path_with_its_own_clock_and_exact_gaps() -> None:
+    outs: list[Output] = []
+    s = DeviceSession("strap-1", outs.append)
+    info = InfoFrame(0, 0, 7, 0, RATE, 1.0, 0.001, "polar-h10", "pmd", ())
+    s.on_frame(info, 1000.0)
+    acc_mg = np.rint(tremor_acc(20.0, (5.0, 13.0)) * 1000).astype(np.int16)
+    n = 36
+    lost = {40, 41}  # 72 samples lost at 1440
+    for k in range(len(acc_mg) // n):
+        if k in lost:
+            continue
+        s.on_frame(AccFrame(k, k * n, acc_mg[k * n : (k + 1) * n]), 1000.0 + (k + 1) * n / RATE)
+    s.on_frame(EmgFrame(0, 0, np.zeros((2, 1), dtype=np.int16)), 1001.0)  # no EMG stream: dropped
+    s.finish()
+    gaps = [o.payload for o in outs if o.kind == "gap"]
+    assert [(g["domain"], g["cause"], g["samples_missing"]) for g in gaps if g] == [
+        ("acc", "lost_frames", 72)
+    ]
+    assert gaps[0] is not None and gaps[0]["duration_s"] == pytest.approx(72 / RATE, abs=0.02)
+    events = [o.payload for o in outs if o.kind == "event" and o.payload]
+    assert [e["type"] for e in events] == ["tremor"]
+    assert s.stats.no_info_frames == 1
+    h = s.health()
+    assert h["loss_pct"] == pytest.approx(100 * 72 / (len(acc_mg) // n * n), abs=0.01)
+    assert h["channels"] == [] and h["clock_drift_ppm"] is not None
+    assert any(o.kind == "acc" for o in outs) and not any(o.kind == "envelope" for o in outs)
