@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import yaml
 from support.servers import InfluxDB1
-from test_lineproto import parse_line
+
+from ingest.outputs.lineproto import parse_line
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"

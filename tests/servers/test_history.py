@@ -25,9 +25,10 @@ from support.servers import InfluxDB1, ServerBinaryMissing
 from dashboard.history.base import HistoryError, HistoryStore, from_ns, to_ns
 from dashboard.history.influx import InfluxHistory
 from dashboard.history.sqlite import SqliteHistory
+from ingest.commands.record import simulate_scenario, write_sim
 from ingest.commands.replay import run_replay
 from ingest.config import InfluxSection, parse_config
-from ingest.files.recording import CaptureWriter, simulate_scenario, write_sim
+from ingest.files.recording import CaptureWriter
 from ingest.outputs.router import _ts_ns
 from ingest.outputs.sinks.influx import InfluxV1Sink
 from ingest.outputs.sinks.sqlite import SQLITE_FILENAME, SqliteSink
