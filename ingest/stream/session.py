@@ -20,6 +20,7 @@ import numpy as np
 
 from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
 from detectors.display import EnvelopeDecimator
+from detectors.limits import stream_problem
 from ingest.outputs import payloads
 from ingest.stream.clock import ClockModel, DerivedClock
 from ingest.wire.protocol import AccFrame, EmgFrame, Frame, InfoFrame, StatusFrame
@@ -118,6 +119,8 @@ class DeviceSession:
         self._live_every = 1
         self._live_count = 0
         self.last_frame_t: float | None = None
+        #: Why this device's stream cannot be monitored (see ``_refuse``), or None.
+        self.refused: str | None = None
 
     # -- frames ----------------------------------------------------------------------------
     def on_frame(self, frame: Frame, t_host: float) -> None:
@@ -150,6 +153,8 @@ class DeviceSession:
             self._close_streams(t_host, cause="reboot")
         self.info = info
         self.boot_id = info.boot_id
+        if self._refuse(info):
+            return
         emg_clock = ClockModel(info.emg_rate_hz)
         self.emg = DomainState(info.emg_rate_hz, emg_clock)
         # The accelerometer is timed by the EMG clock (same crystal, same origin): see DerivedClock.
@@ -175,6 +180,21 @@ class DeviceSession:
             info.acc_rate_hz,
             info.firmware,
         )
+
+    def _refuse(self, info: InfoFrame) -> bool:
+        """A device the detector cannot handle (``detectors.limits``): refuse it, once and clearly.
+
+        Its data is dropped and counted (``no_info_frames``), ``refused`` says why, and the runner
+        reports ``monitoring: false`` with that reason; a later valid INFO frame lifts it."""
+        problem = stream_problem(info.emg_rate_hz, list(info.channel_labels), info.acc_rate_hz or None)
+        if problem != self.refused and problem is not None:
+            log.error("device %s: refused: %s; not monitored", self.device, problem)
+        self.refused = problem
+        if problem is None:
+            return False
+        self.emg = self.acc = None
+        self.detector = None
+        return True
 
     def _close_streams(self, t_host: float, cause: GapCause) -> None:
         """End of a boot: flush the detector and record the gap up to the next data."""
