@@ -50,6 +50,8 @@ STATUS_INTERVAL_S = 10.0
 PROGRESS_WINDOW_S = 2.0
 #: A restarted pipeline that has run this long without failing again gets its backoff reset.
 HEALTHY_AFTER_S = 30.0
+#: Clinical records held in memory while the disk under the spool is full (a few days of events).
+MEMORY_FALLBACK_RECORDS = 20_000
 #: States in which a pipeline waits on purpose (bounded sleeps): healthy for the watchdog.
 WAITING_STATES = frozenset({"disconnected", "failed", "refused", "ended", "offline"})
 
@@ -271,6 +273,8 @@ class Gateway:
             quota_bytes=int(cfg.spool.quota_mb * 1024 * 1024),
             segment_bytes=min(4 << 20, max(64 << 10, int(cfg.spool.quota_mb * 1024 * 1024) // 64)),
             fsync=cfg.spool.fsync,
+            # A full disk must not stop events: they are held in memory and delivered directly.
+            memory_fallback=MEMORY_FALLBACK_RECORDS,
         )
         self.deliveries: dict[str, Delivery] = {}
         self.devices: dict[str, DeviceRunner] = {}
@@ -620,6 +624,10 @@ class Gateway:
                 "quota_bytes": sp.quota_bytes,
                 "oldest_age_s": sp.oldest_age_max_s,
                 "evicted_records": {p.name.lower(): n for p, n in sp.evicted_records.items()},
+                # A full disk: what is said, what is held in memory, what could not be kept.
+                "disk_full": sp.disk_full,
+                "memory_records": sp.memory_records,
+                "disk_full_dropped": {p.name.lower(): n for p, n in sp.disk_full_dropped.items() if n},
             },
             "sinks": {name: d.health() for name, d in self.deliveries.items()},
         }
