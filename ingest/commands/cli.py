@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from ingest import __version__
-from ingest.config import ConfigError, load_config
+from ingest.config import ConfigError, check_state_dir, load_config
 
 log = logging.getLogger("neurospasm")
 
@@ -58,6 +58,9 @@ async def _run_gateway(config_path: str) -> int:
     cfg = load_config(config_path)
     if not cfg.devices:
         raise ConfigError(f"{config_path}: devices: no device configured ([[devices]] with id and port)")
+    check_state_dir(cfg.gateway.state_dir, config_path)
+    if cfg.spool.directory is not None:
+        check_state_dir(cfg.spool.directory, config_path, "spool.directory")
     stop = asyncio.Event()
     await _until_signal(stop)
     async with Gateway(cfg) as gw:
