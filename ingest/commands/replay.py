@@ -113,7 +113,7 @@ class ReplayTransport(Transport):
                 if delay > 0:
                     await asyncio.sleep(delay)
             if rec.kind == DATA:
-                chunk = Chunk(rec.t_host, rec.data)
+                chunk = Chunk(rec.t_host, rec.data, t_mono=rec.t_mono)
                 self._inflight[id(chunk)] = i
                 await self._queue.put(chunk)  # back-pressure, never a drop
                 self.stats.chunks += 1

@@ -64,6 +64,18 @@ def _unwrap(c32: int, expected: int) -> int:
     return expected + delta
 
 
+def implausible_jump(dom: DomainState, full: int, t_host: float) -> bool:
+    """A counter further ahead than the host time since the last sample allows (a corrupt
+    counter, e.g. a 2^31 jump), which must never become billions of "missing" samples.
+
+    Host time can itself step, so the allowance is generous: a minute plus 10 %.
+    """
+    if dom.expected is None or dom.last_t_end is None or full <= dom.expected:
+        return False
+    elapsed = max(0.0, t_host - dom.last_t_end)
+    return (full - dom.expected) / dom.rate_hz > elapsed * 1.1 + 60.0
+
+
 @dataclass(slots=True)
 class DomainState:
     """Counter, clock and filters of one sample stream (EMG or accelerometer)."""
@@ -87,6 +99,7 @@ class SessionStats:
     events: int = 0
     onsets: int = 0
     gaps: int = 0
+    implausible_counters: int = 0  # frames whose counter jumped further than time allows
 
 
 @dataclass
@@ -239,6 +252,13 @@ class DeviceSession:
             self._process(name, dom, frame.counter, frame, t_host)
             return
         full = _unwrap(frame.counter, dom.expected)
+        if implausible_jump(dom, full, t_host):
+            self.stats.implausible_counters += 1
+            if self.stats.implausible_counters in (1, 10, 100, 1000):
+                log.warning("device %s: %s counter jumps %d samples ahead of what %.1f s allow; frame "
+                            "dropped as corrupt (%d so far)", self.device, name, full - dom.expected,
+                            t_host - (dom.last_t_end or t_host), self.stats.implausible_counters)  # fmt: skip
+            return
         if full + n <= dom.expected or any(p[0] == full for p in dom.pending):
             dom.duplicates += 1
             return
