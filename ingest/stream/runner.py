@@ -34,9 +34,10 @@ from ingest.outputs.sinks.mqtt import MqttSink
 from ingest.outputs.spool import Spool
 from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.sources.serial import SerialTransport
+from ingest.stream.clock import HostClock
 from ingest.stream.frames import FrameBatcher, announce_payload
 from ingest.stream.session import DeviceSession, Output
-from ingest.stream.supervisor import LastSampleStore, PendingGap, Progress
+from ingest.stream.supervisor import LastSampleStore, PendingGap, Progress, reanchor
 from ingest.stream.watchdog import Notifier
 from ingest.wire.base import LinkDecoder
 from ingest.wire.kinds import decoder_for
@@ -111,6 +112,16 @@ class DeviceRunner:
     reason: str = ""
     failures: int = 0  # pipeline failures caught by the supervisor
     state_since: float = field(default_factory=time.monotonic)
+    #: Arrival times from the monotonic clock plus a tracked wall offset (host clock steps).
+    host_clock: HostClock = field(default_factory=HostClock)
+
+    def _arrival(self, chunk: Any) -> float:
+        """The chunk's host time on a step-free clock; a confirmed step re-anchors the session."""
+        t, step = self.host_clock.observe(chunk.t_host, getattr(chunk, "t_mono", None))
+        if step:
+            log.warning("device %s: host clock stepped by %+.3f s; timestamps re-anchored", self.dev.id, step)
+            reanchor(self.session, step)
+        return t
 
     def _set(self, state: str, monitoring: bool) -> None:
         changed = (state, monitoring) != (self.state, self.monitoring)
@@ -209,9 +220,10 @@ class DeviceRunner:
                         raise TransportClosed(f"no data for {self.stale_after_s:g} s") from None
                     if self.tap is not None:
                         self.tap.chunk(chunk.t_host, chunk.data)
+                    t_host = self._arrival(chunk)
                     for frame in decoder.feed(chunk.data, chunk.source):
                         if self.detect or isinstance(frame, (InfoFrame, StatusFrame)):
-                            self.session.on_frame(frame, chunk.t_host)
+                            self.session.on_frame(frame, t_host)
                     if decoder.stats.frames:
                         backoff.reset()
                         self._streaming()
@@ -378,6 +390,8 @@ class Gateway:
                 tap=self._frame_tap(dev.id) if cfg.mqtt.enabled and cfg.mqtt.publish_frames else None,
                 progress=progress,
             )
+            runner = self.devices[dev.id]
+            progress.time_quality = lambda r=runner: r.host_clock.quality  # type: ignore[misc]
         return self
 
     def _new_session(self, dev: DeviceSection, pending: PendingGap | None) -> tuple[Progress, DeviceSession]:
@@ -394,6 +408,9 @@ class Gateway:
             raw_emg=self._raw_emg,
         )
         progress.session = session
+        runner = self.devices.get(dev.id)
+        if runner is not None:
+            progress.time_quality = lambda: runner.host_clock.quality
         return progress, session
 
     async def _supervise(self, runner: DeviceRunner) -> None:

@@ -77,6 +77,8 @@ class Progress:
         self.last_mono: float | None = None  # host monotonic time of the newest progress
         self.started_mono = clock()
         self.session: Any = None  # set by the runner: where boot id and counters are read
+        #: "unsynchronised" while the host clock cannot be trusted (events carry it), else None.
+        self.time_quality: Callable[[], str | None] = lambda: None
 
     def __call__(self, out: Output) -> None:
         s = out.series
@@ -90,6 +92,10 @@ class Progress:
                 self.samples += new
                 self.last_t = t_last
             self.last_mono = self.clock()
+        elif out.kind in ("event", "onset") and out.payload is not None:
+            quality = self.time_quality()
+            if quality is not None:
+                out.payload["time_quality"] = quality
         self.emit(out)
 
     def progressing(self, window_s: float) -> bool:
@@ -205,3 +211,15 @@ class LastSampleStore:
         self._warned.discard(device)
         self._written[device] = (now, last)
         return True
+
+
+def reanchor(session: Any, delta_s: float) -> None:
+    """The host clock stepped by ``delta_s`` (``HostClock``): move a session's clock models and
+    the times it keeps, so what follows is stamped on the new clock and nothing published moves."""
+    for name in ("emg", "acc"):
+        dom = getattr(session, name, None)
+        if dom is None:
+            continue
+        dom.clock.shift(delta_s)
+        if dom.last_t_end is not None:
+            dom.last_t_end += delta_s
