@@ -369,3 +369,75 @@ def check_state_dir(directory: Path, source: str, key: str = "gateway.state_dir"
         os.unlink(name)
     except OSError as exc:
         raise ConfigError(f"{source}: {key}: {directory} is not writable: {exc.strerror or exc}") from None
+
+
+# -- command-line values: one line naming the argument, through argparse (exit code 2) -------------
+
+
+def pseudonym(text: str) -> str:
+    """A device or patient id as given on the command line: a pseudonym, never a name.
+
+    The same rule as ``[[devices]].id``: it ends up in event payloads, topics and tags."""
+    import argparse
+
+    if not re.match(_ID, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a pseudonymous id (letters, digits, '_', '.', '-'; no spaces, at most 64; "
+            "never a person's name)"
+        )
+    return text
+
+
+def detector_config_json(text: str) -> DetectorConfig:
+    """``--detector-config '{"mains_hz": 60}'``: a JSON object of detector settings."""
+    import argparse
+    import json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg} at character {exc.pos}): {text!r}") from None
+    try:
+        return DetectorConfig.from_dict(data, source="detector config")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def output_file(text: str) -> str:
+    """A file to write: its directory must exist (checked now, not after an hour of work)."""
+    import argparse
+
+    p = Path(text)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file to write")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} is not writable")
+    return text
+
+
+def positive_float(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return v

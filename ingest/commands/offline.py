@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from detectors import DetectorConfig, SpasmDetector, SpasmEvent
+from ingest.config import detector_config_json, output_file, pseudonym
 from ingest.files.readers import RecordingError, SignalFile, read_recording
 from ingest.outputs import payloads
 
@@ -150,11 +151,7 @@ def main(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"neurospasm detect: {exc}", file=sys.stderr)
         return 2
-    config = (
-        DetectorConfig.from_dict(json.loads(args.detector_config))
-        if args.detector_config
-        else DetectorConfig()
-    )
+    config = args.detector_config or DetectorConfig()  # parsed and checked by argparse
     for note in sf.notes:
         print(f"neurospasm detect: note: {note}", file=sys.stderr)
     t_start = time.monotonic()
@@ -188,7 +185,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "recording", help="EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (layouts: docs/recordings.md)"
     )
-    p.add_argument("--annotate", metavar="OUT.edf", help="write an EDF+ copy with the events as annotations")
-    p.add_argument("--device", default="offline", help="device id for the event payloads (a pseudonym)")
-    p.add_argument("--detector-config", metavar="JSON", help="detector settings, e.g. '{\"mains_hz\": 60}'")
+    p.add_argument("--annotate", metavar="OUT.edf", type=output_file,
+                   help="write an EDF+ copy with the events as annotations")  # fmt: skip
+    p.add_argument("--device", default="offline", type=pseudonym,
+                   help="device id for the event payloads (a pseudonym)")  # fmt: skip
+    p.add_argument("--detector-config", metavar="JSON", type=detector_config_json,
+                   help="detector settings, e.g. '{\"mains_hz\": 60}'")  # fmt: skip
     p.set_defaults(handler=main)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.config import DeviceSection, GatewayConfig, load_config, parse_config
+from ingest.config import DeviceSection, GatewayConfig, load_config, output_file, parse_config, pseudonym
 from ingest.files.readers import RecordingError, read_recording
 from ingest.files.recording import DATA, DOWN, CaptureError, CaptureReader, CaptureRecord, is_capture
 from ingest.sources.base import Chunk, Transport, TransportClosed
@@ -316,7 +316,7 @@ async def run_replay(
 
 
 def parse_speed(text: str) -> float:
-    if text.lower() in ("max", "inf", "fast"):
+    if text.lower() in ("max", "inf"):
         return math.inf
     try:
         v = float(text.rstrip("x"))
@@ -324,7 +324,7 @@ def parse_speed(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"speed must be a number (1, 10, ...) or 'max', got {text!r}"
         ) from None
-    if not v > 0:
+    if not (v > 0 and math.isfinite(v)):
         raise argparse.ArgumentTypeError(f"speed must be > 0, got {text!r}")
     return v
 
@@ -379,8 +379,12 @@ def register(sub: Any) -> None:
         "--speed", type=parse_speed, default=math.inf, help="1 = real time, 10, ..., or max (default)"
     )
     p.add_argument("--config", "-c", help="gateway TOML (default: local storage only, MQTT off)")
-    p.add_argument("--device-id", help="device id (event ids depend on it; default: the capture's)")
-    p.add_argument("--events-out", help="write the detected event payloads here (JSON lines)")
+    p.add_argument(
+        "--device-id", type=pseudonym, help="device id (event ids depend on it; default: the capture's)"
+    )
+    p.add_argument(
+        "--events-out", type=output_file, help="write the detected event payloads here (JSON lines)"
+    )
     p.add_argument(
         "--state-dir", help="where the default config stores series and spool (default: a temp dir)"
     )

@@ -53,7 +53,7 @@ from typing import IO, Any, Self
 
 import numpy as np
 
-from ingest.config import DeviceSection
+from ingest.config import DeviceSection, output_file, positive_float, pseudonym
 from ingest.sources.base import Chunk, Transport, TransportError
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import AccFrame, CmdFrame, Command, EmgFrame, InfoFrame, StreamDecoder, encode_frame
@@ -684,12 +684,26 @@ def decode_source(source: str, *, device: str | None = None) -> Decoded:
 # -- CLI ---------------------------------------------------------------------------------------
 
 
+def check_port(port: str) -> None:
+    """``record --port``: a device path must exist now (pyserial URLs like ``socket://`` are
+    taken as given); otherwise one CaptureError line instead of an empty capture and exit 0."""
+    if "://" in port:
+        return
+    if not Path(port).exists():
+        raise CaptureError(f"--port {port}: no such serial port (is the device plugged in?)")
+
+
 def _record_cmd(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.sim:
         return record_sim(args.sim, out, duration_s=args.duration, device=args.device_id)
-    return asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
-                                   baudrate=args.baudrate))  # fmt: skip
+    check_port(args.port)
+    rc = asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
+                                 baudrate=args.baudrate))  # fmt: skip
+    if rc == 0 and not any(r.kind == DATA for r in CaptureReader(out)):
+        print(f"neurospasm record: {args.port}: no data received; {out} holds no samples", file=sys.stderr)
+        return 1
+    return rc
 
 
 def _export_cmd(args: argparse.Namespace) -> int:
@@ -715,13 +729,14 @@ def register(sub: Any) -> None:
     src.add_argument(
         "--sim", metavar="SCENARIO", help="simulate a scenario offline (instant, faults included)"
     )
-    rec.add_argument("--out", "-o", required=True, help="capture file to write (.nsc)")
+    rec.add_argument("--out", "-o", required=True, type=output_file, help="capture file to write (.nsc)")
     rec.add_argument(
-        "--duration", type=float, default=None, help="seconds to record (default: Ctrl-C / scenario)"
+        "--duration", type=positive_float, default=None, help="seconds to record (default: Ctrl-C / scenario)"
     )
     rec.add_argument(
-        "--device-id", default="wearable-1", help="device id stored in the capture (replay uses it)"
-    )
+        "--device-id", default="wearable-1", type=pseudonym,
+        help="device id stored in the capture (replay uses it)",
+    )  # fmt: skip
     rec.add_argument("--baudrate", type=int, default=921600)
     rec.set_defaults(handler=_record_cmd)
 
@@ -729,6 +744,7 @@ def register(sub: Any) -> None:
         "export-edf", help="decode a capture (or a scenario) to EDF+ with event/gap annotations"
     )
     exp.add_argument("source", help="a capture (.nsc) or a scenario (built-in name or TOML)")
-    exp.add_argument("--out", "-o", required=True, help="EDF+ file to write")
-    exp.add_argument("--device-id", default=None, help="device id for event ids (default: the capture's)")
+    exp.add_argument("--out", "-o", required=True, type=output_file, help="EDF+ file to write")
+    exp.add_argument("--device-id", default=None, type=pseudonym,
+                     help="device id for event ids (default: the capture's)")  # fmt: skip
     exp.set_defaults(handler=_export_cmd)
