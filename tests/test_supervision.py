@@ -223,3 +223,50 @@ def test_watchdog_is_fed_only_while_the_pipeline_progresses(
         asyncio.run(main())
     finally:
         srv.close()
+
+
+# -- refused device configurations on a replay: no hang, a reason --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("acc_rate", "labels", "reason"),
+    [
+        (65535, ("EMG a", "EMG b"), "unsupported accelerometer rate 65535 Hz"),
+        (50, ("EMG a", "EMG a"), "duplicate EMG channel labels ['EMG a']"),
+        (50, ("EMG a", ""), "empty EMG channel label"),
+    ],
+)
+def test_refused_info_on_a_replay_ends_with_a_reason(
+    tmp_path: Path, acc_rate: int, labels: tuple[str, ...], reason: str
+) -> None:
+    """A valid INFO frame the detector cannot handle, replayed at full speed: the replay ends
+    (it used to hang), the status says refused with the reason, and nothing crashed."""
+    from ingest.commands.replay import ReplayTransport, default_config
+    from ingest.files.recording import DATA, CaptureRecord
+    from ingest.wire.protocol import AccFrame, encode_frame
+
+    t0 = 1.7e9
+    info = InfoFrame(seq=0, counter=0, boot_id=7, emg_rate_hz=1000, acc_rate_hz=acc_rate, emg_scale_uv=0.1,
+                     acc_scale_g=0.001, device_id="r", firmware="t", channel_labels=labels)  # fmt: skip
+    recs = [CaptureRecord(t0, DATA, encode_frame(info), -1)]
+    for k in range(200):  # 2 s of EMG and ACC after it
+        emg = EmgFrame(k + 1, k * 10, np.zeros((10, 2), dtype=np.int16))
+        acc = AccFrame(k + 1, k, np.zeros((1, 3), dtype=np.int16))
+        recs.append(CaptureRecord(t0 + (k + 1) * 0.01, DATA, encode_frame(emg) + encode_frame(acc), -1))
+
+    async def main() -> dict[str, Any]:
+        cfg = default_config("r", tmp_path / "state")
+        transport = ReplayTransport(name="r", queue_size=64, records=recs)
+        async with Gateway(cfg, transport_factory=lambda _d: transport) as gw:
+            gw.start()
+            runner = gw.devices["r"]
+            await asyncio.wait_for(transport.finished.wait(), 10)
+            status, _ = gw.status_payload(runner)
+            assert runner.failures == 0
+            await gw.drain(timeout_s=1.0)
+            return status
+
+    status = asyncio.run(main())
+    assert status["monitoring"] is False
+    assert status["state"] in ("refused", "ended")
+    assert status["reason"] == f"refused: {reason}" or reason in status["reason"]
