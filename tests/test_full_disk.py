@@ -139,6 +139,12 @@ def test_gateway_on_a_full_disk_still_delivers_events(
                     assert runner.failures == 0 and runner.state == "online"
                     assert gw.spool.stats().disk_full is not None
                     os.unlink(filler)
+                    for _ in range(40):  # recovers by itself once there is room again
+                        if gw.spool.stats().disk_full is None:
+                            break
+                        await asyncio.sleep(0.1)
+                    assert gw.spool.stats().disk_full is None
+                    assert gw.status_payload(runner)[0]["spool"]["disk_full"] is None
                     await gw.drain(timeout_s=3.0)
                     await asyncio.sleep(0.5)
         events = [o.payload["id"] for o in outputs if o.kind == "event" and o.payload]
