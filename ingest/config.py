@@ -163,8 +163,6 @@ class InfluxSection(_Model):
     batch_lines: int = Field(5000, ge=1)
     flush_interval_s: float = Field(1.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
-    envelope_rate_hz: float = Field(50.0, gt=0, le=500)
-    raw_emg: bool = False
 
     @field_validator("url")
     @classmethod
@@ -179,7 +177,14 @@ class LocalSection(_Model):
 
     enabled: bool = False
     directory: Path | None = None
+
+
+class SeriesSection(_Model):
+    """What the time-series sinks (InfluxDB, local store) get: one place for every series sink."""
+
+    #: EMG envelope points per second and channel.
     envelope_rate_hz: float = Field(50.0, gt=0, le=500)
+    #: Also store raw sEMG (large: the full EMG rate x channels).
     raw_emg: bool = False
 
 
@@ -196,7 +201,36 @@ class GatewayConfig(_Model):
     mqtt: MqttSection = MqttSection()
     influx: InfluxSection = InfluxSection()
     local: LocalSection = LocalSection()
+    series: SeriesSection = SeriesSection()
     spool: SpoolSection = SpoolSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_series_keys(cls, data: Any) -> Any:
+        """``[influx]``/``[local]`` ``envelope_rate_hz`` and ``raw_emg`` (before ``[series]``):
+        still accepted, moved to ``[series]`` with a deprecation warning."""
+        if not isinstance(data, dict):
+            return data
+        moved: dict[str, Any] = {}
+        out = dict(data)
+        for section in ("influx", "local"):
+            sec = out.get(section)
+            if not isinstance(sec, dict) or not {"envelope_rate_hz", "raw_emg"} & set(sec):
+                continue
+            sec = dict(sec)
+            for key in ("envelope_rate_hz", "raw_emg"):
+                if key in sec:
+                    value = sec.pop(key)
+                    log.warning("config: %s.%s is deprecated: use series.%s", section, key, key)
+                    if key == "raw_emg":
+                        moved[key] = bool(moved.get(key)) or value
+                    else:
+                        moved.setdefault(key, value)
+            out[section] = sec
+        if moved:
+            series = out.get("series")
+            out["series"] = {**moved, **series} if isinstance(series, dict) else moved
+        return out
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
@@ -294,7 +328,15 @@ def load_config(path: str | Path) -> GatewayConfig:
     cfg = parse_config(load_toml(p), str(p))
     # Relative paths in the file are relative to the file, not to wherever the service started.
     cfg = _rebase(cfg, p.resolve().parent)
-    check_files(cfg, str(p))
+    # TLS files set with TLS off: said now (secret files are checked by ``check_files``, at the
+    # start of the gateway: a config may be validated on another machine than it runs on).
+    given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(cfg.mqtt.tls, k) is not None]
+    if given and not cfg.mqtt.tls.enabled:
+        log.warning(
+            "%s: mqtt.tls.%s is set but mqtt.tls.enabled = false: the connection is NOT encrypted",
+            p,
+            given[0],
+        )
     return cfg
 
 
@@ -333,12 +375,6 @@ def check_mqtt_files(m: MqttSection, source: str, key: str = "mqtt") -> None:
         if m.tls.enabled:
             for k in ("ca_file", "cert_file", "key_file"):
                 _readable(getattr(m.tls, k), source, f"{key}.tls.{k}")
-    given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(m.tls, k) is not None]
-    if given and not m.tls.enabled:
-        log.warning(
-            "%s: %s.tls.%s is set but %s.tls.enabled = false: the connection is NOT encrypted",
-            source, key, given[0], key,
-        )  # fmt: skip
 
 
 def check_files(cfg: GatewayConfig, source: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from detectors import ConfigError as DetectorConfigError
 from ingest.commands.cli import main
 from ingest.commands.worker import load_worker_config
-from ingest.config import ConfigError, check_state_dir, load_config
+from ingest.config import ConfigError, check_files, check_state_dir, load_config
 
 
 def write(tmp: Path, body: str, name: str = "gw.toml") -> Path:
@@ -72,12 +72,18 @@ def test_relative_secret_and_tls_paths_are_relative_to_the_config_file(tmp_path:
         ('[mqtt.tls]\nenabled = true\nca_file = "nope.crt"\n', "mqtt.tls.ca_file"),
     ],
 )
-def test_missing_secret_file_is_a_config_error_at_start(tmp_path: Path, body: str, key: str) -> None:
+def test_missing_secret_file_is_a_config_error_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, key: str
+) -> None:
     p = write(tmp_path, body)
+    cfg = load_config(p)  # valid as a file (it may be checked on another machine) ...
     with pytest.raises(ConfigError) as exc:
-        load_config(p)
+        check_files(cfg, str(p))  # ... but the gateway does not start without its secrets
     line = one_line(exc)
     assert line.startswith(f"{p}: {key}: cannot read ") and "No such file" in line
+    assert main(["run", "--config", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == f"neurospasm: {line}"
 
 
 def test_tls_off_with_a_ca_file_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -120,3 +126,21 @@ def test_worker_config_goes_through_the_same_loader(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_worker_config(tmp_path)
     assert one_line(exc) == f"{tmp_path}: is a directory, not a config file"
+
+
+def test_series_keys_live_in_one_place_and_old_keys_still_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = write(tmp_path, "[series]\nenvelope_rate_hz = 25.0\nraw_emg = true\n")
+    cfg = load_config(p)
+    assert cfg.series.envelope_rate_hz == 25.0 and cfg.series.raw_emg
+    p = write(tmp_path, "[influx]\nenvelope_rate_hz = 20.0\n[local]\nraw_emg = true\n", "old.toml")
+    with caplog.at_level(logging.WARNING, logger="ingest.config"):
+        cfg = load_config(p)
+    assert cfg.series.envelope_rate_hz == 20.0 and cfg.series.raw_emg
+    assert any("influx.envelope_rate_hz is deprecated: use series.envelope_rate_hz" in r.message
+               for r in caplog.records)  # fmt: skip
+    p = write(tmp_path, "[series]\nenvelope_rate_hz = 9999\n", "bad.toml")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert one_line(exc).startswith(f"{p}: series.envelope_rate_hz: ")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ingest import __version__
-from ingest.config import ConfigError, check_state_dir, load_config, positive_float, pseudonym
+from ingest.config import ConfigError, check_files, check_state_dir, load_config, positive_float, pseudonym
 
 log = logging.getLogger("neurospasm")
 
@@ -59,6 +59,7 @@ async def _run_gateway(config_path: str) -> int:
     cfg = load_config(config_path)
     if not cfg.devices:
         raise ConfigError(f"{config_path}: devices: no device configured ([[devices]] with id and port)")
+    check_files(cfg, config_path)  # secrets and TLS files: one line now, not a traceback per retry
     check_state_dir(cfg.gateway.state_dir, config_path)
     if cfg.spool.directory is not None:
         check_state_dir(cfg.spool.directory, config_path, "spool.directory")

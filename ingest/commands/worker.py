@@ -122,7 +122,7 @@ def load_worker_config(path: str | Path) -> WorkerConfig:
     cfg = validate_model(WorkerConfig, load_toml(p), str(p))
     detector_config(cfg.detector, str(p))
     cfg = cfg.model_copy(update={"mqtt": rebase_mqtt(cfg.mqtt, p.resolve().parent)})
-    check_mqtt_files(cfg.mqtt, str(p))
+    check_mqtt_files(cfg.mqtt, str(p))  # a worker is loaded where it runs
     return cfg
 
 

@@ -312,7 +312,7 @@ class Gateway:
         quarantine = cfg.gateway.state_dir / "quarantine"
         if cfg.influx.enabled:
             series_sinks.append("influx")
-            if cfg.influx.raw_emg:
+            if cfg.series.raw_emg:
                 raw_sinks.append("influx")
             influx_cfg = cfg.influx
             self.deliveries["influx"] = Delivery(
@@ -327,7 +327,7 @@ class Gateway:
             )
         if cfg.local.enabled:
             series_sinks.append("local")
-            if cfg.local.raw_emg:
+            if cfg.series.raw_emg:
                 raw_sinks.append("local")
             local_dir = cfg.local_dir
             self.deliveries["local"] = Delivery(
@@ -372,9 +372,7 @@ class Gateway:
             publish_live=self._publish_live if cfg.mqtt.live else None,
             observers=self.observers,
         )
-        self._envelope_rate = (
-            cfg.influx.envelope_rate_hz if cfg.influx.enabled else cfg.local.envelope_rate_hz
-        )
+        self._envelope_rate = cfg.series.envelope_rate_hz
         self._raw_emg = bool(raw_sinks)
         for dev in cfg.devices:
             # Where the data stopped when this gateway last ran: the downtime is a gap.
