@@ -477,3 +477,14 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return v
+
+
+def writable_dir(text: str) -> str:
+    """``--state-dir``: a directory that can be created and written (one line if not)."""
+    import argparse
+
+    try:
+        check_state_dir(Path(text), "argument", "state dir")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("argument: state dir: ")) from None
+    return text

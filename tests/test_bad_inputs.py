@@ -241,3 +241,13 @@ def test_garbage_gateway_config(tmp_path: Path, capsys: pytest.CaptureFixture[st
     p.write_text(body)
     rc, err = run(["run", "--config", str(p)], capsys)
     assert_one_line(rc, err, str(p))
+
+
+@pytest.mark.parametrize("command", [["replay", "/nonexistent.csv"], ["demo"]])
+def test_state_dir_that_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc, err = run([*command, "--state-dir", str(blocker / "state")], capsys)
+    assert_one_line(rc, err, "--state-dir", str(blocker / "state"), "not writable")

@@ -22,7 +22,15 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ingest import __version__
-from ingest.config import ConfigError, check_files, check_state_dir, load_config, positive_float, pseudonym
+from ingest.config import (
+    ConfigError,
+    check_files,
+    check_state_dir,
+    load_config,
+    positive_float,
+    pseudonym,
+    writable_dir,
+)
 
 log = logging.getLogger("neurospasm")
 
@@ -104,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=positive_float, default=None, help="stop after this many seconds (default: Ctrl-C)"
     )
     demo.add_argument(
-        "--state-dir", default=None, help="where local series and the spool go (default: a temp dir)"
-    )
+        "--state-dir", default=None, type=writable_dir,
+        help="where local series and the spool go (default: a temp dir)",
+    )  # fmt: skip
     demo.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
     demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
 

@@ -38,7 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from ingest.config import DeviceSection, GatewayConfig, load_config, output_file, parse_config, pseudonym
+from ingest.config import (
+    DeviceSection,
+    GatewayConfig,
+    load_config,
+    output_file,
+    parse_config,
+    pseudonym,
+    writable_dir,
+)
 from ingest.files.readers import RecordingError, read_recording
 from ingest.files.recording import DATA, DOWN, CaptureError, CaptureReader, CaptureRecord, is_capture
 from ingest.sources.base import Chunk, Transport, TransportClosed
@@ -386,7 +394,8 @@ def register(sub: Any) -> None:
         "--events-out", type=output_file, help="write the detected event payloads here (JSON lines)"
     )
     p.add_argument(
-        "--state-dir", help="where the default config stores series and spool (default: a temp dir)"
-    )
+        "--state-dir", type=writable_dir,
+        help="where the default config stores series and spool (default: a temp dir)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_replay_cmd)
