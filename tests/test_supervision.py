@@ -184,6 +184,7 @@ def test_watchdog_is_fed_only_while_the_pipeline_progresses(
     srv.bind(str(path))
     srv.setblocking(False)
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # WatchdogSec=2: a pet every 0.5 s
 
     def drain() -> list[bytes]:
         got = []
@@ -202,7 +203,7 @@ def test_watchdog_is_fed_only_while_the_pipeline_progresses(
                 gw.start()
                 runner = gw.devices["dev-a"]
                 await _wait(lambda: runner.monitoring, 5, "monitoring")
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.6)
                 got = drain()
                 assert got[0].startswith(b"READY=1") and got.count(b"WATCHDOG=1") >= 2
                 # Wedge the pipeline: frames arrive, nothing reaches the detector, yet no
@@ -216,7 +217,7 @@ def test_watchdog_is_fed_only_while_the_pipeline_progresses(
                 assert progress is not None and progress.last_mono is not None
                 progress.last_mono -= 3600
                 drain()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.6)
                 assert b"WATCHDOG=1" not in drain()
 
     try:
@@ -270,3 +271,39 @@ def test_refused_info_on_a_replay_ends_with_a_reason(
     assert status["monitoring"] is False
     assert status["state"] in ("refused", "ended")
     assert status["reason"] == f"refused: {reason}" or reason in status["reason"]
+
+
+def test_gateway_process_speaks_sd_notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``neurospasm run`` as systemd runs it (Type=notify, WatchdogSec=30): READY=1, then
+    WATCHDOG=1 while the device streams, STOPPING=1 on SIGTERM; a real datagram socket."""
+    from harness import gateway, start_sim
+
+    sock_path = tmp_path / "notify.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(sock_path))
+    srv.settimeout(20)
+    sim = None
+    try:
+        sim, port_path = start_sim(tmp_path, "e2e_short", ["--loop"])
+        cfg = tmp_path / "gw.toml"
+        cfg.write_text(
+            f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[[devices]]\nid = "dev-a"\nport = "{port_path}"\n'
+            "[mqtt]\nenabled = false\n[local]\nenabled = true\n"
+        )
+        monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+        monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # a pet every 0.5 s
+        gw = gateway(tmp_path, cfg)
+        got: list[bytes] = []
+        t0 = time.monotonic()
+        while got.count(b"WATCHDOG=1") < 3 and time.monotonic() - t0 < 20:
+            got.append(srv.recv(256))
+        assert got[0].startswith(b"READY=1"), (got, gw.tail())
+        assert got.count(b"WATCHDOG=1") >= 3, gw.tail()
+        time.sleep(8)  # stop reading: a full notify queue must never block the gateway
+        assert gw.stop() == 0, gw.tail()  # SIGTERM handled at once: the loop never blocked
+        assert gw.tail().count("cannot notify systemd") == 1  # the full queue, said once
+    finally:
+        if sim is not None:
+            sim.stop()
+        srv.close()

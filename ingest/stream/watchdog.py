@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ class Notifier:
         self.watchdog_s: float | None = int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 else None
         self._sock: socket.socket | None = None
         self._warned = False
+        #: Pets more often than this are skipped: systemd needs one per WatchdogSec/2 at most.
+        self.pet_interval_s = min(5.0, max(0.5, self.watchdog_s / 4)) if self.watchdog_s else 1.0
+        self._last_pet = -1e9
 
     @property
     def enabled(self) -> bool:
@@ -42,7 +46,11 @@ class Notifier:
         addr = "\0" + self.path[1:] if self.path.startswith("@") else self.path
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Non-blocking: a receiver that stops reading must never stall the event loop
+                # (that would stop the gateway from even handling SIGTERM).
+                self._sock = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                )
             self._sock.sendto(message.encode(), addr)
             return True
         except OSError as exc:
@@ -55,6 +63,11 @@ class Notifier:
         return self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
 
     def watchdog(self) -> bool:
+        """Pet the watchdog (at most every ``pet_interval_s``; False when skipped or not sent)."""
+        now = time.monotonic()
+        if now - self._last_pet < self.pet_interval_s:
+            return False
+        self._last_pet = now
         return self.send("WATCHDOG=1")
 
     def status(self, text: str) -> bool:
