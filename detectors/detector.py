@@ -23,6 +23,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.emg import EmgBank, detect_mains
 from detectors.events import DetectorOutput, Onset, SpasmEvent
+from detectors.limits import stream_problem
 from detectors.tremor import TremorResult, TremorTracker
 
 __version__ = "1.0.0"
@@ -59,14 +60,11 @@ class SpasmDetector:
         # An accelerometer-only device (no EMG channels, e.g. a Polar H10) runs only the tremor
         # path; its emg_rate_hz is ignored. Anything else needs at least one EMG channel.
         self.acc_only = not channel_labels and acc_rate_hz is not None
-        if not self.acc_only and not 100.0 <= emg_rate_hz <= 100_000.0:
-            raise ValueError(f"emg_rate_hz: expected 100..100000 Hz, got {emg_rate_hz}")
-        if acc_rate_hz is not None and not 10.0 <= acc_rate_hz <= 10_000.0:
-            raise ValueError(f"acc_rate_hz: expected 10..10000 Hz or None, got {acc_rate_hz}")
-        if not channel_labels and not self.acc_only:
-            raise ValueError("channel_labels: at least one EMG channel is needed (or an accelerometer)")
-        if len(set(channel_labels)) != len(channel_labels):
-            raise ValueError(f"channel_labels: labels must be unique, got {channel_labels}")
+        if acc_rate_hz is not None and not acc_rate_hz:
+            raise ValueError("acc_rate_hz: expected a positive rate or None, got 0")
+        problem = stream_problem(emg_rate_hz, channel_labels, acc_rate_hz)  # limits: detectors/limits.py
+        if problem is not None:
+            raise ValueError(problem)
         self.emg_rate_hz = float(emg_rate_hz)
         self.acc_rate_hz = None if acc_rate_hz is None else float(acc_rate_hz)
         self.channel_labels = list(channel_labels)

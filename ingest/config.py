@@ -3,26 +3,42 @@
 Every key is documented in ``deploy/gateway.example.toml``. Unknown keys are errors (a typo must
 not silently fall back to a default on a box nobody watches), and every error is one line that
 names the file and the dotted key at fault.
+
+This module is the one place configuration files are read (``load_toml``) and the one error type
+(``ConfigError``, the detector's own, so ``[detector]`` mistakes and gateway mistakes are one kind
+for every caller): the gateway, the central worker (``ingest.commands.worker``) and the detector
+settings all go through it. What is checked at load, not at the first connection attempt: secret
+files are readable, relative paths are taken relative to the config file, TLS files are not set
+with TLS off (a warning), and ``check_state_dir`` says in one line when the state directory is not
+writable.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import tempfile
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["ConfigError", "GatewayConfig", "load_config"]
+from detectors import DetectorConfig
+from detectors.config import ConfigError
+from ingest.pseudonyms import PSEUDONYM_PATTERN
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ConfigError", "GatewayConfig", "check_state_dir", "load_config", "load_toml"]
 
 #: Pseudonymous identifiers only: they end up in MQTT topics and InfluxDB tags.
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ID = PSEUDONYM_PATTERN
 Ident = Annotated[str, Field(pattern=_ID)]
 
 
-class ConfigError(Exception):
-    """A configuration file is missing, unreadable or invalid. The message is one line."""
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -150,8 +166,6 @@ class InfluxSection(_Model):
     batch_lines: int = Field(5000, ge=1)
     flush_interval_s: float = Field(1.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
-    envelope_rate_hz: float = Field(50.0, gt=0, le=500)
-    raw_emg: bool = False
 
     @field_validator("url")
     @classmethod
@@ -169,7 +183,14 @@ class LocalSection(_Model):
     #: "lines": line-protocol files per UTC day; "sqlite": {directory}/history.sqlite, which the
     #: dashboard queries (ingest.outputs.sinks.sqlite). Both hold what InfluxDB would get.
     format: Literal["lines", "sqlite"] = "lines"
+
+
+class SeriesSection(_Model):
+    """What the time-series sinks (InfluxDB, local store) get: one place for every series sink."""
+
+    #: EMG envelope points per second and channel.
     envelope_rate_hz: float = Field(50.0, gt=0, le=500)
+    #: Also store raw sEMG (large: the full EMG rate x channels).
     raw_emg: bool = False
 
 
@@ -186,7 +207,36 @@ class GatewayConfig(_Model):
     mqtt: MqttSection = MqttSection()
     influx: InfluxSection = InfluxSection()
     local: LocalSection = LocalSection()
+    series: SeriesSection = SeriesSection()
     spool: SpoolSection = SpoolSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_series_keys(cls, data: Any) -> Any:
+        """``[influx]``/``[local]`` ``envelope_rate_hz`` and ``raw_emg`` (before ``[series]``):
+        still accepted, moved to ``[series]`` with a deprecation warning."""
+        if not isinstance(data, dict):
+            return data
+        moved: dict[str, Any] = {}
+        out = dict(data)
+        for section in ("influx", "local"):
+            sec = out.get(section)
+            if not isinstance(sec, dict) or not {"envelope_rate_hz", "raw_emg"} & set(sec):
+                continue
+            sec = dict(sec)
+            for key in ("envelope_rate_hz", "raw_emg"):
+                if key in sec:
+                    value = sec.pop(key)
+                    log.warning("config: %s.%s is deprecated: use series.%s", section, key, key)
+                    if key == "raw_emg":
+                        moved[key] = bool(moved.get(key)) or value
+                    else:
+                        moved.setdefault(key, value)
+            out[section] = sec
+        if moved:
+            series = out.get("series")
+            out["series"] = {**moved, **series} if isinstance(series, dict) else moved
+        return out
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
@@ -237,33 +287,72 @@ def read_secret(value: str | None, path: Path | None, what: str) -> str | None:
         raise ConfigError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>") -> GatewayConfig:
+def validate_model(model: type[_M], data: Any, source: str) -> _M:
+    """``model.model_validate(data)``, every problem one ``file: dotted.key: message`` line."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
     try:
-        return GatewayConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def detector_config(data: dict[str, Any], source: str) -> DetectorConfig:
+    """The ``[detector]`` table of a config file, errors naming the file and the key."""
+    if not data:
+        return DetectorConfig()
+    return DetectorConfig.from_dict(data, source=f"{source}: detector")
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> GatewayConfig:
+    cfg = validate_model(GatewayConfig, data, source)
+    detector_config(cfg.detector, source)  # a [detector] mistake is a config error, at load
+    return cfg
+
+
+def load_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Read one TOML file: the one place config-like files are read. ConfigError, one line,
+    naming the file (and the line, for a syntax error) when it cannot be read or parsed."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a {what} file")
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 at byte offset {exc.start}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
 
 
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a gateway TOML file; raise ConfigError naming file and key."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-    cfg = parse_config(data, str(p))
+    cfg = parse_config(load_toml(p), str(p))
     # Relative paths in the file are relative to the file, not to wherever the service started.
-    base = p.resolve().parent
-    return _rebase(cfg, base)
+    cfg = _rebase(cfg, p.resolve().parent)
+    # TLS files set with TLS off: said now (secret files are checked by ``check_files``, at the
+    # start of the gateway: a config may be validated on another machine than it runs on).
+    given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(cfg.mqtt.tls, k) is not None]
+    if given and not cfg.mqtt.tls.enabled:
+        log.warning(
+            "%s: mqtt.tls.%s is set but mqtt.tls.enabled = false: the connection is NOT encrypted",
+            p,
+            given[0],
+        )
+    return cfg
+
+
+def _fix(base: Path, x: Path | None) -> Path | None:
+    return x if x is None or x.is_absolute() else base / x
 
 
 def _rebase(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     def fix(x: Path | None) -> Path | None:
-        return x if x is None or x.is_absolute() else base / x
+        return _fix(base, x)
 
     gw = cfg.gateway.model_copy(update={"state_dir": fix(cfg.gateway.state_dir)})
     updates: dict[str, Any] = {"gateway": gw}
@@ -271,4 +360,57 @@ def _rebase(cfg: GatewayConfig, base: Path) -> GatewayConfig:
         updates["spool"] = cfg.spool.model_copy(update={"directory": fix(cfg.spool.directory)})
     if cfg.local.directory is not None:
         updates["local"] = cfg.local.model_copy(update={"directory": fix(cfg.local.directory)})
+    updates["mqtt"] = rebase_mqtt(cfg.mqtt, base)
+    updates["influx"] = cfg.influx.model_copy(
+        update={k: fix(getattr(cfg.influx, k)) for k in ("token_file", "password_file", "ca_file")}
+    )
     return cfg.model_copy(update=updates)
+
+
+def rebase_mqtt(m: MqttSection, base: Path) -> MqttSection:
+    """An ``[mqtt]`` section's file paths relative to the config file's directory ``base``."""
+    tls = m.tls.model_copy(
+        update={k: _fix(base, getattr(m.tls, k)) for k in ("ca_file", "cert_file", "key_file")}
+    )
+    return m.model_copy(update={"password_file": _fix(base, m.password_file), "tls": tls})
+
+
+def check_mqtt_files(m: MqttSection, source: str, key: str = "mqtt") -> None:
+    if m.enabled:
+        _readable(m.password_file, source, f"{key}.password_file")
+        if m.tls.enabled:
+            for k in ("ca_file", "cert_file", "key_file"):
+                _readable(getattr(m.tls, k), source, f"{key}.tls.{k}")
+
+
+def check_files(cfg: GatewayConfig, source: str) -> None:
+    """Secret and TLS files named in the config exist and are readable: a missing one is one
+    line now, not a traceback on every connection attempt."""
+    check_mqtt_files(cfg.mqtt, source)
+    if cfg.influx.enabled:
+        for k in ("token_file", "password_file", "ca_file"):
+            _readable(getattr(cfg.influx, k), source, f"influx.{k}")
+
+
+def _readable(path: Path | None, source: str, key: str) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{source}: {key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_state_dir(directory: Path, source: str, key: str = "gateway.state_dir") -> None:
+    """The state directory can be created and written, or one ConfigError line saying why."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".write-test-", dir=directory)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise ConfigError(f"{source}: {key}: {directory} is not writable: {exc.strerror or exc}") from None
+
+
+# -- command-line values: one line naming the argument, through argparse (exit code 2) -------------

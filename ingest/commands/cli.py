@@ -19,8 +19,10 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ingest import __version__
+from ingest.commands.args import positive_float, pseudonym, writable_dir
 
 log = logging.getLogger("neurospasm")
 
@@ -52,12 +54,16 @@ async def _run_gateway(config_path: str) -> int:
     import contextlib
     import signal
 
-    from ingest.config import ConfigError, load_config
+    from ingest.config import ConfigError, check_files, check_state_dir, load_config
     from ingest.stream.runner import Gateway
 
     cfg = load_config(config_path)
     if not cfg.devices:
         raise ConfigError(f"{config_path}: devices: no device configured ([[devices]] with id and port)")
+    check_files(cfg, config_path)  # secrets and TLS files: one line now, not a traceback per retry
+    check_state_dir(cfg.gateway.state_dir, config_path)
+    if cfg.spool.directory is not None:
+        check_state_dir(cfg.spool.directory, config_path, "spool.directory")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,10 +105,16 @@ def _demo_cmd(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(args))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``neurospasm detect: error: argument ...``),
+    exit code 2; ``--help`` still shows the usage. Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="neurospasm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = _Parser(prog="neurospasm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"neurospasm {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -113,11 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="simulated wearable + embedded broker + local storage, live view")
     demo.add_argument(
-        "--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)"
+        "--duration", type=positive_float, default=None, help="stop after this many seconds (default: Ctrl-C)"
     )
     demo.add_argument(
-        "--state-dir", default=None, help="where local series and the spool go (default: a temp dir)"
-    )
+        "--state-dir", default=None, type=writable_dir,
+        help="where local series and the spool go (default: a temp dir)",
+    )  # fmt: skip
     demo.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
     demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
     demo.add_argument("--dashboard-port", type=int, default=8080, help="the dashboard's port (default 8080)")
@@ -129,21 +142,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Values the subcommands' own parsers accept but that cannot work (one line, exit 2)."""
+    if args.command == "sim" and getattr(args, "devices", 1) < 1:
+        parser.error(f"sim: argument --devices: must be at least 1, got {args.devices}")
+    if args.command == "sim" and getattr(args, "device_id", None):
+        try:
+            pseudonym(args.device_id)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"sim: argument --device-id: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
     from ingest.config import ConfigError  # after parsing: --help never loads pydantic
 
+    bad_input: tuple[type[Exception], ...] = (ConfigError, *_input_errors())
     handler = args.handler
     if args.command == "sim" and getattr(args, "recording", None):
         handler = _sim_recording_cmd  # the composition root reads the recording for the simulator
     try:
         return int(handler(args))
-    except ConfigError as exc:
-        print(f"neurospasm: {exc}", file=sys.stderr)
+    except bad_input as exc:
+        # Bad input (a config, a recording, a capture, a scenario): the message names it.
+        who = "neurospasm" if isinstance(exc, ConfigError) else f"neurospasm {args.command}"
+        print(f"{who}: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def one_line(message: str) -> str:
+    """Several problems (one per line, each ``source: key: message``) as one line: the first in
+    full, the others after it without repeating the source."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return message.strip()
+    source = lines[0].split(": ", 1)[0] + ": "
+    rest = [line.removeprefix(source) for line in lines[1:]]
+    return f"{lines[0]}; and {len(rest)} more: " + "; ".join(rest)
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """The error types that mean "this input is bad" (each message names the file or key)."""
+    from firmware_sim.scenario import ScenarioError
+    from ingest.commands.replay import ReplayError
+    from ingest.files.readers import RecordingError
+    from ingest.files.recording import CaptureError
+
+    return (RecordingError, CaptureError, ScenarioError, ReplayError)
 
 
 if __name__ == "__main__":

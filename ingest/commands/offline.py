@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # the command line imports this module; numpy and the detecto
     from ingest.stream.session import Output
     from ingest.wire.protocol import Frame
 
+from ingest.commands.args import detector_config_json, output_file, pseudonym
+
 #: Seconds of signal per block handed to the session (the detector's result does not depend on it).
 BLOCK_S = 30.0
 #: The boot id of a signal file: it has no device boot, its ids derive from device and position.
@@ -193,11 +195,7 @@ def main(args: argparse.Namespace) -> int:
     from ingest.files.recording import CaptureError, CaptureReader, is_capture
     from ingest.outputs.encoders import to_json
 
-    config = (
-        DetectorConfig.from_dict(json.loads(args.detector_config))
-        if args.detector_config
-        else DetectorConfig()
-    )
+    config = args.detector_config or DetectorConfig()  # parsed and checked by argparse
     path = Path(args.recording)
     t_start = time.monotonic()
     sf: SignalFile | None = None
@@ -262,13 +260,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "recording", help="a capture (.nsc), EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (docs/recordings.md)"
     )
-    p.add_argument("--annotate", metavar="OUT.edf", help="write an EDF+ copy with the events as annotations")
+    p.add_argument("--annotate", metavar="OUT.edf", type=output_file,
+                   help="write an EDF+ copy with the events as annotations")  # fmt: skip
     p.add_argument(
-        "--device",
-        default=None,
+        "--device", default=None, type=pseudonym,
         help="device id for the event ids (a pseudonym; default: the capture's, or offline)",
-    )
-    p.add_argument("--detector-config", metavar="JSON", help="detector settings, e.g. '{\"mains_hz\": 60}'")
+    )  # fmt: skip
+    p.add_argument("--detector-config", metavar="JSON", type=detector_config_json,
+                   help="detector settings, e.g. '{\"mains_hz\": 60}'")  # fmt: skip
     p.set_defaults(handler=main)
 
 

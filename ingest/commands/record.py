@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.commands.args import output_file, positive_float, pseudonym
+
 if TYPE_CHECKING:
     from ingest.files.recording import CaptureRecord, CaptureWriter, Decoded
 
@@ -110,14 +112,17 @@ class SimRun:
         """The run as capture records: link changes and chunks in time order."""
         from ingest.files.recording import DATA, DOWN, UP, CaptureRecord
 
+        # The simulation's host clock never steps: its monotonic time is the host time from start.
         out: list[CaptureRecord] = []
         links = iter(self.link_events)
         nxt = next(links, None)
+        t0 = self.chunks[0][0] - 1.0 if self.chunks else 0.0
         for t, data in self.chunks:
             while nxt is not None and nxt[0] <= t:
-                out.append(CaptureRecord(nxt[0], UP if nxt[1] == "up" else DOWN, b"", -1))
+                kind = UP if nxt[1] == "up" else DOWN
+                out.append(CaptureRecord(nxt[0], kind, b"", -1, t_mono=max(0.001, nxt[0] - t0)))
                 nxt = next(links, None)
-            out.append(CaptureRecord(t, DATA, data, -1))
+            out.append(CaptureRecord(t, DATA, data, -1, t_mono=t - t0))
         return out
 
 
@@ -147,7 +152,7 @@ def simulate_scenario(
 
 def write_sim(w: CaptureWriter, sim: SimRun) -> None:
     for rec in sim.records():
-        w.write(rec.t_host, rec.kind, rec.data)
+        w.write(rec.t_host, rec.kind, rec.data, rec.t_mono)
 
 
 def record_sim(scenario_name: str, out: Path, *, duration_s: float | None, device: str) -> int:
@@ -170,7 +175,7 @@ def decode_source(source: str, *, device: str | None = None) -> Decoded:
 
     if is_capture(source):
         reader = CaptureReader(source)
-        recs = reader.records()
+        recs = reader.records()  # damaged v2 records are skipped and logged, one line each
         if reader.truncated is not None:
             log.warning("%s: incomplete last record at byte offset %d ignored", source, reader.truncated)
         return decode_records(
@@ -183,12 +188,30 @@ def decode_source(source: str, *, device: str | None = None) -> Decoded:
 # -- command line ----------------------------------------------------------------------------------
 
 
+def check_port(port: str) -> None:
+    """``record --port``: a device path must exist now (pyserial URLs like ``socket://`` are
+    taken as given); otherwise one CaptureError line instead of an empty capture and exit 0."""
+    from ingest.files.recording import CaptureError
+
+    if "://" in port:
+        return
+    if not Path(port).exists():
+        raise CaptureError(f"--port {port}: no such serial port (is the device plugged in?)")
+
+
 def _record_cmd(args: argparse.Namespace) -> int:
+    from ingest.files.recording import DATA, CaptureReader
+
     out = Path(args.out)
     if args.sim:
         return record_sim(args.sim, out, duration_s=args.duration, device=args.device_id)
-    return asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
-                                   baudrate=args.baudrate, kind=args.kind))  # fmt: skip
+    check_port(args.port)
+    rc = asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
+                                 baudrate=args.baudrate, kind=args.kind))  # fmt: skip
+    if rc == 0 and not any(r.kind == DATA for r in CaptureReader(out)):
+        print(f"neurospasm record: {args.port}: no data received; {out} holds no samples", file=sys.stderr)
+        return 1
+    return rc
 
 
 def _export_cmd(args: argparse.Namespace) -> int:
@@ -216,13 +239,14 @@ def register(sub: Any) -> None:
     src.add_argument(
         "--sim", metavar="SCENARIO", help="simulate a scenario offline (instant, faults included)"
     )
-    rec.add_argument("--out", "-o", required=True, help="capture file to write (.nsc)")
+    rec.add_argument("--out", "-o", required=True, type=output_file, help="capture file to write (.nsc)")
     rec.add_argument(
-        "--duration", type=float, default=None, help="seconds to record (default: Ctrl-C / scenario)"
+        "--duration", type=positive_float, default=None, help="seconds to record (default: Ctrl-C / scenario)"
     )
     rec.add_argument(
-        "--device-id", default="wearable-1", help="device id stored in the capture (replay uses it)"
-    )
+        "--device-id", default="wearable-1", type=pseudonym,
+        help="device id stored in the capture (replay uses it)",
+    )  # fmt: skip
     rec.add_argument("--kind", default="neurospasm", help="device kind (wire protocol) of a --port device")
     rec.add_argument("--baudrate", type=int, default=921600)
     rec.set_defaults(handler=_record_cmd)
@@ -231,6 +255,7 @@ def register(sub: Any) -> None:
         "export-edf", help="decode a capture (or a scenario) to EDF+ with event/gap annotations"
     )
     exp.add_argument("source", help="a capture (.nsc) or a scenario (built-in name or TOML)")
-    exp.add_argument("--out", "-o", required=True, help="EDF+ file to write")
-    exp.add_argument("--device-id", default=None, help="device id for event ids (default: the capture's)")
+    exp.add_argument("--out", "-o", required=True, type=output_file, help="EDF+ file to write")
+    exp.add_argument("--device-id", default=None, type=pseudonym,
+                     help="device id for event ids (default: the capture's)")  # fmt: skip
     exp.set_defaults(handler=_export_cmd)

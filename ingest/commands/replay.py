@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.commands.args import output_file, pseudonym, writable_dir
 from ingest.sources.base import Chunk, Transport, TransportClosed
 
 #: Link record kinds (``ingest.stream.pipeline``), repeated so that importing this module for the
@@ -118,7 +119,7 @@ class ReplayTransport(Transport):
                 if delay > 0:
                     await asyncio.sleep(delay)
             if rec.kind == DATA:
-                chunk = Chunk(rec.t_host, rec.data)
+                chunk = Chunk(rec.t_host, rec.data, t_mono=rec.t_mono)
                 self._inflight[id(chunk)] = i
                 await self._queue.put(chunk)  # back-pressure, never a drop
                 self.stats.chunks += 1
@@ -329,7 +330,7 @@ async def run_replay(
 
 
 def parse_speed(text: str) -> float:
-    if text.lower() in ("max", "inf", "fast"):
+    if text.lower() in ("max", "inf"):
         return math.inf
     try:
         v = float(text.rstrip("x"))
@@ -337,7 +338,7 @@ def parse_speed(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"speed must be a number (1, 10, ...) or 'max', got {text!r}"
         ) from None
-    if not v > 0:
+    if not (v > 0 and math.isfinite(v)):
         raise argparse.ArgumentTypeError(f"speed must be > 0, got {text!r}")
     return v
 
@@ -395,10 +396,15 @@ def register(sub: Any) -> None:
         "--speed", type=parse_speed, default=math.inf, help="1 = real time, 10, ..., or max (default)"
     )
     p.add_argument("--config", "-c", help="gateway TOML (default: local storage only, MQTT off)")
-    p.add_argument("--device-id", help="device id (event ids depend on it; default: the capture's)")
-    p.add_argument("--events-out", help="write the detected event payloads here (JSON lines)")
     p.add_argument(
-        "--state-dir", help="where the default config stores series and spool (default: a temp dir)"
+        "--device-id", type=pseudonym, help="device id (event ids depend on it; default: the capture's)"
     )
+    p.add_argument(
+        "--events-out", type=output_file, help="write the detected event payloads here (JSON lines)"
+    )
+    p.add_argument(
+        "--state-dir", type=writable_dir,
+        help="where the default config stores series and spool (default: a temp dir)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_replay_cmd)

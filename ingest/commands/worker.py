@@ -38,17 +38,25 @@ import re
 import signal
 import socket
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from detectors import DetectorConfig
-from ingest.config import ConfigError, Ident, MqttSection, _Model, format_validation_error
+from ingest.config import (
+    Ident,
+    MqttSection,
+    _Model,
+    check_mqtt_files,
+    detector_config,
+    load_toml,
+    rebase_mqtt,
+    validate_model,
+)
 from ingest.outputs import encoders, payloads
 from ingest.outputs.delivery import Backoff
 from ingest.outputs.sinks.mqtt import connection_kwargs, decode_message, encode_message
@@ -119,18 +127,12 @@ class WorkerConfig(_Model):
 def load_worker_config(path: str | Path) -> WorkerConfig:
     """Read and validate a worker TOML; ConfigError naming the file and key at fault."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-    try:
-        cfg = WorkerConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(p), exc)) from None
+    cfg = validate_model(WorkerConfig, load_toml(p), str(p))
+    detector_config(cfg.detector, str(p))
+    cfg = cfg.model_copy(update={"mqtt": rebase_mqtt(cfg.mqtt, p.resolve().parent)})
+    check_mqtt_files(cfg.mqtt, str(p))  # a worker is loaded where it runs
     if not cfg.worker.state_dir.is_absolute():
-        w = cfg.worker.model_copy(update={"state_dir": p.parent / cfg.worker.state_dir})
+        w = cfg.worker.model_copy(update={"state_dir": p.resolve().parent / cfg.worker.state_dir})
         cfg = cfg.model_copy(update={"worker": w})
     return cfg
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from detectors.limits import stream_problem
 
 __all__ = ["RecordingError", "SignalFile", "read_recording"]
 
@@ -48,10 +51,26 @@ class SignalFile:
 
 
 def read_recording(path: str | Path) -> SignalFile:
-    """Pick the reader by extension (.edf, .bdf, .csv) or by content (BioSPPy "Simple Text Format")."""
+    """Pick the reader by extension (.edf, .bdf, .csv) or by content (BioSPPy "Simple Text Format").
+
+    Whatever the format, the result is checked before anything runs on it (``check_signals``):
+    a rate the detector cannot handle, no finite samples, or non-finite values are one
+    ``RecordingError`` line naming the file, never a traceback or a silent "0 events".
+    """
     p = Path(path)
     if not p.exists():
         raise RecordingError(f"{p}: no such file")
+    if p.is_dir():
+        raise RecordingError(f"{p}: is a directory, not a recording")
+    try:
+        return check_signals(_read(p))
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"{p}: not UTF-8 text at byte offset {exc.start}") from None
+    except OSError as exc:
+        raise RecordingError(f"{p}: cannot read: {exc.strerror or exc}") from None
+
+
+def _read(p: Path) -> SignalFile:
     ext = p.suffix.lower()
     if ext in (".edf", ".bdf", ".rec"):
         return read_edf(p)
@@ -64,6 +83,31 @@ def read_recording(path: str | Path) -> SignalFile:
     raise RecordingError(
         f"{p}: unknown format (expected .edf, .bdf, .csv or a BioSPPy 'Simple Text Format' file)"
     )
+
+
+def check_signals(sf: SignalFile) -> SignalFile:
+    """What the detector needs: a supported rate, labels, finite samples (one line otherwise)."""
+    p = sf.path
+    if len(sf.emg_uv) == 0:
+        raise RecordingError(f"{p}: no EMG samples")
+    problem = stream_problem(sf.emg_rate_hz, sf.channel_labels, sf.acc_rate_hz)
+    if problem is not None:
+        raise RecordingError(f"{p}: {problem}")
+    for name, arr, labels in (
+        ("EMG", sf.emg_uv, sf.channel_labels),
+        ("accelerometer", sf.acc_g, ["x", "y", "z"]),
+    ):
+        if arr is None:
+            continue
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row, col = (int(v) for v in np.argwhere(bad)[0])
+            share = 100.0 * bad.sum() / bad.size
+            raise RecordingError(
+                f"{p}: {name} {labels[col]!r} has non-finite values (NaN/inf; {share:.3g} % of "
+                f"samples, first at sample {row}): fix or cut them, nothing would be detected there"
+            )
+    return sf
 
 
 def _emg_scale(unit: str, where: str) -> float:
@@ -226,9 +270,23 @@ def read_csv(path: Path) -> SignalFile:
         else:
             header_line = first
             notes.append("no '# start:' line: 1970-01-01T00:00:00Z used")
-        header = next(csv.reader([header_line]))
-        rows = np.loadtxt(fh, delimiter=",", ndmin=2)
+        header = next(csv.reader([header_line]), [])
+        first_data_line = 3 if first.startswith("#") else 2
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data": said below, in one line
+                rows = np.loadtxt(fh, delimiter=",", ndmin=2)
+        except ValueError as exc:
+            # numpy counts data rows from 0: name the file's own line number
+            msg = str(exc).split(";")[0]
+            m = re.search(r"at row (\d+)", msg)
+            where = f"line {int(m.group(1)) + first_data_line}: " if m else ""
+            raise RecordingError(f"{path}: {where}{msg}") from None
     cols = [h.strip() for h in header]
+    if rows.size == 0:
+        raise RecordingError(f"{path}: no data rows after the header")
+    if rows.shape[1] != len(cols):
+        raise RecordingError(f"{path}: the header has {len(cols)} columns but the data rows {rows.shape[1]}")
     if not cols or cols[0].lower() != "time_s":
         first = cols[0] if cols else "nothing"
         raise RecordingError(f"{path}: line 1: the first column must be time_s (seconds), got {first!r}")

@@ -7,17 +7,24 @@ same frames, the same gaps with the same causes, the same clock-model input, the
 Format (all integers little-endian; docs/recordings.md)::
 
     magic      8 bytes  b"NSCAP\\r\\n\\x1a"   (the \\r\\n and ^Z catch text-mode mangling, as PNG's)
-    version    u16      1
+    version    u16      2 (1 is still read)
     header_len u32
-    header     JSON (UTF-8): {"format": "neurospasm.capture/1", "device": ..., "created": ..., ...}
-    records    repeated:  u64 t_host_ns | u8 kind | u32 length | length bytes
+    header     JSON object (UTF-8): {"format": "neurospasm.capture/2", "device": ..., "created": ...}
+    records    repeated (v2):  b"\\xa5NSR" sync | u64 t_host_ns | u64 t_mono_ns | u8 kind | u32 length |
+                               u32 crc32 (zlib, of t_host_ns .. length and the data) | length bytes
+               (v1):           u64 t_host_ns | u8 kind | u32 length | length bytes
                kind 0 DATA  bytes received from the device (one transport chunk)
                     1 DOWN  the link broke (length 0)
                     2 UP    the link is open again (length 0)
                     3 WRITE bytes the host sent to the device (commands)
 
-A capture cut short by a crash or a full disk is readable up to its last complete record
-(``CaptureReader.truncated`` says so); anything else malformed is an error naming the byte offset.
+``t_mono_ns`` is the host's monotonic clock when the record was taken (0: not known), so a
+replay sees host wall-clock steps exactly as the live gateway did (``ingest.stream.clock.HostClock``).
+A v2 record that fails its checks (sync, kind, length, CRC) is skipped: the reader resynchronises
+at the next sync marker that starts a valid record, so one flipped bit loses one record, not the
+night (``CaptureReader.corrupt`` lists the regions skipped). A capture cut short by a crash or a
+full disk is readable up to its last complete record (``CaptureReader.truncated`` says so). A v1
+capture has no resynchronisation: damage there is an error naming the byte offset.
 
 EDF+ export (``neurospasm export-edf``, ``ingest.commands.record``) decodes a capture with the
 shared decode loop (``ingest.stream.pipeline``) and the very ``DeviceSession`` the gateway runs,
@@ -33,6 +40,7 @@ import logging
 import math
 import struct
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +64,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CAPTURE_FORMAT",
     "MAGIC",
+    "RECORD_HEADER_BYTES",
     "CaptureError",
     "CaptureReader",
     "CaptureRecord",
@@ -67,10 +76,17 @@ __all__ = [
 ]
 
 MAGIC = b"NSCAP\r\n\x1a"
-VERSION = 1
-CAPTURE_FORMAT = "neurospasm.capture/1"
+VERSION = 2
+VERSIONS = (1, 2)
+CAPTURE_FORMAT = "neurospasm.capture/2"
 _PREAMBLE = struct.Struct("<8sHI")
-_RECORD = struct.Struct("<QBI")
+_RECORD = struct.Struct("<QBI")  # v1
+SYNC = b"\xa5NSR"
+_RECORD2 = struct.Struct("<4sQQBII")  # v2: sync, t_host_ns, t_mono_ns, kind, length, crc32
+_CRC_FROM = 4  # the CRC covers t_host_ns .. length (not the sync, not itself) and the data
+_CRC_TO = _RECORD2.size - 4
+#: Bytes in front of each v2 record's data.
+RECORD_HEADER_BYTES = _RECORD2.size
 DATA, DOWN, UP, WRITE = 0, 1, 2, 3
 KIND_NAMES = {DATA: "data", DOWN: "down", UP: "up", WRITE: "write"}
 #: Longest single record we accept on reading: far above any transport chunk, far below "corrupt".
@@ -87,6 +103,7 @@ class CaptureRecord:
     kind: int
     data: bytes
     offset: int  # byte offset of the record in the file (for error messages and tools)
+    t_mono: float | None = None  # host monotonic seconds (v2 captures), None if not known
 
     @property
     def t_host_ns(self) -> int:
@@ -129,10 +146,14 @@ class CaptureWriter:
             self._f.close()
             self._f = None
 
-    def write(self, t_host: float, kind: int, data: bytes = b"") -> None:
+    def write(self, t_host: float, kind: int, data: bytes = b"", t_mono: float | None = None) -> None:
+        """One record; ``t_mono`` is the host monotonic time (None: taken now, for live links)."""
         if self._f is None:
             raise CaptureError(f"{self.path}: capture is not open for writing")
-        self._f.write(_RECORD.pack(round(t_host * 1e9), kind, len(data)))
+        mono_ns = round((time.monotonic() if t_mono is None else t_mono) * 1e9)
+        head = _RECORD2.pack(SYNC, round(t_host * 1e9), max(0, mono_ns), kind, len(data), 0)
+        crc = zlib.crc32(data, zlib.crc32(head[_CRC_FROM:_CRC_TO]))
+        self._f.write(head[:_CRC_TO] + struct.pack("<I", crc))
         if data:
             self._f.write(data)
         self.records += 1
@@ -142,11 +163,11 @@ class CaptureWriter:
             self._f.flush()
             self._last_flush = now
 
-    def data(self, t_host: float, data: bytes) -> None:
-        self.write(t_host, DATA, data)
+    def data(self, t_host: float, data: bytes, t_mono: float | None = None) -> None:
+        self.write(t_host, DATA, data, t_mono)
 
-    def link(self, t_host: float, up: bool) -> None:
-        self.write(t_host, UP if up else DOWN)
+    def link(self, t_host: float, up: bool, t_mono: float | None = None) -> None:
+        self.write(t_host, UP if up else DOWN, b"", t_mono)
 
     def host_write(self, t_host: float, data: bytes) -> None:
         self.write(t_host, WRITE, data)
@@ -165,10 +186,12 @@ class CaptureReader:
         if len(raw) < _PREAMBLE.size or raw[:8] != MAGIC:
             raise CaptureError(f"{self.path}: not a neurospasm capture (bad magic at byte offset 0)")
         _, version, hlen = _PREAMBLE.unpack_from(raw)
-        if version != VERSION:
+        if version not in VERSIONS:
             raise CaptureError(
-                f"{self.path}: capture version {version} at byte offset 8; this reader knows {VERSION}"
+                f"{self.path}: capture version {version} at byte offset 8; this reader knows "
+                f"{', '.join(map(str, VERSIONS))}"
             )
+        self.version = int(version)
         end = _PREAMBLE.size + hlen
         if end > len(raw):
             raise CaptureError(
@@ -180,11 +203,65 @@ class CaptureReader:
             raise CaptureError(
                 f"{self.path}: header JSON at byte offset {_PREAMBLE.size} is invalid: {exc}"
             ) from None
+        if not isinstance(self.header, dict):
+            raise CaptureError(
+                f"{self.path}: header at byte offset {_PREAMBLE.size} is JSON but not an object "
+                f"({type(self.header).__name__})"
+            )
         self._start = end
         #: Byte offset of an incomplete last record (the writer was killed mid-record), else None.
         self.truncated: int | None = None
+        #: v2: damaged regions skipped by resynchronisation, as (byte offset, bytes skipped).
+        self.corrupt: list[tuple[int, int]] = []
+
+    def _record_v2(self, pos: int) -> CaptureRecord | None:
+        """The v2 record starting at ``pos`` if every check passes, else None."""
+        raw = self._raw
+        size = _RECORD2.size
+        if pos + size > len(raw) or raw[pos : pos + 4] != SYNC:
+            return None
+        _, t_ns, mono_ns, kind, n, crc = _RECORD2.unpack_from(raw, pos)
+        if kind not in KIND_NAMES or n > MAX_RECORD_BYTES or pos + size + n > len(raw):
+            return None
+        data = raw[pos + size : pos + size + n]
+        if zlib.crc32(data, zlib.crc32(raw[pos + _CRC_FROM : pos + _CRC_TO])) != crc:
+            return None
+        return CaptureRecord(t_ns / 1e9, kind, data, pos, mono_ns / 1e9 if mono_ns else None)
+
+    def _iter_v2(self) -> Iterator[CaptureRecord]:
+        raw = self._raw
+        pos = self._start
+        while pos < len(raw):
+            rec = self._record_v2(pos)
+            if rec is not None:
+                yield rec
+                pos += _RECORD2.size + len(rec.data)
+                continue
+            nxt = raw.find(SYNC, pos + 1)
+            while nxt != -1 and self._record_v2(nxt) is None:
+                nxt = raw.find(SYNC, nxt + 1)
+            if nxt == -1:
+                if pos + _RECORD2.size <= len(raw):
+                    n = _RECORD2.unpack_from(raw, pos)[4]
+                    if raw[pos : pos + 4] == SYNC and pos + _RECORD2.size + n == len(raw):
+                        # Complete to the last byte, yet damaged: corruption, not a torn tail.
+                        self.corrupt.append((pos, len(raw) - pos))
+                        log.warning("%s: damaged last record at byte offset %d skipped", self.path, pos)
+                        return
+                # Nothing valid after it: the writer stopped mid-record (crash, full disk).
+                self.truncated = pos
+                return
+            self.corrupt.append((pos, nxt - pos))
+            log.warning(
+                "%s: damaged record at byte offset %d: %d bytes skipped, resynchronised at byte offset %d",
+                self.path, pos, nxt - pos, nxt,
+            )  # fmt: skip
+            pos = nxt
 
     def __iter__(self) -> Iterator[CaptureRecord]:
+        if self.version >= 2:
+            yield from self._iter_v2()
+            return
         raw = self._raw
         pos = self._start
         size = _RECORD.size
@@ -262,7 +339,7 @@ class CapturingTransport(Transport):
             self.writer.link(time.time(), up=False)
             self._up = False
             raise
-        self.writer.data(chunk.t_host, chunk.data)
+        self.writer.data(chunk.t_host, chunk.data, getattr(chunk, "t_mono", None))
         return chunk
 
 
@@ -287,6 +364,23 @@ class _Boot:
     acc: dict[int, np.ndarray] = field(default_factory=dict)
     emg_t0: float | None = None  # host time of the first EMG sample of this boot
     acc_t0: float | None = None
+    #: per stream: (counter end, host time) of the last block kept, to refuse implausible jumps
+    ends: dict[str, tuple[int, float]] = field(default_factory=dict)
+    dropped: int = 0
+
+    def keep(self, stream: str, counter: int, n: int, rate: float, t_host: float) -> bool:
+        """Whether a block is plausible: its counter no further ahead than host time allows (a
+        corrupt counter must not make the export gigabytes of zeros; same rule as the session's
+        ``implausible_jump``)."""
+        last = self.ends.get(stream)
+        if last is not None and counter > last[0]:
+            elapsed = max(0.0, t_host - last[1])
+            if (counter - last[0]) / rate > elapsed * 1.1 + 60.0:
+                self.dropped += 1
+                return False
+        if last is None or counter + n > last[0]:
+            self.ends[stream] = (counter + n, t_host)
+        return True
 
 
 @dataclass
@@ -313,11 +407,15 @@ def decode_records(records: Iterable[CaptureRecord], device: str, kind: str = "n
                 boots.append(_Boot(frame))
         elif boots and isinstance(frame, EmgFrame) and frame.samples.shape[1] == boots[-1].info.n_channels:
             b = boots[-1]
+            if not b.keep("emg", frame.counter, len(frame.samples), b.info.emg_rate_hz, t_host):
+                return  # an implausible counter jump: corruption, not billions of samples
             b.emg.setdefault(frame.counter, np.array(frame.samples))
             if b.emg_t0 is None:
                 b.emg_t0 = t_host - len(frame.samples) / b.info.emg_rate_hz
-        elif boots and isinstance(frame, AccFrame):
+        elif boots and isinstance(frame, AccFrame) and boots[-1].info.acc_rate_hz:
             b = boots[-1]
+            if not b.keep("acc", frame.counter, len(frame.samples), b.info.acc_rate_hz, t_host):
+                return
             b.acc.setdefault(frame.counter, np.array(frame.samples))
             if b.acc_t0 is None and b.info.acc_rate_hz:
                 b.acc_t0 = t_host - len(frame.samples) / b.info.acc_rate_hz

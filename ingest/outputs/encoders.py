@@ -49,7 +49,7 @@ def ms_ns(t: float) -> int:
 
 # -- MQTT JSON ------------------------------------------------------------------------------------
 def onset_json(r: OnsetRecord) -> dict[str, Any]:
-    return {
+    p = {
         "schema": "neurospasm.onset/1",
         "id": r.id,
         "device": r.device,
@@ -58,10 +58,13 @@ def onset_json(r: OnsetRecord) -> dict[str, Any]:
         "amplitude_uv": _num(r.amplitude_uv, 2),
         "baseline_uv": _num(r.baseline_uv, 2),
     }
+    if r.time_quality is not None:
+        p["time_quality"] = r.time_quality
+    return p
 
 
 def event_json(r: EventRecord) -> dict[str, Any]:
-    return {
+    p: dict[str, Any] = {
         "schema": "neurospasm.event/1",
         "id": r.id,
         "device": r.device,
@@ -78,6 +81,9 @@ def event_json(r: EventRecord) -> dict[str, Any]:
         "confidence": _num(r.confidence),
         "detector": {"version": r.detector_version, "config_hash": r.config_hash},
     }
+    if r.time_quality is not None:
+        p["time_quality"] = r.time_quality
+    return p
 
 
 def gap_json(r: GapRecord) -> dict[str, Any]:

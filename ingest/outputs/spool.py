@@ -40,6 +40,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import struct
@@ -52,6 +53,8 @@ from heapq import merge
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Priority",
@@ -155,6 +158,12 @@ class SpoolStats:
     corrupt_records: int
     #: bytes in those regions
     corrupt_bytes: int
+    #: why the file system refuses writes (ENOSPC/EDQUOT), or None while it takes them
+    disk_full: str | None = None
+    #: clinical records held in memory because the disk is full (lost if the process dies)
+    memory_records: int = 0
+    #: records that could be stored neither on disk nor in memory since open, by priority
+    disk_full_dropped: dict[Priority, int] = field(default_factory=dict)
 
     @property
     def oldest_age_max_s(self) -> float | None:
@@ -225,6 +234,11 @@ class Spool:
             it to the kernel (the cursor is still written every ``fsync_interval_s``, without fsync).
         fsync_interval_s: the batch interval.
         clock_ns: wall clock in UTC ns for record times (tests inject a fake one).
+        memory_fallback: when the *file system* is full (not the quota), an append first evicts
+            less important segments to free real space; if that is not enough, up to this many
+            CLINICAL records are held in memory (delivered like the others, lost only if the
+            process dies before a sink takes them) and less important records are dropped and
+            counted, instead of raising. 0 (the default): ``SpoolFullError`` is raised.
     """
 
     def __init__(
@@ -236,6 +250,7 @@ class Spool:
         fsync: FsyncPolicy = "batch",
         fsync_interval_s: float = 1.0,
         clock_ns: Callable[[], int] = time.time_ns,
+        memory_fallback: int = 0,
     ) -> None:
         if segment_bytes < len(MAGIC) + RECORD_OVERHEAD + 1:
             raise ValueError(f"segment_bytes={segment_bytes} is too small for even one record")
@@ -260,6 +275,11 @@ class Spool:
         self._corrupt_bytes = 0
         self._cursor_dirty = False
         self._last_sync = 0.0
+        self.memory_fallback = memory_fallback
+        self._mem: dict[str, list[SpoolRecord]] = {}
+        self._disk_full: str | None = None
+        self._disk_checked = 0.0
+        self._disk_full_dropped = {p: 0 for p in Priority}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -319,8 +339,83 @@ class Spool:
     def append(self, sink: str, priority: Priority, payload: bytes) -> bool:
         """Store one record for ``sink``. Returns False if the quota refused it (counted), else True.
 
-        Raises SpoolFullError if the file system is full; the spool is left as it was.
+        Raises SpoolFullError if the file system is full and ``memory_fallback`` is 0; the spool
+        is left as it was. With ``memory_fallback``, see the class docstring.
         """
+        try:
+            ok = self._append_disk(sink, priority, payload)
+        except SpoolFullError as exc:
+            if not self.memory_fallback:
+                raise
+            return self._disk_full_append(sink, Priority(priority), payload, str(exc))
+        if self._disk_full is not None and ok and self._disk_has_room():
+            log.warning("spool %s: the disk has room again (was: %s)", self.directory, self._disk_full)
+            self._disk_full = None
+        return ok
+
+    def _disk_has_room(self) -> bool:
+        """At most once a second while the disk was full: is there room for two segments again?
+        (An append that succeeds because eviction just freed a segment does not count.)"""
+        now = time.monotonic()
+        if now - self._disk_checked < 1.0:
+            return False
+        self._disk_checked = now
+        try:
+            vfs = os.statvfs(self.directory)
+        except OSError:
+            return False
+        return vfs.f_bavail * vfs.f_frsize >= 2 * self.segment_bytes
+
+    def _disk_full_append(self, sink: str, priority: Priority, payload: bytes, why: str) -> bool:
+        """The file system is full: free real space by the eviction order, else hold in memory."""
+        if self._disk_full is None:
+            log.error(
+                "spool %s: %s; evicting by priority, clinical records held in memory", self.directory, why
+            )
+        self._disk_full = why
+        self._disk_checked = time.monotonic()
+        while self._evict_for_disk(priority):
+            try:
+                return self._append_disk(sink, priority, payload)
+            except SpoolFullError:
+                continue
+        held = sum(len(v) for v in self._mem.values())
+        if priority == Priority.CLINICAL and held < self.memory_fallback:
+            seq = self._next_seq.get(sink, 0)
+            self._next_seq[sink] = seq + 1
+            rec = SpoolRecord(payload, priority, seq, self._clock_ns(), (sink, int(priority), -1, seq, seq))
+            self._mem.setdefault(sink, []).append(rec)
+            return True
+        self._disk_full_dropped[priority] += 1
+        self._rejected[priority] += 1
+        return False
+
+    def _evict_for_disk(self, incoming: Priority) -> bool:
+        """Delete one segment to give the file system room: acknowledged ones first, then the
+        oldest of the least important class below ``incoming``. False if there is none."""
+        done = [(st, seg) for st in self._streams.values() for seg in st.segments if seg.pending == 0]
+        if done:
+            self._drop_segment(*done[0])
+            return True
+        for victim_prio in sorted(Priority, reverse=True):
+            if victim_prio <= incoming:
+                break
+            cands = [
+                (seg.first_ns or 0, seg.sid, st.sink, st, seg)
+                for (_s, p), st in self._streams.items()
+                if p == victim_prio
+                for seg in st.segments
+            ]
+            if cands:
+                _, _, _, st, seg = min(cands, key=lambda c: c[:3])
+                self._evicted_records[victim_prio] += seg.pending
+                self._evicted_bytes[victim_prio] += seg.pending_bytes
+                self._drop_segment(st, seg)
+                self._cursor_dirty = True
+                return True
+        return False
+
+    def _append_disk(self, sink: str, priority: Priority, payload: bytes) -> bool:
         self._check_open()
         priority = Priority(priority)
         _check_sink(sink)
@@ -382,7 +477,8 @@ class Spool:
         streams = [st for (s, _), st in self._streams.items() if s == sink]
         out: list[SpoolRecord] = []
         total = 0
-        for rec in merge(*(self._iter_stream(st) for st in streams), key=lambda r: r.seq):
+        disk = (self._iter_stream(st) for st in streams)
+        for rec in merge(*disk, iter(list(self._mem.get(sink, ()))), key=lambda r: r.seq):
             if out and total + len(rec.payload) > max_bytes:
                 break
             out.append(rec)
@@ -402,6 +498,10 @@ class Spool:
             r_sink, prio, sid, off, end = rec.position
             if r_sink != sink:
                 raise ValueError(f"record at {rec.position} belongs to sink {r_sink!r}, not {sink!r}")
+            if sid == -1:  # held in memory while the disk was full
+                held = self._mem.get(sink, [])
+                self._mem[sink] = [r for r in held if r.seq != rec.seq]
+                continue
             st = self._streams.get((sink, Priority(prio)))
             if st is None:
                 continue
@@ -437,6 +537,11 @@ class Spool:
             first = next(self._iter_stream(st, headers_only=True), None)
             if first is not None:
                 oldest[sink] = min(oldest.get(sink, first.appended_ns), first.appended_ns)
+        for sink, held in self._mem.items():
+            if held:
+                per = pending.setdefault(sink, {p: 0 for p in Priority})
+                per[Priority.CLINICAL] += len(held)
+                oldest[sink] = min(oldest.get(sink, held[0].appended_ns), held[0].appended_ns)
         now = self._clock_ns()
         return SpoolStats(
             bytes=self._bytes,
@@ -449,6 +554,9 @@ class Spool:
             rejected_records=dict(self._rejected),
             corrupt_records=self._corrupt_records,
             corrupt_bytes=self._corrupt_bytes,
+            disk_full=self._disk_full,
+            memory_records=sum(len(v) for v in self._mem.values()),
+            disk_full_dropped=dict(self._disk_full_dropped),
         )
 
     def sinks(self) -> list[str]:
@@ -478,8 +586,11 @@ class Spool:
             st.fd = None
         sid = self._next_seq.get(st.sink, 0)
         created_dir = not st.directory.exists()
-        st.directory.mkdir(parents=True, exist_ok=True)
         path = st.directory / f"{sid:020d}.seg"
+        try:
+            st.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._os_error(e, st.directory) from e
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         except OSError as e:
@@ -660,7 +771,15 @@ class Spool:
                     os.fdatasync(st.fd)
                     st.dirty = False
         if self._cursor_dirty or force_cursor:
-            self._write_cursor(fsync=fsync)
+            try:
+                self._write_cursor(fsync=fsync)
+            except SpoolFullError as exc:
+                if not self.memory_fallback:
+                    raise
+                # The cursor only saves re-sending after a crash (at-least-once): keep it dirty
+                # and retry at the next flush rather than failing the caller.
+                self._disk_full = str(exc)
+                self._disk_checked = time.monotonic()
         self._last_sync = time.monotonic()
 
     def _write_cursor(self, *, fsync: bool) -> None:

@@ -30,6 +30,9 @@ class Chunk:
     #: Where on the link the bytes came from: the BLE characteristic UUID for devices that send on
     #: several (a Myo's four EMG characteristics), "" for a plain byte stream.
     source: str = ""
+    #: Host monotonic seconds at the same moment (never steps, unlike ``t_host``); None when not
+    #: known (a v1 capture, a file). ``ingest.stream.clock.HostClock`` uses it to detect steps.
+    t_mono: float | None = None
 
 
 @dataclass(slots=True)
@@ -80,7 +83,7 @@ class Transport:
 
     def _received(self, data: bytes, t_host: float | None = None, source: str = "") -> None:
         """Hardware callback path: timestamp and enqueue, nothing else."""
-        chunk = Chunk(time.time() if t_host is None else t_host, bytes(data), source)
+        chunk = Chunk(time.time() if t_host is None else t_host, bytes(data), source, time.monotonic())
         try:
             self._queue.put_nowait(chunk)
         except asyncio.QueueFull:

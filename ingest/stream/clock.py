@@ -11,6 +11,14 @@ The mapping is monotonic: once a timestamp has been handed out for a counter, a 
 not move later counters before it. After a device reboot the counter restarts and the model is
 re-seeded from the new arrivals (``reset``); across a reconnect of the same boot it is kept, so
 timestamps stay continuous.
+
+The host's wall clock can step (a Raspberry Pi without a real-time clock boots with a wrong time
+and steps when NTP syncs; an operator sets the clock; a glitch returns 1970 for a moment). Arrival
+times are therefore taken from the host's *monotonic* clock plus a separately tracked wall-clock
+offset (``HostClock``): a step of the wall clock changes the offset, is confirmed for a couple of
+seconds (a single garbage reading is ignored), and then re-anchors the model (``shift``) without
+moving any timestamp already handed out. While a step is unconfirmed, or the wall clock reads an
+implausible time, ``HostClock.quality`` says "unsynchronised" and events carry that flag.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import theilslopes
 
-__all__ = ["MAX_SLEW", "ClockModel", "ClockQuality"]
+__all__ = ["MAX_SLEW", "ClockModel", "ClockQuality", "HostClock"]
 
 #: Envelope points the line is fitted through (older history is thinned to this many).
 FIT_POINTS = 100
@@ -158,6 +166,17 @@ class ClockModel:
         a = float(np.quantile(resid, 0.1)) if len(resid) >= 5 else float(resid.min())
         self._a, self._b, self._fitted = a, b, True
 
+    def shift(self, delta_s: float) -> None:
+        """Re-anchor: the host clock stepped by ``delta_s``; timestamps from now on move with it.
+
+        What was handed out stays as it was (it is published); the monotonic guard is moved too,
+        so a backward step is taken at once instead of being slewed for an hour."""
+        self._a += delta_s
+        self._points = deque(((x, t + delta_s) for x, t in self._points), maxlen=self.history)
+        if self._cur_best is not None:
+            self._cur_best = (self._cur_best[0], self._cur_best[1] + delta_s)
+        self._mono.last_t += delta_s
+
     def to_utc(self, counter: int | np.ndarray) -> np.ndarray | float:
         """UTC seconds of the given counter(s); not forced monotonic (see ``block_times``)."""
         base = self._base_counter or 0
@@ -212,6 +231,10 @@ class DerivedClock:
     def reset(self) -> None:
         self._mono = _Monotonic()
 
+    def shift(self, delta_s: float) -> None:
+        """Re-anchor this stream's monotonic guard (the base clock is shifted on its own)."""
+        self._mono.last_t += delta_s
+
     def to_utc(self, counter: int | np.ndarray) -> np.ndarray | float:
         return self.base.to_utc(np.asarray(counter, dtype=np.float64) * self.ratio)
 
@@ -221,3 +244,78 @@ class DerivedClock:
 
     def quality(self) -> ClockQuality:
         return self.base.quality()
+
+
+#: Wall-clock times before this (2020-01-01) are not a synchronised clock: a Pi without RTC, 1970.
+PLAUSIBLE_AFTER = 1_577_836_800.0
+
+
+class HostClock:
+    """Host arrival times without wall-clock steps: ``monotonic + offset``, the offset tracked.
+
+    ``t_wall - t_mono`` read at the same moment has no arrival jitter at all, only NTP's slew (ppm)
+    and steps. A change beyond ``step_s`` is a step candidate; once candidates agreeing with each
+    other have held for ``confirm_s`` of monotonic time, the offset is re-anchored and ``observe``
+    returns the step, for the caller to ``shift`` its clock models. A single garbage reading (a
+    1970 time, a spike) never holds that long and is ignored.
+    """
+
+    def __init__(self, *, step_s: float = 0.2, confirm_s: float = 2.0) -> None:
+        self.step_s = step_s
+        self.confirm_s = confirm_s
+        self.offset: float | None = None
+        self.steps = 0
+        self.ignored = 0  # readings that deviated and never held (garbage, spikes)
+        self._cand: list[tuple[float, float]] = []
+
+    _no_mono = False
+
+    @property
+    def synchronised(self) -> bool:
+        if self._no_mono:
+            return True
+        return self.offset is not None and not self._cand
+
+    @property
+    def quality(self) -> str | None:
+        """None when timestamps can be trusted, else "unsynchronised"."""
+        return None if self.synchronised and not self._implausible else "unsynchronised"
+
+    _implausible = False
+
+    def observe(self, t_wall: float, t_mono: float | None) -> tuple[float, float]:
+        """Arrival time to use for a reading, and the step re-anchored now (0.0 if none)."""
+        if t_mono is None:
+            # No monotonic time (a v1 capture, a file): the wall time as before, flagged only
+            # when it is implausible.
+            self._no_mono = True
+            self._implausible = t_wall < PLAUSIBLE_AFTER
+            return t_wall, 0.0
+        off = t_wall - t_mono
+        if self.offset is None:
+            self.offset = off
+            self._implausible = t_wall < PLAUSIBLE_AFTER
+            return t_wall, 0.0
+        dev = off - self.offset
+        if abs(dev) <= self.step_s:
+            self.offset += dev  # NTP's slew: follow it exactly
+            if self._cand:
+                self.ignored += len(self._cand)
+                self._cand.clear()
+            return t_mono + self.offset, 0.0
+        if self._implausible is False and t_wall < PLAUSIBLE_AFTER:
+            self.ignored += 1  # a garbage reading of an otherwise good clock: never a candidate
+            return t_mono + self.offset, 0.0
+        if self._cand and abs(off - self._cand[-1][1]) > self.step_s:
+            self.ignored += len(self._cand)
+            self._cand.clear()
+        self._cand.append((t_mono, off))
+        if t_mono - self._cand[0][0] < self.confirm_s:
+            return t_mono + self.offset, 0.0
+        new = float(np.median([o for _, o in self._cand]))
+        delta = new - self.offset
+        self.offset = new
+        self._cand.clear()
+        self.steps += 1
+        self._implausible = t_mono + new < PLAUSIBLE_AFTER
+        return t_mono + self.offset, delta

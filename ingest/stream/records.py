@@ -31,7 +31,9 @@ __all__ = [
 #: The namespace of every id we mint (unchanged since schema v1: ids stay comparable).
 EVENT_NAMESPACE = uuid.UUID("6f1c1f3e-7f0b-4b7e-9a43-2f0e0d9c5a11")
 
-GapCause = Literal["lost_frames", "disconnect", "reboot", "lead_off", "saturation"]
+GapCause = Literal[
+    "lost_frames", "disconnect", "reboot", "lead_off", "saturation", "gateway_restart", "pipeline_restart"
+]
 
 
 def event_id(device: str, boot_id: int, key: str) -> str:
@@ -54,6 +56,8 @@ class OnsetRecord:
     t_onset: float
     amplitude_uv: float | None
     baseline_uv: float | None
+    #: "unsynchronised" while the host wall clock cannot be trusted (``ingest.stream.clock.HostClock``).
+    time_quality: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,8 @@ class EventRecord:
     confidence: float | None
     detector_version: str
     config_hash: str
+    #: "unsynchronised" while the host wall clock cannot be trusted (``ingest.stream.clock.HostClock``).
+    time_quality: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,15 +35,26 @@ from ingest.outputs.sinks.sqlite import SQLITE_FILENAME, SqliteSink
 from ingest.outputs.spool import Spool
 from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.sources.serial import SerialTransport
+from ingest.stream.clock import HostClock
 from ingest.stream.frames import FrameBatcher, announce_payload
 from ingest.stream.pipeline import DecodeLoop
 from ingest.stream.session import DeviceSession, Output
+from ingest.stream.supervisor import LastSampleStore, PendingGap, Progress, reanchor
+from ingest.stream.watchdog import Notifier
 from ingest.wire.kinds import decoder_for
 
 log = logging.getLogger(__name__)
 
 TransportFactory = Callable[[DeviceSection], Transport]
 STATUS_INTERVAL_S = 10.0
+#: Without samples through the detector for this long, a connected device is "not monitored".
+PROGRESS_WINDOW_S = 2.0
+#: A restarted pipeline that has run this long without failing again gets its backoff reset.
+HEALTHY_AFTER_S = 30.0
+#: Clinical records held in memory while the disk under the spool is full (a few days of events).
+MEMORY_FALLBACK_RECORDS = 20_000
+#: States in which a pipeline waits on purpose (bounded sleeps): healthy for the watchdog.
+WAITING_STATES = frozenset({"disconnected", "failed", "refused", "ended", "offline"})
 
 
 def default_transport(dev: DeviceSection, queue_size: int = 4096) -> Transport:
@@ -99,12 +110,64 @@ class DeviceRunner:
 
     def __post_init__(self) -> None:
         self.pipeline = DecodeLoop(self.session, self.dev.kind, detect=self.detect)
+    #: Samples through the detector (set by the gateway; None: monitoring follows the link).
+    progress: Progress | None = None
+    #: Why the device is not monitored right now (the status carries it while monitoring is off).
+    reason: str = ""
+    failures: int = 0  # pipeline failures caught by the supervisor
+    state_since: float = field(default_factory=time.monotonic)
+    #: Arrival times from the monotonic clock plus a tracked wall offset (host clock steps).
+    host_clock: HostClock = field(default_factory=HostClock)
+
+    def _arrival(self, chunk: Any) -> float:
+        """The chunk's host time on a step-free clock; a confirmed step re-anchors the session."""
+        t, step = self.host_clock.observe(chunk.t_host, getattr(chunk, "t_mono", None))
+        if step:
+            log.warning("device %s: host clock stepped by %+.3f s; timestamps re-anchored", self.dev.id, step)
+            reanchor(self.session, step)
+        return t
 
     def _set(self, state: str, monitoring: bool) -> None:
         changed = (state, monitoring) != (self.state, self.monitoring)
+        if state != self.state:
+            self.state_since = time.monotonic()
         self.state, self.monitoring = state, monitoring
         if changed:
             self.on_state(self)
+
+    def _streaming(self) -> None:
+        """Frames arrive on the link; what that is worth depends on what the detector sees."""
+        refused = getattr(self.session, "refused", None)
+        if refused and self.detect:
+            self.reason = f"refused: {refused}"
+            self._set("refused", False)
+            return
+        if self.progressing():
+            self._set("online", True)
+        else:
+            if not self.reason.startswith("no samples"):
+                self.reason = "no samples reach the detector yet"
+            self._set("online", False)
+
+    def progressing(self) -> bool:
+        """Samples passed through the detector within ``PROGRESS_WINDOW_S`` (a forwarding
+        gateway runs no detector: there, frames on the link are the progress)."""
+        if not self.detect or self.progress is None:
+            return self.state == "online"
+        return self.progress.progressing(PROGRESS_WINDOW_S)
+
+    def healthy(self) -> bool:
+        """For the watchdog: making real progress, or waiting on purpose for a bounded time."""
+        if self.state in WAITING_STATES:
+            return True
+        if self.progress is not None and self.detect:
+            if self.progress.progressing(max(PROGRESS_WINDOW_S, self.stale_after_s) + 10.0):
+                return True
+        elif self.state == "online":
+            return True
+        # Connecting, connected or stale without samples: fine for a while (a BLE scan, an INFO
+        # request), not for ever.
+        return time.monotonic() - self.state_since < self.stale_after_s + 30.0
 
     async def run(self) -> None:
         backoff = Backoff(self.dev.reconnect_initial_s, self.dev.reconnect_max_s)
@@ -120,6 +183,7 @@ class DeviceRunner:
                     self._set("ended", False)
                     return
             self._link_down()
+            self.reason = f"link down: {self.last_error}" if self.last_error else "link down"
             self._set("disconnected", False)
             self.reconnects += 1
             delay = backoff.next()
@@ -160,14 +224,15 @@ class DeviceRunner:
                         async with asyncio.timeout(self.stale_after_s):
                             chunk = await transport.read()
                     except TimeoutError:
+                        self.reason = f"no data for {self.stale_after_s:g} s"
                         self._set("stale", False)
                         raise TransportClosed(f"no data for {self.stale_after_s:g} s") from None
                     if self.tap is not None:
                         self.tap.chunk(chunk.t_host, chunk.data)
-                    pipeline.data(chunk.t_host, chunk.data, chunk.source)
+                    pipeline.data(self._arrival(chunk), chunk.data, chunk.source)
                     if decoder.stats.frames:
                         backoff.reset()
-                        self._set("online", True)
+                        self._streaming()
                     if self.session.needs_info and time.monotonic() - last_info_request > 1.0:
                         last_info_request = time.monotonic()
                         ask = decoder.info_request()
@@ -220,6 +285,8 @@ class Gateway:
             quota_bytes=int(cfg.spool.quota_mb * 1024 * 1024),
             segment_bytes=min(4 << 20, max(64 << 10, int(cfg.spool.quota_mb * 1024 * 1024) // 64)),
             fsync=cfg.spool.fsync,
+            # A full disk must not stop events: they are held in memory and delivered directly.
+            memory_fallback=MEMORY_FALLBACK_RECORDS,
         )
         self.deliveries: dict[str, Delivery] = {}
         self.devices: dict[str, DeviceRunner] = {}
@@ -229,6 +296,11 @@ class Gateway:
         self.started = time.time()
         self._live_tasks: set[asyncio.Task[bool]] = set()
         self._spool_open = False
+        self.notifier = Notifier()
+        self._device_tasks: list[asyncio.Task[None]] = []
+        self.last_samples = LastSampleStore(cfg.gateway.state_dir / "last_sample")
+        self._envelope_rate = 50.0
+        self._raw_emg = False
 
     # -- setup ---------------------------------------------------------------------------
     async def __aenter__(self) -> Gateway:
@@ -240,7 +312,7 @@ class Gateway:
         quarantine = cfg.gateway.state_dir / "quarantine"
         if cfg.influx.enabled:
             series_sinks.append("influx")
-            if cfg.influx.raw_emg:
+            if cfg.series.raw_emg:
                 raw_sinks.append("influx")
             influx_cfg = cfg.influx
             self.deliveries["influx"] = Delivery(
@@ -255,7 +327,7 @@ class Gateway:
             )
         if cfg.local.enabled:
             series_sinks.append("local")
-            if cfg.local.raw_emg:
+            if cfg.series.raw_emg:
                 raw_sinks.append("local")
             local_dir = cfg.local_dir
             self.deliveries["local"] = Delivery(
@@ -302,16 +374,12 @@ class Gateway:
             publish_live=self._publish_live if cfg.mqtt.live else None,
             observers=self.observers,
         )
-        envelope_rate = cfg.influx.envelope_rate_hz if cfg.influx.enabled else cfg.local.envelope_rate_hz
+        self._envelope_rate = cfg.series.envelope_rate_hz
+        self._raw_emg = bool(raw_sinks)
         for dev in cfg.devices:
-            session = DeviceSession(
-                dev.id,
-                self.router.emitter(dev.id),
-                self.detector_config,
-                envelope_rate_hz=envelope_rate,
-                live_rate_hz=cfg.mqtt.live_rate_hz,
-                raw_emg=bool(raw_sinks),
-            )
+            # Where the data stopped when this gateway last ran: the downtime is a gap.
+            last = self.last_samples.load(dev.id) if cfg.mqtt.detect_locally else None
+            progress, session = self._new_session(dev, PendingGap("gateway_restart", last) if last else None)
             self.devices[dev.id] = DeviceRunner(
                 dev,
                 session,
@@ -320,8 +388,71 @@ class Gateway:
                 self._device_state,
                 detect=cfg.mqtt.detect_locally,
                 tap=self._frame_tap(dev.id) if cfg.mqtt.enabled and cfg.mqtt.publish_frames else None,
+                progress=progress,
             )
+            runner = self.devices[dev.id]
+            progress.time_quality = lambda r=runner: r.host_clock.quality  # type: ignore[misc]
         return self
+
+    def _new_session(self, dev: DeviceSection, pending: PendingGap | None) -> tuple[Progress, DeviceSession]:
+        """A fresh session for a device (at start, and after its pipeline failed), its outputs
+        counted by a ``Progress`` that also records the gap of a restart."""
+        assert self.router is not None
+        progress = Progress(dev.id, self.router.emitter(dev.id), pending=pending)
+        session = DeviceSession(
+            dev.id,
+            progress,
+            self.detector_config,
+            envelope_rate_hz=self._envelope_rate,
+            live_rate_hz=self.cfg.mqtt.live_rate_hz,
+            raw_emg=self._raw_emg,
+        )
+        progress.session = session
+        runner = self.devices.get(dev.id)
+        if runner is not None:
+            progress.time_quality = lambda: runner.host_clock.quality
+        return progress, session
+
+    async def _supervise(self, runner: DeviceRunner) -> None:
+        """Run one device pipeline for ever: a failure inside it is logged once with its cause,
+        shown at once (``monitoring: false`` and the reason, retained), its lost time recorded as
+        a gap, and the pipeline restarted with a fresh session after a backoff."""
+        dev = runner.dev
+        backoff = Backoff(dev.reconnect_initial_s, dev.reconnect_max_s)
+        seen: dict[str, int] = {}
+        started = time.monotonic()
+        while True:
+            try:
+                await runner.run()
+                return  # a finite source ended
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                cause = f"{type(exc).__name__}: {exc}"
+                runner.failures += 1
+                n = seen[cause] = seen.get(cause, 0) + 1
+                if time.monotonic() - started > HEALTHY_AFTER_S:
+                    backoff.reset()
+                delay = backoff.next()
+                if n == 1:
+                    log.error("device %s: pipeline failed (%s); restarting in %.1f s", dev.id, cause, delay,
+                              exc_info=exc)  # fmt: skip
+                else:
+                    log.error("device %s: pipeline failed again (%s, %d times); restarting in %.1f s",
+                              dev.id, cause, n, delay)  # fmt: skip
+                old = runner.progress
+                last = old.last_sample() if old is not None else None
+                runner.last_error = cause
+                runner.reason = f"pipeline failed: {cause}"
+                with contextlib.suppress(Exception):
+                    runner._link_down()  # the frame tap's worker records the same hole
+                runner._set("failed", False)
+                await asyncio.sleep(delay)
+                pending = PendingGap("pipeline_restart", last) if last is not None else None
+                if old is not None and old.pending is not None and pending is None:
+                    pending = old.pending  # a restart gap not yet recorded stays pending
+                runner.progress, runner.session = self._new_session(dev, pending)
+                started = time.monotonic()
 
     def _frame_tap(self, device: str) -> FrameBatcher:
         def publish(payload: bytes) -> None:
@@ -353,21 +484,31 @@ class Gateway:
                 await task
         self._tasks.clear()
         for runner in self.devices.values():
-            runner.session.finish()
+            with contextlib.suppress(Exception):  # a failed pipeline's session may be broken
+                runner.session.finish()
+            self._persist_last(runner, force=True)
         if self.router is not None:
             self.router.flush_series(force=True)
         self._spool_open = False
         self.spool.close()
+        self.notifier.close()
+
+    def _persist_last(self, runner: DeviceRunner, force: bool = False) -> None:
+        if runner.progress is not None and runner.detect:
+            self.last_samples.save(runner.dev.id, runner.progress.last_sample(), force=force)
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:
         for name, delivery in self.deliveries.items():
             self._tasks.append(asyncio.create_task(delivery.run(), name=f"delivery-{name}"))
         for dev_id, runner in self.devices.items():
-            self._tasks.append(asyncio.create_task(runner.run(), name=f"device-{dev_id}"))
+            task = asyncio.create_task(self._supervise(runner), name=f"device-{dev_id}")
+            self._tasks.append(task)
+            self._device_tasks.append(task)
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.cfg.mqtt.enabled and self.cfg.mqtt.publish_frames:
             self._tasks.append(asyncio.create_task(self._announce(), name="announce"))
+        self.notifier.ready(f"{len(self.devices)} device(s)")
 
     async def run_until(self, stop: asyncio.Event) -> None:
         self.start()
@@ -377,11 +518,21 @@ class Gateway:
     async def drain(self, timeout_s: float) -> None:
         """On a clean stop: close open episodes, publish final status, give sinks a moment."""
         assert self.router is not None
+        self.notifier.stopping()
+        # Device pipelines stop first: a session must not be fed after it was finished.
+        for task in self._device_tasks:
+            task.cancel()
+        for task in self._device_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for runner in self.devices.values():
             if runner.tap is not None:
                 runner.tap.flush()
-            runner.session.finish()
+            with contextlib.suppress(Exception):  # a failed pipeline's session may be broken
+                runner.session.finish()
+            self._persist_last(runner, force=True)
             runner.state, runner.monitoring = "offline", False
+            runner.reason = "gateway stopped"
             self._publish_status(runner)
         self.router.flush_series(force=True)
         deadline = time.monotonic() + timeout_s
@@ -404,6 +555,13 @@ class Gateway:
             for runner in self.devices.values():
                 if runner.tap is not None:
                     runner.tap.flush_due()
+                if runner.state == "online" and runner.monitoring and not runner.progressing():
+                    # Connected, frames arriving, yet nothing reaches the detector: say so.
+                    runner.reason = f"no samples through the detector for {PROGRESS_WINDOW_S:g} s"
+                    runner._set("online", False)
+                self._persist_last(runner)
+            if all(r.healthy() for r in self.devices.values()):
+                self.notifier.watchdog()
             now = time.monotonic()
             if now - last_status >= STATUS_INTERVAL_S:
                 last_status = now
@@ -468,6 +626,8 @@ class Gateway:
             "device": runner.dev.id,
             "state": runner.state,
             "monitoring": runner.monitoring,
+            "reason": None if runner.monitoring else (runner.reason or runner.state),
+            "pipeline_failures": runner.failures,
             "updated": payloads.iso(time.time()),
             **{k: v for k, v in health.items() if k != "spool_bytes"},
             "link": {
@@ -481,6 +641,10 @@ class Gateway:
                 "quota_bytes": sp.quota_bytes,
                 "oldest_age_s": sp.oldest_age_max_s,
                 "evicted_records": {p.name.lower(): n for p, n in sp.evicted_records.items()},
+                # A full disk: what is said, what is held in memory, what could not be kept.
+                "disk_full": sp.disk_full,
+                "memory_records": sp.memory_records,
+                "disk_full_dropped": {p.name.lower(): n for p, n in sp.disk_full_dropped.items() if n},
             },
             "sinks": {name: d.health() for name, d in self.deliveries.items()},
         }

@@ -20,6 +20,7 @@ import numpy as np
 
 from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
 from detectors.display import EnvelopeDecimator
+from detectors.limits import stream_problem
 from ingest.stream.clock import ClockModel, DerivedClock
 from ingest.stream.records import (
     EventRecord,
@@ -81,6 +82,18 @@ def _unwrap(c32: int, expected: int) -> int:
     return expected + delta
 
 
+def implausible_jump(dom: DomainState, full: int, t_host: float) -> bool:
+    """A counter further ahead than the host time since the last sample allows (a corrupt
+    counter, e.g. a 2^31 jump), which must never become billions of "missing" samples.
+
+    Host time can itself step, so the allowance is generous: a minute plus 10 %.
+    """
+    if dom.expected is None or dom.last_t_end is None or full <= dom.expected:
+        return False
+    elapsed = max(0.0, t_host - dom.last_t_end)
+    return (full - dom.expected) / dom.rate_hz > elapsed * 1.1 + 60.0
+
+
 @dataclass(slots=True)
 class DomainState:
     """Counter, clock and filters of one sample stream (EMG or accelerometer)."""
@@ -108,6 +121,7 @@ class SessionStats:
     events: int = 0
     onsets: int = 0
     gaps: int = 0
+    implausible_counters: int = 0  # frames whose counter jumped further than time allows
 
 
 @dataclass
@@ -144,6 +158,8 @@ class DeviceSession:
         self._live_every = 1
         self._live_count = 0
         self.last_frame_t: float | None = None
+        #: Why this device's stream cannot be monitored (see ``_refuse``), or None.
+        self.refused: str | None = None
 
     # -- frames ----------------------------------------------------------------------------
     def on_frame(self, frame: Frame, t_host: float) -> None:
@@ -179,6 +195,8 @@ class DeviceSession:
         self.info = info
         self.boot_id = info.boot_id
         self._connection_id = info.boot_id
+        if self._refuse(info):
+            return
         if info.n_channels == 0 and info.acc_rate_hz:
             # An accelerometer-only device (Polar H10): no EMG stream; the accelerometer has its
             # own clock model, and the detector runs only its accelerometer (tremor) path.
@@ -249,6 +267,21 @@ class DeviceSession:
         dom.offset = first - int(frame.counter)
         dom.rebase = False
 
+    def _refuse(self, info: InfoFrame) -> bool:
+        """A device the detector cannot handle (``detectors.limits``): refuse it, once and clearly.
+
+        Its data is dropped and counted (``no_info_frames``), ``refused`` says why, and the runner
+        reports ``monitoring: false`` with that reason; a later valid INFO frame lifts it."""
+        problem = stream_problem(info.emg_rate_hz, list(info.channel_labels), info.acc_rate_hz or None)
+        if problem != self.refused and problem is not None:
+            log.error("device %s: refused: %s; not monitored", self.device, problem)
+        self.refused = problem
+        if problem is None:
+            return False
+        self.emg = self.acc = None
+        self.detector = None
+        return True
+
     def _close_streams(self, t_host: float, cause: GapCause) -> None:
         """End of a boot: flush the detector and record the gap up to the next data."""
         for name, dom in (("emg", self.emg), ("acc", self.acc)):
@@ -298,6 +331,13 @@ class DeviceSession:
             self._process(name, dom, counter, frame, t_host)
             return
         full = _unwrap(counter & 0xFFFFFFFF, dom.expected)
+        if implausible_jump(dom, full, t_host):
+            self.stats.implausible_counters += 1
+            if self.stats.implausible_counters in (1, 10, 100, 1000):
+                log.warning("device %s: %s counter jumps %d samples ahead of what %.1f s allow; frame "
+                            "dropped as corrupt (%d so far)", self.device, name, full - dom.expected,
+                            t_host - (dom.last_t_end or t_host), self.stats.implausible_counters)  # fmt: skip
+            return
         if full + n <= dom.expected or any(p[0] == full for p in dom.pending):
             dom.duplicates += 1
             return

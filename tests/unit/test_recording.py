@@ -14,7 +14,16 @@ from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
 from ingest.commands.cli import main as cli_main
 from ingest.commands.record import decode_source, record_sim, simulate_scenario, write_sim
-from ingest.files.recording import DATA, DOWN, UP, CaptureError, CaptureReader, CaptureWriter, export_edf
+from ingest.files.recording import (
+    DATA,
+    DOWN,
+    RECORD_HEADER_BYTES,
+    UP,
+    CaptureError,
+    CaptureReader,
+    CaptureWriter,
+    export_edf,
+)
 
 
 def test_capture_round_trip_keeps_bytes_times_and_link_events(tmp_path: Path) -> None:
@@ -26,7 +35,7 @@ def test_capture_round_trip_keeps_bytes_times_and_link_events(tmp_path: Path) ->
             w.data(1_700_000_000.123456789 + i * 0.01, data)
         w.link(1_700_000_001.0, up=False)
     r = CaptureReader(p)
-    assert r.header["format"] == "neurospasm.capture/1" and r.device == "w-1" and r.header["note"] == "test"
+    assert r.header["format"] == "neurospasm.capture/2" and r.device == "w-1" and r.header["note"] == "test"
     recs = r.records()
     assert [x.kind for x in recs] == [UP] + [DATA] * len(payloads) + [DOWN]
     assert [x.data for x in recs if x.kind == DATA] == payloads
@@ -45,7 +54,7 @@ def test_truncated_capture_reads_up_to_the_last_complete_record(tmp_path: Path) 
     r = CaptureReader(p)
     recs = r.records()
     assert len(recs) == 9 and recs[-1].data == b"abc" * 9
-    assert r.truncated == recs[-1].offset + 13 + len(recs[-1].data)
+    assert r.truncated == recs[-1].offset + RECORD_HEADER_BYTES + len(recs[-1].data)
 
 
 def test_malformed_captures_name_the_file_and_offset(tmp_path: Path) -> None:
@@ -58,11 +67,11 @@ def test_malformed_captures_name_the_file_and_offset(tmp_path: Path) -> None:
     with CaptureWriter(p, device="w") as w:
         w.data(1.0, b"x")
     raw = bytearray(p.read_bytes())
-    kind_at = len(raw) - 1 - 5  # record = u64 time, u8 kind, u32 length, 1 byte of data
-    raw[kind_at] = 9
+    at = len(raw) - RECORD_HEADER_BYTES - 1  # the one record: v2 header, 1 byte of data
+    raw[at + 20] = 9  # its kind (after sync and two u64 times)
     p.write_bytes(bytes(raw))
-    with pytest.raises(CaptureError, match=f"unknown record kind 9 at byte offset {kind_at}"):
-        CaptureReader(p).records()
+    r = CaptureReader(p)  # v2: the damaged record is skipped and named (v1: tests/test_capture_resync.py)
+    assert r.records() == [] and r.corrupt == [(at, RECORD_HEADER_BYTES + 1)]
 
 
 def test_record_sim_command_writes_a_capture_with_the_truth(tmp_path: Path) -> None:

@@ -1,0 +1,253 @@
+"""Every bad input the issue lists: exit code 2 and one line naming the input, in-process.
+
+Each case runs ``ingest.commands.cli.main`` (no subprocess: fast), captures stderr and checks:
+exit code 2, exactly one non-empty line, and that line names the file, key or argument at fault.
+Property tests drive each command's input parsing with generated garbage: "exit 2 + one line
+naming the input" or success, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.commands.cli import main
+from ingest.files.recording import MAGIC
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse: a usage error
+        rc = int(exc.code or 0)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    return rc, err
+
+
+def assert_one_line(rc: int, err: list[str], *names: str) -> None:
+    assert rc == 2, err
+    assert len(err) == 1, err
+    for name in names:
+        assert name in err[0], (name, err[0])
+
+
+def csv_file(tmp: Path, name: str, body: str) -> Path:
+    p = tmp / name
+    p.write_text(body)
+    return p
+
+
+def signal_csv(rate: float, n: int, value: str = "{v}") -> str:
+    rows = "".join(f"{i / rate:.9f},{value.format(v=math.sin(i / 3))}\n" for i in range(n))
+    return "time_s,EMG a [uV]\n" + rows
+
+
+@pytest.fixture
+def good_csv(tmp_path: Path) -> Path:
+    return csv_file(tmp_path, "good.csv", signal_csv(1000, 3000))
+
+
+# -- detect ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "words"),
+    [
+        ("header_only.csv", "time_s,EMG a [uV]\n", "no data rows"),
+        (
+            "ragged.csv",
+            "time_s,EMG a [uV]\n0,1\n0.001,2,3\n0.002,4\n",
+            "line 4: the number of columns changed",
+        ),
+        ("text.csv", "time_s,EMG a [uV]\n0,1\n0.001,abc\n", "line 3: could not convert string 'abc'"),
+        ("rate10.csv", signal_csv(10, 300), "unsupported EMG rate 10 Hz"),
+        ("rate1M.csv", signal_csv(1e6, 3000), "unsupported EMG rate 1e+06 Hz"),
+        ("nan.csv", signal_csv(1000, 3000, "nan"), "non-finite values"),
+        ("inf.csv", signal_csv(1000, 3000, "inf"), "non-finite values"),
+        ("dup.csv", "time_s,EMG a,EMG a\n0,1,1\n0.001,1,1\n", "duplicate EMG channel labels"),
+    ],
+)
+def test_detect_bad_recordings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, body: str, words: str
+) -> None:
+    p = csv_file(tmp_path, name, body)
+    rc, err = run(["detect", str(p)], capsys)
+    assert_one_line(rc, err, str(p), words)
+
+
+def test_detect_on_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(["detect", str(tmp_path)], capsys)
+    assert_one_line(rc, err, str(tmp_path), "is a directory")
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--detector-config", '{"bogus": 1}'], ("--detector-config", "unknown key 'bogus'")),
+        (["--detector-config", '{"on_ratio": -1}'], ("--detector-config", "on_ratio")),
+        (["--detector-config", '{"quiet_s": "long"}'], ("--detector-config", "quiet_s")),
+        (["--detector-config", "notjson"], ("--detector-config", "not JSON")),
+        (["--detector-config", "[1, 2]"], ("--detector-config", "expected a table")),
+        (["--annotate", "/nonexistent/dir/out.edf"], ("--annotate", "/nonexistent/dir")),
+        (["--device", "John Smith"], ("--device", "'John Smith'", "pseudonym")),
+    ],
+)
+def test_detect_bad_arguments(
+    good_csv: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: tuple[str, ...]
+) -> None:
+    rc, err = run(["detect", str(good_csv), *argv], capsys)
+    assert_one_line(rc, err, *words)
+
+
+def test_detect_good_file_still_works(good_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(["detect", str(good_csv), "--device", "dev-01"], capsys)
+    assert rc == 0 and "0 events" in err[-1]
+
+
+# -- replay, record, sim, demo, run ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("speed", ["fast", "0", "-1", "nan", "1e999"])
+def test_replay_bad_speed(good_csv: Path, capsys: pytest.CaptureFixture[str], speed: str) -> None:
+    rc, err = run(["replay", str(good_csv), "--speed", speed], capsys)
+    assert_one_line(rc, err, "--speed", repr(speed))
+
+
+def test_capture_header_not_an_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "h.nsc"
+    h = b"[1, 2]"
+    p.write_bytes(struct.pack("<8sHI", MAGIC, 2, len(h)) + h)
+    for argv in (["replay", str(p)], ["export-edf", str(p), "--out", str(tmp_path / "o.edf")]):
+        rc, err = run(argv, capsys)
+        assert_one_line(rc, err, str(p), "not an object")
+
+
+def test_record_on_a_missing_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = str(tmp_path / "ttyNOPE")
+    rc, err = run(["record", "--port", port, "--out", str(tmp_path / "c.nsc"), "--duration", "1"], capsys)
+    assert_one_line(rc, err, port, "no such serial port")
+    assert not (tmp_path / "c.nsc").exists()  # no empty capture left behind
+
+
+def test_sim_bad_scenario_and_zero_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nseed = 1\nduration_s = "long"\n')
+    rc, err = run(["sim", "--serial", "--scenario", str(bad)], capsys)
+    assert_one_line(rc, err, str(bad), "duration_s")
+    bad.write_text("name = [unclosed\n")
+    rc, err = run(["sim", "--serial", "--scenario", str(bad)], capsys)
+    assert_one_line(rc, err, str(bad))
+    rc, err = run(["sim", "--serial", "--devices", "0"], capsys)
+    assert_one_line(rc, err, "--devices")
+
+
+@pytest.mark.parametrize("duration", ["0", "-5", "nan", "soon"])
+def test_demo_bad_duration(capsys: pytest.CaptureFixture[str], duration: str) -> None:
+    rc, err = run(["demo", "--duration", duration], capsys)
+    assert_one_line(rc, err, "--duration")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("[detector]\non_ratio = 0.5\n", "detector"),
+        ("[detector]\nbogus = 1\n", "detector: unknown key 'bogus'"),
+        ('[mqtt]\npassword_file = "nope"\n', "mqtt.password_file"),
+        ('[influx]\nenabled = true\ntoken_file = "nope"\n', "influx.token_file"),
+        ("[gateway]\nstale_after_s = -1\n[mqtt]\nport = 0\n", "gateway.stale_after_s"),
+        ("not toml ===\n", "not valid TOML"),
+    ],
+)
+def test_gateway_config_mistakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, words: str
+) -> None:
+    p = tmp_path / "gw.toml"
+    p.write_text('[[devices]]\nid = "d1"\nport = "/dev/null"\n' + body)
+    rc, err = run(["run", "--config", str(p)], capsys)
+    assert_one_line(rc, err, str(p), words)
+
+
+# -- property tests: garbage in, "exit 2 + one line naming the input" or success out ------------
+
+PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+csv_text = st.text(alphabet="0123456789.,-+eE naifEMG_time[]uV\n#:", max_size=300)
+
+
+@PROPS
+@given(body=csv_text)
+def test_detect_garbage_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str) -> None:
+    p = tmp_path / "g.csv"
+    p.write_text(body)
+    rc, err = run(["detect", str(p)], capsys)
+    if rc != 0:
+        assert_one_line(rc, err, str(p))
+
+
+@PROPS
+@given(text=st.one_of(st.text(max_size=40), st.dictionaries(st.text(max_size=12), st.floats(), max_size=3)))
+def test_detect_garbage_detector_config(
+    good_csv: Path, capsys: pytest.CaptureFixture[str], text: str | dict[str, float]
+) -> None:
+    arg = text if isinstance(text, str) else json.dumps(text)
+    if arg.startswith("-"):
+        arg = " " + arg  # argparse would take it for an option
+    rc, err = run(["detect", str(good_csv), "--detector-config", arg], capsys)
+    if rc != 0:
+        assert_one_line(rc, err, "--detector-config")
+
+
+@PROPS
+@given(device=st.text(max_size=70))
+def test_detect_garbage_device(good_csv: Path, capsys: pytest.CaptureFixture[str], device: str) -> None:
+    if device.startswith("-"):
+        device = "x" + device
+    rc, err = run(["detect", str(good_csv), "--device", device], capsys)
+    if rc != 0:
+        assert_one_line(rc, err, "--device")
+
+
+@PROPS
+@given(speed=st.text(max_size=12))
+def test_replay_garbage_speed(capsys: pytest.CaptureFixture[str], speed: str) -> None:
+    if speed.startswith("-"):
+        speed = "x" + speed
+    rc, err = run(["replay", "/nonexistent.nsc", "--speed", speed], capsys)
+    assert rc == 2
+    assert len(err) == 1 and ("--speed" in err[0] or "/nonexistent.nsc" in err[0]), err
+
+
+@PROPS
+@given(header=st.binary(max_size=60), body=st.binary(max_size=200), version=st.sampled_from([1, 2, 3]))
+def test_garbage_captures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: bytes, body: bytes, version: int
+) -> None:
+    p = tmp_path / "g.nsc"
+    p.write_bytes(struct.pack("<8sHI", MAGIC, version, len(header)) + header + body)
+    rc, err = run(["export-edf", str(p), "--out", str(tmp_path / "g.edf")], capsys)
+    assert_one_line(rc, err, str(p))
+
+
+@PROPS
+@given(body=st.text(alphabet='[]=."\n abcdefghijklmnopqrstuvwxyz_0123456789', max_size=200))
+def test_garbage_gateway_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str) -> None:
+    p = tmp_path / "g.toml"
+    p.write_text(body)
+    rc, err = run(["run", "--config", str(p)], capsys)
+    assert_one_line(rc, err, str(p))
+
+
+@pytest.mark.parametrize("command", [["replay", "/nonexistent.csv"], ["demo"]])
+def test_state_dir_that_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc, err = run([*command, "--state-dir", str(blocker / "state")], capsys)
+    assert_one_line(rc, err, "--state-dir", str(blocker / "state"), "not writable")
