@@ -86,6 +86,10 @@ _RESYNC_TIME_WINDOW_NS = 400 * 86400 * 10**9
 FsyncPolicy = Literal["always", "batch", "never"]
 
 
+#: Segments one append may evict to find room on a full file system before it gives up.
+_DISK_FULL_EVICTIONS = 16
+
+
 def _os_write(fd: int, data: bytes | memoryview) -> int:
     """One ``write(2)``; a module-level seam so tests can simulate ENOSPC without filling a disk."""
     return os.write(fd, data)
@@ -374,7 +378,9 @@ class Spool:
             )
         self._disk_full = why
         self._disk_checked = time.monotonic()
-        while self._evict_for_disk(priority):
+        for _ in range(_DISK_FULL_EVICTIONS):  # bounded: an append must never spin
+            if not self._evict_for_disk(priority):
+                break
             try:
                 return self._append_disk(sink, priority, payload)
             except SpoolFullError:
@@ -393,7 +399,14 @@ class Spool:
     def _evict_for_disk(self, incoming: Priority) -> bool:
         """Delete one segment to give the file system room: acknowledged ones first, then the
         oldest of the least important class below ``incoming``. False if there is none."""
-        done = [(st, seg) for st in self._streams.values() for seg in st.segments if seg.pending == 0]
+        # Segments holding acknowledged records free real space; an empty one (a header the
+        # last failed append left) frees nothing and is left to be reused.
+        done = [
+            (st, seg)
+            for st in self._streams.values()
+            for seg in st.segments
+            if seg.pending == 0 and seg.records > 0
+        ]
         if done:
             self._drop_segment(*done[0])
             return True

@@ -155,3 +155,29 @@ def test_gateway_on_a_full_disk_still_delivers_events(
         assert any(p["spool"].get("disk_full") for p in statuses)
 
     asyncio.run(main())
+
+
+def test_append_never_spins_when_only_a_segment_header_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case the full tmpfs found under load: a new segment's 8-byte header still fits, its
+    first record does not. Each append must give up after a bounded number of evictions."""
+    import ingest.outputs.spool as spool_mod
+
+    real = spool_mod._os_write
+
+    def tiny_disk(fd: int, data: bytes | memoryview) -> int:
+        if len(data) > len(spool_mod.MAGIC):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    with Spool(tmp_path / "sp", quota_bytes=64 << 20, segment_bytes=64 << 10, memory_fallback=5) as sp:
+        for i in range(3):
+            assert sp.append("s", Priority.BULK, b"b%d" % i)
+        sp.ack("s", sp.peek("s", 10, 1 << 20))  # an acknowledged segment: room to free first
+        monkeypatch.setattr(spool_mod, "_os_write", tiny_disk)
+        results = [sp.append("s", Priority.BULK, b"x" * 100) for _ in range(20)]
+        assert not any(results)  # dropped and counted, never a hang
+        assert [sp.append("s", Priority.CLINICAL, b"e%d" % i) for i in range(7)] == [True] * 5 + [False] * 2
+        st = sp.stats()
+        assert st.memory_records == 5 and st.disk_full_dropped[Priority.BULK] == 20

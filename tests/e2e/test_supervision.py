@@ -77,6 +77,7 @@ def test_detector_failure_is_shown_gapped_and_restarted(tmp_path: Path, mosquitt
                     detector.feed_emg = boom  # type: ignore[method-assign]
                     took = await _wait(lambda: not runner.monitoring, 2.0, "monitoring false")
                     assert took < 2.0
+                    print(f"monitoring false {took * 1000:.0f} ms after the injected fault")
                     status, _ = gw.status_payload(runner)
                     assert status["monitoring"] is False and "injected detector fault" in status["reason"]
                     # ... and on MQTT, retained, within 2 s of the fault.
