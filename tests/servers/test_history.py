@@ -29,7 +29,6 @@ from ingest.commands.record import simulate_scenario, write_sim
 from ingest.commands.replay import run_replay
 from ingest.config import InfluxSection, parse_config
 from ingest.files.recording import CaptureWriter
-from ingest.outputs.router import _ts_ns
 from ingest.outputs.sinks.influx import InfluxV1Sink
 from ingest.outputs.sinks.sqlite import SQLITE_FILENAME, SqliteSink
 
@@ -103,16 +102,16 @@ def test_events_in_a_window_with_types_and_optional_fields(loaded: Any, backend:
     store = stores[backend]
     a, b = hd.T0 + timedelta(minutes=30), hd.T0 + timedelta(minutes=150)
     want = sorted(
-        (e for e in ds.events if ns(a) <= _ts_ns(e["onset"]) < ns(b)),
-        key=lambda e: (_ts_ns(e["onset"]), e["id"]),
+        (e for e in ds.events if ns(a) <= hd.ts_ns(e["onset"]) < ns(b)),
+        key=lambda e: (hd.ts_ns(e["onset"]), e["id"]),
     )
     got = store.events(hd.DEVICE, a, b)
     assert [e.id for e in got] == [e["id"] for e in want] and len(got) > 10  # the duplicate counted once
     for g, w in zip(got, want, strict=True):
         keys = ("type", "channel", "duration_s", "peak_uv", "relative_amplitude", "frequency_hz")
         assert tuple(getattr(g, k) for k in keys) == tuple(w[k] for k in keys)
-        assert g.onset == from_ns(_ts_ns(w["onset"])) and g.patient == hd.PATIENT
-        assert g.end == from_ns(_ts_ns(w["onset"]) + round(w["duration_s"] * 1e9))
+        assert g.onset == from_ns(hd.ts_ns(w["onset"])) and g.patient == hd.PATIENT
+        assert g.end == from_ns(hd.ts_ns(w["onset"]) + round(w["duration_s"] * 1e9))
     tonic = store.events(hd.DEVICE, W0, W1, types={"tonic", "clonus"})
     assert {e.type for e in tonic} == {"tonic", "clonus"}
     assert len(tonic) == sum(e["type"] in ("tonic", "clonus") for e in ds.events)
@@ -217,7 +216,7 @@ def test_event_counts_per_hour_and_type_and_activity(loaded: Any, backend: str) 
     store = stores[backend]
     got = store.event_counts(hd.DEVICE, W0, W1, 3600)
     want = Counter(
-        (_ts_ns(e["onset"]) - _ts_ns(e["onset"]) % 3_600_000_000_000, e["type"]) for e in ds.events
+        (hd.ts_ns(e["onset"]) - hd.ts_ns(e["onset"]) % 3_600_000_000_000, e["type"]) for e in ds.events
     )
     assert got == dict(want) and sum(got.values()) == len(ds.events)
     act = store.activity(hd.DEVICE, W0, W1)

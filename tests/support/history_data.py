@@ -33,11 +33,21 @@ NOT_MONITORING = (T0 + timedelta(minutes=70), T0 + timedelta(minutes=100))
 
 
 def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
+    """Millisecond ISO text: what the gateway's payloads carry (its points are stamped to the ms)."""
+    t = t.replace(microsecond=t.microsecond // 1000 * 1000)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ts_ns(text: str) -> int:
+    """The stored timestamp of an ISO time this module wrote: the gateway's encoder's (its
+    float arithmetic included, which keeps points byte-identical across gateway versions)."""
+    return encoders.ms_ns(_t(text))
 
 
 def _t(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    # + 0.1 us: a millisecond-exact time as a float can land just below its millisecond, which
+    # the encoders' truncation to the millisecond (what the ISO text shows) would then lose.
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() + 1e-7
 
 
 def event_line(p: dict[str, Any], patient: str) -> bytes:
