@@ -1,0 +1,240 @@
+"""Activity context: is the wearer at rest, or moving on purpose? (issue 9)
+
+Two sources of evidence, both causal and chunk-invariant:
+
+* **The accelerometer** (``AccActivityTracker``), one verdict per ``activity_hop_s`` hop laid from
+  the start of each contiguous segment. Raw samples are averaged into 50 ms blocks (20 Hz); over
+  the last ``activity_window_s`` it measures:
+
+  - *gravity tilt*: the angle between the mean acceleration of the last second and of the
+    second two seconds before. Standing up, sitting down, a transfer or a lift rotate the limb
+    and so the gravity vector by tens of degrees; a spasm jerks the limb but leaves it where it
+    was (Granat & Edmond 1999 told spasms from transfers and wheelchair movement this way).
+  - *movement*: RMS of the block means around their own mean.
+  - *rhythm*: the normalised autocorrelation of the 3 Hz low-passed movement at lags of
+    0.4-2 s (step, stride, pedal or push rhythm, 0.5-2.5 Hz). Clonus (4-8 Hz) and tremor
+    (3-12 Hz) are removed by the low-pass, so a shaking limb is never "rhythmic exercise".
+  - *heel strikes*: the largest raw deviation from gravity in the window; impacts of 0.5 g and
+    more mark walking among rhythmic activities.
+  - *smoothness*: the RMS frequency of the movement (RMS of its derivative over 2 pi times its
+    RMS). Purposeful movement follows minimum-jerk paths (Flash & Hogan 1985) with an RMS
+    frequency below ~2 Hz; the jerk of a spasm has most of its power above that.
+
+  The hop verdict is one of ``rest``, ``posture_transition``, ``walking``, ``rhythmic_exercise``,
+  ``other_voluntary``. Debounced verdicts become activity periods (``ActivityChange`` when one
+  starts, ``ActivitySpan`` when it ends).
+
+* **The EMG pattern** (used by ``SpasmDetector``): recurrence of one channel's bursts at a
+  voluntary rhythm (0.4-2.5 s intervals, regular within 25 %), and the burst's rise time
+  (recruitment-graded voluntary force ramps over hundreds of milliseconds).
+
+Latency: a hop verdict covers acceleration up to the hop's end, so the context of an instant is
+known ``activity_hop_s`` after it; the detector waits for it (see ``SpasmDetector``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from detectors.config import DetectorConfig
+from detectors.events import ActivityKind
+
+#: Verdict codes (index into ACTIVITY_CODES).
+REST, TRANSITION, WALKING, RHYTHMIC, OTHER = 0, 1, 2, 3, 4
+ACTIVITY_CODES: tuple[ActivityKind, ...] = (
+    "rest",
+    "posture_transition",
+    "walking",
+    "rhythmic_exercise",
+    "other_voluntary",
+)
+_BLOCK_S = 0.05  # averaging block of the movement signals (20 Hz)
+
+
+@dataclass(slots=True)
+class _Period:
+    start: int  # acc sample where the period started
+    counts: list[int]  # hop verdicts per kind while it lasts
+    last_active: int  # end sample of the last non-rest hop
+
+
+class AccActivityTracker:
+    """Accelerometer activity verdicts, one per hop; ``feed`` returns finished hops and periods."""
+
+    def __init__(self, cfg: DetectorConfig, rate_hz: float) -> None:
+        self.cfg = cfg
+        self.rate = float(rate_hz)
+        self.blk = max(1, round(_BLOCK_S * rate_hz))
+        self.blk_rate = rate_hz / self.blk
+        self.hop_blocks = max(1, round(cfg.activity_hop_s * self.blk_rate))
+        self.hop = self.hop_blocks * self.blk
+        self.win_blocks = max(8, round(cfg.activity_window_s * self.blk_rate))
+        cutoff = min(3.0, 0.4 * self.blk_rate)
+        self.sos = signal.butter(2, cutoff, btype="lowpass", fs=self.blk_rate, output="sos")
+        self.zi0 = signal.sosfilt_zi(self.sos)
+        self.lag_lo = max(1, math.floor(0.4 * self.blk_rate))
+        self.lag_hi = min(self.win_blocks // 2, math.ceil(2.0 * self.blk_rate))
+        self.one_s = max(1, round(1.0 * self.blk_rate))
+        self.enter_hops = max(1, round(cfg.activity_enter_s / (self.hop / self.rate)))
+        self.exit_hops = max(1, round(cfg.activity_exit_s / (self.hop / self.rate)))
+        self.reset()
+
+    def reset(self) -> None:
+        """A gap: start a new segment (windows restart empty)."""
+        self.pending = np.zeros((0, 3))
+        self.pending_start = 0
+        self.raw_means = np.zeros((0, 3))  # block means, newest last (<= win_blocks)
+        self.lp = np.zeros((0, 3))
+        self.peaks: deque[float] = deque(maxlen=max(1, self.win_blocks // self.hop_blocks))
+        self.zi: np.ndarray | None = None
+        self.run_kind = REST
+        self.run_len = 0
+
+    # ------------------------------------------------------------------------------------ API
+    def feed(self, start: int, x: np.ndarray) -> list[tuple[int, int, int]]:
+        """Samples (n, 3) in g from counter ``start`` (contiguous with the previous call unless
+        ``reset``). Returns one (hop_start, hop_end, verdict) per completed hop."""
+        if self.pending.shape[0] == 0:
+            self.pending_start = start
+            self.pending = x
+        else:
+            self.pending = np.concatenate([self.pending, x])
+        out: list[tuple[int, int, int]] = []
+        h = self.hop
+        i = 0
+        n = self.pending.shape[0]
+        while n - i >= h:
+            s0 = self.pending_start + i
+            out.append((s0, s0 + h, self._hop(self.pending[i : i + h])))
+            i += h
+        self.pending = self.pending[i:].copy() if i < n else np.zeros((0, 3))
+        self.pending_start += i
+        return out
+
+    # ------------------------------------------------------------------------------ internals
+    def _hop(self, x: np.ndarray) -> int:
+        cfg = self.cfg
+        means = x.reshape(self.hop_blocks, self.blk, 3).mean(axis=1)
+        if self.zi is None:
+            self.zi = self.zi0[:, :, None] * means[0][None, None, :]  # (sections, 2, 3)
+        lp, self.zi = signal.sosfilt(self.sos, means, axis=0, zi=self.zi)
+        self.raw_means = np.concatenate([self.raw_means, means])[-self.win_blocks :]
+        self.lp = np.concatenate([self.lp, lp])[-self.win_blocks :]
+        g_here = means.mean(axis=0)
+        self.peaks.append(float(np.sqrt(((x - g_here) ** 2).sum(axis=1)).max()))
+        k = self.raw_means.shape[0]
+        if k < self.win_blocks // 2:
+            return REST  # not enough history yet (start of a segment)
+        w = self.raw_means
+        recent = w[-self.one_s :].mean(axis=0)
+        old = w[max(0, k - 3 * self.one_s) : max(1, k - 2 * self.one_s)].mean(axis=0)
+        cosang = float(recent @ old) / max(float(np.linalg.norm(recent) * np.linalg.norm(old)), 1e-9)
+        tilt = math.degrees(math.acos(max(-1.0, min(1.0, cosang))))
+        d = w - w.mean(axis=0)
+        rms = math.sqrt(float((d * d).sum(axis=1).mean()))
+        if tilt >= cfg.activity_tilt_deg and rms >= 0.5 * cfg.activity_min_rms_g:
+            return TRANSITION
+        if rms < cfg.activity_min_rms_g:
+            return REST
+        lpd = self.lp - self.lp.mean(axis=0)
+        e0 = float((lpd * lpd).sum())
+        if e0 > 0 and self.lag_hi > self.lag_lo:
+            best = 0.0
+            for lag in range(self.lag_lo, self.lag_hi + 1):
+                r = float((lpd[lag:] * lpd[:-lag]).sum()) / e0 * k / (k - lag)
+                best = max(best, r)
+            if best >= cfg.activity_rhythm_r:
+                return WALKING if max(self.peaks) >= cfg.activity_impact_g else RHYTHMIC
+        jerk = np.diff(w, axis=0)
+        f_rms = math.sqrt(float((jerk * jerk).sum(axis=1).mean())) * self.blk_rate / (2 * math.pi * rms)
+        if f_rms <= cfg.activity_smooth_hz:
+            return OTHER
+        return REST  # jerky movement: what a spasm does to a limb, not a voluntary context
+
+
+class ActivityPeriods:
+    """Debounces hop verdicts into periods: enter after ``activity_enter_s`` of non-rest verdicts,
+    leave after ``activity_exit_s`` of rest. Returns (start, end, majority kind) when one ends."""
+
+    def __init__(self, enter_hops: int, exit_hops: int) -> None:
+        self.enter_hops = enter_hops
+        self.exit_hops = exit_hops
+        self.cur: _Period | None = None
+        self.streak_start = 0
+        self.streak = 0
+        self.rest_run = 0
+
+    def step(self, s0: int, s1: int, verdict: int) -> tuple[str, int, int, int] | None:
+        """One hop; returns ("start", sample, kind, 0) or ("end", start, end, kind) or None."""
+        if self.cur is None:
+            if verdict == REST:
+                self.streak = 0
+                return None
+            if self.streak == 0:
+                self.streak_start = s0
+            self.streak += 1
+            if self.streak >= self.enter_hops:
+                self.cur = _Period(start=self.streak_start, counts=[0] * 5, last_active=s1)
+                self.cur.counts[verdict] += self.streak
+                self.rest_run = 0
+                return ("start", self.streak_start, verdict, 0)
+            return None
+        if verdict == REST:
+            self.rest_run += 1
+            if self.rest_run >= self.exit_hops:
+                return self.close(None)
+            return None
+        self.rest_run = 0
+        self.cur.counts[verdict] += 1
+        self.cur.last_active = s1
+        return None
+
+    def close(self, at: int | None) -> tuple[str, int, int, int] | None:
+        cur = self.cur
+        self.cur = None
+        self.streak = 0
+        if cur is None:
+            return None
+        kind = int(np.argmax(cur.counts[1:])) + 1
+        end = cur.last_active if at is None else min(cur.last_active, at)
+        return ("end", cur.start, max(end, cur.start + 1), kind)
+
+
+def regular_rhythm(times: list[float], t: float, lo_s: float, hi_s: float, jitter: float) -> int:
+    """Length (in bursts) of the longest run of regular intervals through ``t`` in sorted ``times``.
+
+    Intervals must lie within [lo_s, hi_s] and each within ``jitter`` of the run's median: the
+    recurrence of a voluntary rhythm (gait, pedalling, repetitions), which Poisson-like spasms
+    rarely mimic. Returns 1 when ``t`` belongs to no run.
+    """
+    if t not in times:
+        return 1
+    i = times.index(t)
+    # grow a run outwards from t on both sides, greedily
+    left, right = i, i
+    ivs: list[float] = []
+    changed = True
+    while changed:
+        changed = False
+        if right + 1 < len(times):
+            v = times[right + 1] - times[right]
+            if lo_s <= v <= hi_s and (
+                not ivs or abs(v - float(np.median(ivs))) <= jitter * float(np.median(ivs))
+            ):
+                ivs.append(v)
+                right += 1
+                changed = True
+        if left - 1 >= 0:
+            v = times[left] - times[left - 1]
+            if lo_s <= v <= hi_s and (
+                not ivs or abs(v - float(np.median(ivs))) <= jitter * float(np.median(ivs))
+            ):
+                ivs.append(v)
+                left -= 1
+                changed = True
+    return right - left + 1
