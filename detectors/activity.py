@@ -6,18 +6,20 @@ Two sources of evidence, both causal and chunk-invariant:
   the start of each contiguous segment. Raw samples are averaged into 50 ms blocks (20 Hz); over
   the last ``activity_window_s`` it measures:
 
-  - *gravity tilt*: the angle between the mean acceleration of the last second and of the
-    second two seconds before. Standing up, sitting down, a transfer or a lift rotate the limb
-    and so the gravity vector by tens of degrees; a spasm jerks the limb but leaves it where it
-    was (Granat & Edmond 1999 told spasms from transfers and wheelchair movement this way).
-  - *movement*: RMS of the block means around their own mean.
+  - *gravity tilt*: the angle between the mean acceleration of the last half second and of the
+    half second a second before (the limb turning now), counted only when the movement is
+    smooth. Standing up, sitting down, a transfer or a lift rotate the limb and so the gravity
+    vector by tens of degrees smoothly; a spasm jerks the limb back and forth (Granat & Edmond
+    1999 told spasms from transfers and wheelchair movement with accelerometry alone).
+  - *movement*: RMS of the block means around their own mean, over the last second.
   - *rhythm*: the normalised autocorrelation of the 3 Hz low-passed movement at lags of
-    0.4-2 s (step, stride, pedal or push rhythm, 0.5-2.5 Hz). Clonus (4-8 Hz) and tremor
-    (3-12 Hz) are removed by the low-pass, so a shaking limb is never "rhythmic exercise".
+    0.4-2 s (step, stride, pedal or push rhythm, 0.5-2.5 Hz), with movement in both halves of
+    the window. Clonus (4-8 Hz) and tremor (3-12 Hz) are removed by the low-pass, so a shaking
+    limb is never "rhythmic exercise".
   - *heel strikes*: the largest raw deviation from gravity in the window; impacts of 0.5 g and
     more mark walking among rhythmic activities.
-  - *smoothness*: the RMS frequency of the movement (RMS of its derivative over 2 pi times its
-    RMS). Purposeful movement follows minimum-jerk paths (Flash & Hogan 1985) with an RMS
+  - *smoothness*: the RMS frequency of the last second's movement (RMS of its derivative over
+    2 pi times its RMS). Purposeful movement follows minimum-jerk paths (Flash & Hogan 1985) with an RMS
     frequency below ~2 Hz; the jerk of a spasm has most of its power above that.
 
   The hop verdict is one of ``rest``, ``posture_transition``, ``walking``, ``rhythmic_exercise``,
@@ -96,28 +98,29 @@ class AccActivityTracker:
         self.run_len = 0
 
     # ------------------------------------------------------------------------------------ API
-    def feed(self, start: int, x: np.ndarray) -> list[tuple[int, int, int]]:
+    def feed(self, start: int, x: np.ndarray) -> list[tuple[int, int, int, float]]:
         """Samples (n, 3) in g from counter ``start`` (contiguous with the previous call unless
-        ``reset``). Returns one (hop_start, hop_end, verdict) per completed hop."""
+        ``reset``). Returns one (hop_start, hop_end, verdict, period_s) per completed hop, where
+        ``period_s`` is the rhythm's period for rhythmic verdicts (else 0)."""
         if self.pending.shape[0] == 0:
             self.pending_start = start
             self.pending = x
         else:
             self.pending = np.concatenate([self.pending, x])
-        out: list[tuple[int, int, int]] = []
+        out: list[tuple[int, int, int, float]] = []
         h = self.hop
         i = 0
         n = self.pending.shape[0]
         while n - i >= h:
             s0 = self.pending_start + i
-            out.append((s0, s0 + h, self._hop(self.pending[i : i + h])))
+            out.append((s0, s0 + h, *self._hop(self.pending[i : i + h])))
             i += h
         self.pending = self.pending[i:].copy() if i < n else np.zeros((0, 3))
         self.pending_start += i
         return out
 
     # ------------------------------------------------------------------------------ internals
-    def _hop(self, x: np.ndarray) -> int:
+    def _hop(self, x: np.ndarray) -> tuple[int, float]:
         cfg = self.cfg
         means = x.reshape(self.hop_blocks, self.blk, 3).mean(axis=1)
         if self.zi is None:
@@ -129,32 +132,46 @@ class AccActivityTracker:
         self.peaks.append(float(np.sqrt(((x - g_here) ** 2).sum(axis=1)).max()))
         k = self.raw_means.shape[0]
         if k < self.win_blocks // 2:
-            return REST  # not enough history yet (start of a segment)
+            return REST, 0.0  # not enough history yet (start of a segment)
         w = self.raw_means
-        recent = w[-self.one_s :].mean(axis=0)
-        old = w[max(0, k - 3 * self.one_s) : max(1, k - 2 * self.one_s)].mean(axis=0)
+        # gravity turning now: the mean of the last half second against that of a second before
+        half = max(1, self.one_s // 2)
+        recent = w[-half:].mean(axis=0)
+        old = w[max(0, k - 3 * half) : max(1, k - 2 * half)].mean(axis=0)
         cosang = float(recent @ old) / max(float(np.linalg.norm(recent) * np.linalg.norm(old)), 1e-9)
         tilt = math.degrees(math.acos(max(-1.0, min(1.0, cosang))))
+        # movement and its smoothness over the last second (the context of *now*)
+        r = w[-2 * half :]
+        dr = r - r.mean(axis=0)
+        rms_now = math.sqrt(float((dr * dr).sum(axis=1).mean()))
+        jerk = np.diff(r, axis=0)
+        f_rms = (
+            math.sqrt(float((jerk * jerk).sum(axis=1).mean()))
+            * self.blk_rate
+            / (2 * math.pi * max(rms_now, 1e-9))
+        )
+        smooth = f_rms <= cfg.activity_smooth_hz
+        if tilt >= cfg.activity_tilt_deg and smooth:
+            return TRANSITION, 0.0
         d = w - w.mean(axis=0)
         rms = math.sqrt(float((d * d).sum(axis=1).mean()))
-        if tilt >= cfg.activity_tilt_deg and rms >= 0.5 * cfg.activity_min_rms_g:
-            return TRANSITION
-        if rms < cfg.activity_min_rms_g:
-            return REST
-        lpd = self.lp - self.lp.mean(axis=0)
-        e0 = float((lpd * lpd).sum())
-        if e0 > 0 and self.lag_hi > self.lag_lo:
-            best = 0.0
-            for lag in range(self.lag_lo, self.lag_hi + 1):
-                r = float((lpd[lag:] * lpd[:-lag]).sum()) / e0 * k / (k - lag)
-                best = max(best, r)
-            if best >= cfg.activity_rhythm_r:
-                return WALKING if max(self.peaks) >= cfg.activity_impact_g else RHYTHMIC
-        jerk = np.diff(w, axis=0)
-        f_rms = math.sqrt(float((jerk * jerk).sum(axis=1).mean())) * self.blk_rate / (2 * math.pi * rms)
-        if f_rms <= cfg.activity_smooth_hz:
-            return OTHER
-        return REST  # jerky movement: what a spasm does to a limb, not a voluntary context
+        if rms >= cfg.activity_min_rms_g and rms_now >= 0.5 * cfg.activity_min_rms_g:
+            lpd = self.lp - self.lp.mean(axis=0)
+            e_half = (lpd[: k // 2] ** 2).sum(), (lpd[k // 2 :] ** 2).sum()
+            e0 = float(e_half[0] + e_half[1])
+            # a rhythm fills the window: both halves move (one spasm's wobble does not)
+            if e0 > 0 and min(e_half) >= 0.2 * e0 and self.lag_hi > self.lag_lo:
+                best, best_lag = 0.0, 0
+                for lag in range(self.lag_lo, self.lag_hi + 1):
+                    rr = float((lpd[lag:] * lpd[:-lag]).sum()) / e0 * k / (k - lag)
+                    if rr > best:
+                        best, best_lag = rr, lag
+                if best >= cfg.activity_rhythm_r:
+                    kind = WALKING if max(self.peaks) >= cfg.activity_impact_g else RHYTHMIC
+                    return kind, best_lag / self.blk_rate
+        if rms_now >= cfg.activity_min_rms_g and smooth:
+            return OTHER, 0.0
+        return REST, 0.0  # still, or jerky movement: what a spasm does to a limb
 
 
 class ActivityPeriods:
@@ -238,3 +255,23 @@ def regular_rhythm(times: list[float], t: float, lo_s: float, hi_s: float, jitte
                 left -= 1
                 changed = True
     return right - left + 1
+
+
+def phase_locked(times: list[float], t: float, period: float, tol: float) -> bool:
+    """Is the burst at ``t`` locked to a rhythm of ``period``? Gait and pedalling bursts recur at
+    the same phase of every cycle: the channel also bursts one and two cycles before or after
+    (within ``tol`` of a period), at least twice among t-2P, t-P, t+P, t+2P. A burst at a random
+    phase matches one such slot by chance with probability ~2 tol, two with ~(2 tol)^2. The
+    autocorrelation may have found the step rather than the stride, so twice the period is
+    tried too."""
+    if period <= 0:
+        return False
+    for p in (period, 2 * period):
+        hits = 0
+        for k in (-2, -1, 1, 2):
+            target = t + k * p
+            if any(abs(u - target) <= tol * p for u in times):
+                hits += 1
+        if hits >= 2:
+            return True
+    return False

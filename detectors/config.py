@@ -107,7 +107,10 @@ class DetectorConfig:
     saturation_min_range_uv: float = 1000.0
     #: A floating (lead-off) input: a block whose variance is mostly one 50/60 Hz sinusoid this big.
     lead_off_mains_uv: float = 300.0
-    rail_fraction: float = 0.05
+    #: A block is "saturated" (a quality gap) when this share of its samples sits at one rail: an
+    #: overloaded amplifier. Fewer clipped samples are a strong contraction touching the rails
+    #: (one event, flagged ``clipped``); the real recordings of issue 9 clip < 1 % of samples.
+    rail_fraction: float = 0.25
     quality_hold_s: float = 0.2
     # --- activity context (issue 9; docs/detector.md "Spasms, not movement") -------------------
     #: Master switch: False restores the context-free detector (every burst is a spasm).
@@ -115,9 +118,10 @@ class DetectorConfig:
     #: Accelerometer verdict hop and analysis window (the window holds >= 2 strides at 0.5 Hz).
     activity_hop_s: float = 0.1
     activity_window_s: float = 4.0
-    #: Gravity rotation over 2 s that marks a posture transition (standing up rotates the thigh
-    #: ~80 deg, a transfer leans the trunk 30-40 deg; a spasm's jerk leaves gravity in place).
-    activity_tilt_deg: float = 25.0
+    #: Gravity rotation between the last half second and the half second one second before that
+    #: marks a posture transition in progress (standing up turns the thigh ~80 deg in ~1.5 s, a
+    #: transfer leans the trunk 30-40 deg; a spasm's jerk leaves gravity where it was).
+    activity_tilt_deg: float = 20.0
     #: Movement RMS (g, 20 Hz block means) below which the limb is at rest (sensor noise ~0.005 g).
     activity_min_rms_g: float = 0.04
     #: Normalised autocorrelation at a 0.4-2 s lag that makes movement rhythmic (gait, pedalling).
@@ -133,16 +137,18 @@ class DetectorConfig:
     #: ``activity_after_s`` after its offset; a share >= ``activity_share`` of non-rest verdicts
     #: there makes it a burst "during activity".
     activity_before_s: float = 1.0
-    activity_after_s: float = 0.5
+    activity_after_s: float = 2.0
     activity_share: float = 0.3
     #: Recruitment-graded voluntary force ramps over hundreds of ms (Henneman's size principle):
     #: a burst during activity rising slower than this (onset to 80 % of peak) is voluntary.
-    voluntary_min_rise_s: float = 0.12
+    voluntary_min_rise_s: float = 0.08
     #: Voluntary rhythm of one channel's bursts: intervals within these bounds (s), each within
     #: ``rhythm_jitter`` of the run's median, at least ``rhythm_min_bursts`` bursts in a run.
     rhythm_min_interval_s: float = 0.4
     rhythm_max_interval_s: float = 2.5
     rhythm_jitter: float = 0.25
+    #: Phase-locking tolerance (fraction of the rhythm period) of gait/pedal bursts.
+    phase_tolerance: float = 0.15
     rhythm_min_bursts: int = 3
     #: Events wait this long after their offset for later bursts (a rhythm is seen both ways).
     rhythm_lookahead_s: float = 2.5
@@ -221,6 +227,7 @@ class DetectorConfig:
             "activity_rhythm_r",
             "activity_share",
             "rhythm_jitter",
+            "phase_tolerance",
             "activity_confidence",
         ):
             if not 0 < getattr(self, name) < 1:

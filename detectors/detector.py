@@ -26,8 +26,12 @@ import numpy as np
 from detectors.activity import (
     ACTIVITY_CODES,
     REST,
+    RHYTHMIC,
+    TRANSITION,
+    WALKING,
     AccActivityTracker,
     ActivityPeriods,
+    phase_locked,
     regular_rhythm,
 )
 from detectors.config import DetectorConfig
@@ -125,7 +129,7 @@ class SpasmDetector:
                 max(1, round(cfg.activity_enter_s / hop_s)), max(1, round(cfg.activity_exit_s / hop_s))
             )
         #: accelerometer verdicts (start_s, end_s, code), newest last
-        self._verdicts: deque[tuple[float, float, int]] = deque(maxlen=4096)
+        self._verdicts: deque[tuple[float, float, int, float]] = deque(maxlen=4096)
         self._acc_t = -math.inf  # accelerometer verdicts cover time up to here (s)
         self._onset_times: dict[str, list[float]] = {}  # confirmed EMG onsets per channel (s)
         self._held: list[Onset | SpasmEvent] = []  # EMG outputs waiting for their context
@@ -340,8 +344,8 @@ class SpasmDetector:
     def _feed_activity(self, start: int, x: np.ndarray, out: list[DetectorOutput]) -> None:
         assert self._act is not None and self._periods is not None and self.acc_rate_hz is not None
         rate = self.acc_rate_hz
-        for s0, s1, verdict in self._act.feed(start, x):
-            self._verdicts.append((s0 / rate, s1 / rate, verdict))
+        for s0, s1, verdict, period in self._act.feed(start, x):
+            self._verdicts.append((s0 / rate, s1 / rate, verdict, period))
             self._acc_t = s1 / rate
             self._period_output(self._periods.step(s0, s1, verdict), out)
 
@@ -432,21 +436,33 @@ class SpasmDetector:
                 return d
         return None
 
-    def _acc_context(self, a: float, b: float) -> int:
-        """Majority non-rest verdict over [a, b] if non-rest verdicts cover >= activity_share."""
+    def _acc_context(self, a: float, b: float) -> tuple[int, float]:
+        """Context over [a, b] and the rhythm's period (s, 0 if none).
+
+        A posture transition (gravity turning) wins if it covers >= ``activity_enter_s``: a spasm
+        cannot fake it. Otherwise the majority non-rest verdict, if non-rest verdicts cover >=
+        ``activity_share`` of the window.
+        """
         counts = [0] * 5
+        periods: list[float] = []
         n = 0
-        for v0, v1, code in reversed(self._verdicts):
+        for v0, v1, code, period in reversed(self._verdicts):
             if v1 <= a:
                 break
             if v0 >= b:
                 continue
             counts[code] += 1
             n += 1
+            if period > 0:
+                periods.append(period)
+        p = float(np.median(periods)) if periods else 0.0
+        hop_s = 0.0 if self._act is None else self._act.hop / self._act.rate
+        if counts[TRANSITION] * hop_s >= self.config.activity_enter_s:
+            return TRANSITION, p
         active = n - counts[REST]
         if n == 0 or active < self.config.activity_share * n:
-            return REST
-        return int(np.argmax(counts[1:])) + 1
+            return REST, p
+        return int(np.argmax(counts[1:])) + 1, p
 
     def _rhythm(self, channel: str, t: float, upto: float) -> int:
         times = self._onset_times.get(channel, [])
@@ -462,7 +478,7 @@ class SpasmDetector:
         cfg = self.config
         if self._declared_at(t0) is not None:
             return False
-        if self._act is not None and self._acc_context(t0 - cfg.activity_before_s, t0 + 0.05) != REST:
+        if self._act is not None and self._acc_context(t0 - cfg.activity_before_s, t0 + 0.05)[0] != REST:
             return False
         return self._rhythm(o.channel, t0, t0 + 1e-9) < cfg.rhythm_min_bursts
 
@@ -476,21 +492,33 @@ class SpasmDetector:
         """
         cfg = self.config
         look = t1 + cfg.rhythm_lookahead_s
-        code = REST
+        code, period = REST, 0.0
         if self._act is not None:
-            b = max(t1, t0 + 0.5) + cfg.activity_after_s
+            # around the burst's start (a long spasm's end says nothing about how it began)
+            b = t0 + min(max(t1 - t0, 0.5), 2.0) + cfg.activity_after_s
             if not final and acc_t < b and emg_t < look + cfg.activity_max_wait_s:
                 return None
-            code = self._acc_context(t0 - cfg.activity_before_s, b)
+            code, period = self._acc_context(t0 - cfg.activity_before_s, b)
         declared = self._declared_at(t0)
         graded = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_min_rise_s
         active = code != REST or declared is not None
-        # the rhythm decides only: during activity for an abrupt burst, at rest for a graded one
-        needs_rhythm = ev.type != "clonus" and (not graded if active else graded)
+        cyclic = code in (WALKING, RHYTHMIC)
+        # the rhythm decides: during gait/pedalling always, during other activity for an abrupt
+        # burst, at rest for a graded one
+        needs_rhythm = ev.type != "clonus" and (cyclic or not active or not graded)
         if needs_rhythm and not final and emg_t < look:
             return None
         upto = math.inf if final else look - 0.5
-        rhythmic = needs_rhythm and self._rhythm(ev.channel, t0, upto) >= cfg.rhythm_min_bursts
+        rhythmic = strong = False
+        if needs_rhythm:
+            run = self._rhythm(ev.channel, t0, upto)
+            rhythmic = run >= cfg.rhythm_min_bursts
+            strong = run >= cfg.rhythm_min_bursts + 1
+            if cyclic and not rhythmic:
+                times = self._onset_times.get(ev.channel, [])
+                lo = bisect.bisect_left(times, t0 - 5 * period)
+                hi = bisect.bisect_left(times, min(upto, t0 + 5 * period))
+                rhythmic = phase_locked(times[lo:hi], t0, period, cfg.phase_tolerance)
         context: ActivityKind = ACTIVITY_CODES[code]
         if code == REST and declared is not None:
             context = declared.kind
@@ -498,9 +526,17 @@ class SpasmDetector:
             context = "rhythmic_exercise"
         if ev.type == "clonus":
             return False, context  # 3-8 Hz reflex oscillation: never a voluntary rhythm
+        if cyclic:
+            # A burst in no gait/pedal phase is a spasm, graded or not. An episode spanning
+            # several cycles is the muscle following the cycle without falling silent between
+            # bursts (their quiet gaps are shorter than ``quiet_s``).
+            return rhythmic or (period > 0 and t1 - t0 >= 1.5 * period), context
         if active:
             return rhythmic or graded, context
-        return rhythmic and graded, context
+        # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a
+        # channel bursting regularly at a voluntary rhythm (gait starting before the
+        # accelerometer window sees it, EMG-only devices) is voluntary
+        return strong or (rhythmic and graded), context
 
     def _check_open(self) -> None:
         if self._finished:

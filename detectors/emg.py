@@ -109,6 +109,7 @@ class _Episode:
     peak: float = 0.0
     blip: int = 0
     judge_at: int = 0
+    clipped: bool = False  # some samples touched the ADC rails
 
 
 class EmgBank:
@@ -206,6 +207,8 @@ class EmgBank:
         #: the last block's 50/60 Hz line per channel (floating-input test) and where that block ended
         self.hum_line: list[tuple[float, complex] | None] = [None] * c
         self.hum_end = [-1] * c
+        self.block_clipped = np.zeros(c, dtype=bool)  # this block touched the rails (not railed)
+        self.any_clipped = False
         self.rail_memory = round(1.0 * rate_hz)
         self.rail_count = max(3, math.ceil(cfg.rail_fraction * self.block))
         self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
@@ -303,6 +306,13 @@ class EmgBank:
                 if not self.base_valid[ch]:
                     continue
                 self._run_channel(ch, s0, env, pe, out)
+        if self.any_clipped:
+            for ch in np.flatnonzero(self.block_clipped).tolist():
+                ep_c = self.eps[ch]
+                if ep_c is not None:
+                    ep_c.clipped = True
+            self.block_clipped[:] = False
+            self.any_clipped = False
         self.history.append((s0, env))
         if len(self.history) > self.hist_blocks:
             del self.history[0]
@@ -355,6 +365,8 @@ class EmgBank:
         cfg = self.cfg
         c, n = x.shape
         state = np.zeros(c, dtype=np.int8)
+        self.block_clipped[:] = False
+        self.any_clipped = True
         for ch in range(c):
             lo, hi, r = float(mn[ch]), float(mx[ch]), float(rng[ch])
             if r < cfg.flat_range_uv or max(hi, -lo) > cfg.lead_off_dc_uv:
@@ -385,6 +397,11 @@ class EmgBank:
                 self.rail_hi[ch], self.rail_lo[ch], self.rail_seen[ch] = hi, lo, s0
             if railed:
                 state[ch] = 2
+            elif r > cfg.saturation_min_range_uv and max(n_hi, n_lo) >= 3:
+                # A few samples at the extremes of a big block: a strong contraction touching the
+                # rails. The EMG is plainly still active (only the peaks are cut), so this is no
+                # quality gap; the episode is flagged clipped instead.
+                self.block_clipped[ch] = True
             else:
                 line = _mains_line(col, self.rate, cfg.lead_off_mains_uv, s0)
                 if line is not None:
@@ -652,6 +669,7 @@ class EmgBank:
                 detector_version=self.version,
                 config_hash=self.hash,
                 rise_s=round(rise, 4),
+                clipped=ep.clipped,
             )
         )
 

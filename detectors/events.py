@@ -71,6 +71,9 @@ class SpasmEvent:
     #: Onset to the first envelope sample at 80 % of the peak (s): graded voluntary force ramps
     #: over hundreds of ms, a reflex spasm rises in tens of ms. None for tremor.
     rise_s: float | None = None
+    #: Some samples touched the ADC rails (a strong contraction on a low-range amplifier): still
+    #: one event, but peak and mean are underestimated.
+    clipped: bool = False
 
     @property
     def duration_s(self) -> float:
