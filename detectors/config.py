@@ -152,8 +152,11 @@ class DetectorConfig:
     rhythm_min_bursts: int = 3
     #: Events wait this long after their offset for later bursts (a rhythm is seen both ways).
     rhythm_lookahead_s: float = 2.5
-    #: Onset notices wait at most this long (EMG time) for the accelerometer to catch up.
-    activity_max_wait_s: float = 1.0
+    #: Onsets and events wait at most this long (EMG time) for the accelerometer to catch up,
+    #: so a stalled accelerometer cannot hold alerts back for ever. Outputs are chunk-invariant
+    #: as long as the two streams are fed within this much of each other (a device sends them
+    #: in the same frames; a stalled accelerometer should be reported with ``gap``).
+    activity_max_wait_s: float = 5.0
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
 

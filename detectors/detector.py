@@ -702,7 +702,9 @@ def feed_interleaved(
             out += det.feed_emg(i, emg[i : i + es])
             i += es
         if j < n_acc:
-            assert acc is not None
-            out += det.feed_acc(j, acc[j : j + as_])
-            j += as_
+            assert acc is not None and acc_rate_hz
+            # keep the two streams level in time (chunk lengths in samples are rounded)
+            upto = n_acc if i >= emg.shape[0] else max(j + 1, round(i * acc_rate_hz / emg_rate_hz))
+            out += det.feed_acc(j, acc[j:upto])
+            j = upto
     return out + det.finish()

@@ -641,8 +641,9 @@ class EmgBank:
             kind = "tonic"
         peak = float(env.max())
         rel = peak / base
-        # rise time: from the onset to the first row at 80 % of the episode's (high-band) peak
-        i80 = int(np.argmax(env_hi >= 0.8 * float(env_hi.max())))
+        # rise time: from the onset to the first row at 80 % of the episode's plateau (its upper
+        # quartile: robust to one motor-unit peak late in a flat burst)
+        i80 = int(np.argmax(env_hi >= 0.8 * float(np.percentile(env_hi, 75))))
         rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
         conf = _confidence(
             rel, self.cfg.on_ratio, self._low_fraction(ch, rows), self.cfg.artefact_low_fraction
