@@ -107,10 +107,12 @@ class DetectorConfig:
     saturation_min_range_uv: float = 1000.0
     #: A floating (lead-off) input: a block whose variance is mostly one 50/60 Hz sinusoid this big.
     lead_off_mains_uv: float = 300.0
-    #: A block is "saturated" (a quality gap) when this share of its samples sits at one rail: an
-    #: overloaded amplifier. Fewer clipped samples are a strong contraction touching the rails
-    #: (one event, flagged ``clipped``); the real recordings of issue 9 clip < 1 % of samples.
-    rail_fraction: float = 0.25
+    #: A block is "saturated" (a quality gap) when this share of its samples sits at one rail.
+    rail_fraction: float = 0.05
+    #: ...except inside an EMG burst, where up to this share is a strong contraction touching the
+    #: rails (one event, flagged ``clipped``, never split): the real recordings of issue 9 clip
+    #: < 1 % of their samples overall, a few % in the strongest blocks.
+    saturation_fraction: float = 0.25
     quality_hold_s: float = 0.2
     # --- activity context (issue 9; docs/detector.md "Spasms, not movement") -------------------
     #: Master switch: False restores the context-free detector (every burst is a spasm).
@@ -226,6 +228,7 @@ class DetectorConfig:
             "artefact_low_fraction",
             "tremor_peak_ratio",
             "rail_fraction",
+            "saturation_fraction",
             "clonus_jitter",
             "activity_rhythm_r",
             "activity_share",

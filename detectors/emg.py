@@ -395,9 +395,16 @@ class EmgBank:
                 )
             if r > cfg.saturation_min_range_uv:  # remember the extremes: a plateau may follow
                 self.rail_hi[ch], self.rail_lo[ch], self.rail_seen[ch] = hi, lo, s0
+            n_rail = max(n_hi, n_lo)
+            if cfg.full_scale_uv is not None:
+                n_rail = max(n_rail, int(np.count_nonzero(np.abs(col) >= 0.99 * cfg.full_scale_uv)))
+            if railed and self.eps[ch] is not None and n_rail < cfg.saturation_fraction * n:
+                # inside a burst, a minority of samples at the rails is the contraction's peaks
+                # being cut, not an overloaded amplifier: keep the episode whole (issue 9)
+                railed = False
             if railed:
                 state[ch] = 2
-            elif r > cfg.saturation_min_range_uv and max(n_hi, n_lo) >= 3:
+            elif r > cfg.saturation_min_range_uv and n_rail >= 3:
                 # A few samples at the extremes of a big block: a strong contraction touching the
                 # rails. The EMG is plainly still active (only the peaks are cut), so this is no
                 # quality gap; the episode is flagged clipped instead.

@@ -97,8 +97,8 @@ def test_voluntary_activity_is_not_reported(sc: scenario.Scenario) -> None:
     long_spans = [s for s in spans if s.duration_s >= 20]
     assert long_spans and all(not s.declared for s in spans)
     # An Onset notice goes out before the accelerometer can see a movement that starts from
-    # rest, so the first bursts of a movement (the first strides) may have one (never followed by an event); later
-    # bursts of an ongoing activity have none.
+    # rest, so the first bursts of a movement (the first strides) may have one, never followed
+    # by an event; later bursts of an ongoing activity have none.
     keys = {e.key for e in _events(out)}
     starts = [a.onset_s for a in sc.activities]
     orphans = [o for o in out if isinstance(o, Onset) and o.domain == "emg" and o.key not in keys]
