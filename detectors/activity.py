@@ -257,20 +257,22 @@ def regular_rhythm(times: list[float], t: float, lo_s: float, hi_s: float, jitte
     return right - left + 1
 
 
-def phase_locked(times: list[float], t: float, period: float, tol: float) -> bool:
-    """Is the burst at ``t`` locked to a rhythm of ``period``? Gait and pedalling bursts recur at
-    the same phase of every cycle: the channel also bursts one and two cycles before or after
-    (within ``tol`` of a period), at least twice among t-2P, t-P, t+P, t+2P. A burst at a random
-    phase matches one such slot by chance with probability ~2 tol, two with ~(2 tol)^2. The
-    autocorrelation may have found the step rather than the stride, so twice the period is
-    tried too."""
+def phase_locked(spans: list[list[float]], t: float, period: float, tol: float) -> bool:
+    """Is the burst starting at ``t`` locked to a rhythm of ``period``?
+
+    Gait and pedalling bursts recur at the same phase of every cycle: the channel is also active
+    one and two cycles before or after (within ``tol`` of a period), at least twice among
+    t-2P, t-P, t+P, t+2P. ``spans`` are the channel's bursts as [onset, offset] (offset inf while
+    open); activity rather than onsets is compared because a muscle active for half of each
+    stride merges some strides into one long burst. The autocorrelation may have found the step
+    rather than the stride, so twice the period is tried too."""
     if period <= 0:
         return False
     for p in (period, 2 * period):
         hits = 0
         for k in (-2, -1, 1, 2):
             target = t + k * p
-            if any(abs(u - target) <= tol * p for u in times):
+            if any(a - tol * p <= target <= b + tol * p for a, b in spans if not a <= t < b):
                 hits += 1
         if hits >= 2:
             return True

@@ -153,7 +153,7 @@ class DetectorConfig:
     phase_tolerance: float = 0.15
     rhythm_min_bursts: int = 3
     #: Events wait this long after their offset for later bursts (a rhythm is seen both ways).
-    rhythm_lookahead_s: float = 2.5
+    rhythm_lookahead_s: float = 3.5
     #: Onsets and events wait at most this long (EMG time) for the accelerometer to catch up,
     #: so a stalled accelerometer cannot hold alerts back for ever. Outputs are chunk-invariant
     #: as long as the two streams are fed within this much of each other (a device sends them

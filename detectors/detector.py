@@ -132,6 +132,8 @@ class SpasmDetector:
         self._verdicts: deque[tuple[float, float, int, float]] = deque(maxlen=4096)
         self._acc_t = -math.inf  # accelerometer verdicts cover time up to here (s)
         self._onset_times: dict[str, list[float]] = {}  # confirmed EMG onsets per channel (s)
+        self._spans: dict[str, list[list[float]]] = {}  # [onset, offset or inf] per channel (s)
+        self._open_span: dict[str, list[float]] = {}  # by key, until the episode ends
         self._held: list[Onset | SpasmEvent] = []  # EMG outputs waiting for their context
         self._deferred: dict[str, Onset] = {}  # onsets kept back until their event is judged
         self._declared: list[_Declared] = []
@@ -376,9 +378,15 @@ class SpasmDetector:
             for o in out:
                 if isinstance(o, Onset | SpasmEvent) and o.domain == "emg":
                     if isinstance(o, Onset):
-                        bisect.insort(
-                            self._onset_times.setdefault(o.channel, []), o.onset_sample / self.emg_rate_hz
-                        )
+                        t_on = o.onset_sample / self.emg_rate_hz
+                        bisect.insort(self._onset_times.setdefault(o.channel, []), t_on)
+                        span = [t_on, math.inf]
+                        self._spans.setdefault(o.channel, []).append(span)
+                        self._open_span[o.key] = span
+                    else:
+                        span_done = self._open_span.pop(o.key, None)
+                        if span_done is not None:
+                            span_done[1] = o.offset_sample / self.emg_rate_hz
                     self._held.append(o)
                 else:
                     keep.append(o)
@@ -428,6 +436,9 @@ class SpasmDetector:
         for times in self._onset_times.values():
             if times and times[0] < horizon:
                 del times[: bisect.bisect_left(times, horizon)]
+        for spans in self._spans.values():
+            while spans and spans[0][1] < horizon:
+                del spans[0]
 
     def _declared_at(self, t: float) -> _Declared | None:
         rate = self.emg_rate_hz
@@ -515,10 +526,8 @@ class SpasmDetector:
             rhythmic = run >= cfg.rhythm_min_bursts
             strong = run >= cfg.rhythm_min_bursts + 1
             if cyclic and not rhythmic:
-                times = self._onset_times.get(ev.channel, [])
-                lo = bisect.bisect_left(times, t0 - 5 * period)
-                hi = bisect.bisect_left(times, min(upto, t0 + 5 * period))
-                rhythmic = phase_locked(times[lo:hi], t0, period, cfg.phase_tolerance)
+                spans = [sp for sp in self._spans.get(ev.channel, []) if sp[0] < upto]
+                rhythmic = phase_locked(spans, t0, period, cfg.phase_tolerance)
         context: ActivityKind = ACTIVITY_CODES[code]
         if code == REST and declared is not None:
             context = declared.kind

@@ -398,8 +398,14 @@ class EmgBank:
             n_rail = max(n_hi, n_lo)
             if cfg.full_scale_uv is not None:
                 n_rail = max(n_rail, int(np.count_nonzero(np.abs(col) >= 0.99 * cfg.full_scale_uv)))
-            if railed and self.eps[ch] is not None and n_rail < cfg.saturation_fraction * n:
-                # inside a burst, a minority of samples at the rails is the contraction's peaks
+            ep_ch = self.eps[ch]
+            if (
+                railed
+                and ep_ch is not None
+                and ep_ch.state == ACTIVE
+                and n_rail < cfg.saturation_fraction * n
+            ):
+                # inside a confirmed burst, a minority of samples at the rails is its peaks
                 # being cut, not an overloaded amplifier: keep the episode whole (issue 9)
                 railed = False
             if railed:

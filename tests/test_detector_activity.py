@@ -255,6 +255,10 @@ def test_rhythm_helpers() -> None:
     assert regular_rhythm(times, 11.0, 0.4, 2.5, 0.25) == 4
     assert regular_rhythm(times, 20.0, 0.4, 2.5, 0.25) == 1
     assert regular_rhythm(times, 99.0, 0.4, 2.5, 0.25) == 1
-    assert phase_locked(times, 12.02, 1.0, 0.15)
-    assert not phase_locked(times, 20.0, 1.0, 0.15)
-    assert not phase_locked([5.0, 5.5], 5.0, 0.0, 0.15)
+    spans = [[t, t + 0.3] for t in times]
+    assert phase_locked(spans, 12.02, 1.0, 0.15)
+    assert not phase_locked(spans, 20.0, 1.0, 0.15)
+    assert not phase_locked(spans, 5.0, 0.0, 0.15)
+    # a muscle active half of every stride, some strides merged into one long burst
+    merged = [[0.0, 2.5], [3.0, 3.5], [4.0, 6.5]]
+    assert phase_locked(merged, 3.0, 1.0, 0.15)
