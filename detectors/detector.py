@@ -540,6 +540,13 @@ class SpasmDetector:
             # several cycles is the muscle following the cycle without falling silent between
             # bursts (their quiet gaps are shorter than ``quiet_s``).
             return rhythmic or (period > 0 and t1 - t0 >= 1.5 * period), context
+        if code == TRANSITION:
+            # The limb turns smoothly under gravity: a whole-body movement (standing up, a
+            # transfer) with postural activity in many muscles. Only a strong burst that rises
+            # abruptly stands out from it as a spasm; for a weak burst the rise time is not
+            # measurable (it crosses the threshold near its top).
+            strong_burst = ev.relative_amplitude >= 3.0 * cfg.on_ratio
+            return rhythmic or graded or not strong_burst, context
         if active:
             return rhythmic or graded, context
         # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a

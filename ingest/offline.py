@@ -1,7 +1,7 @@
 """``neurospasm detect RECORDING``: the streaming detector, offline, as fast as it runs.
 
 The very same ``SpasmDetector`` the gateway runs live is fed the file in chunks; events go to
-stdout as JSON lines (the MQTT event schema, docs/schemas/event.v1.json, with onset and offset as
+stdout as JSON lines (the MQTT event schema, docs/schemas/event.v2.json, with onset and offset as
 ISO-8601 UTC from the recording's start), progress and a summary to stderr, so the output can be
 piped into other tools. ``--annotate OUT.edf`` writes a copy of the recording with the events as
 EDF+ annotations, for review in any EDF viewer.

@@ -79,7 +79,7 @@ def event_payload(
     e: SpasmEvent, *, device: str, boot_id: int, t_onset: float, t_offset: float
 ) -> dict[str, Any]:
     return {
-        "schema": "neurospasm.event/1",
+        "schema": "neurospasm.event/2",
         "id": event_id(device, boot_id, e.key),
         "device": device,
         "type": e.type,
@@ -93,6 +93,9 @@ def event_payload(
         "relative_amplitude": _num(e.relative_amplitude, 2),
         "frequency_hz": _num(e.frequency_hz, 2),
         "confidence": _num(e.confidence),
+        "context": e.context,
+        "clipped": e.clipped,
+        "rise_s": _num(e.rise_s),
         "detector": {"version": e.detector_version, "config_hash": e.config_hash},
     }
 

@@ -235,7 +235,7 @@ def test_two_workers_share_devices_and_take_over_from_a_killed_one(
     workers = {wid: _worker(tmp_path, wid, mosquitto.port) for wid in ("w-a", "w-b")}
     procs: list[Proc] = []
     status_schema = json.loads((ROOT / "docs" / "schemas" / "status.v1.json").read_text())
-    event_schema = json.loads((ROOT / "docs" / "schemas" / "event.v1.json").read_text())
+    event_schema = json.loads((ROOT / "docs" / "schemas" / "event.v2.json").read_text())
     try:
         for wid, w in workers.items():
             wait_until(lambda w=w: "up, group test" in w.log.read_text(), 20, f"worker {wid} to subscribe")
