@@ -25,6 +25,7 @@ import numpy as np
 
 from detectors.activity import (
     ACTIVITY_CODES,
+    OTHER,
     REST,
     RHYTHMIC,
     TRANSITION,
@@ -503,13 +504,20 @@ class SpasmDetector:
         """
         cfg = self.config
         look = t1 + cfg.rhythm_lookahead_s
-        code, period = REST, 0.0
+        code, period, before = REST, 0.0, REST
         if self._act is not None:
             # around the burst's start (a long spasm's end says nothing about how it began)
             b = t0 + min(max(t1 - t0, 0.5), 2.0) + cfg.activity_after_s
             if not final and acc_t < b and emg_t < look + cfg.activity_max_wait_s:
                 return None
             code, period = self._acc_context(t0 - cfg.activity_before_s, b)
+            before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
+            if code == OTHER and before != OTHER:
+                # Smooth movement without tilt or rhythm that starts with the burst may be the
+                # burst's own doing (EMG leads the movement it causes by the electromechanical
+                # delay, for a spasm as for a reach). Only a burst that begins while the limb is
+                # already moving smoothly is taken as part of that movement.
+                code = REST
         declared = self._declared_at(t0)
         graded = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_min_rise_s
         active = code != REST or declared is not None
@@ -538,8 +546,10 @@ class SpasmDetector:
         if cyclic:
             # A burst in no gait/pedal phase is a spasm, graded or not. An episode spanning
             # several cycles is the muscle following the cycle without falling silent between
-            # bursts (their quiet gaps are shorter than ``quiet_s``).
-            return rhythmic or (period > 0 and t1 - t0 >= 1.5 * period), context
+            # bursts (their quiet gaps are shorter than ``quiet_s``), if the rhythm was already
+            # under way before it began (a long spasm can shake the limb rhythmically itself).
+            merged = before in (WALKING, RHYTHMIC) and period > 0 and t1 - t0 >= 1.5 * period
+            return rhythmic or merged, context
         if code == TRANSITION:
             # The limb turns smoothly under gravity: a whole-body movement (standing up, a
             # transfer) with postural activity in many muscles. Only a strong burst that rises
