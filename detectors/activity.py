@@ -44,6 +44,7 @@ import numpy as np
 from scipy import signal
 
 from detectors.config import DetectorConfig
+from detectors.emg import filter_inplace
 from detectors.events import ActivityKind
 
 #: Verdict codes (index into ACTIVITY_CODES).
@@ -77,18 +78,22 @@ class AccActivityTracker:
         self.hop = self.hop_blocks * self.blk
         self.win_blocks = max(8, round(cfg.activity_window_s * self.blk_rate))
         cutoff = min(3.0, 0.4 * self.blk_rate)
-        self.sos = signal.butter(2, cutoff, btype="lowpass", fs=self.blk_rate, output="sos")
+        self.sos = np.ascontiguousarray(
+            signal.butter(2, cutoff, btype="lowpass", fs=self.blk_rate, output="sos")
+        )
         self.zi0 = signal.sosfilt_zi(self.sos)
         self.lag_lo = max(1, math.floor(0.4 * self.blk_rate))
         self.lag_hi = min(self.win_blocks // 2, math.ceil(2.0 * self.blk_rate))
         self.one_s = max(1, round(1.0 * self.blk_rate))
+        self.half = max(1, self.one_s // 2)
         self.enter_hops = max(1, round(cfg.activity_enter_s / (self.hop / self.rate)))
         self.exit_hops = max(1, round(cfg.activity_exit_s / (self.hop / self.rate)))
         self.reset()
 
     def reset(self) -> None:
         """A gap: start a new segment (windows restart empty)."""
-        self.pending = np.zeros((0, 3))
+        self.pending: list[np.ndarray] = []
+        self.pending_n = 0
         self.pending_start = 0
         self.raw_means = np.zeros((0, 3))  # block means, newest last (<= win_blocks)
         self.lp = np.zeros((0, 3))
@@ -101,75 +106,83 @@ class AccActivityTracker:
     def feed(self, start: int, x: np.ndarray) -> list[tuple[int, int, int, float]]:
         """Samples (n, 3) in g from counter ``start`` (contiguous with the previous call unless
         ``reset``). Returns one (hop_start, hop_end, verdict, period_s) per completed hop, where
-        ``period_s`` is the rhythm's period for rhythmic verdicts (else 0)."""
-        if self.pending.shape[0] == 0:
+        ``period_s`` is the rhythm's period for rhythmic verdicts (else 0). A hop is analysed as
+        soon as its last sample arrives."""
+        if not self.pending:
             self.pending_start = start
-            self.pending = x
-        else:
-            self.pending = np.concatenate([self.pending, x])
-        out: list[tuple[int, int, int, float]] = []
+        self.pending.append(x)
+        self.pending_n += x.shape[0]
         h = self.hop
+        if self.pending_n < h:
+            return []
+        buf = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        out: list[tuple[int, int, int, float]] = []
         i = 0
-        n = self.pending.shape[0]
+        n = buf.shape[0]
         while n - i >= h:
             s0 = self.pending_start + i
-            out.append((s0, s0 + h, *self._hop(self.pending[i : i + h])))
+            out.append((s0, s0 + h, *self._hop(buf[i : i + h])))
             i += h
-        self.pending = self.pending[i:].copy() if i < n else np.zeros((0, 3))
+        self.pending = [buf[i:]] if i < n else []
+        self.pending_n = n - i
         self.pending_start += i
         return out
 
     # ------------------------------------------------------------------------------ internals
     def _hop(self, x: np.ndarray) -> tuple[int, float]:
         cfg = self.cfg
-        means = x.reshape(self.hop_blocks, self.blk, 3).mean(axis=1)
+        means = x.reshape(self.hop_blocks, self.blk, 3).mean(axis=1)  # (blocks, 3)
+        lp = np.ascontiguousarray(means.T)  # (3, blocks), filtered in place
         if self.zi is None:
-            self.zi = self.zi0[:, :, None] * means[0][None, None, :]  # (sections, 2, 3)
-        lp, self.zi = signal.sosfilt(self.sos, means, axis=0, zi=self.zi)
-        self.raw_means = np.concatenate([self.raw_means, means])[-self.win_blocks :]
-        self.lp = np.concatenate([self.lp, lp])[-self.win_blocks :]
+            self.zi = np.ascontiguousarray(self.zi0[None, :, :] * lp[:, :1, None])  # (3, sections, 2)
+        filter_inplace(self.sos, lp, self.zi)
+        w = self.raw_means = np.concatenate([self.raw_means, means])[-self.win_blocks :]
+        self.lp = np.concatenate([self.lp, lp.T])[-self.win_blocks :]
         g_here = means.mean(axis=0)
-        self.peaks.append(float(np.sqrt(((x - g_here) ** 2).sum(axis=1)).max()))
-        k = self.raw_means.shape[0]
+        dev = x - g_here
+        self.peaks.append(math.sqrt(float(np.max(np.einsum("ij,ij->i", dev, dev)))))
+        k = w.shape[0]
         if k < self.win_blocks // 2:
             return REST, 0.0  # not enough history yet (start of a segment)
-        w = self.raw_means
         # gravity turning now: the mean of the last half second against that of a second before
-        half = max(1, self.one_s // 2)
+        half = self.half
         recent = w[-half:].mean(axis=0)
-        old = w[max(0, k - 3 * half) : max(1, k - 2 * half)].mean(axis=0)
-        cosang = float(recent @ old) / max(float(np.linalg.norm(recent) * np.linalg.norm(old)), 1e-9)
-        tilt = math.degrees(math.acos(max(-1.0, min(1.0, cosang))))
-        # movement and its smoothness over the last second (the context of *now*)
+        old = w[k - 3 * half : k - 2 * half].mean(axis=0)
+        # movement over the last second (the context of *now*)
         r = w[-2 * half :]
         dr = r - r.mean(axis=0)
-        rms_now = math.sqrt(float((dr * dr).sum(axis=1).mean()))
+        ms_now = float(np.einsum("ij,ij->", dr, dr)) / r.shape[0]
+        min_ms = cfg.activity_min_rms_g**2
+        cosang = float(recent @ old) / max(math.sqrt(float(recent @ recent) * float(old @ old)), 1e-12)
+        tilt = math.degrees(math.acos(max(-1.0, min(1.0, cosang))))
+        if ms_now < 0.25 * min_ms and tilt < cfg.activity_tilt_deg:
+            return REST, 0.0  # still: the common case, decided cheaply
         jerk = np.diff(r, axis=0)
-        f_rms = (
-            math.sqrt(float((jerk * jerk).sum(axis=1).mean()))
-            * self.blk_rate
-            / (2 * math.pi * max(rms_now, 1e-9))
-        )
+        ms_jerk = float(np.einsum("ij,ij->", jerk, jerk)) / jerk.shape[0]
+        f_rms = math.sqrt(ms_jerk / max(ms_now, 1e-18)) * self.blk_rate / (2 * math.pi)
         smooth = f_rms <= cfg.activity_smooth_hz
         if tilt >= cfg.activity_tilt_deg and smooth:
             return TRANSITION, 0.0
         d = w - w.mean(axis=0)
-        rms = math.sqrt(float((d * d).sum(axis=1).mean()))
-        if rms >= cfg.activity_min_rms_g and rms_now >= 0.5 * cfg.activity_min_rms_g:
+        ms = float(np.einsum("ij,ij->", d, d)) / k
+        if ms >= min_ms:
             lpd = self.lp - self.lp.mean(axis=0)
-            e_half = (lpd[: k // 2] ** 2).sum(), (lpd[k // 2 :] ** 2).sum()
-            e0 = float(e_half[0] + e_half[1])
+            e1 = float(np.einsum("ij,ij->", lpd[: k // 2], lpd[: k // 2]))
+            e2 = float(np.einsum("ij,ij->", lpd[k // 2 :], lpd[k // 2 :]))
+            e0 = e1 + e2
             # a rhythm fills the window: both halves move (one spasm's wobble does not)
-            if e0 > 0 and min(e_half) >= 0.2 * e0 and self.lag_hi > self.lag_lo:
-                best, best_lag = 0.0, 0
-                for lag in range(self.lag_lo, self.lag_hi + 1):
-                    rr = float((lpd[lag:] * lpd[:-lag]).sum()) / e0 * k / (k - lag)
-                    if rr > best:
-                        best, best_lag = rr, lag
-                if best >= cfg.activity_rhythm_r:
+            if e0 > 0 and min(e1, e2) >= 0.2 * e0 and self.lag_hi > self.lag_lo:
+                ac = np.zeros(k)
+                for axis in range(3):
+                    col = lpd[:, axis]
+                    ac += np.correlate(col, col, mode="full")[k - 1 :]
+                lags = np.arange(self.lag_lo, self.lag_hi + 1)
+                rr = ac[lags] / e0 * k / (k - lags)
+                best = int(np.argmax(rr))
+                if float(rr[best]) >= cfg.activity_rhythm_r:
                     kind = WALKING if max(self.peaks) >= cfg.activity_impact_g else RHYTHMIC
-                    return kind, best_lag / self.blk_rate
-        if rms_now >= cfg.activity_min_rms_g and smooth:
+                    return kind, float(lags[best]) / self.blk_rate
+        if ms_now >= min_ms and smooth:
             return OTHER, 0.0
         return REST, 0.0  # still, or jerky movement: what a spasm does to a limb
 

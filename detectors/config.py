@@ -118,7 +118,8 @@ class DetectorConfig:
     #: Master switch: False restores the context-free detector (every burst is a spasm).
     activity_context: bool = True
     #: Accelerometer verdict hop and analysis window (the window holds >= 2 strides at 0.5 Hz).
-    activity_hop_s: float = 0.1
+    #: The hop sets the cost, not the latency: context is read from hops ending before a time.
+    activity_hop_s: float = 0.25
     activity_window_s: float = 4.0
     #: Gravity rotation between the last half second and the half second one second before that
     #: marks a posture transition in progress (standing up turns the thigh ~80 deg in ~1.5 s, a

@@ -52,6 +52,8 @@ ACC_CHANNEL = "ACC"
 #: Margin past a tremor's confirmation the EMG must have reached (an EMG onset is confirmed
 #: ``confirm_s`` after it crosses, plus one block of buffering).
 _EMG_MARGIN_S = 0.2
+#: An Onset notice reads the activity context up to this long after the onset.
+_ONSET_LOOK_S = 0.05
 
 
 @dataclass(slots=True)
@@ -136,6 +138,7 @@ class SpasmDetector:
         self._spans: dict[str, list[list[float]]] = {}  # [onset, offset or inf] per channel (s)
         self._open_span: dict[str, list[float]] = {}  # by key, until the episode ends
         self._held: list[Onset | SpasmEvent] = []  # EMG outputs waiting for their context
+        self._min_ready = -math.inf
         self._deferred: dict[str, Onset] = {}  # onsets kept back until their event is judged
         self._declared: list[_Declared] = []
         self._n_voluntary = 0
@@ -228,6 +231,8 @@ class SpasmDetector:
             self._flush_acc(out)
         if self._act is not None:
             self._feed_activity(start, x, out)
+            # every hop ending at or before the last sample seen has been analysed
+            self._acc_t = self._acc_next / self.acc_rate_hz if self.acc_rate_hz else self._acc_t
         self._release_tremor(out, final=False)
         self._context_pass(out, final=False)
         return out
@@ -349,7 +354,6 @@ class SpasmDetector:
         rate = self.acc_rate_hz
         for s0, s1, verdict, period in self._act.feed(start, x):
             self._verdicts.append((s0 / rate, s1 / rate, verdict, period))
-            self._acc_t = s1 / rate
             self._period_output(self._periods.step(s0, s1, verdict), out)
 
     def _period_output(self, ev: tuple[str, int, int, int] | None, out: list[DetectorOutput]) -> None:
@@ -389,6 +393,8 @@ class SpasmDetector:
                         if span_done is not None:
                             span_done[1] = o.offset_sample / self.emg_rate_hz
                     self._held.append(o)
+                    t_ready = (o.onset_sample if isinstance(o, Onset) else o.offset_sample) / self.emg_rate_hz
+                    self._min_ready = min(self._min_ready, t_ready)
                 else:
                     keep.append(o)
             out[:] = keep
@@ -397,18 +403,17 @@ class SpasmDetector:
             if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
                 d.reported = True
                 out.append(self._declared_span(d, d.end))
-        if not self._held:
+        if not self._held or (not final and emg_t < self._min_ready and self._acc_t < self._min_ready):
             return
         cfg = self.config
         acc_t = self._acc_t if self._act is not None else math.inf
-        hop_s = 0.0 if self._act is None else self._act.hop / self._act.rate
         rate = self.emg_rate_hz
         waiting: set[str] = set()
         keep_held: list[Onset | SpasmEvent] = []
         for o in self._held:
             t0 = o.onset_sample / rate
             if isinstance(o, Onset):
-                ready = final or acc_t >= t0 + hop_s or emg_t >= t0 + cfg.activity_max_wait_s
+                ready = final or acc_t >= t0 + _ONSET_LOOK_S or emg_t >= t0 + cfg.activity_max_wait_s
                 if not ready:
                     keep_held.append(o)
                     waiting.add(o.key)
@@ -432,6 +437,11 @@ class SpasmDetector:
             conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
             out.append(dataclasses.replace(o, context=context, confidence=conf))
         self._held = keep_held
+        # nothing held can be decided before the EMG or the accelerometer reaches this time
+        self._min_ready = min(
+            (h.onset_sample / rate if isinstance(h, Onset) else h.offset_sample / rate for h in keep_held),
+            default=math.inf,
+        )
         # forget onsets too old to matter for any rhythm test
         horizon = emg_t - 30.0
         for times in self._onset_times.values():
@@ -458,10 +468,11 @@ class SpasmDetector:
         counts = [0] * 5
         periods: list[float] = []
         n = 0
-        for v0, v1, code, period in reversed(self._verdicts):
+        for _, v1, code, period in reversed(self._verdicts):
+            # hops ending within (a, b]: all of them are known once the samples up to b are
             if v1 <= a:
                 break
-            if v0 >= b:
+            if v1 > b:
                 continue
             counts[code] += 1
             n += 1
@@ -490,7 +501,10 @@ class SpasmDetector:
         cfg = self.config
         if self._declared_at(t0) is not None:
             return False
-        if self._act is not None and self._acc_context(t0 - cfg.activity_before_s, t0 + 0.05)[0] != REST:
+        if (
+            self._act is not None
+            and self._acc_context(t0 - cfg.activity_before_s, t0 + _ONSET_LOOK_S)[0] != REST
+        ):
             return False
         return self._rhythm(o.channel, t0, t0 + 1e-9) < cfg.rhythm_min_bursts
 
