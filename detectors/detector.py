@@ -138,7 +138,9 @@ class SpasmDetector:
         self._spans: dict[str, list[list[float]]] = {}  # [onset, offset or inf] per channel (s)
         self._open_span: dict[str, list[float]] = {}  # by key, until the episode ends
         self._held: list[Onset | SpasmEvent] = []  # EMG outputs waiting for their context
-        self._min_ready = -math.inf
+        # the held outputs are looked at again once the EMG or the accelerometer reaches these times
+        self._gate_emg = -math.inf
+        self._gate_acc = -math.inf
         self._deferred: dict[str, Onset] = {}  # onsets kept back until their event is judged
         self._declared: list[_Declared] = []
         self._n_voluntary = 0
@@ -393,8 +395,7 @@ class SpasmDetector:
                         if span_done is not None:
                             span_done[1] = o.offset_sample / self.emg_rate_hz
                     self._held.append(o)
-                    t_ready = (o.onset_sample if isinstance(o, Onset) else o.offset_sample) / self.emg_rate_hz
-                    self._min_ready = min(self._min_ready, t_ready)
+                    self._gate_emg = -math.inf  # look at the newcomer on this pass
                 else:
                     keep.append(o)
             out[:] = keep
@@ -403,7 +404,7 @@ class SpasmDetector:
             if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
                 d.reported = True
                 out.append(self._declared_span(d, d.end))
-        if not self._held or (not final and emg_t < self._min_ready and self._acc_t < self._min_ready):
+        if not self._held or (not final and emg_t < self._gate_emg and self._acc_t < self._gate_acc):
             return
         cfg = self.config
         acc_t = self._acc_t if self._act is not None else math.inf
@@ -437,11 +438,20 @@ class SpasmDetector:
             conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
             out.append(dataclasses.replace(o, context=context, confidence=conf))
         self._held = keep_held
-        # nothing held can be decided before the EMG or the accelerometer reaches this time
-        self._min_ready = min(
-            (h.onset_sample / rate if isinstance(h, Onset) else h.offset_sample / rate for h in keep_held),
-            default=math.inf,
-        )
+        # When to look again: an onset once the accelerometer reaches it (or the wait is over);
+        # events at most every quarter second (they are not alerts), which bounds the cost.
+        gate_emg = gate_acc = math.inf
+        for h in keep_held:
+            if isinstance(h, Onset):
+                t0 = h.onset_sample / rate
+                gate_emg = min(gate_emg, t0 + cfg.activity_max_wait_s)
+                if self._act is not None:
+                    gate_acc = min(gate_acc, t0 + _ONSET_LOOK_S)
+            else:
+                gate_emg = min(gate_emg, emg_t + 0.25)
+                if self._act is not None and self._acc_t > -math.inf:
+                    gate_acc = min(gate_acc, self._acc_t + 0.25)
+        self._gate_emg, self._gate_acc = gate_emg, gate_acc
         # forget onsets too old to matter for any rhythm test
         horizon = emg_t - 30.0
         for times in self._onset_times.values():
