@@ -160,6 +160,9 @@ class DetectorConfig:
     #: as long as the two streams are fed within this much of each other (a device sends them
     #: in the same frames; a stalled accelerometer should be reported with ``gap``).
     activity_max_wait_s: float = 5.0
+    #: Bursts starting within this of each other on >= 3 channels with smooth movement form a
+    #: voluntary synergy (reaching, lifting: agonists plus anticipatory postural muscles).
+    synergy_window_s: float = 0.2
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
 
@@ -185,7 +188,7 @@ class DetectorConfig:
             "saturation_min_range_uv", "lead_off_mains_uv", "activity_hop_s", "activity_window_s",
             "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
             "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
-            "rhythm_lookahead_s", "activity_max_wait_s",
+            "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

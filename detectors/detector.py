@@ -497,6 +497,18 @@ class SpasmDetector:
             return REST, p
         return int(np.argmax(counts[1:])) + 1, p
 
+    def _synergy(self, channel: str, t: float) -> int:
+        """How many other channels had a burst start within ``synergy_window_s`` of ``t``."""
+        w = self.config.synergy_window_s
+        n = 0
+        for ch, times in self._onset_times.items():
+            if ch == channel:
+                continue
+            i = bisect.bisect_left(times, t - w)
+            if i < len(times) and times[i] <= t + w:
+                n += 1
+        return n
+
     def _rhythm(self, channel: str, t: float, upto: float) -> int:
         times = self._onset_times.get(channel, [])
         lo = bisect.bisect_left(times, t - 15.0)
@@ -536,11 +548,13 @@ class SpasmDetector:
                 return None
             code, period = self._acc_context(t0 - cfg.activity_before_s, b)
             before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
-            if code == OTHER and before != OTHER:
+            if code == OTHER and before != OTHER and self._synergy(ev.channel, t0) < 2:
                 # Smooth movement without tilt or rhythm that starts with the burst may be the
                 # burst's own doing (EMG leads the movement it causes by the electromechanical
-                # delay, for a spasm as for a reach). Only a burst that begins while the limb is
-                # already moving smoothly is taken as part of that movement.
+                # delay, for a spasm as for a reach). It is taken as voluntary context only if the
+                # limb was already moving smoothly, or if the burst starts together with bursts
+                # on >= 2 other channels (a reach or a lift recruits a synergy of agonists and
+                # anticipatory postural muscles at once).
                 code = REST
         declared = self._declared_at(t0)
         graded = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_min_rise_s
