@@ -52,8 +52,13 @@ ACC_CHANNEL = "ACC"
 #: Margin past a tremor's confirmation the EMG must have reached (an EMG onset is confirmed
 #: ``confirm_s`` after it crosses, plus one block of buffering).
 _EMG_MARGIN_S = 0.2
-#: An Onset notice reads the activity context up to this long after the onset.
-_ONSET_LOOK_S = 0.05
+#: An Onset notice reads the activity context of the second ending this long before the onset:
+#: devices send accelerometer frames less often than EMG frames (the simulated one every ~0.4 s
+#: at 100 Hz), so the context of the very moment of the onset is rarely in yet when it is
+#: confirmed; waiting for it would delay every alert.
+_ONSET_LOOK_S = -0.5
+#: ... and waits at most this long (EMG time) for the accelerometer to reach that point.
+_ONSET_MAX_WAIT_S = 0.2
 
 
 @dataclass(slots=True)
@@ -414,7 +419,7 @@ class SpasmDetector:
         for o in self._held:
             t0 = o.onset_sample / rate
             if isinstance(o, Onset):
-                ready = final or acc_t >= t0 + _ONSET_LOOK_S or emg_t >= t0 + cfg.activity_max_wait_s
+                ready = final or acc_t >= t0 + _ONSET_LOOK_S or emg_t >= t0 + _ONSET_MAX_WAIT_S
                 if not ready:
                     keep_held.append(o)
                     waiting.add(o.key)
@@ -444,7 +449,7 @@ class SpasmDetector:
         for h in keep_held:
             if isinstance(h, Onset):
                 t0 = h.onset_sample / rate
-                gate_emg = min(gate_emg, t0 + cfg.activity_max_wait_s)
+                gate_emg = min(gate_emg, t0 + _ONSET_MAX_WAIT_S)
                 if self._act is not None:
                     gate_acc = min(gate_acc, t0 + _ONSET_LOOK_S)
             else:
@@ -525,7 +530,8 @@ class SpasmDetector:
             return False
         if (
             self._act is not None
-            and self._acc_context(t0 - cfg.activity_before_s, t0 + _ONSET_LOOK_S)[0] != REST
+            and self._acc_context(t0 + _ONSET_LOOK_S - cfg.activity_before_s, t0 + _ONSET_LOOK_S)[0]
+            not in (REST, OTHER)  # smooth movement alone: a previous spasm may have caused it
         ):
             return False
         return self._rhythm(o.channel, t0, t0 + 1e-9) < cfg.rhythm_min_bursts
