@@ -140,7 +140,7 @@ class DetectorConfig:
     #: ``activity_after_s`` after its offset; a share >= ``activity_share`` of non-rest verdicts
     #: there makes it a burst "during activity".
     activity_before_s: float = 1.0
-    activity_after_s: float = 2.0
+    activity_after_s: float = 1.0
     activity_share: float = 0.2
     #: Recruitment-graded voluntary force ramps over hundreds of ms (Henneman's size principle):
     #: a burst during activity rising slower than this (onset to 80 % of peak) is voluntary.

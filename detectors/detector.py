@@ -502,9 +502,19 @@ class SpasmDetector:
             return REST, p
         return int(np.argmax(counts[1:])) + 1, p
 
-    def _synergy(self, channel: str, t: float) -> int:
-        """How many other channels had a burst start within ``synergy_window_s`` of ``t``."""
-        w = self.config.synergy_window_s
+    def _acc_any(self, a: float, b: float) -> bool:
+        """Any posture-transition, walking or rhythmic verdict among the hops ending in (a, b]?"""
+        for _, v1, code, _ in reversed(self._verdicts):
+            if v1 <= a:
+                break
+            if v1 <= b and code in (TRANSITION, WALKING, RHYTHMIC):
+                return True
+        return False
+
+    def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
+        """How many other channels had a burst start within ``window`` (default
+        ``synergy_window_s``) of ``t``."""
+        w = self.config.synergy_window_s if window is None else window
         n = 0
         for ch, times in self._onset_times.items():
             if ch == channel:
@@ -569,9 +579,18 @@ class SpasmDetector:
         # the rhythm decides: during gait/pedalling always, during other activity for an abrupt
         # burst, at rest for a graded one
         needs_rhythm = ev.type != "clonus" and (cyclic or not active or not graded)
-        if needs_rhythm and not final and emg_t < look:
-            return None
         upto = math.inf if final else look - 0.5
+        if needs_rhythm and not final and emg_t < look:
+            # At rest, later bursts matter only if something suggests a movement is starting:
+            # another channel bursting with this one, or gait, pedalling or a posture change on
+            # the accelerometer. Otherwise decide now (an isolated burst at rest is published
+            # without waiting for the lookahead).
+            if active or emg_t < t0 + 1.0:
+                return None
+            moving = self._act is not None and self._acc_any(t0 - cfg.activity_before_s, t0 + 2.0)
+            if moving or self._synergy(ev.channel, t0, 0.5) >= 1:
+                return None
+            upto = t0 + 1e-9  # only the bursts before it
         rhythmic = strong = False
         if needs_rhythm:
             run = self._rhythm(ev.channel, t0, upto)

@@ -83,6 +83,7 @@ def _events(chunks: list[tuple[float, bytes]], via_batches: bool) -> list[str]:
         for t, data in chunks:
             for frame in dec.iter_feed(data):
                 session.on_frame(frame, t)
+    session.finish()  # the detector publishes an event once its activity context is known
     return [o.payload["id"] for o in out if o.kind in ("onset", "event", "gap") and o.payload]
 
 
