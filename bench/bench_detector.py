@@ -15,6 +15,7 @@ it for 60 s, which covers its filter states, buffers and baseline rings.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import math
 import os
@@ -68,10 +69,13 @@ def bench_speed(seconds: float = 60.0, rate: float = 2000.0, n_ch: int = 8, chun
             _, zi = signal.sosfilt(sos, c, axis=0, zi=zi)
         return time.perf_counter() - t
 
-    def run_full(with_acc: bool) -> tuple[float, int]:
+    cfg_noctx = dataclasses.replace(cfg, activity_context=False)
+
+    def run_full(with_acc: bool, context: bool = True) -> tuple[float, int]:
         det = SpasmDetector(
-            cfg, emg_rate_hz=rate, channel_labels=[f"EMG {i}" for i in range(n_ch)], acc_rate_hz=acc_rate
-        )
+            cfg if context else cfg_noctx, emg_rate_hz=rate, channel_labels=[f"EMG {i}" for i in range(n_ch)],
+            acc_rate_hz=acc_rate,
+        )  # fmt: skip
         n_out = 0
         t = time.perf_counter()
         for (s, c), (sa, a) in zip(chunks, achunks, strict=True):
@@ -82,15 +86,16 @@ def bench_speed(seconds: float = 60.0, rate: float = 2000.0, n_ch: int = 8, chun
         return time.perf_counter() - t, n_out
 
     gc.collect()
-    bare, full, full_acc = [], [], []
+    bare, full, full_acc, full_noctx = [], [], [], []
     n_events = 0
     for _ in range(5):  # interleaved repeats; best-of is the least disturbed by other load
         bare.append(run_bare())
         dt, n_events = run_full(False)
         full.append(dt)
         full_acc.append(run_full(True)[0])
+        full_noctx.append(run_full(True, context=False)[0])
     samples = n * n_ch
-    tb, tf, tfa = min(bare), min(full), min(full_acc)
+    tb, tf, tfa, tfn = min(bare), min(full), min(full_acc), min(full_noctx)
     print(
         f"EMG {n_ch} ch x {rate:.0f} Hz, {seconds:.0f} s in {chunk_s * 1000:.0f} ms chunks ({len(chunks)} chunks)"
     )
@@ -103,7 +108,13 @@ def bench_speed(seconds: float = 60.0, rate: float = 2000.0, n_ch: int = 8, chun
     print(
         f"  full detector +acc     : {samples / tfa / 1e6:7.2f} M samples/s  ({tfa / len(chunks) * 1e6:6.1f} us/chunk)"
     )
+    print(
+        f"  +acc, no context stage : {samples / tfn / 1e6:7.2f} M samples/s  ({tfn / len(chunks) * 1e6:6.1f} us/chunk)"
+    )
     print(f"  ratio full/bare        : {tf / tb:5.2f}x   (with acc {tfa / tb:5.2f}x); outputs {n_events}")
+    print(
+        f"  activity context stage : {(tfa - tfn) / len(chunks) * 1e6:6.1f} us/chunk, {100 * (tfa - tfn) / tfa:4.1f} % of the detector with acc"
+    )
     # one-shot (offline) throughput
     det = SpasmDetector(cfg, emg_rate_hz=rate, channel_labels=[f"EMG {i}" for i in range(n_ch)])
     t = time.perf_counter()

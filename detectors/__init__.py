@@ -7,7 +7,11 @@ fed: live from a wearable, on a replay, or offline on a file.
 from detectors.config import ConfigError, DetectorConfig
 from detectors.detector import SpasmDetector
 from detectors.events import (
+    ACTIVITY_KINDS,
     SPASM_TYPES,
+    ActivityChange,
+    ActivityKind,
+    ActivitySpan,
     DetectorOutput,
     Onset,
     QualityChange,
@@ -16,7 +20,11 @@ from detectors.events import (
 )
 
 __all__ = [
+    "ACTIVITY_KINDS",
     "SPASM_TYPES",
+    "ActivityChange",
+    "ActivityKind",
+    "ActivitySpan",
     "ConfigError",
     "DetectorConfig",
     "DetectorOutput",

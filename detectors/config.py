@@ -107,8 +107,64 @@ class DetectorConfig:
     saturation_min_range_uv: float = 1000.0
     #: A floating (lead-off) input: a block whose variance is mostly one 50/60 Hz sinusoid this big.
     lead_off_mains_uv: float = 300.0
+    #: A block is "saturated" (a quality gap) when this share of its samples sits at one rail.
     rail_fraction: float = 0.05
+    #: ...except inside an EMG burst, where up to this share is a strong contraction touching the
+    #: rails (one event, flagged ``clipped``, never split): the real recordings of issue 9 clip
+    #: < 1 % of their samples overall, a few % in the strongest blocks.
+    saturation_fraction: float = 0.25
     quality_hold_s: float = 0.2
+    # --- activity context (issue 9; docs/detector.md "Spasms, not movement") -------------------
+    #: Master switch: False restores the context-free detector (every burst is a spasm).
+    activity_context: bool = True
+    #: Accelerometer verdict hop and analysis window (the window holds >= 2 strides at 0.5 Hz).
+    #: The hop sets the cost, not the latency: context is read from hops ending before a time.
+    activity_hop_s: float = 0.25
+    activity_window_s: float = 4.0
+    #: Gravity rotation between the last half second and the half second one second before that
+    #: marks a posture transition in progress (standing up turns the thigh ~80 deg in ~1.5 s, a
+    #: transfer leans the trunk 30-40 deg; a spasm's jerk leaves gravity where it was).
+    activity_tilt_deg: float = 20.0
+    #: Movement RMS (g, 20 Hz block means) below which the limb is at rest (sensor noise ~0.005 g).
+    activity_min_rms_g: float = 0.04
+    #: Normalised autocorrelation at a 0.4-2 s lag that makes movement rhythmic (gait, pedalling).
+    activity_rhythm_r: float = 0.5
+    #: Impact (g above gravity) that makes rhythmic movement walking (heel strikes: 1-3 g on the shank).
+    activity_impact_g: float = 0.5
+    #: RMS frequency of the movement at or below which it is smooth, i.e. purposeful (minimum-jerk).
+    activity_smooth_hz: float = 2.0
+    #: Debounce of activity periods: enter after this long active, leave after this long at rest.
+    activity_enter_s: float = 0.5
+    activity_exit_s: float = 2.0
+    #: Context window around a burst: from ``activity_before_s`` before its onset to
+    #: ``activity_after_s`` after its offset; a share >= ``activity_share`` of non-rest verdicts
+    #: there makes it a burst "during activity".
+    activity_before_s: float = 1.0
+    activity_after_s: float = 1.0
+    activity_share: float = 0.2
+    #: Recruitment-graded voluntary force ramps over hundreds of ms (Henneman's size principle):
+    #: a burst during activity rising slower than this (onset to 80 % of peak) is voluntary.
+    voluntary_min_rise_s: float = 0.08
+    #: Voluntary rhythm of one channel's bursts: intervals within these bounds (s), each within
+    #: ``rhythm_jitter`` of the run's median, at least ``rhythm_min_bursts`` bursts in a run.
+    rhythm_min_interval_s: float = 0.4
+    rhythm_max_interval_s: float = 2.5
+    rhythm_jitter: float = 0.25
+    #: Phase-locking tolerance (fraction of the rhythm period) of gait/pedal bursts.
+    phase_tolerance: float = 0.15
+    rhythm_min_bursts: int = 3
+    #: Events wait this long after their offset for later bursts (a rhythm is seen both ways).
+    rhythm_lookahead_s: float = 3.5
+    #: Onsets and events wait at most this long (EMG time) for the accelerometer to catch up,
+    #: so a stalled accelerometer cannot hold alerts back for ever. Outputs are chunk-invariant
+    #: as long as the two streams are fed within this much of each other (a device sends them
+    #: in the same frames; a stalled accelerometer should be reported with ``gap``).
+    activity_max_wait_s: float = 5.0
+    #: Bursts starting within this of each other on >= 3 channels with smooth movement form a
+    #: voluntary synergy (reaching, lifting: agonists plus anticipatory postural muscles).
+    synergy_window_s: float = 0.2
+    #: Confidence factor for a spasm found during voluntary activity.
+    activity_confidence: float = 0.75
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -129,7 +185,10 @@ class DetectorConfig:
             "baseline_window_s", "baseline_update_s", "baseline_min_s", "confirm_s", "judge_s", "quiet_s",
             "max_episode_s", "twitch_max_s", "tonic_min_s", "tremor_min_s", "tremor_window_s",
             "tremor_hop_s", "tremor_min_rms_g", "quality_hold_s", "flat_range_uv", "lead_off_dc_uv",
-            "saturation_min_range_uv", "lead_off_mains_uv",
+            "saturation_min_range_uv", "lead_off_mains_uv", "activity_hop_s", "activity_window_s",
+            "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
+            "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
+            "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
@@ -155,6 +214,17 @@ class DetectorConfig:
             raise ConfigError("detector config keys 'mains_max_harmonic' >= 0 and 'band_order' >= 1 required")
         if self.tremor_window_s < 1.0:
             raise ConfigError("detector config key 'tremor_window_s': need >= 1 s for a 3 Hz spectral peak")
+        if self.rhythm_min_bursts < 2 or self.rhythm_min_interval_s >= self.rhythm_max_interval_s:
+            raise ConfigError(
+                "detector config keys 'rhythm_min_bursts' >= 2 and "
+                "'rhythm_min_interval_s' < 'rhythm_max_interval_s' required"
+            )
+        if self.activity_window_s < 2.0 or self.activity_before_s < 0 or self.activity_after_s < 0:
+            raise ConfigError(
+                "detector config keys 'activity_window_s' >= 2 s, 'activity_before_s'/'activity_after_s' >= 0"
+            )
+        if self.voluntary_min_rise_s < 0:
+            raise ConfigError("detector config key 'voluntary_min_rise_s': must be >= 0")
         if self.full_scale_uv is not None and self.full_scale_uv <= 0:
             raise ConfigError(f"detector config key 'full_scale_uv': must be > 0, got {self.full_scale_uv}")
         for name in (
@@ -162,7 +232,13 @@ class DetectorConfig:
             "artefact_low_fraction",
             "tremor_peak_ratio",
             "rail_fraction",
+            "saturation_fraction",
             "clonus_jitter",
+            "activity_rhythm_r",
+            "activity_share",
+            "rhythm_jitter",
+            "phase_tolerance",
+            "activity_confidence",
         ):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(
@@ -204,6 +280,10 @@ def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
         if optional:
             return None
         raise ConfigError(f"{source}: key {key!r} must not be empty")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: key {key!r} must be true or false, got {value!r}")
     if isinstance(value, bool):
         raise ConfigError(f"{source}: key {key!r} must be a number, got a boolean")
     if base is float and isinstance(value, int | float):

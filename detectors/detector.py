@@ -14,23 +14,60 @@ decision does not depend on how the two streams' calls interleave.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from detectors.activity import (
+    ACTIVITY_CODES,
+    OTHER,
+    REST,
+    RHYTHMIC,
+    TRANSITION,
+    WALKING,
+    AccActivityTracker,
+    ActivityPeriods,
+    phase_locked,
+    regular_rhythm,
+)
 from detectors.config import DetectorConfig
 from detectors.emg import EmgBank, detect_mains
-from detectors.events import DetectorOutput, Onset, SpasmEvent
+from detectors.events import (
+    ActivityChange,
+    ActivityKind,
+    ActivitySpan,
+    DetectorOutput,
+    Onset,
+    SpasmEvent,
+)
 from detectors.limits import stream_problem
 from detectors.tremor import TremorResult, TremorTracker
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 ACC_CHANNEL = "ACC"
 #: Margin past a tremor's confirmation the EMG must have reached (an EMG onset is confirmed
 #: ``confirm_s`` after it crosses, plus one block of buffering).
 _EMG_MARGIN_S = 0.2
+#: An Onset notice reads the activity context of the second ending this long before the onset:
+#: devices send accelerometer frames less often than EMG frames (the simulated one every ~0.4 s
+#: at 100 Hz), so the context of the very moment of the onset is rarely in yet when it is
+#: confirmed; waiting for it would delay every alert.
+_ONSET_LOOK_S = -0.5
+#: ... and waits at most this long (EMG time) for the accelerometer to reach that point.
+_ONSET_MAX_WAIT_S = 0.2
+
+
+@dataclass(slots=True)
+class _Declared:
+    kind: ActivityKind
+    start: int  # EMG counters
+    end: int | None
+    reported: bool = False
 
 
 @dataclass(slots=True)
@@ -90,6 +127,29 @@ class SpasmDetector:
         self._pending: list[_PendingTremor] = []
         self._current_tremor: _PendingTremor | None = None
         self._finished = False
+        # ---- activity context (issue 9)
+        cfg = self.config
+        self._ctx = cfg.activity_context
+        self._act = AccActivityTracker(cfg, acc_rate_hz) if self._ctx and acc_rate_hz is not None else None
+        self._periods: ActivityPeriods | None = None
+        if self._act is not None:
+            hop_s = self._act.hop / self._act.rate
+            self._periods = ActivityPeriods(
+                max(1, round(cfg.activity_enter_s / hop_s)), max(1, round(cfg.activity_exit_s / hop_s))
+            )
+        #: accelerometer verdicts (start_s, end_s, code), newest last
+        self._verdicts: deque[tuple[float, float, int, float]] = deque(maxlen=4096)
+        self._acc_t = -math.inf  # accelerometer verdicts cover time up to here (s)
+        self._onset_times: dict[str, list[float]] = {}  # confirmed EMG onsets per channel (s)
+        self._spans: dict[str, list[list[float]]] = {}  # [onset, offset or inf] per channel (s)
+        self._open_span: dict[str, list[float]] = {}  # by key, until the episode ends
+        self._held: list[Onset | SpasmEvent] = []  # EMG outputs waiting for their context
+        # the held outputs are looked at again once the EMG or the accelerometer reaches these times
+        self._gate_emg = -math.inf
+        self._gate_acc = -math.inf
+        self._deferred: dict[str, Onset] = {}  # onsets kept back until their event is judged
+        self._declared: list[_Declared] = []
+        self._n_voluntary = 0
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -149,6 +209,7 @@ class SpasmDetector:
         else:
             self._push(start, x, out)
         self._release_tremor(out, final=False)
+        self._context_pass(out, final=False)
         return out
 
     def feed_acc(self, start: int, samples: np.ndarray) -> list[DetectorOutput]:
@@ -178,7 +239,12 @@ class SpasmDetector:
         self._acc_pending_n += x.shape[0]
         if self._acc_pending_n >= self._tremor.hop:
             self._flush_acc(out)
+        if self._act is not None:
+            self._feed_activity(start, x, out)
+            # every hop ending at or before the last sample seen has been analysed
+            self._acc_t = self._acc_next / self.acc_rate_hz if self.acc_rate_hz else self._acc_t
         self._release_tremor(out, final=False)
+        self._context_pass(out, final=False)
         return out
 
     def _flush_acc(self, out: list[DetectorOutput]) -> None:
@@ -206,14 +272,20 @@ class SpasmDetector:
             self._emg_next = start + n_missing
             self._buf_start = self._emg_next
             self._align = True
+            self._release_tremor(out, final=False)
+            self._context_pass(out, final=True)  # no burst continues a rhythm across a gap
+            return out
         elif domain == "acc":
             if self._tremor is None:
                 raise ValueError("gap: domain 'acc' but this detector has no accelerometer")
             self._acc_gap(start, out)
             self._acc_next = start + n_missing
+            if self._act is not None and self.acc_rate_hz is not None:
+                self._acc_t = max(self._acc_t, (start + n_missing) / self.acc_rate_hz)
         else:
             raise ValueError(f"gap: domain must be 'emg' or 'acc', got {domain!r}")
         self._release_tremor(out, final=False)
+        self._context_pass(out, final=False)
         return out
 
     def finish(self) -> list[DetectorOutput]:
@@ -226,10 +298,338 @@ class SpasmDetector:
         if self._tremor is not None and self._acc_next is not None:
             self._acc_gap(self._acc_next, out)
         self._release_tremor(out, final=True)
+        self._context_pass(out, final=True)
+        if self._periods is not None:
+            self._period_output(self._periods.close(None), out)
+        end = self._emg_next if self._emg_next is not None else 0
+        for d in self._declared:
+            if not d.reported:
+                d.reported = True
+                out.append(self._declared_span(d, d.end if d.end is not None else max(end, d.start + 1)))
         self._finished = True
         return out
 
+    def declare(
+        self, kind: ActivityKind = "exercise", start_sample: int = 0, end_sample: int | None = None
+    ) -> list[DetectorOutput]:
+        """Declare a planned session (physiotherapy, exercise) from EMG counter ``start_sample``
+        to ``end_sample`` (exclusive; None: until ``clear_declared`` or the end of the stream).
+
+        Nothing is dropped: inside the session a burst with a graded, recruitment-like onset or a
+        voluntary rhythm is classed voluntary (not a spasm); abrupt bursts and clonus are still
+        spasms, published with ``context="exercise"``. The session itself is reported as an
+        ``ActivityChange`` now and an ``ActivitySpan`` (``declared=True``) when it ends.
+        """
+        self._check_open()
+        if kind == "rest":
+            raise ValueError("declare: kind must be an activity, not 'rest' (use clear_declared)")
+        if end_sample is not None and end_sample <= start_sample:
+            raise ValueError(f"declare: end_sample {end_sample} must be after start_sample {start_sample}")
+        self._declared.append(_Declared(kind=kind, start=start_sample, end=end_sample))
+        out: list[DetectorOutput] = [
+            ActivityChange(kind=kind, domain="emg", sample=start_sample, declared=True)
+        ]
+        self._context_pass(out, final=False)
+        return out
+
+    def clear_declared(self, at_sample: int) -> list[DetectorOutput]:
+        """End every open declared session at EMG counter ``at_sample``."""
+        self._check_open()
+        out: list[DetectorOutput] = []
+        for d in self._declared:
+            if not d.reported and (d.end is None or d.end > at_sample):
+                d.end = max(at_sample, d.start + 1)
+        self._context_pass(out, final=False)
+        return out
+
+    @property
+    def activity(self) -> ActivityKind:
+        """The current accelerometer activity period's kind, or a declared session, else "rest"."""
+        for d in self._declared:
+            if not d.reported:
+                return d.kind
+        if self._periods is not None and self._periods.cur is not None:
+            counts = self._periods.cur.counts
+            return ACTIVITY_CODES[int(np.argmax(counts[1:])) + 1]
+        return "rest"
+
+    @property
+    def voluntary_bursts(self) -> int:
+        """EMG bursts classed voluntary so far (not published as spasms)."""
+        return self._n_voluntary
+
     # ------------------------------------------------------------------------------ internals
+    def _feed_activity(self, start: int, x: np.ndarray, out: list[DetectorOutput]) -> None:
+        assert self._act is not None and self._periods is not None and self.acc_rate_hz is not None
+        rate = self.acc_rate_hz
+        for s0, s1, verdict, period in self._act.feed(start, x):
+            self._verdicts.append((s0 / rate, s1 / rate, verdict, period))
+            self._period_output(self._periods.step(s0, s1, verdict), out)
+
+    def _period_output(self, ev: tuple[str, int, int, int] | None, out: list[DetectorOutput]) -> None:
+        if ev is None:
+            return
+        assert self.acc_rate_hz is not None
+        what, a, b, c = ev
+        if what == "start":
+            out.append(ActivityChange(kind=ACTIVITY_CODES[b], domain="acc", sample=a))
+        else:
+            out.append(ActivitySpan(kind=ACTIVITY_CODES[c], domain="acc", start_sample=a, end_sample=b,
+                                    rate_hz=self.acc_rate_hz))  # fmt: skip
+            out.append(ActivityChange(kind="rest", domain="acc", sample=b))
+
+    def _declared_span(self, d: _Declared, end: int) -> ActivitySpan:
+        return ActivitySpan(
+            kind=d.kind, domain="emg", start_sample=d.start, end_sample=end, rate_hz=self.emg_rate_hz,
+            declared=True,
+        )  # fmt: skip
+
+    def _context_pass(self, out: list[DetectorOutput], final: bool) -> None:
+        """Hold EMG onsets and events until their context is known, then publish spasms only."""
+        if not self._ctx:
+            return
+        if any(isinstance(o, Onset | SpasmEvent) and o.domain == "emg" for o in out):
+            keep: list[DetectorOutput] = []
+            for o in out:
+                if isinstance(o, Onset | SpasmEvent) and o.domain == "emg":
+                    if isinstance(o, Onset):
+                        t_on = o.onset_sample / self.emg_rate_hz
+                        bisect.insort(self._onset_times.setdefault(o.channel, []), t_on)
+                        span = [t_on, math.inf]
+                        self._spans.setdefault(o.channel, []).append(span)
+                        self._open_span[o.key] = span
+                    else:
+                        span_done = self._open_span.pop(o.key, None)
+                        if span_done is not None:
+                            span_done[1] = o.offset_sample / self.emg_rate_hz
+                    self._held.append(o)
+                    self._gate_emg = -math.inf  # look at the newcomer on this pass
+                else:
+                    keep.append(o)
+            out[:] = keep
+        emg_t = -math.inf if self._bank is None else self._bank.processed_until / self.emg_rate_hz
+        for d in self._declared:
+            if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
+                d.reported = True
+                out.append(self._declared_span(d, d.end))
+        if not self._held or (not final and emg_t < self._gate_emg and self._acc_t < self._gate_acc):
+            return
+        cfg = self.config
+        acc_t = self._acc_t if self._act is not None else math.inf
+        rate = self.emg_rate_hz
+        waiting: set[str] = set()
+        keep_held: list[Onset | SpasmEvent] = []
+        for o in self._held:
+            t0 = o.onset_sample / rate
+            if isinstance(o, Onset):
+                ready = final or acc_t >= t0 + _ONSET_LOOK_S or emg_t >= t0 + _ONSET_MAX_WAIT_S
+                if not ready:
+                    keep_held.append(o)
+                    waiting.add(o.key)
+                elif self._onset_at_rest(o, t0):
+                    out.append(o)
+                else:
+                    self._deferred[o.key] = o
+                continue
+            t1 = o.offset_sample / rate
+            verdict = None if o.key in waiting else self._judge(o, t0, t1, emg_t, acc_t, final)
+            if verdict is None:
+                keep_held.append(o)
+                continue
+            voluntary, context = verdict
+            onset = self._deferred.pop(o.key, None)
+            if voluntary:
+                self._n_voluntary += 1
+                continue
+            if onset is not None:
+                out.append(onset)
+            conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
+            out.append(dataclasses.replace(o, context=context, confidence=conf))
+        self._held = keep_held
+        # When to look again: an onset once the accelerometer reaches it (or the wait is over);
+        # events at most every quarter second (they are not alerts), which bounds the cost.
+        gate_emg = gate_acc = math.inf
+        for h in keep_held:
+            if isinstance(h, Onset):
+                t0 = h.onset_sample / rate
+                gate_emg = min(gate_emg, t0 + _ONSET_MAX_WAIT_S)
+                if self._act is not None:
+                    gate_acc = min(gate_acc, t0 + _ONSET_LOOK_S)
+            else:
+                gate_emg = min(gate_emg, emg_t + 0.25)
+                if self._act is not None and self._acc_t > -math.inf:
+                    gate_acc = min(gate_acc, self._acc_t + 0.25)
+        self._gate_emg, self._gate_acc = gate_emg, gate_acc
+        # forget onsets too old to matter for any rhythm test
+        horizon = emg_t - 30.0
+        for times in self._onset_times.values():
+            if times and times[0] < horizon:
+                del times[: bisect.bisect_left(times, horizon)]
+        for spans in self._spans.values():
+            while spans and spans[0][1] < horizon:
+                del spans[0]
+
+    def _declared_at(self, t: float) -> _Declared | None:
+        rate = self.emg_rate_hz
+        for d in self._declared:
+            if d.start / rate <= t and (d.end is None or t < d.end / rate):
+                return d
+        return None
+
+    def _acc_context(self, a: float, b: float) -> tuple[int, float]:
+        """Context over [a, b] and the rhythm's period (s, 0 if none).
+
+        A posture transition (gravity turning) wins if it covers >= ``activity_enter_s``: a spasm
+        cannot fake it. Otherwise the majority non-rest verdict, if non-rest verdicts cover >=
+        ``activity_share`` of the window.
+        """
+        counts = [0] * 5
+        periods: list[float] = []
+        n = 0
+        for _, v1, code, period in reversed(self._verdicts):
+            # hops ending within (a, b]: all of them are known once the samples up to b are
+            if v1 <= a:
+                break
+            if v1 > b:
+                continue
+            counts[code] += 1
+            n += 1
+            if period > 0:
+                periods.append(period)
+        p = float(np.median(periods)) if periods else 0.0
+        hop_s = 0.0 if self._act is None else self._act.hop / self._act.rate
+        if counts[TRANSITION] * hop_s >= self.config.activity_enter_s:
+            return TRANSITION, p
+        active = n - counts[REST]
+        if n == 0 or active < self.config.activity_share * n:
+            return REST, p
+        return int(np.argmax(counts[1:])) + 1, p
+
+    def _acc_any(self, a: float, b: float) -> bool:
+        """Any posture-transition, walking or rhythmic verdict among the hops ending in (a, b]?"""
+        for _, v1, code, _ in reversed(self._verdicts):
+            if v1 <= a:
+                break
+            if v1 <= b and code in (TRANSITION, WALKING, RHYTHMIC):
+                return True
+        return False
+
+    def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
+        """How many other channels had a burst start within ``window`` (default
+        ``synergy_window_s``) of ``t``."""
+        w = self.config.synergy_window_s if window is None else window
+        n = 0
+        for ch, times in self._onset_times.items():
+            if ch == channel:
+                continue
+            i = bisect.bisect_left(times, t - w)
+            if i < len(times) and times[i] <= t + w:
+                n += 1
+        return n
+
+    def _rhythm(self, channel: str, t: float, upto: float) -> int:
+        times = self._onset_times.get(channel, [])
+        lo = bisect.bisect_left(times, t - 15.0)
+        hi = bisect.bisect_left(times, upto)
+        cfg = self.config
+        return regular_rhythm(
+            times[lo:hi], t, cfg.rhythm_min_interval_s, cfg.rhythm_max_interval_s, cfg.rhythm_jitter
+        )
+
+    def _onset_at_rest(self, o: Onset, t0: float) -> bool:
+        """Send the Onset notice now? Only for a burst with no sign of voluntary activity."""
+        cfg = self.config
+        if self._declared_at(t0) is not None:
+            return False
+        if (
+            self._act is not None
+            and self._acc_context(t0 + _ONSET_LOOK_S - cfg.activity_before_s, t0 + _ONSET_LOOK_S)[0]
+            not in (REST, OTHER)  # smooth movement alone: a previous spasm may have caused it
+        ):
+            return False
+        return self._rhythm(o.channel, t0, t0 + 1e-9) < cfg.rhythm_min_bursts
+
+    def _judge(
+        self, ev: SpasmEvent, t0: float, t1: float, emg_t: float, acc_t: float, final: bool
+    ) -> tuple[bool, ActivityKind] | None:
+        """(voluntary?, context) of a finished EMG episode, or None while that is not known yet.
+
+        Waits for the accelerometer verdicts up to ``activity_after_s`` past the offset and, only
+        when the decision hinges on it, for ``rhythm_lookahead_s`` of later bursts on the channel.
+        """
+        cfg = self.config
+        look = t1 + cfg.rhythm_lookahead_s
+        code, period, before = REST, 0.0, REST
+        if self._act is not None:
+            # around the burst's start (a long spasm's end says nothing about how it began)
+            b = t0 + min(max(t1 - t0, 0.5), 2.0) + cfg.activity_after_s
+            if not final and acc_t < b and emg_t < look + cfg.activity_max_wait_s:
+                return None
+            code, period = self._acc_context(t0 - cfg.activity_before_s, b)
+            before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
+            if code == OTHER and before != OTHER and self._synergy(ev.channel, t0) < 2:
+                # Smooth movement without tilt or rhythm that starts with the burst may be the
+                # burst's own doing (EMG leads the movement it causes by the electromechanical
+                # delay, for a spasm as for a reach). It is taken as voluntary context only if the
+                # limb was already moving smoothly, or if the burst starts together with bursts
+                # on >= 2 other channels (a reach or a lift recruits a synergy of agonists and
+                # anticipatory postural muscles at once).
+                code = REST
+        declared = self._declared_at(t0)
+        graded = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_min_rise_s
+        active = code != REST or declared is not None
+        cyclic = code in (WALKING, RHYTHMIC)
+        # the rhythm decides: during gait/pedalling always, during other activity for an abrupt
+        # burst, at rest for a graded one
+        needs_rhythm = ev.type != "clonus" and (cyclic or not active or not graded)
+        upto = math.inf if final else look - 0.5
+        if needs_rhythm and not final and emg_t < look:
+            # At rest, later bursts matter only if something suggests a movement is starting:
+            # another channel bursting with this one, or gait, pedalling or a posture change on
+            # the accelerometer. Otherwise decide now (an isolated burst at rest is published
+            # without waiting for the lookahead).
+            if active or emg_t < t0 + 1.0:
+                return None
+            moving = self._act is not None and self._acc_any(t0 - cfg.activity_before_s, t0 + 2.0)
+            if moving or self._synergy(ev.channel, t0, 0.5) >= 1:
+                return None
+            upto = t0 + 1e-9  # only the bursts before it
+        rhythmic = strong = False
+        if needs_rhythm:
+            run = self._rhythm(ev.channel, t0, upto)
+            rhythmic = run >= cfg.rhythm_min_bursts
+            strong = run >= cfg.rhythm_min_bursts + 1
+            if cyclic and not rhythmic:
+                spans = [sp for sp in self._spans.get(ev.channel, []) if sp[0] < upto]
+                rhythmic = phase_locked(spans, t0, period, cfg.phase_tolerance)
+        context: ActivityKind = ACTIVITY_CODES[code]
+        if code == REST and declared is not None:
+            context = declared.kind
+        elif code == REST and rhythmic and graded:
+            context = "rhythmic_exercise"
+        if ev.type == "clonus":
+            return False, context  # 3-8 Hz reflex oscillation: never a voluntary rhythm
+        if cyclic:
+            # A burst in no gait/pedal phase is a spasm, graded or not. An episode spanning
+            # several cycles is the muscle following the cycle without falling silent between
+            # bursts (their quiet gaps are shorter than ``quiet_s``), if the rhythm was already
+            # under way before it began (a long spasm can shake the limb rhythmically itself).
+            merged = before in (WALKING, RHYTHMIC) and period > 0 and t1 - t0 >= 1.5 * period
+            return rhythmic or merged, context
+        if code == TRANSITION:
+            # The limb turns smoothly under gravity: a whole-body movement (standing up, a
+            # transfer) with postural activity in many muscles. Only a strong burst that rises
+            # abruptly stands out from it as a spasm; for a weak burst the rise time is not
+            # measurable (it crosses the threshold near its top).
+            strong_burst = ev.relative_amplitude >= 3.0 * cfg.on_ratio
+            return rhythmic or graded or not strong_burst, context
+        if active:
+            return rhythmic or graded, context
+        # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a
+        # channel bursting regularly at a voluntary rhythm (gait starting before the
+        # accelerometer window sees it, EMG-only devices) is voluntary
+        return strong or (rhythmic and graded), context
+
     def _check_open(self) -> None:
         if self._finished:
             raise RuntimeError("SpasmDetector: finish() was called; make a new detector for a new stream")
@@ -293,6 +693,9 @@ class SpasmDetector:
     def _acc_gap(self, at: int, out: list[DetectorOutput]) -> None:
         assert self._tremor is not None
         self._flush_acc(out)
+        if self._act is not None and self._periods is not None:
+            self._act.reset()
+            self._period_output(self._periods.close(at), out)
         done = self._tremor.close(at)
         self._tremor_outputs([], done, out)
         if self._current_tremor is not None and not done:
@@ -393,7 +796,9 @@ def feed_interleaved(
             out += det.feed_emg(i, emg[i : i + es])
             i += es
         if j < n_acc:
-            assert acc is not None
-            out += det.feed_acc(j, acc[j : j + as_])
-            j += as_
+            assert acc is not None and acc_rate_hz
+            # keep the two streams level in time (chunk lengths in samples are rounded)
+            upto = n_acc if i >= emg.shape[0] else max(j + 1, round(i * acc_rate_hz / emg_rate_hz))
+            out += det.feed_acc(j, acc[j:upto])
+            j = upto
     return out + det.finish()

@@ -109,6 +109,7 @@ class _Episode:
     peak: float = 0.0
     blip: int = 0
     judge_at: int = 0
+    clipped: bool = False  # some samples touched the ADC rails
 
 
 class EmgBank:
@@ -206,6 +207,8 @@ class EmgBank:
         #: the last block's 50/60 Hz line per channel (floating-input test) and where that block ended
         self.hum_line: list[tuple[float, complex] | None] = [None] * c
         self.hum_end = [-1] * c
+        self.block_clipped = np.zeros(c, dtype=bool)  # this block touched the rails (not railed)
+        self.any_clipped = False
         self.rail_memory = round(1.0 * rate_hz)
         self.rail_count = max(3, math.ceil(cfg.rail_fraction * self.block))
         self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
@@ -303,6 +306,13 @@ class EmgBank:
                 if not self.base_valid[ch]:
                     continue
                 self._run_channel(ch, s0, env, pe, out)
+        if self.any_clipped:
+            for ch in np.flatnonzero(self.block_clipped).tolist():
+                ep_c = self.eps[ch]
+                if ep_c is not None:
+                    ep_c.clipped = True
+            self.block_clipped[:] = False
+            self.any_clipped = False
         self.history.append((s0, env))
         if len(self.history) > self.hist_blocks:
             del self.history[0]
@@ -355,6 +365,8 @@ class EmgBank:
         cfg = self.cfg
         c, n = x.shape
         state = np.zeros(c, dtype=np.int8)
+        self.block_clipped[:] = False
+        self.any_clipped = True
         for ch in range(c):
             lo, hi, r = float(mn[ch]), float(mx[ch]), float(rng[ch])
             if r < cfg.flat_range_uv or max(hi, -lo) > cfg.lead_off_dc_uv:
@@ -383,8 +395,26 @@ class EmgBank:
                 )
             if r > cfg.saturation_min_range_uv:  # remember the extremes: a plateau may follow
                 self.rail_hi[ch], self.rail_lo[ch], self.rail_seen[ch] = hi, lo, s0
+            n_rail = max(n_hi, n_lo)
+            if cfg.full_scale_uv is not None:
+                n_rail = max(n_rail, int(np.count_nonzero(np.abs(col) >= 0.99 * cfg.full_scale_uv)))
+            ep_ch = self.eps[ch]
+            if (
+                railed
+                and ep_ch is not None
+                and ep_ch.state == ACTIVE
+                and n_rail < cfg.saturation_fraction * n
+            ):
+                # inside a confirmed burst, a minority of samples at the rails is its peaks
+                # being cut, not an overloaded amplifier: keep the episode whole (issue 9)
+                railed = False
             if railed:
                 state[ch] = 2
+            elif r > cfg.saturation_min_range_uv and n_rail >= 3:
+                # A few samples at the extremes of a big block: a strong contraction touching the
+                # rails. The EMG is plainly still active (only the peaks are cut), so this is no
+                # quality gap; the episode is flagged clipped instead.
+                self.block_clipped[ch] = True
             else:
                 line = _mains_line(col, self.rate, cfg.lead_off_mains_uv, s0)
                 if line is not None:
@@ -624,6 +654,10 @@ class EmgBank:
             kind = "tonic"
         peak = float(env.max())
         rel = peak / base
+        # rise time: from the onset to the first row at 80 % of the episode's plateau (its upper
+        # quartile: robust to one motor-unit peak late in a flat burst)
+        i80 = int(np.argmax(env_hi >= 0.8 * float(np.percentile(env_hi, 75))))
+        rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
         conf = _confidence(
             rel, self.cfg.on_ratio, self._low_fraction(ch, rows), self.cfg.artefact_low_fraction
         )
@@ -648,6 +682,8 @@ class EmgBank:
                 confidence=round(conf, 3),
                 detector_version=self.version,
                 config_hash=self.hash,
+                rise_s=round(rise, 4),
+                clipped=ep.clipped,
             )
         )
 

@@ -17,6 +17,19 @@ QualityState = Literal["ok", "lead_off", "saturated"]
 
 SPASM_TYPES: tuple[SpasmType, ...] = ("twitch", "phasic", "tonic", "clonus", "tremor")
 
+#: What the wearer was doing (issue 9). ``exercise`` is a declared session (``SpasmDetector.declare``).
+ActivityKind = Literal[
+    "rest", "posture_transition", "walking", "rhythmic_exercise", "other_voluntary", "exercise"
+]
+ACTIVITY_KINDS: tuple[ActivityKind, ...] = (
+    "rest",
+    "posture_transition",
+    "walking",
+    "rhythmic_exercise",
+    "other_voluntary",
+    "exercise",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Onset:
@@ -50,9 +63,17 @@ class SpasmEvent:
     baseline_uv: float
     relative_amplitude: float  # peak envelope over the resting baseline
     frequency_hz: float | None
-    confidence: float  # 0..1
+    confidence: float  # 0..1; lower when the spasm happened during voluntary activity
     detector_version: str
     config_hash: str
+    #: What the wearer was doing around it: ``rest`` or an activity kind (issue 9).
+    context: ActivityKind = "rest"
+    #: Onset to the first envelope sample at 80 % of the peak (s): graded voluntary force ramps
+    #: over hundreds of ms, a reflex spasm rises in tens of ms. None for tremor.
+    rise_s: float | None = None
+    #: Some samples touched the ADC rails (a strong contraction on a low-range amplifier): still
+    #: one event, but peak and mean are underestimated.
+    clipped: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -73,4 +94,39 @@ class QualityChange:
     state: QualityState
 
 
-DetectorOutput = Onset | SpasmEvent | QualityChange
+@dataclass(frozen=True, slots=True)
+class ActivityChange:
+    """An activity period started (``kind`` != "rest") or ended (``kind`` == "rest") at ``sample``.
+
+    For a live status ("walking since 10:02"); ``ActivitySpan`` is the record to store.
+    """
+
+    kind: ActivityKind
+    domain: Domain
+    sample: int
+    declared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActivitySpan:
+    """A finished period of voluntary activity, ``start`` to ``end`` (exclusive) in ``domain``
+    counters at ``rate_hz``, so the gateway can store "walked 40 min" beside the spasm counts.
+
+    ``declared`` spans come from ``SpasmDetector.declare`` (a planned physiotherapy session).
+    ``suppressed`` counts the EMG bursts inside it classed as voluntary (not published as spasms).
+    """
+
+    kind: ActivityKind
+    domain: Domain
+    start_sample: int
+    end_sample: int
+    rate_hz: float
+    declared: bool = False
+    suppressed: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_sample - self.start_sample) / self.rate_hz
+
+
+DetectorOutput = Onset | SpasmEvent | QualityChange | ActivityChange | ActivitySpan

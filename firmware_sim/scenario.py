@@ -33,8 +33,10 @@ from pydantic import (
 )
 
 __all__ = [
+    "ACTIVITY_KINDS",
     "CONFOUNDER_KINDS",
     "EVENT_TYPES",
+    "ActivitySpec",
     "ConfounderSpec",
     "EventSpec",
     "FaultSpec",
@@ -76,6 +78,41 @@ CONFOUNDER_KINDS: tuple[str, ...] = (
 ACC_ONLY_KINDS = frozenset({"posture"})
 
 ProfileKind = Literal["none", "sci", "parkinson", "healthy"]
+
+ActivityKind = Literal[
+    "walk",
+    "sit_to_stand",
+    "stand_to_sit",
+    "reach",
+    "lift",
+    "cycling",
+    "exercise",
+    "wheelchair",
+    "transfer",
+]
+ACTIVITY_KINDS: tuple[str, ...] = (
+    "walk",
+    "sit_to_stand",
+    "stand_to_sit",
+    "reach",
+    "lift",
+    "cycling",
+    "exercise",
+    "wheelchair",
+    "transfer",
+)
+#: Default duration (s) and cycle frequency (Hz: stride, pedal, push or repetition rate) per kind.
+ACTIVITY_DEFAULTS: dict[str, tuple[float, float | None]] = {
+    "walk": (40.0, 0.95),
+    "sit_to_stand": (2.5, None),
+    "stand_to_sit": (3.0, None),
+    "reach": (1.6, None),
+    "lift": (4.0, None),
+    "cycling": (60.0, 1.0),
+    "exercise": (40.0, 0.3),
+    "wheelchair": (40.0, 0.9),
+    "transfer": (5.0, None),
+}
 
 #: Objective duration limits of the detector's taxonomy (issue 4), in seconds.
 TWITCH_S = (0.05, 0.5)
@@ -256,6 +293,41 @@ class ProfileSpec(_Model):
         return v
 
 
+class ActivitySpec(_Model):
+    """A stretch of deliberate movement (firmware_sim.signals models each kind physiologically).
+
+    Everything inside it is voluntary EMG and movement: a non-event the detector must not report
+    (it is exported as a ``voluntary`` confounder label carrying the activity kind). Spasms may be
+    scripted inside it with ``events``; the profile's stochastic spasms keep out of it.
+    ``cadence_hz`` is the stride (walk), pedal (cycling), push (wheelchair) or repetition (exercise)
+    frequency; ``intensity_uv`` the peak RMS envelope of the most active muscle.
+    """
+
+    kind: ActivityKind
+    onset_s: float = Field(ge=0)
+    duration_s: float | None = Field(default=None, gt=0, le=7200)
+    cadence_hz: float | None = Field(default=None, gt=0.1, le=3.0)
+    intensity_uv: float = Field(default=120.0, gt=0, le=3000)
+
+    @property
+    def effective_duration_s(self) -> float:
+        return self.duration_s if self.duration_s is not None else ACTIVITY_DEFAULTS[self.kind][0]
+
+    @property
+    def effective_cadence_hz(self) -> float | None:
+        if ACTIVITY_DEFAULTS[self.kind][1] is None:
+            return None
+        return self.cadence_hz if self.cadence_hz is not None else ACTIVITY_DEFAULTS[self.kind][1]
+
+    @model_validator(mode="after")
+    def _cadence_only_rhythmic(self) -> ActivitySpec:
+        if self.cadence_hz is not None and ACTIVITY_DEFAULTS[self.kind][1] is None:
+            raise ValueError(
+                f"cadence_hz: a {self.kind} is not rhythmic; only walk, cycling, exercise, wheelchair"
+            )
+        return self
+
+
 class Interval(_Model):
     """A stretch of time: ``at_s`` from the start of the recording, lasting ``duration_s``."""
 
@@ -329,6 +401,7 @@ class Scenario(_Model):
     profile: ProfileSpec = Field(default_factory=ProfileSpec)
     events: list[EventSpec] = Field(default_factory=list)
     confounders: list[ConfounderSpec] = Field(default_factory=list)
+    activities: list[ActivitySpec] = Field(default_factory=list)
     faults: FaultSpec = Field(default_factory=FaultSpec)
 
     @field_validator("channels")
@@ -366,6 +439,13 @@ class Scenario(_Model):
             if cf.onset_s is not None and cf.onset_s >= self.duration_s:
                 raise ValueError(
                     f"{key}.onset_s: starts after the end of the recording ({self.duration_s} s)"
+                )
+        for i, act in enumerate(self.activities):
+            if act.onset_s + act.effective_duration_s > self.duration_s:
+                raise ValueError(
+                    f"activities[{i}].onset_s: activity ends at "
+                    f"{act.onset_s + act.effective_duration_s:.3f} s, "
+                    f"after the end of the recording ({self.duration_s} s)"
                 )
         if self.profile.channels is not None:
             for j, c in enumerate(self.profile.channels):

@@ -344,6 +344,8 @@ def _plan(sc: Scenario) -> tuple[list[_Planned], list[ConfounderSpec]]:
         # unambiguous thing. Whole-recording ones (no onset: mains, ECG, wander) do not.
         if cf.onset_s is not None:
             timeline.add(cf.onset_s, cf.onset_s + (cf.duration_s or 5.0))
+    for act_spec in sc.activities:  # voluntary activities: stochastic spasms go between them
+        timeline.add(act_spec.onset_s, act_spec.onset_s + act_spec.effective_duration_s)
 
     prof = sc.profile
     defaults = _PROFILE_DEFAULTS[prof.kind]
@@ -513,6 +515,9 @@ def synthesize(scenario: Scenario) -> Recording:
     for j, cf in enumerate(confs):
         if cf.kind == "voluntary":
             conf_labels += _add_voluntary(_rng(sc.seed, _S_CONF, j), sc, cf, act, move, ch_index)
+    grav = _gravity(sc, confs, m)
+    for j in range(len(sc.activities)):
+        conf_labels.append(_add_activity(_rng(sc.seed, _S_ACTIVITY, j), sc, j, act, move, grav))
 
     # EMG = shaped carrier x (rest tone + activity) + white amplifier noise; then cross-talk.
     carrier = _rng(sc.seed, _S_CARRIER).standard_normal((n, nch))
@@ -528,7 +533,6 @@ def synthesize(scenario: Scenario) -> Recording:
     emg += _rng(sc.seed, _S_AMPNOISE).standard_normal((n, nch)) * (sc.rest_uv * AMP_NOISE_SHARE)
 
     # Accelerometer: gravity in the posture's orientation, movement, noise.
-    grav = _gravity(sc, confs, m)
     acc = grav + move + _rng(sc.seed, _S_ACC).standard_normal((m, 3)) * ACC_NOISE_G
 
     # Confounders on the electrodes (after cross-talk: they are electrode-local).
@@ -666,14 +670,20 @@ def _gravity(sc: Scenario, confs: list[ConfounderSpec], m: int) -> F64:
     g = np.empty((m, 3))
     cur = vec(sc.posture)
     t_prev = 0
-    changes = sorted((c for c in confs if c.kind == "posture"), key=lambda c: c.onset_s or 0.0)
-    for cf in changes:
-        assert cf.posture is not None
-        a0 = min(m, round((cf.onset_s or 0.0) * fa))
-        a1 = min(m, a0 + max(1, round((cf.duration_s or 2.0) * fa)))
+    # (onset, duration, posture, minimum-jerk?): confounders blend with a raised cosine, the
+    # activities' sit-to-stand / stand-to-sit with the minimum-jerk profile of purposeful movement
+    changes = [
+        (c.onset_s or 0.0, c.duration_s or 2.0, str(c.posture), False) for c in confs if c.kind == "posture"
+    ]
+    changes += [(t, d, p, True) for t, d, p in activity_posture_changes(sc)]
+    changes.sort(key=lambda c: c[0])
+    for onset, dur, posture, jerk in changes:
+        a0 = min(m, round(onset * fa))
+        a1 = min(m, a0 + max(1, round(dur * fa)))
         g[t_prev:a0] = cur
-        new = vec(cf.posture)
-        w = _ramp(a1 - a0)[:, None]
+        new = vec(posture)
+        k = a1 - a0
+        w = (_min_jerk((np.arange(k) + 0.5) / max(k, 1)) if jerk else _ramp(k))[:, None]
         blend = (1 - w) * cur + w * new
         g[a0:a1] = blend / np.linalg.norm(blend, axis=1, keepdims=True)
         cur, t_prev = new, a1
@@ -842,3 +852,290 @@ def _artefact(
     if ka > 0:
         acc[a0 : a0 + ka] += np.outer(_hann_burst(ka) * 0.03, _unit(rng.standard_normal(3)))
     return _conf_label("cable_motion", channel, i0 / fs, (i0 + k) / fs, amplitude_uv=amp)
+
+
+# --------------------------------------------------------------------------------------------
+# Voluntary activities (issue 9): walking, posture transitions, reaching/lifting, cycling,
+# physiotherapy exercise, wheelchair propulsion, transfers
+# --------------------------------------------------------------------------------------------
+
+#: Muscle groups recognised from channel labels (first match wins; hamstring before arm so that
+#: "biceps femoris" is a hamstring).
+_MUSCLE_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ta", ("tib", "dorsiflex", " ta")),
+    ("gastroc", ("gastroc", "calf", "soleus", "surae")),
+    ("ham", ("ham", "biceps fem", "semiten", "semimem")),
+    ("quad", ("quad", "vastus", "rect", "femoris")),
+    ("glut", ("glut",)),
+    ("arm", ("bicep", "tricep", "delt", "forearm", "arm", "pector", "wrist", "flexor carpi")),
+    ("trunk", ("abdom", "erector", "paraspin", "back", "trunk")),
+)
+
+#: Gait-phase activation of each group, phase 0 = ipsilateral heel strike: (centre, width, gain)
+#: raised-cosine bumps. After Winter (1991) and Perry (1992): tibialis anterior at loading (foot
+#: lowering) and through swing (foot clearance); gastrocnemius/soleus in mid-late stance (push
+#: off); quadriceps at loading response and terminal swing; hamstrings in terminal swing (braking
+#: the shank) into loading; gluteus at loading. Channels of no known group get a quadriceps-like
+#: pattern; arms swing lightly.
+_GAIT: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "ta": ((0.03, 0.16, 0.7), (0.78, 0.40, 1.0)),
+    "gastroc": ((0.38, 0.34, 1.0),),
+    "quad": ((0.06, 0.22, 1.0), (0.95, 0.12, 0.4)),
+    "ham": ((0.90, 0.24, 1.0), (0.05, 0.12, 0.4)),
+    "glut": ((0.05, 0.24, 1.0),),
+    "arm": ((0.25, 0.3, 0.15), (0.75, 0.3, 0.15)),
+    "trunk": ((0.05, 0.2, 0.4), (0.55, 0.2, 0.4)),
+    "other": ((0.06, 0.22, 1.0), (0.95, 0.12, 0.4)),
+}
+_GAIT_GAIN = {"ta": 0.8, "gastroc": 1.0, "quad": 0.7, "ham": 0.6, "glut": 0.5, "arm": 1.0, "trunk": 0.5}
+#: Pedalling (Hug & Dorel 2009): knee extensors in the down-stroke, hamstrings in the up-stroke.
+_CYCLE: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "quad": ((0.15, 0.40, 1.0),),
+    "glut": ((0.18, 0.35, 0.6),),
+    "ham": ((0.60, 0.40, 0.7),),
+    "gastroc": ((0.35, 0.35, 0.6),),
+    "ta": ((0.85, 0.35, 0.5),),
+    "arm": ((0.0, 0.5, 0.05),),
+    "trunk": ((0.15, 0.4, 0.2), (0.65, 0.4, 0.2)),
+    "other": ((0.15, 0.40, 1.0),),
+}
+_S_ACTIVITY = 8
+
+
+def _muscle(label: str) -> str:
+    low = " " + label.lower()
+    for group, names in _MUSCLE_NAMES:
+        if any(nm in low for nm in names):
+            return group
+    return "other"
+
+
+def _side(label: str) -> int:
+    """0 for the left (instrumented) leg or an unsided channel, 1 for the right."""
+    tokens = [t for t in label.lower().replace("_", " ").replace("-", " ").split() if t]
+    return 1 if ("r" in tokens or "right" in tokens) else 0
+
+
+def _bumps(phase: F64, bumps: tuple[tuple[float, float, float], ...]) -> F64:
+    """Sum of raised-cosine bumps over a cyclic phase (in cycles)."""
+    out = np.zeros_like(phase)
+    for c, w, g in bumps:
+        d = (phase - c + 0.5) % 1.0 - 0.5
+        inside = np.abs(d) < w / 2
+        out[inside] += g * 0.5 * (1 + np.cos(2 * np.pi * d[inside] / w))
+    return out
+
+
+def _min_jerk(tau: F64) -> F64:
+    """Minimum-jerk position profile 0 -> 1 (Flash & Hogan 1985), tau clipped to [0, 1]."""
+    t = np.clip(tau, 0.0, 1.0)
+    out: F64 = 10 * t**3 - 15 * t**4 + 6 * t**5
+    return out
+
+
+def _min_jerk_acc(tau: F64) -> F64:
+    """Second derivative of the minimum-jerk profile (per unit duration squared), 0 outside [0, 1]."""
+    t = np.clip(tau, 0.0, 1.0)
+    out: F64 = (60 * t - 180 * t**2 + 120 * t**3) * ((tau >= 0) & (tau <= 1))
+    return out
+
+
+def _bell(t: F64, centre: float, width: float) -> F64:
+    """Smooth unimodal activation (the minimum-jerk speed profile), peak 1 at ``centre``."""
+    tau = (t - centre) / width + 0.5
+    inside = (tau > 0) & (tau < 1)
+    out = np.zeros_like(t)
+    out[inside] = 16.0 * tau[inside] ** 2 * (1 - tau[inside]) ** 2
+    return out
+
+
+def _rotate_y(g: F64, theta: F64) -> F64:
+    """Rotate gravity vectors (k, 3) about the sensor's lateral (y) axis by ``theta`` (k,) rad."""
+    c, s = np.cos(theta), np.sin(theta)
+    out = np.empty_like(g)
+    out[:, 0] = g[:, 0] * c + g[:, 2] * s
+    out[:, 1] = g[:, 1]
+    out[:, 2] = -g[:, 0] * s + g[:, 2] * c
+    return out
+
+
+def _cycle_phase(rng: np.random.Generator, dur: float, f0: float, t: F64) -> tuple[F64, F64]:
+    """Cyclic phase (in cycles) at times ``t`` with 3 % cycle-to-cycle period jitter, and the
+    amplitude of the cycle each time falls in (+-12 %)."""
+    k = int(dur * f0) + 4
+    periods = np.clip((1.0 / f0) * (1 + 0.03 * rng.standard_normal(k)), 0.5 / f0, 2.0 / f0)
+    bounds = np.concatenate([[0.0], np.cumsum(periods)])
+    amps = np.clip(1 + 0.12 * rng.standard_normal(k + 1), 0.6, 1.4)
+    idx = np.clip(np.searchsorted(bounds, t, side="right") - 1, 0, k - 1)
+    phase = idx + (t - bounds[idx]) / periods[idx]
+    return phase, amps[idx]
+
+
+def activity_posture_changes(sc: Scenario) -> list[tuple[float, float, str]]:
+    """(onset_s, duration_s, target posture) of the activities that change posture."""
+    out = []
+    for a in sc.activities:
+        d = a.effective_duration_s
+        if a.kind == "sit_to_stand":
+            out.append((a.onset_s + 0.2 * d, 0.7 * d, "standing"))
+        elif a.kind == "stand_to_sit":
+            out.append((a.onset_s + 0.1 * d, 0.7 * d, "sitting"))
+    return out
+
+
+def _add_activity(
+    rng: np.random.Generator,
+    sc: Scenario,
+    index: int,
+    act: F64,
+    move: F64,
+    grav: F64,
+) -> dict[str, Any]:
+    """Add one voluntary activity's EMG envelopes (``act``) and movement (``move``, in g, using the
+    current gravity ``grav`` for limb tilts); return its label (a ``voluntary`` confounder)."""
+    spec = sc.activities[index]
+    fs, fa = sc.emg_rate_hz, sc.acc_rate_hz
+    n, m = act.shape[0], move.shape[0]
+    a = spec.onset_s
+    dur = spec.effective_duration_s
+    b = min(sc.duration_s, a + dur)
+    i0, i1 = round(a * fs), min(n, round(b * fs))
+    j0, j1 = round(a * fa), min(m, round(b * fa))
+    te = np.arange(i1 - i0) / fs
+    ta = np.arange(j1 - j0) / fa
+    amp = spec.intensity_uv * float(rng.uniform(0.85, 1.15))
+    groups = [(_muscle(c), _side(c)) for c in sc.channels]
+    f0 = spec.effective_cadence_hz
+    kind = spec.kind
+    g0 = grav[j0:j1]
+    # start/stop over about one cycle (or 0.3 s): people speed up into and slow out of a rhythm
+    ramp_s = 0.3 if f0 is None else min(1.0 / f0, dur / 4)
+    taper_e = np.clip(np.minimum(te, te[-1] - te) / ramp_s, 0, 1) if te.size > 1 else np.ones(te.size)
+    taper_a = np.clip(np.minimum(ta, ta[-1] - ta) / ramp_s, 0, 1) if ta.size > 1 else np.ones(ta.size)
+    tilt = np.zeros(j1 - j0)
+    dyn = np.zeros((j1 - j0, 3))
+    if kind in ("walk", "cycling", "exercise", "wheelchair"):
+        assert f0 is not None
+        f = f0 * float(rng.uniform(0.92, 1.08))
+        ph_e, amp_e = _cycle_phase(_rng(sc.seed, _S_ACTIVITY, index, 1), dur, f, te)
+        ph_a, _ = _cycle_phase(_rng(sc.seed, _S_ACTIVITY, index, 1), dur, f, ta)
+        table = _CYCLE if kind == "cycling" else _GAIT
+        for ci, (grp, side) in enumerate(groups):
+            bumps: tuple[tuple[float, float, float], ...]
+            if kind == "wheelchair":
+                # push phase (0-0.4 of the cycle) for the arms; the legs only ride along
+                bumps = ((0.2, 0.4, 1.0), (0.7, 0.3, 0.3)) if grp == "arm" else ((0.2, 0.4, 0.02),)
+                gain = 1.0
+            elif kind == "exercise":
+                # repeated knee extension against a load, on the instrumented (left) leg
+                if side != 0:
+                    continue
+                bumps = {
+                    "quad": ((0.35, 0.55, 1.0),),
+                    "ham": ((0.35, 0.55, 0.2),),
+                    "ta": ((0.3, 0.5, 0.4),),
+                    "other": ((0.35, 0.55, 1.0),),
+                }.get(grp, ((0.35, 0.55, 0.15),))
+                gain = 1.0
+            else:
+                bumps = table.get(grp, table["other"])
+                gain = _GAIT_GAIN.get(grp, 0.7) if kind == "walk" else 1.0
+            env = _bumps(ph_e + 0.5 * side, bumps)
+            act[i0:i1, ci] += amp * gain * env * amp_e * taper_e
+        if kind == "walk":
+            # the instrumented leg swings (+-20 deg about the lateral axis) and strikes the ground
+            tilt = 0.35 * np.sin(2 * np.pi * (ph_a - 0.55)) * taper_a
+            dyn[:, 2] += 0.25 * np.sin(2 * np.pi * ph_a) * taper_a
+            strikes: list[tuple[float, float]] = []
+            k_max = int(ph_a[-1]) + 1 if ph_a.size else 0
+            for k in range(k_max):
+                for off, gain in ((0.0, 1.0), (0.5, 0.25)):
+                    hit = np.flatnonzero(ph_a >= k + off)
+                    if hit.size:
+                        strikes.append((float(ta[hit[0]]), gain))
+            peak = float(rng.uniform(1.2, 2.5))
+            for t_h, gain in strikes:
+                lo = math.floor(t_h * fa)
+                hi = min(j1 - j0, lo + max(2, round(0.15 * fa)))
+                if lo >= hi:
+                    continue
+                dt = ta[lo:hi] - t_h
+                wave = np.exp(-np.abs(dt) / 0.02) * np.cos(2 * np.pi * 18 * dt)
+                s = float(np.interp(t_h, ta, taper_a)) if ta.size > 1 else 1.0
+                dyn[lo:hi, 0] += peak * gain * s * wave
+        elif kind == "cycling":
+            tilt = 0.3 * np.sin(2 * np.pi * ph_a) * taper_a
+            dyn[:, 0] += 0.12 * np.cos(2 * np.pi * ph_a) * taper_a
+            dyn[:, 2] += 0.12 * np.sin(2 * np.pi * ph_a) * taper_a
+        elif kind == "exercise":
+            tilt = -1.0 * _bumps(ph_a, ((0.35, 0.6, 1.0),)) * taper_a
+        else:  # wheelchair: a forward surge per push, rolling resistance between; floor jolts
+            surge = _bumps(ph_a, ((0.2, 0.4, 1.0),))
+            surge = (surge - surge.mean()) * 0.08 * taper_a
+            dyn[:, 0] += surge
+            n_jolts = int(rng.poisson(0.2 * dur))
+            for t_j in rng.uniform(0, max(dur - 0.2, 0.01), n_jolts).tolist():
+                lo = round(t_j * fa)
+                hi = min(j1 - j0, lo + max(2, round(0.1 * fa)))
+                dyn[lo:hi, 2] += 0.15 * np.exp(-(ta[lo:hi] - t_j) / 0.02)
+    else:
+        # discrete movements: graded EMG bells (rises over hundreds of ms) and minimum-jerk kinematics
+        plan: dict[str, tuple[float, float, float]]  # group -> (centre fraction, width fraction, gain)
+        if kind == "sit_to_stand":
+            plan = {"ta": (0.3, 0.5, 0.6), "quad": (0.45, 0.6, 1.0), "glut": (0.5, 0.6, 0.7),
+                    "ham": (0.5, 0.6, 0.5), "gastroc": (0.7, 0.5, 0.3), "arm": (0.3, 0.4, 0.5),
+                    "trunk": (0.35, 0.5, 0.5), "other": (0.45, 0.6, 1.0)}  # fmt: skip
+            dyn[:, 2] += 0.1 * _min_jerk_acc((ta - 0.2 * dur) / (0.7 * dur)) / 5.77
+        elif kind == "stand_to_sit":
+            plan = {"ta": (0.35, 0.5, 0.5), "quad": (0.55, 0.8, 0.6), "glut": (0.55, 0.7, 0.4),
+                    "ham": (0.5, 0.6, 0.4), "gastroc": (0.4, 0.5, 0.2), "arm": (0.7, 0.3, 0.3),
+                    "trunk": (0.5, 0.6, 0.4), "other": (0.55, 0.8, 0.6)}  # fmt: skip
+            dyn[:, 2] -= 0.08 * _min_jerk_acc((ta - 0.1 * dur) / (0.7 * dur)) / 5.77
+            k = round(0.8 * dur * fa)
+            if k < j1 - j0:
+                hi = min(j1 - j0, k + max(2, round(0.12 * fa)))
+                dyn[k:hi, 0] += 0.3 * np.exp(-(ta[k:hi] - ta[k]) / 0.03)
+        elif kind in ("reach", "lift"):
+            out_s = min(0.8, dur / 2)
+            plan = {"arm": (out_s / 2 / dur, out_s / dur, 1.0), "trunk": (0.3, 0.5, 0.5),
+                    "gastroc": (0.25, 0.4, 0.3), "ta": (0.2, 0.4, 0.3), "quad": (0.3, 0.5, 0.2),
+                    "ham": (0.3, 0.5, 0.25), "glut": (0.3, 0.5, 0.2), "other": (0.3, 0.5, 0.25)}  # fmt: skip
+            direction = _unit(rng.standard_normal(3))
+            reach_m = float(rng.uniform(0.2, 0.5))
+            prof = _min_jerk_acc(ta / out_s) - _min_jerk_acc((ta - (dur - out_s)) / out_s)
+            dyn += np.outer(prof * reach_m / out_s**2 / 9.81, direction)
+            if kind == "lift":
+                # the load is held: sustained, graded co-activation between lifting and lowering
+                lift_up = _min_jerk((ta - 0.0) / out_s) * (1 - _min_jerk((ta - (dur - out_s)) / out_s))
+                tilt = 0.45 * lift_up
+        else:  # transfer: push up on the arms, lean, pivot, sit down
+            plan = {"arm": (0.4, 0.5, 1.0), "quad": (0.45, 0.5, 0.5), "glut": (0.45, 0.5, 0.4),
+                    "ta": (0.3, 0.4, 0.3), "trunk": (0.4, 0.6, 0.7), "ham": (0.45, 0.5, 0.3),
+                    "gastroc": (0.5, 0.4, 0.2), "other": (0.45, 0.5, 0.5)}  # fmt: skip
+            lean = _min_jerk((ta - 0.1 * dur) / (0.35 * dur)) * (
+                1 - _min_jerk((ta - 0.55 * dur) / (0.35 * dur))
+            )
+            tilt = 0.6 * lean
+            side_m = float(rng.uniform(0.3, 0.6))
+            dyn[:, 1] += side_m / (0.4 * dur) ** 2 * _min_jerk_acc((ta - 0.3 * dur) / (0.4 * dur)) / 9.81
+            k = round(0.9 * dur * fa)
+            if k < j1 - j0:
+                hi = min(j1 - j0, k + max(2, round(0.12 * fa)))
+                dyn[k:hi, 0] += 0.3 * np.exp(-(ta[k:hi] - ta[k]) / 0.03)
+        for ci, (grp, _) in enumerate(groups):
+            c, w, g = plan.get(grp, plan["other"])
+            env = _bell(te, c * dur, w * dur) * g
+            if kind == "lift" and grp != "arm":
+                out_s = min(0.8, dur / 2)
+                hold = (te > out_s) & (te < dur - out_s)
+                env = np.maximum(
+                    env, 0.5 * g * hold * np.clip(np.minimum(te - out_s, dur - out_s - te) / 0.3, 0, 1)
+                )
+            env *= np.clip(1 + 0.08 * _lowpass_noise(rng, te.size, fs, 2.0), 0.7, 1.3)
+            act[i0:i1, ci] += amp * env
+    if j1 > j0:
+        move[j0:j1] += (_rotate_y(g0, tilt) - g0) + dyn
+    extra: dict[str, Any] = {"activity": kind, "amplitude_uv": amp}
+    if f0 is not None:
+        extra["cadence_hz"] = f0
+    return _conf_label("voluntary", "ACC", a, b, **extra)

@@ -59,7 +59,7 @@ __all__ = [
     "to_ns",
 ]
 
-#: Spasm types the detector reports (``docs/schemas/event.v1.json``).
+#: Spasm types the detector reports (``docs/schemas/event.v2.json``).
 EVENT_TYPES = ("twitch", "phasic", "tonic", "clonus", "tremor")
 #: What a clinician may say about an event.
 REVIEW_VERDICTS = ("confirmed", "not_spasm", "unsure")

@@ -9,7 +9,7 @@ gateway runs live, so its events are the live run's, ids included:
 * an EDF+/BDF+, CSV or BioSPPy file is handed to the session as sample blocks (its values are
   already microvolts and g) with the file's own clock: sample ``n`` at start + n / rate.
 
-Events go to stdout as JSON lines (the MQTT event schema, docs/schemas/event.v1.json), progress
+Events go to stdout as JSON lines (the MQTT event schema, docs/schemas/event.v2.json), progress
 and a summary to stderr, so the output can be piped into other tools. ``--annotate OUT.edf``
 writes a copy of a signal file with the events as EDF+ annotations, for review in any EDF viewer.
 """

@@ -65,7 +65,7 @@ def onset_json(r: OnsetRecord) -> dict[str, Any]:
 
 def event_json(r: EventRecord) -> dict[str, Any]:
     p: dict[str, Any] = {
-        "schema": "neurospasm.event/1",
+        "schema": "neurospasm.event/2",
         "id": r.id,
         "device": r.device,
         "type": r.type,
@@ -79,6 +79,9 @@ def event_json(r: EventRecord) -> dict[str, Any]:
         "relative_amplitude": _num(r.relative_amplitude, 2),
         "frequency_hz": _num(r.frequency_hz, 2),
         "confidence": _num(r.confidence),
+        "context": r.context,
+        "clipped": r.clipped,
+        "rise_s": _num(r.rise_s),
         "detector": {"version": r.detector_version, "config_hash": r.config_hash},
     }
     if r.time_quality is not None:
@@ -134,6 +137,9 @@ def event_line(r: EventRecord, patient: str) -> bytes:
         "relative_amplitude": _num(r.relative_amplitude, 2),
         "confidence": _num(r.confidence),
         "frequency_hz": _num(r.frequency_hz, 2),
+        "rise_s": _num(r.rise_s),
+        "context": r.context,
+        "clipped": r.clipped,
     }
     tags = {"device": r.device, "channel": r.channel, "type": r.type, "patient": patient}
     return lineproto.encode_point(

@@ -80,6 +80,12 @@ class EventRecord:
     confidence: float | None
     detector_version: str
     config_hash: str
+    #: What the wearer was doing (``rest`` or an activity: ``detectors.activity``); schema v2.
+    context: str = "rest"
+    #: The contraction touched the amplifier's rails (one event, its amplitude a lower bound).
+    clipped: bool = False
+    #: Onset rise time (s): reflex spasms rise in tens of ms, voluntary force over hundreds.
+    rise_s: float | None = None
     #: "unsynchronised" while the host wall clock cannot be trusted (``ingest.stream.clock.HostClock``).
     time_quality: str | None = None
 

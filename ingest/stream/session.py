@@ -527,6 +527,9 @@ class DeviceSession:
                     out.confidence,
                     out.detector_version,
                     out.config_hash,
+                    context=out.context,
+                    clipped=out.clipped,
+                    rise_s=out.rise_s,
                 )
                 self.emit(Output("event", event, source=out))
             elif isinstance(out, QualityChange):

@@ -27,7 +27,7 @@ Sample counters. The Myo sends no counter at all. The four EMG characteristics c
 sample pairs round-robin (0, 1, 2, 3, 0, ...), and BLE delivers the notifications of one
 connection in order, so the counter of a notification is ``8 * cycle + 2 * characteristic``: a
 notification that arrives on characteristic 2 when 1 was next means one notification (2 samples)
-was lost. Limits, stated in docs/devices-ble.md:
+was lost. Limits, stated in docs/devices.md:
 
 - loss is seen per notification, modulo 4: a run of exactly 4k lost notifications (8k samples)
   in a row is invisible from the order alone;

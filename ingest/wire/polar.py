@@ -31,7 +31,7 @@ difference, over the sample period measured on the stream) is ``k`` lost samples
 disconnect the counter is re-derived from the timestamp, so the gap is exact when the
 accelerometer's output rate, in the device's own time, is the nominal one; if it is not, the error
 is that rate error times the length of the previous connection (documented in
-docs/devices-ble.md). An implausible timestamp (backwards, or more than ``MAX_JUMP_S`` ahead) is
+docs/devices.md). An implausible timestamp (backwards, or more than ``MAX_JUMP_S`` ahead) is
 an error; two consecutive frames on a new timeline start a new boot.
 """
 

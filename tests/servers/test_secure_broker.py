@@ -585,7 +585,7 @@ async def test_gateway_end_to_end_over_tls_with_the_scripts_credentials(
             assert {topic("home-a", k, "dev-a") for k in ("status", "events", "onsets", "live")} <= topics
             status = [json.loads(p) for t, p, _ in dash_a.seen if t.endswith("/dev-a/status")]
             assert any(s["state"] == "online" and s["monitoring"] for s in status)
-            assert all(e["schema"] == "neurospasm.event/1" and e["device"] == "dev-a" for e in events())
+            assert all(e["schema"] == "neurospasm.event/2" and e["device"] == "dev-a" for e in events())
             # The other site's dashboard, subscribed to everything, saw none of it.
             await sentinel_from(broker, "home-b")
             await asyncio.sleep(0.2)

@@ -13,8 +13,12 @@ from ingest.config import parse_config
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
+#: Current version of each payload's schema (event v2: issue 9 added context, clipped, rise_s).
+VERSIONS = {"event": 2}
+
+
 def schema(kind: str) -> dict[str, Any]:
-    return json.loads((DOCS / "schemas" / f"{kind}.v1.json").read_text())
+    return json.loads((DOCS / "schemas" / f"{kind}.v{VERSIONS.get(kind, 1)}.json").read_text())
 
 
 def validator(kind: str) -> jsonschema.Draft202012Validator:

@@ -1,0 +1,292 @@
+"""Activity context: is the wearer at rest, or moving on purpose? (issue 9)
+
+Two sources of evidence, both causal and chunk-invariant:
+
+* **The accelerometer** (``AccActivityTracker``), one verdict per ``activity_hop_s`` hop laid from
+  the start of each contiguous segment. Raw samples are averaged into 50 ms blocks (20 Hz); over
+  the last ``activity_window_s`` it measures:
+
+  - *gravity tilt*: the angle between the mean acceleration of the last half second and of the
+    half second a second before (the limb turning now), counted only when the movement is
+    smooth. Standing up, sitting down, a transfer or a lift rotate the limb and so the gravity
+    vector by tens of degrees smoothly; a spasm jerks the limb back and forth (Granat & Edmond
+    1999 told spasms from transfers and wheelchair movement with accelerometry alone).
+  - *movement*: RMS of the block means around their own mean, over the last second.
+  - *rhythm*: the normalised autocorrelation of the 3 Hz low-passed movement at lags of
+    0.4-2 s (step, stride, pedal or push rhythm, 0.5-2.5 Hz), with movement in both halves of
+    the window. Clonus (4-8 Hz) and tremor (3-12 Hz) are removed by the low-pass, so a shaking
+    limb is never "rhythmic exercise".
+  - *heel strikes*: the largest raw deviation from gravity in the window; impacts of 0.5 g and
+    more mark walking among rhythmic activities.
+  - *smoothness*: the RMS frequency of the last second's movement (RMS of its derivative over
+    2 pi times its RMS). Purposeful movement follows minimum-jerk paths (Flash & Hogan 1985) with an RMS
+    frequency below ~2 Hz; the jerk of a spasm has most of its power above that.
+
+  The hop verdict is one of ``rest``, ``posture_transition``, ``walking``, ``rhythmic_exercise``,
+  ``other_voluntary``. Debounced verdicts become activity periods (``ActivityChange`` when one
+  starts, ``ActivitySpan`` when it ends).
+
+* **The EMG pattern** (used by ``SpasmDetector``): recurrence of one channel's bursts at a
+  voluntary rhythm (0.4-2.5 s intervals, regular within 25 %), and the burst's rise time
+  (recruitment-graded voluntary force ramps over hundreds of milliseconds).
+
+Latency: a hop verdict covers acceleration up to the hop's end, so the context of an instant is
+known ``activity_hop_s`` after it; the detector waits for it (see ``SpasmDetector``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from detectors.config import DetectorConfig
+from detectors.emg import filter_inplace
+from detectors.events import ActivityKind
+
+#: Verdict codes (index into ACTIVITY_CODES).
+REST, TRANSITION, WALKING, RHYTHMIC, OTHER = 0, 1, 2, 3, 4
+ACTIVITY_CODES: tuple[ActivityKind, ...] = (
+    "rest",
+    "posture_transition",
+    "walking",
+    "rhythmic_exercise",
+    "other_voluntary",
+)
+_BLOCK_S = 0.05  # averaging block of the movement signals (20 Hz)
+
+
+@dataclass(slots=True)
+class _Period:
+    start: int  # acc sample where the period started
+    counts: list[int]  # hop verdicts per kind while it lasts
+    last_active: int  # end sample of the last non-rest hop
+
+
+class AccActivityTracker:
+    """Accelerometer activity verdicts, one per hop; ``feed`` returns finished hops and periods."""
+
+    def __init__(self, cfg: DetectorConfig, rate_hz: float) -> None:
+        self.cfg = cfg
+        self.rate = float(rate_hz)
+        self.blk = max(1, round(_BLOCK_S * rate_hz))
+        self.blk_rate = rate_hz / self.blk
+        self.hop_blocks = max(1, round(cfg.activity_hop_s * self.blk_rate))
+        self.hop = self.hop_blocks * self.blk
+        self.win_blocks = max(8, round(cfg.activity_window_s * self.blk_rate))
+        cutoff = min(3.0, 0.4 * self.blk_rate)
+        self.sos = np.ascontiguousarray(
+            signal.butter(2, cutoff, btype="lowpass", fs=self.blk_rate, output="sos")
+        )
+        self.zi0 = signal.sosfilt_zi(self.sos)
+        self.lag_lo = max(1, math.floor(0.4 * self.blk_rate))
+        self.lag_hi = min(self.win_blocks // 2, math.ceil(2.0 * self.blk_rate))
+        self.one_s = max(1, round(1.0 * self.blk_rate))
+        self.half = max(1, self.one_s // 2)
+        self.enter_hops = max(1, round(cfg.activity_enter_s / (self.hop / self.rate)))
+        self.exit_hops = max(1, round(cfg.activity_exit_s / (self.hop / self.rate)))
+        self.reset()
+
+    def reset(self) -> None:
+        """A gap: start a new segment (windows restart empty)."""
+        self.pending: list[np.ndarray] = []
+        self.pending_n = 0
+        self.pending_start = 0
+        self.raw_means = np.zeros((0, 3))  # block means, newest last (<= win_blocks)
+        self.lp = np.zeros((0, 3))
+        self.peaks: deque[float] = deque(maxlen=max(1, self.win_blocks // self.hop_blocks))
+        self.zi: np.ndarray | None = None
+        self.run_kind = REST
+        self.run_len = 0
+
+    # ------------------------------------------------------------------------------------ API
+    def feed(self, start: int, x: np.ndarray) -> list[tuple[int, int, int, float]]:
+        """Samples (n, 3) in g from counter ``start`` (contiguous with the previous call unless
+        ``reset``). Returns one (hop_start, hop_end, verdict, period_s) per completed hop, where
+        ``period_s`` is the rhythm's period for rhythmic verdicts (else 0). A hop is analysed as
+        soon as its last sample arrives."""
+        if not self.pending:
+            self.pending_start = start
+        self.pending.append(x)
+        self.pending_n += x.shape[0]
+        h = self.hop
+        if self.pending_n < h:
+            return []
+        buf = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        out: list[tuple[int, int, int, float]] = []
+        i = 0
+        n = buf.shape[0]
+        while n - i >= h:
+            s0 = self.pending_start + i
+            out.append((s0, s0 + h, *self._hop(buf[i : i + h])))
+            i += h
+        self.pending = [buf[i:]] if i < n else []
+        self.pending_n = n - i
+        self.pending_start += i
+        return out
+
+    # ------------------------------------------------------------------------------ internals
+    def _hop(self, x: np.ndarray) -> tuple[int, float]:
+        cfg = self.cfg
+        means = x.reshape(self.hop_blocks, self.blk, 3).mean(axis=1)  # (blocks, 3)
+        lp = np.ascontiguousarray(means.T)  # (3, blocks), filtered in place
+        if self.zi is None:
+            self.zi = np.ascontiguousarray(self.zi0[None, :, :] * lp[:, :1, None])  # (3, sections, 2)
+        filter_inplace(self.sos, lp, self.zi)
+        w = self.raw_means = np.concatenate([self.raw_means, means])[-self.win_blocks :]
+        self.lp = np.concatenate([self.lp, lp.T])[-self.win_blocks :]
+        g_here = means.mean(axis=0)
+        dev = x - g_here
+        self.peaks.append(math.sqrt(float(np.max(np.einsum("ij,ij->i", dev, dev)))))
+        k = w.shape[0]
+        if k < self.win_blocks // 2:
+            return REST, 0.0  # not enough history yet (start of a segment)
+        # gravity turning now: the mean of the last half second against that of a second before
+        half = self.half
+        recent = w[-half:].mean(axis=0)
+        old = w[k - 3 * half : k - 2 * half].mean(axis=0)
+        # movement over the last second (the context of *now*)
+        r = w[-2 * half :]
+        dr = r - r.mean(axis=0)
+        ms_now = float(np.einsum("ij,ij->", dr, dr)) / r.shape[0]
+        min_ms = cfg.activity_min_rms_g**2
+        cosang = float(recent @ old) / max(math.sqrt(float(recent @ recent) * float(old @ old)), 1e-12)
+        tilt = math.degrees(math.acos(max(-1.0, min(1.0, cosang))))
+        if ms_now < 0.25 * min_ms and tilt < cfg.activity_tilt_deg:
+            return REST, 0.0  # still: the common case, decided cheaply
+        jerk = np.diff(r, axis=0)
+        ms_jerk = float(np.einsum("ij,ij->", jerk, jerk)) / jerk.shape[0]
+        f_rms = math.sqrt(ms_jerk / max(ms_now, 1e-18)) * self.blk_rate / (2 * math.pi)
+        smooth = f_rms <= cfg.activity_smooth_hz
+        if tilt >= cfg.activity_tilt_deg and smooth:
+            return TRANSITION, 0.0
+        d = w - w.mean(axis=0)
+        ms = float(np.einsum("ij,ij->", d, d)) / k
+        if ms >= min_ms:
+            lpd = self.lp - self.lp.mean(axis=0)
+            e1 = float(np.einsum("ij,ij->", lpd[: k // 2], lpd[: k // 2]))
+            e2 = float(np.einsum("ij,ij->", lpd[k // 2 :], lpd[k // 2 :]))
+            e0 = e1 + e2
+            # a rhythm fills the window: both halves move (one spasm's wobble does not)
+            if e0 > 0 and min(e1, e2) >= 0.2 * e0 and self.lag_hi > self.lag_lo:
+                ac = np.zeros(k)
+                for axis in range(3):
+                    col = lpd[:, axis]
+                    ac += np.correlate(col, col, mode="full")[k - 1 :]
+                lags = np.arange(self.lag_lo, self.lag_hi + 1)
+                rr = ac[lags] / e0 * k / (k - lags)
+                best = int(np.argmax(rr))
+                if float(rr[best]) >= cfg.activity_rhythm_r:
+                    kind = WALKING if max(self.peaks) >= cfg.activity_impact_g else RHYTHMIC
+                    return kind, float(lags[best]) / self.blk_rate
+        if ms_now >= min_ms and smooth:
+            return OTHER, 0.0
+        return REST, 0.0  # still, or jerky movement: what a spasm does to a limb
+
+
+class ActivityPeriods:
+    """Debounces hop verdicts into periods: enter after ``activity_enter_s`` of non-rest verdicts,
+    leave after ``activity_exit_s`` of rest. Returns (start, end, majority kind) when one ends."""
+
+    def __init__(self, enter_hops: int, exit_hops: int) -> None:
+        self.enter_hops = enter_hops
+        self.exit_hops = exit_hops
+        self.cur: _Period | None = None
+        self.streak_start = 0
+        self.streak = 0
+        self.rest_run = 0
+
+    def step(self, s0: int, s1: int, verdict: int) -> tuple[str, int, int, int] | None:
+        """One hop; returns ("start", sample, kind, 0) or ("end", start, end, kind) or None."""
+        if self.cur is None:
+            if verdict == REST:
+                self.streak = 0
+                return None
+            if self.streak == 0:
+                self.streak_start = s0
+            self.streak += 1
+            if self.streak >= self.enter_hops:
+                self.cur = _Period(start=self.streak_start, counts=[0] * 5, last_active=s1)
+                self.cur.counts[verdict] += self.streak
+                self.rest_run = 0
+                return ("start", self.streak_start, verdict, 0)
+            return None
+        if verdict == REST:
+            self.rest_run += 1
+            if self.rest_run >= self.exit_hops:
+                return self.close(None)
+            return None
+        self.rest_run = 0
+        self.cur.counts[verdict] += 1
+        self.cur.last_active = s1
+        return None
+
+    def close(self, at: int | None) -> tuple[str, int, int, int] | None:
+        cur = self.cur
+        self.cur = None
+        self.streak = 0
+        if cur is None:
+            return None
+        kind = int(np.argmax(cur.counts[1:])) + 1
+        end = cur.last_active if at is None else min(cur.last_active, at)
+        return ("end", cur.start, max(end, cur.start + 1), kind)
+
+
+def regular_rhythm(times: list[float], t: float, lo_s: float, hi_s: float, jitter: float) -> int:
+    """Length (in bursts) of the longest run of regular intervals through ``t`` in sorted ``times``.
+
+    Intervals must lie within [lo_s, hi_s] and each within ``jitter`` of the run's median: the
+    recurrence of a voluntary rhythm (gait, pedalling, repetitions), which Poisson-like spasms
+    rarely mimic. Returns 1 when ``t`` belongs to no run.
+    """
+    if t not in times:
+        return 1
+    i = times.index(t)
+    # grow a run outwards from t on both sides, greedily
+    left, right = i, i
+    ivs: list[float] = []
+    changed = True
+    while changed:
+        changed = False
+        if right + 1 < len(times):
+            v = times[right + 1] - times[right]
+            if lo_s <= v <= hi_s and (
+                not ivs or abs(v - float(np.median(ivs))) <= jitter * float(np.median(ivs))
+            ):
+                ivs.append(v)
+                right += 1
+                changed = True
+        if left - 1 >= 0:
+            v = times[left] - times[left - 1]
+            if lo_s <= v <= hi_s and (
+                not ivs or abs(v - float(np.median(ivs))) <= jitter * float(np.median(ivs))
+            ):
+                ivs.append(v)
+                left -= 1
+                changed = True
+    return right - left + 1
+
+
+def phase_locked(spans: list[list[float]], t: float, period: float, tol: float) -> bool:
+    """Is the burst starting at ``t`` locked to a rhythm of ``period``?
+
+    Gait and pedalling bursts recur at the same phase of every cycle: the channel is also active
+    one and two cycles before or after (within ``tol`` of a period), at least twice among
+    t-2P, t-P, t+P, t+2P. ``spans`` are the channel's bursts as [onset, offset] (offset inf while
+    open); activity rather than onsets is compared because a muscle active for half of each
+    stride merges some strides into one long burst. The autocorrelation may have found the step
+    rather than the stride, so twice the period is tried too."""
+    if period <= 0:
+        return False
+    for p in (period, 2 * period):
+        hits = 0
+        for k in (-2, -1, 1, 2):
+            target = t + k * p
+            if any(a - tol * p <= target <= b + tol * p for a, b in spans if not a <= t < b):
+                hits += 1
+        if hits >= 2:
+            return True
+    return False
