@@ -32,8 +32,9 @@ _DETECTOR_DOC = Path(__file__).resolve().parent.parent / "docs" / "detector.md"
 #: Used when docs/ is not installed beside the package (a wheel install); kept in step with
 #: docs/detector.md by tests/test_report.py.
 _LIMITS_FALLBACK = [
-    "Voluntary movement is real EMG and is reported as phasic spasms; telling deliberate from "
-    "involuntary movement is not attempted.",
+    "Voluntary movement: bursts that belong to walking, posture transitions, rhythmic exercise or other "
+    "voluntary movement are not counted as spasms, but about 20 false alarms per hour remain during "
+    "voluntary activity on the simulated scenarios, and a spasm fused with a gait burst can be missed.",
     "A QRS (ECG pickup) right after a short burst can stretch it (a twitch may be typed as a short "
     "phasic spasm).",
     "Weak spasms (< 8x the resting level) are not found, or found late; cross-talk above 1/8 of a "

@@ -171,12 +171,14 @@ class AccActivityTracker:
             e2 = float(np.einsum("ij,ij->", lpd[k // 2 :], lpd[k // 2 :]))
             e0 = e1 + e2
             # a rhythm fills the window: both halves move (one spasm's wobble does not)
-            if e0 > 0 and min(e1, e2) >= 0.2 * e0 and self.lag_hi > self.lag_lo:
+            # lags up to half the window actually held (a short window early on, a low rate)
+            lag_hi = min(self.lag_hi, k // 2)
+            if e0 > 0 and min(e1, e2) >= 0.2 * e0 and lag_hi > self.lag_lo:
                 ac = np.zeros(k)
                 for axis in range(3):
                     col = lpd[:, axis]
                     ac += np.correlate(col, col, mode="full")[k - 1 :]
-                lags = np.arange(self.lag_lo, self.lag_hi + 1)
+                lags = np.arange(self.lag_lo, lag_hi + 1)
                 rr = ac[lags] / e0 * k / (k - lags)
                 best = int(np.argmax(rr))
                 if float(rr[best]) >= cfg.activity_rhythm_r:

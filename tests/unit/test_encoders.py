@@ -30,19 +30,21 @@ EVENT = EventRecord(
 )  # fmt: skip
 
 
-def test_event_encodes_to_schema_v1_json_and_one_line() -> None:
+def test_event_encodes_to_schema_v2_json_and_one_line() -> None:
     p = encoders.to_json(EVENT)
     assert p["onset"] == "2026-11-25T00:00:00.123Z" and p["duration_s"] == 1.377 and p["peak_uv"] == 120.46
     assert p["frequency_hz"] is None and p["detector"] == {"version": "1.0.0", "config_hash": "abc"}
     line = encoders.to_line(EVENT, "p-1")
     # Byte for byte what the router wrote when it parsed the JSON's ISO text back (the timestamp's
-    # float artefact included: stored points keep their exact timestamps across the change).
+    # float artefact included: stored points keep their exact timestamps across the change), plus
+    # the event schema v2 fields (context, clipped; rise_s left out when unknown).
     assert line == (
-        b"spasm_event,channel=EMG\\ L,device=dev-1,patient=p-1,type=phasic confidence=0.877,duration_s=1.377,"
-        b'id="'
+        b"spasm_event,channel=EMG\\ L,device=dev-1,patient=p-1,type=phasic clipped=false,confidence=0.877,"
+        b'context="rest",duration_s=1.377,id="'
         + EVENT.id.encode()
         + b'",mean_uv=50,peak_uv=120.46,relative_amplitude=40.15 1795564800122999808\n'
     )
+    assert p["schema"] == "neurospasm.event/2" and p["context"] == "rest" and p["clipped"] is False
     assert line.endswith(b" " + str(_iso_ns(p["onset"])).encode() + b"\n")
     assert b"frequency_hz" not in line  # a None field is left out, never written as text
 
