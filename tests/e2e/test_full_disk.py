@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.harness import Observer
+from support.harness import Subscriber
 from support.servers import Mosquitto
 
 from firmware_sim.device import SignalSource, SimDevice
@@ -120,7 +120,7 @@ def test_gateway_on_a_full_disk_still_delivers_events(
         rec = synthesize(builtin_scenario("e2e_short"))
         device = SimDevice(SignalSource.from_recording(rec), device_id="fd", seed=1)
         outputs: list[Output] = []
-        async with Observer(mosquitto.port, client_id="fd-observer") as obs:
+        async with Subscriber(mosquitto.port, client_id="fd-observer") as obs:
             async with PtyServer(device) as server:
                 cfg = _config(small_fs / "state", server.path, mosquitto.port)
                 async with Gateway(cfg, observers=[lambda _d, o: outputs.append(o)]) as gw:
@@ -149,9 +149,9 @@ def test_gateway_on_a_full_disk_still_delivers_events(
                     await asyncio.sleep(0.5)
         events = [o.payload["id"] for o in outputs if o.kind == "event" and o.payload]
         assert len(events) == 3
-        received = {p["id"] for t, p in obs.messages if t.endswith("/events")}
+        received = {p["id"] for t, p, _ in obs.decoded() if t.endswith("/events")}
         assert set(events) <= received  # every event reached the broker despite the full disk
-        statuses = [p for t, p in obs.messages if t.endswith("/status")]
+        statuses = [p for t, p, _ in obs.decoded() if t.endswith("/status")]
         assert any(p["spool"].get("disk_full") for p in statuses)
 
     asyncio.run(main())

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.harness import Observer, gateway, iso_ts, start_sim, write_config
+from support.harness import Subscriber, gateway, iso_ts, start_sim, write_config
 from support.servers import InfluxDB1, Mosquitto, wait_until
 
 pytestmark = pytest.mark.slow
@@ -30,8 +30,8 @@ def test_kill9_and_restart_records_a_gateway_restart_gap(
     procs = []
     try:
 
-        async def scenario() -> tuple[Observer, float, float]:
-            async with Observer(mosquitto.port, client_id="restart-observer") as obs:
+        async def scenario() -> tuple[Subscriber, float, float]:
+            async with Subscriber(mosquitto.port, client_id="restart-observer") as obs:
                 gw = gateway(tmp_path, cfg, "gw1")
                 procs.append(gw)
                 await asyncio.to_thread(wait_until, last_file.exists, 20, "the last sample on disk")
@@ -44,13 +44,13 @@ def test_kill9_and_restart_records_a_gateway_restart_gap(
                 restarted = time.time()
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
-                    if any(t.endswith("/gaps") and p["cause"] == "gateway_restart" for t, p in obs.messages):
+                    if any(t.endswith("/gaps") and p["cause"] == "gateway_restart" for t, p, _ in obs.decoded()):
                         break
                     await asyncio.sleep(0.2)
                 return obs, killed, restarted
 
         obs, killed, restarted = asyncio.run(scenario())
-        gaps = [p for t, p in obs.messages if t.endswith("/gaps") and p["cause"] == "gateway_restart"]
+        gaps = [p for t, p, _ in obs.decoded() if t.endswith("/gaps") and p["cause"] == "gateway_restart"]
         assert len({g["id"] for g in gaps}) == 1, f"{gaps}\n{procs[-1].tail()}"
         gap = gaps[0]
         # From the last persisted sample (at most ~1.3 s before the kill) to the first new one.

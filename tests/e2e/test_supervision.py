@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.harness import Observer
+from support.harness import Subscriber
 from support.servers import Mosquitto
 
 from detectors.limits import stream_problem
@@ -59,7 +59,7 @@ def test_detector_failure_is_shown_gapped_and_restarted(tmp_path: Path, mosquitt
         device = SimDevice(SignalSource.from_recording(rec), device_id="sv", seed=1)
         outputs: list[Output] = []
         topic = "neurospasm/v1/+/+/dev-a/#"
-        async with Observer(mosquitto.port, client_id="sv-observer", topic=topic) as obs:
+        async with Subscriber(mosquitto.port, client_id="sv-observer", topic=topic) as obs:
             async with PtyServer(device) as server:
                 cfg = _config(tmp_path, server.path, mosquitto.port)
                 async with Gateway(cfg, observers=[lambda _d, o: outputs.append(o)]) as gw:
@@ -85,7 +85,7 @@ def test_detector_failure_is_shown_gapped_and_restarted(tmp_path: Path, mosquitt
                         lambda: any(
                             t.endswith("/status") and p["monitoring"] is False
                             and "injected detector fault" in (p.get("reason") or "")
-                            for t, p in obs.messages
+                            for t, p, _ in obs.decoded()
                         ),
                         2.0,
                         "the status on MQTT",
@@ -99,7 +99,7 @@ def test_detector_failure_is_shown_gapped_and_restarted(tmp_path: Path, mosquitt
         restart = [g for g in gaps if g["cause"] == "pipeline_restart"]
         assert len(restart) == 1, gaps
         assert 0.0 < restart[0]["duration_s"] < 3.0 and restart[0]["samples_missing"] > 0
-        assert any(t.endswith("/gaps") and p["cause"] == "pipeline_restart" for t, p in obs.messages)
+        assert any(t.endswith("/gaps") and p["cause"] == "pipeline_restart" for t, p, _ in obs.decoded())
         events = [o.payload for o in outputs if o.kind == "event" and o.payload]
         # The spasms at 2 s and 9 s are detected (the one at 5.5 s may fall in the lost time).
         assert len(events) >= 2
