@@ -44,7 +44,8 @@ def test_kill9_and_restart_records_a_gateway_restart_gap(
                 restarted = time.time()
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
-                    if any(t.endswith("/gaps") and p["cause"] == "gateway_restart" for t, p, _ in obs.decoded()):
+                    gaps = [p for t, p, _ in obs.decoded() if t.endswith("/gaps")]
+                    if any(p["cause"] == "gateway_restart" for p in gaps):
                         break
                     await asyncio.sleep(0.2)
                 return obs, killed, restarted
