@@ -30,7 +30,7 @@ __all__ = ["Report", "build_report", "method_limits", "render_html", "render_pdf
 
 _DETECTOR_DOC = Path(__file__).resolve().parent.parent / "docs" / "detector.md"
 #: Used when docs/ is not installed beside the package (a wheel install); kept in step with
-#: docs/detector.md by tests/test_report.py.
+#: docs/detector.md by tests/unit/test_report.py.
 _LIMITS_FALLBACK = [
     "Voluntary movement: bursts that belong to walking, posture transitions, rhythmic exercise or other "
     "voluntary movement are not counted as spasms, but about 20 false alarms per hour remain during "

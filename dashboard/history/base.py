@@ -3,7 +3,7 @@
 Why one interface: the dashboard, the trends, the notices and the report must give the same
 answer on the demo's embedded store (SQLite, no server) and on a clinic's InfluxDB. So the
 backends only fetch rows; everything computed from rows (trends, coverage arithmetic, notices)
-lives above them, written once. ``tests/test_history.py`` runs one suite over both backends on the
+lives above them, written once. ``tests/servers/test_history.py`` runs one suite over both backends on the
 same real data and compares their rows.
 
 What the rows are made of is what the gateway writes (``ingest/outputs/router.py``, documented in

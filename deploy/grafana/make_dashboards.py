@@ -1,6 +1,6 @@
 """Writes the dashboards in deploy/grafana/dashboards/ (run: python deploy/grafana/make_dashboards.py).
 
-The JSON files are what Grafana loads and what tests/test_grafana.py checks; this script only keeps
+The JSON files are what Grafana loads and what tests/servers/test_grafana.py checks; this script only keeps
 their many repeated parts (data source, variables, layout) consistent. Edit here, run it, commit both.
 Queries are InfluxQL against the measurements of docs/influx-schema.md.
 """

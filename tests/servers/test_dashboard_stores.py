@@ -103,7 +103,7 @@ def test_history_routes_agree_on_sqlite_and_influx(tmp_path: Path, influxdb1: In
             "acc_points": {k: len(v["t_ms"]) for k, v in acc["channels"].items()},
         }
         assert dev["excluded"] == 1
-        # (the report's PDF is checked in the browser test and tests/test_report.py)
+        # (the report's PDF is checked in the browser test and tests/unit/test_report.py)
     assert got["sqlite"] == got["influx"]
 
 

@@ -1,4 +1,4 @@
-"""The gateway image (compose: tests/test_compose.py; units: tests/test_deploy_systemd.py)."""
+"""The gateway image (compose: tests/unit/test_compose.py; units: tests/unit/test_deploy_systemd.py)."""
 
 from __future__ import annotations
 

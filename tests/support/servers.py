@@ -479,7 +479,7 @@ class Mosquitto(Server):
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         lines = [
-            "# written by tests/servers.py",
+            "# written by tests/support/servers.py",
             "per_listener_settings true",
             f"persistence true\npersistence_location {data}/",
             f"autosave_interval {self.autosave_interval}",
@@ -577,7 +577,7 @@ class InfluxDB1(Server):
     def prepare(self) -> None:
         w = self.workdir
         config = f"""\
-# written by tests/servers.py
+# written by tests/support/servers.py
 reporting-disabled = true
 bind-address = "{self.host}:{self.rpc_port}"
 
