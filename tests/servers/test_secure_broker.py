@@ -347,17 +347,38 @@ async def test_a_gateway_publishes_only_its_own_sites_records(broker: DeployedMo
     assert [t for t, p in got if p == denied] == []
 
 
-async def test_the_dashboard_cannot_publish_at_all(broker: DeployedMosquitto) -> None:
+def notices_topic(site: str) -> str:
+    return f"{PREFIX}/{site}/dashboard/notices"
+
+
+async def test_the_dashboard_publishes_its_sites_notices_and_nothing_else(broker: DeployedMosquitto) -> None:
     async with reader(broker.client("audit"), "#") as audit:
         for listener in ("tls", "ws"):
+            ok = await publish_as(broker, "dash-home-a", [notices_topic("home-a")], listener=listener)
             denied = await publish_as(
                 broker,
                 "dash-home-a",
-                [topic("home-a", k) for k in ("status", "events", "cmd/session", "claim")] + ["other"],
+                [topic("home-a", k) for k in ("status", "events", "cmd/session", "claim")]
+                + [
+                    notices_topic("home-b"),  # another site's notices
+                    f"{PREFIX}/home-a/dashboard/other",
+                    f"{PREFIX}/home-a/dashboard/notices/x",
+                    "neurospasm/v2/home-a/dashboard/notices",  # outside its prefix
+                    "other",
+                ],
                 listener=listener,
             )
             got = await audit.until_sentinel(await sentinel_from(broker))
+            assert [t for t, p in got if p == ok] == [notices_topic("home-a")], listener
             assert [t for t, p in got if p == denied] == [], listener
+    # No other role of the site writes the dashboard's notices.
+    async with reader(broker.client("audit"), "#") as audit:
+        forged = [
+            await publish_as(broker, account, [notices_topic("home-a")])
+            for account in ("gw-home-a", "det-home-a", "ops-home-a", "dash-home-b")
+        ]
+        got = await audit.until_sentinel(await sentinel_from(broker))
+        assert [t for t, p in got if p in forged] == []
 
 
 async def test_an_operator_sends_commands_that_only_the_sites_gateway_reads(
@@ -458,7 +479,17 @@ def test_mqtt5_publishers_are_told_not_authorized(broker: DeployedMosquitto) -> 
     # 0x10 "no matching subscribers" (or 0) is success; the rest were refused, and the gateway knows.
     assert got[topic("home-a", "events")] in (0x00, 0x10), got
     assert got[topic("home-b", "events")] == got[topic("home-a", "claim")] == not_authorized, got
-    got = puback_reasons(broker, "dash-home-a", [topic("home-a", "status"), topic("home-a", "cmd/session")])
+    got = puback_reasons(
+        broker,
+        "dash-home-a",
+        [
+            topic("home-a", "status"),
+            topic("home-a", "cmd/session"),
+            notices_topic("home-b"),
+            notices_topic("home-a"),
+        ],
+    )
+    assert got.pop(notices_topic("home-a")) in (0x00, 0x10), got  # its own notices only
     assert set(got.values()) == {not_authorized}
 
 
