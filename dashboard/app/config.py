@@ -27,12 +27,15 @@ Example (``deploy/dashboard.example.toml`` style)::
 from __future__ import annotations
 
 import ipaddress
+import logging
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+log = logging.getLogger("neurospasm.dashboard")
 
 __all__ = ["DashboardConfig", "DashboardConfigError", "MqttSettings", "MqttTls", "load_dashboard_config"]
 
@@ -234,6 +237,17 @@ def load_dashboard_config(path: str | None, overrides: dict[str, Any] | None = N
         else:
             data[key] = value
     try:
-        return DashboardConfig.model_validate(data)
+        cfg = DashboardConfig.model_validate(data)
     except ValidationError as exc:
         raise DashboardConfigError(_errors(exc, source)) from exc
+    tls = cfg.mqtt.tls
+    given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(tls, k) is not None]
+    if given and not tls.enabled:
+        # As the gateway: a certificate named but TLS off is most likely a forgotten `enabled`.
+        log.warning(
+            "%s: dashboard.mqtt.tls.%s is set but dashboard.mqtt.tls.enabled = false: "
+            "the MQTT connection is NOT encrypted",
+            source,
+            given[0],
+        )
+    return cfg

@@ -128,7 +128,7 @@ def test_config_from_a_gateway_toml(tmp_path: Path) -> None:
         load_dashboard_config(None, {"timezone": "Mars/Olympus"})
 
 
-def test_mqtt_tls_and_password_settings(tmp_path: Path) -> None:
+def test_mqtt_tls_and_password_settings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """[dashboard.mqtt] takes the gateway's TLS keys; relative paths are relative to the file."""
     conf = tmp_path / "etc"
     (conf / "certs").mkdir(parents=True)
@@ -171,6 +171,10 @@ def test_mqtt_tls_and_password_settings(tmp_path: Path) -> None:
     f.write_text('[dashboard.mqtt]\npassword = "x"\npassword_file = "secret"\n')
     with pytest.raises(DashboardConfigError, match=r"dashboard\.mqtt: .*both set"):
         load_dashboard_config(str(f))
+    f.write_text('[dashboard.mqtt.tls]\nca_file = "certs/ca.crt"\n')
+    with caplog.at_level("WARNING", "neurospasm.dashboard"):
+        assert load_dashboard_config(str(f)).mqtt.tls_parameters() is None
+    assert "dashboard.mqtt.tls.ca_file is set but dashboard.mqtt.tls.enabled = false" in caplog.text
     f.write_text('[dashboard.mqtt]\npassword_file = "missing"\n')
     with pytest.raises(ValueError, match=r"dashboard\.mqtt\.password_file: cannot read .*missing"):
         load_dashboard_config(str(f)).mqtt.secret()
