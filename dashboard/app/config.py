@@ -11,25 +11,56 @@ Example (``deploy/dashboard.example.toml`` style)::
     session_idle_min = 30
 
     [dashboard.mqtt]
-    host = "127.0.0.1"
-    port = 1883
+    host = "mqtt.clinic.example"
+    port = 8883
     topic_prefix = "neurospasm/v1"
+    username = "dash-home-0001"
+    password_file = "secrets/dash-home-0001"   # relative paths: relative to this file
+
+    [dashboard.mqtt.tls]                        # as the gateway's [mqtt.tls]
+    enabled = true
+    ca_file = "certs/ca.crt"
+    cert_file = "certs/dash-home-0001.crt"
+    key_file = "certs/dash-home-0001.key"
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import aiomqtt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["DashboardConfig", "DashboardConfigError", "MqttSettings", "load_dashboard_config"]
+log = logging.getLogger("neurospasm.dashboard")
+
+__all__ = ["DashboardConfig", "DashboardConfigError", "MqttSettings", "MqttTls", "load_dashboard_config"]
 
 
 class DashboardConfigError(Exception):
     """One line naming the file and key at fault."""
+
+
+class MqttTls(BaseModel):
+    """``[dashboard.mqtt.tls]``: the same keys as the gateway's ``[mqtt.tls]`` (the clinic broker's
+    TLS listener wants the CA that signed it and a client certificate of that CA)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    ca_file: Path | None = None  # None: the system's CAs
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Only for test benches: skips the check of the broker's host name against its certificate.
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file is set without cert_file (the client certificate it belongs to)")
+        return self
 
 
 class MqttSettings(BaseModel):
@@ -38,10 +69,61 @@ class MqttSettings(BaseModel):
     port: int = Field(1883, ge=1, le=65535)
     topic_prefix: str = "neurospasm/v1"
     username: str | None = None
-    password_file: str | None = None
+    #: Inline password (tests, benches); prefer ``password_file``, readable by the dashboard only.
+    password: str | None = None
+    password_file: Path | None = None
+    tls: MqttTls = Field(default_factory=MqttTls)
 
-    def password(self) -> str | None:
-        return Path(self.password_file).read_text().strip() if self.password_file else None
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file are both set: keep one (password_file)")
+        return self
+
+    def secret(self) -> str | None:
+        """The password, read from ``password_file`` now (so a rotated secret is picked up on restart).
+        A missing file is one ``ValueError`` line naming the key, not a traceback at every retry."""
+        if self.password_file is None:
+            return self.password
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(
+                f"dashboard.mqtt.password_file: cannot read {self.password_file}: {exc.strerror or exc}"
+            ) from None
+
+    def tls_parameters(self) -> aiomqtt.TLSParameters | None:
+        """aiomqtt's TLS settings, or None for plain TCP. The files are checked here, so a wrong
+        path says which key is wrong before the client tries (and retries) to connect."""
+        if not self.tls.enabled:
+            return None
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self.tls, key)
+            if path is None:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(
+                    f"dashboard.mqtt.tls.{key}: cannot read {path}: {exc.strerror or exc}"
+                ) from None
+        return aiomqtt.TLSParameters(
+            ca_certs=str(self.tls.ca_file) if self.tls.ca_file else None,
+            certfile=str(self.tls.cert_file) if self.tls.cert_file else None,
+            keyfile=str(self.tls.key_file) if self.tls.key_file else None,
+        )
+
+    def rebased(self, base: Path) -> MqttSettings:
+        """File paths of a config file taken relative to the file's directory ``base``."""
+
+        def fix(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else base / p
+
+        tls = self.tls.model_copy(
+            update={k: fix(getattr(self.tls, k)) for k in ("ca_file", "cert_file", "key_file")}
+        )
+        return self.model_copy(update={"password_file": fix(self.password_file), "tls": tls})
 
 
 class DashboardConfig(BaseModel):
@@ -138,8 +220,15 @@ def load_dashboard_config(path: str | None, overrides: dict[str, Any] | None = N
                 data["store"] = f"gateway:{path}"
             mqtt = doc.get("mqtt")
             if isinstance(mqtt, dict) and "mqtt" not in data:
-                keys = ("host", "port", "topic_prefix", "username", "password_file")
+                keys = ("host", "port", "topic_prefix", "username", "password", "password_file", "tls")
                 data["mqtt"] = {k: mqtt[k] for k in keys if k in mqtt}
+    try:
+        file_cfg = DashboardConfig.model_validate(data)
+    except ValidationError as exc:
+        raise DashboardConfigError(_errors(exc, source)) from exc
+    if path:
+        # The file's MQTT paths are relative to the file, not to wherever the service started.
+        data["mqtt"] = file_cfg.mqtt.rebased(Path(path).resolve().parent).model_dump()
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -148,6 +237,17 @@ def load_dashboard_config(path: str | None, overrides: dict[str, Any] | None = N
         else:
             data[key] = value
     try:
-        return DashboardConfig.model_validate(data)
+        cfg = DashboardConfig.model_validate(data)
     except ValidationError as exc:
         raise DashboardConfigError(_errors(exc, source)) from exc
+    tls = cfg.mqtt.tls
+    given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(tls, k) is not None]
+    if given and not tls.enabled:
+        # As the gateway: a certificate named but TLS off is most likely a forgotten `enabled`.
+        log.warning(
+            "%s: dashboard.mqtt.tls.%s is set but dashboard.mqtt.tls.enabled = false: "
+            "the MQTT connection is NOT encrypted",
+            source,
+            given[0],
+        )
+    return cfg

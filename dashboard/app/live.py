@@ -128,11 +128,15 @@ class LiveHub:
         stale_after_s: float = 25.0,
         username: str | None = None,
         password: str | None = None,
+        tls: aiomqtt.TLSParameters | None = None,
+        tls_insecure: bool | None = None,
         client_id: str = "neurospasm-dashboard",
     ) -> None:
         self.host, self.port, self.prefix = host, port, prefix.rstrip("/")
         self.stale_after_s = stale_after_s
         self.username, self.password = username, password
+        #: TLS to the broker (the clinic broker's 8883 wants it, with a client certificate).
+        self.tls, self.tls_insecure = tls, tls_insecure
         self.client_id = client_id
         self.devices: dict[tuple[str, str, str], DeviceLive] = {}
         self.connected = asyncio.Event()
@@ -169,6 +173,8 @@ class LiveHub:
                     identifier=self.client_id,
                     username=self.username,
                     password=self.password,
+                    tls_params=self.tls,
+                    tls_insecure=self.tls_insecure,
                     keepalive=15,
                 ) as client:
                     self.client = client

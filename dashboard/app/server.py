@@ -111,7 +111,9 @@ class Dashboard:
             cfg.mqtt.topic_prefix,
             stale_after_s=cfg.stale_after_s,
             username=cfg.mqtt.username,
-            password=cfg.mqtt.password(),
+            password=cfg.mqtt.secret(),
+            tls=cfg.mqtt.tls_parameters(),
+            tls_insecure=cfg.mqtt.tls.insecure if cfg.mqtt.tls.enabled else None,
             client_id=f"neurospasm-dashboard-{secrets.token_hex(3)}",
         )
         self.notices = NoticeCenter(self.hub, self.state_dir, cfg.notices)

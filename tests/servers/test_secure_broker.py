@@ -33,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -347,17 +348,38 @@ async def test_a_gateway_publishes_only_its_own_sites_records(broker: DeployedMo
     assert [t for t, p in got if p == denied] == []
 
 
-async def test_the_dashboard_cannot_publish_at_all(broker: DeployedMosquitto) -> None:
+def notices_topic(site: str) -> str:
+    return f"{PREFIX}/{site}/dashboard/notices"
+
+
+async def test_the_dashboard_publishes_its_sites_notices_and_nothing_else(broker: DeployedMosquitto) -> None:
     async with reader(broker.client("audit"), "#") as audit:
         for listener in ("tls", "ws"):
+            ok = await publish_as(broker, "dash-home-a", [notices_topic("home-a")], listener=listener)
             denied = await publish_as(
                 broker,
                 "dash-home-a",
-                [topic("home-a", k) for k in ("status", "events", "cmd/session", "claim")] + ["other"],
+                [topic("home-a", k) for k in ("status", "events", "cmd/session", "claim")]
+                + [
+                    notices_topic("home-b"),  # another site's notices
+                    f"{PREFIX}/home-a/dashboard/other",
+                    f"{PREFIX}/home-a/dashboard/notices/x",
+                    "neurospasm/v2/home-a/dashboard/notices",  # outside its prefix
+                    "other",
+                ],
                 listener=listener,
             )
             got = await audit.until_sentinel(await sentinel_from(broker))
+            assert [t for t, p in got if p == ok] == [notices_topic("home-a")], listener
             assert [t for t, p in got if p == denied] == [], listener
+    # No other role of the site writes the dashboard's notices.
+    async with reader(broker.client("audit"), "#") as audit:
+        forged = [
+            await publish_as(broker, account, [notices_topic("home-a")])
+            for account in ("gw-home-a", "det-home-a", "ops-home-a", "dash-home-b")
+        ]
+        got = await audit.until_sentinel(await sentinel_from(broker))
+        assert [t for t, p in got if p in forged] == []
 
 
 async def test_an_operator_sends_commands_that_only_the_sites_gateway_reads(
@@ -458,7 +480,17 @@ def test_mqtt5_publishers_are_told_not_authorized(broker: DeployedMosquitto) -> 
     # 0x10 "no matching subscribers" (or 0) is success; the rest were refused, and the gateway knows.
     assert got[topic("home-a", "events")] in (0x00, 0x10), got
     assert got[topic("home-b", "events")] == got[topic("home-a", "claim")] == not_authorized, got
-    got = puback_reasons(broker, "dash-home-a", [topic("home-a", "status"), topic("home-a", "cmd/session")])
+    got = puback_reasons(
+        broker,
+        "dash-home-a",
+        [
+            topic("home-a", "status"),
+            topic("home-a", "cmd/session"),
+            notices_topic("home-b"),
+            notices_topic("home-a"),
+        ],
+    )
+    assert got.pop(notices_topic("home-a")) in (0x00, 0x10), got  # its own notices only
     assert set(got.values()) == {not_authorized}
 
 
@@ -646,6 +678,166 @@ async def test_central_worker_detects_for_a_forwarding_gateway_with_the_site_acc
         rcs = [p.stop() for p in reversed(procs)]
         sim.stop()
     assert rcs == [0, 0], "\n".join(p.tail() for p in procs)
+
+
+def write_dashboard_config(
+    tmp: Path, broker: DeployedMosquitto, site: str, key_file: str | None = None
+) -> Path:
+    """deploy/dashboard.example.toml's [dashboard.mqtt] as an operator fills it in for the clinic
+    broker: the site's dashboard account, its password file, the CA, its certificate and key, all
+    given relative to the config file (which must not depend on the service's working directory)."""
+    etc = tmp / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    account = f"dash-{site}"
+
+    def rel(p: Path) -> str:
+        return json.dumps(os.path.relpath(p, etc))
+
+    certs = broker.conf_dir / "certs"
+    key = key_file or rel(certs / "clients" / f"{account}.key")
+    cfg = etc / "dashboard.toml"
+    cfg.write_text(
+        f"""
+[dashboard]
+bind = "{LOOPBACK}:{free_port()}"
+state_dir = {json.dumps(str(tmp / "dash-state"))}
+default_site = "{site}"
+notice_eval_s = 0.2
+
+[dashboard.notices]
+tonic_longer_than_s = 5
+
+[dashboard.mqtt]
+host = "localhost"
+port = {broker.tls_port}
+topic_prefix = "{PREFIX}"
+username = "{account}"
+password_file = {rel(broker.conf_dir / "secrets" / account)}
+
+[dashboard.mqtt.tls]
+enabled = true
+ca_file = {rel(certs / "ca.crt")}
+cert_file = {rel(certs / "clients" / f"{account}.crt")}
+key_file = {key}
+"""
+    )
+    return cfg
+
+
+def http_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+async def test_the_dashboard_reads_its_site_over_tls_and_its_notices_pass_the_acl(
+    broker: DeployedMosquitto, tmp_path: Path
+) -> None:
+    """`neurospasm dashboard` with the scripts' certificate and password against the deployed broker:
+    a gateway's status and events reach its API, and the notice it raises is delivered."""
+    cfg = write_dashboard_config(tmp_path, broker, "home-a")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    # A key file that is not there: one line naming the key, before any connection attempt.
+    bad_cfg = write_dashboard_config(tmp_path / "bad", broker, "home-a", '"nope.key"')
+    bad = await asyncio.create_subprocess_exec(
+        console_script(), "dashboard", "--config", str(bad_cfg),
+        cwd=elsewhere, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        _, err_bytes = await bad.communicate()
+    err = err_bytes.decode()
+    assert bad.returncode == 2 and "dashboard.mqtt.tls.key_file: cannot read" in err, err
+    assert len(err.strip().splitlines()) == 1 and str(bad_cfg.parent / "nope.key") in err, err
+
+    url_file = tmp_path / "url"
+    log_path = tmp_path / "dashboard.log"
+    log = log_path.open("wb")
+    dash = await asyncio.create_subprocess_exec(
+        console_script(), "dashboard", "--config", str(cfg),
+        cwd=elsewhere,  # relative paths in the file must not be taken from here
+        stdout=log, stderr=log,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "NEUROSPASM_DASHBOARD_URL_FILE": str(url_file)},
+    )  # fmt: skip
+
+    def tail() -> str:
+        return log_path.read_text(errors="replace")[-4000:]
+
+    device = f"dev-{uuid.uuid4().hex[:6]}"
+    status_topic = topic("home-a", "status", device)
+    now = datetime.now(UTC)
+    onset = (now - timedelta(seconds=20)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    event_id = str(uuid.uuid4())
+    event = {
+        "schema": "neurospasm.event/2", "id": event_id, "device": device, "type": "tonic",
+        "channel": "EMG L quad", "onset": onset, "offset": onset, "duration_s": 12.0,
+        "peak_uv": 300.0, "mean_uv": 100.0, "baseline_uv": 3.0, "relative_amplitude": 100.0,
+        "frequency_hz": None, "confidence": 1.0, "detector": {"version": "1", "config_hash": "x"},
+    }  # fmt: skip
+    status = {
+        "schema": "neurospasm.status/1", "device": device, "state": "online", "monitoring": True,
+        "updated": now.isoformat().replace("+00:00", "Z"), "battery_pct": 87,
+        "contact": {"EMG L quad": True}, "loss_pct": 0.0, "spool": {"bytes": 0}, "link": {"reconnects": 0},
+    }  # fmt: skip
+    try:
+        async with (
+            reader(broker.client("audit"), notices_topic("home-a"), notices_topic("home-b")) as audit,
+            reader(broker.client("dash-home-b"), f"{PREFIX}/#") as dash_b,
+        ):
+            async with asyncio.timeout(30):
+                while not url_file.exists():
+                    assert dash.returncode is None, tail()
+                    await asyncio.sleep(0.1)
+                base = url_file.read_text().strip()
+                # Connected and subscribed over TLS (the broker refuses anything less on this port).
+                while not (await asyncio.to_thread(http_json, base + "api/me"))["broker"]["connected"]:
+                    assert dash.returncode is None, tail()
+                    await asyncio.sleep(0.1)
+            async with broker.client("gw-home-a") as gw:
+                await gw.publish(status_topic, json.dumps(status), qos=1)
+                await gw.publish(topic("home-a", "events", device), json.dumps(event), qos=1)
+
+            def patient() -> dict[str, Any] | None:
+                rows = http_json(base + "api/patients")["patients"]
+                return next((p for p in rows if any(d["device"] == device for d in p["devices"])), None)
+
+            async with asyncio.timeout(15):
+                while (p := await asyncio.to_thread(patient)) is None or p["last_event"] is None:
+                    assert dash.returncode is None, tail()
+                    await asyncio.sleep(0.1)
+            (dev,) = [d for d in p["devices"] if d["device"] == device]
+            assert (p["site"], p["patient"], dev["state"], dev["monitoring"]) == (
+                "home-a",
+                "p-0001",
+                "online",
+                True,
+            )
+            assert p["last_event"]["id"] == event_id and p["today"]
+            # The 12 s tonic spasm breaks the 5 s rule: the dashboard publishes a notice on its
+            # site's notices topic, and the ACL lets it through.
+            await audit.wait_for(lambda t, _p: t == notices_topic("home-a"))
+            (notice,) = [json.loads(pl) for t, pl, _ in audit.seen]
+            assert notice["schema"] == "neurospasm.notice/1" and notice["rule"] == "tonic_long"
+            assert (notice["site"], notice["patient"], notice["device"]) == ("home-a", "p-0001", device)
+            listed = await asyncio.to_thread(http_json, base + "api/notices")
+            assert notice["id"] in json.dumps(listed)
+            # The other site's dashboard saw none of it.
+            await sentinel_from(broker, "home-b")
+            await asyncio.sleep(0.2)
+            assert not [t for t, _, _ in dash_b.seen if "/home-a/" in t], dash_b.seen
+    finally:
+        if dash.returncode is None:
+            dash.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(15):
+                rc = await dash.wait()
+        except TimeoutError:
+            dash.kill()
+            rc = await dash.wait()
+        log.close()
+    assert rc == 0, tail()
+    assert "retrying" not in tail(), tail()  # connected at the first attempt
 
 
 # --------------------------------------------------------------------------------------- scripts

@@ -253,6 +253,13 @@ def test_the_dashboard_reads_as_its_read_only_accounts(compose: dict[str, Any]) 
     assert compose["secrets"]["mqtt_dashboard_password"]["file"].endswith(f"/secrets/dash-{site}")
     # Its client certificate and key are there for the TLS listener.
     assert f"/etc/neurospasm/certs/dash-{site}.crt" in mounts and "mqtt_dashboard_key" in dash["secrets"]
+    # ... and the dashboard's config uses them: TLS on, the mounted CA, certificate and key.
+    tls = cfg["mqtt"]["tls"]
+    assert tls["enabled"] is True
+    assert mounts[tls["ca_file"]].endswith("/certs/ca.crt")
+    assert mounts[tls["cert_file"]].endswith(f"/certs/clients/dash-{site}.crt")
+    assert tls["key_file"] == "/run/secrets/mqtt_dashboard_key" and tls["key_file"] in _container_files(dash)
+    assert compose["secrets"]["mqtt_dashboard_key"]["file"].endswith(f"/certs/clients/dash-{site}.key")
     # Read-only everywhere: the read token (as Grafana's), never the gateway's write or the admin token.
     raw_env = yaml.safe_load(COMPOSE.read_text())["services"]["dashboard"]["environment"]
     assert raw_env["NEUROSPASM_INFLUX_TOKEN"].startswith("${INFLUX_GRAFANA_TOKEN")

@@ -128,6 +128,58 @@ def test_config_from_a_gateway_toml(tmp_path: Path) -> None:
         load_dashboard_config(None, {"timezone": "Mars/Olympus"})
 
 
+def test_mqtt_tls_and_password_settings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """[dashboard.mqtt] takes the gateway's TLS keys; relative paths are relative to the file."""
+    conf = tmp_path / "etc"
+    (conf / "certs").mkdir(parents=True)
+    for name in ("ca.crt", "dash.crt", "dash.key"):
+        (conf / "certs" / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    (conf / "secret").write_text("s3cret-value\n")
+    f = conf / "dashboard.toml"
+    f.write_text(
+        '[dashboard.mqtt]\nport = 8883\nusername = "dash-a"\npassword_file = "secret"\n'
+        '[dashboard.mqtt.tls]\nenabled = true\nca_file = "certs/ca.crt"\n'
+        'cert_file = "certs/dash.crt"\nkey_file = "/abs/dash.key"\n'
+    )
+    m = load_dashboard_config(str(f), {"mqtt.host": "broker"}).mqtt
+    assert (m.host, m.port, m.username, m.secret()) == ("broker", 8883, "dash-a", "s3cret-value")
+    assert (m.tls.ca_file, m.tls.cert_file, m.tls.key_file) == (
+        conf / "certs" / "ca.crt", conf / "certs" / "dash.crt", Path("/abs/dash.key")
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"dashboard\.mqtt\.tls\.key_file: cannot read /abs/dash\.key"):
+        m.tls_parameters()
+    ok = m.model_copy(update={"tls": m.tls.model_copy(update={"key_file": conf / "certs" / "dash.key"})})
+    params = ok.tls_parameters()
+    assert params is not None and params.ca_certs == str(conf / "certs" / "ca.crt")
+    assert (params.certfile, params.keyfile) == (
+        str(conf / "certs" / "dash.crt"),
+        str(conf / "certs" / "dash.key"),
+    )
+    assert load_dashboard_config(None).mqtt.tls_parameters() is None  # plain TCP by default
+    # A gateway's own config: its [mqtt] and [mqtt.tls] tables are the dashboard's too.
+    gw = conf / "gateway.toml"
+    gw.write_text(
+        '[gateway]\nsite = "a"\npatient = "p"\n[mqtt]\nhost = "b"\npassword_file = "secret"\n'
+        '[mqtt.tls]\nenabled = true\nca_file = "certs/ca.crt"\n'
+    )
+    g = load_dashboard_config(str(gw)).mqtt
+    assert g.tls.enabled and g.tls.ca_file == conf / "certs" / "ca.crt" and g.secret() == "s3cret-value"
+    # Bad input: one line naming the file and the key.
+    f.write_text("[dashboard.mqtt.tls]\nenable = true\n")
+    with pytest.raises(DashboardConfigError, match=r"dashboard\.toml: dashboard\.mqtt\.tls\.enable: "):
+        load_dashboard_config(str(f))
+    f.write_text('[dashboard.mqtt]\npassword = "x"\npassword_file = "secret"\n')
+    with pytest.raises(DashboardConfigError, match=r"dashboard\.mqtt: .*both set"):
+        load_dashboard_config(str(f))
+    f.write_text('[dashboard.mqtt.tls]\nca_file = "certs/ca.crt"\n')
+    with caplog.at_level("WARNING", "neurospasm.dashboard"):
+        assert load_dashboard_config(str(f)).mqtt.tls_parameters() is None
+    assert "dashboard.mqtt.tls.ca_file is set but dashboard.mqtt.tls.enabled = false" in caplog.text
+    f.write_text('[dashboard.mqtt]\npassword_file = "missing"\n')
+    with pytest.raises(ValueError, match=r"dashboard\.mqtt\.password_file: cannot read .*missing"):
+        load_dashboard_config(str(f)).mqtt.secret()
+
+
 # ---------------------------------------------------------------------------------------------- HTTP
 
 
