@@ -277,7 +277,7 @@ def test_refused_info_on_a_replay_ends_with_a_reason(
 def test_gateway_process_speaks_sd_notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``neurospasm run`` as systemd runs it (Type=notify, WatchdogSec=30): READY=1, then
     WATCHDOG=1 while the device streams, STOPPING=1 on SIGTERM; a real datagram socket."""
-    from harness import gateway, start_sim
+    from support.harness import gateway, start_sim
 
     sock_path = tmp_path / "notify.sock"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

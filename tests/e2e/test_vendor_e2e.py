@@ -179,7 +179,7 @@ def test_sim_command_speaks_the_vendor_protocol(tmp_path: Path) -> None:
     import time
 
     import serial
-    from harness import start_sim
+    from support.harness import start_sim
 
     from ingest.wire.cyton import CytonDecoder
     from ingest.wire.protocol import EmgFrame, InfoFrame

@@ -58,7 +58,7 @@ def event_line(p: dict[str, Any], patient: str) -> bytes:
         t_offset=t0 + p["duration_s"], duration_s=p["duration_s"], peak_uv=p["peak_uv"],
         mean_uv=p["mean_uv"], baseline_uv=None, relative_amplitude=p["relative_amplitude"],
         frequency_hz=p["frequency_hz"], confidence=p["confidence"], detector_version="test",
-        config_hash="test",
+        config_hash="test", context=p.get("context") or "rest", clipped=bool(p.get("clipped")),
     )  # fmt: skip
     return encoders.event_line(rec, patient)
 
@@ -80,6 +80,7 @@ class Dataset:
     envelope: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     acc: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     activity: list[tuple[datetime, str, float]] = field(default_factory=list)
+    legacy_id: str = ""  # an event written without the event schema v2 fields
 
 
 def build(seed: int = 7) -> Dataset:
@@ -114,12 +115,16 @@ def build(seed: int = 7) -> Dataset:
         ds.records.append(event_line(p, PATIENT))
         t += timedelta(seconds=float(rng.uniform(20, 600)))
         k += 1
-    # One event carrying the optional fields a newer detector writes (context, clipped).
-    extra = dict(ds.events[3])
-    line = event_line(extra, PATIENT).decode().rstrip("\n")
-    series, fields, ts = line.split(" ")
-    ds.records[3] = f'{series} {fields},clipped=true,context="rest" {ts}\n'.encode()
-    ds.events[3] = {**extra, "context": "rest", "clipped": True}
+    # Event schema v2: every event carries its context; one was clipped while walking.
+    extra = {**ds.events[3], "context": "walking", "clipped": True}
+    ds.records[3] = event_line(extra, PATIENT)
+    ds.events[3] = extra
+    # One event as a gateway before event schema v2 wrote it (no context, no clipped field):
+    # readers must give None for what was never written.
+    line = event_line(ds.events[1], PATIENT).decode()
+    ds.records[1] = line.replace('clipped=false,', "").replace('context="rest",', "").encode()
+    ds.events[1] = {**ds.events[1], "context": None, "clipped": None}
+    ds.legacy_id = ds.events[1]["id"]
     # A re-delivered event (at-least-once): the same record again.
     ds.records.append(ds.records[5])
     # Gaps: a disconnect before the first hour ends, lead-off on ch2, one long one over the hour.
