@@ -452,6 +452,8 @@ class Gateway:
                 if old is not None and old.pending is not None and pending is None:
                     pending = old.pending  # a restart gap not yet recorded stays pending
                 runner.progress, runner.session = self._new_session(dev, pending)
+                # The decode loop feeds the fresh session (its error counts carry on).
+                runner.pipeline.session = runner.session
                 started = time.monotonic()
 
     def _frame_tap(self, device: str) -> FrameBatcher:

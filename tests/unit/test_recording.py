@@ -70,7 +70,7 @@ def test_malformed_captures_name_the_file_and_offset(tmp_path: Path) -> None:
     at = len(raw) - RECORD_HEADER_BYTES - 1  # the one record: v2 header, 1 byte of data
     raw[at + 20] = 9  # its kind (after sync and two u64 times)
     p.write_bytes(bytes(raw))
-    r = CaptureReader(p)  # v2: the damaged record is skipped and named (v1: tests/unit/test_capture_resync.py)
+    r = CaptureReader(p)  # v2: the damaged record is skipped and named (v1: unit/test_capture_resync.py)
     assert r.records() == [] and r.corrupt == [(at, RECORD_HEADER_BYTES + 1)]
 
 
