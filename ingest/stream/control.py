@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-__all__ = ["MAX_MINUTES", "Clear", "CommandError", "Declare", "parse_declare", "parse_topic"]
+if TYPE_CHECKING:
+    from ingest.config import DeclaredSlot
+
+__all__ = ["MAX_MINUTES", "Clear", "CommandError", "Declare", "due_slots", "parse_declare", "parse_topic"]
 
 #: The longest declarable session: a day's therapy block, not "forever" by mistake.
 MAX_MINUTES = 600.0
@@ -74,3 +80,26 @@ def parse_declare(payload: bytes) -> Declare | Clear:
             raise CommandError(f"minutes {minutes}: want 0 < minutes <= {MAX_MINUTES:g}")
         minutes = float(minutes)
     return Declare(DECLARE_KINDS[kind], minutes)
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def due_slots(
+    slots: Sequence[DeclaredSlot], now: datetime, done: set[tuple[int, str]]
+) -> list[tuple[tuple[int, str], Declare]]:
+    """The configured sessions (``[[devices]] declared``) running at local time ``now`` and not
+    yet declared (``done`` holds (slot index, date) keys): each with the minutes it has left, so
+    a gateway started mid-session declares the rest of it."""
+    out = []
+    for i, slot in enumerate(slots):
+        h, m = (int(x) for x in slot.at.split(":"))
+        start = now.replace(hour=h, minute=m, second=0, microsecond=0)
+        end = start + timedelta(minutes=slot.minutes)
+        key = (i, start.date().isoformat())
+        if slot.days and _WEEKDAYS[start.weekday()] not in slot.days:
+            continue
+        if start <= now < end and key not in done:
+            left = (end - now).total_seconds() / 60.0
+            out.append((key, Declare(DECLARE_KINDS[slot.kind], left)))
+    return out

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from detectors import DetectorConfig
@@ -36,7 +37,7 @@ from ingest.outputs.spool import Spool
 from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.sources.serial import SerialTransport
 from ingest.stream.clock import HostClock
-from ingest.stream.control import Clear, CommandError, parse_declare, parse_topic
+from ingest.stream.control import Clear, CommandError, due_slots, parse_declare, parse_topic
 from ingest.stream.frames import FrameBatcher, announce_payload
 from ingest.stream.pipeline import DecodeLoop
 from ingest.stream.session import DeviceSession, Output
@@ -304,6 +305,8 @@ class Gateway:
         self.commands_applied = 0
         self.commands_refused = 0
         self._command_logged: set[str] = set()
+        #: Configured sessions already declared: device -> {(slot index, date)}.
+        self._slots_done: dict[str, set[tuple[int, str]]] = {}
         #: Set once the command subscription is active (tests wait for it).
         self.commands_ready = asyncio.Event()
         self.last_samples = LastSampleStore(cfg.gateway.state_dir / "last_sample")
@@ -562,6 +565,7 @@ class Gateway:
         while True:
             await asyncio.sleep(0.25)
             self.router.flush_series()
+            self.declare_scheduled(datetime.now().astimezone())
             for runner in self.devices.values():
                 if runner.tap is not None:
                     runner.tap.flush_due()
@@ -634,6 +638,21 @@ class Gateway:
                 log.warning("commands: MQTT connection lost (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, c.gateway.retry_max_s)
+
+    def declare_scheduled(self, now: datetime) -> int:
+        """Declare the configured sessions (``[[devices]] declared``) due at local time ``now``;
+        a device not streaming yet is tried again on the next tick. Returns how many started."""
+        started = 0
+        for dev_id, runner in self.devices.items():
+            if not runner.dev.declared:
+                continue
+            done = self._slots_done.setdefault(dev_id, set())
+            for key, cmd in due_slots(runner.dev.declared, now, done):
+                if runner.session.declare(cmd.kind, cmd.minutes):
+                    done.add(key)
+                    started += 1
+                    log.info("%s: declared %s session started (%.0f min)", dev_id, cmd.kind, cmd.minutes or 0)
+        return started
 
     def on_command(self, topic: str, payload: bytes) -> bool:
         """Apply one command; False (logged once per topic, counted) if it was refused."""
