@@ -4,6 +4,8 @@ and a declared session is recorded with declared=true without dropping the spasm
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from support.checks import validate
 
 from firmware_sim.device import SignalSource, SimDevice
@@ -79,3 +81,31 @@ def test_declared_session_is_recorded_declared_and_spasms_still_come_out() -> No
     events = [o.record for o in outs if o.kind == "event"]
     assert session.detector is not None
     assert len(events) + session.detector.voluntary_bursts == 3
+
+
+async def test_activity_line_reaches_the_dashboards_local_store_reader(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from dashboard.history.sqlite import SqliteHistory
+    from ingest.outputs.sinks.sqlite import SqliteSink
+    from ingest.stream.records import activity_id
+
+    a = ActivityRecord(
+        activity_id("wearable-1", 7, "exercise", 2000, True), "wearable-1", 7, "exercise", "emg", 2000,
+        T0 + 1.0, T0 + 2701.5, declared=True,
+    )  # fmt: skip
+    db = tmp_path / "history.sqlite"
+    async with SqliteSink(db) as sink:
+        await sink.send([encoders.to_line(a, "p-1")])
+    history = SqliteHistory(db)
+    try:
+        rows = history.activity(
+            "wearable-1", datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 3600, UTC)
+        )
+    finally:
+        history.close()
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.context, row.id) == ("exercise", a.id)
+    assert abs(row.duration_s - 2700.5) < 1e-6
+    assert abs(row.start.timestamp() - (T0 + 1.0)) < 1e-3
