@@ -57,6 +57,24 @@ class GatewaySection(_Model):
     retry_max_s: float = Field(10.0, gt=0)
 
 
+class DeclaredSlot(_Model):
+    """A planned exercise/physiotherapy session, declared to the detector every week on ``days``
+    at local time ``at`` for ``minutes`` (issue 9; the MQTT ``cmd/declare`` is the ad-hoc way)."""
+
+    kind: Literal["exercise", "physiotherapy"] = "exercise"
+    at: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    minutes: float = Field(gt=0, le=600)
+    #: Weekdays (``mon`` .. ``sun``); empty: every day.
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
+
+    @model_validator(mode="after")
+    def _within_a_day(self) -> DeclaredSlot:
+        h, m = (int(x) for x in self.at.split(":"))
+        if h * 60 + m + self.minutes > 24 * 60:
+            raise ValueError(f"declared session at {self.at} for {self.minutes:g} min crosses midnight")
+        return self
+
+
 class DeviceSection(_Model):
     id: Ident
     #: Which wire protocol the device speaks (``ingest.wire.base.DECODERS``): our own wearable
@@ -75,6 +93,8 @@ class DeviceSection(_Model):
     #: Reconnect backoff: first delay, cap, and jitter fraction.
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    #: Planned exercise/physiotherapy sessions (``DeclaredSlot``), declared to the detector.
+    declared: list[DeclaredSlot] = []
 
     @field_validator("kind")
     @classmethod

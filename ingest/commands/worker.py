@@ -182,7 +182,7 @@ class DeviceWorker:
         record = out.record
         if record is None:
             return  # series (envelope, accelerometer) are not stored by workers (yet): docs/scaling.md
-        if out.kind in ("onset", "event", "gap"):
+        if out.kind in ("onset", "event", "gap", "activity"):
             self._queue(self.topics(encoders.topic_leaf(record)), payloads.dumps(encoders.to_json(record)),
                         payloads.QOS_CLINICAL)  # fmt: skip
         elif out.kind == "live" and self.worker.cfg.mqtt.live:

@@ -18,9 +18,19 @@ from typing import Any
 
 from ingest.outputs import lineproto
 from ingest.outputs.payloads import iso
-from ingest.stream.records import EventRecord, GapRecord, LiveRecord, OnsetRecord, Record
+from ingest.stream.records import ActivityRecord, EventRecord, GapRecord, LiveRecord, OnsetRecord, Record
 
-__all__ = ["event_line", "gap_line", "health_line", "ms_ns", "to_json", "to_line", "topic_leaf"]
+__all__ = [
+    "activity_json",
+    "activity_line",
+    "event_line",
+    "gap_line",
+    "health_line",
+    "ms_ns",
+    "to_json",
+    "to_line",
+    "topic_leaf",
+]
 
 #: MQTT topic leaf of each record type (``{prefix}/{site}/{patient}/{device}/{leaf}``).
 _LEAVES: dict[type, str] = {
@@ -28,6 +38,7 @@ _LEAVES: dict[type, str] = {
     EventRecord: "events",
     GapRecord: "gaps",
     LiveRecord: "live",
+    ActivityRecord: "activity",
 }
 
 
@@ -106,6 +117,20 @@ def gap_json(r: GapRecord) -> dict[str, Any]:
     return p
 
 
+def activity_json(r: ActivityRecord) -> dict[str, Any]:
+    return {
+        "schema": "neurospasm.activity/1",
+        "id": r.id,
+        "device": r.device,
+        "kind": r.kind,
+        "start": iso(r.t_start),
+        "end": iso(r.t_end),
+        "duration_s": _num(max(0.0, r.t_end - r.t_start)),
+        "declared": r.declared,
+        "suppressed": int(r.suppressed),
+    }
+
+
 def live_json(r: LiveRecord) -> dict[str, Any]:
     return {
         "schema": "neurospasm.live/1",
@@ -123,6 +148,8 @@ def to_json(record: Record) -> dict[str, Any]:
         return gap_json(record)
     if isinstance(record, OnsetRecord):
         return onset_json(record)
+    if isinstance(record, ActivityRecord):
+        return activity_json(record)
     return live_json(record)
 
 
@@ -156,12 +183,27 @@ def gap_line(r: GapRecord, patient: str) -> bytes:
     return lineproto.encode_point("gap", tags, fields, ms_ns(r.t_start))
 
 
+def activity_line(r: ActivityRecord, patient: str) -> bytes:
+    """The ``activity`` point the dashboard reads (docs/influx-schema.md): tags device, context,
+    patient; fields duration_s, id, declared, suppressed; timestamp the span's start."""
+    fields: dict[str, float | int | str | bool] = {
+        "id": r.id,
+        "duration_s": _num(max(0.0, r.t_end - r.t_start)) or 0.0,
+        "declared": r.declared,
+        "suppressed": int(r.suppressed),
+    }
+    tags = {"device": r.device, "context": r.kind, "patient": patient}
+    return lineproto.encode_point("activity", tags, fields, ms_ns(r.t_start))
+
+
 def to_line(record: Record, patient: str) -> bytes:
     """The stored point of a record; b"" for records that are not stored (onsets, live)."""
     if isinstance(record, EventRecord):
         return event_line(record, patient)
     if isinstance(record, GapRecord):
         return gap_line(record, patient)
+    if isinstance(record, ActivityRecord):
+        return activity_line(record, patient)
     return b""  # onsets are live alerts (the completed event is stored), live is for dashboards
 
 

@@ -97,7 +97,7 @@ class Router:
             obs(device, out)
         kind = out.kind
         record = out.record
-        if kind in ("onset", "event", "gap"):
+        if kind in ("onset", "event", "gap", "activity"):
             assert record is not None
             topics = self.mqtt_topics.get(device)
             if topics is not None:

@@ -19,11 +19,13 @@ from typing import Literal
 
 __all__ = [
     "EVENT_NAMESPACE",
+    "ActivityRecord",
     "EventRecord",
     "GapRecord",
     "LiveRecord",
     "OnsetRecord",
     "Record",
+    "activity_id",
     "event_id",
     "gap_id",
 ]
@@ -43,6 +45,14 @@ def event_id(device: str, boot_id: int, key: str) -> str:
 
 def gap_id(device: str, boot_id: int, domain: str, start_counter: int, cause: str) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{device}/{boot_id:08x}/gap/{domain}/{start_counter}/{cause}"))
+
+
+def activity_id(device: str, boot_id: int, kind: str, start_counter: int, declared: bool) -> str:
+    """The id of an activity span: same device, boot, kind, first counter and origin, same id."""
+    origin = "declared" if declared else "detected"
+    return str(
+        uuid.uuid5(EVENT_NAMESPACE, f"{device}/{boot_id:08x}/activity/{kind}/{start_counter}/{origin}")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,4 +126,22 @@ class LiveRecord:
     envelope_uv: dict[str, float]
 
 
-Record = OnsetRecord | EventRecord | GapRecord | LiveRecord
+@dataclass(frozen=True, slots=True)
+class ActivityRecord:
+    """A finished period of voluntary activity (``detectors.events.ActivitySpan``) or of a declared
+    exercise/physiotherapy session (``declared``), so "walked 40 min" is stored beside the counts."""
+
+    id: str
+    device: str
+    boot_id: int
+    kind: str
+    domain: str
+    start_counter: int
+    t_start: float
+    t_end: float
+    declared: bool = False
+    #: EMG bursts inside the span classed voluntary (not published as spasms).
+    suppressed: int = 0
+
+
+Record = OnsetRecord | EventRecord | GapRecord | LiveRecord | ActivityRecord

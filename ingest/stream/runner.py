@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from detectors import DetectorConfig
@@ -36,6 +37,7 @@ from ingest.outputs.spool import Spool
 from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.sources.serial import SerialTransport
 from ingest.stream.clock import HostClock
+from ingest.stream.control import Clear, CommandError, due_slots, parse_declare, parse_topic
 from ingest.stream.frames import FrameBatcher, announce_payload
 from ingest.stream.pipeline import DecodeLoop
 from ingest.stream.session import DeviceSession, Output
@@ -298,6 +300,15 @@ class Gateway:
         self._spool_open = False
         self.notifier = Notifier()
         self._device_tasks: list[asyncio.Task[None]] = []
+        #: Commands over MQTT (``ingest.stream.control``): applied, and refused (bad topic, JSON
+        #: or values, unknown device, no stream yet); a refusal is logged once per topic.
+        self.commands_applied = 0
+        self.commands_refused = 0
+        self._command_logged: set[str] = set()
+        #: Configured sessions already declared: device -> {(slot index, date)}.
+        self._slots_done: dict[str, set[tuple[int, str]]] = {}
+        #: Set once the command subscription is active (tests wait for it).
+        self.commands_ready = asyncio.Event()
         self.last_samples = LastSampleStore(cfg.gateway.state_dir / "last_sample")
         self._envelope_rate = 50.0
         self._raw_emg = False
@@ -510,6 +521,8 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.cfg.mqtt.enabled and self.cfg.mqtt.publish_frames:
             self._tasks.append(asyncio.create_task(self._announce(), name="announce"))
+        if self.cfg.mqtt.enabled:
+            self._tasks.append(asyncio.create_task(self._commands(), name="commands"))
         self.notifier.ready(f"{len(self.devices)} device(s)")
 
     async def run_until(self, stop: asyncio.Event) -> None:
@@ -554,6 +567,7 @@ class Gateway:
         while True:
             await asyncio.sleep(0.25)
             self.router.flush_series()
+            self.declare_scheduled(datetime.now().astimezone())
             for runner in self.devices.values():
                 if runner.tap is not None:
                     runner.tap.flush_due()
@@ -596,6 +610,80 @@ class Gateway:
                 await sink.publish_now(topics("announce"), payload, qos=1)
             await asyncio.sleep(cfg.mqtt.announce_interval_s)
 
+    def command_topic(self) -> str:
+        """The subscription for commands to this gateway's devices (the ACL's read ``cmd/#``)."""
+        c = self.cfg
+        return f"{c.mqtt.topic_prefix}/{c.gateway.site}/{c.gateway.patient}/+/cmd/#"
+
+    async def _commands(self) -> None:
+        """Subscribe to ``.../{device}/cmd/#`` on a connection of its own and apply commands;
+        reconnect with backoff on broker errors, as the deliveries do."""
+        import aiomqtt
+
+        from ingest.outputs.sinks.mqtt import connection_kwargs
+
+        c = self.cfg
+        delay = 0.5
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    **connection_kwargs(c.mqtt), identifier=f"neurospasm-{c.gateway.site}-cmd"
+                ) as client:
+                    await client.subscribe(self.command_topic(), qos=1)
+                    self.commands_ready.set()
+                    delay = 0.5
+                    async for msg in client.messages:
+                        raw = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else b""
+                        self.on_command(str(msg.topic), bytes(raw))
+            except aiomqtt.MqttError as exc:
+                self.commands_ready.clear()
+                log.warning("commands: MQTT connection lost (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, c.gateway.retry_max_s)
+
+    def declare_scheduled(self, now: datetime) -> int:
+        """Declare the configured sessions (``[[devices]] declared``) due at local time ``now``;
+        a device not streaming yet is tried again on the next tick. Returns how many started."""
+        started = 0
+        for dev_id, runner in self.devices.items():
+            if not runner.dev.declared:
+                continue
+            done = self._slots_done.setdefault(dev_id, set())
+            for key, cmd in due_slots(runner.dev.declared, now, done):
+                if runner.session.declare(cmd.kind, cmd.minutes):
+                    done.add(key)
+                    started += 1
+                    log.info("%s: declared %s session started (%.0f min)", dev_id, cmd.kind, cmd.minutes or 0)
+        return started
+
+    def on_command(self, topic: str, payload: bytes) -> bool:
+        """Apply one command; False (logged once per topic, counted) if it was refused."""
+        c = self.cfg
+        try:
+            device, command = parse_topic(topic, c.mqtt.topic_prefix, c.gateway.site, c.gateway.patient)
+            runner = self.devices.get(device)
+            if runner is None:
+                raise CommandError(f"unknown device {device!r}")
+            if command != "declare":
+                raise CommandError(f"unknown command {command!r} (known: declare)")
+            cmd = parse_declare(payload)
+            session = runner.session
+            if isinstance(cmd, Clear):
+                ok = session.clear_declared()
+            else:
+                ok = session.declare(cmd.kind, cmd.minutes)
+            if not ok:
+                raise CommandError("the device is not streaming to the detector yet")
+        except (CommandError, ValueError) as exc:  # ValueError: the detector refused the span
+            self.commands_refused += 1
+            if topic not in self._command_logged:
+                self._command_logged.add(topic)
+                log.warning("command on %s refused: %s", topic, exc)
+            return False
+        self.commands_applied += 1
+        log.info("command on %s applied", topic)
+        return True
+
     def _notify(self, sink: str) -> None:
         d = self.deliveries.get(sink)
         if d is not None:
@@ -632,6 +720,7 @@ class Gateway:
             "pipeline_failures": runner.failures,
             "updated": payloads.iso(time.time()),
             **{k: v for k, v in health.items() if k != "spool_bytes"},
+            "activity": self._activity_status(runner),
             "link": {
                 "bad_frames": runner.bad_frames(),
                 "decode_errors": runner.decode_error_counts(),
@@ -651,6 +740,15 @@ class Gateway:
             "sinks": {name: d.health() for name, d in self.deliveries.items()},
         }
         return payload, health
+
+    @staticmethod
+    def _activity_status(runner: DeviceRunner) -> dict[str, Any]:
+        """The current activity context ("walking since 10:02", a declared session) and the
+        minutes of voluntary activity in the last hour, from the session (issue 9)."""
+        a = runner.session.activity_status(time.time())
+        if a.get("since") is not None:
+            a["since"] = payloads.iso(a["since"])
+        return a
 
     def _publish_status(self, runner: DeviceRunner) -> None:
         if self.router is None or not self._spool_open:

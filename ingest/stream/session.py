@@ -18,17 +18,27 @@ from typing import Any, Literal
 
 import numpy as np
 
-from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
+from detectors import (
+    ActivityChange,
+    ActivitySpan,
+    DetectorConfig,
+    Onset,
+    QualityChange,
+    SpasmDetector,
+    SpasmEvent,
+)
 from detectors.display import EnvelopeDecimator
 from detectors.limits import stream_problem
 from ingest.stream.clock import ClockModel, DerivedClock
 from ingest.stream.records import (
+    ActivityRecord,
     EventRecord,
     GapCause,
     GapRecord,
     LiveRecord,
     OnsetRecord,
     Record,
+    activity_id,
     event_id,
     gap_id,
 )
@@ -42,7 +52,7 @@ ENVELOPE_BATCH_S = 0.1
 REORDER_WINDOW = 8
 
 Domain = Literal["emg", "acc"]
-OutputKind = Literal["onset", "event", "gap", "status", "envelope", "acc", "raw", "live"]
+OutputKind = Literal["onset", "event", "gap", "activity", "status", "envelope", "acc", "raw", "live"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +132,7 @@ class SessionStats:
     onsets: int = 0
     gaps: int = 0
     implausible_counters: int = 0  # frames whose counter jumped further than time allows
+    activities: int = 0  # activity spans recorded (detected and declared)
 
 
 @dataclass
@@ -160,6 +171,12 @@ class DeviceSession:
         self.last_frame_t: float | None = None
         #: Why this device's stream cannot be monitored (see ``_refuse``), or None.
         self.refused: str | None = None
+        #: The current activity context and when it began (UTC s), for the status payload.
+        self.activity_now: str = "rest"
+        self.activity_since: float | None = None
+        self._activity_declared = False
+        #: Finished activity spans (t_start, t_end), the last hour's, for "minutes active".
+        self._recent_spans: list[tuple[float, float]] = []
 
     # -- frames ----------------------------------------------------------------------------
     def on_frame(self, frame: Frame, t_host: float) -> None:
@@ -534,6 +551,72 @@ class DeviceSession:
                 self.emit(Output("event", event, source=out))
             elif isinstance(out, QualityChange):
                 self._quality(out)
+            elif isinstance(out, ActivityChange):
+                self._activity_change(out)
+            elif isinstance(out, ActivitySpan):
+                self._activity_span(out)
+
+    def _activity_change(self, c: ActivityChange) -> None:
+        # A declared session outranks the accelerometer's periods (the detector does the same).
+        if self._activity_declared and not c.declared:
+            return
+        self.activity_now = c.kind
+        self.activity_since = self._time(c.domain, c.sample)
+        self._activity_declared = c.declared and c.kind != "rest"
+
+    def _activity_span(self, s: ActivitySpan) -> None:
+        self.stats.activities += 1
+        t0, t1 = self._time(s.domain, s.start_sample), self._time(s.domain, s.end_sample)
+        rec = ActivityRecord(
+            activity_id(self.device, self.boot_id, s.kind, s.start_sample, s.declared),
+            self.device,
+            self.boot_id,
+            s.kind,
+            s.domain,
+            s.start_sample,
+            t0,
+            t1,
+            declared=s.declared,
+            suppressed=s.suppressed,
+        )
+        self._recent_spans = [p for p in self._recent_spans if p[1] > t1 - 3600.0] + [(t0, t1)]
+        if s.declared and self._activity_declared:
+            self._activity_declared = False
+            self.activity_now, self.activity_since = "rest", t1
+            if self.detector is not None and self.detector.activity != "rest":
+                self.activity_now = self.detector.activity
+        self.emit(Output("activity", rec, source=s))
+
+    # -- declared sessions ----------------------------------------------------------------
+    def declare(self, kind: str, minutes: float | None) -> bool:
+        """Declare a planned exercise/physiotherapy session starting now (the newest EMG counter)
+        for ``minutes`` (None: until ``clear_declared``). False if no stream is running yet."""
+        if self.detector is None or self.emg is None or self.emg.expected is None:
+            return False
+        start = self.emg.expected
+        end = None if minutes is None else start + max(1, round(minutes * 60.0 * self.emg.rate_hz))
+        self._handle(self.detector.declare(kind, start, end))  # type: ignore[arg-type]
+        return True
+
+    def clear_declared(self) -> bool:
+        """End an open declared session now (its span is recorded, declared=true)."""
+        if self.detector is None or self.emg is None or self.emg.expected is None:
+            return False
+        self._handle(self.detector.clear_declared(self.emg.expected))
+        return True
+
+    def activity_status(self, now: float) -> dict[str, Any]:
+        """The status payload's ``activity``: the context now, since when, and the minutes of
+        voluntary activity (finished spans plus the open one) in the hour before ``now``."""
+        lo = now - 3600.0
+        secs = sum(max(0.0, min(b, now) - max(a, lo)) for a, b in self._recent_spans)
+        if self.activity_now != "rest" and self.activity_since is not None:
+            secs += max(0.0, now - max(self.activity_since, lo))
+        out: dict[str, Any] = {"now": self.activity_now, "active_min_1h": round(min(secs, 3600.0) / 60.0, 1)}
+        if self.activity_since is not None:
+            out["since"] = self.activity_since
+        out["declared"] = self._activity_declared
+        return out
 
     def _quality(self, q: QualityChange) -> None:
         self.quality[q.channel] = q.state

@@ -15,7 +15,7 @@ from firmware_sim.signals import synthesize
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import StreamDecoder
 
-KINDS = ("event", "onset", "gap", "status", "live")
+KINDS = ("event", "onset", "gap", "status", "live", "activity")
 
 
 def run_session(scenario: str, seconds: float) -> list[Output]:
