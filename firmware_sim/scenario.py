@@ -19,7 +19,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import (
@@ -90,17 +90,7 @@ ActivityKind = Literal[
     "wheelchair",
     "transfer",
 ]
-ACTIVITY_KINDS: tuple[str, ...] = (
-    "walk",
-    "sit_to_stand",
-    "stand_to_sit",
-    "reach",
-    "lift",
-    "cycling",
-    "exercise",
-    "wheelchair",
-    "transfer",
-)
+ACTIVITY_KINDS: tuple[str, ...] = get_args(ActivityKind)
 #: Default duration (s) and cycle frequency (Hz: stride, pedal, push or repetition rate) per kind.
 ACTIVITY_DEFAULTS: dict[str, tuple[float, float | None]] = {
     "walk": (40.0, 0.95),
