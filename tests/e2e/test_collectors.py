@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.checks import assert_gaps_match, gateway_config
 
 from firmware_sim.device import SignalSource, SimDevice
@@ -97,6 +98,7 @@ def check_events(
             assert len(hits) <= 1, (lab, onsets)  # cut by a gap: maybe found, never twice
 
 
+@pytest.mark.flaky(reruns=2)  # live pty timing on a loaded 2-core machine: a rerun, never a skip
 async def test_pty_three_disconnects_reboot_and_loss(tmp_path: Path) -> None:
     sc = scenario()
     rec = synthesize(sc)
