@@ -1,7 +1,7 @@
 """``neurospasm worker``: run the detectors centrally on frames that gateways publish over MQTT.
 
 A clinic with many homes does not need a detector in every house: gateways with
-``[mqtt] publish_frames = true`` publish each device's link bytes (``ingest.stream.frames``), and any
+``[scaling] publish_frames = true`` publish each device's link bytes (``ingest.stream.frames``), and any
 number of workers share the devices between them. docs/scaling.md explains the design; in short:
 
 - A detector is stateful per device (adaptive baseline, open episodes), so consecutive batches of

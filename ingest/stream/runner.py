@@ -97,10 +97,10 @@ class DeviceRunner:
     monitoring: bool = False
     reconnects: int = 0
     last_error: str = ""
-    #: False: a forwarding gateway (``mqtt.detect_locally = false``); the session sees INFO and
+    #: False: a forwarding gateway (``scaling.detect_locally = false``); the session sees INFO and
     #: STATUS frames only (device identity, battery), a central worker runs the detector.
     detect: bool = True
-    #: Batches the link bytes for ``.../frames`` (``mqtt.publish_frames``).
+    #: Batches the link bytes for ``.../frames`` (``scaling.publish_frames``).
     tap: FrameBatcher | None = None
     _ended: bool = False
     _closed_bytes: int = 0
@@ -389,7 +389,7 @@ class Gateway:
         self._raw_emg = bool(raw_sinks)
         for dev in cfg.devices:
             # Where the data stopped when this gateway last ran: the downtime is a gap.
-            last = self.last_samples.load(dev.id) if cfg.mqtt.detect_locally else None
+            last = self.last_samples.load(dev.id) if cfg.scaling.detect_locally else None
             progress, session = self._new_session(dev, PendingGap("gateway_restart", last) if last else None)
             self.devices[dev.id] = DeviceRunner(
                 dev,
@@ -397,8 +397,8 @@ class Gateway:
                 self.transport_factory,
                 cfg.gateway.stale_after_s,
                 self._device_state,
-                detect=cfg.mqtt.detect_locally,
-                tap=self._frame_tap(dev.id) if cfg.mqtt.enabled and cfg.mqtt.publish_frames else None,
+                detect=cfg.scaling.detect_locally,
+                tap=self._frame_tap(dev.id) if cfg.mqtt.enabled and cfg.scaling.publish_frames else None,
                 progress=progress,
             )
             runner = self.devices[dev.id]
@@ -519,7 +519,7 @@ class Gateway:
             self._tasks.append(task)
             self._device_tasks.append(task)
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
-        if self.cfg.mqtt.enabled and self.cfg.mqtt.publish_frames:
+        if self.cfg.mqtt.enabled and self.cfg.scaling.publish_frames:
             self._tasks.append(asyncio.create_task(self._announce(), name="announce"))
         if self.cfg.mqtt.enabled:
             self._tasks.append(asyncio.create_task(self._commands(), name="commands"))
@@ -604,11 +604,11 @@ class Gateway:
                     boot_id=runner.session.boot_id if runner.session.info is not None else None,
                     frames_topic=topics("frames"),
                     state=runner.state,
-                    interval_s=cfg.mqtt.announce_interval_s,
-                    detect_locally=cfg.mqtt.detect_locally,
+                    interval_s=cfg.scaling.announce_interval_s,
+                    detect_locally=cfg.scaling.detect_locally,
                 )
                 await sink.publish_now(topics("announce"), payload, qos=1)
-            await asyncio.sleep(cfg.mqtt.announce_interval_s)
+            await asyncio.sleep(cfg.scaling.announce_interval_s)
 
     def command_topic(self) -> str:
         """The subscription for commands to this gateway's devices (the ACL's read ``cmd/#``)."""
@@ -756,4 +756,4 @@ class Gateway:
         payload, health = self.status_payload(runner)
         # A forwarding gateway leaves the status topic to the worker that runs the detector: only
         # it knows whether the device is really monitored (its last will still says "offline").
-        self.router.status(runner.dev.id, payload, health, mqtt=self.cfg.mqtt.detect_locally)
+        self.router.status(runner.dev.id, payload, health, mqtt=self.cfg.scaling.detect_locally)
