@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from dashboard.app.config import load_dashboard_config
 from detectors.configfile import ConfigError, format_errors, load_toml
 from firmware_sim.scenario import ScenarioError, load_scenario
 from ingest.commands.worker import load_worker_config
@@ -25,6 +26,7 @@ LOADERS: dict[str, tuple[Loader, str]] = {
     "gateway": (load_config, DEVICE),
     "worker": (load_worker_config, ""),
     "scenario": (load_scenario, SCENARIO),
+    "dashboard": (lambda p: load_dashboard_config(str(p)), "[dashboard]\n"),
 }
 
 CASES = [
@@ -70,6 +72,10 @@ CASES = [
      "events[0].type: Input should be 'twitch', 'phasic', 'tonic', 'clonus' or 'tremor' (got 'spasm')"),
     ("scenario", "[faults]\nframe_loss_rate = 1.5\n",
      "faults.frame_loss_rate: Input should be less than 1 (got 1.5)"),
+    # the dashboard's [dashboard] table, read by the same reader
+    ("dashboard", "stale_after = 3\n", "dashboard.stale_after: unknown key"),
+    ("dashboard", "[dashboard.mqtt.tls]\nenabled = 2\n",
+     "dashboard.mqtt.tls.enabled: Input should be a valid boolean, unable to interpret input (got 2)"),
 ]  # fmt: skip
 
 
