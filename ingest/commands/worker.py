@@ -64,7 +64,7 @@ from ingest.outputs.spool import Priority, Spool
 from ingest.stream.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
 from ingest.stream.records import StatusRecord, WorkerInfo
 from ingest.stream.session import DeviceSession, Output
-from ingest.stream.supervisor import PendingGap, Progress, restart_gap, supervise
+from ingest.stream.supervisor import PROGRESS_WINDOW_S, PendingGap, Progress, restart_gap, supervise
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ class DeviceWorker:
         self._idle = asyncio.Event()  # set while nothing waits to be published
         self._idle.set()
         self.task: asyncio.Task[None] | None = None
+        self._finished = False  # the session was finished by a clean stop: no more batches
 
     def _new_session(self, pending: PendingGap | None) -> tuple[Progress, DeviceSession]:
         """A fresh session (at the lease, and after the pipeline failed), its outputs counted by
@@ -281,7 +282,9 @@ class DeviceWorker:
             return
         if goodbye and not self.task.done():
             # As the gateway does on a clean stop: close open episodes (an event cut at the stop
-            # beats none: the next worker never sees its onset).
+            # beats none: the next worker never sees its onset). Batches still arriving while the
+            # goodbye goes out are not fed to the finished session (it would refuse them).
+            self._finished = True
             self.session.finish()
             self.state, self.monitoring = "offline", False
             self._status()
@@ -338,6 +341,8 @@ class DeviceWorker:
                 await asyncio.sleep(delay)
 
     def _on_batch(self, payload: object) -> None:
+        if self._finished:
+            return
         if not isinstance(payload, (bytes, bytearray)):
             self.bad_batches += 1
             return
@@ -374,14 +379,19 @@ class DeviceWorker:
             now = time.monotonic()
             flowing = self.last_batch is not None and now - self.last_batch < stale_after
             state = "online" if flowing else ("stale" if self.last_batch is not None else "connecting")
-            monitoring = flowing and not self.session.needs_info
+            # As on the gateway: monitoring means samples went through the detector just now,
+            # not merely that frames arrive (a refused device, or one without INFO yet, is not).
+            monitoring = flowing and self.progress.progressing(PROGRESS_WINDOW_S)
             refused = getattr(self.session, "refused", None)
             if monitoring:
                 self.reason = ""
-            elif refused:
-                self.reason = f"refused: {refused}"
+            elif refused and flowing:
+                state, self.reason = "refused", f"refused: {refused}"
             elif flowing:
-                self.reason = "waiting for the device's INFO frame"
+                self.reason = (
+                    "waiting for the device's INFO frame" if self.session.needs_info
+                    else "no samples reach the detector"
+                )  # fmt: skip
             else:
                 self.reason = f"no frames for {stale_after:g} s" if self.last_batch else "waiting for frames"
             if (state, monitoring) != (self.state, self.monitoring) or now - last_status >= STATUS_INTERVAL_S:

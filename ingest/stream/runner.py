@@ -43,6 +43,7 @@ from ingest.stream.pipeline import DecodeLoop
 from ingest.stream.records import StatusRecord
 from ingest.stream.session import DeviceSession, Output
 from ingest.stream.supervisor import (
+    PROGRESS_WINDOW_S,
     LastSampleStore,
     PendingGap,
     Progress,
@@ -57,8 +58,6 @@ log = logging.getLogger(__name__)
 
 TransportFactory = Callable[[DeviceSection], Transport]
 STATUS_INTERVAL_S = 10.0
-#: Without samples through the detector for this long, a connected device is "not monitored".
-PROGRESS_WINDOW_S = 2.0
 #: Clinical records held in memory while the disk under the spool is full (a few days of events).
 MEMORY_FALLBACK_RECORDS = 20_000
 #: States in which a pipeline waits on purpose (bounded sleeps): healthy for the watchdog.

@@ -46,6 +46,8 @@ RestartCause = Literal["gateway_restart", "pipeline_restart"]
 #: A persisted "last sample" older than this is not bridged by one gap (a box switched off for a
 #: month is not a gap in a night's recording); the gap is still recorded, capped at this length.
 MAX_RESTART_GAP_S = 7 * 24 * 3600.0
+#: Without samples through the detector for this long, a connected device is "not monitored".
+PROGRESS_WINDOW_S = 2.0
 #: A pipeline that ran this long before failing starts its backoff afresh.
 HEALTHY_AFTER_S = 30.0
 
