@@ -1,9 +1,10 @@
 """A central worker's device pipeline under the gateway's supervisor, on the real Mosquitto.
 
 A capture's link records are published as the frames a forwarding gateway would send, at full
-speed. A fault is injected inside the worker's pipeline (its detector raises on the next block):
-the failure is logged once, the retained status turns ``failed`` / ``monitoring: false`` with the
-reason, a ``pipeline_restart`` gap covers the lost time, and a fresh session detects again.
+speed. A fault is injected inside the worker's pipeline, at the decoder behind the device seam (it
+raises on the next batch; the gateway's own test injects at the detector): the failure is logged
+once, the retained status turns ``failed`` / ``monitoring: false`` with the reason, a
+``pipeline_restart`` gap covers the lost time, and a fresh decoder and session detect again.
 """
 
 from __future__ import annotations
@@ -100,13 +101,13 @@ def test_a_failure_inside_a_worker_session_is_shown_gapped_and_recovered(
                     await gw.publish(topic.format("frames"), b, qos=1)
                 await _wait(lambda: len(of("onsets")) >= 1 and dw.monitoring, 10, "the first onset")
                 first_session = dw.session
-                detector = first_session.detector
-                assert detector is not None and dw.failures == 0
+                decoder = dw.feeder.pipeline.decoder
+                assert dw.failures == 0
 
                 def boom(*_a: Any, **_k: Any) -> Any:
-                    raise RuntimeError("injected detector fault")
+                    raise RuntimeError("injected decoder fault")
 
-                detector.feed_emg = boom  # type: ignore[method-assign]
+                decoder.feed = boom  # type: ignore[method-assign]
                 with caplog.at_level(logging.ERROR, logger="ingest.stream.supervisor"):
                     for b in batches[cut:]:
                         await gw.publish(topic.format("frames"), b, qos=1)
@@ -128,7 +129,7 @@ def test_a_failure_inside_a_worker_session_is_shown_gapped_and_recovered(
 
         failed = [s for s in of("status") if s["state"] == "failed"]
         assert failed[0]["monitoring"] is False and failed[0]["pipeline_failures"] == 1
-        assert failed[0]["reason"] == "pipeline failed: RuntimeError: injected detector fault"
+        assert failed[0]["reason"] == "pipeline failed: RuntimeError: injected decoder fault"
         for s in of("status"):
             jsonschema.validate(s, status_schema)
         later = [s for s in of("status") if s.get("pipeline_failures") == 1 and s["monitoring"]]
@@ -136,7 +137,7 @@ def test_a_failure_inside_a_worker_session_is_shown_gapped_and_recovered(
         restart = [g for g in of("gaps") if g["cause"] == "pipeline_restart"]
         assert len(restart) == 1 and restart[0]["samples_missing"] > 0
         assert 0.0 < restart[0]["duration_s"] < 5.0
-        assert dw.failures == 1
+        assert dw.failures == 1 and dw.feeder.pipeline.decoder is not decoder  # a fresh decoder too
         lines = [r for r in caplog.records if "pipeline failed" in r.getMessage()]
         assert len(lines) == 1 and DEVICE in lines[0].getMessage() and lines[0].exc_info is not None
 
