@@ -40,6 +40,8 @@ Ident = Annotated[str, Field(pattern=_ID)]
 
 
 _M = TypeVar("_M", bound=BaseModel)
+#: Where every key is documented (named after an unknown key).
+EXAMPLE = "deploy/gateway.example.toml"
 
 
 class _Model(BaseModel):
@@ -299,11 +301,6 @@ class GatewayConfig(_Model):
         return self.local.directory or self.gateway.state_dir / "series"
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    """One line per problem: ``file: dotted.key: message`` (``detectors.configfile``)."""
-    return format_errors(source, exc.errors(), reference="deploy/gateway.example.toml")
-
-
 def read_secret(value: str | None, path: Path | None, what: str) -> str | None:
     """A secret given inline or, better, in a file readable only by the gateway's user."""
     if path is None:
@@ -314,14 +311,16 @@ def read_secret(value: str | None, path: Path | None, what: str) -> str | None:
         raise ConfigError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
 
 
-def validate_model(model: type[_M], data: Any, source: str) -> _M:
-    """``model.model_validate(data)``, every problem one ``file: dotted.key: message`` line."""
+def validate_model(model: type[_M], data: Any, source: str, reference: str = EXAMPLE) -> _M:
+    """``model.model_validate(data)``, every problem one ``file: dotted.key: message`` line
+    (an unknown key names ``reference``, the example file that documents every key)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        # One line per problem, ``file: dotted.key: message``; a typo points at the example file.
+        raise ConfigError(format_errors(source, exc.errors(), reference=reference)) from None
 
 
 def detector_config(data: dict[str, Any], source: str) -> DetectorConfig:

@@ -129,7 +129,7 @@ class WorkerConfig(_Model):
 def load_worker_config(path: str | Path) -> WorkerConfig:
     """Read and validate a worker TOML; ConfigError naming the file and key at fault."""
     p = Path(path)
-    cfg = validate_model(WorkerConfig, load_toml(p), str(p))
+    cfg = validate_model(WorkerConfig, load_toml(p), str(p), "deploy/worker.example.toml")
     detector_config(cfg.detector, str(p))
     cfg = cfg.model_copy(update={"mqtt": rebase_mqtt(cfg.mqtt, p.resolve().parent)})
     check_mqtt_files(cfg.mqtt, str(p))  # a worker is loaded where it runs

@@ -60,7 +60,7 @@ CASES = [
     ("worker", "[worker]\nlease_s = 4.0\nrenew_s = 3.0\n",
      "worker: renew_s must be at most half of lease_s, or one late renewal loses the lease"),
     ("worker", "[mqtt]\npublish_frames = true\n",
-     "mqtt.publish_frames: unknown key (check the spelling against deploy/gateway.example.toml)"),
+     "mqtt.publish_frames: unknown key (check the spelling against deploy/worker.example.toml)"),
     ("worker", "[detector]\non_ratio = 1.5\n",
      "detector.on_ratio: need 1 < off <= on, got 2.0/1.5 (with detector.off_ratio)"),
     ("worker", "[detector]\nbogus = 1\n", "detector.bogus: unknown key"),
