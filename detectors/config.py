@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -246,10 +247,14 @@ class DetectorConfig:
                 )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "detector config") -> DetectorConfig:
-        """Build from a mapping (a TOML ``[detector]`` section); errors name ``source`` and the key."""
+    def from_dict(
+        cls, data: Mapping[str, Any], *, source: str = "detector config", prefix: str = ""
+    ) -> DetectorConfig:
+        """Build from a mapping (a TOML ``[detector]`` section). Every error is one line naming
+        ``source`` and the key, dotted with ``prefix``: ``gw.toml: detector.on_ratio: ...``."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+            where = f"{prefix.rstrip('.')}: " if prefix else ""
+            raise ConfigError(f"{source}: {where}expected a table of settings, got {type(data).__name__}")
         hints = typing.get_type_hints(cls)
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -257,12 +262,13 @@ class DetectorConfig:
             if key not in known:
                 close = [k for k in sorted(known) if k.split("_")[0] == str(key).split("_")[0]]
                 hint = f" (did you mean one of {close}?)" if close else ""
-                raise ConfigError(f"{source}: unknown key {key!r}{hint}")
-            kwargs[key] = _coerce(source, key, value, hints[key])
+                shown = key if re.fullmatch(r"\w+", str(key), re.ASCII) else repr(key)  # one line, always
+                raise ConfigError(f"{source}: {prefix}{shown}: unknown key{hint}")
+            kwargs[key] = _coerce(f"{source}: {prefix}{key}", value, hints[key])
         try:
             return cls(**kwargs)
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+            raise ConfigError(f"{source}: {_keyed(str(exc), prefix, kwargs)}") from None
 
     @property
     def hash(self) -> str:
@@ -271,21 +277,36 @@ class DetectorConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
-    """Check one TOML value against the field's type; ints are accepted where floats are expected."""
+def _keyed(msg: str, prefix: str, given: Iterable[str]) -> str:
+    """A range check's ``detector config key(s) 'a'/'b': ...`` as ``{prefix}a: ...``: the dotted
+    key first, the one the user set when the check names several."""
+    m = re.match(r"detector config keys? ('\w+'(?:/'\w+')*)(: )?", msg)
+    if m is None:
+        return msg
+    named = [k.strip("'") for k in m.group(1).split("/")]
+    key = next((k for k in named if k in given), named[0])
+    others = [k for k in named if k != key]
+    rest = msg[m.end() :] if m.group(2) else msg.removeprefix("detector config keys ")
+    with_ = f" (with {', '.join(prefix + k for k in others)})" if others and m.group(2) else ""
+    return f"{prefix}{key}: {rest}{with_}"
+
+
+def _coerce(where: str, value: Any, hint: Any) -> Any:
+    """Check one TOML value against the field's type; ints are accepted where floats are expected.
+    ``where`` is ``source: dotted.key``."""
     args = typing.get_args(hint)
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
     if value is None:
         if optional:
             return None
-        raise ConfigError(f"{source}: key {key!r} must not be empty")
+        raise ConfigError(f"{where}: must not be empty")
     if base is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{source}: key {key!r} must be true or false, got {value!r}")
+        raise ConfigError(f"{where}: must be true or false, got {value!r}")
     if isinstance(value, bool):
-        raise ConfigError(f"{source}: key {key!r} must be a number, got a boolean")
+        raise ConfigError(f"{where}: must be a number, got a boolean")
     if base is float and isinstance(value, int | float):
         return float(value)
     if base is int and isinstance(value, int):
@@ -293,4 +314,4 @@ def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
     if base is int and isinstance(value, float) and value.is_integer():
         return int(value)
     want = "an integer" if base is int else "a number"
-    raise ConfigError(f"{source}: key {key!r} must be {want}, got {value!r}")
+    raise ConfigError(f"{where}: must be {want}, got {value!r}")

@@ -16,7 +16,6 @@ envelope (see docs/simulator.md for the exact meaning of each field).
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -31,6 +30,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from detectors.configfile import ConfigError, format_errors, load_toml
 
 __all__ = [
     "ACTIVITY_KINDS",
@@ -116,8 +117,9 @@ TREMOR_MIN_S = 3.0
 Posture = Literal["supine", "prone", "left_side", "right_side", "sitting", "standing"]
 
 
-class ScenarioError(ValueError):
-    """A scenario file is unreadable or invalid. The message names the file and the key at fault."""
+class ScenarioError(ConfigError):
+    """A scenario file is unreadable or invalid. The message names the file and the key at fault.
+    A ``ConfigError``, the one kind of configuration mistake, so every caller handles it alike."""
 
 
 class _Model(BaseModel):
@@ -469,57 +471,22 @@ class Scenario(_Model):
         return len(self.channels)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    """pydantic's ('events', 2, 'type') -> 'events[2].type'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem, each ``source: key.path: message``."""
-    lines = []
-    for e in err.errors():
-        msg = str(e["msg"])
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        where = _loc(tuple(e["loc"]))
-        # Cross-field checks put the key in the message ("duration_s: ..."): join it to the location.
-        if ": " in msg and " " not in msg.split(": ", 1)[0]:
-            head, msg = msg.split(": ", 1)
-            where = f"{where}.{head}" if where else head
-        given = e.get("input")
-        if e["type"] != "value_error" and isinstance(given, str | int | float | bool):
-            msg += f" (got {given!r})"
-        lines.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
     """Validate a scenario given as a dict (already parsed TOML). Raises ScenarioError."""
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        raise ScenarioError(format_validation_error(err, source)) from None
+        raise ScenarioError(format_errors(source, err.errors())) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario TOML file. Errors name the file and the key at fault."""
+    """Read and validate a scenario TOML file. Errors name the file and the key at fault, through
+    the one settings reader (``detectors.configfile``)."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except OSError as err:
-        raise ScenarioError(f"{p}: cannot read scenario: {err.strerror or err}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ScenarioError(f"{p}: not UTF-8 at byte offset {err.start}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{p}: invalid TOML: {err}") from None
+        data = load_toml(p, "scenario")
+    except ConfigError as err:
+        raise ScenarioError(str(err)) from None
     return parse_scenario(data, str(p))
 
 

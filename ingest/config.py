@@ -4,13 +4,14 @@ Every key is documented in ``deploy/gateway.example.toml``. Unknown keys are err
 not silently fall back to a default on a box nobody watches), and every error is one line that
 names the file and the dotted key at fault.
 
-This module is the one place configuration files are read (``load_toml``) and the one error type
-(``ConfigError``, the detector's own, so ``[detector]`` mistakes and gateway mistakes are one kind
-for every caller): the gateway, the central worker (``ingest.commands.worker``) and the detector
-settings all go through it. What is checked at load, not at the first connection attempt: secret
-files are readable, relative paths are taken relative to the config file, TLS files are not set
-with TLS off (a warning), and ``check_state_dir`` says in one line when the state directory is not
-writable.
+Configuration files are read by one function (``load_toml``) and fail with one error type
+(``ConfigError``), both from ``detectors.configfile``, the one room every other may import: the
+gateway, the central worker (``ingest.commands.worker``), the simulator's scenarios
+(``firmware_sim.scenario``) and the ``[detector]`` settings all go through them, so every mistake
+is the same kind of line for every caller. What is checked at load, not at the first connection
+attempt: secret files are readable, relative paths are taken relative to the config file, TLS
+files are not set with TLS off (a warning), and ``check_state_dir`` says in one line when the
+state directory is not writable.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import logging
 import os
 import re
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detectors import DetectorConfig
 from detectors.config import ConfigError
+from detectors.configfile import format_errors, load_toml
 from ingest.pseudonyms import PSEUDONYM_PATTERN
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ Ident = Annotated[str, Field(pattern=_ID)]
 
 
 _M = TypeVar("_M", bound=BaseModel)
+#: Where every key is documented (named after an unknown key).
+EXAMPLE = "deploy/gateway.example.toml"
 
 
 class _Model(BaseModel):
@@ -90,7 +93,7 @@ class DeviceSection(_Model):
     address: str = ""
     name: str = ""
     service_uuid: str = ""
-    #: Reconnect backoff: first delay, cap, and jitter fraction.
+    #: Reconnect backoff: first delay and cap (jittered exponential, ``ingest.outputs.delivery.Backoff``).
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     #: Planned exercise/physiotherapy sessions (``DeclaredSlot``), declared to the detector.
@@ -138,24 +141,9 @@ class MqttSection(_Model):
     keepalive_s: int = Field(30, ge=5)
     #: Persistent session: the broker keeps QoS 1 state for us across reconnects.
     clean_session: bool = False
-    #: Downsampled envelope + accelerometer for dashboards (QoS 0, never spooled).
+    #: Downsampled EMG envelope for dashboards on ``.../live`` (QoS 0, never spooled).
     live: bool = True
     live_rate_hz: float = Field(10.0, gt=0, le=100)
-    #: Also publish each device's link bytes on ``.../frames`` for central workers (docs/scaling.md).
-    publish_frames: bool = False
-    #: Run the detector here too; false makes the gateway a forwarder (needs publish_frames).
-    detect_locally: bool = True
-    #: How often each device is announced on ``.../announce`` so a worker leases it.
-    announce_interval_s: float = Field(2.0, gt=0, le=60)
-
-    @model_validator(mode="after")
-    def _someone_detects(self) -> MqttSection:
-        if not self.detect_locally and not (self.enabled and self.publish_frames):
-            raise ValueError(
-                "detect_locally = false needs enabled = true and publish_frames = true: "
-                "otherwise nothing would detect spasms"
-            )
-        return self
 
     @field_validator("topic_prefix")
     @classmethod
@@ -163,6 +151,23 @@ class MqttSection(_Model):
         if not v or any(c in v for c in "+#") or v.startswith("/") or v.endswith("/"):
             raise ValueError("must be a plain topic path without wildcards or leading/trailing '/'")
         return v
+
+
+class ScalingSection(_Model):
+    """Central workers (docs/scaling.md): what this gateway forwards, and whether it detects."""
+
+    #: Also publish each device's link bytes on ``.../frames`` for central workers.
+    publish_frames: bool = False
+    #: Run the detector here too; false makes the gateway a forwarder (needs publish_frames).
+    detect_locally: bool = True
+    #: How often each device is announced on ``.../announce`` so a worker leases it.
+    announce_interval_s: float = Field(2.0, gt=0, le=60)
+
+
+#: Keys that moved out of ``[mqtt]``: a one-line error naming the new place, not a silent default.
+MOVED_KEYS = {
+    ("mqtt", k): ("scaling", k) for k in ("publish_frames", "detect_locally", "announce_interval_s")
+}
 
 
 class InfluxSection(_Model):
@@ -228,7 +233,18 @@ class GatewayConfig(_Model):
     influx: InfluxSection = InfluxSection()
     local: LocalSection = LocalSection()
     series: SeriesSection = SeriesSection()
+    scaling: ScalingSection = ScalingSection()
     spool: SpoolSection = SpoolSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for (old, key), (new, new_key) in MOVED_KEYS.items():
+                section = data.get(old)
+                if isinstance(section, dict) and key in section:
+                    raise ValueError(f"{old}.{key}: moved: set it as {new}.{new_key} (a [{new}] table)")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -259,6 +275,16 @@ class GatewayConfig(_Model):
         return out
 
     @model_validator(mode="after")
+    def _someone_detects(self) -> GatewayConfig:
+        sc = self.scaling
+        if not sc.detect_locally and not (self.mqtt.enabled and sc.publish_frames):
+            raise ValueError(
+                "scaling.detect_locally: false needs mqtt.enabled = true and scaling.publish_frames = "
+                "true: otherwise nothing would detect spasms"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
         ids = [d.id for d in self.devices]
         dup = {i for i in ids if ids.count(i) > 1}
@@ -275,28 +301,6 @@ class GatewayConfig(_Model):
         return self.local.directory or self.gateway.state_dir / "series"
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out or "(top level)"
-
-
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    """One line per problem: ``file: dotted.key: message``."""
-    lines = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling against deploy/gateway.example.toml)"
-        lines.append(f"{source}: {_loc(loc)}: {msg}")
-    return "\n".join(lines)
-
-
 def read_secret(value: str | None, path: Path | None, what: str) -> str | None:
     """A secret given inline or, better, in a file readable only by the gateway's user."""
     if path is None:
@@ -307,45 +311,30 @@ def read_secret(value: str | None, path: Path | None, what: str) -> str | None:
         raise ConfigError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
 
 
-def validate_model(model: type[_M], data: Any, source: str) -> _M:
-    """``model.model_validate(data)``, every problem one ``file: dotted.key: message`` line."""
+def validate_model(model: type[_M], data: Any, source: str, reference: str = EXAMPLE) -> _M:
+    """``model.model_validate(data)``, every problem one ``file: dotted.key: message`` line
+    (an unknown key names ``reference``, the example file that documents every key)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        # One line per problem, ``file: dotted.key: message``; a typo points at the example file.
+        raise ConfigError(format_errors(source, exc.errors(), reference=reference)) from None
 
 
 def detector_config(data: dict[str, Any], source: str) -> DetectorConfig:
-    """The ``[detector]`` table of a config file, errors naming the file and the key."""
+    """The ``[detector]`` table of a config file, errors naming the file and the dotted key
+    (``gw.toml: detector.on_ratio: ...``)."""
     if not data:
         return DetectorConfig()
-    return DetectorConfig.from_dict(data, source=f"{source}: detector")
+    return DetectorConfig.from_dict(data, source=source, prefix="detector.")
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> GatewayConfig:
     cfg = validate_model(GatewayConfig, data, source)
     detector_config(cfg.detector, source)  # a [detector] mistake is a config error, at load
     return cfg
-
-
-def load_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
-    """Read one TOML file: the one place config-like files are read. ConfigError, one line,
-    naming the file (and the line, for a syntax error) when it cannot be read or parsed."""
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{p}: is a directory, not a {what} file")
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 at byte offset {exc.start}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
 
 
 def load_config(path: str | Path) -> GatewayConfig:

@@ -28,20 +28,22 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detectors.configfile import ConfigError, format_errors, load_toml
+
 log = logging.getLogger("neurospasm.dashboard")
 
 __all__ = ["DashboardConfig", "DashboardConfigError", "MqttSettings", "MqttTls", "load_dashboard_config"]
 
 
-class DashboardConfigError(Exception):
-    """One line naming the file and key at fault."""
+class DashboardConfigError(ConfigError):
+    """One line naming the file and key at fault: a ``ConfigError`` like every configuration
+    mistake (``detectors.configfile``), formatted the same way."""
 
 
 class MqttTls(BaseModel):
@@ -190,9 +192,10 @@ class DashboardConfig(BaseModel):
 
 
 def _errors(exc: ValidationError, source: str) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "dashboard"
-    return f"{source}: dashboard.{key}: {first['msg']}"
+    """The first problem, as ``file: dashboard.dotted.key: message`` (one line for the CLI)."""
+    first: dict[str, Any] = dict(exc.errors()[0])
+    first["loc"] = ("dashboard", *tuple(first["loc"]))
+    return format_errors(source, [first])
 
 
 def load_dashboard_config(path: str | None, overrides: dict[str, Any] | None = None) -> DashboardConfig:
@@ -202,11 +205,9 @@ def load_dashboard_config(path: str | None, overrides: dict[str, Any] | None = N
     if path:
         source = path
         try:
-            doc = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise DashboardConfigError(f"{path}: no such file") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise DashboardConfigError(f"{path}: not valid TOML ({exc})") from exc
+            doc = load_toml(path)
+        except ConfigError as exc:
+            raise DashboardConfigError(str(exc)) from None
         table = doc.get("dashboard", {})
         if not isinstance(table, dict):
             raise DashboardConfigError(f"{path}: dashboard: must be a table")

@@ -188,12 +188,12 @@ def one_line(message: str) -> str:
 
 def _input_errors() -> tuple[type[Exception], ...]:
     """The error types that mean "this input is bad" (each message names the file or key)."""
-    from firmware_sim.scenario import ScenarioError
     from ingest.commands.replay import ReplayError
     from ingest.files.readers import RecordingError
     from ingest.files.recording import CaptureError
 
-    return (RecordingError, CaptureError, ScenarioError, ReplayError)
+    # A bad scenario is a ConfigError (``firmware_sim.scenario.ScenarioError``), caught as such.
+    return (RecordingError, CaptureError, ReplayError)
 
 
 if __name__ == "__main__":

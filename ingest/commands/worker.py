@@ -1,7 +1,7 @@
 """``neurospasm worker``: run the detectors centrally on frames that gateways publish over MQTT.
 
 A clinic with many homes does not need a detector in every house: gateways with
-``[mqtt] publish_frames = true`` publish each device's link bytes (``ingest.stream.frames``), and any
+``[scaling] publish_frames = true`` publish each device's link bytes (``ingest.stream.frames``), and any
 number of workers share the devices between them. docs/scaling.md explains the design; in short:
 
 - A detector is stateful per device (adaptive baseline, open episodes), so consecutive batches of
@@ -62,7 +62,9 @@ from ingest.outputs.delivery import Backoff
 from ingest.outputs.sinks.mqtt import connection_kwargs, decode_message, encode_message
 from ingest.outputs.spool import Priority, Spool
 from ingest.stream.frames import ANNOUNCE_SCHEMA, CLAIM_SCHEMA, FrameFeeder, FramesError
+from ingest.stream.records import StatusRecord, WorkerInfo
 from ingest.stream.session import DeviceSession, Output
+from ingest.stream.supervisor import PROGRESS_WINDOW_S, PendingGap, Progress, restart_gap, supervise
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ class WorkerConfig(_Model):
 def load_worker_config(path: str | Path) -> WorkerConfig:
     """Read and validate a worker TOML; ConfigError naming the file and key at fault."""
     p = Path(path)
-    cfg = validate_model(WorkerConfig, load_toml(p), str(p))
+    cfg = validate_model(WorkerConfig, load_toml(p), str(p), "deploy/worker.example.toml")
     detector_config(cfg.detector, str(p))
     cfg = cfg.model_copy(update={"mqtt": rebase_mqtt(cfg.mqtt, p.resolve().parent)})
     check_mqtt_files(cfg.mqtt, str(p))  # a worker is loaded where it runs
@@ -153,9 +155,10 @@ class DeviceWorker:
         self.name = f"{site}/{device}"
         cfg = worker.cfg
         self.topics = payloads.Topics(cfg.mqtt.topic_prefix, site, patient, device)
-        self.session = DeviceSession(
-            device, self._emit, worker.detector_config, live_rate_hz=cfg.mqtt.live_rate_hz
-        )
+        self.failures = 0  # pipeline failures caught by the supervisor (``supervise``)
+        #: Why the device is not monitored right now (the status carries it while monitoring is off).
+        self.reason = "waiting for frames"
+        self.progress, self.session = self._new_session(None)
         self.feeder = FrameFeeder.for_session(self.session)
         self.lease_until = 0.0  # our claim's expiry as last published successfully
         self.started = time.time()
@@ -176,6 +179,18 @@ class DeviceWorker:
         self._idle = asyncio.Event()  # set while nothing waits to be published
         self._idle.set()
         self.task: asyncio.Task[None] | None = None
+        self._finished = False  # the session was finished by a clean stop: no more batches
+
+    def _new_session(self, pending: PendingGap | None) -> tuple[Progress, DeviceSession]:
+        """A fresh session (at the lease, and after the pipeline failed), its outputs counted by
+        a ``Progress`` that also records the gap of a restart, as on the gateway."""
+        device = self.key[2]
+        progress = Progress(device, self._emit, pending=pending)
+        session = DeviceSession(
+            device, progress, self.worker.detector_config, live_rate_hz=self.worker.cfg.mqtt.live_rate_hz
+        )
+        progress.session = session
+        return progress, session
 
     # -- outputs -------------------------------------------------------------------------------
     def _emit(self, out: Output) -> None:
@@ -207,35 +222,59 @@ class DeviceWorker:
         self._idle.clear()
         self._wake.set()
 
-    def status_payload(self) -> dict[str, Any]:
+    def status_record(self) -> StatusRecord:
+        """The device's status, typed; encoded like the gateway's (``encoders.status_json``)."""
         feeder = self.feeder
-        return {
-            "schema": "neurospasm.status/1",
-            "device": self.key[2],
-            "state": self.state,
-            "monitoring": self.monitoring,
-            "updated": payloads.iso(time.time()),
-            **self.session.health(),
-            "link": {
+        return StatusRecord(
+            device=self.key[2],
+            state=self.state,
+            monitoring=self.monitoring,
+            updated=time.time(),
+            reason=self.reason,
+            pipeline_failures=self.failures,
+            health=self.session.health(),
+            link={
                 "bad_frames": feeder.decode_errors,
                 "batches": feeder.batches,
                 "bad_batches": self.bad_batches,
             },
             # Marks who detects, and since when: a new worker's detector starts afresh (its
             # baseline adapts over the first seconds), so consumers can see every handover.
-            "worker": {
-                "id": self.worker.id,
-                "since": payloads.iso(self.started),
-                "first_t_host_ns": feeder.first_t_host_ns,
-            },
-        }
+            worker=WorkerInfo(self.worker.id, self.started, feeder.first_t_host_ns),
+        )
+
+    def status_payload(self) -> dict[str, Any]:
+        return encoders.status_json(self.status_record())
 
     def _status(self) -> None:
         self._queue(self.topics("status"), payloads.dumps(self.status_payload()), payloads.QOS_CLINICAL, True)
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
-        self.task = asyncio.create_task(self.run(), name=f"device-{self.name}")
+        self.task = asyncio.create_task(self.supervised(), name=f"device-{self.name}")
+
+    async def supervised(self) -> None:
+        """``run`` under the gateway's supervisor: a failure inside the pipeline (decoder, session,
+        detector) is logged once, shown at once (status ``failed``, ``monitoring: false``, the
+        reason; published as soon as the frames connection is back, which is at once: the broker
+        queues the device's frames meanwhile), and the device restarted with a fresh session whose
+        first samples record the lost time as a ``pipeline_restart`` gap."""
+        await supervise(
+            self.name, self.run, failed=self._failed, restart=self._restart, backoff=Backoff(0.2, 10.0)
+        )
+
+    def _failed(self, cause: str) -> None:
+        self.failures += 1
+        self.reason = f"pipeline failed: {cause}"
+        self.state, self.monitoring = "failed", False
+        self._status()
+
+    def _restart(self) -> None:
+        self.progress, self.session = self._new_session(restart_gap(self.progress))
+        # The decode loop feeds the fresh session; its error counts and dedup window carry on. A
+        # new decoder: bytes of a frame the failed one held are not glued to the next batch's.
+        self.feeder.pipeline.session = self.session
+        self.feeder.pipeline.link_up(time.time())
 
     async def stop(self, *, goodbye: bool) -> None:
         """Stop. ``goodbye``: a clean stop, say "not monitored" unless a successor says otherwise."""
@@ -243,7 +282,9 @@ class DeviceWorker:
             return
         if goodbye and not self.task.done():
             # As the gateway does on a clean stop: close open episodes (an event cut at the stop
-            # beats none: the next worker never sees its onset).
+            # beats none: the next worker never sees its onset). Batches still arriving while the
+            # goodbye goes out are not fed to the finished session (it would refuse them).
+            self._finished = True
             self.session.finish()
             self.state, self.monitoring = "offline", False
             self._status()
@@ -257,9 +298,7 @@ class DeviceWorker:
         site, patient, device = self.key
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.worker.cfg.worker.session_expiry_s
-        will = json.dumps(
-            {"schema": "neurospasm.status/1", "device": device, "state": "offline", "monitoring": False}
-        ).encode()
+        will = encoders.last_will(device)
         # The DEVICE's client id, the same on every worker: one consumer per device at a time,
         # and the persistent session queues frames between two workers.
         return _client(
@@ -302,6 +341,8 @@ class DeviceWorker:
                 await asyncio.sleep(delay)
 
     def _on_batch(self, payload: object) -> None:
+        if self._finished:
+            return
         if not isinstance(payload, (bytes, bytearray)):
             self.bad_batches += 1
             return
@@ -338,7 +379,21 @@ class DeviceWorker:
             now = time.monotonic()
             flowing = self.last_batch is not None and now - self.last_batch < stale_after
             state = "online" if flowing else ("stale" if self.last_batch is not None else "connecting")
-            monitoring = flowing and not self.session.needs_info
+            # As on the gateway: monitoring means samples went through the detector just now,
+            # not merely that frames arrive (a refused device, or one without INFO yet, is not).
+            monitoring = flowing and self.progress.progressing(PROGRESS_WINDOW_S)
+            refused = getattr(self.session, "refused", None)
+            if monitoring:
+                self.reason = ""
+            elif refused and flowing:
+                state, self.reason = "refused", f"refused: {refused}"
+            elif flowing:
+                self.reason = (
+                    "waiting for the device's INFO frame" if self.session.needs_info
+                    else "no samples reach the detector"
+                )  # fmt: skip
+            else:
+                self.reason = f"no frames for {stale_after:g} s" if self.last_batch else "waiting for frames"
             if (state, monitoring) != (self.state, self.monitoring) or now - last_status >= STATUS_INTERVAL_S:
                 if (state, monitoring) != (self.state, self.monitoring):
                     log.info("device %s: %s (monitoring %s)", self.name, state, "on" if monitoring else "OFF")
@@ -354,7 +409,7 @@ class Worker:
     def __init__(self, cfg: WorkerConfig) -> None:
         self.cfg = cfg
         self.id = cfg.worker.id
-        self.detector_config = DetectorConfig.from_dict(cfg.detector) if cfg.detector else DetectorConfig()
+        self.detector_config: DetectorConfig = detector_config(cfg.detector, "worker config")
         self.claims: dict[DeviceKey, tuple[str, float]] = {}  # who holds what, from the retained claims
         self.held: dict[DeviceKey, DeviceWorker] = {}
         self.announces = 0

@@ -12,13 +12,23 @@ same instant, exactly as before the encoders moved here.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ingest.outputs import lineproto
 from ingest.outputs.payloads import iso
-from ingest.stream.records import ActivityRecord, EventRecord, GapRecord, LiveRecord, OnsetRecord, Record
+from ingest.stream.records import (
+    ActivityRecord,
+    EventRecord,
+    GapRecord,
+    LiveRecord,
+    OnsetRecord,
+    Record,
+    StatusRecord,
+)
 
 __all__ = [
     "activity_json",
@@ -26,7 +36,10 @@ __all__ = [
     "event_line",
     "gap_line",
     "health_line",
+    "last_will",
     "ms_ns",
+    "status_json",
+    "status_line",
     "to_json",
     "to_line",
     "topic_leaf",
@@ -39,10 +52,11 @@ _LEAVES: dict[type, str] = {
     GapRecord: "gaps",
     LiveRecord: "live",
     ActivityRecord: "activity",
+    StatusRecord: "status",
 }
 
 
-def topic_leaf(record: Record) -> str:
+def topic_leaf(record: Record | StatusRecord) -> str:
     return _LEAVES[type(record)]
 
 
@@ -140,6 +154,42 @@ def live_json(r: LiveRecord) -> dict[str, Any]:
     }
 
 
+def status_json(r: StatusRecord) -> dict[str, Any]:
+    """The retained ``.../status`` payload (schema status.v1), key order as published since v1."""
+    p: dict[str, Any] = {
+        "schema": "neurospasm.status/1",
+        "device": r.device,
+        "state": r.state,
+        "monitoring": r.monitoring,
+    }
+    if r.updated is None:
+        return p  # the last will: nothing is known but "offline"
+    p["reason"] = None if r.monitoring else (r.reason or r.state)
+    p["pipeline_failures"] = int(r.pipeline_failures)
+    p["updated"] = iso(r.updated)
+    for key, value in r.health.items():
+        p.setdefault(key, value)
+    if r.activity is not None:
+        a = dict(r.activity)
+        if a.get("since") is not None:
+            a["since"] = iso(a["since"])
+        p["activity"] = a
+    p["link"] = dict(r.link)
+    if r.spool is not None:
+        p["spool"] = dict(r.spool)
+    if r.sinks is not None:
+        p["sinks"] = dict(r.sinks)
+    if r.worker is not None:
+        w = r.worker
+        p["worker"] = {"id": w.id, "since": iso(w.since), "first_t_host_ns": w.first_t_host_ns}
+    return p
+
+
+def last_will(device: str) -> bytes:
+    """The MQTT last will on a device's status topic: retained "offline, not monitoring"."""
+    return json.dumps(status_json(StatusRecord(device, "offline", False))).encode()
+
+
 def to_json(record: Record) -> dict[str, Any]:
     """The MQTT payload (schema v1) of a record, JSON-ready."""
     if isinstance(record, EventRecord):
@@ -207,7 +257,13 @@ def to_line(record: Record, patient: str) -> bytes:
     return b""  # onsets are live alerts (the completed event is stored), live is for dashboards
 
 
-def health_line(device: str, patient: str, h: dict[str, Any], t: float) -> bytes:
+def status_line(r: StatusRecord, patient: str) -> bytes:
+    """The ``device_health`` point of a status, timed like its MQTT payload's ``updated``."""
+    h = {**r.health, "spool_bytes": r.spool_bytes, "monitoring": r.monitoring}
+    return health_line(r.device, patient, h, r.updated if r.updated is not None else 0.0)
+
+
+def health_line(device: str, patient: str, h: Mapping[str, Any], t: float) -> bytes:
     """The ``device_health`` point of a status (docs/influx-schema.md)."""
     fields: dict[str, float | int | str | bool] = {}
     # All numeric health fields are floats: InfluxDB fixes a field's type per shard, so one type

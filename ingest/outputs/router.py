@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ingest.outputs import encoders, lineproto, payloads
 from ingest.outputs.sinks.mqtt import encode_message
 from ingest.outputs.spool import MAGIC, RECORD_OVERHEAD, Priority, Spool
+from ingest.stream.records import StatusRecord
 from ingest.stream.session import Output, SeriesBlock
 
 _DECIMALS = {"uv": 2, "x": 4, "y": 4, "z": 4}
@@ -141,19 +141,19 @@ class Router:
                 encode_message(topics("frames"), payload, payloads.QOS_CLINICAL, False),
             )
 
-    def status(
-        self, device: str, payload: dict[str, Any], health: dict[str, Any], *, mqtt: bool = True
-    ) -> None:
+    def status(self, record: StatusRecord, *, mqtt: bool = True) -> None:
         """Retained device status to MQTT (unless ``mqtt`` is false: a worker owns the topic),
-        health point to the series sinks."""
+        its health point to the series sinks: one record, encoded once for each."""
+        device = record.device
         topics = self.mqtt_topics.get(device)
         if topics is not None and mqtt:
+            payload = payloads.dumps(encoders.status_json(record))
             self._append(
                 self.mqtt_sink_name(device),
                 Priority.CLINICAL,
-                encode_message(topics("status"), payloads.dumps(payload), payloads.QOS_CLINICAL, True),
+                encode_message(topics("status"), payload, payloads.QOS_CLINICAL, True),
             )
-        line = encoders.health_line(device, self.patient, health, time.time())
+        line = encoders.status_line(record, self.patient)
         for sink in self.series_sinks:
             self._append(sink, Priority.CLINICAL, line)
 

@@ -42,9 +42,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, ClassVar
 
+import bleak_retry_connector as _brc  # a hard dependency (pyproject.toml): no fallback needed
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient
@@ -55,12 +55,6 @@ from bleak.uuids import normalize_uuid_str
 
 from ingest.sources.base import Transport, TransportClosed, TransportError
 from ingest.wire.base import BleProfile, NeurospasmDecoder
-
-_brc: ModuleType | None
-try:
-    import bleak_retry_connector as _brc
-except ImportError:  # pragma: no cover - optional: plain BleakClient.connect() is used instead
-    _brc = None
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +175,7 @@ class BleTransport(Transport):
             device = await self._scan()
             mem.device = device
             mem.rssi = self.rssi
-        if mem.failures >= 2 * self.rescan_after_failures and _brc is not None and self.use_retry_connector:
+        if mem.failures >= 2 * self.rescan_after_failures and self.use_retry_connector:
             with contextlib.suppress(*_LINK_ERRORS):
                 await _brc.close_stale_connections(device)
         self.ble_device = device
@@ -249,7 +243,7 @@ class BleTransport(Transport):
         client: BleakClient | None = None
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                if self.use_retry_connector and _brc is not None:
+                if self.use_retry_connector:
                     connected: BleakClient = await _brc.establish_connection(
                         BleakClient, device, self.name, disconnected_callback=self._on_disconnect,
                         max_attempts=self.connect_attempts, **kwargs,

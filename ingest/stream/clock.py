@@ -100,10 +100,6 @@ class ClockModel:
         self._mono = _Monotonic()
 
     @property
-    def ready(self) -> bool:
-        return self._fitted
-
-    @property
     def seeded(self) -> bool:
         """At least one arrival has been observed."""
         return self._base_counter is not None

@@ -1,6 +1,6 @@
 """Device link bytes over MQTT, for detection by central workers (docs/scaling.md).
 
-A gateway with ``[mqtt] publish_frames = true`` publishes what each device link delivered,
+A gateway with ``[scaling] publish_frames = true`` publishes what each device link delivered,
 exactly as it arrived, on ``{prefix}/{site}/{patient}/{device}/frames``. A payload is a batch of
 about 100 ms of capture records, the very encoding of a ``.nsc`` capture's record section
 (``ingest.files.recording``)::

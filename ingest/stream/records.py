@@ -14,8 +14,9 @@ consumers can dedupe.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 __all__ = [
     "EVENT_NAMESPACE",
@@ -25,6 +26,8 @@ __all__ = [
     "LiveRecord",
     "OnsetRecord",
     "Record",
+    "StatusRecord",
+    "WorkerInfo",
     "activity_id",
     "event_id",
     "gap_id",
@@ -142,6 +145,46 @@ class ActivityRecord:
     declared: bool = False
     #: EMG bursts inside the span classed voluntary (not published as spasms).
     suppressed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """Who detects for a device, and since when (a central worker's status, docs/scaling.md): a
+    new worker's detector starts afresh, so consumers can see every handover."""
+
+    id: str
+    since: float
+    #: Host time (ns) of the first link record this worker fed to its session, if any.
+    first_t_host_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecord:
+    """A device's retained status (docs/schemas/status.v1.json), built by the gateway's runner
+    and by the central worker alike and encoded once (``ingest.outputs.encoders.status_json`` for
+    MQTT, ``status_line`` for the ``device_health`` point).
+
+    ``updated`` is None only for the last will (``{state: offline, monitoring: false}``, written
+    before any connection): then nothing else is said. The nested tables (``health`` is the
+    session's ``DeviceSession.health()``, ``link``, ``spool``, ``sinks``) are JSON-ready numbers;
+    ``activity["since"]`` is UTC seconds, formatted by the encoder."""
+
+    device: str
+    state: str
+    monitoring: bool
+    updated: float | None = None
+    #: Why monitoring is off (None while monitoring).
+    reason: str | None = None
+    #: Failures inside the device's pipeline caught and restarted by the supervisor.
+    pipeline_failures: int = 0
+    health: Mapping[str, Any] = field(default_factory=dict)
+    activity: Mapping[str, Any] | None = None
+    link: Mapping[str, Any] = field(default_factory=dict)
+    spool: Mapping[str, Any] | None = None
+    sinks: Mapping[str, Any] | None = None
+    worker: WorkerInfo | None = None
+    #: Bytes in the durable spool (the health point's ``spool_bytes``; None: not known here).
+    spool_bytes: int | None = None
 
 
 Record = OnsetRecord | EventRecord | GapRecord | LiveRecord | ActivityRecord

@@ -26,7 +26,7 @@ from typing import Any
 
 from detectors import DetectorConfig
 from ingest.config import DeviceSection, GatewayConfig
-from ingest.outputs import payloads
+from ingest.outputs import encoders, payloads
 from ingest.outputs.delivery import Backoff, Delivery
 from ingest.outputs.router import Router
 from ingest.outputs.sinks.influx import make_influx_sink
@@ -40,8 +40,17 @@ from ingest.stream.clock import HostClock
 from ingest.stream.control import Clear, CommandError, due_slots, parse_declare, parse_topic
 from ingest.stream.frames import FrameBatcher, announce_payload
 from ingest.stream.pipeline import DecodeLoop
+from ingest.stream.records import StatusRecord
 from ingest.stream.session import DeviceSession, Output
-from ingest.stream.supervisor import LastSampleStore, PendingGap, Progress, reanchor
+from ingest.stream.supervisor import (
+    PROGRESS_WINDOW_S,
+    LastSampleStore,
+    PendingGap,
+    Progress,
+    reanchor,
+    restart_gap,
+    supervise,
+)
 from ingest.stream.watchdog import Notifier
 from ingest.wire.kinds import decoder_for
 
@@ -49,10 +58,6 @@ log = logging.getLogger(__name__)
 
 TransportFactory = Callable[[DeviceSection], Transport]
 STATUS_INTERVAL_S = 10.0
-#: Without samples through the detector for this long, a connected device is "not monitored".
-PROGRESS_WINDOW_S = 2.0
-#: A restarted pipeline that has run this long without failing again gets its backoff reset.
-HEALTHY_AFTER_S = 30.0
 #: Clinical records held in memory while the disk under the spool is full (a few days of events).
 MEMORY_FALLBACK_RECORDS = 20_000
 #: States in which a pipeline waits on purpose (bounded sleeps): healthy for the watchdog.
@@ -97,10 +102,10 @@ class DeviceRunner:
     monitoring: bool = False
     reconnects: int = 0
     last_error: str = ""
-    #: False: a forwarding gateway (``mqtt.detect_locally = false``); the session sees INFO and
+    #: False: a forwarding gateway (``scaling.detect_locally = false``); the session sees INFO and
     #: STATUS frames only (device identity, battery), a central worker runs the detector.
     detect: bool = True
-    #: Batches the link bytes for ``.../frames`` (``mqtt.publish_frames``).
+    #: Batches the link bytes for ``.../frames`` (``scaling.publish_frames``).
     tap: FrameBatcher | None = None
     _ended: bool = False
     _closed_bytes: int = 0
@@ -389,7 +394,7 @@ class Gateway:
         self._raw_emg = bool(raw_sinks)
         for dev in cfg.devices:
             # Where the data stopped when this gateway last ran: the downtime is a gap.
-            last = self.last_samples.load(dev.id) if cfg.mqtt.detect_locally else None
+            last = self.last_samples.load(dev.id) if cfg.scaling.detect_locally else None
             progress, session = self._new_session(dev, PendingGap("gateway_restart", last) if last else None)
             self.devices[dev.id] = DeviceRunner(
                 dev,
@@ -397,8 +402,8 @@ class Gateway:
                 self.transport_factory,
                 cfg.gateway.stale_after_s,
                 self._device_state,
-                detect=cfg.mqtt.detect_locally,
-                tap=self._frame_tap(dev.id) if cfg.mqtt.enabled and cfg.mqtt.publish_frames else None,
+                detect=cfg.scaling.detect_locally,
+                tap=self._frame_tap(dev.id) if cfg.mqtt.enabled and cfg.scaling.publish_frames else None,
                 progress=progress,
             )
             runner = self.devices[dev.id]
@@ -425,47 +430,32 @@ class Gateway:
         return progress, session
 
     async def _supervise(self, runner: DeviceRunner) -> None:
-        """Run one device pipeline for ever: a failure inside it is logged once with its cause,
-        shown at once (``monitoring: false`` and the reason, retained), its lost time recorded as
-        a gap, and the pipeline restarted with a fresh session after a backoff."""
+        """Run one device pipeline under ``ingest.stream.supervisor.supervise``: a failure inside
+        it is logged once with its cause, shown at once (``monitoring: false`` and the reason,
+        retained), its lost time recorded as a gap, and the pipeline restarted with a fresh
+        session after a backoff."""
         dev = runner.dev
-        backoff = Backoff(dev.reconnect_initial_s, dev.reconnect_max_s)
-        seen: dict[str, int] = {}
-        started = time.monotonic()
-        while True:
-            try:
-                await runner.run()
-                return  # a finite source ended
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                cause = f"{type(exc).__name__}: {exc}"
-                runner.failures += 1
-                n = seen[cause] = seen.get(cause, 0) + 1
-                if time.monotonic() - started > HEALTHY_AFTER_S:
-                    backoff.reset()
-                delay = backoff.next()
-                if n == 1:
-                    log.error("device %s: pipeline failed (%s); restarting in %.1f s", dev.id, cause, delay,
-                              exc_info=exc)  # fmt: skip
-                else:
-                    log.error("device %s: pipeline failed again (%s, %d times); restarting in %.1f s",
-                              dev.id, cause, n, delay)  # fmt: skip
-                old = runner.progress
-                last = old.last_sample() if old is not None else None
-                runner.last_error = cause
-                runner.reason = f"pipeline failed: {cause}"
-                with contextlib.suppress(Exception):
-                    runner._link_down()  # the frame tap's worker records the same hole
-                runner._set("failed", False)
-                await asyncio.sleep(delay)
-                pending = PendingGap("pipeline_restart", last) if last is not None else None
-                if old is not None and old.pending is not None and pending is None:
-                    pending = old.pending  # a restart gap not yet recorded stays pending
-                runner.progress, runner.session = self._new_session(dev, pending)
-                # The decode loop feeds the fresh session (its error counts carry on).
-                runner.pipeline.session = runner.session
-                started = time.monotonic()
+
+        def failed(cause: str) -> None:
+            runner.failures += 1
+            runner.last_error = cause
+            runner.reason = f"pipeline failed: {cause}"
+            with contextlib.suppress(Exception):
+                runner._link_down()  # the frame tap's worker records the same hole
+            runner._set("failed", False)
+
+        def restart() -> None:
+            runner.progress, runner.session = self._new_session(dev, restart_gap(runner.progress))
+            # The decode loop feeds the fresh session (its error counts carry on).
+            runner.pipeline.session = runner.session
+
+        await supervise(
+            dev.id,
+            runner.run,
+            failed=failed,
+            restart=restart,
+            backoff=Backoff(dev.reconnect_initial_s, dev.reconnect_max_s),
+        )
 
     def _frame_tap(self, device: str) -> FrameBatcher:
         def publish(payload: bytes) -> None:
@@ -519,7 +509,7 @@ class Gateway:
             self._tasks.append(task)
             self._device_tasks.append(task)
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
-        if self.cfg.mqtt.enabled and self.cfg.mqtt.publish_frames:
+        if self.cfg.mqtt.enabled and self.cfg.scaling.publish_frames:
             self._tasks.append(asyncio.create_task(self._announce(), name="announce"))
         if self.cfg.mqtt.enabled:
             self._tasks.append(asyncio.create_task(self._commands(), name="commands"))
@@ -604,11 +594,11 @@ class Gateway:
                     boot_id=runner.session.boot_id if runner.session.info is not None else None,
                     frames_topic=topics("frames"),
                     state=runner.state,
-                    interval_s=cfg.mqtt.announce_interval_s,
-                    detect_locally=cfg.mqtt.detect_locally,
+                    interval_s=cfg.scaling.announce_interval_s,
+                    detect_locally=cfg.scaling.detect_locally,
                 )
                 await sink.publish_now(topics("announce"), payload, qos=1)
-            await asyncio.sleep(cfg.mqtt.announce_interval_s)
+            await asyncio.sleep(cfg.scaling.announce_interval_s)
 
     def command_topic(self) -> str:
         """The subscription for commands to this gateway's devices (the ACL's read ``cmd/#``)."""
@@ -706,28 +696,27 @@ class Gateway:
         )
         self._publish_status(runner)
 
-    def status_payload(self, runner: DeviceRunner) -> tuple[dict[str, Any], dict[str, Any]]:
-        health = runner.session.health()
+    def status_record(self, runner: DeviceRunner) -> StatusRecord:
+        """The device's status as a typed record (encoded once, for MQTT and the health point)."""
         sp = self.spool.stats()
-        health["spool_bytes"] = sp.bytes
-        health["monitoring"] = runner.monitoring
-        payload = {
-            "schema": "neurospasm.status/1",
-            "device": runner.dev.id,
-            "state": runner.state,
-            "monitoring": runner.monitoring,
-            "reason": None if runner.monitoring else (runner.reason or runner.state),
-            "pipeline_failures": runner.failures,
-            "updated": payloads.iso(time.time()),
-            **{k: v for k, v in health.items() if k != "spool_bytes"},
-            "activity": self._activity_status(runner),
-            "link": {
+        return StatusRecord(
+            device=runner.dev.id,
+            state=runner.state,
+            monitoring=runner.monitoring,
+            updated=time.time(),
+            reason=runner.reason,
+            pipeline_failures=runner.failures,
+            health=runner.session.health(),
+            # The current activity context ("walking since 10:02", a declared session) and the
+            # minutes of voluntary activity in the last hour, from the session (issue 9).
+            activity=runner.session.activity_status(time.time()),
+            link={
                 "bad_frames": runner.bad_frames(),
                 "decode_errors": runner.decode_error_counts(),
                 "reconnects": runner.reconnects,
                 **runner.link_info(),
             },
-            "spool": {
+            spool={
                 "bytes": sp.bytes,
                 "quota_bytes": sp.quota_bytes,
                 "oldest_age_s": sp.oldest_age_max_s,
@@ -737,23 +726,18 @@ class Gateway:
                 "memory_records": sp.memory_records,
                 "disk_full_dropped": {p.name.lower(): n for p, n in sp.disk_full_dropped.items() if n},
             },
-            "sinks": {name: d.health() for name, d in self.deliveries.items()},
-        }
-        return payload, health
+            sinks={name: d.health() for name, d in self.deliveries.items()},
+            spool_bytes=sp.bytes,
+        )
 
-    @staticmethod
-    def _activity_status(runner: DeviceRunner) -> dict[str, Any]:
-        """The current activity context ("walking since 10:02", a declared session) and the
-        minutes of voluntary activity in the last hour, from the session (issue 9)."""
-        a = runner.session.activity_status(time.time())
-        if a.get("since") is not None:
-            a["since"] = payloads.iso(a["since"])
-        return a
+    def status_payload(self, runner: DeviceRunner) -> tuple[dict[str, Any], StatusRecord]:
+        """The MQTT payload of ``status_record`` (what ``.../status`` carries), and the record."""
+        record = self.status_record(runner)
+        return encoders.status_json(record), record
 
     def _publish_status(self, runner: DeviceRunner) -> None:
         if self.router is None or not self._spool_open:
             return
-        payload, health = self.status_payload(runner)
         # A forwarding gateway leaves the status topic to the worker that runs the detector: only
         # it knows whether the device is really monitored (its last will still says "offline").
-        self.router.status(runner.dev.id, payload, health, mqtt=self.cfg.mqtt.detect_locally)
+        self.router.status(self.status_record(runner), mqtt=self.cfg.scaling.detect_locally)

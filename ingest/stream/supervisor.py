@@ -10,35 +10,46 @@ cut) the time between the last sample it handled and the first new one is lost. 
 carries such a ``PendingGap`` and emits it, timed to the first new sample, before that sample's
 series, so the hole is recorded on MQTT and in the store like any other gap.
 
+``supervise`` is the loop around a pipeline, the same for the gateway's device runners and the
+central worker's leased devices: a failure is logged once per cause, shown at once (the caller's
+``failed``: ``monitoring: false`` with the reason), and the pipeline restarted after a backoff with
+a fresh session whose ``Progress`` records the lost time as a ``pipeline_restart`` gap.
+
 ``LastSampleStore`` persists, per device, the last sample time the gateway handled (once a second,
 fsync'd, atomically replaced), so that after a restart the gap can start where the data stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ingest.outputs import payloads
+from ingest.outputs.delivery import Backoff
 from ingest.stream.records import EventRecord, GapRecord, OnsetRecord, gap_id
 from ingest.stream.session import Output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LastSample", "LastSampleStore", "PendingGap", "Progress"]
+__all__ = ["LastSample", "LastSampleStore", "PendingGap", "Progress", "restart_gap", "supervise"]
 
 RestartCause = Literal["gateway_restart", "pipeline_restart"]
 #: A persisted "last sample" older than this is not bridged by one gap (a box switched off for a
 #: month is not a gap in a night's recording); the gap is still recorded, capped at this length.
 MAX_RESTART_GAP_S = 7 * 24 * 3600.0
+#: Without samples through the detector for this long, a connected device is "not monitored".
+PROGRESS_WINDOW_S = 2.0
+#: A pipeline that ran this long before failing starts its backoff afresh.
+HEALTHY_AFTER_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +157,58 @@ class Progress:
             payloads.iso(t1),
         )
         self.emit(Output("gap", rec))
+
+
+def restart_gap(old: Progress | None) -> PendingGap | None:
+    """The gap a restarted pipeline records: from the last sample the failed one handled (or a
+    restart gap it had not recorded yet) to the first sample of the fresh one."""
+    if old is None:
+        return None
+    last = old.last_sample()
+    if last is not None:
+        return PendingGap("pipeline_restart", last)
+    return old.pending
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    failed: Callable[[str], None],
+    restart: Callable[[], None],
+    backoff: Backoff,
+    healthy_after_s: float = HEALTHY_AFTER_S,
+) -> None:
+    """Run one pipeline (``run``) for ever, or until it returns (a finite source ended).
+
+    An exception inside it is logged with its traceback the first time a cause is seen (then one
+    line with a count), handed to ``failed`` at once (show it: state, ``monitoring: false``, the
+    reason, retained), and after a backoff ``restart`` builds a fresh session (see
+    ``restart_gap``) before ``run`` is called again. Cancellation is never caught."""
+    seen: dict[str, int] = {}
+    started = time.monotonic()
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            cause = f"{type(exc).__name__}: {exc}"
+            n = seen[cause] = seen.get(cause, 0) + 1
+            if time.monotonic() - started > healthy_after_s:
+                backoff.reset()
+            delay = backoff.next()
+            if n == 1:
+                log.error("device %s: pipeline failed (%s); restarting in %.1f s", name, cause, delay,
+                          exc_info=exc)  # fmt: skip
+            else:
+                log.error("device %s: pipeline failed again (%s, %d times); restarting in %.1f s",
+                          name, cause, n, delay)  # fmt: skip
+            failed(cause)
+            await asyncio.sleep(delay)
+            restart()
+            started = time.monotonic()
 
 
 class LastSampleStore:

@@ -81,11 +81,9 @@ async def _via_worker(
             "mqtt": {
                 "host": "127.0.0.1",
                 "port": port,
-                "publish_frames": True,
-                "detect_locally": False,
-                "announce_interval_s": 0.2,
                 "live": False,
             },
+            "scaling": {"publish_frames": True, "detect_locally": False, "announce_interval_s": 0.2},
             "spool": {"quota_mb": 64, "fsync": "never"},
         },
         "<forwarding gateway>",

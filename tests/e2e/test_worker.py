@@ -107,9 +107,10 @@ def test_frames_payload_round_trip_and_errors_name_the_offset() -> None:
 
 
 def test_config_checks(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"mqtt: .*detect_locally = false needs"):
-        parse_config({"mqtt": {"detect_locally": False}}, "gw.toml")
-    assert parse_config({"mqtt": {"detect_locally": False, "publish_frames": True}}).mqtt.publish_frames
+    with pytest.raises(ConfigError, match=r"^gw\.toml: scaling\.detect_locally: false needs .*frames"):
+        parse_config({"scaling": {"detect_locally": False}}, "gw.toml")
+    cfg = parse_config({"scaling": {"detect_locally": False, "publish_frames": True}})
+    assert cfg.scaling.publish_frames and not cfg.scaling.detect_locally
     p = tmp_path / "w.toml"
     p.write_text('[mqtt]\nprotocol = "3.1.1"\n')
     with pytest.raises(ConfigError, match=r"w\.toml: mqtt: .*protocol must be \"5\""):
@@ -140,19 +141,14 @@ def _toml(tables: list[tuple[str, dict[str, Any]]]) -> str:
 def _gateway_config(tmp: Path, paths: list[str], port: int) -> Path:
     """A forwarding gateway: every device's frames to MQTT, no detection of its own."""
     gw = {"site": "clinic", "patient": "p-0001", "state_dir": str(tmp / "gw-state"), "stale_after_s": 3.0}
-    mqtt = {
-        "host": "127.0.0.1",
-        "port": port,
-        "publish_frames": True,
-        "detect_locally": False,
-        "announce_interval_s": ANNOUNCE_S,
-        "live": False,
-    }
+    mqtt = {"host": "127.0.0.1", "port": port, "live": False}
+    scaling = {"publish_frames": True, "detect_locally": False, "announce_interval_s": ANNOUNCE_S}
     devices = [
         ("[devices]", {"id": f"dev-{i}", "transport": "serial", "port": p}) for i, p in enumerate(paths)
     ]
     cfg = tmp / "gateway.toml"
-    cfg.write_text(_toml([("gateway", gw), *devices, ("mqtt", mqtt)]))  # "[devices]" -> [[devices]]
+    # "[devices]" -> [[devices]]
+    cfg.write_text(_toml([("gateway", gw), *devices, ("mqtt", mqtt), ("scaling", scaling)]))
     return cfg
 
 

@@ -551,7 +551,7 @@ key_file = {json.dumps(str(certs / "clients" / f"{account}.key"))}
 
 
 def write_gateway_config(
-    tmp: Path, broker: DeployedMosquitto, port_path: str, site: str, mqtt_extra: str = ""
+    tmp: Path, broker: DeployedMosquitto, port_path: str, site: str, scaling: str = ""
 ) -> Path:
     cfg = tmp / "gateway.toml"
     cfg.write_text(
@@ -568,8 +568,11 @@ port = {json.dumps(port_path)}
 
 [influx]
 enabled = false
+
+[scaling]
+{scaling}
 """
-        + mqtt_tables(broker, f"gw-{site}", mqtt_extra)
+        + mqtt_tables(broker, f"gw-{site}")
     )
     return cfg
 

@@ -90,7 +90,7 @@ def test_detect_on_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--detector-config", '{"bogus": 1}'], ("--detector-config", "unknown key 'bogus'")),
+        (["--detector-config", '{"bogus": 1}'], ("--detector-config", "bogus: unknown key")),
         (["--detector-config", '{"on_ratio": -1}'], ("--detector-config", "on_ratio")),
         (["--detector-config", '{"quiet_s": "long"}'], ("--detector-config", "quiet_s")),
         (["--detector-config", "notjson"], ("--detector-config", "not JSON")),
@@ -157,8 +157,8 @@ def test_demo_bad_duration(capsys: pytest.CaptureFixture[str], duration: str) ->
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ("[detector]\non_ratio = 0.5\n", "detector"),
-        ("[detector]\nbogus = 1\n", "detector: unknown key 'bogus'"),
+        ("[detector]\non_ratio = 0.5\n", "detector.on_ratio: need 1 < off <= on"),
+        ("[detector]\nbogus = 1\n", "detector.bogus: unknown key"),
         ('[mqtt]\npassword_file = "nope"\n', "mqtt.password_file"),
         ('[influx]\nenabled = true\ntoken_file = "nope"\n', "influx.token_file"),
         ("[gateway]\nstale_after_s = -1\n[mqtt]\nport = 0\n", "gateway.stale_after_s"),

@@ -437,15 +437,15 @@ def test_gap_is_deterministic_across_chunkings() -> None:
 def test_config_from_dict_and_errors_name_the_key() -> None:
     cfg = DetectorConfig.from_dict({"mains_hz": 60, "on_ratio": 6, "full_scale_uv": 5000})
     assert cfg.mains_hz == 60 and cfg.on_ratio == 6.0 and isinstance(cfg.on_ratio, float)
-    with pytest.raises(ConfigError, match="unknown key 'on_ration'"):
-        DetectorConfig.from_dict({"on_ration": 4.0}, source="gateway.toml [detector]")
-    with pytest.raises(ConfigError, match=r"gateway.toml \[detector\]: key 'quiet_s' must be a number"):
-        DetectorConfig.from_dict({"quiet_s": "half a second"}, source="gateway.toml [detector]")
+    with pytest.raises(ConfigError, match=r"^gateway.toml: detector\.on_ration: unknown key"):
+        DetectorConfig.from_dict({"on_ration": 4.0}, source="gateway.toml", prefix="detector.")
+    with pytest.raises(ConfigError, match=r"^gateway.toml: detector\.quiet_s: must be a number"):
+        DetectorConfig.from_dict({"quiet_s": "half a second"}, source="gateway.toml", prefix="detector.")
     with pytest.raises(ConfigError, match="mains_hz"):
         DetectorConfig.from_dict({"mains_hz": 55})
     with pytest.raises(ConfigError, match="off_ratio"):
         DetectorConfig.from_dict({"off_ratio": 9.0})
-    with pytest.raises(ConfigError, match="'confirm_s': must be > 0"):
+    with pytest.raises(ConfigError, match=r"^detector config: confirm_s: must be > 0"):
         DetectorConfig.from_dict({"confirm_s": 0})
     with pytest.raises(ConfigError, match="boolean"):
         DetectorConfig.from_dict({"quiet_s": True})

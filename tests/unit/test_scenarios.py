@@ -154,7 +154,7 @@ EV = '[[events]]\ntype = "{t}"\nchannel = "{c}"\nonset_s = {o}\nduration_s = {d}
         ("[faults]\nframe_loss_rate = 1.5\n", "faults.frame_loss_rate", "less than 1"),
         ("emg_rate_hz = 100\n", "emg_rate_hz", "500"),
         ("acc_rate_hz = 1000\n", "acc_rate_hz", "400"),
-        ("onse_s = 3\n", "onse_s", "Extra inputs"),
+        ("onse_s = 3\n", "onse_s", "unknown key"),
     ],
 )
 def test_bad_scenario_names_file_and_key(tmp_path: Path, body: str, key: str, words: str) -> None:
@@ -168,7 +168,7 @@ def test_bad_scenario_names_file_and_key(tmp_path: Path, body: str, key: str, wo
 
 def test_bad_toml_syntax_names_file_and_line(tmp_path: Path) -> None:
     p = _write(tmp_path, HEAD + "[[events]\n")
-    with pytest.raises(ScenarioError, match=r"bad\.toml: invalid TOML: .*line 5"):
+    with pytest.raises(ScenarioError, match=r"bad\.toml: not valid TOML: .*line 5"):
         load_scenario(p)
 
 

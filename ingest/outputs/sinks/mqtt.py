@@ -7,7 +7,6 @@ the gateway vanishes without a goodbye) and one device's trouble never blocks an
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 import struct
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.config import MqttSection, read_secret
+from ingest.outputs.encoders import last_will
 from ingest.outputs.sinks.base import SinkUnavailable
 
 _HDR = struct.Struct("<BBH")
@@ -81,9 +81,7 @@ class MqttSink:
     def _make_client(self) -> aiomqtt.Client:
         cfg = self.cfg
         v5 = cfg.protocol == "5"
-        will_payload = json.dumps(
-            {"schema": "neurospasm.status/1", "device": self.device, "state": "offline", "monitoring": False}
-        ).encode()
+        will_payload = last_will(self.device)
         props = None
         if v5:
             # Keep our session (and so undelivered QoS 1 state) for a day across reconnects.

@@ -1,0 +1,85 @@
+"""The one reader of settings files and the one error formatter, shared by every room.
+
+Gateway and worker configuration (``ingest.config``), simulator scenarios (``firmware_sim.scenario``)
+and detector settings (``DetectorConfig.from_dict``) all fail the same way: one ``ConfigError``
+line per problem, ``file: dotted.key: message``. This module lives in ``detectors/`` because that
+room imports nothing of ours, so every other room may import it: ``firmware_sim`` may import only
+the wire protocol and this configuration kit (tests/unit/test_architecture.py), and ``ingest``
+imports ``detectors`` anyway.
+
+It reads a file only at start-up, on behalf of a command; the streaming detector never does I/O.
+No pydantic import either: pydantic's ``ValidationError.errors()`` is a list of plain dicts, which
+is what ``format_errors`` takes.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from detectors.config import ConfigError
+
+__all__ = ["ConfigError", "dotted", "format_errors", "load_toml"]
+
+
+#: A key at the head of a validator's message: ``duration_s`` or ``mqtt.publish_frames``.
+_KEY = re.compile(r"[A-Za-z_]\w*(?:\[\d+\])?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*")
+
+
+def dotted(loc: Iterable[int | str]) -> str:
+    """pydantic's ``('devices', 2, 'port')`` -> ``devices[2].port``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_errors(source: str, errors: Iterable[Mapping[str, Any]], *, reference: str | None = None) -> str:
+    """One line per problem, each ``source: dotted.key: message``.
+
+    ``errors`` is pydantic's ``ValidationError.errors()``. Validator names pydantic puts in the
+    location (``function-after[...]``) are dropped; a cross-field check that names its key at the
+    head of its message (``"duration_s: ..."``) has that key joined to the location; the offending
+    scalar is quoted after type and range errors; ``reference`` (an example file) is named after
+    an unknown key, the likeliest mistake being a typo.
+    """
+    lines = []
+    for e in errors:
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        where = dotted(loc)
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key" + (f" (check the spelling against {reference})" if reference else "")
+        else:
+            head, sep, rest = msg.partition(": ")
+            if sep and _KEY.fullmatch(head):
+                where, msg = (f"{where}.{head}" if where else head), rest
+            given = e.get("input")
+            if e["type"] != "value_error" and isinstance(given, str | int | float | bool):
+                msg += f" (got {given!r})"
+        lines.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
+    return "\n".join(lines)
+
+
+def load_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Read one TOML file: the one place settings files are read. ConfigError, one line, naming
+    the file (and the line, for a syntax error) when it cannot be read or parsed."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a {what} file")
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 at byte offset {exc.start}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
