@@ -150,6 +150,10 @@ class SpasmDetector:
         self._deferred: dict[str, Onset] = {}  # onsets kept back until their event is judged
         self._declared: list[_Declared] = []
         self._n_voluntary = 0
+        # Finished activity spans wait here until every burst that began inside them is judged,
+        # so that ``suppressed`` counts them all: (span, start_s, end_s).
+        self._span_q: list[tuple[ActivitySpan, float, float]] = []
+        self._vol_t: list[float] = []  # onsets (s) of bursts classed voluntary, sorted
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -305,7 +309,8 @@ class SpasmDetector:
         for d in self._declared:
             if not d.reported:
                 d.reported = True
-                out.append(self._declared_span(d, d.end if d.end is not None else max(end, d.start + 1)))
+                self._queue_declared(d, d.end if d.end is not None else max(end, d.start + 1))
+        self._release_spans(out, final=True)
         self._finished = True
         return out
 
@@ -374,8 +379,9 @@ class SpasmDetector:
         if what == "start":
             out.append(ActivityChange(kind=ACTIVITY_CODES[b], domain="acc", sample=a))
         else:
-            out.append(ActivitySpan(kind=ACTIVITY_CODES[c], domain="acc", start_sample=a, end_sample=b,
-                                    rate_hz=self.acc_rate_hz))  # fmt: skip
+            span = ActivitySpan(kind=ACTIVITY_CODES[c], domain="acc", start_sample=a, end_sample=b,
+                                rate_hz=self.acc_rate_hz)  # fmt: skip
+            self._span_q.append((span, a / self.acc_rate_hz, b / self.acc_rate_hz))
             out.append(ActivityChange(kind="rest", domain="acc", sample=b))
 
     def _declared_span(self, d: _Declared, end: int) -> ActivitySpan:
@@ -385,9 +391,14 @@ class SpasmDetector:
         )  # fmt: skip
 
     def _context_pass(self, out: list[DetectorOutput], final: bool) -> None:
-        """Hold EMG onsets and events until their context is known, then publish spasms only."""
+        """Hold EMG onsets and events until their context is known, then publish spasms only
+        (and the activity spans whose bursts have all been judged)."""
         if not self._ctx:
             return
+        self._judge_held(out, final)
+        self._release_spans(out, final)
+
+    def _judge_held(self, out: list[DetectorOutput], final: bool) -> None:
         if any(isinstance(o, Onset | SpasmEvent) and o.domain == "emg" for o in out):
             keep: list[DetectorOutput] = []
             for o in out:
@@ -411,7 +422,7 @@ class SpasmDetector:
         for d in self._declared:
             if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
                 d.reported = True
-                out.append(self._declared_span(d, d.end))
+                self._queue_declared(d, d.end)
         if not self._held or (not final and emg_t < self._gate_emg and self._acc_t < self._gate_acc):
             return
         cfg = self.config
@@ -440,6 +451,7 @@ class SpasmDetector:
             onset = self._deferred.pop(o.key, None)
             if voluntary:
                 self._n_voluntary += 1
+                bisect.insort(self._vol_t, t0)
                 continue
             if onset is not None:
                 out.append(onset)
@@ -468,6 +480,48 @@ class SpasmDetector:
         for spans in self._spans.values():
             while spans and spans[0][1] < horizon:
                 del spans[0]
+
+    def _queue_declared(self, d: _Declared, end: int) -> None:
+        self._span_q.append((self._declared_span(d, end), d.start / self.emg_rate_hz, end / self.emg_rate_hz))
+
+    def _release_spans(self, out: list[DetectorOutput], final: bool) -> None:
+        """Publish finished activity spans once no burst that began inside them is still
+        unjudged (held, open, or not yet seen by the EMG), with ``suppressed`` = the bursts in
+        them classed voluntary."""
+        if self._span_q:
+            rate = self.emg_rate_hz
+            if final:
+                first = math.inf
+            else:
+                emg_t = -math.inf if self._bank is None else self._bank.processed_until / rate
+                # an onset is reported ``confirm_s`` after it crosses, up to 0.3 s after it began
+                first = emg_t - self.config.confirm_s - 0.5
+                for h in self._held:
+                    first = min(first, h.onset_sample / rate)
+                for o in self._deferred.values():
+                    first = min(first, o.onset_sample / rate)
+                for sp in self._open_span.values():
+                    first = min(first, sp[0])
+            keep: list[tuple[ActivitySpan, float, float]] = []
+            for span, a, b in self._span_q:
+                if b > first:
+                    keep.append((span, a, b))
+                    continue
+                n = bisect.bisect_left(self._vol_t, b) - bisect.bisect_left(self._vol_t, a)
+                out.append(dataclasses.replace(span, suppressed=n))
+            self._span_q = keep
+        # forget voluntary onsets no span can still contain
+        need = min((a for _, a, _ in self._span_q), default=math.inf)
+        if self._periods is not None and self._periods.cur is not None and self.acc_rate_hz:
+            need = min(need, self._periods.cur.start / self.acc_rate_hz)
+        for d in self._declared:
+            if not d.reported:
+                need = min(need, d.start / self.emg_rate_hz)
+        if self._vol_t and self._vol_t[0] < need:
+            bank = self._bank
+            emg_now = math.inf if final or bank is None else bank.processed_until / self.emg_rate_hz
+            cut = min(need, emg_now - 60.0)
+            del self._vol_t[: bisect.bisect_left(self._vol_t, cut)]
 
     def _declared_at(self, t: float) -> _Declared | None:
         rate = self.emg_rate_hz

@@ -111,6 +111,30 @@ def test_voluntary_activity_is_not_reported(sc: scenario.Scenario) -> None:
         assert 0 < e.confidence <= 1
 
 
+def test_activity_span_counts_the_bursts_it_suppressed() -> None:
+    rec = signals.synthesize(WALK)
+    det = SpasmDetector(
+        DetectorConfig(), emg_rate_hz=float(rec.emg_rate_hz), channel_labels=list(rec.channel_labels),
+        acc_rate_hz=float(rec.acc_rate_hz),
+    )  # fmt: skip
+    emg, acc = np.asarray(rec.emg_uv), np.asarray(rec.acc_g)
+    out = feed_interleaved(det, emg, acc, rec.emg_rate_hz, rec.acc_rate_hz)
+    spans = [o for o in out if isinstance(o, ActivitySpan)]
+    walk = max(spans, key=lambda s: s.duration_s)
+    # 60 s of walking at 0.9 strides/s on six leg muscles: dozens of gait bursts, all suppressed
+    assert walk.suppressed >= 40
+    # no burst is counted twice, and none outside a span is counted
+    assert sum(s.suppressed for s in spans) <= det.voluntary_bursts
+    # a span is published after everything that began inside it was judged: no spasm event
+    # starting inside a span comes after the span
+    pos = {id(o): i for i, o in enumerate(out)}
+    for s in spans:
+        a, b = s.start_sample / s.rate_hz, s.end_sample / s.rate_hz
+        for e in _events(out):
+            if e.domain == "emg" and a <= e.onset_sample / e.rate_hz < b:
+                assert pos[id(e)] < pos[id(s)]
+
+
 def test_activity_stage_is_chunk_invariant() -> None:
     rec = signals.synthesize(WALK)
     ref = None
@@ -197,6 +221,8 @@ def test_declared_session_classes_graded_contractions_voluntary_but_keeps_abrupt
     assert [(s.kind, s.declared, s.start_sample, s.end_sample) for s in spans] == [
         ("exercise", True, 10000, 50000)
     ]
+    # the three graded contractions inside the session were suppressed, and are counted in it
+    assert spans[0].suppressed == 3
     assert any(isinstance(o, ActivityChange) and o.declared for o in out)
 
 
