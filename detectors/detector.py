@@ -154,6 +154,8 @@ class SpasmDetector:
         # so that ``suppressed`` counts them all: (span, start_s, end_s).
         self._span_q: list[tuple[ActivitySpan, float, float]] = []
         self._vol_t: list[float] = []  # onsets (s) of bursts classed voluntary, sorted
+        #: recent EMG events (channel, onset s, offset s, rise s), for co-contraction partners
+        self._recent: deque[tuple[str, float, float, float]] = deque(maxlen=256)
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -413,6 +415,10 @@ class SpasmDetector:
                         span_done = self._open_span.pop(o.key, None)
                         if span_done is not None:
                             span_done[1] = o.offset_sample / self.emg_rate_hz
+                        if o.rise_s is not None:
+                            r = self.emg_rate_hz
+                            a, b = o.onset_sample / r, o.offset_sample / r
+                            self._recent.append((o.channel, a, b, o.rise_s))
                     self._held.append(o)
                     self._gate_emg = -math.inf  # look at the newcomer on this pass
                 else:
@@ -568,6 +574,15 @@ class SpasmDetector:
                 return True
         return False
 
+    def _ramped_partner(self, channel: str, t0: float, until: float) -> bool:
+        """Did another channel's burst start within 0.15 s of ``t0``, end by ``until`` and rise
+        over >= ``voluntary_ramp_s``?"""
+        ramp = self.config.voluntary_ramp_s
+        for ch, a, b, rise in self._recent:
+            if ch != channel and abs(a - t0) <= 0.15 and b <= until and rise >= ramp:
+                return True
+        return False
+
     def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
         """How many other channels had a burst start within ``window`` (default
         ``synergy_window_s``) of ``t``."""
@@ -613,7 +628,7 @@ class SpasmDetector:
         """
         cfg = self.config
         look = t1 + cfg.rhythm_lookahead_s
-        code, period, before = REST, 0.0, REST
+        code, period, before, synergy = REST, 0.0, REST, 0
         if self._act is not None:
             # around the burst's start (a long spasm's end says nothing about how it began)
             b = t0 + min(max(t1 - t0, 0.5), 2.0) + cfg.activity_after_s
@@ -621,7 +636,21 @@ class SpasmDetector:
                 return None
             code, period = self._acc_context(t0 - cfg.activity_before_s, b)
             before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
-            if code == OTHER and before != OTHER and self._synergy(ev.channel, t0) < 2:
+            synergy = self._synergy(ev.channel, t0)
+            ramped = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
+            if code != REST and before == REST and not ramped and ev.type != "clonus":
+                # its co-contracting partner (agonist and antagonist share one descending
+                # command, De Luca & Erim 1994 "common drive") may show the ramp more clearly
+                if not final and emg_t < t1 + 1.5:
+                    return None  # partners ending up to 1 s later are known by then
+                ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0)
+            if code != REST and before == REST and ramped and ev.type != "clonus":
+                # The limb starts moving with a burst that ramps up over hundreds of ms: force
+                # graded by orderly recruitment (Henneman), the start of a purposeful movement
+                # (the first repetition of an exercise, the first stride); a reflex spasm
+                # reaches its peak in tens of ms (Hallett 1975; Dietz 2002).
+                return True, ACTIVITY_CODES[code]
+            if code == OTHER and before != OTHER and synergy < 2:
                 # Smooth movement without tilt or rhythm that starts with the burst may be the
                 # burst's own doing (EMG leads the movement it causes by the electromechanical
                 # delay, for a spasm as for a reach). It is taken as voluntary context only if the
@@ -677,6 +706,11 @@ class SpasmDetector:
             # measurable (it crosses the threshold near its top).
             strong_burst = ev.relative_amplitude >= 3.0 * cfg.on_ratio
             return rhythmic or graded or not strong_burst, context
+        if code == OTHER and synergy >= 2:
+            # smooth movement and a burst in a multi-muscle synergy (the focal agonists and the
+            # anticipatory postural muscles of a reach or a lift, Aruin & Latash 1995): voluntary,
+            # whatever its rise time (a weak postural burst crosses the threshold near its top)
+            return True, context
         if active:
             return rhythmic or graded, context
         # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a

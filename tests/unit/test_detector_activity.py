@@ -296,3 +296,61 @@ def test_rhythm_helpers() -> None:
     # a muscle active half of every stride, some strides merged into one long burst
     merged = [[0.0, 2.5], [3.0, 3.5], [4.0, 6.5]]
     assert phase_locked(merged, 3.0, 1.0, 0.15)
+
+
+def _movement_scene(
+    bursts: list[tuple[int, float, float]], moves: list[float], n_ch: int = 4, seconds: float = 60.0
+) -> tuple[list[DetectorOutput], SpasmDetector]:
+    """EMG bursts (channel, onset s, rise s) of 2 s each, and smooth 1.5 s limb displacements
+    (0.15 g, no tilt, no rhythm: "other voluntary" on the accelerometer) starting at ``moves``."""
+    rate, acc_rate = 1000.0, 50.0
+    x = _emg(rate, seconds, n_ch=n_ch)
+    n = x.shape[0]
+    env = np.full((n, n_ch), 3.0)
+    for ch, at, rise in bursts:
+        env[:, ch] += 150.0 * _contraction(rate, n, at, 2.0, rise)
+    m = int(seconds * acc_rate)
+    acc = np.zeros((m, 3))
+    acc[:, 2] = 1.0
+    k = int(1.5 * acc_rate)
+    for at in moves:
+        j = int(at * acc_rate)
+        acc[j : j + k, 0] += 0.15 * np.hanning(k)
+    acc += np.random.default_rng(5).normal(0.0, 0.003, acc.shape)
+    det = SpasmDetector(
+        DetectorConfig(mains_max_harmonic=0), emg_rate_hz=rate,
+        channel_labels=[f"EMG {i}" for i in range(n_ch)], acc_rate_hz=acc_rate,
+    )  # fmt: skip
+    return feed_interleaved(det, x * env, acc, rate, acc_rate), det
+
+
+def _onsets_s(out: list[DetectorOutput]) -> list[float]:
+    return sorted(round(e.onset_sample / e.rate_hz) for e in _events(out) if e.domain == "emg")
+
+
+def test_a_movement_that_starts_with_a_slow_ramp_is_voluntary_an_abrupt_one_a_spasm() -> None:
+    # the same smooth limb movement starts with each burst; only the onset kinetics differ
+    out, det = _movement_scene([(0, 15.0, 0.6), (1, 35.0, 0.012)], moves=[15.1, 35.1])
+    assert _onsets_s(out) == [35]
+    assert det.voluntary_bursts == 1
+    # without the movement the slow ramp alone is not enough: an isolated graded burst at rest
+    # is a spasm (tonic spasms build up slowly too)
+    out, _ = _movement_scene([(0, 15.0, 0.6), (1, 35.0, 0.012)], moves=[])
+    assert _onsets_s(out) == [15, 35]
+
+
+def test_the_co_contracting_partner_of_a_ramped_burst_is_voluntary_too() -> None:
+    # agonist ramps over 0.6 s, its antagonist starts with it but crosses the threshold near its
+    # top (a fast 0.1 s rise); at 35 s the same pair with an abrupt agonist stays a spasm pair
+    out, _ = _movement_scene(
+        [(0, 15.0, 0.6), (1, 15.05, 0.1), (0, 35.0, 0.012), (1, 35.05, 0.1)], moves=[15.1, 35.1]
+    )
+    assert _onsets_s(out) == [35, 35]
+
+
+def test_a_synergy_of_several_muscles_with_smooth_movement_is_voluntary() -> None:
+    # abrupt-looking bursts on four channels within 0.3 s, with a smooth movement: a reach with
+    # its postural muscles; the same burst on one channel alone, same movement: a spasm
+    syn = [(0, 15.0, 0.02), (1, 15.1, 0.02), (2, 15.2, 0.02), (3, 15.3, 0.02)]
+    out, _ = _movement_scene([*syn, (2, 40.0, 0.02)], moves=[15.1, 40.1])
+    assert _onsets_s(out) == [40]
