@@ -565,22 +565,6 @@ class SpasmDetector:
             return REST, p
         return int(np.argmax(counts[1:])) + 1, p
 
-    def _cyclic_share(self, a: float, b: float) -> tuple[float, float]:
-        """Share of the hops ending in (a, b] that are walking or rhythmic, and their median period."""
-        n = k = 0
-        periods: list[float] = []
-        for _, v1, code, period in reversed(self._verdicts):
-            if v1 <= a:
-                break
-            if v1 > b:
-                continue
-            n += 1
-            if code in (WALKING, RHYTHMIC):
-                k += 1
-                if period > 0:
-                    periods.append(period)
-        return (k / n if n else 0.0), (float(np.median(periods)) if periods else 0.0)
-
     def _acc_any(self, a: float, b: float) -> bool:
         """Any posture-transition, walking or rhythmic verdict among the hops ending in (a, b]?"""
         for _, v1, code, _ in reversed(self._verdicts):
@@ -652,17 +636,6 @@ class SpasmDetector:
                 return None
             code, period = self._acc_context(t0 - cfg.activity_before_s, b)
             before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
-            if ev.type != "clonus" and t1 - t0 >= 3.0:
-                # A muscle active through a whole bout of gait or pedalling without falling quiet
-                # (co-activation in spastic gait, a broad tibialis anterior pattern) is one long
-                # episode; if the accelerometer shows the cycle over most of it, for >= 3 cycles,
-                # it is the muscle following the cycle (the bout may have begun with it, before
-                # the 4 s window could recognise the rhythm).
-                if not final and acc_t < t1 and emg_t < look + cfg.activity_max_wait_s:
-                    return None
-                share, p_ep = self._cyclic_share(t0, t1)
-                if share >= 0.6 and p_ep > 0 and t1 - t0 >= 3 * p_ep:
-                    return True, ACTIVITY_CODES[self._acc_context(t0, t1)[0]]
             synergy = self._synergy(ev.channel, t0)
             ramped = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
             if code != REST and before == REST and not ramped and ev.type != "clonus":

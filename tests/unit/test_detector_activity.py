@@ -354,32 +354,3 @@ def test_a_synergy_of_several_muscles_with_smooth_movement_is_voluntary() -> Non
     syn = [(0, 15.0, 0.02), (1, 15.1, 0.02), (2, 15.2, 0.02), (3, 15.3, 0.02)]
     out, _ = _movement_scene([*syn, (2, 40.0, 0.02)], moves=[15.1, 40.1])
     assert _onsets_s(out) == [40]
-
-
-def test_a_muscle_active_through_a_whole_bout_of_rhythmic_movement_is_voluntary() -> None:
-    # one channel never falls quiet for 20 s (one long episode) while the limb moves at 1 Hz;
-    # the same 20 s episode with a still limb is a tonic spasm
-    rate, acc_rate, seconds = 1000.0, 50.0, 60.0
-    x = _emg(rate, seconds, n_ch=2)
-    n = x.shape[0]
-    t = np.arange(n) / rate
-    env = np.full((n, 2), 3.0)
-    env[:, 0] += 120.0 * _contraction(rate, n, 15.0, 20.0, 0.05) * (0.75 + 0.25 * np.cos(2 * np.pi * t))
-
-    def run(rhythm: bool) -> list[DetectorOutput]:
-        m = int(seconds * acc_rate)
-        ta = np.arange(m) / acc_rate
-        acc = np.zeros((m, 3))
-        acc[:, 2] = 1.0
-        if rhythm:
-            on = (ta >= 14.0) & (ta < 36.0)
-            acc[on, 0] += 0.2 * np.sin(2 * np.pi * ta[on])
-        acc += np.random.default_rng(5).normal(0.0, 0.003, acc.shape)
-        det = SpasmDetector(
-            DetectorConfig(mains_max_harmonic=0), emg_rate_hz=rate, channel_labels=["EMG A", "EMG B"],
-            acc_rate_hz=acc_rate,
-        )  # fmt: skip
-        return feed_interleaved(det, x * env, acc, rate, acc_rate)
-
-    assert [e.type for e in _events(run(False))] == ["tonic"]
-    assert _events(run(True)) == []
