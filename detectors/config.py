@@ -170,6 +170,11 @@ class DetectorConfig:
     #: 1995) and a graded bell crosses the onset threshold at a time that depends on its gain, so
     #: the detected onsets of one synergy spread over a few hundred ms.
     synergy_window_s: float = 0.5
+    #: Electrode artefacts around a lead-off: a burst ending at most ``lead_off_guard_before_s``
+    #: before a lead-off (the electrode coming loose), or starting within
+    #: ``lead_off_guard_after_s`` after it ended (the electrode settling), is not a spasm.
+    lead_off_guard_before_s: float = 0.5
+    lead_off_guard_after_s: float = 3.0
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
 
@@ -196,6 +201,7 @@ class DetectorConfig:
             "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
             "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
             "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
+            "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

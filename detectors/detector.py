@@ -43,6 +43,7 @@ from detectors.events import (
     ActivitySpan,
     DetectorOutput,
     Onset,
+    QualityChange,
     SpasmEvent,
 )
 from detectors.limits import stream_problem
@@ -156,6 +157,9 @@ class SpasmDetector:
         self._vol_t: list[float] = []  # onsets (s) of bursts classed voluntary, sorted
         #: recent EMG events (channel, onset s, offset s, rise s), for co-contraction partners
         self._recent: deque[tuple[str, float, float, float]] = deque(maxlen=256)
+        #: reported EMG quality changes per channel (time s, state), for electrode artefacts
+        self._quality_log: dict[str, list[tuple[float, str]]] = {}
+        self._n_artefact = 0
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -401,6 +405,9 @@ class SpasmDetector:
         self._release_spans(out, final)
 
     def _judge_held(self, out: list[DetectorOutput], final: bool) -> None:
+        for o in out:
+            if isinstance(o, QualityChange) and o.domain == "emg":
+                self._quality_log.setdefault(o.channel, []).append((o.sample / self.emg_rate_hz, o.state))
         if any(isinstance(o, Onset | SpasmEvent) and o.domain == "emg" for o in out):
             keep: list[DetectorOutput] = []
             for o in out:
@@ -449,6 +456,14 @@ class SpasmDetector:
                     self._deferred[o.key] = o
                 continue
             t1 = o.offset_sample / rate
+            artefact = self._electrode_artefact(o.channel, t0, t1, emg_t, final)
+            if artefact is None:
+                keep_held.append(o)
+                continue
+            if artefact:
+                self._deferred.pop(o.key, None)
+                self._n_artefact += 1
+                continue
             verdict = None if o.key in waiting else self._judge(o, t0, t1, emg_t, acc_t, final)
             if verdict is None:
                 keep_held.append(o)
@@ -486,6 +501,10 @@ class SpasmDetector:
         for spans in self._spans.values():
             while spans and spans[0][1] < horizon:
                 del spans[0]
+        for log in self._quality_log.values():
+            i = bisect.bisect_left(log, (horizon,))
+            if i > 1:
+                del log[: i - 1]  # the last change before the horizon still says the state
 
     def _queue_declared(self, d: _Declared, end: int) -> None:
         self._span_q.append((self._declared_span(d, end), d.start / self.emg_rate_hz, end / self.emg_rate_hz))
@@ -572,6 +591,34 @@ class SpasmDetector:
                 break
             if v1 <= b and code in (TRANSITION, WALKING, RHYTHMIC):
                 return True
+        return False
+
+    def _electrode_artefact(
+        self, channel: str, t0: float, t1: float, emg_t: float, final: bool
+    ) -> bool | None:
+        """Is a burst on ``channel`` the electrode, not the muscle? None while that is unknown.
+
+        An electrode coming loose tugs the cable and lifts off the skin just before the input
+        reads flat or floating: a burst that runs into a lead-off (ends at most
+        ``lead_off_guard_before_s`` before it) is that transient. After reattachment the
+        electrode-skin potential and impedance settle over seconds while the gel wets, with
+        intermittent contact (crackle) meanwhile (Tam & Webster, IEEE TBME 1977; Huigen, Peper &
+        Grimbergen, Med Biol Eng Comput 2002): bursts starting within ``lead_off_guard_after_s``
+        of the lead-off's end are that. Both are dropped; the ``QualityChange`` records say why
+        the channel was not monitored."""
+        cfg = self.config
+        log = self._quality_log.get(channel)
+        prev = "ok"
+        if log:
+            for t, state in log:
+                if prev == "lead_off" and state == "ok" and 0.0 <= t0 - t <= cfg.lead_off_guard_after_s:
+                    return True
+                if state == "lead_off" and -0.05 <= t - t1 <= cfg.lead_off_guard_before_s:
+                    return True
+                prev = state
+        # a lead-off that starts just after the burst is reported quality_hold_s after it starts
+        if not final and emg_t < t1 + cfg.lead_off_guard_before_s + cfg.quality_hold_s + 0.1:
+            return None
         return False
 
     def _ramped_partner(self, channel: str, t0: float, until: float) -> bool:

@@ -354,3 +354,42 @@ def test_a_synergy_of_several_muscles_with_smooth_movement_is_voluntary() -> Non
     syn = [(0, 15.0, 0.02), (1, 15.1, 0.02), (2, 15.2, 0.02), (3, 15.3, 0.02)]
     out, _ = _movement_scene([*syn, (2, 40.0, 0.02)], moves=[15.1, 40.1])
     assert _onsets_s(out) == [40]
+
+
+def test_electrode_coming_loose_and_settling_is_not_a_spasm() -> None:
+    rate = 1000.0
+    rng = np.random.default_rng(1)
+    x = 3.0 * _emg(rate, 60.0)
+    n = x.shape[0]
+    for a, b in ((15.0, 20.0), (35.0, 38.0)):
+        i, j = int(a * rate), int(b * rate)
+        k = int(0.3 * rate)  # the cable tugs and the electrode lifts: a transient, then flat
+        w = np.cumsum(rng.standard_normal(k))
+        w -= np.linspace(w[0], w[-1], k)
+        x[i - k : i, 0] += 400.0 * w / np.abs(w).max()
+        x[i:j, 0] = 0.0
+        m = int(4 * rate)  # reattached: a DC step settling, and crackle while the gel wets
+        tt = np.arange(m) / rate
+        x[j : j + m, 0] += 2000.0 * np.exp(-tt) + 30.0 * rng.standard_normal(m) * np.exp(-tt / 0.3)
+        for tc in rng.uniform(0.0, 2.0, 10):
+            c0 = j + int(tc * rate)
+            x[c0 : c0 + 5, 0] += rng.choice([-1.0, 1.0]) * 300.0
+    spasm_at = (24.0, 50.0)  # real spasms well clear of the electrode's trouble are kept
+    for at in spasm_at:
+        x[:, 0] += _emg(rate, 60.0, seed=9)[:, 0] * 150.0 * _contraction(rate, n, at, 1.0, 0.02)
+
+    def run(**cfg: Any) -> list[SpasmEvent]:
+        det = SpasmDetector(
+            DetectorConfig(mains_max_harmonic=0, **cfg), emg_rate_hz=rate, channel_labels=["A"]
+        )
+        out = feed_interleaved(det, x, None, rate, None)
+        assert [(q.state, q.sample) for q in out if isinstance(q, QualityChange)] == [
+            ("lead_off", 15000), ("ok", 20000), ("lead_off", 35000), ("ok", 38000)
+        ]  # fmt: skip
+        return _events(out)
+
+    # the electrode transients look like bursts to the EMG stage ...
+    unguarded = run(lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3)
+    assert len(unguarded) >= 4
+    # ... and are not spasms: only the two real ones are left
+    assert [round(e.onset_sample / rate) for e in run()] == [24, 50]
