@@ -354,6 +354,9 @@ def test_a_synergy_of_several_muscles_with_smooth_movement_is_voluntary() -> Non
     syn = [(0, 15.0, 0.02), (1, 15.1, 0.02), (2, 15.2, 0.02), (3, 15.3, 0.02)]
     out, _ = _movement_scene([*syn, (2, 40.0, 0.02)], moves=[15.1, 40.1])
     assert _onsets_s(out) == [40]
+    # the same four-muscle burst with a still limb is a (bilateral extensor) spasm on every channel
+    out, _ = _movement_scene(syn, moves=[])
+    assert _onsets_s(out) == [15, 15, 15, 15]
 
 
 def test_electrode_coming_loose_and_settling_is_not_a_spasm() -> None:
