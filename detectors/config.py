@@ -146,6 +146,10 @@ class DetectorConfig:
     #: Recruitment-graded voluntary force ramps over hundreds of ms (Henneman's size principle):
     #: a burst during activity rising slower than this (onset to 80 % of peak) is voluntary.
     voluntary_min_rise_s: float = 0.08
+    #: A burst rising this slowly (onset to 80 % of its plateau) that starts a movement from rest
+    #: is the start of a voluntary movement (self-paced voluntary EMG ramps over 0.2-0.5 s; a
+    #: reflex spasm, and the spasms of both simulators, reach 80 % within ~0.2 s).
+    voluntary_ramp_s: float = 0.25
     #: Voluntary rhythm of one channel's bursts: intervals within these bounds (s), each within
     #: ``rhythm_jitter`` of the run's median, at least ``rhythm_min_bursts`` bursts in a run.
     rhythm_min_interval_s: float = 0.4
@@ -163,7 +167,15 @@ class DetectorConfig:
     activity_max_wait_s: float = 5.0
     #: Bursts starting within this of each other on >= 3 channels with smooth movement form a
     #: voluntary synergy (reaching, lifting: agonists plus anticipatory postural muscles).
-    synergy_window_s: float = 0.2
+    #: Anticipatory postural adjustments start ~50-150 ms before the focal muscle (Aruin & Latash
+    #: 1995) and a graded bell crosses the onset threshold at a time that depends on its gain, so
+    #: the detected onsets of one synergy spread over a few hundred ms.
+    synergy_window_s: float = 0.5
+    #: Electrode artefacts around a lead-off: a burst ending at most ``lead_off_guard_before_s``
+    #: before a lead-off (the electrode coming loose), or starting within
+    #: ``lead_off_guard_after_s`` after it ended (the electrode settling), is not a spasm.
+    lead_off_guard_before_s: float = 0.5
+    lead_off_guard_after_s: float = 3.0
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
 
@@ -189,7 +201,8 @@ class DetectorConfig:
             "saturation_min_range_uv", "lead_off_mains_uv", "activity_hop_s", "activity_window_s",
             "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
             "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
-            "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s",
+            "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
+            "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

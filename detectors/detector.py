@@ -43,6 +43,7 @@ from detectors.events import (
     ActivitySpan,
     DetectorOutput,
     Onset,
+    QualityChange,
     SpasmEvent,
 )
 from detectors.limits import stream_problem
@@ -150,6 +151,15 @@ class SpasmDetector:
         self._deferred: dict[str, Onset] = {}  # onsets kept back until their event is judged
         self._declared: list[_Declared] = []
         self._n_voluntary = 0
+        # Finished activity spans wait here until every burst that began inside them is judged,
+        # so that ``suppressed`` counts them all: (span, start_s, end_s).
+        self._span_q: list[tuple[ActivitySpan, float, float]] = []
+        self._vol_t: list[float] = []  # onsets (s) of bursts classed voluntary, sorted
+        #: recent EMG events (channel, onset s, offset s, rise s), for co-contraction partners
+        self._recent: deque[tuple[str, float, float, float]] = deque(maxlen=256)
+        #: reported EMG quality changes per channel (time s, state), for electrode artefacts
+        self._quality_log: dict[str, list[tuple[float, str]]] = {}
+        self._n_artefact = 0
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -305,7 +315,8 @@ class SpasmDetector:
         for d in self._declared:
             if not d.reported:
                 d.reported = True
-                out.append(self._declared_span(d, d.end if d.end is not None else max(end, d.start + 1)))
+                self._queue_declared(d, d.end if d.end is not None else max(end, d.start + 1))
+        self._release_spans(out, final=True)
         self._finished = True
         return out
 
@@ -374,8 +385,9 @@ class SpasmDetector:
         if what == "start":
             out.append(ActivityChange(kind=ACTIVITY_CODES[b], domain="acc", sample=a))
         else:
-            out.append(ActivitySpan(kind=ACTIVITY_CODES[c], domain="acc", start_sample=a, end_sample=b,
-                                    rate_hz=self.acc_rate_hz))  # fmt: skip
+            span = ActivitySpan(kind=ACTIVITY_CODES[c], domain="acc", start_sample=a, end_sample=b,
+                                rate_hz=self.acc_rate_hz)  # fmt: skip
+            self._span_q.append((span, a / self.acc_rate_hz, b / self.acc_rate_hz))
             out.append(ActivityChange(kind="rest", domain="acc", sample=b))
 
     def _declared_span(self, d: _Declared, end: int) -> ActivitySpan:
@@ -385,9 +397,17 @@ class SpasmDetector:
         )  # fmt: skip
 
     def _context_pass(self, out: list[DetectorOutput], final: bool) -> None:
-        """Hold EMG onsets and events until their context is known, then publish spasms only."""
+        """Hold EMG onsets and events until their context is known, then publish spasms only
+        (and the activity spans whose bursts have all been judged)."""
         if not self._ctx:
             return
+        self._judge_held(out, final)
+        self._release_spans(out, final)
+
+    def _judge_held(self, out: list[DetectorOutput], final: bool) -> None:
+        for o in out:
+            if isinstance(o, QualityChange) and o.domain == "emg":
+                self._quality_log.setdefault(o.channel, []).append((o.sample / self.emg_rate_hz, o.state))
         if any(isinstance(o, Onset | SpasmEvent) and o.domain == "emg" for o in out):
             keep: list[DetectorOutput] = []
             for o in out:
@@ -402,6 +422,10 @@ class SpasmDetector:
                         span_done = self._open_span.pop(o.key, None)
                         if span_done is not None:
                             span_done[1] = o.offset_sample / self.emg_rate_hz
+                        if o.rise_s is not None:
+                            r = self.emg_rate_hz
+                            a, b = o.onset_sample / r, o.offset_sample / r
+                            self._recent.append((o.channel, a, b, o.rise_s))
                     self._held.append(o)
                     self._gate_emg = -math.inf  # look at the newcomer on this pass
                 else:
@@ -411,7 +435,7 @@ class SpasmDetector:
         for d in self._declared:
             if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
                 d.reported = True
-                out.append(self._declared_span(d, d.end))
+                self._queue_declared(d, d.end)
         if not self._held or (not final and emg_t < self._gate_emg and self._acc_t < self._gate_acc):
             return
         cfg = self.config
@@ -432,6 +456,14 @@ class SpasmDetector:
                     self._deferred[o.key] = o
                 continue
             t1 = o.offset_sample / rate
+            artefact = self._electrode_artefact(o.channel, t0, t1, emg_t, final)
+            if artefact is None:
+                keep_held.append(o)
+                continue
+            if artefact:
+                self._deferred.pop(o.key, None)
+                self._n_artefact += 1
+                continue
             verdict = None if o.key in waiting else self._judge(o, t0, t1, emg_t, acc_t, final)
             if verdict is None:
                 keep_held.append(o)
@@ -440,6 +472,7 @@ class SpasmDetector:
             onset = self._deferred.pop(o.key, None)
             if voluntary:
                 self._n_voluntary += 1
+                bisect.insort(self._vol_t, t0)
                 continue
             if onset is not None:
                 out.append(onset)
@@ -468,6 +501,52 @@ class SpasmDetector:
         for spans in self._spans.values():
             while spans and spans[0][1] < horizon:
                 del spans[0]
+        for log in self._quality_log.values():
+            i = bisect.bisect_left(log, (horizon,))
+            if i > 1:
+                del log[: i - 1]  # the last change before the horizon still says the state
+
+    def _queue_declared(self, d: _Declared, end: int) -> None:
+        self._span_q.append((self._declared_span(d, end), d.start / self.emg_rate_hz, end / self.emg_rate_hz))
+
+    def _release_spans(self, out: list[DetectorOutput], final: bool) -> None:
+        """Publish finished activity spans once no burst that began inside them is still
+        unjudged (held, open, or not yet seen by the EMG), with ``suppressed`` = the bursts in
+        them classed voluntary."""
+        if self._span_q:
+            rate = self.emg_rate_hz
+            if final:
+                first = math.inf
+            else:
+                emg_t = -math.inf if self._bank is None else self._bank.processed_until / rate
+                # an onset is reported ``confirm_s`` after it crosses, up to 0.3 s after it began
+                first = emg_t - self.config.confirm_s - 0.5
+                for h in self._held:
+                    first = min(first, h.onset_sample / rate)
+                for o in self._deferred.values():
+                    first = min(first, o.onset_sample / rate)
+                for sp in self._open_span.values():
+                    first = min(first, sp[0])
+            keep: list[tuple[ActivitySpan, float, float]] = []
+            for span, a, b in self._span_q:
+                if b > first:
+                    keep.append((span, a, b))
+                    continue
+                n = bisect.bisect_left(self._vol_t, b) - bisect.bisect_left(self._vol_t, a)
+                out.append(dataclasses.replace(span, suppressed=n))
+            self._span_q = keep
+        # forget voluntary onsets no span can still contain
+        need = min((a for _, a, _ in self._span_q), default=math.inf)
+        if self._periods is not None and self._periods.cur is not None and self.acc_rate_hz:
+            need = min(need, self._periods.cur.start / self.acc_rate_hz)
+        for d in self._declared:
+            if not d.reported:
+                need = min(need, d.start / self.emg_rate_hz)
+        if self._vol_t and self._vol_t[0] < need:
+            bank = self._bank
+            emg_now = math.inf if final or bank is None else bank.processed_until / self.emg_rate_hz
+            cut = min(need, emg_now - 60.0)
+            del self._vol_t[: bisect.bisect_left(self._vol_t, cut)]
 
     def _declared_at(self, t: float) -> _Declared | None:
         rate = self.emg_rate_hz
@@ -511,6 +590,43 @@ class SpasmDetector:
             if v1 <= a:
                 break
             if v1 <= b and code in (TRANSITION, WALKING, RHYTHMIC):
+                return True
+        return False
+
+    def _electrode_artefact(
+        self, channel: str, t0: float, t1: float, emg_t: float, final: bool
+    ) -> bool | None:
+        """Is a burst on ``channel`` the electrode, not the muscle? None while that is unknown.
+
+        An electrode coming loose tugs the cable and lifts off the skin just before the input
+        reads flat or floating: a burst that runs into a lead-off (ends at most
+        ``lead_off_guard_before_s`` before it) is that transient. After reattachment the
+        electrode-skin potential and impedance settle over seconds while the gel wets, with
+        intermittent contact (crackle) meanwhile (Tam & Webster, IEEE TBME 1977; Huigen, Peper &
+        Grimbergen, Med Biol Eng Comput 2002): bursts starting within ``lead_off_guard_after_s``
+        of the lead-off's end are that. Both are dropped; the ``QualityChange`` records say why
+        the channel was not monitored."""
+        cfg = self.config
+        log = self._quality_log.get(channel)
+        prev = "ok"
+        if log:
+            for t, state in log:
+                if prev == "lead_off" and state == "ok" and 0.0 <= t0 - t <= cfg.lead_off_guard_after_s:
+                    return True
+                if state == "lead_off" and -0.05 <= t - t1 <= cfg.lead_off_guard_before_s:
+                    return True
+                prev = state
+        # a lead-off that starts just after the burst is reported quality_hold_s after it starts
+        if not final and emg_t < t1 + cfg.lead_off_guard_before_s + cfg.quality_hold_s + 0.1:
+            return None
+        return False
+
+    def _ramped_partner(self, channel: str, t0: float, until: float) -> bool:
+        """Did another channel's burst start within 0.15 s of ``t0``, end by ``until`` and rise
+        over >= ``voluntary_ramp_s``?"""
+        ramp = self.config.voluntary_ramp_s
+        for ch, a, b, rise in self._recent:
+            if ch != channel and abs(a - t0) <= 0.15 and b <= until and rise >= ramp:
                 return True
         return False
 
@@ -559,7 +675,7 @@ class SpasmDetector:
         """
         cfg = self.config
         look = t1 + cfg.rhythm_lookahead_s
-        code, period, before = REST, 0.0, REST
+        code, period, before, synergy = REST, 0.0, REST, 0
         if self._act is not None:
             # around the burst's start (a long spasm's end says nothing about how it began)
             b = t0 + min(max(t1 - t0, 0.5), 2.0) + cfg.activity_after_s
@@ -567,7 +683,21 @@ class SpasmDetector:
                 return None
             code, period = self._acc_context(t0 - cfg.activity_before_s, b)
             before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
-            if code == OTHER and before != OTHER and self._synergy(ev.channel, t0) < 2:
+            synergy = self._synergy(ev.channel, t0)
+            ramped = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
+            if code != REST and before == REST and not ramped and ev.type != "clonus":
+                # its co-contracting partner (agonist and antagonist share one descending
+                # command, De Luca & Erim 1994 "common drive") may show the ramp more clearly
+                if not final and emg_t < t1 + 1.5:
+                    return None  # partners ending up to 1 s later are known by then
+                ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0)
+            if code != REST and before == REST and ramped and ev.type != "clonus":
+                # The limb starts moving with a burst that ramps up over hundreds of ms: force
+                # graded by orderly recruitment (Henneman), the start of a purposeful movement
+                # (the first repetition of an exercise, the first stride); a reflex spasm
+                # reaches its peak in tens of ms (Hallett 1975; Dietz 2002).
+                return True, ACTIVITY_CODES[code]
+            if code == OTHER and before != OTHER and synergy < 2:
                 # Smooth movement without tilt or rhythm that starts with the burst may be the
                 # burst's own doing (EMG leads the movement it causes by the electromechanical
                 # delay, for a spasm as for a reach). It is taken as voluntary context only if the
@@ -623,6 +753,11 @@ class SpasmDetector:
             # measurable (it crosses the threshold near its top).
             strong_burst = ev.relative_amplitude >= 3.0 * cfg.on_ratio
             return rhythmic or graded or not strong_burst, context
+        if code == OTHER and synergy >= 2:
+            # smooth movement and a burst in a multi-muscle synergy (the focal agonists and the
+            # anticipatory postural muscles of a reach or a lift, Aruin & Latash 1995): voluntary,
+            # whatever its rise time (a weak postural burst crosses the threshold near its top)
+            return True, context
         if active:
             return rhythmic or graded, context
         # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a

@@ -111,6 +111,30 @@ def test_voluntary_activity_is_not_reported(sc: scenario.Scenario) -> None:
         assert 0 < e.confidence <= 1
 
 
+def test_activity_span_counts_the_bursts_it_suppressed() -> None:
+    rec = signals.synthesize(WALK)
+    det = SpasmDetector(
+        DetectorConfig(), emg_rate_hz=float(rec.emg_rate_hz), channel_labels=list(rec.channel_labels),
+        acc_rate_hz=float(rec.acc_rate_hz),
+    )  # fmt: skip
+    emg, acc = np.asarray(rec.emg_uv), np.asarray(rec.acc_g)
+    out = feed_interleaved(det, emg, acc, rec.emg_rate_hz, rec.acc_rate_hz)
+    spans = [o for o in out if isinstance(o, ActivitySpan)]
+    walk = max(spans, key=lambda s: s.duration_s)
+    # 60 s of walking at 0.9 strides/s on six leg muscles: dozens of gait bursts, all suppressed
+    assert walk.suppressed >= 40
+    # no burst is counted twice, and none outside a span is counted
+    assert sum(s.suppressed for s in spans) <= det.voluntary_bursts
+    # a span is published after everything that began inside it was judged: no spasm event
+    # starting inside a span comes after the span
+    pos = {id(o): i for i, o in enumerate(out)}
+    for s in spans:
+        a, b = s.start_sample / s.rate_hz, s.end_sample / s.rate_hz
+        for e in _events(out):
+            if e.domain == "emg" and a <= e.onset_sample / e.rate_hz < b:
+                assert pos[id(e)] < pos[id(s)]
+
+
 def test_activity_stage_is_chunk_invariant() -> None:
     rec = signals.synthesize(WALK)
     ref = None
@@ -197,6 +221,8 @@ def test_declared_session_classes_graded_contractions_voluntary_but_keeps_abrupt
     assert [(s.kind, s.declared, s.start_sample, s.end_sample) for s in spans] == [
         ("exercise", True, 10000, 50000)
     ]
+    # the three graded contractions inside the session were suppressed, and are counted in it
+    assert spans[0].suppressed == 3
     assert any(isinstance(o, ActivityChange) and o.declared for o in out)
 
 
@@ -270,3 +296,103 @@ def test_rhythm_helpers() -> None:
     # a muscle active half of every stride, some strides merged into one long burst
     merged = [[0.0, 2.5], [3.0, 3.5], [4.0, 6.5]]
     assert phase_locked(merged, 3.0, 1.0, 0.15)
+
+
+def _movement_scene(
+    bursts: list[tuple[int, float, float]], moves: list[float], n_ch: int = 4, seconds: float = 60.0
+) -> tuple[list[DetectorOutput], SpasmDetector]:
+    """EMG bursts (channel, onset s, rise s) of 2 s each, and smooth 1.5 s limb displacements
+    (0.15 g, no tilt, no rhythm: "other voluntary" on the accelerometer) starting at ``moves``."""
+    rate, acc_rate = 1000.0, 50.0
+    x = _emg(rate, seconds, n_ch=n_ch)
+    n = x.shape[0]
+    env = np.full((n, n_ch), 3.0)
+    for ch, at, rise in bursts:
+        env[:, ch] += 150.0 * _contraction(rate, n, at, 2.0, rise)
+    m = int(seconds * acc_rate)
+    acc = np.zeros((m, 3))
+    acc[:, 2] = 1.0
+    k = int(1.5 * acc_rate)
+    for at in moves:
+        j = int(at * acc_rate)
+        acc[j : j + k, 0] += 0.15 * np.hanning(k)
+    acc += np.random.default_rng(5).normal(0.0, 0.003, acc.shape)
+    det = SpasmDetector(
+        DetectorConfig(mains_max_harmonic=0), emg_rate_hz=rate,
+        channel_labels=[f"EMG {i}" for i in range(n_ch)], acc_rate_hz=acc_rate,
+    )  # fmt: skip
+    return feed_interleaved(det, x * env, acc, rate, acc_rate), det
+
+
+def _onsets_s(out: list[DetectorOutput]) -> list[float]:
+    return sorted(round(e.onset_sample / e.rate_hz) for e in _events(out) if e.domain == "emg")
+
+
+def test_a_movement_that_starts_with_a_slow_ramp_is_voluntary_an_abrupt_one_a_spasm() -> None:
+    # the same smooth limb movement starts with each burst; only the onset kinetics differ
+    out, det = _movement_scene([(0, 15.0, 0.6), (1, 35.0, 0.012)], moves=[15.1, 35.1])
+    assert _onsets_s(out) == [35]
+    assert det.voluntary_bursts == 1
+    # without the movement the slow ramp alone is not enough: an isolated graded burst at rest
+    # is a spasm (tonic spasms build up slowly too)
+    out, _ = _movement_scene([(0, 15.0, 0.6), (1, 35.0, 0.012)], moves=[])
+    assert _onsets_s(out) == [15, 35]
+
+
+def test_the_co_contracting_partner_of_a_ramped_burst_is_voluntary_too() -> None:
+    # agonist ramps over 0.6 s, its antagonist starts with it but crosses the threshold near its
+    # top (a fast 0.1 s rise); at 35 s the same pair with an abrupt agonist stays a spasm pair
+    out, _ = _movement_scene(
+        [(0, 15.0, 0.6), (1, 15.05, 0.1), (0, 35.0, 0.012), (1, 35.05, 0.1)], moves=[15.1, 35.1]
+    )
+    assert _onsets_s(out) == [35, 35]
+
+
+def test_a_synergy_of_several_muscles_with_smooth_movement_is_voluntary() -> None:
+    # abrupt-looking bursts on four channels within 0.3 s, with a smooth movement: a reach with
+    # its postural muscles; the same burst on one channel alone, same movement: a spasm
+    syn = [(0, 15.0, 0.02), (1, 15.1, 0.02), (2, 15.2, 0.02), (3, 15.3, 0.02)]
+    out, _ = _movement_scene([*syn, (2, 40.0, 0.02)], moves=[15.1, 40.1])
+    assert _onsets_s(out) == [40]
+    # the same four-muscle burst with a still limb is a (bilateral extensor) spasm on every channel
+    out, _ = _movement_scene(syn, moves=[])
+    assert _onsets_s(out) == [15, 15, 15, 15]
+
+
+def test_electrode_coming_loose_and_settling_is_not_a_spasm() -> None:
+    rate = 1000.0
+    rng = np.random.default_rng(1)
+    x = 3.0 * _emg(rate, 60.0)
+    n = x.shape[0]
+    for a, b in ((15.0, 20.0), (35.0, 38.0)):
+        i, j = int(a * rate), int(b * rate)
+        k = int(0.3 * rate)  # the cable tugs and the electrode lifts: a transient, then flat
+        w = np.cumsum(rng.standard_normal(k))
+        w -= np.linspace(w[0], w[-1], k)
+        x[i - k : i, 0] += 400.0 * w / np.abs(w).max()
+        x[i:j, 0] = 0.0
+        m = int(4 * rate)  # reattached: a DC step settling, and crackle while the gel wets
+        tt = np.arange(m) / rate
+        x[j : j + m, 0] += 2000.0 * np.exp(-tt) + 30.0 * rng.standard_normal(m) * np.exp(-tt / 0.3)
+        for tc in rng.uniform(0.0, 2.0, 10):
+            c0 = j + int(tc * rate)
+            x[c0 : c0 + 5, 0] += rng.choice([-1.0, 1.0]) * 300.0
+    spasm_at = (24.0, 50.0)  # real spasms well clear of the electrode's trouble are kept
+    for at in spasm_at:
+        x[:, 0] += _emg(rate, 60.0, seed=9)[:, 0] * 150.0 * _contraction(rate, n, at, 1.0, 0.02)
+
+    def run(**cfg: Any) -> list[SpasmEvent]:
+        det = SpasmDetector(
+            DetectorConfig(mains_max_harmonic=0, **cfg), emg_rate_hz=rate, channel_labels=["A"]
+        )
+        out = feed_interleaved(det, x, None, rate, None)
+        assert [(q.state, q.sample) for q in out if isinstance(q, QualityChange)] == [
+            ("lead_off", 15000), ("ok", 20000), ("lead_off", 35000), ("ok", 38000)
+        ]  # fmt: skip
+        return _events(out)
+
+    # the electrode transients look like bursts to the EMG stage ...
+    unguarded = run(lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3)
+    assert len(unguarded) >= 4
+    # ... and are not spasms: only the two real ones are left
+    assert [round(e.onset_sample / rate) for e in run()] == [24, 50]
