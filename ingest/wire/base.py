@@ -24,9 +24,9 @@ Rules every decoder keeps (the property tests check them for each kind):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ingest.wire.protocol import (
     BLE_CMD_CHAR_UUID,
@@ -129,10 +129,10 @@ class UnknownDeviceKind(ValueError):
 
 #: Decoder factories by device kind. Vendor modules in ``ingest/wire/`` register themselves here
 #: (``register_decoder``) when ``ingest.wire.kinds`` imports them.
-DECODERS: dict[str, Callable[[], LinkDecoder]] = {"neurospasm": NeurospasmDecoder}
+DECODERS: dict[str, Callable[..., LinkDecoder]] = {"neurospasm": NeurospasmDecoder}
 
 
-def register_decoder(kind: str, factory: Callable[[], LinkDecoder]) -> None:
+def register_decoder(kind: str, factory: Callable[..., LinkDecoder]) -> None:
     """Add a device kind (called by each vendor decoder module at import)."""
     DECODERS[kind] = factory
 
@@ -142,10 +142,14 @@ def device_kinds() -> tuple[str, ...]:
     return tuple(DECODERS)
 
 
-def decoder_for(kind: str) -> LinkDecoder:
-    """A fresh decoder for one connection of a device of ``kind``."""
+def decoder_for(kind: str, settings: Mapping[str, Any] | None = None) -> LinkDecoder:
+    """A fresh decoder for one connection of a device of ``kind``.
+
+    ``settings``: the decoder's keyword arguments, already checked (``ingest.wire.kinds``
+    converts a ``[[devices]]`` table's ``options`` into them).
+    """
     try:
         factory = DECODERS[kind]
     except KeyError:
         raise UnknownDeviceKind(f"unknown device kind {kind!r} (known: {', '.join(DECODERS)})") from None
-    return factory()
+    return factory(**(settings or {}))

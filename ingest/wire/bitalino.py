@@ -151,6 +151,14 @@ class BitalinoDecoder:
     ) -> None:
         if rate_hz not in RATE_CODES:
             raise ValueError(f"BITalino rate must be one of {sorted(RATE_CODES)} Hz, got {rate_hz}")
+        if not emg_inputs or len(set(emg_inputs)) != len(emg_inputs) or not set(emg_inputs) <= {0, 1, 2, 3}:
+            raise ValueError(
+                f"BITalino EMG inputs must be distinct 10-bit inputs A1..A4, got {list(emg_inputs)}"
+            )
+        if acc_input is not None and acc_input not in (4, 5):
+            raise ValueError(
+                f"BITalino accelerometer input must be a 6-bit input (A5, A6), got A{acc_input + 1}"
+            )
         if acc_cmax <= acc_cmin:
             raise ValueError(f"BITalino ACC calibration: Cmax {acc_cmax} must exceed Cmin {acc_cmin}")
         self.stats = DecoderStats()
