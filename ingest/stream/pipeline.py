@@ -116,7 +116,7 @@ class DecodeLoop:
     def data(self, t_host: float, data: bytes, source: str = "") -> None:
         """One transport chunk: decode it and hand its frames to the session."""
         session, observe, detect = self.session, self.observe, self.detect
-        for frame in self.decoder.feed(data, source):
+        for frame in self.decoder.feed(data, source, t_host):
             if detect or isinstance(frame, (InfoFrame, StatusFrame)):
                 session.on_frame(frame, t_host)
             if observe is not None:

@@ -200,7 +200,7 @@ class BitalinoDecoder:
     def _crc_ok(self, pos: int) -> bool:
         return crc4(self._buf[pos : pos + self.size]) == self._buf[pos + self.size - 1] & 0x0F
 
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         self.stats.bytes_in += len(data)
         self._buf += data
         buf, size = self._buf, self.size

@@ -153,7 +153,7 @@ class MyoDecoder:
         self.stats.count(reason)
         self.last_error = f"{reason}: {detail} (notification at stream byte {offset})"
 
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         offset = self.stats.bytes_in
         self.stats.bytes_in += len(data)
         src = source.lower()

@@ -252,7 +252,7 @@ class ShimmerDecoder:
         return self._last_ts
 
     # -- decoding ----------------------------------------------------------------------------
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         self.stats.bytes_in += len(data)
         self._buf += data
         buf = self._buf
