@@ -538,3 +538,42 @@ def test_pure_noise_never_raises(kind: str, noise: bytes) -> None:
         dec.feed(noise[i : i + 13])
     assert set(dec.stats.errors) <= DOCUMENTED[kind]
     assert dec.stats.bytes_in == len(noise)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chunks=st.lists(st.tuples(st.integers(0, 4), st.binary(max_size=120), st.floats(0.0, 2.0)), max_size=25),
+    data=st.data(),
+)
+def test_every_registered_kind_survives_random_bytes(
+    chunks: list[tuple[int, bytes, float]], data: st.DataObject
+) -> None:
+    """Whatever decoders are registered (``device_kinds()``, so a new one is covered without
+    asking): random chunks on random sources with random arrival times never raise, yield only
+    protocol frames, count every byte, and name each error with a short reason word; sample
+    counters never go back within one description (InfoFrame) of the stream."""
+    import re
+
+    from ingest.wire.protocol import StatusFrame
+
+    kind = data.draw(st.sampled_from(device_kinds()))
+    dec = decoder_for(kind)
+    profile = type(dec).ble_profile
+    sources = [*(profile.notify_uuids if profile else ()), "", "x"]
+    t = 1000.0
+    last: dict[str, int] = {}
+    total = 0
+    for src, blob, dt in chunks:
+        t += dt
+        total += len(blob)
+        for f in dec.feed(blob, sources[src % len(sources)], t):
+            assert isinstance(f, InfoFrame | EmgFrame | AccFrame | StatusFrame)
+            if isinstance(f, InfoFrame):
+                last.clear()
+            elif isinstance(f, EmgFrame | AccFrame):
+                key = type(f).__name__
+                assert f.counter >= last.get(key, -(2**62)), (kind, key)
+                last[key] = int(f.counter) + len(f.samples)
+    assert dec.stats.bytes_in == total
+    assert all(re.fullmatch(r"[a-z][a-z0-9-]*", reason) for reason in dec.stats.errors), dec.stats.errors
+    assert bool(dec.stats.errors) <= (dec.last_error is not None)
