@@ -179,3 +179,30 @@ def test_export_of_a_file_without_data_is_an_error(
         pass
     assert cli_main(["export-edf", str(cap), "--out", str(tmp_path / "x.edf")]) == 2
     assert "nothing to export" in capsys.readouterr().err
+
+
+def test_a_captures_vendor_settings_decode_it(tmp_path: Path) -> None:
+    """A capture keeps the device's vendor settings (``record --option``) in its header, and the
+    export decodes with them: a Cyton recorded at gain 8 is scaled at gain 8, not the default 24."""
+    from ingest.commands.record import parse_options
+    from ingest.wire.cyton import emg_scale_uv
+
+    # Cyton Data Format: 0xA0, sample number, 8 x 24-bit big-endian, 6 aux bytes, footer 0xC0.
+    channels = (1000).to_bytes(3, "big") * 8
+    packets = b"".join(bytes([0xA0, n]) + channels + bytes(6) + b"\xc0" for n in range(20))
+    path = tmp_path / "cyton.nsc"
+    options = parse_options("cyton", ["gain=8", "daisy=false"])
+    assert options == {"gain": 8, "daisy": False}
+    with CaptureWriter(path, device="wearable-1", kind="cyton", options=options) as w:
+        w.write(100.0, UP)
+        w.write(100.1, DATA, packets)
+    decoded = decode_source(str(path))
+    (boot,) = decoded.boots
+    assert boot.info.emg_scale_uv == pytest.approx(emg_scale_uv(8))
+    assert boot.info.n_channels == 8
+    with pytest.raises(ValueError, match=r"^options\.gain: a 'cyton' gain must be one of"):
+        parse_options("cyton", ["gain=3"])
+    with pytest.raises(ValueError, match=r"expected KEY=VALUE"):
+        parse_options("cyton", ["gain"])
+    assert parse_options("myo", ["emg_mode=filtered"]) == {"emg_mode": "filtered"}
+    assert parse_options("bitalino", ["emg_inputs=[1, 2]"]) == {"emg_inputs": [1, 2]}
