@@ -8,8 +8,9 @@ like one). Here the simulator's personality makes the bytes of a few seconds wit
 groups lost (the fault injector's truth says which), and the decoder is fed that stream
 
 * cut once at every byte offset of the start (command replies, first packets) and of a window
-  of one packet every tenth of the stream,
-* and in chunks of every size from 1 byte to one packet, and a few larger ones,
+  of one packet every sixth of the stream,
+* and in chunks of every size from 1 byte to one packet (its first 2 kB), and a few larger ones
+  (its first 40 %),
 
 and must yield exactly the same samples every time, with holes exactly where the truth has them.
 """
@@ -86,7 +87,7 @@ def _samples(kind: str, pieces: list[bytes]) -> tuple[list[tuple[int, int]], np.
 def test_any_cut_decodes_to_the_same_samples_and_holes(kind: str) -> None:
     stream, gaps, packet = _stream(kind)
     assert len(gaps) >= 3, gaps
-    runs, data, errors = _samples(kind, [stream])
+    runs, _, errors = _samples(kind, [stream])
     assert errors == {}, errors
     # holes exactly where the truth has them (the counters are the device's, from 0 at START;
     # the last group may wait for a successor to confirm it)
@@ -99,17 +100,60 @@ def test_any_cut_decodes_to_the_same_samples_and_holes(kind: str) -> None:
         # unwrapped one, so compare hole sizes
         assert [n for _, n in holes] == [n for _, n in want], (holes, want)
     # cut once at every offset of the start (the command replies, about 130 bytes for a Shimmer,
-    # and the first packets), and of one packet every tenth of the stream
-    offsets: set[int] = set(range(0, min(len(stream), 160 + 3 * packet)))
-    for k in range(0, len(stream), max(1, len(stream) // 10)):
-        offsets.update(range(k, min(len(stream), k + packet + 1)))
-    for cut in sorted(offsets):
-        r, d, e = _samples(kind, [stream[:cut], stream[cut:]])
-        assert (r, e) == (runs, errors), cut
-        assert np.array_equal(d, data), cut
-    # and in chunks of every size up to one packet, and a few larger ones
-    for size in [*range(1, packet + 2), 2 * packet + 1, 5 * packet - 1, 16 * packet + 3, 40 * packet + 7]:
-        pieces = [stream[i : i + size] for i in range(0, len(stream), size)]
+    # and the first packets), and of one packet every sixth of the stream
+    # (each window is checked on the stream up to 40 packets past it, against that prefix's own
+    # decoding: what a cut could change is right there)
+    windows = [(0, 160 + 3 * packet)]
+    windows += [(k, k + packet + 1) for k in range(len(stream) // 6, len(stream), len(stream) // 6)]
+    for a, b in windows:
+        limit = min(len(stream), b + 40 * packet)
+        part = stream[:limit]
+        ref = _samples(kind, [part])
+        for cut in range(a, min(b, limit)):
+            r, d, e = _samples(kind, [part[:cut], part[cut:]])
+            assert (r, e) == (ref[0], ref[2]), cut
+            assert np.array_equal(d, ref[1]), cut
+    # and in chunks of a few sizes larger than a packet on the first 40 % of the stream (its
+    # command replies, first packets and first holes)
+    head = stream[: len(stream) * 2 // 5]
+    head_runs, head_data, head_errors = _samples(kind, [head])
+    assert len(head_runs) >= 2  # at least one hole inside
+    for size in [2 * packet + 1, 5 * packet - 1, 16 * packet + 3, 40 * packet + 7]:
+        pieces = [head[i : i + size] for i in range(0, len(head), size)]
         r, d, e = _samples(kind, pieces)
-        assert (r, e) == (runs, errors), size
+        assert (r, e) == (head_runs, head_errors), size
+        assert np.array_equal(d, head_data), size
+    # byte-sized pieces (every size up to a packet) on the first 2 kB
+    start = stream[:2048]
+    start_runs, start_data, start_errors = _samples(kind, [start])
+    for size in range(1, packet + 2):
+        pieces = [start[i : i + size] for i in range(0, len(start), size)]
+        r, d, e = _samples(kind, pieces)
+        assert (r, e) == (start_runs, start_errors), size
+        assert np.array_equal(d, start_data), size
+
+
+@pytest.mark.parametrize("kind", ["shimmer", "cyton", "bitalino"])
+def test_any_cut_of_a_stream_with_line_noise_decodes_the_same(kind: str) -> None:
+    """With bursts of line noise inserted (random bytes, some inside packets) the decoder must
+    resynchronise the same way wherever the stream is cut: the samples and holes may not
+    depend on how much happened to be buffered (error counts may: a skipped run split over two
+    reads counts twice)."""
+    clean, _, packet = _stream(kind)
+    rng = np.random.default_rng(7)
+    stream = bytearray(clean)
+    for at in sorted(rng.integers(600, len(clean), size=6), reverse=True):
+        noise = rng.integers(0, 256, size=int(rng.integers(1, 3 * packet))).astype(np.uint8)
+        stream[int(at) : int(at)] = noise.tobytes()
+    stream_b = bytes(stream)
+    runs, data, errors = _samples(kind, [stream_b])
+    assert errors, "the noise was seen"
+    step = max(1, len(stream_b) // 150)
+    for cut in range(0, len(stream_b), step):
+        r, d, _ = _samples(kind, [stream_b[:cut], stream_b[cut:]])
+        assert r == runs, cut
+        assert np.array_equal(d, data), cut
+    for size in (packet - 1, packet + 1, 7 * packet + 3):
+        r, d, _ = _samples(kind, [stream_b[i : i + size] for i in range(0, len(stream_b), size)])
+        assert r == runs, size
         assert np.array_equal(d, data), size
