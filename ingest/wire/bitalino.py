@@ -30,8 +30,9 @@ The default mapping acquires all six inputs: EMG sensors on A1-A4, the accelerom
 unused (``BitalinoDecoder(emg_inputs=..., acc_input=...)`` changes it).
 
 The sequence number restarts with every start command, so each connection has its own
-``boot_id`` (``InfoFrame.per_connection``); inside a connection up to 15 consecutive lost frames
-are an exact hole in the counter (a longer loss wraps undetectably and is absorbed by the clock).
+``boot_id`` (``InfoFrame.per_connection``); inside a connection up to 14 consecutive lost frames
+are an exact hole in the counter (15 lost make the next frame carry the last one's number: it is
+dropped as a repeat and counted; a longer loss wraps undetectably and is absorbed by the clock).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ LABELS = {"cyton": ("ch1", "ch2"), "shimmer": ("EXG1 CH1", "EXG1 CH2"), "bitalin
 
 
 #: Scripted loss bursts (150 ms) between spasms. Not for BITalino: its 4-bit sequence number
-#: counts at most 15 lost frames (15 ms at 1 kHz); a longer loss wraps and cannot be exact.
+#: counts at most 14 lost frames (14 ms at 1 kHz); a longer loss wraps and cannot be exact.
 BURSTS = [
     {"at_s": 1.45, "duration_s": 0.15},
     {"at_s": 2.65, "duration_s": 0.15},

@@ -299,6 +299,22 @@ def test_bitalino_lost_and_corrupt_frames() -> None:
     assert dec.stats.errors.get("crc", 0) >= 1
 
 
+def test_bitalino_sequence_counts_14_lost_frames_and_says_when_it_cannot() -> None:
+    """The 4-bit sequence tells a loss of up to 14 frames exactly; 15 lost make the next frame
+    carry the last one's number: it is taken for a repeat and counted as such (never silent)."""
+
+    def run(n_lost: int) -> tuple[list[int], dict[str, int]]:
+        seqs = [*range(0, 6), *range(6 + n_lost, 6 + n_lost + 6)]
+        dec = BitalinoDecoder()
+        stream = b"".join(_bitalino_frame(s & 0xF, [512 + (s % 100), 512, 512, 512, 32, 0]) for s in seqs)
+        return _emg(dec.feed(stream))[0].tolist(), dict(dec.stats.errors)
+
+    got, errors = run(14)
+    assert got == [*range(0, 6), *range(20, 26)] and errors == {}
+    got, errors = run(15)
+    assert errors == {"duplicate": 1} and len(got) == 11  # the frame after the hole looked like a repeat
+
+
 def test_bitalino_version_text_is_not_an_error() -> None:
     dec = BitalinoDecoder()
     frames = dec.feed(
