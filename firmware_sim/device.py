@@ -182,8 +182,11 @@ class SimDevice:
         self._seq = (self._seq + 1) & 0xFFFF
         return seq
 
-    def _emit(self, frame: Frame, out: list[bytes]) -> None:
+    def _emit(self, frame: Frame, out: list[bytes], made_at: float | None = None) -> None:
+        """Encode, filter (faults) and queue one frame; ``made_at``: device time it was complete."""
         wire = encode_frame(frame)
+        if self.frame_filter is not None and hasattr(self.frame_filter, "made_at"):
+            setattr(self.frame_filter, "made_at", made_at)  # noqa: B010 (the truth stamps it with when it was made)
         sent = self.frame_filter(frame, wire) if self.frame_filter else [wire]
         for chunk in sent:
             self.stats.frames_sent += 1
@@ -230,12 +233,12 @@ class SimDevice:
             if emg_ready and (not acc_ready or emg_time <= acc_time):
                 block = self._samples(self._emg_codes, self._emg_n, self._emg_block)
                 if block is not None:
-                    self._emit(EmgFrame(self._next_seq(), self._emg_n, block), out)
+                    self._emit(EmgFrame(self._next_seq(), self._emg_n, block), out, self._t_start + emg_time)
                 self._emg_n += len(block) if block is not None and len(block) else self._emg_block
             else:
                 block = self._samples(self._acc_codes, self._acc_n, self._acc_block)
                 if block is not None:
-                    self._emit(AccFrame(self._next_seq(), self._acc_n, block), out)
+                    self._emit(AccFrame(self._next_seq(), self._acc_n, block), out, self._t_start + acc_time)
                 self._acc_n += len(block) if block is not None and len(block) else self._acc_block
         if t - self._t_last_status >= STATUS_PERIOD_S:
             self._t_last_status = t

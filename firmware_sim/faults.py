@@ -128,6 +128,14 @@ class FaultInjector:
     def __post_init__(self) -> None:
         self.now = 0.0
         self.now_host = 0.0
+        #: Device time of the last ``advance`` (the paced loop's tick); ``now`` may be set later
+        #: per frame group by the device (the time its last sample was made).
+        self.now_tick = 0.0
+        #: Host seconds per device second (1 / (speed x crystal error)), set by the server.
+        self.host_per_device = 1.0
+        #: Device time the frame being filtered was complete, when the device knows it (None:
+        #: ``now``). Devices set it before each frame.
+        self.made_at: float | None = None
         self.boot = 0
         self.link_up = True
         self._burst_i = 0
@@ -217,7 +225,7 @@ class FaultInjector:
     # -- time --------------------------------------------------------------------------------
     def advance(self, t_device: float, t_host: float | None = None) -> None:
         """The device's clock reads ``t_device``; the host's ``t_host`` (default: the same)."""
-        self.now = t_device
+        self.now = self.now_tick = t_device
         self.now_host = t_device if t_host is None else t_host
         while self._burst_i < len(self.random_bursts) and self.random_bursts[self._burst_i][0] <= t_device:
             self._burst_left += self.random_bursts[self._burst_i][1]
@@ -376,7 +384,13 @@ class FaultInjector:
         if kind not in ("emg", "acc") or not self._has_info:
             return  # data before the boot's first INFO cannot be scaled: the gateway drops it
         d = self._dom[kind]
-        t_first = self.now_host - n / d.rate_hz  # host time of the frame's first sample
+        # Host time the frame was complete: the tick's host time, less how long before the tick
+        # its last sample was made. A loop that stalled makes many frames at one tick; stamping
+        # them all with that tick's host time would put the truth late by the stall, while the
+        # gateway's clock (a lower envelope of arrivals) puts them where they were sampled.
+        made = self.made_at if self.made_at is not None else self.now
+        t_made = self.now_host - max(0.0, self.now_tick - made) * self.host_per_device
+        t_first = t_made - n / d.rate_hz  # host time of the frame's first sample
         if d.end is None:
             if d.reboot_from is not None:
                 old_end, old_t = d.reboot_from
@@ -395,7 +409,7 @@ class FaultInjector:
         elif counter + n <= d.end:
             return  # a duplicate: dropped by the gateway
         d.end = counter + n
-        d.last_t_host = self.now_host
+        d.last_t_host = t_made
         d.link_dropped = False
 
     def expected_gaps(self) -> list[dict[str, Any]]:
@@ -449,6 +463,7 @@ def simulate(
 
     if injector is not None:
         device.frame_filter = injector
+        injector.host_per_device = 1.0 / (1.0 + drift_ppm * 1e-6)
     rng = np.random.default_rng([jitter_seed, 0x717])
     chunks: list[tuple[float, bytes]] = []
     links: list[tuple[float, str]] = []

@@ -94,6 +94,7 @@ class PtyServer:
         self.injector = injector
         if injector is not None:
             device.frame_filter = injector
+            injector.host_per_device = 1.0 / (speed * (1.0 + drift_ppm * 1e-6))
         self.jitter_ms = (
             jitter_ms if jitter_ms is not None else (injector.faults.jitter_ms if injector else 0.0)
         )

@@ -96,6 +96,9 @@ class DeviceSection(_Model):
     #: Reconnect backoff: first delay and cap (jittered exponential, ``ingest.outputs.delivery.Backoff``).
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    #: Vendor settings of this kind (``ingest.wire.kinds.options_of``: a Cyton's gain, a Shimmer's
+    #: rate, ...), checked per kind and passed to its decoder and start commands.
+    options: dict[str, Any] = {}
     #: Planned exercise/physiotherapy sessions (``DeclaredSlot``), declared to the detector.
     declared: list[DeclaredSlot] = []
 

@@ -5,7 +5,8 @@ inquiry, ExG-register and sampling-rate requests with their responses), samples 
 sensors (low-noise accelerometer, ExG chip 1, optionally chip 2) at 32768 Hz / divider, and
 stamps each packet with the free-running 32768 Hz real-time clock (3 bytes), which does *not*
 restart with streaming. ExG registers are those of Shimmer's EMG configuration: gain 12 on both
-channels of chip 1, chip 2 powered down.
+channels of chip 1, chip 2 powered down; the host may write them (0x61), and the samples are
+quantised at chip 1's CH1SET gain.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from ingest.wire.shimmer import (
     SENSOR_ACCEL_LN,
     SENSOR_EXG1_24,
     SENSOR_EXG2_24,
+    SET_EXG_REGS,
     SET_SAMPLING_RATE,
     SET_SENSORS,
     START_STREAMING,
     STOP_STREAMING,
+    exg_gain,
 )
 
 #: ADS1292R registers 0x00-0x09 of Shimmer's EMG configuration (CH1SET / CH2SET gain 12).
@@ -47,11 +50,10 @@ EMG_REGS_CHIP2 = bytes([0x02, 0xA0, 0x10, 0xE1, 0xE1, 0x00, 0x00, 0x00, 0x02, 0x
 CALIBRATION = (struct.pack(">3h3h9b", 2047, 2047, 2047, 83, 83, 83, 100, 0, 0, 0, 100, 0, 0, 0, 100)).ljust(
     CALIBRATION_BYTES, b"\x00"
 )
-#: Arguments after each command byte.
-_ARGS = {SET_SAMPLING_RATE: 2, SET_SENSORS: 3, GET_EXG_REGS: 3}
+#: Arguments after each command byte (SET_EXG_REGS: 3, then as many as its length byte says).
+_ARGS = {SET_SAMPLING_RATE: 2, SET_SENSORS: 3, GET_EXG_REGS: 3, SET_EXG_REGS: 3}
 #: Packets per fault-injection unit (16 ms at 1024 Hz).
 _BLOCK = 16
-EXG_GAIN = 12
 
 
 @register_personality
@@ -63,14 +65,20 @@ class ShimmerPersonality(Personality):
         super().__init__(device, **options)
         self.divider = 32
         self.sensors = SENSOR_ACCEL_LN | SENSOR_EXG1_24
+        self.regs = [bytearray(EMG_REGS_CHIP1), bytearray(EMG_REGS_CHIP2)]
         self._cmd = bytearray()
         self._apply()
+
+    @property
+    def gain(self) -> int:
+        """The gain the samples are quantised at: chip 1's CH1SET (the simulator keeps one)."""
+        return exg_gain(self.regs[0][3])
 
     def _apply(self) -> None:
         n = 4 if self.sensors & SENSOR_EXG2_24 else 2
         self.configure(
             emg_rate_hz=CLOCK_HZ / self.divider, acc_rate_hz=CLOCK_HZ / self.divider, n_channels=n,
-            emg_lsb_uv=EXG_VREF / (2**23 - 1) / EXG_GAIN * 1e6, acc_lsb_g=1.0 / ACC_LN_SENSITIVITY / G0,
+            emg_lsb_uv=EXG_VREF / (2**23 - 1) / self.gain * 1e6, acc_lsb_g=1.0 / ACC_LN_SENSITIVITY / G0,
             block_samples=_BLOCK, emg_code_range=(-(1 << 23), (1 << 23) - 1), acc_code_range=(0, 4095),
             acc_offset=ACC_LN_OFFSET,
         )  # fmt: skip
@@ -78,6 +86,7 @@ class ShimmerPersonality(Personality):
     def on_reboot(self) -> None:
         self.divider = 32
         self.sensors = SENSOR_ACCEL_LN | SENSOR_EXG1_24
+        self.regs = [bytearray(EMG_REGS_CHIP1), bytearray(EMG_REGS_CHIP2)]
         self._cmd.clear()
         self._apply()
 
@@ -98,6 +107,8 @@ class ShimmerPersonality(Personality):
             op = self._cmd[0]
             if len(self._cmd) <= _ARGS.get(op, 0):
                 continue  # arguments still to come
+            if op == SET_EXG_REGS and len(self._cmd) < 4 + self._cmd[3]:
+                continue  # chip, offset, length, then that many register bytes
             args = bytes(self._cmd[1:])
             self._cmd.clear()
             r.reply += bytes([ACK])
@@ -112,9 +123,15 @@ class ShimmerPersonality(Personality):
             elif op == SET_SENSORS:
                 self.sensors = args[0]
                 self._apply()
+            elif op == SET_EXG_REGS:
+                chip, start, length = args[:3]
+                if chip <= 1 and start + length <= 10:
+                    self.regs[chip][start : start + length] = args[3:]
+                    if chip == 0 and start <= 3 < start + length:  # CH1SET: the gain sampled at
+                        self._apply()
             elif op == GET_EXG_REGS:
                 chip, start, length = args
-                regs = (EMG_REGS_CHIP1 if chip == 0 else EMG_REGS_CHIP2)[start : start + length]
+                regs = bytes(self.regs[min(chip, 1)][start : start + length])
                 r.reply += bytes([EXG_REGS_RESPONSE, len(regs)]) + regs
             elif op == GET_ALL_CALIBRATION:
                 r.reply += bytes([ALL_CALIBRATION_RESPONSE]) + CALIBRATION

@@ -102,13 +102,17 @@ def detect_signals(
 
 
 def detect_records(
-    records: Iterable[Any], config: DetectorConfig, device: str, kind: str = "neurospasm"
+    records: Iterable[Any],
+    config: DetectorConfig,
+    device: str,
+    kind: str = "neurospasm",
+    options: dict[str, Any] | None = None,
 ) -> list[EventRecord]:
     """Run link records (a capture's) through the shared decode loop and session."""
     from ingest.stream.pipeline import DecodeLoop, run_records
 
     outputs: list[Output] = []
-    run_records(DecodeLoop(_session(device, config, outputs.append), kind), records)
+    run_records(DecodeLoop(_session(device, config, outputs.append), kind, options=options), records)
     return _events(outputs)
 
 
@@ -208,7 +212,7 @@ def main(args: argparse.Namespace) -> int:
                       f"{reader.truncated} ignored", file=sys.stderr)  # fmt: skip
             device = args.device or reader.device or "offline"
             kind = str(reader.header.get("kind") or "neurospasm")
-            events = detect_records(records, config, device, kind)
+            events = detect_records(records, config, device, kind, reader.header.get("options") or {})
             duration_s = records[-1].t_host - records[0].t_host if records else 0.0
             what = f"capture of {device}"
         else:

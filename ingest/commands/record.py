@@ -53,8 +53,13 @@ async def record_port(
     baudrate: int,
     kind: str = "neurospasm",
     stop: asyncio.Event | None = None,
+    options: dict[str, Any] | None = None,
 ) -> int:
-    """Capture a serial device (hardware or ``neurospasm sim``) until the duration, ``stop`` or Ctrl-C."""
+    """Capture a serial device (hardware or ``neurospasm sim``) until the duration, ``stop`` or Ctrl-C.
+
+    ``options``: the kind's vendor settings (``[[devices]] options``); stored in the capture's
+    header, so a replay or an export decodes with them (a Cyton's gain scales its microvolts).
+    """
     import signal
 
     from ingest.config import DeviceSection
@@ -71,10 +76,11 @@ async def record_port(
     if duration_s:
         loop.call_later(duration_s, stop.set)
     dev = DeviceSection(id=device, kind=kind, port=port, baudrate=baudrate, reconnect_initial_s=0.5,
-                        reconnect_max_s=0.5)  # fmt: skip
+                        reconnect_max_s=0.5, options=options or {})  # fmt: skip
     meta: dict[str, Any] = {
         "device": device,
         "kind": kind,
+        "options": dict(options or {}),
         "source": {"kind": "serial", "port": port, "baudrate": baudrate},
     }
     with CaptureWriter(out, **meta) as writer:
@@ -179,8 +185,9 @@ def decode_source(source: str, *, device: str | None = None) -> Decoded:
         if reader.truncated is not None:
             log.warning("%s: incomplete last record at byte offset %d ignored", source, reader.truncated)
         return decode_records(
-            recs, device or reader.device or "device", str(reader.header.get("kind") or "neurospasm")
-        )
+            recs, device or reader.device or "device", str(reader.header.get("kind") or "neurospasm"),
+            options=reader.header.get("options") or {},
+        )  # fmt: skip
     sim = simulate_scenario(source, device=device or "sim-0001")
     return decode_records(sim.records(), device or "sim-0001")
 
@@ -199,6 +206,28 @@ def check_port(port: str) -> None:
         raise CaptureError(f"--port {port}: no such serial port (is the device plugged in?)")
 
 
+def parse_options(kind: str, pairs: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs as a ``[[devices]] options`` table (VALUE in TOML syntax:
+    ``gain=8``, ``daisy=true``, ``emg_inputs=[1,2]``, ``emg_mode=filtered`` as a bare word), checked
+    against the kind. Raises ValueError with one line."""
+    import tomllib
+
+    from ingest.wire.kinds import decoder_options
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{pair!r}: expected KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word: a string
+        options[key.strip()] = value
+    decoder_options(kind, options)
+    return options
+
+
 def _record_cmd(args: argparse.Namespace) -> int:
     from ingest.files.recording import DATA, CaptureReader
 
@@ -206,8 +235,13 @@ def _record_cmd(args: argparse.Namespace) -> int:
     if args.sim:
         return record_sim(args.sim, out, duration_s=args.duration, device=args.device_id)
     check_port(args.port)
+    try:
+        options = parse_options(args.kind, args.option or [])
+    except ValueError as exc:
+        print(f"neurospasm record: --option {exc}", file=sys.stderr)
+        return 2
     rc = asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
-                                 baudrate=args.baudrate, kind=args.kind))  # fmt: skip
+                                 baudrate=args.baudrate, kind=args.kind, options=options))  # fmt: skip
     if rc == 0 and not any(r.kind == DATA for r in CaptureReader(out)):
         print(f"neurospasm record: {args.port}: no data received; {out} holds no samples", file=sys.stderr)
         return 1
@@ -249,6 +283,10 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     rec.add_argument("--kind", default="neurospasm", help="device kind (wire protocol) of a --port device")
     rec.add_argument("--baudrate", type=int, default=921600)
+    rec.add_argument(
+        "--option", action="append", metavar="KEY=VALUE",
+        help="a vendor setting of --kind (docs/devices.md), e.g. gain=8; stored in the capture",
+    )  # fmt: skip
     rec.set_defaults(handler=_record_cmd)
 
     exp = sub.add_parser(

@@ -259,16 +259,38 @@ class ReplaySummary:
         )
 
 
-def default_config(device: str, state_dir: Path) -> GatewayConfig:
-    """Local storage only, no MQTT: a replay must not publish into a live system by accident."""
-    from ingest.config import parse_config
+def capture_device(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The device kind and vendor settings a capture's header names (other files: our own)."""
+    from ingest.files.recording import CaptureReader, is_capture
 
+    if not is_capture(Path(path)):
+        return "neurospasm", {}
+    header = CaptureReader(path).header
+    options = header.get("options")
+    return str(header.get("kind") or "neurospasm"), dict(options) if isinstance(options, dict) else {}
+
+
+def default_config(
+    device: str, state_dir: Path, kind: str = "neurospasm", options: dict[str, Any] | None = None
+) -> GatewayConfig:
+    """Local storage only, no MQTT: a replay must not publish into a live system by accident.
+
+    ``kind`` / ``options``: the recorded device's (a capture's header names them)."""
+    from ingest.config import parse_config
+    from ingest.wire.kinds import RULES
+
+    dev: dict[str, Any] = {"id": device, "kind": kind, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}
+    rules = RULES.get(kind)
+    if rules is not None and "serial" not in rules.transports:
+        dev.update(transport="ble", address="replay")  # a BLE-only kind (the link is the file)
+    else:
+        dev["port"] = "replay"
+    if options:
+        dev["options"] = options
     return parse_config(
         {
             "gateway": {"state_dir": str(state_dir), "stale_after_s": 3600.0},
-            "devices": [
-                {"id": device, "port": "replay", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}
-            ],
+            "devices": [dev],
             "mqtt": {"enabled": False},
             "local": {"enabled": True},
             "spool": {"quota_mb": 512, "fsync": "never"},
@@ -293,7 +315,10 @@ async def run_replay(
     records, named = load_records(path, device=device or "replay")
     dev_id = device or named or "replay"
     if config is None:
-        config = default_config(dev_id, state_dir or Path(tempfile.mkdtemp(prefix="neurospasm-replay-")))
+        kind, options = capture_device(path)
+        config = default_config(
+            dev_id, state_dir or Path(tempfile.mkdtemp(prefix="neurospasm-replay-")), kind, options
+        )
     else:
         if not config.devices:
             raise ReplayError(f"{path}: the config has no [[devices]]; replay needs one device id")

@@ -41,7 +41,7 @@ import math
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -396,8 +396,16 @@ class Decoded:
     records: list[Any] = field(default_factory=list)
 
 
-def decode_records(records: Iterable[CaptureRecord], device: str, kind: str = "neurospasm") -> Decoded:
-    """Run the gateway's decode loop and ``DeviceSession`` over capture records, offline."""
+def decode_records(
+    records: Iterable[CaptureRecord],
+    device: str,
+    kind: str = "neurospasm",
+    *,
+    options: Mapping[str, Any] | None = None,
+) -> Decoded:
+    """Run the gateway's decode loop and ``DeviceSession`` over capture records, offline.
+
+    ``options``: the device's vendor settings (a capture's header keeps them)."""
     outputs: list[Output] = []
     boots: list[_Boot] = []
 
@@ -420,7 +428,9 @@ def decode_records(records: Iterable[CaptureRecord], device: str, kind: str = "n
             if b.acc_t0 is None and b.info.acc_rate_hz:
                 b.acc_t0 = t_host - len(frame.samples) / b.info.acc_rate_hz
 
-    loop = run_records(DecodeLoop(DeviceSession(device, outputs.append), kind, observe=keep), records)
+    loop = run_records(
+        DecodeLoop(DeviceSession(device, outputs.append), kind, observe=keep, options=options), records
+    )
     events = [o.payload for o in outputs if o.kind == "event" and o.payload is not None]
     gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
     typed = [o.record for o in outputs if o.kind in ("event", "gap") and o.record is not None]

@@ -20,9 +20,9 @@ at a link change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ingest.wire.base import LinkDecoder
 from ingest.wire.kinds import decoder_for
@@ -71,6 +71,7 @@ class DecodeLoop:
             (who the device is, battery), a central worker runs the detector on the bytes.
         observe: optional, called with every decoded frame and its host time (EDF export keeps
             the sample blocks; tools count frames).
+        options: the ``[[devices]]`` table's vendor ``options`` (``ingest.wire.kinds``).
     """
 
     def __init__(
@@ -80,12 +81,15 @@ class DecodeLoop:
         *,
         detect: bool = True,
         observe: Callable[[Frame, float], None] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.session = session
         self.kind = kind
+        #: The ``[[devices]]`` table's vendor settings, for every connection's decoder.
+        self.options: Mapping[str, Any] = dict(options or {})
         self.detect = detect
         self.observe = observe
-        self.decoder: LinkDecoder = decoder_for(kind)
+        self.decoder: LinkDecoder = decoder_for(kind, self.options)
         self.connections = 0
         self._closed_errors: dict[str, int] = {}
         self._closed_frames = 0
@@ -95,7 +99,7 @@ class DecodeLoop:
         for reason, n in self.decoder.stats.errors.items():
             self._closed_errors[reason] = self._closed_errors.get(reason, 0) + n
         self._closed_frames += self.decoder.stats.frames
-        self.decoder = decoder_for(self.kind)
+        self.decoder = decoder_for(self.kind, self.options)
         return self.decoder
 
     def link_up(self, t_host: float) -> LinkDecoder:
@@ -112,7 +116,7 @@ class DecodeLoop:
     def data(self, t_host: float, data: bytes, source: str = "") -> None:
         """One transport chunk: decode it and hand its frames to the session."""
         session, observe, detect = self.session, self.observe, self.detect
-        for frame in self.decoder.feed(data, source):
+        for frame in self.decoder.feed(data, source, t_host):
             if detect or isinstance(frame, (InfoFrame, StatusFrame)):
                 session.on_frame(frame, t_host)
             if observe is not None:

@@ -116,7 +116,8 @@ class DeviceRunner:
     pipeline: DecodeLoop = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pipeline = DecodeLoop(self.session, self.dev.kind, detect=self.detect)
+        self.pipeline = DecodeLoop(self.session, self.dev.kind, detect=self.detect, options=self.dev.options)
+
     #: Samples through the detector (set by the gateway; None: monitoring follows the link).
     progress: Progress | None = None
     #: Why the device is not monitored right now (the status carries it while monitoring is off).

@@ -50,6 +50,12 @@ log = logging.getLogger(__name__)
 ENVELOPE_BATCH_S = 0.1
 #: Frames held back per stream waiting for an earlier, late frame before a hole counts as lost.
 REORDER_WINDOW = 8
+#: A vendor link's new connection is placed on the stream by the earliest-arriving of its first
+#: frames (a lower envelope, like the clock's): held for this long (host time) or this many.
+REBASE_HOLD_S = 0.3
+REBASE_HOLD_FRAMES = 64
+#: ... when the clock fit of the old stream was this tight (robust residual, ms).
+REBASE_TRUST_MS = 50.0
 
 Domain = Literal["emg", "acc"]
 OutputKind = Literal["onset", "event", "gap", "activity", "status", "envelope", "acc", "raw", "live"]
@@ -121,6 +127,8 @@ class DomainState:
     #: (``InfoFrame.per_connection``) and is re-based to continue this stream (``_rebase``).
     offset: int = 0
     rebase: bool = False  # the next frame starts a new connection's counter
+    #: A new connection's first frames, held until its counter is placed (``_rebase``).
+    hold: list[tuple[Any, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -274,15 +282,34 @@ class DeviceSession:
                 dom.rebase = dom.expected is not None
         return True
 
-    def _rebase(self, dom: DomainState, frame: EmgFrame | AccFrame, t_host: float) -> None:
-        """Place a new connection's first frame on the old counter by the clock (see above)."""
-        assert dom.expected is not None
-        n = len(frame.samples)
-        # The clock maps a counter to the host time its block completes: where would ours be now?
-        elapsed = t_host - float(dom.clock.to_utc(dom.expected))
-        first = dom.expected + max(0, round(elapsed * dom.rate_hz) - n)
-        dom.offset = first - int(frame.counter)
+    def _rebase(self, name: Domain, dom: DomainState) -> None:
+        """Place a new connection's counter on the old one by the clock (see above), then feed
+        the frames held meanwhile.
+
+        Each held frame says where the counter would be from its own arrival: the clock maps a
+        counter to the host time its block completes, so a frame of n samples arriving
+        ``elapsed`` after the last old sample ends about ``elapsed x rate`` later. Arrivals are
+        only ever late (a busy host, a Bluetooth connection interval), so the earliest estimate
+        over the first ``REBASE_HOLD_S`` is taken, not the first frame's alone.
+        """
+        assert dom.expected is not None and dom.hold
+        held, dom.hold = dom.hold, []
+        t_expected = float(dom.clock.to_utc(dom.expected))
+        c0 = int(held[0][0].counter)
+        offsets = [
+            dom.expected + round((t - t_expected) * dom.rate_hz) - len(f.samples) - int(f.counter)
+            for f, t in held
+        ]
+        # Only when the host's clock has been a good ruler for the device's (the old stream's
+        # fit is tight): otherwise (a simulator run faster than real time, a wild link) the
+        # spread of arrivals says nothing about latency, and the first frame alone is used.
+        q = dom.clock.quality()
+        trusted = q.points >= 3 and q.residual_ms < REBASE_TRUST_MS
+        estimate = min(offsets) if trusted else offsets[0]
+        dom.offset = max(dom.expected - c0, estimate)  # never before the old stream's end
         dom.rebase = False
+        for f, t in held:
+            self._arrive(name, dom, f, t)
 
     def _refuse(self, info: InfoFrame) -> bool:
         """A device the detector cannot handle (``detectors.limits``): refuse it, once and clearly.
@@ -342,7 +369,10 @@ class DeviceSession:
         """
         n = len(frame.samples)
         if dom.rebase:
-            self._rebase(dom, frame, t_host)
+            dom.hold.append((frame, t_host))
+            if t_host - dom.hold[0][1] >= REBASE_HOLD_S or len(dom.hold) >= REBASE_HOLD_FRAMES:
+                self._rebase(name, dom)
+            return
         counter = int(frame.counter) + dom.offset
         if dom.expected is None:
             self._process(name, dom, counter, frame, t_host)
@@ -369,6 +399,8 @@ class DeviceSession:
 
     def _drain(self, name: Domain, dom: DomainState, *, force: bool) -> None:
         """Process held frames that are now in order (all of them with ``force``)."""
+        if force and dom.hold:
+            self._rebase(name, dom)  # the link dropped or the stream ends: place what we have
         while dom.pending:
             full = dom.pending[0][0]
             assert dom.expected is not None

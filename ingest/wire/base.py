@@ -24,9 +24,9 @@ Rules every decoder keeps (the property tests check them for each kind):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ingest.wire.protocol import (
     BLE_CMD_CHAR_UUID,
@@ -47,6 +47,7 @@ __all__ = [
     "LinkDecoder",
     "NeurospasmDecoder",
     "UnknownDeviceKind",
+    "WrapCounter",
     "decoder_for",
     "device_kinds",
     "register_decoder",
@@ -85,8 +86,12 @@ class LinkDecoder(Protocol):
     #: GATT layout for BLE links (None: this kind has no BLE link).
     ble_profile: ClassVar[BleProfile | None]
 
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
-        """Decode what arrived; keep a partial tail for the next call. Never raises on input."""
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
+        """Decode what arrived; keep a partial tail for the next call. Never raises on input.
+
+        ``t_host``: when the chunk arrived (host seconds), for decoders whose counter is too
+        short to count a long loss by itself (``WrapCounter``); None when not known.
+        """
         ...
 
     def start_commands(self) -> list[DeviceWrite]:
@@ -110,7 +115,9 @@ class NeurospasmDecoder(StreamDecoder):
         BLE_SERVICE_UUID, (BLE_DATA_CHAR_UUID,), BLE_CMD_CHAR_UUID
     )
 
-    def feed(self, data: bytes | bytearray | memoryview, source: str = "") -> list[Frame]:
+    def feed(
+        self, data: bytes | bytearray | memoryview, source: str = "", t_host: float | None = None
+    ) -> list[Frame]:
         return list(self.iter_feed(data))
 
     def start_commands(self) -> list[DeviceWrite]:
@@ -123,16 +130,95 @@ class NeurospasmDecoder(StreamDecoder):
         return DeviceWrite(encode_frame(CmdFrame(0, Command.INFO)))
 
 
+class WrapCounter:
+    """Unwrap a short modular packet counter, counting whole wraps a long loss hides by time.
+
+    A Cyton's sample number counts packets modulo 256: a loss of 300 packets looks like one of
+    44. The host's arrival times tell them apart when they are steadier than half a wrap: every
+    packet's *latency* (arrival minus counter / rate) is at least the link's minimum and at most
+    that plus the jitter seen recently (chunking, scheduling). For a packet after a hole, the
+    number of wraps k is the one that puts its latency mid-way in that band. It is used only
+    after a visible hole (a step other than 1: the next packet arriving late is a host stall,
+    not a loss of exactly k wraps, which stays undetected), only when the band is narrower than
+    half a wrap, and the band is taken from the packets before the hole, so a packet after a
+    hole that also arrives late by a host stall of more than about half a wrap (0.5 s for a
+    Cyton) could be misplaced; otherwise the count is exact. Without arrival times, or when the
+    wrap is too short for the jitter (a BITalino's 16 frames at 1000 Hz: 16 ms), it is the
+    plain modular step, as before: exact up to ``modulus - 2`` lost packets (``modulus - 1``
+    lost make the next packet look like a repeat).
+    """
+
+    #: Latency floor may rise this fast (s per s): crystal drift and a slowly changing link.
+    DRIFT = 2e-4
+    #: Recent-jitter memory: the band decays with this half-life (seconds of stream).
+    HALF_LIFE_S = 10.0
+
+    def __init__(self, modulus: int, rate_hz: float) -> None:
+        self.modulus = modulus
+        self.rate_hz = float(rate_hz)
+        self.count: int | None = None  # unwrapped counter of the last packet
+        self._last: int = 0  # its wire value
+        self._lat_min: float | None = None
+        self._band = 0.0
+        self._t_last: float | None = None
+        self._decay = 0.5 ** (1.0 / (self.HALF_LIFE_S * self.rate_hz))
+        #: Wraps added by time (for tests and logs).
+        self.wraps_added = 0
+
+    def advance(self, value: int, t_host: float | None) -> int | None:
+        """The unwrapped counter of a packet with wire counter ``value`` (None: a duplicate)."""
+        m = self.modulus
+        if self.count is None:
+            self.count = value
+            self._last = value
+            self._observe(t_host)
+            return self.count
+        step = (value - self._last) % m
+        k = self._wraps(step, t_host)
+        if step == 0 and k == 0:
+            return None  # the same packet again
+        self.count += step + k * m
+        self.wraps_added += k
+        self._last = value
+        self._observe(t_host)
+        return self.count
+
+    def _wraps(self, step: int, t_host: float | None) -> int:
+        if t_host is None or self._lat_min is None or self.count is None:
+            return 0
+        if step == 1:
+            # The next packet: a late arrival is a host stall, not a loss of exactly 256 k
+            # packets (which this cannot tell apart, and is far less likely).
+            return 0
+        if self._band * self.rate_hz >= self.modulus / 2:
+            return 0  # too jittery to tell wraps apart
+        lat_min = self._lat_min + self.DRIFT * max(0.0, t_host - (self._t_last or t_host))
+        mid = (t_host - lat_min - self._band / 2) * self.rate_hz  # where the counter should be
+        return max(0, round((mid - (self.count + step)) / self.modulus))
+
+    def _observe(self, t_host: float | None) -> None:
+        if t_host is None or self.count is None:
+            return
+        lat = t_host - self.count / self.rate_hz
+        if self._lat_min is None:
+            self._lat_min = lat
+        else:
+            floor = self._lat_min + self.DRIFT * max(0.0, t_host - (self._t_last or t_host))
+            self._lat_min = min(floor, lat)
+        self._band = max(self._band * self._decay, lat - self._lat_min)
+        self._t_last = t_host
+
+
 class UnknownDeviceKind(ValueError):
     """A ``kind`` no decoder is registered for; the message lists the known ones."""
 
 
 #: Decoder factories by device kind. Vendor modules in ``ingest/wire/`` register themselves here
 #: (``register_decoder``) when ``ingest.wire.kinds`` imports them.
-DECODERS: dict[str, Callable[[], LinkDecoder]] = {"neurospasm": NeurospasmDecoder}
+DECODERS: dict[str, Callable[..., LinkDecoder]] = {"neurospasm": NeurospasmDecoder}
 
 
-def register_decoder(kind: str, factory: Callable[[], LinkDecoder]) -> None:
+def register_decoder(kind: str, factory: Callable[..., LinkDecoder]) -> None:
     """Add a device kind (called by each vendor decoder module at import)."""
     DECODERS[kind] = factory
 
@@ -142,10 +228,14 @@ def device_kinds() -> tuple[str, ...]:
     return tuple(DECODERS)
 
 
-def decoder_for(kind: str) -> LinkDecoder:
-    """A fresh decoder for one connection of a device of ``kind``."""
+def decoder_for(kind: str, settings: Mapping[str, Any] | None = None) -> LinkDecoder:
+    """A fresh decoder for one connection of a device of ``kind``.
+
+    ``settings``: the decoder's keyword arguments, already checked (``ingest.wire.kinds``
+    converts a ``[[devices]]`` table's ``options`` into them).
+    """
     try:
         factory = DECODERS[kind]
     except KeyError:
         raise UnknownDeviceKind(f"unknown device kind {kind!r} (known: {', '.join(DECODERS)})") from None
-    return factory()
+    return factory(**(settings or {}))

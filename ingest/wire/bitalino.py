@@ -30,8 +30,9 @@ The default mapping acquires all six inputs: EMG sensors on A1-A4, the accelerom
 unused (``BitalinoDecoder(emg_inputs=..., acc_input=...)`` changes it).
 
 The sequence number restarts with every start command, so each connection has its own
-``boot_id`` (``InfoFrame.per_connection``); inside a connection up to 15 consecutive lost frames
-are an exact hole in the counter (a longer loss wraps undetectably and is absorbed by the clock).
+``boot_id`` (``InfoFrame.per_connection``); inside a connection up to 14 consecutive lost frames
+are an exact hole in the counter (15 lost make the next frame carry the last one's number: it is
+dropped as a repeat and counted; a longer loss wraps undetectably and is absorbed by the clock).
 """
 
 from __future__ import annotations
@@ -151,6 +152,14 @@ class BitalinoDecoder:
     ) -> None:
         if rate_hz not in RATE_CODES:
             raise ValueError(f"BITalino rate must be one of {sorted(RATE_CODES)} Hz, got {rate_hz}")
+        if not emg_inputs or len(set(emg_inputs)) != len(emg_inputs) or not set(emg_inputs) <= {0, 1, 2, 3}:
+            raise ValueError(
+                f"BITalino EMG inputs must be distinct 10-bit inputs A1..A4, got {list(emg_inputs)}"
+            )
+        if acc_input is not None and acc_input not in (4, 5):
+            raise ValueError(
+                f"BITalino accelerometer input must be a 6-bit input (A5, A6), got A{acc_input + 1}"
+            )
         if acc_cmax <= acc_cmin:
             raise ValueError(f"BITalino ACC calibration: Cmax {acc_cmax} must exceed Cmin {acc_cmin}")
         self.stats = DecoderStats()
@@ -192,7 +201,7 @@ class BitalinoDecoder:
     def _crc_ok(self, pos: int) -> bool:
         return crc4(self._buf[pos : pos + self.size]) == self._buf[pos + self.size - 1] & 0x0F
 
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         self.stats.bytes_in += len(data)
         self._buf += data
         buf, size = self._buf, self.size

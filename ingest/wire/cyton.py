@@ -13,8 +13,11 @@ Written from OpenBCI's "Cyton Data Format" and "Cyton SDK" documents
   ten carries a sample. Other footers (0xC1-0xCF) carry user data or time stamps: their EMG is
   decoded, their aux bytes are not accelerometer and are ignored.
 * The sample number counts packets modulo 256. The decoder unwraps it, so lost packets become
-  an exact hole in the counter (up to 255 consecutive packets, about a second; a longer loss
-  inside one connection wraps undetectably and is absorbed by the clock fit instead).
+  an exact hole in the counter: up to 254 consecutive packets (about a second) by the number
+  alone (255 lost make the next packet look like a repeat); a longer loss inside one
+  connection by the number modulo 256 and the chunks' arrival times, which tell how many whole
+  wraps passed (``ingest.wire.base.WrapCounter``: exact while the host's arrival jitter stays
+  under half a wrap, 0.5 s; a loss of exactly 256 k packets is not told from a host stall).
 * Daisy (16 channels): packets alternate, the board's 8 channels on odd sample numbers and the
   Daisy's on the following even one, each an average of two 250 Hz samples; one 16-channel
   sample is one (odd, even) pair, at 125 Hz. The decoder learns of a Daisy from the text the
@@ -34,7 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ingest.wire.base import BleProfile, DeviceWrite, register_decoder
+from ingest.wire.base import BleProfile, DeviceWrite, WrapCounter, register_decoder
 from ingest.wire.protocol import AccFrame, DecoderStats, EmgFrame, Frame, InfoFrame
 
 __all__ = [
@@ -107,8 +110,8 @@ class CytonDecoder:
         self._in_sync = False
         self._info: InfoFrame | None = None
         self._boot_id = random.getrandbits(32)
-        self._last_sn: int | None = None
-        self._pkt_counter = 0  # unwrapped packet counter of the last packet
+        #: The 8-bit sample number unwrapped; arrival times count the wraps of a long loss.
+        self._sn = WrapCounter(256, SAMPLE_RATE_HZ)
         self._acc_last: int | None = None
         self._half: tuple[int, np.ndarray] | None = None  # Daisy: the odd packet awaiting its pair
 
@@ -128,7 +131,7 @@ class CytonDecoder:
         return None  # the decoder describes the board itself; nothing to ask mid-stream
 
     # -- decoding ----------------------------------------------------------------------------
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         self.stats.bytes_in += len(data)
         self._buf += data
         buf = self._buf
@@ -145,7 +148,7 @@ class CytonDecoder:
                     if skipped_from is not None:
                         self._skipped(skipped_from, pos)
                         skipped_from = None
-                    row = self._place(bytes(buf[pos : pos + PACKET_SIZE]))
+                    row = self._place(bytes(buf[pos : pos + PACKET_SIZE]), t_host)
                     if row is not None:
                         rows.append(row)
                     pos += PACKET_SIZE
@@ -185,22 +188,17 @@ class CytonDecoder:
         if m:
             self.firmware = m.group(1)[:16]
 
-    def _place(self, packet: bytes) -> tuple[int, bytes] | None:
+    def _place(self, packet: bytes, t_host: float | None) -> tuple[int, bytes] | None:
         """Unwrap the 8-bit sample number into the connection's packet counter."""
         sn = packet[1]
-        if self._last_sn is None:
-            self._pkt_counter = sn
-        else:
-            step = (sn - self._last_sn) & 0xFF
-            if step == 0:  # the same packet twice (a radio retransmission): keep the first
-                self.stats.count("duplicate")
-                self.last_error = f"duplicate: sample number {sn} repeated"
-                return None
-            self._pkt_counter += step
-        self._last_sn = sn
+        counter = self._sn.advance(sn, t_host)
+        if counter is None:  # the same packet twice (a radio retransmission): keep the first
+            self.stats.count("duplicate")
+            self.last_error = f"duplicate: sample number {sn} repeated"
+            return None
         self.stats.frames += 1
         self._streaming = True
-        return self._pkt_counter, packet
+        return counter, packet
 
     def _info_frame(self) -> InfoFrame:
         n = 16 if self.daisy else 8

@@ -60,6 +60,7 @@ __all__ = [
     "CMD_CHAR",
     "CONTROL_SERVICE",
     "EMG_CHARS",
+    "EMG_MODES",
     "EMG_RATE_HZ",
     "IMU_CHAR",
     "IMU_RATE_HZ",
@@ -98,6 +99,8 @@ CLASSIFIER_DISABLED = 0x00
 SLEEP_NORMAL, SLEEP_NEVER = 0x00, 0x01
 
 SET_MODE_START = bytes([CMD_SET_MODE, 3, EMG_MODE_SEND_EMG_RAW, IMU_MODE_SEND_DATA, CLASSIFIER_DISABLED])
+#: EMG modes offered as a setting (myohw_emg_mode_t): unfiltered or the Myo's own filtered EMG.
+EMG_MODES = {"raw": EMG_MODE_SEND_EMG_RAW, "filtered": EMG_MODE_SEND_EMG}
 SET_MODE_STOP = bytes([CMD_SET_MODE, 3, EMG_MODE_NONE, IMU_MODE_NONE, CLASSIFIER_DISABLED])
 NEVER_SLEEP = bytes([CMD_SET_SLEEP_MODE, 1, SLEEP_NEVER])
 NORMAL_SLEEP = bytes([CMD_SET_SLEEP_MODE, 1, SLEEP_NORMAL])
@@ -115,7 +118,10 @@ class MyoDecoder:
         service_uuid=CONTROL_SERVICE, notify_uuids=(*EMG_CHARS, IMU_CHAR), command_uuid=CMD_CHAR
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, emg_mode: str = "raw") -> None:
+        if emg_mode not in EMG_MODES:
+            raise ValueError(f"Myo EMG mode must be one of {', '.join(EMG_MODES)}, got {emg_mode!r}")
+        self.emg_mode = emg_mode
         self.stats = DecoderStats()
         self.last_error: str | None = None
         #: A connection is a boot: the Myo's (nonexistent) counters cannot continue across one.
@@ -147,7 +153,7 @@ class MyoDecoder:
         self.stats.count(reason)
         self.last_error = f"{reason}: {detail} (notification at stream byte {offset})"
 
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         offset = self.stats.bytes_in
         self.stats.bytes_in += len(data)
         src = source.lower()
@@ -219,7 +225,8 @@ class MyoDecoder:
         return AccFrame(self._next_seq(), counter & 0xFFFFFFFF, acc)
 
     def start_commands(self) -> list[DeviceWrite]:
-        return [DeviceWrite(NEVER_SLEEP), DeviceWrite(SET_MODE_START)]
+        mode = bytes([CMD_SET_MODE, 3, EMG_MODES[self.emg_mode], IMU_MODE_SEND_DATA, CLASSIFIER_DISABLED])
+        return [DeviceWrite(NEVER_SLEEP), DeviceWrite(mode)]
 
     def stop_commands(self) -> list[DeviceWrite]:
         return [DeviceWrite(SET_MODE_STOP), DeviceWrite(NORMAL_SLEEP)]

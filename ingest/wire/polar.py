@@ -199,7 +199,7 @@ class PolarH10Decoder:
         self.stats.count(reason)
         self.last_error = f"{reason}: {detail} (notification at stream byte {offset})"
 
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         offset = self.stats.bytes_in
         self.stats.bytes_in += len(data)
         src = source.lower()

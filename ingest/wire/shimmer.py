@@ -12,6 +12,8 @@ The host speaks in one-byte commands, each acknowledged by ``0xFF``:
 * ``0x08 <3 bytes>`` enabled sensors bitmap (byte 0: 0x80 low-noise accelerometer, 0x10 ExG
   chip 1 at 24 bit, 0x08 ExG chip 2 at 24 bit);
 * ``0x63 <chip> <offset> <length>`` read ExG registers, answered ``0x62 <length> <registers>``;
+* ``0x61 <chip> <offset> <length> <registers>`` write ExG registers (the gain: CH1SET, CH2SET at
+  offsets 3 and 4 of the chip's 10 registers from CONFIG1);
 * ``0x2C`` read all kinematic calibrations, answered ``0x2D`` and 84 bytes;
 * ``0x01`` inquiry, answered ``0x02 <u16 divider> <u32 config> <u8 n> <u8 buffer> <n channel ids>``.
 
@@ -50,6 +52,7 @@ __all__ = [
     "CLOCK_HZ",
     "EXG_GAINS",
     "EXG_VREF",
+    "RATES_HZ",
     "ShimmerDecoder",
     "TriaxialCalibration",
     "exg_gain",
@@ -65,6 +68,7 @@ START_STREAMING = 0x07
 SET_SENSORS = 0x08
 STOP_STREAMING = 0x20
 GET_EXG_REGS = 0x63
+SET_EXG_REGS = 0x61
 EXG_REGS_RESPONSE = 0x62
 INSTREAM_RESPONSE = 0x8A
 GET_ALL_CALIBRATION = 0x2C
@@ -77,6 +81,10 @@ SENSOR_EXG1_24 = 0x10
 SENSOR_EXG2_24 = 0x08
 EXG_VREF = 2.42
 EXG_GAINS = {0: 6, 1: 1, 2: 2, 3: 3, 4: 4, 5: 8, 6: 12}
+#: CH1SET / CH2SET input-mux bits of Shimmer's EMG configuration (kept when the gain is set).
+EMG_MUX = (0x09, 0x00)
+#: Sampling rates offered as a setting: exact dividers of the 32768 Hz clock.
+RATES_HZ = (128, 256, 512, 1024, 2048)
 #: Shimmer3 low-noise accelerometer default calibration: offset (code) and LSB per m/s^2.
 ACC_LN_OFFSET = 2047.0
 ACC_LN_SENSITIVITY = 83.0
@@ -174,7 +182,15 @@ class ShimmerDecoder:
     kind: ClassVar[str] = "shimmer"
     ble_profile: ClassVar[BleProfile | None] = None
 
-    def __init__(self, *, rate_hz: int = DEFAULT_RATE_HZ, exg2: bool = False) -> None:
+    def __init__(
+        self, *, rate_hz: int = DEFAULT_RATE_HZ, exg2: bool = False, exg_gain: int | None = None
+    ) -> None:
+        if exg_gain is not None and exg_gain not in EXG_GAINS.values():
+            raise ValueError(
+                f"Shimmer ExG gain must be one of {sorted(set(EXG_GAINS.values()))}, got {exg_gain}"
+            )
+        #: None: leave the chips' gain as configured on the device (read back either way).
+        self.exg_gain = exg_gain
         self.stats = DecoderStats()
         self.last_error: str | None = None
         self.rate_hz = rate_hz
@@ -198,10 +214,20 @@ class ShimmerDecoder:
     # -- commands ----------------------------------------------------------------------------
     def start_commands(self) -> list[DeviceWrite]:
         sensors = SENSOR_ACCEL_LN | SENSOR_EXG1_24 | (SENSOR_EXG2_24 if self.exg2 else 0)
+        gains: list[DeviceWrite] = []
+        if self.exg_gain is not None:
+            # Written before the registers are read: the read-back is what scales the samples.
+            code = next(c for c, g in EXG_GAINS.items() if g == self.exg_gain)
+            chset = bytes(code << 4 | mux for mux in EMG_MUX)
+            gains = [
+                DeviceWrite(bytes([SET_EXG_REGS, chip, 3, 2]) + chset)
+                for chip in ((0, 1) if self.exg2 else (0,))
+            ]
         return [
             DeviceWrite(bytes([STOP_STREAMING])),
             DeviceWrite(bytes([SET_SAMPLING_RATE]) + struct.pack("<H", self.divider)),
             DeviceWrite(bytes([SET_SENSORS, sensors, 0, 0])),
+            *gains,
             DeviceWrite(bytes([GET_EXG_REGS, 0, 0, 10])),
             DeviceWrite(bytes([GET_EXG_REGS, 1, 0, 10])),
             DeviceWrite(bytes([GET_ALL_CALIBRATION])),
@@ -226,7 +252,7 @@ class ShimmerDecoder:
         return self._last_ts
 
     # -- decoding ----------------------------------------------------------------------------
-    def feed(self, data: bytes, source: str = "") -> list[Frame]:
+    def feed(self, data: bytes, source: str = "", t_host: float | None = None) -> list[Frame]:
         self.stats.bytes_in += len(data)
         self._buf += data
         buf = self._buf

@@ -154,6 +154,47 @@ def scenario_dict(duration_s: float = 12.0, faults: dict[str, Any] | None = None
     }, "<test>")  # fmt: skip
 
 
+def _stalled_loop(dev: Any, inj: FaultInjector, host0: float, ticks: list[float]) -> None:
+    """Drive a device as the pty server's paced loop does, at the given (uneven) device times."""
+    for t in ticks:
+        inj.advance(t, host0 + t)
+        dev.frames_until(t)
+
+
+@pytest.mark.parametrize("kind", ["neurospasm", "shimmer"])
+def test_truth_stamps_frames_when_they_were_made_not_when_a_stalled_loop_sent_them(kind: str) -> None:
+    """A paced loop that stalls makes a whole stretch of frames at one late tick (the gateway and
+    the simulator share a loaded CPU). The truth's host times must be when each frame's samples
+    were made, as the gateway's clock (a lower envelope of arrivals) places them; stamped with the
+    late tick they were up to the stall late, which made live gap comparisons flaky."""
+    from firmware_sim.personalities import PersonalityDevice, make_device
+    from ingest.wire.protocol import CmdFrame, Command, encode_frame
+
+    sc = scenario_dict(duration_s=2.0, faults={"frame_loss_rate": 0.3, "seed": 3})
+    rec = synthesize(sc)
+    dev = make_device(kind, SignalSource.from_recording(rec), seed=sc.seed)
+    rate, acc_rate = float(sc.emg_rate_hz), float(sc.acc_rate_hz)
+    if isinstance(dev, PersonalityDevice):
+        rate, acc_rate = dev.personality.emg_rate_hz, dev.personality.acc_rate_hz
+    inj = FaultInjector.from_scenario(sc, rec, emg_rate_hz=rate, acc_rate_hz=acc_rate)
+    dev.frame_filter = inj
+    host0 = 1.7e9
+    inj.advance(0.0, host0)
+    dev.handle_bytes(b"\x07" if kind == "shimmer" else encode_frame(CmdFrame(0, Command.START)))
+    # 5 ms ticks, then one 0.6 s stall, then 5 ms ticks again.
+    ticks = [0.005 * i for i in range(1, 60)] + [0.9] + [0.9 + 0.005 * i for i in range(1, 40)]
+    _stalled_loop(dev, inj, host0, ticks)
+    gaps = [g for g in inj.expected_gaps() if g["domain"] == "emg" and g["cause"] == "lost_frames"]
+    inside = [g for g in gaps if 0.3 < g["start_counter"] / rate < 0.85]
+    assert len(inside) >= 2, gaps  # losses made during the stall
+    for g in gaps:
+        # the device counter counts from 0 at START (device time 0, host time host0)
+        t_start = host0 + g["start_counter"] / rate
+        t_end = host0 + (g["start_counter"] + g["samples_missing"]) / rate
+        assert g["t_host_start"] == pytest.approx(t_start, abs=1e-6), g
+        assert g["t_host_end"] == pytest.approx(t_end, abs=1e-6), g
+
+
 # -- CLI helpers ------------------------------------------------------------------------------
 
 

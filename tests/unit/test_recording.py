@@ -179,3 +179,68 @@ def test_export_of_a_file_without_data_is_an_error(
         pass
     assert cli_main(["export-edf", str(cap), "--out", str(tmp_path / "x.edf")]) == 2
     assert "nothing to export" in capsys.readouterr().err
+
+
+def test_a_captures_vendor_settings_decode_it(tmp_path: Path) -> None:
+    """A capture keeps the device's vendor settings (``record --option``) in its header, and the
+    export decodes with them: a Cyton recorded at gain 8 is scaled at gain 8, not the default 24."""
+    from ingest.commands.record import parse_options
+    from ingest.wire.cyton import emg_scale_uv
+
+    # Cyton Data Format: 0xA0, sample number, 8 x 24-bit big-endian, 6 aux bytes, footer 0xC0.
+    channels = (1000).to_bytes(3, "big") * 8
+    packets = b"".join(bytes([0xA0, n]) + channels + bytes(6) + b"\xc0" for n in range(20))
+    path = tmp_path / "cyton.nsc"
+    options = parse_options("cyton", ["gain=8", "daisy=false"])
+    assert options == {"gain": 8, "daisy": False}
+    with CaptureWriter(path, device="wearable-1", kind="cyton", options=options) as w:
+        w.write(100.0, UP)
+        w.write(100.1, DATA, packets)
+    decoded = decode_source(str(path))
+    (boot,) = decoded.boots
+    assert boot.info.emg_scale_uv == pytest.approx(emg_scale_uv(8))
+    assert boot.info.n_channels == 8
+    with pytest.raises(ValueError, match=r"^options\.gain: a 'cyton' gain must be one of"):
+        parse_options("cyton", ["gain=3"])
+    with pytest.raises(ValueError, match=r"expected KEY=VALUE"):
+        parse_options("cyton", ["gain"])
+    assert parse_options("myo", ["emg_mode=filtered"]) == {"emg_mode": "filtered"}
+    assert parse_options("bitalino", ["emg_inputs=[1, 2]"]) == {"emg_inputs": [1, 2]}
+
+
+def test_replay_of_a_vendor_capture_uses_the_kind_and_settings_it_names(tmp_path: Path) -> None:
+    """``neurospasm replay`` without a config decodes a capture as the device kind (and with the
+    vendor settings) its header names: a Shimmer capture at 512 Hz is replayed as a Shimmer."""
+    import asyncio
+
+    from firmware_sim.personalities import PersonalityDevice, make_device
+    from firmware_sim.scenario import parse_scenario
+    from ingest.commands.replay import run_replay
+    from ingest.wire.kinds import decoder_for
+
+    sc = parse_scenario({"name": "shimmer_replay", "seed": 2, "duration_s": 4.0, "emg_rate_hz": 1000,
+                         "acc_rate_hz": 50, "channels": ["EMG L quad"],
+                         "events": [{"type": "phasic", "channel": "EMG L quad", "onset_s": 2.0,
+                                     "duration_s": 0.8, "peak_uv": 250.0}]}, "<test>")  # fmt: skip
+    rec = synthesize(sc)
+    dev = make_device("shimmer", SignalSource.from_recording(rec))
+    assert isinstance(dev, PersonalityDevice)
+    options = {"rate_hz": 512}
+    for cmd in decoder_for("shimmer", options).start_commands():
+        dev.handle_bytes(cmd.data)
+    path = tmp_path / "shimmer.nsc"
+    with CaptureWriter(path, device="wearable-1", kind="shimmer", options=options) as w:
+        w.write(1000.0, UP)
+        for k in range(1, 1 + int(4.0 / 0.02)):
+            t = k * 0.02
+            data = b"".join(dev.frames_until(t))
+            if data:
+                w.write(1000.0 + t, DATA, data)
+    assert dev.personality.emg_rate_hz == 512
+    summary = asyncio.run(run_replay(path, state_dir=tmp_path / "state"))
+    assert len(summary.events) == 1, summary.text()  # (read as our own protocol: not one frame)
+    from datetime import datetime
+
+    onset = datetime.fromisoformat(summary.events[0]["onset"].replace("Z", "+00:00")).timestamp()
+    assert abs(onset - 1002.0) < 0.2 and summary.events[0]["channel"] == "EXG1 CH1"
+    assert not summary.gaps, summary.gaps

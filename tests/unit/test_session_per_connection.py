@@ -47,3 +47,42 @@ def test_reconfigured_device_is_a_new_stream() -> None:
     s.on_disconnect(t)
     s.on_frame(info(222, ("ch1", "ch2", "ch3")), t + 0.5)  # a Daisy fitted meanwhile: not the same stream
     assert s.stats.reboots == 1 and s.boot_id == 222
+
+
+def test_reconnect_gap_is_placed_by_the_earliest_arrivals_not_a_late_first_frame() -> None:
+    """The first frames of a new connection may arrive late (the host was busy, a Bluetooth
+    connection interval): a gap sized from the first frame alone would be too long by that
+    delay (seen as 50-100 ms on a loaded machine). The earliest arrivals of the first 0.3 s
+    place the counter instead."""
+    out: list[Output] = []
+    s = DeviceSession("dev-a", out.append)
+    s.on_frame(info(111), 1000.0)
+    t = feed(s, 40, 250, 1000.0)
+    s.on_disconnect(t)
+    s.on_frame(info(222), t + 1.0)
+    # 1 s lost; the new connection's first three blocks are held up 80 ms and arrive together
+    t_new = t + 1.0
+    for k in range(60):
+        arrival = t_new + (k + 1) * 5 / RATE
+        if k < 3:
+            arrival = t_new + 3 * 5 / RATE + 0.08
+        s.on_frame(EmgFrame(0, k * 5, np.zeros((5, 2), dtype=np.int32)), arrival)
+    gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
+    assert len(gaps) == 1 and gaps[0]["cause"] == "disconnect"
+    assert abs(gaps[0]["samples_missing"] - RATE) <= 1, gaps[0]  # from the first frame: 20 more
+    assert s.emg is not None and s.emg.expected == 40 + 1250 + gaps[0]["samples_missing"] + 300
+
+
+def test_held_frames_of_a_new_connection_are_placed_when_the_link_drops_again() -> None:
+    out: list[Output] = []
+    s = DeviceSession("dev-a", out.append)
+    s.on_frame(info(111), 1000.0)
+    t = feed(s, 0, 50, 1000.0)
+    s.on_disconnect(t)
+    s.on_frame(info(222), t + 0.5)
+    feed(s, 0, 2, t + 0.5)  # two blocks (40 ms), then the link drops again
+    assert not [o for o in out if o.kind == "gap"]  # still held
+    s.on_disconnect(t + 0.6)
+    gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
+    assert len(gaps) == 1 and abs(gaps[0]["samples_missing"] - RATE // 2) <= 1
+    assert s.emg is not None and s.emg.received == 250 + 10
