@@ -148,7 +148,7 @@ def test_unsupported_or_bad_vendor_settings_are_one_line(dev: dict[str, Any], li
     with pytest.raises(ConfigError) as err:
         _parse(dev)
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith("gw.toml: devices[0]: " + line), msg
+    assert "\n" not in msg and msg.startswith("gw.toml: devices[0]." + line), msg
 
 
 def test_every_vendor_setting_is_documented() -> None:
