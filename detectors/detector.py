@@ -643,7 +643,9 @@ class SpasmDetector:
         data = np.concatenate(self._pre) if self._pre else np.zeros((0, self._n_ch))
         self._pre = []
         self._pre_n = 0
-        self._make_bank(detect_mains(data[: self._detect_n], self.emg_rate_hz))
+        self._make_bank(
+            detect_mains(data[: self._detect_n], self.emg_rate_hz, self.config.mains_detect_ratio)
+        )
         if data.shape[0]:
             self._buf_start = self._pre_start
             self._push(self._pre_start, data, out)
