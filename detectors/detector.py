@@ -667,9 +667,13 @@ class SpasmDetector:
                 bank.process_block(self._buf_start, buf, out)
                 self._buf_n = 0
                 self._buf_start += b
-        while n - i >= b:
+        whole = (n - i) // b * b
+        if whole == b:
             bank.process_block(start + i, np.array(x[i : i + b].T, order="C"), out)
-            i += b
+        elif whole:  # many blocks at once (offline, a long chunk): the bank's vectorised path
+            bank.process_blocks(start + i, np.array(x[i : i + whole].T, order="C"), out)
+        i += whole
+        if whole:
             self._buf_start = start + i
         if i < n:
             if self._buf_n == 0:

@@ -19,7 +19,7 @@ import numpy as np
 
 from detectors.config import DetectorConfig
 from detectors.emg_baseline import RestBaseline
-from detectors.emg_episodes import EpisodeTracker
+from detectors.emg_episodes import CAND, EpisodeTracker
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
 from detectors.emg_quality import SignalQuality
 from detectors.events import DetectorOutput
@@ -94,8 +94,142 @@ class EmgBank:
         if pe is None:
             self._after_block(s0, n, bad)
             return
-        m = pe.shape[1]
+        self._block_decisions(s0, n, high_envelope(pe, c), pe, bad, out)
+
+    def process_blocks(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
+        """Process ``K`` whole blocks laid end to end, ``x`` (C, K * block) channel-major (may be
+        overwritten), exactly as ``process_block`` on each in turn would.
+
+        The offline path: stretches of blocks that pass the cheap quality test are filtered in one
+        call, and the decision logic skips, a baseline segment at a time, every block in which no
+        channel is inside an episode or crosses its onset threshold. Only blocks that need a closer
+        look (quality, restarts, episodes) go through the per-block code.
+        """
+        c, n = x.shape
+        b = self.block
+        k_all = n // b
+        if k_all * b != n:
+            raise ValueError(
+                f"EmgBank.process_blocks: {n} samples is not a whole number of {b}-sample blocks"
+            )
+        xb = x.reshape(c, k_all, b)
+        suspect: list[bool] = np.asarray(
+            self.quality.suspect(xb.max(axis=2), xb.min(axis=2)).any(axis=0)
+        ).tolist()
+        k = 0
+        while k < k_all:
+            if suspect[k] or self.quality.dirty or self.filters.any_reset:
+                self.process_block(s0 + k * b, np.ascontiguousarray(x[:, k * b : (k + 1) * b]), out)
+                k += 1
+                continue
+            j = k + 1
+            while j < k_all and not suspect[j]:
+                j += 1
+            self._clean_blocks(s0 + k * b, np.ascontiguousarray(x[:, k * b : j * b]), out)
+            k = j
+
+    # ------------------------------------------------------------------------------ internals
+    def _clean_blocks(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
+        """Whole blocks that passed the quality test, no restart pending: one filter call for all."""
+        c, n = x.shape
+        b = self.block
+        pe = self.filters.run(x, self.baseline.base_pow)
+        assert pe is not None  # whole blocks hold whole rows
         env = high_envelope(pe, c)
+        m = self.rows_per_block
+        k_all = n // b
+        bl = self.baseline
+        k = 0
+        while k < k_all:
+            # blocks in which no episode starts and every open one is winding down quietly
+            # need only bookkeeping; the scan stays within this baseline segment (whose
+            # thresholds are fixed)
+            seg_end = min(k_all, k + bl.blocks_to_segment_end)
+            stop = self._quiet_until(k, seg_end, env)
+            if stop > k:
+                self._quiet_blocks(s0, k, stop, env, pe)
+                k = stop
+                continue
+            r = slice(k * m, (k + 1) * m)
+            self._block_decisions(s0 + k * b, b, env[:, r], pe[:, r], None, out)
+            k += 1
+
+    def _quiet_until(self, k0: int, k1: int, env: FloatArray) -> int:
+        """The first block from ``k0`` (at most ``k1``) that needs the state machine: an onset
+        crossing on a channel without an episode, or an open episode that is not in its quiet
+        tail below its offset level (``EpisodeTracker.run_channel``'s fast path)."""
+        m = self.rows_per_block
+        eps = self.episodes
+        bl = self.baseline
+        sub = env[:, k0 * m : k1 * m]
+        if not eps.n_busy:
+            hit = np.flatnonzero((sub >= bl.on_thr).any(axis=0))
+            return k0 + int(hit[0]) // m if hit.size else k1
+        stop = k1
+        idle = np.ones(self.n_ch, dtype=bool)
+        frac = self.cfg.off_peak_fraction
+        for ch, ep in enumerate(eps.eps):
+            if ep is None:
+                continue
+            idle[ch] = False
+            if ep.state == CAND or not ep.quiet or not bl.valid[ch]:
+                return k0
+            # the fast path holds while the quiet run stays short of ``quiet_rows``...
+            stop = min(stop, k0 + (eps.quiet_rows - 1 - ep.quiet) // m)
+            if stop <= k0:
+                return k0
+            # ...and every row of the block stays below the episode's offset level
+            off_ep = max(float(bl.off_thr[ch]), frac * ep.peak)
+            loud = np.flatnonzero(sub[ch, : (stop - k0) * m].reshape(-1, m).max(axis=1) >= off_ep)
+            if loud.size:
+                stop = k0 + int(loud[0])
+                if stop <= k0:
+                    return k0
+        if idle.any():
+            hit = np.flatnonzero((sub[idle, : (stop - k0) * m] >= bl.on_thr[idle]).any(axis=0))
+            if hit.size:
+                stop = min(stop, k0 + int(hit[0]) // m)
+        return stop
+
+    def _quiet_blocks(self, s0: int, k0: int, k1: int, env: FloatArray, pe: FloatArray) -> None:
+        """What ``_block_decisions`` does for blocks ``k0..k1-1`` (of a run from ``s0``, one baseline
+        segment at most) found by ``_quiet_until``: open episodes grow quietly; remember, baseline,
+        position."""
+        b = self.block
+        m = self.rows_per_block
+        c = self.n_ch
+        eps = self.episodes
+        excl = self.baseline.seg_excl
+        if eps.n_busy:
+            rows = slice(k0 * m, k1 * m)
+            for ch, ep in enumerate(eps.eps):
+                if ep is not None:
+                    ep.quiet += (k1 - k0) * m
+                    ep.blip = 0
+                    ep.rows.append(np.stack((pe[ch, rows], pe[c + ch, rows]), axis=1))
+                    excl[ch] = True
+        for k in range(max(k0, k1 - eps.hist_blocks), k1):
+            eps.remember(s0 + k * b, env[:, k * m : (k + 1) * m])
+        first = s0 + k0 * b
+        if first < self.settle_max:  # settling ends later for later blocks: the first's is the union
+            excl |= self.settle_until > first
+        self.baseline.add_blocks(pe[:, k0 * m + m - 1 : k1 * m : m])
+        self.processed_until = s0 + k1 * b
+
+    def _block_decisions(
+        self,
+        s0: int,
+        n: int,
+        env: FloatArray,
+        pe: FloatArray,
+        bad: FloatArray | None,
+        out: list[DetectorOutput],
+    ) -> None:
+        """One filtered block (``n`` raw samples; ``env`` (C, m), ``pe`` (2C, m)): the state machine,
+        the clipping flags, onset history and baseline bookkeeping."""
+        c = self.n_ch
+        m = pe.shape[1]
+        eps = self.episodes
         # ---- onset / offset state machine (thresholds fixed for the block)
         on_thr = self.baseline.on_thr
         if eps.n_busy or (env >= on_thr).any():
@@ -131,7 +265,6 @@ class EmgBank:
         self.baseline.add_blocks(pe[:, m - 1 : m])  # the smoothed power, once per block
         self._after_block(s0, n, bad)
 
-    # ------------------------------------------------------------------------------ internals
     def _settle_restarts(self, s0: int) -> None:
         """Channels whose filters restart at ``s0`` settle for ``settle_s`` before any onset."""
         f = self.filters
