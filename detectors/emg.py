@@ -206,7 +206,7 @@ class EmgBank:
                 if ep is not None:
                     ep.quiet += (k1 - k0) * m
                     ep.blip = 0
-                    ep.rows.append(np.stack((pe[ch, rows], pe[c + ch, rows]), axis=1))
+                    ep.rows.append(pe[[ch, c + ch], rows].T)
                     excl[ch] = True
         for k in range(max(k0, k1 - eps.hist_blocks), k1):
             eps.remember(s0 + k * b, env[:, k * m : (k + 1) * m])

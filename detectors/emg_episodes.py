@@ -17,7 +17,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.emg_baseline import RestBaseline
 from detectors.events import DetectorOutput, Onset, SpasmEvent, SpasmType
-from detectors.rhythm import clonus_rhythm
+from detectors.rhythm import clonus_rhythm, percentile
 
 CAND, ACTIVE, ARTEFACT = 1, 2, 3
 FloatArray = np.ndarray
@@ -116,9 +116,9 @@ class EpisodeTracker:
             if max(vals) < off_ep:  # fast path: an episode winding down, still quiet
                 ep.quiet += len(vals)
                 ep.blip = 0
-                ep.rows.append(np.stack((pe[ch], pe[c + ch]), axis=1))
+                ep.rows.append(pe[[ch, c + ch]].T)  # (m, 2): power, low-band power
                 return
-        rows = np.stack((pe[ch], pe[c + ch]), axis=1)
+        rows = pe[[ch, c + ch]].T
         share = (pe[c + ch] / np.maximum(pe[ch], 1e-12)).tolist()
         lf_max = self.cfg.artefact_low_fraction
         frac = self.cfg.off_peak_fraction
@@ -282,7 +282,7 @@ class EpisodeTracker:
         rel = peak / base
         # rise time: from the onset to the first row at 80 % of the episode's plateau (its upper
         # quartile: robust to one motor-unit peak late in a flat burst)
-        i80 = int(np.argmax(env_hi >= 0.8 * float(np.percentile(env_hi, 75))))
+        i80 = int(np.argmax(env_hi >= 0.8 * percentile(env_hi, 75.0)))
         rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
         conf = confidence(rel, cfg.on_ratio, self.baseline.low_fraction(ch, rows), cfg.artefact_low_fraction)
         if freq is not None:

@@ -5,6 +5,8 @@ One job: from one episode's envelope to (frequency or None, regularity). Used wh
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from detectors.config import DetectorConfig
@@ -28,7 +30,7 @@ def clonus_rhythm(
     """
     if env.shape[0] < 4:
         return None, 0.0
-    top = float(np.percentile(env, 95))
+    top = percentile(env, 95.0)
     height = top - base
     if height <= 0:
         return None, 0.0
@@ -74,3 +76,22 @@ def clonus_rhythm(
     med = float(np.median(best))
     spread = float(np.std(best)) / med
     return round(1.0 / med, 2), max(0.0, 1.0 - spread / cfg.clonus_jitter)
+
+
+def percentile(x: FloatArray, q: float) -> float:
+    """``float(np.percentile(x, q))`` of a 1-D finite array (the default "linear" method), the same
+    value by the same arithmetic (numpy's ``_lerp``), without the generic machinery: it runs for
+    every episode."""
+    n = x.shape[0]
+    if n == 0 or not np.isfinite(x).all():
+        return float(np.percentile(x, q))
+    v = (n - 1) * (q / 100)
+    lo = min(max(math.floor(v), 0), n - 1)
+    hi = min(lo + 1, n - 1)
+    if v >= n - 1:
+        lo = hi = n - 1
+    part = np.partition(x, [lo, hi]) if hi != lo else np.partition(x, lo)
+    a, b = float(part[lo]), float(part[hi])
+    g = v - lo
+    diff = b - a
+    return b - diff * (1 - g) if g >= 0.5 else a + diff * g
