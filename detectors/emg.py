@@ -101,9 +101,9 @@ class EmgBank:
         overwritten), exactly as ``process_block`` on each in turn would.
 
         The offline path: stretches of blocks that pass the cheap quality test are filtered in one
-        call, and the decision logic skips, a baseline segment at a time, every block in which no
-        channel is inside an episode or crosses its onset threshold. Only blocks that need a closer
-        look (quality, restarts, episodes) go through the per-block code.
+        call, and the decision logic handles, a baseline segment at a time, the blocks in which no
+        episode starts and every open one is in its quiet tail (``_quiet_until``). Only blocks that
+        need a closer look (quality, filter restarts, bursts) go through the per-block code.
         """
         c, n = x.shape
         b = self.block
