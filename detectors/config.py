@@ -178,6 +178,34 @@ class DetectorConfig:
     lead_off_guard_after_s: float = 3.0
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
+    # --- EMG internals (the constants the EMG bank's parts used to hard-code) --------------------
+    #: The resting baseline is kept per segment of this length: each segment contributes the median
+    #: of its block powers, so a QRS or an electrode pop in a few blocks does not move it.
+    baseline_segment_s: float = 0.5
+    #: Edge of the "artefact band": ECG pickup, cable motion and electrode pops, once band-passed,
+    #: keep their energy below it, surface EMG mostly above it (``artefact_low_fraction``).
+    artefact_band_hz: float = 45.0
+    #: An onset is traced back from the threshold crossing to the last envelope row near rest, at
+    #: most this far: a rise slower than this is not one onset.
+    onset_backtrack_s: float = 0.3
+    #: "Near rest" for that backtracking: this far from rest towards the offset level (0 = rest,
+    #: 1 = the ``off_ratio`` level).
+    onset_back_fraction: float = 0.5
+    #: No onsets this long after a lead-off or saturated block: the filters ring after a step.
+    settle_bad_s: float = 0.5
+    #: A flat block at the level a channel clipped at within this long is still saturated.
+    rail_memory_s: float = 1.0
+    #: Mains detection: a hum peak must hold this many times the power of the neighbouring bins.
+    mains_detect_ratio: float = 10.0
+    #: A floating input: a 50/60 Hz sinusoid holding at least this share of a block's variance,
+    #: continuing the previous block's line within ``lead_off_hum_drift`` of its amplitude.
+    lead_off_hum_share: float = 0.6
+    lead_off_hum_drift: float = 0.5
+    #: Clonus burst counting: hysteresis between these shares of the burst height over rest, and
+    #: the regular run must cover at least ``clonus_min_coverage`` of the episode.
+    clonus_burst_high: float = 0.5
+    clonus_burst_low: float = 0.25
+    clonus_min_coverage: float = 0.5
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -258,6 +286,26 @@ class DetectorConfig:
                 raise ConfigError(
                     f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"
                 )
+        # EMG internals
+        for name in ("baseline_segment_s", "artefact_band_hz", "onset_backtrack_s", "settle_bad_s",
+                     "rail_memory_s", "mains_detect_ratio"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"detector config key {name!r}: must be > 0, got {getattr(self, name)!r}")
+        for name in (
+            "onset_back_fraction",
+            "lead_off_hum_share",
+            "lead_off_hum_drift",
+            "clonus_min_coverage",
+        ):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(
+                    f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"
+                )
+        if not 0 < self.clonus_burst_low < self.clonus_burst_high < 1:
+            raise ConfigError(
+                "detector config keys 'clonus_burst_low'/'clonus_burst_high': need 0 < low < high < 1, "
+                f"got {self.clonus_burst_low}/{self.clonus_burst_high}"
+            )
 
     @classmethod
     def from_dict(

@@ -778,7 +778,9 @@ class SpasmDetector:
         data = np.concatenate(self._pre) if self._pre else np.zeros((0, self._n_ch))
         self._pre = []
         self._pre_n = 0
-        self._make_bank(detect_mains(data[: self._detect_n], self.emg_rate_hz))
+        self._make_bank(
+            detect_mains(data[: self._detect_n], self.emg_rate_hz, self.config.mains_detect_ratio)
+        )
         if data.shape[0]:
             self._buf_start = self._pre_start
             self._push(self._pre_start, data, out)
@@ -800,9 +802,13 @@ class SpasmDetector:
                 bank.process_block(self._buf_start, buf, out)
                 self._buf_n = 0
                 self._buf_start += b
-        while n - i >= b:
+        whole = (n - i) // b * b
+        if whole == b:
             bank.process_block(start + i, np.array(x[i : i + b].T, order="C"), out)
-            i += b
+        elif whole:  # many blocks at once (offline, a long chunk): the bank's vectorised path
+            bank.process_blocks(start + i, np.array(x[i : i + whole].T, order="C"), out)
+        i += whole
+        if whole:
             self._buf_start = start + i
         if i < n:
             if self._buf_n == 0:

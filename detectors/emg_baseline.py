@@ -1,0 +1,132 @@
+"""Adaptive resting baseline of each EMG channel, and the onset/offset thresholds derived from it.
+
+One job: keep the resting level. Each ``baseline_segment_s`` segment (0.5 s) contributes the
+median of its block powers (a QRS or a pop in a few blocks does not move it); the resting level is
+a low percentile (``baseline_percentile``) of the last ``baseline_window_s`` of segments. Segments
+during an episode, a quality problem or filter settling are left out (+inf in the ring).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.config import DetectorConfig
+
+FloatArray = np.ndarray
+
+
+class RestBaseline:
+    """Per-channel resting power (band and artefact band) and the thresholds that follow from it."""
+
+    def __init__(self, cfg: DetectorConfig, n_ch: int) -> None:
+        c = n_ch
+        self.cfg = cfg
+        self.n_ch = c
+        self.blocks_per_seg = max(1, round(cfg.baseline_segment_s / cfg.block_s))
+        seg_s = self.blocks_per_seg * cfg.block_s
+        self.ring_len = max(2, round(cfg.baseline_window_s / seg_s))
+        self.ring = np.full((self.ring_len, 2 * c), np.inf)
+        self.pos = 0
+        self.filled = 0
+        self.valid_segs = np.zeros(c, dtype=np.int64)
+        self.min_segs = max(1, round(cfg.baseline_min_s / seg_s))
+        self.update_segs = max(1, round(cfg.baseline_update_s / seg_s))
+        self.segs_seen = 0
+        #: this segment's block powers so far, and the channels left out of it
+        self.seg_buf = np.zeros((self.blocks_per_seg, 2 * c))
+        self.seg_blocks = 0
+        self.seg_excl = np.zeros(c, dtype=bool)
+        #: resting (band, artefact-band) power per channel, NaN until known
+        self.base_pow = np.full(2 * c, np.nan)
+        self.valid = np.zeros(c, dtype=bool)
+        #: onset threshold (C, 1) so it broadcasts against (C, rows); offset and "near rest" (C,)
+        self.on_thr = np.full((c, 1), np.inf)
+        self.off_thr = np.full(c, np.inf)
+        self.back_thr = np.full(c, np.inf)
+
+    def add_blocks(self, pe_last: FloatArray) -> None:
+        """Enter the smoothed power of consecutive blocks (2C, k), at most to the end of a segment;
+        the segment is closed (and the baseline maybe updated) when it is full."""
+        k = pe_last.shape[1]
+        self.seg_buf[self.seg_blocks : self.seg_blocks + k] = pe_last.T
+        self.seg_blocks += k
+        if self.seg_blocks >= self.blocks_per_seg:
+            self._push_segment()
+
+    @property
+    def blocks_to_segment_end(self) -> int:
+        return self.blocks_per_seg - self.seg_blocks
+
+    def forget(self, ch: int) -> None:
+        """The channel's "rest" moved (an episode ran to ``max_episode_s``): start afresh."""
+        c = self.n_ch
+        self.ring[:, [ch, ch + c]] = np.inf
+        self.valid_segs[ch] = 0
+        self.valid[ch] = False
+        self.on_thr[ch] = np.inf
+        self.off_thr[ch] = np.inf
+
+    def _push_segment(self) -> None:
+        seg = np.maximum(_median0(self.seg_buf[: self.seg_blocks]), 0.0)
+        excl = self.seg_excl
+        if excl.any():
+            seg[np.concatenate([excl, excl])] = np.inf
+        self.ring[self.pos] = seg
+        self.pos = (self.pos + 1) % self.ring_len
+        self.filled = min(self.filled + 1, self.ring_len)
+        self.valid_segs += ~excl
+        self.segs_seen += 1
+        self.seg_blocks = 0
+        excl[:] = False
+        if not self.valid.all() or self.segs_seen % self.update_segs == 0:
+            self._update()
+
+    def _update(self) -> None:
+        ring = self.ring[: self.filled]
+        est = _percentile_lower0(ring, self.cfg.baseline_percentile)
+        c = self.n_ch
+        ok = np.isfinite(est[:c]) & np.isfinite(est[c:]) & (self.valid_segs >= self.min_segs)
+        if not ok.any():
+            return
+        cols = np.concatenate([ok, ok])
+        self.base_pow[cols] = est[cols]
+        self.valid |= ok
+        base = np.sqrt(np.maximum(self.base_pow[:c] - self.base_pow[c:], 1e-12))
+        cfg = self.cfg
+        on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)
+        off = np.maximum(base * cfg.off_ratio, base + cfg.off_min_delta_uv)
+        self.on_thr = np.where(self.valid, on, np.inf)[:, None]
+        self.off_thr = np.where(self.valid, off, np.inf)
+        back = base * (1.0 + cfg.onset_back_fraction * (cfg.off_ratio - 1.0))
+        self.back_thr = np.where(self.valid, back, np.inf)
+
+    def low_fraction(self, ch: int, rows: FloatArray) -> float:
+        """Share of the power in excess of rest that lies in the artefact band (EMG: small;
+        artefacts: most), over power rows (k, 2)."""
+        n = rows.shape[0]
+        ex_p = float(rows[:, 0].sum()) - n * float(self.base_pow[ch])
+        ex_l = float(rows[:, 1].sum()) - n * float(self.base_pow[ch + self.n_ch])
+        if ex_p <= 0:
+            return 1.0
+        return min(max(ex_l / ex_p, 0.0), 1.0)
+
+
+def _median0(a: FloatArray) -> FloatArray:
+    """``np.median(a, axis=0)``, same values (the same partition and mean of the middle pair),
+    without its generic-reduction overhead: it runs once per baseline segment."""
+    n = a.shape[0]
+    if np.isnan(a).any():
+        return np.median(a, axis=0)
+    h = n // 2
+    if n % 2:
+        return np.partition(a, h, axis=0)[h]
+    part = np.partition(a, [h - 1, h], axis=0)
+    return (part[h - 1] + part[h]) / 2.0
+
+
+def _percentile_lower0(a: FloatArray, q: float) -> FloatArray:
+    """``np.percentile(a, q, axis=0, method="lower")``: the element at floor((n - 1) q / 100)."""
+    if np.isnan(a).any():
+        return np.percentile(a, q, axis=0, method="lower")
+    k = int(np.floor((a.shape[0] - 1) * (q / 100)))
+    return np.partition(a, k, axis=0)[k]

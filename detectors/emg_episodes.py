@@ -1,0 +1,317 @@
+"""The EMG episode state machine: onset, artefact verdict, confirmation, offset, the final event.
+
+One job: follow each channel's envelope rows against its thresholds and turn bursts into
+``Onset`` and ``SpasmEvent`` outputs. An episode is a candidate (``CAND``) from its threshold
+crossing; after ``judge_s`` it is confirmed (``ACTIVE``, an Onset is sent) or found to be an
+artefact (``ARTEFACT``: low-band power, or cross-talk from a stronger channel), and it ends after
+``quiet_s`` back near rest (or at ``max_episode_s``), when it is typed and scored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors.config import DetectorConfig
+from detectors.emg_baseline import RestBaseline
+from detectors.events import DetectorOutput, Onset, SpasmEvent, SpasmType
+from detectors.rhythm import clonus_rhythm, percentile
+
+CAND, ACTIVE, ARTEFACT = 1, 2, 3
+FloatArray = np.ndarray
+
+
+@dataclass(slots=True)
+class Episode:
+    """One burst on one channel, from its threshold crossing to its end."""
+
+    onset: int  # raw sample (after delay compensation)
+    cross_sample: int  # row start sample of the first row above the onset threshold
+    peak: float
+    judge_at: int  # raw sample from which an artefact may be re-judged
+    rows: list[FloatArray] = field(default_factory=list)  # (k, 2): power, low-band power per row
+    above: int = 1
+    quiet: int = 0
+    quiet_start: int = 0
+    state: int = CAND
+    key: str = ""
+    blip: int = 0
+    clipped: bool = False  # some samples touched the ADC rails
+
+
+class EpisodeTracker:
+    """Open episodes of all channels and the recent envelope needed to trace onsets back."""
+
+    def __init__(
+        self,
+        cfg: DetectorConfig,
+        rate_hz: float,
+        labels: list[str],
+        decim: int,
+        lag: int,
+        baseline: RestBaseline,
+        version: str,
+    ) -> None:
+        self.cfg = cfg
+        self.rate = rate_hz
+        self.labels = labels
+        self.n_ch = len(labels)
+        self.decim = decim
+        self.env_rate = rate_hz / decim
+        self.lag = lag
+        self.baseline = baseline
+        self.version = version
+        self.hash = cfg.hash
+        self.eps: list[Episode | None] = [None] * self.n_ch
+        self.n_busy = 0
+        self.history: list[tuple[int, FloatArray]] = []  # recent (s0, env (C, m)) for onset backtracking
+        self.hist_blocks = max(2, math.ceil(cfg.onset_backtrack_s / cfg.block_s))
+        self.max_backtrack = int(cfg.onset_backtrack_s * rate_hz)
+        self.confirm_rows = max(1, round(cfg.confirm_s * self.env_rate))
+        # the spectral verdict needs the 20-40 Hz ring-down of an artefact to have built up
+        self.judge_n = round(cfg.judge_s * rate_hz)
+        self.judge_rows = max(2, round(cfg.judge_s * self.env_rate))
+        self.quiet_rows = max(1, round(cfg.quiet_s * self.env_rate))
+        self.blip_rows = round(cfg.quiet_blip_s * self.env_rate)
+        self.max_samples = int(cfg.max_episode_s * rate_hz)
+        #: confirmed episodes (seconds) for the tremor rule "with weak EMG": [onset_s, offset_s]
+        self.active_spans: list[list[float]] = []
+
+    def in_burst(self, ch: int) -> bool:
+        """A confirmed episode is open on ``ch``."""
+        ep = self.eps[ch]
+        return ep is not None and ep.state == ACTIVE
+
+    def remember(self, s0: int, env: FloatArray) -> None:
+        """Keep a processed block's envelope (C, m) for tracing later onsets back."""
+        self.history.append((s0, env))
+        if len(self.history) > self.hist_blocks:
+            del self.history[0]
+
+    def _open(self, ch: int, onset: int, rs: int, v: float) -> Episode:
+        """The one place an episode is made: a crossing at row sample ``rs`` with envelope ``v``."""
+        ep = Episode(onset=onset, cross_sample=rs, peak=v, judge_at=rs + 2 * self.judge_n)
+        if self.eps[ch] is None:
+            self.n_busy += 1
+        self.eps[ch] = ep
+        return ep
+
+    def run_channel(
+        self, ch: int, s0: int, env: FloatArray, pe: FloatArray, settle: int, out: list[DetectorOutput]
+    ) -> None:
+        """Advance channel ``ch`` over one block's rows (``env`` (C, m), ``pe`` (2C, m)) from ``s0``;
+        no onset before raw sample ``settle``."""
+        c = self.n_ch
+        bl = self.baseline
+        on = float(bl.on_thr[ch, 0])
+        off = float(bl.off_thr[ch])
+        d = self.decim
+        ep = self.eps[ch]
+        first_row = 0  # first row of this block belonging to the episode
+        vals = env[ch].tolist()
+        if ep is not None and ep.state != CAND and ep.quiet and ep.quiet + len(vals) < self.quiet_rows:
+            off_ep = max(off, self.cfg.off_peak_fraction * ep.peak)
+            if max(vals) < off_ep:  # fast path: an episode winding down, still quiet
+                ep.quiet += len(vals)
+                ep.blip = 0
+                ep.rows.append(pe[[ch, c + ch]].T)  # (m, 2): power, low-band power
+                return
+        rows = pe[[ch, c + ch]].T
+        share = (pe[c + ch] / np.maximum(pe[ch], 1e-12)).tolist()
+        lf_max = self.cfg.artefact_low_fraction
+        frac = self.cfg.off_peak_fraction
+        off_ep = off if ep is None else max(off, frac * ep.peak)
+        for r, v in enumerate(vals):
+            rs = s0 + r * d
+            if ep is None:
+                if v >= on and rs >= settle:
+                    ep = self._open(ch, self._backtrack(ch, s0, vals, r) - self.lag, rs, v)
+                    off_ep = max(off, frac * v)
+                    first_row = r
+                continue
+            if ep.state == ARTEFACT and v >= on and ep.quiet > 0 and v >= off_ep:
+                # a fresh burst after an artefact: judge it on its own. It must also clear the
+                # artefact's own "back near rest" level (a share of its peak): a step excites the
+                # mains notches, whose ~60 Hz ring (tau = Q / (pi f), ~0.16 s) looks like EMG
+                ep = self._open(ch, rs - self.lag, rs, v)
+                off_ep = max(off, frac * v)
+                first_row = r
+                continue
+            if ep.state == ARTEFACT and v >= on and rs >= ep.judge_at:
+                # re-judge the last stretch: a spasm may start under an artefact (e.g. a QRS)
+                ep.judge_at = rs + self.judge_n
+                cur = rows[first_row : r + 1]
+                recent = (np.concatenate([*ep.rows, cur]) if ep.rows else cur)[-self.judge_rows :]
+                if bl.low_fraction(ch, recent) <= self.cfg.artefact_low_fraction:
+                    # looks like EMG: a new candidate, judged like any other over the next 50 ms
+                    ep = self._open(ch, rs - (recent.shape[0] - 1) * d - self.lag, rs, v)
+                    off_ep = max(off, frac * v)
+                    first_row = r
+                    continue
+            art = share[r] > lf_max  # this row's power is mostly in the artefact band
+            if v >= on and not art:
+                ep.above += 1
+                if v > ep.peak:
+                    ep.peak = v
+                    off_ep = max(off, frac * v)
+            if v < off_ep:
+                if ep.quiet == 0:
+                    ep.quiet_start = rs
+                ep.quiet += 1
+                ep.blip = 0
+            elif ep.quiet and (art or (v < on and ep.blip < self.blip_rows)):
+                # a brief flicker above "rest", or an artefact (a QRS, a cable knock) during the
+                # quiet period, does not restart it
+                ep.blip += 0 if art else 1
+                ep.quiet += 1
+            else:
+                ep.quiet = 0
+                ep.blip = 0
+            if ep.state == CAND and ep.above >= self.confirm_rows and rs - ep.cross_sample >= self.judge_n:
+                # cross-talk is judged on the mean power of the last rows, not on one row: the
+                # ratio of a copy to its source is steady, one row of a MU train is not
+                a = max(0, r + 1 - self.judge_rows)
+                hp = np.maximum(pe[:c, a : r + 1] - pe[c:, a : r + 1], 0.0)
+                self._confirm(ch, ep, rows[first_row : r + 1], np.sqrt(hp.mean(axis=1)), out)
+            if ep.quiet >= self.quiet_rows or rs - ep.onset >= self.max_samples:
+                ep.rows.append(rows[first_row : r + 1])
+                end = ep.quiet_start if ep.quiet >= self.quiet_rows else rs
+                forced = ep.quiet < self.quiet_rows
+                self.end(ch, end, out, truncated=False)
+                if forced:  # the "rest" level moved: start afresh from here
+                    bl.forget(ch)
+                    on = off = math.inf
+                ep = None
+        if ep is not None:
+            ep.rows.append(rows[first_row:])
+
+    def _backtrack(self, ch: int, s0: int, env_row: list[float], r: int) -> int:
+        """Start of the rise: the row after the last one near rest, looking back <= ``onset_backtrack_s``."""
+        off = float(self.baseline.back_thr[ch])
+        d = self.decim
+        for i in range(r - 1, -1, -1):
+            if env_row[i] < off:
+                return s0 + (i + 1) * d
+        nxt = s0
+        for hs0, henv in reversed(self.history):
+            row = henv[ch]
+            below = np.flatnonzero(row < off)
+            if below.size:
+                return hs0 + (int(below[-1]) + 1) * d
+            nxt = hs0
+        return max(nxt, s0 + r * d - self.max_backtrack)
+
+    def _confirm(
+        self, ch: int, ep: Episode, cur_rows: FloatArray, env_col: FloatArray, out: list[DetectorOutput]
+    ) -> None:
+        rows = np.concatenate([*ep.rows, cur_rows]) if ep.rows else cur_rows
+        if self.baseline.low_fraction(ch, rows) > self.cfg.artefact_low_fraction:
+            ep.state = ARTEFACT
+            return
+        ratio = self.cfg.crosstalk_ratio
+        if ratio > 0 and self.n_ch > 1:
+            own = float(env_col[ch])
+            others = float(np.delete(env_col, ch).max())
+            if others >= ratio * own:
+                ep.state = ARTEFACT  # cross-talk from a much stronger neighbour
+                return
+        ep.state = ACTIVE
+        label = self.labels[ch]
+        ep.key = f"{label}:emg:{ep.onset}"
+        base = math.sqrt(max(float(self.baseline.base_pow[ch]), 0.0))
+        amp = math.sqrt(max(float(rows[:, 0].max()), 0.0))
+        out.append(
+            Onset(
+                key=ep.key,
+                channel=label,
+                domain="emg",
+                onset_sample=ep.onset,
+                amplitude_uv=amp,
+                baseline_uv=base,
+            )
+        )
+        self.active_spans.append([ep.onset / self.rate, math.inf])
+        if len(self.active_spans) > 256:
+            del self.active_spans[:128]
+
+    def close_all(self, at: int, out: list[DetectorOutput], truncated: bool) -> None:
+        for c in range(self.n_ch):
+            if self.eps[c] is not None:
+                self.end(c, at, out, truncated=truncated)
+
+    def end(self, ch: int, end: int, out: list[DetectorOutput], truncated: bool) -> None:
+        """Close channel ``ch``'s episode at raw sample ``end``; a confirmed one becomes a SpasmEvent."""
+        ep = self.eps[ch]
+        self.eps[ch] = None
+        if ep is None:
+            return
+        self.n_busy -= 1
+        if ep.state != ACTIVE:
+            return
+        out.append(self._event(ch, ep, end, truncated))
+
+    def _event(self, ch: int, ep: Episode, end: int, truncated: bool) -> SpasmEvent:
+        cfg = self.cfg
+        bp = self.baseline.base_pow
+        offset = max(end - self.lag, ep.onset + 1)
+        for span in reversed(self.active_spans):
+            if span[0] == ep.onset / self.rate and math.isinf(span[1]):
+                span[1] = offset / self.rate
+                break
+        rows = np.concatenate(ep.rows) if ep.rows else np.zeros((1, 2))
+        n_keep = max(1, min(rows.shape[0], (end - ep.cross_sample) // self.decim))
+        rows = rows[:n_keep]
+        env = np.sqrt(np.maximum(rows[:, 0], 0.0))
+        base = math.sqrt(max(float(bp[ch]), 1e-12))
+        env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
+        base_hi = math.sqrt(max(float(bp[ch] - bp[ch + self.n_ch]), 1e-12))
+        dur = (offset - ep.onset) / self.rate
+        freq, regularity = clonus_rhythm(env_hi, base_hi, self.env_rate, cfg)
+        kind: SpasmType
+        if freq is not None:
+            kind = "clonus"
+        elif dur < cfg.twitch_max_s:
+            kind = "twitch"
+        elif dur <= cfg.tonic_min_s:
+            kind = "phasic"
+        else:
+            kind = "tonic"
+        peak = float(env.max())
+        rel = peak / base
+        # rise time: from the onset to the first row at 80 % of the episode's plateau (its upper
+        # quartile: robust to one motor-unit peak late in a flat burst)
+        i80 = int(np.argmax(env_hi >= 0.8 * percentile(env_hi, 75.0)))
+        rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
+        conf = confidence(rel, cfg.on_ratio, self.baseline.low_fraction(ch, rows), cfg.artefact_low_fraction)
+        if freq is not None:
+            conf = min(conf, 0.5 + 0.5 * regularity)
+        if truncated:
+            conf *= 0.5
+        return SpasmEvent(
+            key=ep.key,
+            type=kind,
+            channel=self.labels[ch],
+            domain="emg",
+            onset_sample=ep.onset,
+            offset_sample=offset,
+            rate_hz=self.rate,
+            peak_uv=peak,
+            mean_uv=float(env.mean()),
+            baseline_uv=base,
+            relative_amplitude=rel,
+            frequency_hz=freq,
+            confidence=round(conf, 3),
+            detector_version=self.version,
+            config_hash=self.hash,
+            rise_s=round(rise, 4),
+            clipped=ep.clipped,
+        )
+
+
+def confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> float:
+    """0..1 from how far the burst clears the onset ratio and how EMG-like its spectrum is."""
+    amp = min(1.0, max(0.0, math.log(max(rel, 1e-9) / on_ratio) / math.log(10.0) + 0.5))
+    spec = min(1.0, max(0.0, 1.0 - low_frac / max_low + 0.3))
+    return 0.2 + 0.8 * amp * spec

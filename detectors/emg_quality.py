@@ -1,0 +1,231 @@
+"""Signal quality of raw EMG blocks: flat or floating inputs (lead-off), rails and clipping.
+
+One job: say, per block and channel, whether the signal can be trusted (ok / lead_off /
+saturated), debounce that into ``QualityChange`` outputs, and flag blocks where a strong burst
+merely touched the ADC rails (the episode is then marked ``clipped`` instead of cut).
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from detectors.config import DetectorConfig
+from detectors.events import DetectorOutput, QualityChange, QualityState
+
+QUALITY_NAMES: tuple[QualityState, ...] = ("ok", "lead_off", "saturated")
+FloatArray = np.ndarray
+
+
+class SignalQuality:
+    """Quality state of every channel; ``screen`` is called on each raw block before filtering."""
+
+    def __init__(self, cfg: DetectorConfig, rate_hz: float, labels: list[str], block: int) -> None:
+        c = len(labels)
+        self.cfg = cfg
+        self.rate = rate_hz
+        self.labels = labels
+        self.n_ch = c
+        self.reported = np.zeros(c, dtype=np.int8)
+        self.run_state = np.zeros(c, dtype=np.int8)
+        self.run_len = np.zeros(c, dtype=np.int64)
+        self.run_start = np.zeros(c, dtype=np.int64)
+        self.hold = max(1, round(cfg.quality_hold_s / cfg.block_s))
+        #: some channel is not "ok" (reported or running): every block goes through the debounce
+        self.dirty = False
+        self.rail_hi = np.full(c, np.nan)
+        self.rail_lo = np.full(c, np.nan)
+        self.rail_seen = np.full(c, -(10**15), dtype=np.int64)
+        #: the last block's 50/60 Hz line per channel (floating-input test) and where that block ended
+        self.hum_line: list[tuple[float, complex] | None] = [None] * c
+        self.hum_end = [-1] * c
+        #: this block touched the rails (without being railed), per channel
+        self.block_clipped = np.zeros(c, dtype=bool)
+        self.any_clipped = False
+        self.rail_memory = round(cfg.rail_memory_s * rate_hz)
+        self.rail_count = max(3, math.ceil(cfg.rail_fraction * block))
+        self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
+        if cfg.full_scale_uv is not None:
+            self.check_range = min(self.check_range, 0.5 * cfg.full_scale_uv)
+
+    def suspect(self, mx: FloatArray, mn: FloatArray) -> FloatArray:
+        """Blocks that need a closer look, from per-block extremes (..., C): flat, big or off-scale.
+
+        The cheap test every block passes through; vectorised over any leading block axis.
+        """
+        cfg = self.cfg
+        rng = mx - mn
+        return (
+            (rng < cfg.flat_range_uv)
+            | (rng > self.check_range)
+            | (mx > cfg.lead_off_dc_uv)
+            | (-mn > cfg.lead_off_dc_uv)
+            | ~np.isfinite(rng)
+        )
+
+    def screen(
+        self, s0: int, x: FloatArray, in_burst: Callable[[int], bool], out: list[DetectorOutput]
+    ) -> FloatArray | None:
+        """Check raw block ``x`` (C, n) (NaN/inf replaced by 0 in place); the channels that are
+        lead-off or saturated (bool mask), or None when all are fine. ``in_burst(ch)``: a confirmed
+        episode is open on the channel."""
+        cfg = self.cfg
+        c = x.shape[0]
+        # two reductions unless something looks wrong
+        mx = x.max(axis=1)
+        mn = x.min(axis=1)
+        rng = mx - mn
+        bad: FloatArray | None = None
+        rl = rng.tolist()
+        if not math.isfinite(sum(rl)):  # NaN/inf would poison the filter state for good
+            np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            mx = x.max(axis=1)
+            mn = x.min(axis=1)
+            rng = mx - mn
+            rl = rng.tolist()
+        if (
+            min(rl) < cfg.flat_range_uv
+            or max(rl) > self.check_range
+            or max(max(mx.tolist()), -min(mn.tolist())) > cfg.lead_off_dc_uv
+        ):
+            state = self._classify(s0, x, mx, mn, rng, in_burst)
+            if state.any():
+                bad = state.astype(bool)
+            if state.any() or self.dirty:
+                self._debounce(s0, state, out)
+        elif self.dirty:
+            self._debounce(s0, np.zeros(c, dtype=np.int8), out)
+        return bad
+
+    def _classify(
+        self,
+        s0: int,
+        x: FloatArray,
+        mx: FloatArray,
+        mn: FloatArray,
+        rng: FloatArray,
+        in_burst: Callable[[int], bool],
+    ) -> np.ndarray:
+        """Per-channel block state: 0 ok, 1 lead-off (flat, huge DC, floating input), 2 saturated."""
+        cfg = self.cfg
+        c, n = x.shape
+        state = np.zeros(c, dtype=np.int8)
+        self.block_clipped[:] = False
+        self.any_clipped = True
+        for ch in range(c):
+            lo, hi, r = float(mn[ch]), float(mx[ch]), float(rng[ch])
+            if r < cfg.flat_range_uv or max(hi, -lo) > cfg.lead_off_dc_uv:
+                # stuck: at the level it was clipping at a moment ago = still saturated, else lead-off
+                recent = s0 - int(self.rail_seen[ch]) <= self.rail_memory
+                at_rail = min(abs(hi - self.rail_hi[ch]), abs(lo - self.rail_lo[ch])) <= 1e-6 * max(
+                    abs(hi), 1.0
+                )
+                state[ch] = 2 if recent and at_rail else 1
+                if state[ch] == 2:
+                    self.rail_seen[ch] = s0
+                continue
+            if r <= self.check_range:
+                continue
+            col = x[ch]
+            tol = 1e-6 * max(abs(hi), abs(lo), 1.0)
+            n_hi = int(np.count_nonzero(col >= hi - tol))
+            n_lo = int(np.count_nonzero(col <= lo + tol))
+            railed = r > cfg.saturation_min_range_uv and max(n_hi, n_lo) >= min(
+                self.rail_count, max(3, n // 4)
+            )
+            if cfg.full_scale_uv is not None:
+                railed = (
+                    railed
+                    or int(np.count_nonzero(np.abs(col) >= 0.99 * cfg.full_scale_uv)) >= self.rail_count
+                )
+            if r > cfg.saturation_min_range_uv:  # remember the extremes: a plateau may follow
+                self.rail_hi[ch], self.rail_lo[ch], self.rail_seen[ch] = hi, lo, s0
+            n_rail = max(n_hi, n_lo)
+            if cfg.full_scale_uv is not None:
+                n_rail = max(n_rail, int(np.count_nonzero(np.abs(col) >= 0.99 * cfg.full_scale_uv)))
+            if railed and n_rail < cfg.saturation_fraction * n and in_burst(ch):
+                # inside a confirmed burst, a minority of samples at the rails is its peaks
+                # being cut, not an overloaded amplifier: keep the episode whole (issue 9)
+                railed = False
+            if railed:
+                state[ch] = 2
+            elif r > cfg.saturation_min_range_uv and n_rail >= 3:
+                # A few samples at the extremes of a big block: a strong contraction touching the
+                # rails. The EMG is plainly still active (only the peaks are cut), so this is no
+                # quality gap; the episode is flagged clipped instead.
+                self.block_clipped[ch] = True
+            else:
+                line = mains_line(col, self.rate, cfg.lead_off_mains_uv, s0, cfg.lead_off_hum_share)
+                if line is not None:
+                    # A floating input picks up mains and little else. Over one 50 ms block a
+                    # sinusoid fit cannot tell hum from a strong motor-unit burst whose power sits
+                    # near 50-60 Hz (it happens in ~1 of 500 strong blocks): hum also keeps its
+                    # amplitude and phase from one block to the next, EMG does not. So a block is
+                    # lead-off when its line continues the previous block's (``lead_off_hum_drift``).
+                    f0, z = line
+                    prev = self.hum_line[ch]
+                    if (
+                        prev is not None
+                        and self.hum_end[ch] == s0
+                        and prev[0] == f0
+                        and abs(z - prev[1]) <= cfg.lead_off_hum_drift * abs(prev[1])
+                    ):
+                        state[ch] = 1
+                    self.hum_line[ch] = line
+                    self.hum_end[ch] = s0 + n
+        return state
+
+    def _debounce(self, s0: int, state: np.ndarray, out: list[DetectorOutput]) -> None:
+        """Debounce per-block quality into reported changes (held for ``quality_hold_s``)."""
+        dirty = False
+        for ch in range(self.n_ch):
+            st = int(state[ch])
+            if st != self.run_state[ch]:
+                self.run_state[ch] = st
+                self.run_len[ch] = 0
+                self.run_start[ch] = s0
+            self.run_len[ch] += 1
+            if st != self.reported[ch] and self.run_len[ch] >= self.hold:
+                self.reported[ch] = st
+                out.append(
+                    QualityChange(
+                        channel=self.labels[ch],
+                        domain="emg",
+                        sample=int(self.run_start[ch]),
+                        state=QUALITY_NAMES[st],
+                    )
+                )
+            dirty = dirty or st != 0 or self.reported[ch] != 0
+        self.dirty = dirty
+
+
+def mains_line(
+    col: FloatArray, rate: float, min_uv: float, s0: int, min_share: float = 0.6
+) -> tuple[float, complex] | None:
+    """The 50 or 60 Hz sinusoid holding most of a block's variance (>= ``min_share``, >= ``min_uv`` RMS).
+
+    Returns (frequency, complex amplitude referred to sample counter 0, so that blocks can be
+    compared) or None.
+    """
+    n = col.shape[0]
+    if n < 8:
+        return None
+    t = np.arange(n) / rate
+    xc = col - col.mean()
+    total = float(xc @ xc)
+    if total <= 0:
+        return None
+    for f0 in (50.0, 60.0):
+        basis = np.stack([np.sin(2 * np.pi * f0 * t), np.cos(2 * np.pi * f0 * t), np.ones(n), t], axis=1)
+        coef, *_ = np.linalg.lstsq(basis, col, rcond=None)
+        fit = basis[:, :2] @ coef[:2]
+        p = float(fit @ fit)
+        if p >= min_share * total and math.sqrt(p / n) >= min_uv:
+            # a sin + b cos = Re[(b - i a) e^{i w t}]; refer the phase to counter 0
+            turn = (f0 * s0 / rate) % 1.0
+            z = complex(float(coef[1]), -float(coef[0])) * cmath.exp(-2j * math.pi * turn)
+            return f0, z
+    return None
