@@ -31,8 +31,7 @@ FloatArray = np.ndarray
 
 def design_emg_filter(cfg: DetectorConfig, rate_hz: float, mains_hz: int | None) -> np.ndarray:
     """Band-pass (capped below Nyquist) followed by mains notches (odd harmonics), as one SOS cascade."""
-    high = min(cfg.band_high_hz, 0.45 * rate_hz)
-    low = min(cfg.band_low_hz, 0.5 * high)
+    low, high = cfg.emg_band(rate_hz)
     sos = signal.butter(cfg.band_order, [low, high], btype="bandpass", fs=rate_hz, output="sos")
     parts = [sos]
     if mains_hz is not None:
@@ -153,6 +152,11 @@ class EmgBank:
         self.zi_env = np.zeros((2 * c, 1, 2))
         # Delay of the envelope behind the muscle: half a decimation row plus the low-pass group delay.
         self.lag = round(0.5 * self.decim + math.sqrt(2) / (2 * math.pi * cutoff) * rate_hz)
+        # below ~1 kHz the band is cut and the envelope is noisier: episode shapes are read on a
+        # smoother copy (config.shape_smoothing_s; 1 row, i.e. none, at full band)
+        split = min(45.0, 0.4 * self.env_rate)
+        self.shape_rows = _odd_rows(cfg.shape_smoothing_s(rate_hz, self.env_rate, split) * self.env_rate)
+        self.rhythm_rows = _odd_rows(cfg.rhythm_smoothing_s(rate_hz, self.env_rate, split) * self.env_rate)
         self.prev_y = np.zeros(c)
         self.need_reset = np.ones(c, dtype=bool)
         self.any_reset = True
@@ -642,7 +646,13 @@ class EmgBank:
         env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
         base_hi = math.sqrt(max(float(self.base_pow[ch] - self.base_pow[ch + self.n_ch]), 1e-12))
         dur = (offset - ep.onset) / self.rate
-        freq, regularity = clonus_rhythm(env_hi, base_hi, self.env_rate, self.cfg)
+        env_rh = env_hi
+        if self.shape_rows > 1:  # a cut band (low rates): read the shape on a smoother envelope
+            env_rh = np.sqrt(np.maximum(_smooth_rows(rows[:, 0] - rows[:, 1], self.rhythm_rows), 0.0))
+            rows = np.stack([_smooth_rows(rows[:, j], self.shape_rows) for j in (0, 1)], axis=1)
+            env = np.sqrt(np.maximum(rows[:, 0], 0.0))
+            env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
+        freq, regularity = clonus_rhythm(env_rh, base_hi, self.env_rate, self.cfg)
         kind: SpasmType
         if freq is not None:
             kind = "clonus"
@@ -709,6 +719,19 @@ class EmgBank:
                 )
             dirty = dirty or st != 0 or self.q_reported[ch] != 0
         self.q_dirty = dirty
+
+
+def _odd_rows(n: float) -> int:
+    """An odd moving-average length in rows (centred, so it shifts nothing), at least 1."""
+    return 2 * int(n // 2) + 1 if n >= 2.0 else 1
+
+
+def _smooth_rows(x: FloatArray, n: int) -> FloatArray:
+    """Centred moving average of length ``n`` (odd), shortened at the ends (no zero padding)."""
+    if n <= 1 or x.shape[0] < 2:
+        return x
+    k = np.ones(n)
+    return np.convolve(x, k, mode="same") / np.convolve(np.ones(x.shape[0]), k, mode="same")
 
 
 def _mains_line(col: FloatArray, rate: float, min_uv: float, s0: int) -> tuple[float, complex] | None:
