@@ -599,6 +599,11 @@ class EmgBank:
         if self._low_fraction(ch, rows) > self.cfg.artefact_low_fraction:
             ep.state = ARTEFACT
             return
+        if self.shape_rows > 1 and float((rows[:, 0] - rows[:, 1]).mean()) < float(self.on_thr[ch, 0]) ** 2:
+            # a cut band (low rates): rows crossing the threshold may be the noise peaks of a weak
+            # burst; its mean power since the crossing (>= judge_s, several times the envelope's
+            # averaging time) must clear the threshold too. Until then it stays a candidate.
+            return
         ratio = self.cfg.crosstalk_ratio
         if ratio > 0 and self.n_ch > 1:
             own = float(env_col[ch])
