@@ -122,9 +122,12 @@ def main() -> None:
     fa = sum(r.false_alarms for _, r in rows)
     hours = sum(r.duration_s for _, r in rows) / 3600
     errs = [abs(d.onset_s - lab.onset_s) for _, r in rows for lab, d in r.pairs]
+    nd = sum(r.n_detections for _, r in rows)
+    sens, prec = tp / max(nl, 1), tp / max(nd, 1)
     print(
-        f"pooled: sensitivity {tp / max(nl, 1):.3f}, type accuracy {same / max(tp, 1):.3f}, "
-        f"false alarms {fa} in {hours:.2f} h = {fa / hours:.1f}/h, median onset error {1000 * float(np.median(errs)) if errs else float('nan'):.0f} ms"
+        f"pooled: sensitivity {sens:.3f}, type accuracy {same / max(tp, 1):.3f}, F1 {2 * sens * prec / max(sens + prec, 1e-12):.3f}, "
+        f"false alarms {fa} in {hours:.2f} h = {fa / hours:.1f}/h, median onset error {1000 * float(np.median(errs)) if errs else float('nan'):.0f} ms, "
+        f"p95 {1000 * float(np.percentile(errs, 95)) if errs else float('nan'):.0f} ms"
     )
     print("| context | spasm labels | found | typed right | false alarms | hours of activity |")
     print("|---|---|---|---|---|---|")

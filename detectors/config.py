@@ -307,6 +307,45 @@ class DetectorConfig:
                 f"got {self.clonus_burst_low}/{self.clonus_burst_high}"
             )
 
+    # --- rate-derived parameters (issue 11: 200-250 Hz wearables) ---------------------------
+    def emg_band(self, rate_hz: float) -> tuple[float, float]:
+        """The band-pass actually used at ``rate_hz``: the configured band, its top capped at 0.45 x
+        the rate (Nyquist less the anti-alias roll-off), its bottom at half the top."""
+        high = min(self.band_high_hz, 0.45 * rate_hz)
+        return min(self.band_low_hz, 0.5 * high), high
+
+    def envelope_averaging_s(self, env_rate_hz: float) -> float:
+        """Effective averaging time of the power envelope's low-pass (2nd-order Butterworth):
+        1 / (2 x its equivalent noise bandwidth), the ENBW being pi / (4 sin(pi/4)) x the cutoff."""
+        cutoff = min(self.envelope_cutoff_hz, 0.4 * env_rate_hz)
+        enbw = math.pi / (4.0 * math.sin(math.pi / 4.0)) * cutoff
+        return 1.0 / (2.0 * enbw)
+
+    def shape_smoothing_s(self, rate_hz: float, env_rate_hz: float, split_hz: float) -> float:
+        """Extra smoothing of an episode's envelope before its shape is read (rise time, peak,
+        clonus rhythm), so that its statistical stability does not depend on the sample rate.
+
+        The envelope is the smoothed power of the band from ``split_hz`` to the band-pass top. For
+        band-limited noise-like EMG, a power estimate over a bandwidth B and an averaging time T
+        has about 2 B T degrees of freedom (its relative spread is ~1/sqrt(B T)). When the rate
+        cuts the band (200 Hz: 45-90 Hz instead of 45-450 Hz, 1/9 of it), the envelope of one
+        burst fluctuates ~3x more: noise peaks reach "80 % of the plateau" early (short rises),
+        noise dips split one voluntary burst into "clonus" cycles, and the peak over rest grows.
+        Averaging for ``T (B_configured / B_available - 1)`` more restores the configured band's
+        B T. Zero whenever the configured band fits below 0.45 x the rate (>= 1000 Hz by default),
+        so nothing changes there.
+        """
+        configured = self.band_high_hz - split_hz
+        available = self.emg_band(rate_hz)[1] - split_hz
+        if available >= configured or configured <= 0:
+            return 0.0
+        return self.envelope_averaging_s(env_rate_hz) * (configured / max(available, 1.0) - 1.0)
+
+    def rhythm_smoothing_s(self, rate_hz: float, env_rate_hz: float, split_hz: float) -> float:
+        """The part of ``shape_smoothing_s`` the clonus rhythm test may use: at most half the
+        shortest clonus period (a moving average that long keeps >= 2/pi of an 8 Hz rhythm)."""
+        return min(self.shape_smoothing_s(rate_hz, env_rate_hz, split_hz), 0.25 / self.clonus_max_hz)
+
     @classmethod
     def from_dict(
         cls, data: Mapping[str, Any], *, source: str = "detector config", prefix: str = ""

@@ -76,6 +76,11 @@ class EpisodeTracker:
         self.quiet_rows = max(1, round(cfg.quiet_s * self.env_rate))
         self.blip_rows = round(cfg.quiet_blip_s * self.env_rate)
         self.max_samples = int(cfg.max_episode_s * rate_hz)
+        # below ~1 kHz the band is cut and the envelope is noisier: episode shapes are read on a
+        # smoother copy (config.shape_smoothing_s; 1 row, i.e. none, at full band)
+        split = min(cfg.artefact_band_hz, 0.4 * self.env_rate)
+        self.shape_rows = _odd_rows(cfg.shape_smoothing_s(rate_hz, self.env_rate, split) * self.env_rate)
+        self.rhythm_rows = _odd_rows(cfg.rhythm_smoothing_s(rate_hz, self.env_rate, split) * self.env_rate)
         #: confirmed episodes (seconds) for the tremor rule "with weak EMG": [onset_s, offset_s]
         self.active_spans: list[list[float]] = []
 
@@ -210,6 +215,11 @@ class EpisodeTracker:
         if self.baseline.low_fraction(ch, rows) > self.cfg.artefact_low_fraction:
             ep.state = ARTEFACT
             return
+        if self.shape_rows > 1 and float((rows[:, 0] - rows[:, 1]).mean()) < float(self.baseline.on_thr[ch, 0]) ** 2:
+            # a cut band (low rates): rows crossing the threshold may be the noise peaks of a weak
+            # burst; its mean power since the crossing (>= judge_s, several times the envelope's
+            # averaging time) must clear the threshold too. Until then it stays a candidate.
+            return
         ratio = self.cfg.crosstalk_ratio
         if ratio > 0 and self.n_ch > 1:
             own = float(env_col[ch])
@@ -268,7 +278,13 @@ class EpisodeTracker:
         env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
         base_hi = math.sqrt(max(float(bp[ch] - bp[ch + self.n_ch]), 1e-12))
         dur = (offset - ep.onset) / self.rate
-        freq, regularity = clonus_rhythm(env_hi, base_hi, self.env_rate, cfg)
+        env_rh = env_hi
+        if self.shape_rows > 1:  # a cut band (low rates): read the shape on a smoother envelope
+            env_rh = np.sqrt(np.maximum(_smooth_rows(rows[:, 0] - rows[:, 1], self.rhythm_rows), 0.0))
+            rows = np.stack([_smooth_rows(rows[:, j], self.shape_rows) for j in (0, 1)], axis=1)
+            env = np.sqrt(np.maximum(rows[:, 0], 0.0))
+            env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
+        freq, regularity = clonus_rhythm(env_rh, base_hi, self.env_rate, cfg)
         kind: SpasmType
         if freq is not None:
             kind = "clonus"
@@ -315,3 +331,16 @@ def confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> 
     amp = min(1.0, max(0.0, math.log(max(rel, 1e-9) / on_ratio) / math.log(10.0) + 0.5))
     spec = min(1.0, max(0.0, 1.0 - low_frac / max_low + 0.3))
     return 0.2 + 0.8 * amp * spec
+
+
+def _odd_rows(n: float) -> int:
+    """An odd moving-average length in rows (centred, so it shifts nothing), at least 1."""
+    return 2 * int(n // 2) + 1 if n >= 2.0 else 1
+
+
+def _smooth_rows(x: FloatArray, n: int) -> FloatArray:
+    """Centred moving average of length ``n`` (odd), shortened at the ends (no zero padding)."""
+    if n <= 1 or x.shape[0] < 2:
+        return x
+    k = np.ones(n)
+    return np.asarray(np.convolve(x, k, mode="same") / np.convolve(np.ones(x.shape[0]), k, mode="same"))

@@ -24,8 +24,7 @@ FloatArray = np.ndarray
 
 def design_emg_filter(cfg: DetectorConfig, rate_hz: float, mains_hz: int | None) -> np.ndarray:
     """Band-pass (capped below Nyquist) followed by mains notches (odd harmonics), as one SOS cascade."""
-    high = min(cfg.band_high_hz, 0.45 * rate_hz)
-    low = min(cfg.band_low_hz, 0.5 * high)
+    low, high = cfg.emg_band(rate_hz)
     sos = signal.butter(cfg.band_order, [low, high], btype="bandpass", fs=rate_hz, output="sos")
     parts = [sos]
     if mains_hz is not None:
