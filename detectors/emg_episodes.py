@@ -215,7 +215,8 @@ class EpisodeTracker:
         if self.baseline.low_fraction(ch, rows) > self.cfg.artefact_low_fraction:
             ep.state = ARTEFACT
             return
-        if self.shape_rows > 1 and float((rows[:, 0] - rows[:, 1]).mean()) < float(self.baseline.on_thr[ch, 0]) ** 2:
+        on_pow = float(self.baseline.on_thr[ch, 0]) ** 2
+        if self.shape_rows > 1 and float((rows[:, 0] - rows[:, 1]).mean()) < on_pow:
             # a cut band (low rates): rows crossing the threshold may be the noise peaks of a weak
             # burst; its mean power since the crossing (>= judge_s, several times the envelope's
             # averaging time) must clear the threshold too. Until then it stays a candidate.
