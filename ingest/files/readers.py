@@ -13,7 +13,7 @@ import csv
 import re
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,10 @@ __all__ = ["RecordingError", "SignalFile", "read_recording"]
 _EMG_UNITS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 _ACC_UNITS = {"g": 1.0, "mg": 1e-3, "m/s^2": 1 / 9.80665, "m/s2": 1 / 9.80665, "m/s²": 1 / 9.80665}
 _ACC_LABEL = re.compile(r"^(acc|accel|accelerometer|acceleration)[\s_.:-]*([xyz])\b", re.I)
+
+
+#: The EDF+ annotation our exporter puts over the fraction of a second before the first sample.
+NO_DATA_BEFORE_FIRST = "no data (before the first sample)"
 
 
 class RecordingError(ValueError):
@@ -172,6 +176,18 @@ def read_edf(path: Path) -> SignalFile:
         start = f.getStartdatetime().replace(tzinfo=UTC)
         onsets, durations, texts = f.readAnnotations()
         annotations = [(float(o), float(d), str(t)) for o, d, t in zip(onsets, durations, texts, strict=True)]
+        notes = ["start time taken as UTC (EDF stores local time without a zone)"]
+        if annotations and annotations[0][0] == 0.0 and annotations[0][2].startswith(NO_DATA_BEFORE_FIRST):
+            # Our exporter starts the file on a whole second (EDF's header time has no fraction)
+            # and marks the fraction before the first real sample as no data. Those zeros are
+            # not signal: read as samples they look like a flat (lead-off) channel.
+            skip_s = annotations[0][1]
+            emg = emg[round(skip_s * emg_rate) :]
+            if acc is not None and acc_rate:
+                acc = acc[round(skip_s * acc_rate) :]
+            start += timedelta(seconds=skip_s)
+            annotations = [(o - skip_s, d, t) for o, d, t in annotations[1:]]
+            notes.append(f"the first {skip_s:.3f} s, annotated as no data, skipped")
         return SignalFile(
             path,
             emg,
@@ -180,7 +196,7 @@ def read_edf(path: Path) -> SignalFile:
             acc,
             acc_rate,
             start,
-            ["start time taken as UTC (EDF stores local time without a zone)"],
+            notes,
             annotations,
         )
     finally:

@@ -50,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from ingest.files.readers import NO_DATA_BEFORE_FIRST
 from ingest.sources.base import Chunk, Transport, TransportError
 from ingest.stream.pipeline import DecodeLoop, run_records
 from ingest.stream.records import EventRecord, GapRecord
@@ -510,7 +511,7 @@ def export_edf(decoded: Decoded, out: Path) -> dict[str, Any]:
             signals += [np.ascontiguousarray(acc[:, i], dtype=np.int32) for i in range(3)]
         writer.writeSamples(signals, digital=True)
         if t_start - t_file > 0.0005:
-            writer.writeAnnotation(0.0, t_start - t_file, "no data (before the first sample)")
+            writer.writeAnnotation(0.0, t_start - t_file, NO_DATA_BEFORE_FIRST)
         for r in decoded.records:
             if isinstance(r, EventRecord):
                 writer.writeAnnotation(

@@ -140,6 +140,9 @@ async def test_replay_edf_export_through_the_gateway(tmp_path: Path) -> None:
     export_edf(decode("e2e_short"), edf)
     summary = await run_replay(edf, state_dir=tmp_path / "state", device="w-1")
     assert sorted((e["type"], e["channel"]) for e in summary.events) == e2e_labels()
+    # the exporter's "no data" fraction before the first sample is skipped, not replayed as a
+    # flat (lead-off) stretch that would hide the first spasm behind the reattachment guard
+    assert summary.gaps == []
 
 
 def test_replay_command_writes_events_and_a_summary(

@@ -244,3 +244,28 @@ def test_replay_of_a_vendor_capture_uses_the_kind_and_settings_it_names(tmp_path
     onset = datetime.fromisoformat(summary.events[0]["onset"].replace("Z", "+00:00")).timestamp()
     assert abs(onset - 1002.0) < 0.2 and summary.events[0]["channel"] == "EXG1 CH1"
     assert not summary.gaps, summary.gaps
+
+
+def test_edf_reader_skips_the_exporters_no_data_fraction(tmp_path: Path) -> None:
+    """The export starts on a whole second; the annotated fraction before the first sample is
+    zeros. Read back, the recording starts at its first real sample and its true sub-second time."""
+    from ingest.files.readers import read_recording
+
+    cap, edf = tmp_path / "f.nsc", tmp_path / "f.edf"
+    sim = simulate_scenario("e2e_short", device="w-1", t0_host=1_700_000_000.437)
+    with CaptureWriter(cap, device="w-1") as w:
+        write_sim(w, sim)
+    assert cli_main(["export-edf", str(cap), "--out", str(edf)]) == 0
+    with pyedflib.EdfReader(str(edf)) as f:
+        raw0 = f.readSignal(0)[:800]
+        n_file = f.getNSamples()[0]
+        onsets, durations, _ = f.readAnnotations()
+    lead = round(float(durations[0]) * 1000)
+    assert float(onsets[0]) == 0.0 and 400 <= lead <= 460  # the fraction, as zeros in the file
+    assert np.ptp(raw0[: lead - 5]) == 0.0 and np.ptp(raw0[lead + 5 :]) > 1.0
+    sf = read_recording(edf)
+    assert abs(sf.start.timestamp() - (1_700_000_000.0 + lead / 1000)) < 1e-3
+    assert np.ptp(sf.emg_uv[:50, 0]) > 1.0  # real EMG from the first sample
+    assert len(sf.emg_uv) == n_file - lead
+    assert all(o >= 0.0 for o, _, _ in sf.annotations)
+    assert any(n.startswith("the first 0.4") for n in sf.notes)
