@@ -217,7 +217,8 @@ async def test_one_failing_device_never_disturbs_another(tmp_path: Path) -> None
     rec = synthesize(builtin_scenario("e2e_short"))
     device = SimDevice(SignalSource.from_recording(rec), device_id="ok", seed=1)
     outputs: list[tuple[str, Output]] = []
-    async with PtyServer(device) as server:
+    speed = 3.0  # the healthy device streams 3x real time: 4 s of wall time for the 12 s scenario
+    async with PtyServer(device, speed=speed) as server:
         cfg = parse_config(
             {
                 "gateway": {"state_dir": str(tmp_path / "state"), "stale_after_s": 2.0},
@@ -236,7 +237,7 @@ async def test_one_failing_device_never_disturbs_another(tmp_path: Path) -> None
         )
         async with Gateway(cfg, observers=[lambda d, o: outputs.append((d, o))]) as gw:
             gw.start()
-            await asyncio.sleep(max(0.0, 11.5 - server.device_time()))
+            await asyncio.sleep(max(0.0, 11.5 - server.device_time()) / speed)
             broken, healthy = gw.devices["broken"], gw.devices["healthy"]
             assert healthy.state == "online" and healthy.monitoring
             assert broken.state == "disconnected" and not broken.monitoring and broken.reconnects >= 10
