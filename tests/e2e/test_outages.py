@@ -1,8 +1,9 @@
 """Delivery that loses nothing: real outages of the real servers, and a kill -9 of the gateway.
 
-The broker outage and the kill -9 run the simulator on a pty and ``neurospasm run`` as its own
-process; the InfluxDB outage replays a capture through the real gateway at 10x real time. The
-local line-protocol store is the gateway's independent record of what it detected and sampled.
+The broker outage and the kill -9 run the simulator on a pty (at 2x real time) and ``neurospasm
+run`` as its own process; the InfluxDB outage replays a capture through the real gateway at 10x
+real time. The local line-protocol store is the gateway's independent record of what it detected
+and sampled.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
+    sim, port_path = start_sim(tmp_path, "demo", ["--loop", "--speed", "2"])  # spasms twice as often
     cfg = write_config(tmp_path, port_path, mosquitto.port, local=True)
     state = tmp_path / "state"
     gw = gateway(tmp_path, cfg)
@@ -134,7 +135,7 @@ def test_influxdb_down_60s_every_point_arrives(tmp_path: Path, influxdb1: Influx
 def test_gateway_kill9_with_spooled_events_delivers_after_restart(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    sim, port_path = start_sim(tmp_path, "demo", ["--loop"])
+    sim, port_path = start_sim(tmp_path, "demo", ["--loop", "--speed", "2"])  # spasms twice as often
     cfg = write_config(tmp_path, port_path, mosquitto.port, local=True)
     state = tmp_path / "state"
     procs: list[Proc] = []
