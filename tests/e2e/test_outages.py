@@ -41,7 +41,7 @@ def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquit
     gw = gateway(tmp_path, cfg)
     try:
 
-        async def scenario() -> Subscriber:
+        async def scenario() -> tuple[Subscriber, int]:
             async with Subscriber(mosquitto.port) as obs:
                 # A spasm delivered normally first (waited for, not slept on: start-up under load varies).
                 assert await eventually(lambda: len(obs.ids("events")) >= 1, 30), gw.tail()
@@ -58,11 +58,16 @@ def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquit
 
                 assert await eventually(drained_and_flowing, 40), gw.tail()
                 assert before >= 1
-                return obs
+                # Stopped while the subscriber still listens: an episode the stop closes is
+                # published on the way out (drain), and must arrive like every other event.
+                rc = await asyncio.to_thread(gw.stop)
+                # (asserted below, naming what is missing)
+                await eventually(lambda: set(local_event_ids(state)) <= set(obs.ids("events")), 10)
+                return obs, rc
 
-        obs = asyncio.run(scenario())
+        obs, rc = asyncio.run(scenario())
     finally:
-        rc = gw.stop()
+        gw.stop()
         sim.stop()
     assert rc == 0, gw.tail()
     detected = local_event_ids(state)
