@@ -1,7 +1,7 @@
 """Delivery that loses nothing: real outages of the real servers, and a kill -9 of the gateway.
 
 The broker outage and the kill -9 run the simulator on a pty (at 2x real time) and ``neurospasm
-run`` as its own process; the InfluxDB outage replays a capture through the real gateway at 10x
+run`` as its own process; the InfluxDB outage replays a capture through the real gateway at 20x
 real time. The local line-protocol store is the gateway's independent record of what it detected
 and sampled.
 """
@@ -84,8 +84,8 @@ def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquit
 def test_influxdb_down_60s_every_point_arrives(tmp_path: Path, influxdb1: InfluxDB1) -> None:
     """InfluxDB is down for 60 s of the recording: every point reaches it once it is back.
 
-    The real gateway replays a capture at 10x real time (the spool, delivery and backoff run on
-    wall time, the data on recorded time), so the 60 s outage of data takes 6 s of wall time.
+    The real gateway replays a capture at 20x real time (the spool, delivery and backoff run on
+    wall time, the data on recorded time), so the 60 s outage of data takes 3 s of wall time.
     """
     cap = tmp_path / "phasic.nsc"
     assert (
@@ -108,7 +108,7 @@ def test_influxdb_down_60s_every_point_arrives(tmp_path: Path, influxdb1: Influx
         "<outage test>",
     )  # fmt: skip
     records, _ = load_records(cap)
-    speed = 10.0
+    speed = 20.0
     transport = ReplayTransport(name="dev-a", records=records, speed=speed)
 
     async def scenario() -> None:
