@@ -140,7 +140,7 @@ async def test_ble_three_disconnects_and_a_reboot(tmp_path: Path) -> None:
     from ingest.sources.ble import BleTransport
     from ingest.wire.protocol import max_emg_samples_per_frame
 
-    speed = 2.0
+    speed = 3.0  # the 23 s scenario in under 8 s of wall time
     sc = scenario().model_copy(
         update={
             "faults": scenario().faults.model_copy(
