@@ -139,7 +139,7 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
     try:
         with chromium(tmp_path / "profile") as ctx:
             # Browser, simulator and dashboard start side by side; the simulator streams on START.
-            sim, pty_path = start_sim(tmp_path, "e2e_short", ["--speed", "2"])  # the 12 s scenario in 6 s
+            sim, pty_path = start_sim(tmp_path, "e2e_short")
             cfg = write_config(tmp_path, pty_path, mosquitto.port, local=True)
             sqlite = '[local]\nenabled = true\nformat = "sqlite"'
             cfg.write_text(cfg.read_text().replace("[local]\nenabled = true", sqlite))
@@ -202,7 +202,7 @@ def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> None:
             page.goto(base + "/p/e2e/p-0001/review")
             page.get_by_test_id("review-row").nth(2).wait_for()
             rows = page.get_by_test_id("review-row")
-            # 3 injected spasms; a slow machine may let the simulator run past its 12 s (6 s) scenario
+            # 3 injected spasms; a slow machine may let the simulator run past its 12 s scenario
             # before it is stopped, and the detector may see more: count what is there.
             n = rows.count()
             assert n >= 3
