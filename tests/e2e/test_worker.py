@@ -201,10 +201,7 @@ def _first_batch(statuses: list[tuple[float, dict[str, Any]]], worker: str) -> i
 def test_two_workers_share_devices_and_take_over_from_a_killed_one(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    # At 2x real time: spasms twice as often, so the waits for events below end twice as soon.
-    sim, path_lines = start_sim(
-        tmp_path, "e2e_short", ["--loop", "--devices", str(N_DEVICES), "--no-faults", "--speed", "2"]
-    )
+    sim, path_lines = start_sim(tmp_path, "e2e_short", ["--loop", "--devices", str(N_DEVICES), "--no-faults"])
     paths = path_lines.split()
     assert len(paths) == N_DEVICES
     devices = [f"dev-{i}" for i in range(N_DEVICES)]

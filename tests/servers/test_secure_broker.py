@@ -647,7 +647,7 @@ async def test_central_worker_detects_for_a_forwarding_gateway_with_the_site_acc
     broker: DeployedMosquitto, tmp_path: Path
 ) -> None:
     """docs/scaling.md through the ACL: frames, announces, claims and outputs with det-/gw- accounts."""
-    sim, port_path = start_sim(tmp_path, extra=["--loop", "--speed", "2"])  # spasms twice as often
+    sim, port_path = start_sim(tmp_path, extra=["--loop"])
     wcfg = tmp_path / "worker.toml"
     wcfg.write_text(
         '[worker]\nid = "w-1"\ngroup = "detectors"\nsites = ["home-a"]\nlease_s = 6.0\nrenew_s = 2.0\n'
