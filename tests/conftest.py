@@ -87,7 +87,14 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
-    """Mark every test that uses a server fixture with ``servers``, so ``-m`` can select or exclude them."""
+    """Mark every test that uses a server fixture with ``servers``, so ``-m`` can select or exclude them.
+
+    Modules with a test marked ``slow`` run first (otherwise in collection order): on two xdist
+    workers (scripts/test) a long test started last would leave one worker idle while it finishes.
+    """
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+    # Whole modules move, in order, so a module-scoped fixture is still built once per module.
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)

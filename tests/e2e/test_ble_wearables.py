@@ -171,7 +171,7 @@ async def test_myo_over_virtual_ble_emg_spasms_once_each_and_exact_loss_gaps(tmp
     scenario = lossy(builtin_scenario("e2e_short"), 0.005, seed=38)
     recording = synthesize(scenario)
     outputs, p, injector = await run_gateway(
-        tmp_path, "myo", recording, scenario, speed=3.0, drop_at_s=3.2, down_s=0.5, want_events=3
+        tmp_path, "myo", recording, scenario, speed=2.0, drop_at_s=3.2, down_s=0.5, want_events=3
     )
     spans = [(lab["onset_s"] * 200, lab["offset_s"] * 200) for lab in recording.labels]
     assert not [c for c in lost_starts(injector, "emg") if any(a - 20 <= c < b + 20 for a, b in spans)]

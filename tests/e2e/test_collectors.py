@@ -1,4 +1,5 @@
-"""Issue 5 acceptance: collectors that never lose track, over the pty and the virtual BLE backend.
+"""Collectors that never lose track: the serial link's faults replayed at full speed through the real
+gateway, and the same faults live over the virtual BLE backend.
 
 2 % random frame loss, bursts of loss, three disconnects and a reboot: the gateway's gap records
 match the fault injector's truth exactly, and every spasm outside the gaps is reported exactly
@@ -8,18 +9,20 @@ once (none lost, none duplicated).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support.checks import assert_gaps_match, gateway_config
 
 from firmware_sim.device import SignalSource, SimDevice
-from firmware_sim.faults import FaultInjector
+from firmware_sim.faults import FaultInjector, simulate
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import Scenario, parse_scenario
 from firmware_sim.signals import Recording, synthesize
+from ingest.commands.record import SimRun
+from ingest.commands.replay import ReplayTransport
 from ingest.stream.runner import Gateway
 from ingest.stream.session import Output
 
@@ -98,22 +101,28 @@ def check_events(
             assert len(hits) <= 1, (lab, onsets)  # cut by a gap: maybe found, never twice
 
 
-@pytest.mark.flaky(reruns=2)  # live pty timing on a loaded 2-core machine: a rerun, never a skip
-async def test_pty_three_disconnects_reboot_and_loss(tmp_path: Path) -> None:
+async def test_three_disconnects_reboot_and_loss_replayed_through_the_gateway(tmp_path: Path) -> None:
+    """The serial case at full speed: the simulator's offline twin of the pty server
+    (``firmware_sim.faults.simulate``: the same schedule, frame filter and link changes) gives the
+    link records, and the real gateway reads them through the replay transport, reconnecting at
+    every link loss. The live pty path has its own smoke tests (test_replay, test_vendor_e2e)."""
     sc = scenario()
     rec = synthesize(sc)
     device = SimDevice(SignalSource.from_recording(rec), device_id="sim-issue5", seed=sc.seed)
     injector = FaultInjector.from_scenario(sc, rec)
+    run = simulate(device, injector, duration_s=22.5, t0_host=1_795_000_000.0)
+    records = SimRun(sc.name, sc.seed, run.chunks, run.link_events).records()
+    assert Counter(kind for _, kind in run.link_events) == {"down": 4, "up": 4}  # 3 disconnects, a reboot
+    transport = ReplayTransport(name="wearable-1", records=records, speed=math.inf)
     outputs: list[Output] = []
-    async with PtyServer(device, injector=injector) as server:
-        cfg = gateway_config(tmp_path, server.path)
-        async with Gateway(cfg, observers=[lambda _dev, out: outputs.append(out)]) as gw:
-            gw.start()
-            await asyncio.sleep(max(0.0, 22.5 - server.device_time()))
-            await server.quiesce()
-            await asyncio.sleep(0.2)
-            await gw.drain(timeout_s=1.0)
-        assert server.stats.disconnects == 3 and server.stats.reboots == 1
+    cfg = gateway_config(tmp_path, "replay")
+    async with Gateway(
+        cfg, transport_factory=lambda _dev: transport, observers=[lambda _dev, out: outputs.append(out)]
+    ) as gw:
+        gw.start()
+        await asyncio.wait_for(transport.finished.wait(), 60)
+        await gw.drain(timeout_s=1.0)
+    assert transport.opens >= 5  # the first connection and one after each of the four link losses
     gaps = [o.payload for o in outputs if o.kind == "gap" and o.payload is not None]
     want = injector.expected_gaps()
     causes = Counter(g["cause"] for g in want if g["domain"] == "emg")
@@ -131,7 +140,7 @@ async def test_ble_three_disconnects_and_a_reboot(tmp_path: Path) -> None:
     from ingest.sources.ble import BleTransport
     from ingest.wire.protocol import max_emg_samples_per_frame
 
-    speed = 2.0
+    speed = 3.0  # the 23 s scenario in under 8 s of wall time
     sc = scenario().model_copy(
         update={
             "faults": scenario().faults.model_copy(
@@ -208,7 +217,8 @@ async def test_one_failing_device_never_disturbs_another(tmp_path: Path) -> None
     rec = synthesize(builtin_scenario("e2e_short"))
     device = SimDevice(SignalSource.from_recording(rec), device_id="ok", seed=1)
     outputs: list[tuple[str, Output]] = []
-    async with PtyServer(device) as server:
+    speed = 3.0  # the healthy device streams 3x real time: 4 s of wall time for the 12 s scenario
+    async with PtyServer(device, speed=speed) as server:
         cfg = parse_config(
             {
                 "gateway": {"state_dir": str(tmp_path / "state"), "stale_after_s": 2.0},
@@ -227,7 +237,7 @@ async def test_one_failing_device_never_disturbs_another(tmp_path: Path) -> None
         )
         async with Gateway(cfg, observers=[lambda d, o: outputs.append((d, o))]) as gw:
             gw.start()
-            await asyncio.sleep(max(0.0, 11.5 - server.device_time()))
+            await asyncio.sleep(max(0.0, 11.5 - server.device_time()) / speed)
             broken, healthy = gw.devices["broken"], gw.devices["healthy"]
             assert healthy.state == "online" and healthy.monitoring
             assert broken.state == "disconnected" and not broken.monitoring and broken.reconnects >= 10

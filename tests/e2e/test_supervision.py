@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.harness import Subscriber
-from support.servers import Mosquitto
+from support.servers import Mosquitto, wait_until
 
 from detectors.limits import stream_problem
 from firmware_sim.device import SignalSource, SimDevice
@@ -301,7 +301,10 @@ def test_gateway_process_speaks_sd_notify(tmp_path: Path, monkeypatch: pytest.Mo
             got.append(srv.recv(256))
         assert got[0].startswith(b"READY=1"), (got, gw.tail())
         assert got.count(b"WATCHDOG=1") >= 3, gw.tail()
-        time.sleep(8)  # stop reading: a full notify queue must never block the gateway
+        # Stop reading: the queue (net.unix.max_dgram_qlen datagrams) fills within seconds, and a
+        # full notify queue must never block the gateway. Waited for, not slept on.
+        wait_until(lambda: "cannot notify systemd" in gw.tail(), 30, "the notify queue to fill")
+        time.sleep(1.0)  # more pets meet the full queue: still said only once (checked below)
         assert gw.stop() == 0, gw.tail()  # SIGTERM handled at once: the loop never blocked
         assert gw.tail().count("cannot notify systemd") == 1  # the full queue, said once
     finally:

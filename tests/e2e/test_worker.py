@@ -218,7 +218,17 @@ def test_two_workers_share_devices_and_take_over_from_a_killed_one(
                 while not all(_holders(rec, d) for d in devices):
                     assert time.monotonic() < deadline, f"devices unclaimed\n{gw.tail()}"
                     await asyncio.sleep(0.1)
-                await asyncio.sleep(14)  # more than one loop of the scenario: three spasms a device
+                # Every device has two of its events published more than 4 s ago (the takeover
+                # checks below need two events that ended well before the kill): waited for, not
+                # slept on (about one loop of the scenario).
+                await _wait_for(
+                    lambda: all(
+                        sum(t < time.monotonic() - 4.0 for t, _, _ in rec.of("events", d)) >= 2
+                        for d in devices
+                    ),
+                    40,
+                    "two early events on every device",
+                )
                 held: dict[str, set[str]] = defaultdict(set)
                 for d in devices:
                     owners = {w for _, w in _holders(rec, d)}
@@ -232,7 +242,15 @@ def test_two_workers_share_devices_and_take_over_from_a_killed_one(
                 while not all(_holders(rec, d)[-1][1] == survivor for d in held[victim]):
                     assert time.monotonic() < deadline, "the killed worker's devices did not move in time"
                     await asyncio.sleep(0.1)
-                await asyncio.sleep(14)  # events continue on the moved devices
+                moved_at = time.monotonic()
+                # Events continue on the moved devices: two each from the survivor (waited for).
+                await _wait_for(
+                    lambda: all(
+                        sum(t >= moved_at for t, _, _ in rec.of("events", d)) >= 2 for d in held[victim]
+                    ),
+                    40,
+                    "two events from the survivor on every moved device",
+                )
                 assert gw.stop() == 0, gw.tail()  # the frames stop; the survivor catches up
                 await asyncio.sleep(3)
                 return rec, victim, survivor, t_kill, t_kill_wall, held

@@ -81,6 +81,17 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def _xdist_worker() -> tuple[int, int]:
+    """(index, count) of this pytest-xdist worker ("gw3" -> 3), or (0, 1) without xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    try:
+        count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+        index = int(name[2:]) if name.startswith("gw") else 0
+    except ValueError:
+        return 0, 1
+    return index % count, count
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """Return a TCP port on ``host`` that nothing listens on and that this process has not handed out.
 
@@ -91,6 +102,10 @@ def free_port(host: str = LOOPBACK) -> int:
     """
     low, high = _ephemeral_range()
     candidates = [p for p in range(20000, 32768) if not low <= p <= high]
+    # Under pytest-xdist each worker process draws from its own residue class of ports, so two
+    # workers can never both probe a port free and then race to bind it.
+    worker, workers = _xdist_worker()
+    candidates = [p for p in candidates if p % workers == worker]
     if not candidates:  # an unusual ip_local_port_range: fall back to the kernel's choice
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
