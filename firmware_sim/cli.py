@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
 import sys
@@ -108,8 +109,14 @@ def make_sim_device(args: argparse.Namespace, source: SignalSource, dev_id: str,
 
 
 def _write_text(path: str, text: str) -> None:
-    """Small files for scripts (paths, labels, truth): written before or after the event loop's work."""
-    Path(path).write_text(text, encoding="utf-8")
+    """Small files for scripts (paths, labels, truth): written before or after the event loop's work.
+
+    Written to a temporary name and renamed, so a script polling for the file never reads it
+    half written (an empty pty path)."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
 
 
 def _describe_rates(device: SimDevice, recording: object) -> str:

@@ -83,7 +83,8 @@ def start_sim(tmp: Path, scenario: str = SCENARIO, extra: list[str] | None = Non
         ],
         tmp / "sim.log",
     )
-    wait_until(path_file.exists, 20, "the simulator's pty path")
+    # the simulator writes the file by rename; a non-empty check also covers an older writer
+    wait_until(lambda: path_file.exists() and path_file.read_text().strip() != "", 20, "the pty path")
     return sim, path_file.read_text().strip()
 
 
