@@ -29,11 +29,11 @@ from ingest.wire.protocol import EmgFrame, InfoFrame
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/ptmx"), reason="needs pseudo-terminals")
 
 
-def _config(tmp: Path, port_path: str, mqtt_port: int | None) -> Any:
+def _config(tmp: Path, port_path: str, mqtt_port: int | None, stale_after_s: float = 3.0) -> Any:
     return parse_config(
         {
             "gateway": {"site": "sv", "patient": "p-0001", "state_dir": str(tmp / "state"),
-                        "stale_after_s": 3.0},
+                        "stale_after_s": stale_after_s},
             "devices": [{"id": "dev-a", "port": port_path, "reconnect_initial_s": 0.05,
                          "reconnect_max_s": 0.2}],
             "mqtt": {"enabled": mqtt_port is not None, "host": "127.0.0.1", "port": mqtt_port or 1883},
@@ -199,7 +199,9 @@ def test_watchdog_is_fed_only_while_the_pipeline_progresses(
         rec = synthesize(builtin_scenario("e2e_short"))
         device = SimDevice(SignalSource.from_recording(rec), device_id="wd", seed=1)
         async with PtyServer(device) as server:
-            cfg = _config(tmp_path, server.path, None)
+            # a wedged session sees no frames; with a 3 s staleness a slow host could declare the
+            # link down and reconnect (a fresh session, progress again) before the test is done
+            cfg = _config(tmp_path, server.path, None, stale_after_s=60.0)
             async with Gateway(cfg) as gw:
                 gw.start()
                 runner = gw.devices["dev-a"]
