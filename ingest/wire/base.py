@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from ingest.wire.protocol import (
     BLE_CMD_CHAR_UUID,
     BLE_DATA_CHAR_UUID,
@@ -207,6 +209,17 @@ class WrapCounter:
             self._lat_min = min(floor, lat)
         self._band = max(self._band * self._decay, lat - self._lat_min)
         self._t_last = t_host
+
+
+def counter_runs(counters: np.ndarray, values: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Split decoded rows into runs of consecutive sample counters, one frame each: a lost
+    packet breaks the run, so the session sees the jump and records an exact gap."""
+    if len(counters) == 0:
+        return []
+    breaks = np.nonzero(np.diff(counters) != 1)[0] + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(counters)]])
+    return [(int(counters[a]), values[a:b]) for a, b in zip(starts, ends, strict=True)]
 
 
 class UnknownDeviceKind(ValueError):

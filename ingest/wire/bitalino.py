@@ -44,7 +44,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ingest.wire.base import BleProfile, DeviceWrite, register_decoder
+from ingest.wire.base import BleProfile, DeviceWrite, counter_runs, register_decoder
 from ingest.wire.protocol import AccFrame, DecoderStats, EmgFrame, Frame, InfoFrame
 
 __all__ = [
@@ -309,22 +309,15 @@ class BitalinoDecoder:
             self._info = self._info_frame()
             out.append(self._info)
         emg = (analog[:, list(self.emg_inputs)] - 512).astype(np.int16)
-        for c0, block in _run_blocks(counters, emg):
+        for c0, block in counter_runs(counters, emg):
             out.append(EmgFrame(0, c0, block))
         if self.acc_input is not None:
             z = analog[:, self.acc_input].astype(np.float64) - (self.acc_cmin + self.acc_cmax) / 2
             acc = np.zeros((len(z), 3), dtype=np.float64)
             acc[:, 2] = z
-            for c0, block in _run_blocks(counters, acc):
+            for c0, block in counter_runs(counters, acc):
                 out.append(AccFrame(0, c0, block))
         return out
-
-
-def _run_blocks(counters: np.ndarray, values: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    breaks = np.nonzero(np.diff(counters) != 1)[0] + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [len(counters)]])
-    return [(int(counters[a]), values[a:b]) for a, b in zip(starts, ends, strict=True)]
 
 
 register_decoder(BitalinoDecoder.kind, BitalinoDecoder)

@@ -37,7 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ingest.wire.base import BleProfile, DeviceWrite, WrapCounter, register_decoder
+from ingest.wire.base import BleProfile, DeviceWrite, WrapCounter, counter_runs, register_decoder
 from ingest.wire.protocol import AccFrame, DecoderStats, EmgFrame, Frame, InfoFrame
 
 __all__ = [
@@ -247,7 +247,7 @@ class CytonDecoder:
                 acc_counters.append(c)
             out.extend(
                 AccFrame(0, c0, block.astype(np.int16))
-                for c0, block in _run_blocks(np.array(acc_counters), acc[acc_rows])
+                for c0, block in counter_runs(np.array(acc_counters), acc[acc_rows])
             )
         return out
 
@@ -274,18 +274,8 @@ class CytonDecoder:
         return np.array(samples, dtype=np.int32), np.array(idx, dtype=np.int64), acc_at
 
 
-def _run_blocks(counters: np.ndarray, values: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Split rows into runs of consecutive counters: one frame each."""
-    if len(counters) == 0:
-        return []
-    breaks = np.nonzero(np.diff(counters) != 1)[0] + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [len(counters)]])
-    return [(int(counters[a]), values[a:b]) for a, b in zip(starts, ends, strict=True)]
-
-
 def _runs(counters: np.ndarray, samples: np.ndarray) -> list[Frame]:
-    return [EmgFrame(0, c0, block) for c0, block in _run_blocks(counters, samples)]
+    return [EmgFrame(0, c0, block) for c0, block in counter_runs(counters, samples)]
 
 
 register_decoder(CytonDecoder.kind, CytonDecoder)

@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ingest.wire.base import BleProfile, DeviceWrite, register_decoder
+from ingest.wire.base import BleProfile, DeviceWrite, counter_runs, register_decoder
 from ingest.wire.protocol import AccFrame, DecoderStats, EmgFrame, Frame, InfoFrame
 
 __all__ = [
@@ -454,19 +454,12 @@ class ShimmerDecoder:
             v = np.where(v & 0x800000, v - (1 << 24), v)
             gain = self._gains.get((chip, ch), DEFAULT_GAIN)
             uv[:, j] = v * (EXG_VREF / (2**23 - 1) / gain * 1e6)
-        out.extend(EmgFrame(0, c0, block) for c0, block in _run_blocks(counters, uv))
+        out.extend(EmgFrame(0, c0, block) for c0, block in counter_runs(counters, uv))
         if len(acc) == 3:
             codes = np.stack([raw32[:, o] | raw32[:, o + 1] << 8 for o in acc], axis=1)
             a = self.acc_calibration.apply(codes) / G0
-            out.extend(AccFrame(0, c0, block) for c0, block in _run_blocks(counters, a))
+            out.extend(AccFrame(0, c0, block) for c0, block in counter_runs(counters, a))
         return out
-
-
-def _run_blocks(counters: np.ndarray, values: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    breaks = np.nonzero(np.diff(counters) != 1)[0] + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [len(counters)]])
-    return [(int(counters[a]), values[a:b]) for a, b in zip(starts, ends, strict=True)]
 
 
 register_decoder(ShimmerDecoder.kind, ShimmerDecoder)
