@@ -115,6 +115,16 @@ def main() -> None:
             for lab, d in rep.pairs:
                 if lab.type != d.type:
                     print("   TYPE  ", lab.type, "->", d.type, lab)
+    print_report(rows, per_act, act_hours)
+
+
+def print_report(
+    rows: list[tuple[str, ScoreReport]],
+    per_act: dict[str, collections.Counter[str]],
+    act_hours: collections.Counter[str],
+) -> None:
+    """The per-scenario table, the pooled line and the per-context table (also used by
+    ``bench_unseen_voluntary.py``, so both benches report alike)."""
     print(format_table(rows))
     tp = sum(r.matched for _, r in rows)
     nl = sum(r.n_labels for _, r in rows)

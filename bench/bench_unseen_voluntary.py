@@ -10,7 +10,6 @@ shapes, kinematics and rates (EMG 1000/1024/1500 Hz, accelerometer 50/64/104 Hz)
 no label and are false alarms (as in ``bench_activity.py``).
 """
 
-# ruff: noqa: E501
 from __future__ import annotations
 
 import argparse
@@ -23,10 +22,11 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_activity import print_report
 from bench_detector import run_recording
 from unseen_voluntary import SPECS, generate_voluntary
 
-from detectors.scoring import ScoreReport, format_table, score
+from detectors.scoring import ScoreReport, score
 
 
 def activity_at(labels: list[dict[str, Any]], t0: float, t1: float) -> str:
@@ -68,23 +68,7 @@ def main() -> None:
                 print("   MISSED", lab, activity_at(labs, lab.onset_s, lab.offset_s))
             for d in rep.false:
                 print("   FALSE ", d, activity_at(labs, d.onset_s, d.offset_s))
-    print(format_table(rows))
-    tp = sum(r.matched for _, r in rows)
-    nl = sum(r.n_labels for _, r in rows)
-    same = sum(1 for _, r in rows for lab, d in r.pairs if lab.type == d.type)
-    fa = sum(r.false_alarms for _, r in rows)
-    h = sum(r.duration_s for _, r in rows) / 3600
-    print(
-        f"pooled: sensitivity {tp / max(nl, 1):.3f}, type accuracy {same / max(tp, 1):.3f}, false alarms {fa} in {h:.2f} h = {fa / h:.1f}/h"
-    )
-    print("| context | spasm labels | found | typed right | false alarms | hours of activity |")
-    print("|---|---|---|---|---|---|")
-    for a in sorted(set(per_act) | set(hours)):
-        c = per_act[a]
-        print(
-            f"| {a} | {c['labels']} | {c['found']} | {c['typed']} | {c['false']} | {hours.get(a, 0.0):.3f} |"
-        )
-
+    print_report(rows, per_act, hours)
 
 if __name__ == "__main__":
     main()
