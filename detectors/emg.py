@@ -55,7 +55,7 @@ class EmgBank:
         self.baseline = RestBaseline(cfg, self.n_ch)
         self.quality = SignalQuality(cfg, self.rate, self.labels, self.block)
         self.episodes = EpisodeTracker(
-            cfg, self.rate, self.labels, self.decim, self.lag, self.baseline, version
+            cfg, self.rate, self.labels, self.decim, self.lag, self.baseline, version, self.filters.split_hz
         )
         # filter settling: no onsets before these raw samples (after a restart or a bad block)
         self.settle_until = np.zeros(self.n_ch, dtype=np.int64)

@@ -53,6 +53,7 @@ class EpisodeTracker:
         lag: int,
         baseline: RestBaseline,
         version: str,
+        split_hz: float,
     ) -> None:
         self.cfg = cfg
         self.rate = rate_hz
@@ -78,9 +79,8 @@ class EpisodeTracker:
         self.max_samples = int(cfg.max_episode_s * rate_hz)
         # below ~1 kHz the band is cut and the envelope is noisier: episode shapes are read on a
         # smoother copy (config.shape_smoothing_s; 1 row, i.e. none, at full band)
-        split = min(cfg.artefact_band_hz, 0.4 * self.env_rate)
-        self.shape_rows = _odd_rows(cfg.shape_smoothing_s(rate_hz, self.env_rate, split) * self.env_rate)
-        self.rhythm_rows = _odd_rows(cfg.rhythm_smoothing_s(rate_hz, self.env_rate, split) * self.env_rate)
+        self.shape_rows = _odd_rows(cfg.shape_smoothing_s(rate_hz, self.env_rate, split_hz) * self.env_rate)
+        self.rhythm_rows = _odd_rows(cfg.rhythm_smoothing_s(rate_hz, self.env_rate, split_hz) * self.env_rate)
         #: confirmed episodes (seconds) for the tremor rule "with weak EMG": [onset_s, offset_s]
         self.active_spans: list[list[float]] = []
 

@@ -106,10 +106,10 @@ class EmgFilters:
         self.sos = design_emg_filter(cfg, rate_hz, mains_hz)
         self.zi0 = signal.sosfilt_zi(self.sos)  # (sections, 2): steady state for a unit step
         self.zi = np.zeros((c, self.sos.shape[0], 2))
-        # Low band of the decimated signal: where ECG, motion and pops put their energy.
-        sos_low = signal.butter(
-            2, min(cfg.artefact_band_hz, 0.4 * self.env_rate), btype="lowpass", fs=self.env_rate, output="sos"
-        )
+        #: Top of the low band of the decimated signal (Hz): where ECG, motion and pops put their
+        #: energy; the envelope above it is the muscle's.
+        self.split_hz = min(cfg.artefact_band_hz, 0.4 * self.env_rate)
+        sos_low = signal.butter(2, self.split_hz, btype="lowpass", fs=self.env_rate, output="sos")
         sos_low[0, :3] /= math.sqrt(self.decim)  # rows are sums of d samples; power rows too
         self.sos_low = np.ascontiguousarray(sos_low)
         self.zi_low = np.zeros((c, 1, 2))
