@@ -84,6 +84,7 @@ class DeviceLive:
             "reconnects": link.get("reconnects"),
             "bad_frames": link.get("bad_frames"),
             "spool_bytes": spool.get("bytes"),
+            "spool_pending_bytes": spool.get("pending_bytes"),
             "spool_oldest_age_s": spool.get("oldest_age_s"),
             "channels": s.get("channels") or [],
             "firmware": s.get("firmware"),

@@ -720,6 +720,9 @@ class Gateway:
             spool={
                 "bytes": sp.bytes,
                 "quota_bytes": sp.quota_bytes,
+                # what is still to deliver (bytes on disk include delivered records until their
+                # segment file is dropped, so they grow and fall with the segment size)
+                "pending_bytes": sum(sum(per.values()) for per in sp.pending_bytes.values()),
                 "oldest_age_s": sp.oldest_age_max_s,
                 "evicted_records": {p.name.lower(): n for p, n in sp.evicted_records.items()},
                 # A full disk: what is said, what is held in memory, what could not be kept.

@@ -231,3 +231,5 @@ async def test_eviction_is_reported_in_the_device_status(tmp_path: Path, free_po
     assert status["spool"]["evicted_records"]["bulk"] > 0
     assert status["spool"]["evicted_records"]["clinical"] == 0
     assert status["spool"]["bytes"] <= status["spool"]["quota_bytes"]
+    # nothing reached InfluxDB: everything still held is still to deliver
+    assert 0 < status["spool"]["pending_bytes"] <= status["spool"]["bytes"]

@@ -76,7 +76,10 @@ function healthItems(d) {
     item("electrode contact", contact, contact.startsWith("lost")),
     item("link loss", d.loss_pct === null || d.loss_pct === undefined ? "–" : `${Number(d.loss_pct).toFixed(2)} %`, d.loss_pct > 5),
     item("reconnects", d.reconnects ?? "–", false),
-    item("spool backlog", d.spool_bytes === null || d.spool_bytes === undefined ? "–" : `${(d.spool_bytes / 1024).toFixed(1)} KiB`, (d.spool_oldest_age_s || 0) > 60),
+    // undelivered bytes; a gateway that does not report them shows the spool's size on disk
+    d.spool_pending_bytes === null || d.spool_pending_bytes === undefined
+      ? item("spool on disk", d.spool_bytes === null || d.spool_bytes === undefined ? "–" : `${(d.spool_bytes / 1024).toFixed(1)} KiB`, (d.spool_oldest_age_s || 0) > 60)
+      : item("spool backlog", `${(d.spool_pending_bytes / 1024).toFixed(1)} KiB`, (d.spool_oldest_age_s || 0) > 60),
     item("last data", d.last_data_age_s === null || d.last_data_age_s === undefined ? "never" : `${Math.round(d.last_data_age_s)} s ago`, !d.monitoring),
   );
 }
