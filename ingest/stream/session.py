@@ -121,6 +121,8 @@ class DomainState:
     missing: int = 0
     duplicates: int = 0
     last_t_end: float | None = None
+    #: Host time the last in-order frame arrived: the model-free ruler for a rebase (``_rebase``).
+    last_arrival: float | None = None
     disconnected: bool = False  # the link dropped since the last frame: the next hole is a disconnect
     pending: list[tuple[int, int, Any, float]] = field(default_factory=list)  # reorder heap
     #: Added to the wire counter: a vendor link's counter restarts with every connection
@@ -302,10 +304,19 @@ class DeviceSession:
         ]
         # Only when the host's clock has been a good ruler for the device's (the old stream's
         # fit is tight): otherwise (a simulator run faster than real time, a wild link) the
-        # spread of arrivals says nothing about latency, and the first frame alone is used.
+        # model's line says nothing about when the old stream ended or about latency, so the
+        # first new frame is measured from the last old frame's own arrival instead: the two
+        # arrivals' latencies cancel, and no extrapolated line can put the new frame "before"
+        # the old stream's end and so hide the outage.
         q = dom.clock.quality()
         trusted = q.points >= 3 and q.residual_ms < REBASE_TRUST_MS
-        estimate = min(offsets) if trusted else offsets[0]
+        if trusted:
+            estimate = min(offsets)
+        elif dom.last_arrival is not None:
+            f0, t0 = held[0]
+            estimate = dom.expected + round((t0 - dom.last_arrival) * dom.rate_hz) - len(f0.samples) - c0
+        else:
+            estimate = offsets[0]
         dom.offset = max(dom.expected - c0, estimate)  # never before the old stream's end
         dom.rebase = False
         for f, t in held:
@@ -441,6 +452,7 @@ class DeviceSession:
                 self._flush_envelope()
                 self._env = None
         dom.disconnected = False
+        dom.last_arrival = t_host
         dom.clock.observe(full + n, t_host)
         dom.expected = full + n
         dom.received += n
