@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _SnapshotDict(dict[str, Any]):
+    """A dict whose iteration walks a copy, so an ``await`` inside the loop may change it.
+
+    amqtt 0.12 iterates its subscription table with awaits inside the loop (on every client
+    connect, for retained messages, and in its broadcast loop); a subscribe from another client
+    meanwhile raised ``RuntimeError: dictionary changed size during iteration`` and dropped the
+    connecting client (seen in the demo as a dashboard or subscriber reconnect). Iterating a
+    snapshot is what that code means: a filter added mid-loop is served by its own subscribe.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return list(super().items())
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return list(super().values())
+
+
 async def start_broker(port: int) -> Any:
-    """An embedded amqtt broker on loopback: the demo's stand-in for Mosquitto."""
+    """An embedded amqtt broker on loopback: the demo's stand-in for Mosquitto.
+
+    Anonymous, because it listens on loopback only and lives inside the demo process; the
+    gateway's own deployment uses Mosquitto with TLS, passwords and ACLs (deploy/)."""
     from amqtt.broker import Broker
 
     broker = Broker(
@@ -51,6 +75,7 @@ async def start_broker(port: int) -> Any:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
     )
+    broker._subscriptions = _SnapshotDict(broker._subscriptions)
     await broker.start()
     return broker
 

@@ -86,3 +86,28 @@ def test_held_frames_of_a_new_connection_are_placed_when_the_link_drops_again() 
     gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
     assert len(gaps) == 1 and abs(gaps[0]["samples_missing"] - RATE // 2) <= 1
     assert s.emg is not None and s.emg.received == 250 + 10
+
+
+def test_reconnect_of_a_device_faster_than_real_time_is_still_a_gap() -> None:
+    """A simulator at 2x (or a wild link): the clock cannot fit the device's rate, so its line
+    extrapolates the old stream's end too late and once placed the new connection "before" it,
+    hiding the outage (CI saw the Myo's disconnect gap vanish). The untrusted case measures from
+    the last old frame's own arrival instead."""
+    speed = 2.0
+    for drop_after in (230, 250, 275, 290):  # where in the clock's 1 s fitting window the link drops
+        out: list[Output] = []
+        s = DeviceSession("dev-a", out.append)
+        s.on_frame(info(111), 1000.0)
+        t = 1000.0
+        for k in range(drop_after):
+            t = 1000.0 + (k + 1) * 5 / RATE / speed
+            s.on_frame(EmgFrame(0, k * 5, np.zeros((5, 2), dtype=np.int32)), t)
+        s.on_disconnect(t)
+        t_new = t + 0.25  # a quarter second of host time down: half a second of the device's
+        s.on_frame(info(222), t_new)
+        for k in range(60):
+            s.on_frame(EmgFrame(0, k * 5, np.zeros((5, 2), dtype=np.int32)), t_new + (k + 1) * 5 / RATE / speed)
+        gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
+        assert len(gaps) == 1 and gaps[0]["cause"] == "disconnect", (drop_after, gaps)
+        # Measured at the nominal rate in host time: at least the host's quarter second.
+        assert 0.25 * RATE - 10 <= gaps[0]["samples_missing"] <= 0.5 * RATE + 10, (drop_after, gaps[0])
