@@ -106,7 +106,8 @@ def test_reconnect_of_a_device_faster_than_real_time_is_still_a_gap() -> None:
         t_new = t + 0.25  # a quarter second of host time down: half a second of the device's
         s.on_frame(info(222), t_new)
         for k in range(60):
-            s.on_frame(EmgFrame(0, k * 5, np.zeros((5, 2), dtype=np.int32)), t_new + (k + 1) * 5 / RATE / speed)
+            arrival = t_new + (k + 1) * 5 / RATE / speed
+            s.on_frame(EmgFrame(0, k * 5, np.zeros((5, 2), dtype=np.int32)), arrival)
         gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
         assert len(gaps) == 1 and gaps[0]["cause"] == "disconnect", (drop_after, gaps)
         # Measured at the nominal rate in host time: at least the host's quarter second.
