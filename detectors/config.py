@@ -358,13 +358,20 @@ class DetectorConfig:
         hints = typing.get_type_hints(cls)
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
+        problems: list[str] = []  # every unknown key and bad value, one line each, not only the first
         for key, value in data.items():
             if key not in known:
                 close = [k for k in sorted(known) if k.split("_")[0] == str(key).split("_")[0]]
                 hint = f" (did you mean one of {close}?)" if close else ""
                 shown = key if re.fullmatch(r"\w+", str(key), re.ASCII) else repr(key)  # one line, always
-                raise ConfigError(f"{source}: {prefix}{shown}: unknown key{hint}")
-            kwargs[key] = _coerce(f"{source}: {prefix}{key}", value, hints[key])
+                problems.append(f"{source}: {prefix}{shown}: unknown key{hint}")
+                continue
+            try:
+                kwargs[key] = _coerce(f"{source}: {prefix}{key}", value, hints[key])
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))
         try:
             return cls(**kwargs)
         except ConfigError as exc:

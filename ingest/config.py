@@ -335,7 +335,19 @@ def detector_config(data: dict[str, Any], source: str) -> DetectorConfig:
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> GatewayConfig:
-    cfg = validate_model(GatewayConfig, data, source)
+    """Validate a gateway config: every mistake, ``[detector]``'s included, one line each."""
+    try:
+        cfg = validate_model(GatewayConfig, data, source)
+    except ConfigError as exc:
+        # The [detector] table is checked by its own dataclass; report its mistakes too, so one
+        # run of the command names every problem in the file, not the gateway's half of them.
+        table = data.get("detector") if isinstance(data, dict) else None
+        if isinstance(table, dict):
+            try:
+                detector_config(table, source)
+            except ConfigError as more:
+                raise ConfigError(f"{exc}\n{more}") from None
+        raise
     detector_config(cfg.detector, source)  # a [detector] mistake is a config error, at load
     return cfg
 

@@ -54,7 +54,8 @@ def detector_config_json(text: str) -> DetectorConfig:
     try:
         return DetectorConfig.from_dict(data, source="detector config")
     except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        # argparse prints one line: several problems joined, each still naming its key.
+        raise argparse.ArgumentTypeError("; ".join(str(exc).splitlines())) from None
 
 
 def output_file(text: str) -> str:

@@ -151,3 +151,20 @@ def test_series_keys_live_in_one_place_and_old_keys_still_work(
     with pytest.raises(ConfigError) as exc:
         load_config(p)
     assert one_line(exc).startswith(f"{p}: series.envelope_rate_hz: ")
+
+
+def test_every_mistake_is_named_the_detectors_beside_the_gateways(tmp_path: Path) -> None:
+    """One run names every problem in the file: the gateway's keys and the [detector] table's."""
+    p = tmp_path / "gw.toml"
+    p.write_text(
+        '[gateway]\nsite = "home-0001"\n[[devices]]\nid = "w-1"\nport = "sim"\n[mqtt]\nprot = 1883\n'
+        '[detector]\nbogus = 1\non_ratio = "high"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    lines = str(exc.value).splitlines()
+    assert f"{p}: mqtt.prot: unknown key" in lines[0]
+    assert any(line.startswith(f"{p}: detector.bogus: unknown key") for line in lines), lines
+    assert any(line.startswith(f"{p}: detector.on_ratio: ") for line in lines), lines
+    assert all(line.startswith(f"{p}: ") for line in lines)
