@@ -213,13 +213,14 @@ def mains_line(
     n = col.shape[0]
     if n < 8:
         return None
-    t = np.arange(n) / rate
     xc = col - col.mean()
     total = float(xc @ xc)
     if total <= 0:
         return None
-    for f0 in (50.0, 60.0):
-        basis = np.stack([np.sin(2 * np.pi * f0 * t), np.cos(2 * np.pi * f0 * t), np.ones(n), t], axis=1)
+    bases, gain = _hum_bases(n, rate)
+    if gain * total < min_uv * min_uv * n:
+        return None  # no sinusoid of min_uv RMS fits in this little variance (see _hum_bases)
+    for f0, basis in zip((50.0, 60.0), bases, strict=True):
         coef, *_ = np.linalg.lstsq(basis, col, rcond=None)
         fit = basis[:, :2] @ coef[:2]
         p = float(fit @ fit)
@@ -229,3 +230,40 @@ def mains_line(
             z = complex(float(coef[1]), -float(coef[0])) * cmath.exp(-2j * math.pi * turn)
             return f0, z
     return None
+
+
+#: ``mains_line``'s regressors by (block length, rate): the same few block lengths recur, and
+#: building them cost as much as the fit itself. Bounded (partial blocks have other lengths).
+_BASES: dict[tuple[int, float], tuple[tuple[FloatArray, FloatArray], float]] = {}
+
+
+def _hum_bases(n: int, rate: float) -> tuple[tuple[FloatArray, FloatArray], float]:
+    """[sin, cos, 1, t] at 50 and 60 Hz over ``n`` samples (read-only: shared between calls), and
+    a bound ``gain`` on the energy of a fitted sinusoid: ``|fit|^2 <= gain * |col - mean|^2``.
+
+    Why the bound holds: the sin/cos coefficients of the least-squares fit are those of the
+    sin/cos columns with the offset and trend projected out (S~), fitted to ``col`` likewise
+    projected (Frisch-Waugh-Lovell), whose norm is at most that of ``col - mean``; so
+    ``|fit| <= s_max(sin, cos) / s_min(S~) * |col - mean|``. A block whose variance is too small
+    for a ``min_uv`` sinusoid by this bound (most EMG) needs no fit: the answer is None either way.
+    The 1 % margin dwarfs rounding (~1e-13 here).
+    """
+    key = (n, rate)
+    hit = _BASES.get(key)
+    if hit is None:
+        t = np.arange(n) / rate
+        made = []
+        gain = 0.0
+        for f0 in (50.0, 60.0):
+            b = np.stack([np.sin(2 * np.pi * f0 * t), np.cos(2 * np.pi * f0 * t), np.ones(n), t], axis=1)
+            b.flags.writeable = False
+            made.append(b)
+            q, _ = np.linalg.qr(b[:, 2:])
+            s_res = b[:, :2] - q @ (q.T @ b[:, :2])
+            smax = float(np.linalg.svd(b[:, :2], compute_uv=False)[0])
+            smin = float(np.linalg.svd(s_res, compute_uv=False)[-1])
+            gain = max(gain, (smax / smin) ** 2 if smin > 0 else math.inf)
+        if len(_BASES) >= 64:
+            _BASES.clear()
+        hit = _BASES[key] = ((made[0], made[1]), 1.01 * gain)
+    return hit

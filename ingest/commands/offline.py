@@ -89,11 +89,19 @@ def detect_file(sf: SignalFile, config: DetectorConfig, device: str = "offline")
 
 
 def detect_signals(
-    sf: SignalFile, config: DetectorConfig, device: str = "offline", progress: _Progress | None = None
+    sf: SignalFile,
+    config: DetectorConfig,
+    device: str = "offline",
+    progress: _Progress | None = None,
+    block_s: float = BLOCK_S,
 ) -> list[EventRecord]:
+    """A signal file through the session in ``block_s`` frames; its events in onset order.
+
+    The result does not depend on ``block_s`` (the detector is chunk-invariant, see
+    ``detectors.detector``): long blocks only spare the per-frame work."""
     outputs: list[Output] = []
     session = _session(device, config, outputs.append)
-    for frame, t_host in signal_frames(sf, device):
+    for frame, t_host in signal_frames(sf, device, block_s):
         session.on_frame(frame, t_host)
         if progress is not None:
             progress.update(t_host - sf.start.timestamp())

@@ -108,3 +108,56 @@ def test_other_signals_and_default_settings(seed: int) -> None:
     x = _signal(seed, seconds=20.0, n_ch=2)
     cfg = DetectorConfig(mains_hz=50)
     assert _run(x, [7, 1, 33, 2, 200], cfg) == _reference(x, cfg)
+
+
+def _mains_line_by_fit(
+    col: np.ndarray, rate: float, min_uv: float, s0: int, min_share: float = 0.6
+) -> tuple[float, complex] | None:
+    """``mains_line`` as first written: both least-squares fits on every block, no shortcut."""
+    import cmath
+    import math
+
+    n = col.shape[0]
+    t = np.arange(n) / rate
+    xc = col - col.mean()
+    total = float(xc @ xc)
+    if n < 8 or total <= 0:
+        return None
+    for f0 in (50.0, 60.0):
+        basis = np.stack([np.sin(2 * np.pi * f0 * t), np.cos(2 * np.pi * f0 * t), np.ones(n), t], axis=1)
+        coef, *_ = np.linalg.lstsq(basis, col, rcond=None)
+        fit = basis[:, :2] @ coef[:2]
+        p = float(fit @ fit)
+        if p >= min_share * total and math.sqrt(p / n) >= min_uv:
+            turn = (f0 * s0 / rate) % 1.0
+            return f0, complex(float(coef[1]), -float(coef[0])) * cmath.exp(-2j * math.pi * turn)
+    return None
+
+
+def test_mains_line_shortcut_gives_the_fits_answer() -> None:
+    """The floating-input test skips its fits when a block's variance cannot hold a sinusoid of
+    ``lead_off_mains_uv`` RMS (a bound, see ``emg_quality._hum_bases``): the answers must be the
+    fits' own, here for blocks straddling that level, with offsets, trends, noise and near-misses
+    in frequency, at every block length and rate the detector uses."""
+    from detectors.emg_quality import mains_line
+
+    rng = np.random.default_rng(11)
+    found = 0
+    for _ in range(3000):
+        rate = float(rng.choice([200, 250, 500, 1000, 1024, 2000, 2048]))
+        n = int(rng.choice([8, 10, 13, 51, round(0.05 * rate)]))
+        t = np.arange(n) / rate
+        spread = 1.0 if rng.random() < 0.7 else rng.uniform(0.3, 3)
+        amp = 300.0 * np.sqrt(2) * rng.uniform(0.8, 1.1) * spread
+        f = float(rng.choice([50.0, 60.0, 55.0, 45.0]))
+        col = (
+            amp * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+            + rng.normal(0, rng.uniform(0, 200), n)
+            + rng.uniform(-1e4, 1e4)
+            + rng.normal(0, 1000) * t
+        )
+        s0 = int(rng.integers(0, 10**6))
+        got = mains_line(col, rate, 300.0, s0)
+        assert got == _mains_line_by_fit(col, rate, 300.0, s0)
+        found += got is not None
+    assert 300 < found < 2700  # both answers are common: the blocks straddle the level

@@ -17,7 +17,7 @@ from support.harness import shared_data
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
 from ingest.commands.offline import annotate_edf
-from ingest.files.readers import RecordingError, SignalFile, read_recording
+from ingest.files.readers import RecordingError, SignalFile, _decode_records, read_recording
 
 BIOSPPY = shared_data("biosppy")
 START = datetime(2026, 11, 24, 22, 15, 0, tzinfo=UTC)
@@ -157,3 +157,77 @@ def test_annotate_keeps_signal_units(tmp_path: Path) -> None:
     back = read_recording(tmp_path / "o.edf")
     assert np.allclose(back.emg_uv[:, 0], sf.emg_uv[:, 0], atol=0.01)
     assert back.start == START
+
+
+def _lead_off_file(tmp_path: Path) -> SignalFile:
+    """Two EMG channels with bursts, a flat (lead-off) stretch and a railed one, plus an accelerometer."""
+    rec = synthesize(builtin_scenario("e2e_short"))
+    emg = rec.emg_uv.astype(np.float64)
+    rate = float(rec.emg_rate_hz)
+    a, b = int(4.0 * rate), int(7.0 * rate)
+    emg[a:b, 0] = 0.0  # the electrode came off
+    c = int(9.0 * rate)
+    emg[c : c + int(1.5 * rate), 1] = np.where(np.arange(int(1.5 * rate)) % 2, 6000.0, -6000.0)  # railed
+    return SignalFile(
+        tmp_path / "x.edf", emg, rate, list(rec.channel_labels),
+        rec.acc_g.astype(np.float64), float(rec.acc_rate_hz), START,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("block_s", [0.05, 0.37, 2.0, 1e6])
+def test_detect_outputs_do_not_depend_on_the_file_block_size(tmp_path: Path, block_s: float) -> None:
+    """Every output of the file path (events with ids, onsets, gaps, quality) is the same whatever
+    the size of the frames a file is handed to the session in (``neurospasm detect`` uses long
+    ones for speed; a device sends 50 ms)."""
+    from detectors import DetectorConfig
+    from ingest.commands.offline import BLOCK_S, signal_frames
+    from ingest.stream.session import DeviceSession, Output
+
+    sf = _lead_off_file(tmp_path)
+
+    def run(size: float) -> list[object]:
+        outs: list[Output] = []
+        s = DeviceSession("offline", outs.append, DetectorConfig(), series=False)
+        for frame, t in signal_frames(sf, "offline", size):
+            s.on_frame(frame, t)
+        s.finish()
+        # the same set: the order in which a session emits them follows its frames
+        return sorted(((o.kind, o.payload) for o in outs), key=lambda r: json.dumps(r, sort_keys=True))
+
+    reference = run(BLOCK_S)
+    kinds = {k for k, _ in reference}  # type: ignore[misc]
+    assert {"onset", "event", "gap"} <= kinds, kinds  # the file exercises bursts and a lead-off
+    assert any(p["cause"] == "lead_off" for k, p in reference if k == "gap")  # type: ignore[index, misc]
+    assert run(block_s) == reference
+
+
+def test_edf_samples_are_pyedflibs_bit_for_bit(tmp_path: Path) -> None:
+    """The reader decodes EDF/BDF data records itself (fast); the values are pyedflib's exactly,
+    for odd physical limits, a unit scale, several rates and both sample widths."""
+    rng = np.random.default_rng(3)
+    widths = ((pyedflib.FILETYPE_EDFPLUS, "edf", 32767), (pyedflib.FILETYPE_BDFPLUS, "bdf", 8388607))
+    for ftype, ext, dmax in widths:
+        path = tmp_path / f"odd.{ext}"
+        rates, units = (1000, 1000, 100, 100, 100), ("mV", "uV", "g", "g", "g")
+        labels = ["EMG a", "EMG b", "ACC X", "ACC Y", "ACC Z"]
+        sigs = [rng.normal(0, 0.3 if u != "uV" else 300, 37 * r) for r, u in zip(rates, units, strict=True)]
+        w = pyedflib.EdfWriter(str(path), 5, file_type=ftype)
+        w.setSignalHeaders([
+            {"label": lab, "dimension": u, "sample_frequency": r,
+             "physical_min": -6000.18 if u == "uV" else -2.37, "physical_max": 5999.3 if u == "uV" else 3.1,
+             "digital_min": -dmax - 1, "digital_max": dmax,
+             "transducer": "", "prefilter": ""}
+            for lab, u, r in zip(labels, units, rates, strict=True)
+        ])  # fmt: skip
+        w.setStartdatetime(START.replace(tzinfo=None))
+        w.writeSamples(sigs)
+        w.writeAnnotation(3.0, 1.0, "marker")
+        w.close()
+        sf = read_recording(path)
+        with pyedflib.EdfReader(str(path)) as f:
+            assert _decode_records(f, path, [0, 1, 2, 3, 4]) is not None  # the fast path, not the fallback
+            emg = np.stack([f.readSignal(0) * 1000.0, f.readSignal(1)], axis=1)
+            acc = np.stack([f.readSignal(i) for i in (2, 3, 4)], axis=1)
+        assert sf.emg_uv.tobytes() == emg.tobytes()
+        assert sf.acc_g is not None and sf.acc_g.tobytes() == acc.tobytes()
+        assert sf.annotations == [(3.0, 1.0, "marker")]
