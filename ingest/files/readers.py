@@ -30,6 +30,9 @@ _ACC_LABEL = re.compile(r"^(acc|accel|accelerometer|acceleration)[\s_.:-]*([xyz]
 
 #: The EDF+ annotation our exporter puts over the fraction of a second before the first sample.
 NO_DATA_BEFORE_FIRST = "no data (before the first sample)"
+#: ... and the end of its last one-second data record after a domain's last sample, per domain
+#: (``"no data (after the last sample) emg"``): EDF holds whole records only, so it is zeros.
+NO_DATA_AFTER_LAST = "no data (after the last sample)"
 
 
 class RecordingError(ValueError):
@@ -182,6 +185,15 @@ def read_edf(path: Path) -> SignalFile:
             start += timedelta(seconds=skip_s)
             annotations = [(o - skip_s, d, t) for o, d, t in annotations[1:]]
             notes.append(f"the first {skip_s:.3f} s, annotated as no data, skipped")
+        # The zero padding after each domain's last sample, to the end of the last data record.
+        tails = {t.rsplit(" ", 1)[-1]: o for o, _, t in annotations if t.startswith(NO_DATA_AFTER_LAST)}
+        if "emg" in tails:
+            emg = emg[: max(0, round(tails["emg"] * emg_rate))]
+        if "acc" in tails and acc is not None and acc_rate:
+            acc = acc[: max(0, round(tails["acc"] * acc_rate))]
+        if tails:
+            annotations = [a for a in annotations if not a[2].startswith(NO_DATA_AFTER_LAST)]
+            notes.append("the padding after the last sample, annotated as no data, skipped")
         return SignalFile(
             path,
             emg,

@@ -50,7 +50,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from ingest.files.readers import NO_DATA_BEFORE_FIRST
+from ingest.files.readers import NO_DATA_AFTER_LAST, NO_DATA_BEFORE_FIRST
 from ingest.sources.base import Chunk, Transport, TransportError
 from ingest.stream.pipeline import DecodeLoop, run_records
 from ingest.stream.records import EventRecord, GapRecord
@@ -512,6 +512,11 @@ def export_edf(decoded: Decoded, out: Path) -> dict[str, Any]:
         writer.writeSamples(signals, digital=True)
         if t_start - t_file > 0.0005:
             writer.writeAnnotation(0.0, t_start - t_file, NO_DATA_BEFORE_FIRST)
+        # The last record is padded with zeros after each domain's last sample: say so, or a
+        # reader takes them for a flat (lead-off) channel at the end of every export.
+        for name, end, rate in (("emg", emg_end, emg_rate), ("acc", acc_end, acc_rate)):
+            if rate and end and seconds - end / rate > 0.0005:
+                writer.writeAnnotation(end / rate, seconds - end / rate, f"{NO_DATA_AFTER_LAST} {name}")
         for r in decoded.records:
             if isinstance(r, EventRecord):
                 writer.writeAnnotation(

@@ -266,6 +266,32 @@ def test_edf_reader_skips_the_exporters_no_data_fraction(tmp_path: Path) -> None
     sf = read_recording(edf)
     assert abs(sf.start.timestamp() - (1_700_000_000.0 + lead / 1000)) < 1e-3
     assert np.ptp(sf.emg_uv[:50, 0]) > 1.0  # real EMG from the first sample
-    assert len(sf.emg_uv) == n_file - lead
+    assert len(sf.emg_uv) <= n_file - lead  # (and the padding at the end is gone: below)
     assert all(o >= 0.0 for o, _, _ in sf.annotations)
     assert any(n.startswith("the first 0.4") for n in sf.notes)
+
+
+def test_edf_reader_skips_the_exporters_padding_after_the_last_sample(tmp_path: Path) -> None:
+    """EDF holds whole one-second records, so the export's last record is zero-padded after each
+    domain's last sample. Annotated, the reader ends each domain at its last real sample, and
+    detect does not call the end of every exported file a lead-off."""
+    from ingest.files.readers import read_recording
+
+    cap, edf = tmp_path / "f.nsc", tmp_path / "f.edf"
+    sim = simulate_scenario("e2e_short", device="w-1", t0_host=1_700_000_000.437)
+    with CaptureWriter(cap, device="w-1") as w:
+        write_sim(w, sim)
+    assert cli_main(["export-edf", str(cap), "--out", str(edf)]) == 0
+    with pyedflib.EdfReader(str(edf)) as f:
+        n_file = f.getNSamples()[0]
+        raw = f.readSignal(0)
+        tails = [(o, t) for o, _, t in zip(*f.readAnnotations(), strict=True) if t.startswith("no data (after")]
+    assert {t.rsplit(" ", 1)[-1] for _, t in tails} == {"emg", "acc"}
+    emg_end = round(next(o for o, t in tails if t.endswith("emg")) * 1000)
+    assert np.ptp(raw[emg_end + 2 :]) == 0.0 and np.ptp(raw[emg_end - 50 : emg_end]) > 1.0
+    sf = read_recording(edf)
+    lead = n_file - emg_end  # the zeros at the end
+    assert lead > 0 and len(sf.emg_uv) < n_file - lead + 1
+    assert np.ptp(sf.emg_uv[-50:, 0]) > 1.0  # real EMG to the last sample
+    assert sf.acc_g is not None and np.ptp(sf.acc_g[-5:], axis=0).max() > 0.0
+    assert not any(t.startswith("no data") for _, _, t in sf.annotations)
