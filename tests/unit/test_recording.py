@@ -285,7 +285,8 @@ def test_edf_reader_skips_the_exporters_padding_after_the_last_sample(tmp_path: 
     with pyedflib.EdfReader(str(edf)) as f:
         n_file = f.getNSamples()[0]
         raw = f.readSignal(0)
-        tails = [(o, t) for o, _, t in zip(*f.readAnnotations(), strict=True) if t.startswith("no data (after")]
+        onsets, _, texts = f.readAnnotations()
+        tails = [(o, t) for o, t in zip(onsets, texts, strict=True) if t.startswith("no data (after")]
     assert {t.rsplit(" ", 1)[-1] for _, t in tails} == {"emg", "acc"}
     emg_end = round(next(o for o, t in tails if t.endswith("emg")) * 1000)
     assert np.ptp(raw[emg_end + 2 :]) == 0.0 and np.ptp(raw[emg_end - 50 : emg_end]) > 1.0
