@@ -401,43 +401,65 @@ class SpasmDetector:
         (and the activity spans whose bursts have all been judged)."""
         if not self._ctx:
             return
+        if not (out or final or self._declared or self._span_q or self._vol_t):
+            # The common case (twice per chunk): nothing new, no session declared, no span
+            # waiting. Only the gate of the held outputs decides whether there is work.
+            if not self._held:
+                return
+            bank = self._bank
+            emg_t = -math.inf if bank is None else bank.processed_until / self.emg_rate_hz
+            if emg_t < self._gate_emg and self._acc_t < self._gate_acc:
+                return
         self._judge_held(out, final)
         self._release_spans(out, final)
 
     def _judge_held(self, out: list[DetectorOutput], final: bool) -> None:
-        for o in out:
-            if isinstance(o, QualityChange) and o.domain == "emg":
-                self._quality_log.setdefault(o.channel, []).append((o.sample / self.emg_rate_hz, o.state))
-        if any(isinstance(o, Onset | SpasmEvent) and o.domain == "emg" for o in out):
-            keep: list[DetectorOutput] = []
-            for o in out:
-                if isinstance(o, Onset | SpasmEvent) and o.domain == "emg":
-                    if isinstance(o, Onset):
-                        t_on = o.onset_sample / self.emg_rate_hz
-                        bisect.insort(self._onset_times.setdefault(o.channel, []), t_on)
-                        span = [t_on, math.inf]
-                        self._spans.setdefault(o.channel, []).append(span)
-                        self._open_span[o.key] = span
-                    else:
-                        span_done = self._open_span.pop(o.key, None)
-                        if span_done is not None:
-                            span_done[1] = o.offset_sample / self.emg_rate_hz
-                        if o.rise_s is not None:
-                            r = self.emg_rate_hz
-                            a, b = o.onset_sample / r, o.offset_sample / r
-                            self._recent.append((o.channel, a, b, o.rise_s))
-                    self._held.append(o)
-                    self._gate_emg = -math.inf  # look at the newcomer on this pass
-                else:
-                    keep.append(o)
-            out[:] = keep
+        if out:
+            self._take_new(out)
         emg_t = -math.inf if self._bank is None else self._bank.processed_until / self.emg_rate_hz
-        for d in self._declared:
-            if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
-                d.reported = True
-                self._queue_declared(d, d.end)
+        if self._declared:
+            for d in self._declared:
+                if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
+                    d.reported = True
+                    self._queue_declared(d, d.end)
         if not self._held or (not final and emg_t < self._gate_emg and self._acc_t < self._gate_acc):
             return
+        self._judge_pass(out, final, emg_t)
+
+    def _take_new(self, out: list[DetectorOutput]) -> None:
+        """Log the new EMG quality changes and hold the new EMG onsets and events (in order)."""
+        moved = False
+        keep: list[DetectorOutput] = []
+        for o in out:
+            if isinstance(o, QualityChange):
+                if o.domain == "emg":
+                    self._quality_log.setdefault(o.channel, []).append((o.sample / self.emg_rate_hz, o.state))
+                keep.append(o)
+            elif isinstance(o, (Onset, SpasmEvent)) and o.domain == "emg":
+                moved = True
+                if isinstance(o, Onset):
+                    t_on = o.onset_sample / self.emg_rate_hz
+                    bisect.insort(self._onset_times.setdefault(o.channel, []), t_on)
+                    span = [t_on, math.inf]
+                    self._spans.setdefault(o.channel, []).append(span)
+                    self._open_span[o.key] = span
+                else:
+                    span_done = self._open_span.pop(o.key, None)
+                    if span_done is not None:
+                        span_done[1] = o.offset_sample / self.emg_rate_hz
+                    if o.rise_s is not None:
+                        r = self.emg_rate_hz
+                        a, b = o.onset_sample / r, o.offset_sample / r
+                        self._recent.append((o.channel, a, b, o.rise_s))
+                self._held.append(o)
+                self._gate_emg = -math.inf  # look at the newcomer on this pass
+            else:
+                keep.append(o)
+        if moved:
+            out[:] = keep
+
+    def _judge_pass(self, out: list[DetectorOutput], final: bool, emg_t: float) -> None:
+        """Judge the held EMG outputs whose context is known; publish spasms to ``out``."""
         cfg = self.config
         acc_t = self._acc_t if self._act is not None else math.inf
         rate = self.emg_rate_hz
@@ -513,6 +535,8 @@ class SpasmDetector:
         """Publish finished activity spans once no burst that began inside them is still
         unjudged (held, open, or not yet seen by the EMG), with ``suppressed`` = the bursts in
         them classed voluntary."""
+        if not self._span_q and not self._vol_t:
+            return  # nothing to publish, nothing to forget (the common case, at rest)
         if self._span_q:
             rate = self.emg_rate_hz
             if final:
