@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -57,16 +58,8 @@ ACTIVITY_CODES: tuple[ActivityKind, ...] = (
     "other_voluntary",
 )
 _BLOCK_S = 0.05  # averaging block of the movement signals (20 Hz)
-
-
-@dataclass(slots=True)
-class _HopPeak:
-    """One hop of the window, for the heel-strike test: its samples and block means until its
-    peak deviation from gravity is needed (then only the peak, in g)."""
-
-    x: np.ndarray | None
-    means: np.ndarray | None
-    peak: float | None = None
+#: ``ndarray.mean`` is this reduction divided by the count (the same bits, without its wrapper)
+_add = np.add.reduce
 
 
 @dataclass(slots=True)
@@ -98,6 +91,7 @@ class AccActivityTracker:
         self.half = max(1, self.one_s // 2)
         self.enter_hops = max(1, round(cfg.activity_enter_s / (self.hop / self.rate)))
         self.exit_hops = max(1, round(cfg.activity_exit_s / (self.hop / self.rate)))
+        self.min_ms = cfg.activity_min_rms_g**2  # mean square movement of an active limb (g^2)
         # The block means and their low-passed copy live in two preallocated buffers; the window
         # is the view of their last ``win_blocks`` rows (newest last). Twice the window plus a
         # hop, so moving the window back to the start when the end is reached never overlaps.
@@ -113,7 +107,9 @@ class AccActivityTracker:
         self.pending_start = 0
         self._end = 0  # rows of the buffers in use end here
         self._k = 0  # rows in the window (<= win_blocks)
-        self._hops: deque[_HopPeak] = deque(maxlen=max(1, self.win_blocks // self.hop_blocks))
+        #: the window's hops for the heel-strike test: [samples, block means, None] until the
+        #: hop's peak deviation from gravity is needed, then [None, None, peak in g]
+        self._hops: deque[list[Any]] = deque(maxlen=max(1, self.win_blocks // self.hop_blocks))
         self.zi: np.ndarray | None = None
         self.run_kind = REST
         self.run_len = 0
@@ -159,11 +155,11 @@ class AccActivityTracker:
 
     # ------------------------------------------------------------------------------ internals
     def _hop(self, x: np.ndarray, owned: bool = False) -> tuple[int, float]:
-        # Cost matters (one call per hop per device): means are ``np.add.reduce`` divided by the
-        # count, which is what ``ndarray.mean`` computes (same bits) without its Python wrapper,
-        # and the peak deviation of each hop is computed only when a rhythm verdict needs it.
+        # Cost matters (one call per hop per device, mostly at rest): means are ``_add`` divided
+        # by the count, and the peak deviation of each hop is computed only when a rhythm verdict
+        # needs it. Every value is computed as before, by the same numpy operations.
         cfg = self.cfg
-        add = np.add.reduce
+        add = _add
         hb = self.hop_blocks
         means = add(x.reshape(hb, self.blk, 3), axis=1) / self.blk  # (blocks, 3)
         lp = means.T.copy()  # (3, blocks), filtered in place
@@ -180,8 +176,11 @@ class AccActivityTracker:
         self._lpb[e : e + hb] = lp.T
         e += hb
         self._end = e
-        k = self._k = min(self._k + hb, self.win_blocks)
-        self._hops.append(_HopPeak(x if owned else x.copy(), means))
+        k = self._k + hb
+        if k > self.win_blocks:
+            k = self.win_blocks
+        self._k = k
+        self._hops.append([x if owned else x.copy(), means, None])
         w = self._raw[e - k : e]
         if k < self.win_blocks // 2:
             return REST, 0.0  # not enough history yet (start of a segment)
@@ -200,9 +199,10 @@ class AccActivityTracker:
         nr = r.shape[0]
         dr = r - add(r, axis=0) / nr
         ms_now = float(np.einsum("ij,ij->", dr, dr)) / nr
-        min_ms = cfg.activity_min_rms_g**2
+        min_ms = self.min_ms
         cosang = float(recent @ old) / max(math.sqrt(float(recent @ recent) * float(old @ old)), 1e-12)
-        tilt = math.degrees(math.acos(max(-1.0, min(1.0, cosang))))
+        cosang = cosang if cosang < 1.0 else 1.0  # (as min/max would, NaN included)
+        tilt = math.degrees(math.acos(cosang if cosang > -1.0 else -1.0))
         if ms_now < 0.25 * min_ms and tilt < cfg.activity_tilt_deg:
             return REST, 0.0  # still: the common case, decided cheaply
         jerk = np.diff(r, axis=0)
@@ -242,12 +242,10 @@ class AccActivityTracker:
         samples against the mean of its own block means, computed once, when first needed."""
         peaks: list[float] = []
         for hop in self._hops:
-            if hop.peak is None:
-                assert hop.x is not None and hop.means is not None
-                dev = hop.x - hop.means.mean(axis=0)
-                hop.peak = math.sqrt(float(np.max(np.einsum("ij,ij->i", dev, dev))))
-                hop.x = hop.means = None  # the samples are not needed any more
-            peaks.append(hop.peak)
+            if hop[2] is None:
+                dev = hop[0] - hop[1].mean(axis=0)
+                hop[:] = [None, None, math.sqrt(float(np.max(np.einsum("ij,ij->i", dev, dev))))]
+            peaks.append(hop[2])
         return max(peaks)
 
 
