@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -57,6 +58,8 @@ ACTIVITY_CODES: tuple[ActivityKind, ...] = (
     "other_voluntary",
 )
 _BLOCK_S = 0.05  # averaging block of the movement signals (20 Hz)
+#: ``ndarray.mean`` is this reduction divided by the count (the same bits, without its wrapper)
+_add = np.add.reduce
 
 
 @dataclass(slots=True)
@@ -88,6 +91,13 @@ class AccActivityTracker:
         self.half = max(1, self.one_s // 2)
         self.enter_hops = max(1, round(cfg.activity_enter_s / (self.hop / self.rate)))
         self.exit_hops = max(1, round(cfg.activity_exit_s / (self.hop / self.rate)))
+        self.min_ms = cfg.activity_min_rms_g**2  # mean square movement of an active limb (g^2)
+        # The block means and their low-passed copy live in two preallocated buffers; the window
+        # is the view of their last ``win_blocks`` rows (newest last). Twice the window plus a
+        # hop, so moving the window back to the start when the end is reached never overlaps.
+        self._cap = 2 * (self.win_blocks + self.hop_blocks)
+        self._raw = np.zeros((self._cap, 3))
+        self._lpb = np.zeros((self._cap, 3))
         self.reset()
 
     def reset(self) -> None:
@@ -95,12 +105,24 @@ class AccActivityTracker:
         self.pending: list[np.ndarray] = []
         self.pending_n = 0
         self.pending_start = 0
-        self.raw_means = np.zeros((0, 3))  # block means, newest last (<= win_blocks)
-        self.lp = np.zeros((0, 3))
-        self.peaks: deque[float] = deque(maxlen=max(1, self.win_blocks // self.hop_blocks))
+        self._end = 0  # rows of the buffers in use end here
+        self._k = 0  # rows in the window (<= win_blocks)
+        #: the window's hops for the heel-strike test: [samples, block means, None] until the
+        #: hop's peak deviation from gravity is needed, then [None, None, peak in g]
+        self._hops: deque[list[Any]] = deque(maxlen=max(1, self.win_blocks // self.hop_blocks))
         self.zi: np.ndarray | None = None
         self.run_kind = REST
         self.run_len = 0
+
+    @property
+    def raw_means(self) -> np.ndarray:
+        """Block means of the window (k, 3), newest last (a view)."""
+        return self._raw[self._end - self._k : self._end]
+
+    @property
+    def lp(self) -> np.ndarray:
+        """The window's block means low-passed at 3 Hz (k, 3), newest last (a view)."""
+        return self._lpb[self._end - self._k : self._end]
 
     # ------------------------------------------------------------------------------------ API
     def feed(self, start: int, x: np.ndarray) -> list[tuple[int, int, int, float]]:
@@ -115,13 +137,16 @@ class AccActivityTracker:
         h = self.hop
         if self.pending_n < h:
             return []
+        # Hops are kept for a later peak: a small concatenation is ours to keep, the caller's array
+        # (a single pending chunk) may be reused by the caller, a big one is not worth keeping.
         buf = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        owned = len(self.pending) > 1 and buf.shape[0] < 2 * h
         out: list[tuple[int, int, int, float]] = []
         i = 0
         n = buf.shape[0]
         while n - i >= h:
             s0 = self.pending_start + i
-            out.append((s0, s0 + h, *self._hop(buf[i : i + h])))
+            out.append((s0, s0 + h, *self._hop(buf[i : i + h], owned)))
             i += h
         self.pending = [buf[i:]] if i < n else []
         self.pending_n = n - i
@@ -129,32 +154,55 @@ class AccActivityTracker:
         return out
 
     # ------------------------------------------------------------------------------ internals
-    def _hop(self, x: np.ndarray) -> tuple[int, float]:
+    def _hop(self, x: np.ndarray, owned: bool = False) -> tuple[int, float]:
+        # Cost matters (one call per hop per device, mostly at rest): means are ``_add`` divided
+        # by the count, and the peak deviation of each hop is computed only when a rhythm verdict
+        # needs it. Every value is computed as before, by the same numpy operations.
         cfg = self.cfg
-        means = x.reshape(self.hop_blocks, self.blk, 3).mean(axis=1)  # (blocks, 3)
-        lp = np.ascontiguousarray(means.T)  # (3, blocks), filtered in place
+        add = _add
+        hb = self.hop_blocks
+        means = add(x.reshape(hb, self.blk, 3), axis=1) / self.blk  # (blocks, 3)
+        lp = means.T.copy()  # (3, blocks), filtered in place
         if self.zi is None:
             self.zi = np.ascontiguousarray(self.zi0[None, :, :] * lp[:, :1, None])  # (3, sections, 2)
         filter_inplace(self.sos, lp, self.zi)
-        w = self.raw_means = np.concatenate([self.raw_means, means])[-self.win_blocks :]
-        self.lp = np.concatenate([self.lp, lp.T])[-self.win_blocks :]
-        g_here = means.mean(axis=0)
-        dev = x - g_here
-        self.peaks.append(math.sqrt(float(np.max(np.einsum("ij,ij->i", dev, dev)))))
-        k = w.shape[0]
+        e = self._end
+        if e + hb > self._cap:  # back to the start of the buffers with the window's rows
+            m = self._k
+            self._raw[:m] = self._raw[e - m : e]
+            self._lpb[:m] = self._lpb[e - m : e]
+            e = m
+        self._raw[e : e + hb] = means
+        self._lpb[e : e + hb] = lp.T
+        e += hb
+        self._end = e
+        k = self._k + hb
+        if k > self.win_blocks:
+            k = self.win_blocks
+        self._k = k
+        self._hops.append([x if owned else x.copy(), means, None])
+        w = self._raw[e - k : e]
         if k < self.win_blocks // 2:
             return REST, 0.0  # not enough history yet (start of a segment)
         # gravity turning now: the mean of the last half second against that of a second before
         half = self.half
-        recent = w[-half:].mean(axis=0)
-        old = w[k - 3 * half : k - 2 * half].mean(axis=0)
+        if k >= 3 * half:  # both half seconds summed by one call: [old, between, recent]
+            sums = add(w[k - 3 * half :].reshape(3, half, 3), axis=1) / half
+            recent, old = sums[2], sums[0]
+        else:  # a short window (a low rate, or the minimum window early in a segment)
+            sl = w[-half:]
+            recent = add(sl, axis=0) / sl.shape[0]
+            sl = w[k - 3 * half : k - 2 * half]
+            old = add(sl, axis=0) / sl.shape[0] if sl.shape[0] else sl.mean(axis=0)
         # movement over the last second (the context of *now*)
         r = w[-2 * half :]
-        dr = r - r.mean(axis=0)
-        ms_now = float(np.einsum("ij,ij->", dr, dr)) / r.shape[0]
-        min_ms = cfg.activity_min_rms_g**2
+        nr = r.shape[0]
+        dr = r - add(r, axis=0) / nr
+        ms_now = float(np.einsum("ij,ij->", dr, dr)) / nr
+        min_ms = self.min_ms
         cosang = float(recent @ old) / max(math.sqrt(float(recent @ recent) * float(old @ old)), 1e-12)
-        tilt = math.degrees(math.acos(max(-1.0, min(1.0, cosang))))
+        cosang = cosang if cosang < 1.0 else 1.0  # (as min/max would, NaN included)
+        tilt = math.degrees(math.acos(cosang if cosang > -1.0 else -1.0))
         if ms_now < 0.25 * min_ms and tilt < cfg.activity_tilt_deg:
             return REST, 0.0  # still: the common case, decided cheaply
         jerk = np.diff(r, axis=0)
@@ -163,10 +211,11 @@ class AccActivityTracker:
         smooth = f_rms <= cfg.activity_smooth_hz
         if tilt >= cfg.activity_tilt_deg and smooth:
             return TRANSITION, 0.0
-        d = w - w.mean(axis=0)
+        d = w - add(w, axis=0) / k
         ms = float(np.einsum("ij,ij->", d, d)) / k
         if ms >= min_ms:
-            lpd = self.lp - self.lp.mean(axis=0)
+            lpw = self._lpb[e - k : e]
+            lpd = lpw - add(lpw, axis=0) / k
             e1 = float(np.einsum("ij,ij->", lpd[: k // 2], lpd[: k // 2]))
             e2 = float(np.einsum("ij,ij->", lpd[k // 2 :], lpd[k // 2 :]))
             e0 = e1 + e2
@@ -182,11 +231,22 @@ class AccActivityTracker:
                 rr = ac[lags] / e0 * k / (k - lags)
                 best = int(np.argmax(rr))
                 if float(rr[best]) >= cfg.activity_rhythm_r:
-                    kind = WALKING if max(self.peaks) >= cfg.activity_impact_g else RHYTHMIC
+                    kind = WALKING if self._peak() >= cfg.activity_impact_g else RHYTHMIC
                     return kind, float(lags[best]) / self.blk_rate
         if ms_now >= min_ms and smooth:
             return OTHER, 0.0
         return REST, 0.0  # still, or jerky movement: what a spasm does to a limb
+
+    def _peak(self) -> float:
+        """The largest raw deviation from gravity (g) over the hops of the window: each hop's
+        samples against the mean of its own block means, computed once, when first needed."""
+        peaks: list[float] = []
+        for hop in self._hops:
+            if hop[2] is None:
+                dev = hop[0] - hop[1].mean(axis=0)
+                hop[:] = [None, None, math.sqrt(float(np.max(np.einsum("ij,ij->i", dev, dev))))]
+            peaks.append(hop[2])
+        return max(peaks)
 
 
 class ActivityPeriods:

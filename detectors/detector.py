@@ -159,6 +159,10 @@ class SpasmDetector:
         self._recent: deque[tuple[str, float, float, float]] = deque(maxlen=256)
         #: reported EMG quality changes per channel (time s, state), for electrode artefacts
         self._quality_log: dict[str, list[tuple[float, str]]] = {}
+        #: A lower bound on the times the horizon clean-up of the three logs above looks at (a
+        #: first onset, a first span's offset, a second quality change): below it there is
+        #: nothing to forget. Lowered wherever the logs gain an entry (``_take_new``).
+        self._oldest = math.inf
         self._n_artefact = 0
 
     # ----------------------------------------------------------------------------- properties
@@ -218,7 +222,8 @@ class SpasmDetector:
                 self._release_pre(out)
         else:
             self._push(start, x, out)
-        self._release_tremor(out, final=False)
+        if self._pending:
+            self._release_tremor(out, final=False)
         self._context_pass(out, final=False)
         return out
 
@@ -240,7 +245,7 @@ class SpasmDetector:
         self._acc_next = start + x.shape[0]
         if x.shape[0] == 0:
             return out
-        if not math.isfinite(float(x.sum())):
+        if not math.isfinite(float(np.add.reduce(x, axis=None))):  # (x.sum() without its wrapper)
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         # The tracker only acts at hop boundaries: hand it whole hops (fewer calls, same result).
         if not self._acc_pending:
@@ -253,7 +258,8 @@ class SpasmDetector:
             self._feed_activity(start, x, out)
             # every hop ending at or before the last sample seen has been analysed
             self._acc_t = self._acc_next / self.acc_rate_hz if self.acc_rate_hz else self._acc_t
-        self._release_tremor(out, final=False)
+        if self._pending:
+            self._release_tremor(out, final=False)
         self._context_pass(out, final=False)
         return out
 
@@ -401,43 +407,69 @@ class SpasmDetector:
         (and the activity spans whose bursts have all been judged)."""
         if not self._ctx:
             return
+        if not (out or final or self._declared or self._span_q or self._vol_t):
+            # The common case (twice per chunk): nothing new, no session declared, no span
+            # waiting. Only the gate of the held outputs decides whether there is work.
+            if not self._held:
+                return
+            bank = self._bank
+            emg_t = -math.inf if bank is None else bank.processed_until / self.emg_rate_hz
+            if emg_t < self._gate_emg and self._acc_t < self._gate_acc:
+                return
         self._judge_held(out, final)
         self._release_spans(out, final)
 
     def _judge_held(self, out: list[DetectorOutput], final: bool) -> None:
-        for o in out:
-            if isinstance(o, QualityChange) and o.domain == "emg":
-                self._quality_log.setdefault(o.channel, []).append((o.sample / self.emg_rate_hz, o.state))
-        if any(isinstance(o, Onset | SpasmEvent) and o.domain == "emg" for o in out):
-            keep: list[DetectorOutput] = []
-            for o in out:
-                if isinstance(o, Onset | SpasmEvent) and o.domain == "emg":
-                    if isinstance(o, Onset):
-                        t_on = o.onset_sample / self.emg_rate_hz
-                        bisect.insort(self._onset_times.setdefault(o.channel, []), t_on)
-                        span = [t_on, math.inf]
-                        self._spans.setdefault(o.channel, []).append(span)
-                        self._open_span[o.key] = span
-                    else:
-                        span_done = self._open_span.pop(o.key, None)
-                        if span_done is not None:
-                            span_done[1] = o.offset_sample / self.emg_rate_hz
-                        if o.rise_s is not None:
-                            r = self.emg_rate_hz
-                            a, b = o.onset_sample / r, o.offset_sample / r
-                            self._recent.append((o.channel, a, b, o.rise_s))
-                    self._held.append(o)
-                    self._gate_emg = -math.inf  # look at the newcomer on this pass
-                else:
-                    keep.append(o)
-            out[:] = keep
+        if out:
+            self._take_new(out)
         emg_t = -math.inf if self._bank is None else self._bank.processed_until / self.emg_rate_hz
-        for d in self._declared:
-            if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
-                d.reported = True
-                self._queue_declared(d, d.end)
+        if self._declared:
+            for d in self._declared:
+                if not d.reported and d.end is not None and (final or emg_t * self.emg_rate_hz >= d.end):
+                    d.reported = True
+                    self._queue_declared(d, d.end)
         if not self._held or (not final and emg_t < self._gate_emg and self._acc_t < self._gate_acc):
             return
+        self._judge_pass(out, final, emg_t)
+
+    def _take_new(self, out: list[DetectorOutput]) -> None:
+        """Log the new EMG quality changes and hold the new EMG onsets and events (in order)."""
+        moved = False
+        keep: list[DetectorOutput] = []
+        for o in out:
+            if isinstance(o, QualityChange):
+                if o.domain == "emg":
+                    t_q = o.sample / self.emg_rate_hz
+                    self._quality_log.setdefault(o.channel, []).append((t_q, o.state))
+                    self._oldest = min(self._oldest, t_q)
+                keep.append(o)
+            elif isinstance(o, (Onset, SpasmEvent)) and o.domain == "emg":
+                moved = True
+                if isinstance(o, Onset):
+                    t_on = o.onset_sample / self.emg_rate_hz
+                    bisect.insort(self._onset_times.setdefault(o.channel, []), t_on)
+                    self._oldest = min(self._oldest, t_on)
+                    span = [t_on, math.inf]
+                    self._spans.setdefault(o.channel, []).append(span)
+                    self._open_span[o.key] = span
+                else:
+                    span_done = self._open_span.pop(o.key, None)
+                    if span_done is not None:
+                        span_done[1] = o.offset_sample / self.emg_rate_hz
+                        self._oldest = min(self._oldest, span_done[1])
+                    if o.rise_s is not None:
+                        r = self.emg_rate_hz
+                        a, b = o.onset_sample / r, o.offset_sample / r
+                        self._recent.append((o.channel, a, b, o.rise_s))
+                self._held.append(o)
+                self._gate_emg = -math.inf  # look at the newcomer on this pass
+            else:
+                keep.append(o)
+        if moved:
+            out[:] = keep
+
+    def _judge_pass(self, out: list[DetectorOutput], final: bool, emg_t: float) -> None:
+        """Judge the held EMG outputs whose context is known; publish spasms to ``out``."""
         cfg = self.config
         acc_t = self._acc_t if self._act is not None else math.inf
         rate = self.emg_rate_hz
@@ -495,6 +527,8 @@ class SpasmDetector:
         self._gate_emg, self._gate_acc = gate_emg, gate_acc
         # forget onsets too old to matter for any rhythm test
         horizon = emg_t - 30.0
+        if horizon <= self._oldest:
+            return  # nothing is that old (most passes)
         for times in self._onset_times.values():
             if times and times[0] < horizon:
                 del times[: bisect.bisect_left(times, horizon)]
@@ -505,6 +539,10 @@ class SpasmDetector:
             i = bisect.bisect_left(log, (horizon,))
             if i > 1:
                 del log[: i - 1]  # the last change before the horizon still says the state
+        oldest = [times[0] for times in self._onset_times.values() if times]
+        oldest += [spans[0][1] for spans in self._spans.values() if spans]
+        oldest += [log[1][0] for log in self._quality_log.values() if len(log) > 1]
+        self._oldest = min(oldest, default=math.inf)
 
     def _queue_declared(self, d: _Declared, end: int) -> None:
         self._span_q.append((self._declared_span(d, end), d.start / self.emg_rate_hz, end / self.emg_rate_hz))
@@ -513,6 +551,8 @@ class SpasmDetector:
         """Publish finished activity spans once no burst that began inside them is still
         unjudged (held, open, or not yet seen by the EMG), with ``suppressed`` = the bursts in
         them classed voluntary."""
+        if not self._span_q and not self._vol_t:
+            return  # nothing to publish, nothing to forget (the common case, at rest)
         if self._span_q:
             rate = self.emg_rate_hz
             if final:

@@ -130,12 +130,12 @@ class TremorTracker:
     ) -> None:
         cfg = self.cfg
         wc = w  # band-passed from 1.5 Hz: already zero-mean
-        spec = np.fft.rfft(wc * self.taper, n=self.nfft, axis=1)
-        p = (spec.real**2 + spec.imag**2).sum(axis=0)
         rms = math.sqrt(float(np.vdot(wc, wc)) / w.shape[1])
         ok = False
         f_peak = 0.0
-        if rms >= cfg.tremor_min_rms_g:
+        if rms >= cfg.tremor_min_rms_g:  # the spectrum only for a limb that moves (not at rest)
+            spec = np.fft.rfft(wc * self.taper, n=self.nfft, axis=1)
+            p = (spec.real**2 + spec.imag**2).sum(axis=0)
             band_p = np.where(self.band, p, 0.0)
             kp = int(band_p.argmax())
             f_peak = float(self.freqs[kp])
