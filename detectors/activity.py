@@ -193,7 +193,9 @@ class AccActivityTracker:
             sl = w[-half:]
             recent = add(sl, axis=0) / sl.shape[0]
             sl = w[k - 3 * half : k - 2 * half]
-            old = add(sl, axis=0) / sl.shape[0] if sl.shape[0] else sl.mean(axis=0)
+            # No half second "a second before" yet (the minimum window, early in a segment):
+            # no tilt can be measured, so none is claimed (and no mean of an empty slice).
+            old = add(sl, axis=0) / sl.shape[0] if sl.shape[0] else recent
         # movement over the last second (the context of *now*)
         r = w[-2 * half :]
         nr = r.shape[0]

@@ -232,7 +232,8 @@ class SpasmDetector:
         self._check_open()
         if self._tremor is None:
             raise ValueError("feed_acc: this detector was built without an accelerometer (acc_rate_hz=None)")
-        x = np.asarray(samples, dtype=np.float64)
+        # A copy: the samples wait for a whole hop, and a caller may reuse its receive buffer.
+        x = np.array(samples, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != 3:
             raise ValueError(f"feed_acc: samples must have shape (n, 3), got {x.shape}")
         out: list[DetectorOutput] = []

@@ -115,3 +115,41 @@ def test_detector_outputs_with_accelerometer_gaps_do_not_depend_on_chunking(walk
     # the accelerometer lags the EMG by at most a chunk: the same outputs, Onset notices included
     for chunk_s in (0.02, 0.2):
         assert sorted(map(repr, _outputs(walk, chunk_s))) == sorted(map(repr, ref)), chunk_s
+
+
+def test_the_minimum_window_claims_no_tilt_it_cannot_measure(walk: Any) -> None:
+    """At ``activity_window_s = 2`` (the least allowed) a segment's early hops have no half second
+    "a second before" to compare with: no tilt, and no mean of an empty slice (a RuntimeWarning,
+    an error under ``-W error``)."""
+    import warnings
+
+    acc = np.asarray(walk.acc_g, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr = AccActivityTracker(DetectorConfig(activity_window_s=2.0), float(walk.acc_rate_hz))
+        verdicts = [v for i in range(0, acc.shape[0], 13) for v in tr.feed(i, acc[i : i + 13])]
+    assert TRANSITION in {code for _, _, code, _ in verdicts}  # the tilt is still seen once measurable
+
+
+def test_a_caller_reusing_its_receive_buffer_gets_the_same_outputs(walk: Any) -> None:
+    """The detector holds accelerometer samples until a whole hop is in: it must keep its own copy,
+    or a caller that refills one receive buffer (a serial reader does) changes what it sees."""
+    fs, fa = float(walk.emg_rate_hz), float(walk.acc_rate_hz)
+    emg = np.asarray(walk.emg_uv, dtype=np.float64)
+    acc = np.asarray(walk.acc_g, dtype=np.float64)
+
+    def run(reuse: bool) -> list[str]:
+        det = SpasmDetector(DetectorConfig(), emg_rate_hz=fs, channel_labels=list(walk.channel_labels),
+                            acc_rate_hz=fa)  # fmt: skip
+        buf = np.empty((5, 3))
+        out: list[DetectorOutput] = []
+        for a in range(0, acc.shape[0] - 5, 5):
+            out += det.feed_emg(round(a * fs / fa), emg[round(a * fs / fa) : round((a + 5) * fs / fa)])
+            chunk = acc[a : a + 5]
+            if reuse:
+                buf[:] = chunk
+                chunk = buf
+            out += det.feed_acc(a, chunk)
+        return sorted(map(repr, out + det.finish()))
+
+    assert run(reuse=True) == run(reuse=False)
