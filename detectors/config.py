@@ -205,11 +205,14 @@ class DetectorConfig:
     gait_amplitude_ratio: float = 2.5
     gait_mad_z: float = 5.0
     #: A burst that keeps its muscle active through this share of the stride where that muscle is
-    #: normally silent (stride minus its median burst length) is not following the cycle...
+    #: normally silent (stride minus its median burst length; half: well beyond the stride-to-stride
+    #: variability of a gait burst's duration, even of one merging two bumps) is prolonged, and not following
+    #: the cycle if it also ends out of the muscle's offset window (gait bursts merged into one
+    #: episode end in it, whole strides on)...
     gait_silence_share: float = 0.5
-    #: ...tested only when the template's silences (one burst's offset to the next one's onset)
-    #: exceed ``quiet_s`` by this many robust SDs (1.4826 x MAD, at least one processing block):
-    #: shorter silences sometimes merge gait bursts into one episode, which then says nothing.
+    #: ...or if the template's silences (one burst's offset to the next one's onset) exceed
+    #: ``quiet_s`` by this many robust SDs (1.4826 x MAD, at least one processing block), so that
+    #: gait bursts do not merge at all.
     gait_silence_z: float = 3.0
     #: Two channels alternate (reciprocal inhibition) when their template bursts overlap by at
     #: most this share of the judged channel's active time...

@@ -238,25 +238,29 @@ class GaitPhaseModel:
                 cues.append("out_of_phase")
         durations = np.array([b.offset - b.onset for b in tmpl])
         med_d = float(np.median(durations))
-        # the end of a burst prolonged past the muscle's longest gait burst: merged gait strides
-        # end in the muscle's offset window (a whole number of strides later), a fused spasm
-        # wherever it happens to stop
-        offsets = [b.offset for b in tmpl]
-        owin = self._window(offsets, stride)
-        if owin is not None and t1 - t0 > float(durations.max()):
-            n = max(1, round((t1 - offsets[-1]) / stride))
-            if n <= 2:
-                e = (t1 - offsets[-1]) / stride - n
-                if abs(_wrap(e - n * owin[0])) > owin[1] * math.sqrt(n):
-                    cues.append("offset_out_of_phase")
+        # Prolonged through the muscle's silent phase? Either the silences are long enough for
+        # the episode tracker to see them every stride (then gait bursts never merge), or it ends
+        # out of the muscle's offset window: gait bursts merged into one episode end where the
+        # muscle's gait bursts end, a whole number of strides on; a fused spasm wherever it stops.
+        silence = stride - med_d
+        if (t1 - t0) - med_d < cfg.gait_silence_share * silence or t1 - t0 <= float(durations.max()):
+            return cues
         pairs = itertools.pairwise(tmpl)
         gaps = np.array([b.onset - a.offset for a, b in pairs if b.onset - a.onset < 1.5 * stride])
+        resolvable = False
         if gaps.size >= cfg.gait_min_strides - 1 and float(durations.max()) < stride:
             med_g = float(np.median(gaps))
             sd_g = max(_MAD_SD * float(np.median(np.abs(gaps - med_g))), cfg.block_s)
-            resolvable = med_g - cfg.gait_silence_z * sd_g >= cfg.quiet_s  # merges improbable
-            if resolvable and (t1 - t0) - med_d >= cfg.gait_silence_share * (stride - med_d):
-                cues.append("silent_phase")
+            resolvable = med_g - cfg.gait_silence_z * sd_g >= cfg.quiet_s
+        offsets = [b.offset for b in tmpl]
+        owin = self._window(offsets, stride)
+        late = False
+        n = max(1, round((t1 - offsets[-1]) / stride))
+        if owin is not None and n <= 2:  # beyond two strides, stride jitter blurs the window
+            e = (t1 - offsets[-1]) / stride - n
+            late = abs(_wrap(e - n * owin[0])) > owin[1] * math.sqrt(n)
+        if resolvable or late:
+            cues.append("prolonged")
         return cues
 
     def _cocontraction(
