@@ -210,9 +210,10 @@ class DetectorConfig:
     #: the cycle if it also ends out of the muscle's offset window (gait bursts merged into one
     #: episode end in it, whole strides on)...
     gait_silence_share: float = 0.5
-    #: ...or if the template's silences (one burst's offset to the next one's onset) exceed
-    #: ``quiet_s`` by this many robust SDs (1.4826 x MAD, at least one processing block), so that
-    #: gait bursts do not merge at all.
+    #: ...or if merged gait bursts cannot explain it: from the template's silences (one burst's
+    #: offset to the next one's onset; median and robust SD, 1.4826 x MAD, at least one block),
+    #: the chance that every silence the burst spans is shorter than ``quiet_s`` is below that
+    #: of a normal deviate beyond this many SDs.
     gait_silence_z: float = 3.0
     #: Two channels alternate (reciprocal inhibition) when their template bursts overlap by at
     #: most this share of the judged channel's active time...

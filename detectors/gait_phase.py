@@ -26,14 +26,15 @@ started):
   1993 approximation); the window is the mean +- ``gait_phase_z`` circular SDs (1/sqrt(kappa)), at
   least ``gait_phase_window`` of a cycle. Out of phase: the muscle burst in both previous strides
   but neither is within the window of this burst's onset.
-* **offset phase**: a burst longer than any of the template's that ends out of the muscle's offset
-  window (von Mises on the template's offsets, one or two strides on): gait bursts merged into one
-  episode (their silence shorter than ``quiet_s``) end where the muscle's gait bursts end; a
-  spasm fused with a gait burst ends wherever it stops.
-* **silent phase**: the template's median burst length and stride give the muscle's normal silence
-  per stride; a burst that runs on through ``gait_silence_share`` of it is not following the cycle.
-  Only when the template's silences are long enough for the episode tracker to see them every
-  stride (``quiet_s`` plus ``gait_silence_z`` robust SDs) and no template burst merged strides.
+* **prolonged through the silent phase** (cue ``prolonged``): the template's median burst length
+  and stride give the muscle's normal silence per stride; a burst longer than any of the
+  template's that runs on through ``gait_silence_share`` of it is prolonged, and not following the
+  cycle if it ends out of the muscle's offset window (von Mises on the template's offsets, one or
+  two strides on: gait bursts merged into one episode, their silence shorter than ``quiet_s``,
+  end where the muscle's gait bursts end; a spasm fused with a gait burst wherever it stops), or if
+  merging gait bursts cannot explain it: from the template's silences (median, robust SD, no
+  template burst a stride long) the chance that one silence is shorter than ``quiet_s``, raised
+  to the number of silences the burst spans, is below a ``gait_silence_z`` SD event.
 * **co-contraction**: another channel whose template bursts overlapped this channel's by at most
   ``gait_alternation_overlap`` of their time (the two alternate) is active during at least
   ``gait_cocontraction_share`` of this burst.
@@ -249,9 +250,14 @@ class GaitPhaseModel:
         gaps = np.array([b.onset - a.offset for a, b in pairs if b.onset - a.onset < 1.5 * stride])
         resolvable = False
         if gaps.size >= cfg.gait_min_strides - 1 and float(durations.max()) < stride:
+            # chance that one of this muscle's silences is shorter than ``quiet_s`` (a merge),
+            # from the template's silences (normal, robust SD); the burst spans m of them, and
+            # that all m merged must be less likely than a ``gait_silence_z`` SD event
             med_g = float(np.median(gaps))
             sd_g = max(_MAD_SD * float(np.median(np.abs(gaps - med_g))), cfg.block_s)
-            resolvable = med_g - cfg.gait_silence_z * sd_g >= cfg.quiet_s
+            p_merge = 0.5 * math.erfc((med_g - cfg.quiet_s) / sd_g / math.sqrt(2))
+            m = max(1, round((t1 - t0 - med_d) / stride))
+            resolvable = p_merge**m <= 0.5 * math.erfc(cfg.gait_silence_z / math.sqrt(2))
         offsets = [b.offset for b in tmpl]
         owin = self._window(offsets, stride)
         late = False
