@@ -24,8 +24,15 @@ started):
 * **phase window**: circular statistics (von Mises) of the template's own phase errors: mean
   direction and concentration kappa from the mean resultant length (Best & Fisher 1981 / Fisher
   1993 approximation); the window is the mean +- ``gait_phase_z`` circular SDs (1/sqrt(kappa)), at
-  least ``gait_phase_window`` of a cycle. Out of phase: the muscle burst in both previous strides
-  but neither is within the window of this burst's onset.
+  least ``gait_phase_window`` of a cycle. *Supporting evidence only* (it raises the confidence of a
+  spasm found by another cue): a burst in its muscle's silent phase is almost always within
+  ``quiet_s`` of a gait burst and fuses with it (then ``prolonged`` sees it), and on the
+  independent generator the onset phase alone gave false alarms where merged strides in the
+  template skipped onsets (bursts at half the accelerometer's period). Out of phase: the muscle
+  burst in both previous strides but neither is within the window of this burst's onset (tested
+  only if no template burst lasted a stride, or the accelerometer's period), and the onset is not
+  locked to the accelerometer's period either (merged strides in a template can make twice it
+  look like the stride).
 * **prolonged through the silent phase** (cue ``prolonged``): the template's median burst length
   and stride give the muscle's normal silence per stride; a burst longer than any of the
   template's that runs on through ``gait_silence_share`` of it is prolonged, and not following the
@@ -68,6 +75,7 @@ from detectors.events import SpasmEvent
 
 _MAD_SD = 1.4826  # MAD -> SD of a normal distribution
 _MAX_RECORDS = 64  # per channel; more than any template needs
+_SUPPORTING = ("out_of_phase", "abrupt_onset")  # raise the confidence, never decide alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +169,15 @@ class GaitPhaseModel:
             onsets = [b.onset for b in tmpl]
             stride = self._stride(onsets, period)
             if stride > 0:
-                cues += self._phase_cues(tmpl, onsets, stride, t0, t1)
+                cues += self._phase_cues(tmpl, onsets, stride, period, t0, t1)
                 cues += self._cocontraction(ev.channel, tmpl, stride, t0, t1, spans)
             peaks = np.array([b.peak for b in tmpl])
             med = float(np.median(peaks))
             mad = float(np.median(np.abs(peaks - med)))
             if ev.peak_uv >= max(cfg.gait_amplitude_ratio * med, med + cfg.gait_mad_z * _MAD_SD * mad):
                 cues.append("amplitude")
-        spasm = bool(cues)
+        # out of phase and abrupt onset are supporting evidence only (see the module docstring)
+        spasm = any(c not in _SUPPORTING for c in cues)
         if spasm and ev.rise_s is not None and ev.rise_s <= cfg.gait_abrupt_rise_s:
             cues.append("abrupt_onset")
         own.append(_Burst(t0, t1, ev.peak_uv, ev.rise_s, spasm))
@@ -220,24 +229,34 @@ class GaitPhaseModel:
         return mu, max(cfg.gait_phase_window, cfg.gait_phase_z * sd)
 
     def _phase_cues(
-        self, tmpl: list[_Burst], onsets: list[float], stride: float, t0: float, t1: float
+        self, tmpl: list[_Burst], onsets: list[float], stride: float, period: float, t0: float, t1: float
     ) -> list[str]:
         cfg = self.cfg
         cues: list[str] = []
+        durations = np.array([b.offset - b.onset for b in tmpl])
         win = self._window(onsets, stride)
-        if win is not None:
+        # a muscle whose gait bursts merge strides now and then is not phase-locked burst by burst
+        shortest = min(stride, period) if period > 0 else stride  # the step, if that is the period
+        if win is not None and float(durations.max()) < shortest:
             mu, w = win
             e1 = _phase_error(onsets, t0, stride, 1)
             e2 = _phase_error(onsets, t0, stride, 2)
-            # out of phase only if the muscle did burst in both previous strides, elsewhere
-            if (
+            # out of phase only if the muscle did burst in both previous strides, elsewhere...
+            out = (
                 e1 is not None
                 and e2 is not None
                 and abs(_wrap(e1 - mu)) > w
                 and abs(_wrap(e2 - 2 * mu)) > w * math.sqrt(2)
-            ):
+            )
+            # ...and the onset is not locked to the accelerometer's own period either (merged
+            # strides in the template can make twice that period look like the stride)
+            if out and period > 0 and abs(period - stride) > cfg.gait_phase_window * stride:
+                for k in (1, 2):
+                    e = _phase_error(onsets, t0, period, k)
+                    if e is not None and abs(e) <= cfg.gait_phase_window * math.sqrt(k):
+                        out = False
+            if out:
                 cues.append("out_of_phase")
-        durations = np.array([b.offset - b.onset for b in tmpl])
         med_d = float(np.median(durations))
         # Prolonged through the muscle's silent phase? Either the silences are long enough for
         # the episode tracker to see them every stride (then gait bursts never merge), or it ends

@@ -58,15 +58,23 @@ def test_in_phase_gait_burst_is_not_a_spasm() -> None:
     assert v.stride_s == pytest.approx(STRIDE, rel=0.05)
 
 
-def test_out_of_phase_burst_is_a_spasm() -> None:
-    model = GaitPhaseModel(DetectorConfig())
+def test_out_of_phase_onset_is_supporting_evidence() -> None:
+    cfg = DetectorConfig()
+    model = GaitPhaseModel(cfg)
     spans: dict[str, list[list[float]]] = {}
     t = _walk(model, 10, spans)
-    # a gastrocnemius twitch at phase 0.05 (loading), normal amplitude, TA silent then
+    # a gastrocnemius twitch at phase 0.05 (loading), normal amplitude, TA silent then: out of
+    # phase, but that alone does not decide
     t0, t1 = t + 0.02 * STRIDE, t + 0.12 * STRIDE
     v = model.judge(_event("GM", t0, t1, 150.0, rise=0.03), t0, t1, STRIDE, spans)
-    assert v.spasm and "out_of_phase" in v.cues and "co_contraction" not in v.cues
-    assert "abrupt_onset" in v.cues and v.confidence > DetectorConfig().gait_confidence
+    assert not v.spasm and v.cues == ("out_of_phase",)
+    # the same, 4x stronger (on a fresh walk): a spasm, and out of phase + abrupt raise its confidence
+    model = GaitPhaseModel(cfg)
+    spans = {}
+    t = _walk(model, 10, spans)
+    v = model.judge(_event("GM", t0, t1, 600.0, rise=0.03), t0, t1, STRIDE, spans)
+    assert v.spasm and v.cues == ("out_of_phase", "amplitude", "abrupt_onset")
+    assert v.confidence == pytest.approx(1 - (1 - cfg.gait_confidence) / 4)
 
 
 def test_cocontraction_of_alternating_antagonists_is_a_spasm() -> None:
@@ -80,13 +88,14 @@ def test_cocontraction_of_alternating_antagonists_is_a_spasm() -> None:
     spans["GM"].append([t0, t1])
     v = model.judge(_event("GM", t0, t1, 150.0), t0, t1, STRIDE, spans)
     assert v.spasm and "co_contraction" in v.cues
-    # the same burst with TA silent this stride: out of phase, but no co-contraction
+    # the same burst with TA silent this stride: no co-contraction (and out of phase alone does
+    # not decide)
     model2 = GaitPhaseModel(DetectorConfig())
     spans2: dict[str, list[list[float]]] = {}
     t = _walk(model2, 10, spans2)
     t0, t1 = t + 0.68 * STRIDE, t + 0.9 * STRIDE
     v2 = model2.judge(_event("GM", t0, t1, 150.0), t0, t1, STRIDE, spans2)
-    assert "co_contraction" not in v2.cues
+    assert "co_contraction" not in v2.cues and not v2.spasm
 
 
 def test_burst_far_above_the_stride_template_is_a_spasm() -> None:
