@@ -1,5 +1,6 @@
 """Score the detector on the voluntary-activity scenarios (issue 9): spasms between and during
-walking, posture transitions, reaching/lifting, cycling, exercise, wheelchair propulsion, transfers.
+walking, posture transitions, reaching/lifting, cycling, exercise, wheelchair propulsion, transfers,
+and spasms during gait (``act_gait_spasms``).
 
     python bench/bench_activity.py                 # all act_* scenarios, with the accelerometer
     python bench/bench_activity.py --no-acc        # EMG only (what the accelerometer is worth)
@@ -38,6 +39,7 @@ NAMES = [
     "act_wheelchair",
     "act_transfer",
     "act_day",
+    "act_gait_spasms",
 ]
 
 

@@ -178,6 +178,54 @@ class DetectorConfig:
     lead_off_guard_after_s: float = 3.0
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
+    # --- gait phase (detectors/gait_phase.py; docs/detector.md "Spasms during walking") ---------
+    #: Master switch of the gait-phase model: False leaves every burst during walking or rhythmic
+    #: exercise to the rhythm rules alone (a spasm fused with a gait burst is then missed).
+    gait_phase: bool = True
+    #: Template of a channel's gait: its last this many bursts during walking/rhythmic exercise
+    #: (~8 strides: long enough for a median and MAD, short enough to follow a change of pace)...
+    gait_template_strides: int = 8
+    #: ...that ended at most this long before the judged burst (8 strides at 0.4 Hz)...
+    gait_template_s: float = 20.0
+    #: ...and at least this many of them (fewer: the model abstains, e.g. the first strides).
+    gait_min_strides: int = 4
+    #: Half-width (cycles) of a muscle's phase window, at least (as ``phase_tolerance``): burst
+    #: timing varies by a few % of the cycle stride to stride in normal gait, more in spastic gait
+    #: and with changes of pace (Winter 1991).
+    gait_phase_window: float = 0.15
+    #: ...or this many circular SDs (1/sqrt(kappa) of the von Mises fit to the template's own phase
+    #: errors), whichever is wider.
+    gait_phase_z: float = 3.0
+    #: Mean resultant length of the template's phase errors below which the muscle is not
+    #: phase-locked at all, and the phase window test abstains (0.7: circular SD ~0.13 cycle).
+    gait_min_locking: float = 0.7
+    #: A burst stronger than this many times the template's median peak (and ``gait_mad_z`` robust
+    #: SDs above it) is not a gait burst: stride-to-stride variability of gait EMG peaks is 20-40 %
+    #: (Winter & Yack 1987), so 2.5x lies several SDs out.
+    gait_amplitude_ratio: float = 2.5
+    gait_mad_z: float = 5.0
+    #: A burst that keeps its muscle active through this share of the stride where that muscle is
+    #: normally silent (stride minus its median burst length; half: well beyond the stride-to-stride
+    #: variability of a gait burst's duration, even of one merging two bumps) is prolonged, and not following
+    #: the cycle if it also ends out of the muscle's offset window (gait bursts merged into one
+    #: episode end in it, whole strides on)...
+    gait_silence_share: float = 0.5
+    #: ...or if merged gait bursts cannot explain it: from the template's silences (one burst's
+    #: offset to the next one's onset; median and robust SD, 1.4826 x MAD, at least one block),
+    #: the chance that every silence the burst spans is shorter than ``quiet_s`` is below that
+    #: of a normal deviate beyond this many SDs.
+    gait_silence_z: float = 3.0
+    #: Two channels alternate (reciprocal inhibition) when their template bursts overlap by at
+    #: most this share of the judged channel's active time...
+    gait_alternation_overlap: float = 0.1
+    #: ...and a burst during which an alternating partner is active this share of the time is a
+    #: co-contraction.
+    gait_cocontraction_share: float = 0.5
+    #: Rise (onset to 80 % of the peak) at or below which an onset is abrupt: a reflex spasm
+    #: reaches its peak in tens of ms (Hallett et al. 1975). Raises the confidence only.
+    gait_abrupt_rise_s: float = 0.05
+    #: Confidence of a spasm found by one gait cue; each further cue halves the gap to 1.
+    gait_confidence: float = 0.6
     # --- EMG internals (the constants the EMG bank's parts used to hard-code) --------------------
     #: The resting baseline is kept per segment of this length: each segment contributes the median
     #: of its block powers, so a QRS or an electrode pop in a few blocks does not move it.
@@ -230,7 +278,8 @@ class DetectorConfig:
             "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
             "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
             "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
-            "lead_off_guard_before_s", "lead_off_guard_after_s",
+            "lead_off_guard_before_s", "lead_off_guard_after_s", "gait_template_s", "gait_phase_z",
+            "gait_amplitude_ratio", "gait_mad_z", "gait_silence_z", "gait_abrupt_rise_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
@@ -265,6 +314,10 @@ class DetectorConfig:
             raise ConfigError(
                 "detector config keys 'activity_window_s' >= 2 s, 'activity_before_s'/'activity_after_s' >= 0"
             )
+        if not 2 <= self.gait_min_strides <= self.gait_template_strides:
+            raise ConfigError(
+                "detector config keys 'gait_min_strides'/'gait_template_strides': need 2 <= min <= template"
+            )
         if self.voluntary_min_rise_s < 0:
             raise ConfigError("detector config key 'voluntary_min_rise_s': must be >= 0")
         if self.full_scale_uv is not None and self.full_scale_uv <= 0:
@@ -281,6 +334,12 @@ class DetectorConfig:
             "rhythm_jitter",
             "phase_tolerance",
             "activity_confidence",
+            "gait_phase_window",
+            "gait_min_locking",
+            "gait_silence_share",
+            "gait_alternation_overlap",
+            "gait_cocontraction_share",
+            "gait_confidence",
         ):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(

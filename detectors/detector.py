@@ -46,6 +46,7 @@ from detectors.events import (
     QualityChange,
     SpasmEvent,
 )
+from detectors.gait_phase import GaitPhaseModel
 from detectors.limits import stream_problem
 from detectors.tremor import TremorResult, TremorTracker
 
@@ -164,6 +165,7 @@ class SpasmDetector:
         #: nothing to forget. Lowered wherever the logs gain an entry (``_take_new``).
         self._oldest = math.inf
         self._n_artefact = 0
+        self._gait = GaitPhaseModel(cfg) if cfg.gait_phase else None  # spasms fused with gait bursts
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -510,6 +512,8 @@ class SpasmDetector:
             if onset is not None:
                 out.append(onset)
             conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
+            gait_conf = None if self._gait is None else self._gait.confidence(o.key)
+            conf = conf if gait_conf is None else round(o.confidence * gait_conf, 3)
             out.append(dataclasses.replace(o, context=context, confidence=conf))
         self._held = keep_held
         # When to look again: an onset once the accelerometer reaches it (or the wait is over);
@@ -786,6 +790,8 @@ class SpasmDetector:
             # bursts (their quiet gaps are shorter than ``quiet_s``), if the rhythm was already
             # under way before it began (a long spasm can shake the limb rhythmically itself).
             merged = before in (WALKING, RHYTHMIC) and period > 0 and t1 - t0 >= 1.5 * period
+            if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans):
+                return False, context  # in no gait phase of its muscle (detectors/gait_phase.py)
             return rhythmic or merged, context
         if code == TRANSITION:
             # The limb turns smoothly under gravity: a whole-body movement (standing up, a

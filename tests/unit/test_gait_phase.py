@@ -1,0 +1,248 @@
+"""Spasms during walking (issue 9): the gait-phase model (``detectors/gait_phase.py``).
+
+Signals are built here from gait physiology (Winter 1991; Perry & Burnfield): gastrocnemius bursts
+in mid-late stance, tibialis anterior in swing, the two alternating; a shank accelerometer swinging
+with the stride and striking the ground at each heel strike. Into that: a burst out of the
+gastrocnemius' phase (during swing), a co-contraction, a burst 4x above the stride template.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors.detector import feed_interleaved
+from detectors.gait_phase import GaitPhaseModel, circular_stats, von_mises_kappa
+
+STRIDE = 1.2  # s (0.83 Hz, a slow pathological gait)
+#: phase windows (fraction of the stride after heel strike): (start, end)
+GASTROC = (0.25, 0.55)
+TA = (0.62, 0.95)
+
+
+def _event(channel: str, t0: float, t1: float, peak: float, rise: float = 0.12) -> SpasmEvent:
+    rate = 1000.0
+    return SpasmEvent(
+        key=f"{channel}:emg:{round(t0 * rate)}", type="twitch", channel=channel, domain="emg",
+        onset_sample=round(t0 * rate), offset_sample=round(t1 * rate), rate_hz=rate, peak_uv=peak,
+        mean_uv=peak / 2, baseline_uv=3.0, relative_amplitude=peak / 3.0, frequency_hz=None,
+        confidence=0.9, detector_version="t", config_hash="t", rise_s=rise,
+    )  # fmt: skip
+
+
+def _walk(model: GaitPhaseModel, strides: int, spans: dict[str, list[list[float]]]) -> float:
+    """Feed ``strides`` strides of alternating gastrocnemius / tibialis anterior bursts (2 %
+    timing jitter, 15 % amplitude jitter); returns the time of the next heel strike."""
+    rng = np.random.default_rng(3)
+    t = 0.0
+    for _ in range(strides):
+        for ch, (a, b), peak in (("GM", GASTROC, 150.0), ("TA", TA, 120.0)):
+            j = rng.normal(0, 0.02 * STRIDE)
+            t0, t1 = t + a * STRIDE + j, t + b * STRIDE + j
+            spans.setdefault(ch, []).append([t0, t1])
+            v = model.judge(_event(ch, t0, t1, peak * rng.uniform(0.85, 1.15)), t0, t1, STRIDE, spans)
+            assert not v.spasm, (ch, t0, v)  # gait bursts are gait bursts
+        t += STRIDE
+    return t
+
+
+def test_in_phase_gait_burst_is_not_a_spasm() -> None:
+    model = GaitPhaseModel(DetectorConfig())
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    t0, t1 = t + GASTROC[0] * STRIDE, t + GASTROC[1] * STRIDE
+    v = model.judge(_event("GM", t0, t1, 160.0), t0, t1, STRIDE, spans)
+    assert not v.spasm and v.cues == ()
+    assert v.stride_s == pytest.approx(STRIDE, rel=0.05)
+
+
+def test_out_of_phase_onset_is_supporting_evidence() -> None:
+    cfg = DetectorConfig()
+    model = GaitPhaseModel(cfg)
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    # a gastrocnemius twitch at phase 0.05 (loading), normal amplitude, TA silent then: out of
+    # phase, but that alone does not decide
+    t0, t1 = t + 0.02 * STRIDE, t + 0.12 * STRIDE
+    v = model.judge(_event("GM", t0, t1, 150.0, rise=0.03), t0, t1, STRIDE, spans)
+    assert not v.spasm and v.cues == ("out_of_phase",)
+    # the same, 4x stronger (on a fresh walk): a spasm, and out of phase + abrupt raise its confidence
+    model = GaitPhaseModel(cfg)
+    spans = {}
+    t = _walk(model, 10, spans)
+    v = model.judge(_event("GM", t0, t1, 600.0, rise=0.03), t0, t1, STRIDE, spans)
+    assert v.spasm and v.cues == ("out_of_phase", "amplitude", "abrupt_onset")
+    assert v.confidence == pytest.approx(1 - (1 - cfg.gait_confidence) / 4)
+
+
+def test_cocontraction_of_alternating_antagonists_is_a_spasm() -> None:
+    model = GaitPhaseModel(DetectorConfig())
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    # TA's own swing burst is in its phase; a gastrocnemius burst during it (phase ~0.7)
+    ta0, ta1 = t + TA[0] * STRIDE, t + TA[1] * STRIDE
+    spans["TA"].append([ta0, ta1])
+    t0, t1 = t + 0.68 * STRIDE, t + 0.9 * STRIDE
+    spans["GM"].append([t0, t1])
+    v = model.judge(_event("GM", t0, t1, 150.0), t0, t1, STRIDE, spans)
+    assert v.spasm and "co_contraction" in v.cues
+    # the same burst with TA silent this stride: no co-contraction (and out of phase alone does
+    # not decide)
+    model2 = GaitPhaseModel(DetectorConfig())
+    spans2: dict[str, list[list[float]]] = {}
+    t = _walk(model2, 10, spans2)
+    t0, t1 = t + 0.68 * STRIDE, t + 0.9 * STRIDE
+    v2 = model2.judge(_event("GM", t0, t1, 150.0), t0, t1, STRIDE, spans2)
+    assert "co_contraction" not in v2.cues and not v2.spasm
+
+
+def test_burst_far_above_the_stride_template_is_a_spasm() -> None:
+    cfg = DetectorConfig()
+    model = GaitPhaseModel(cfg)
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    t0, t1 = t + GASTROC[0] * STRIDE, t + GASTROC[1] * STRIDE
+    v = model.judge(_event("GM", t0, t1, 600.0), t0, t1, STRIDE, spans)  # 4x the template
+    assert v.spasm and v.cues[0] == "amplitude"
+    t0 += STRIDE
+    t1 += STRIDE
+    v = model.judge(_event("GM", t0, t1, 250.0), t0, t1, STRIDE, spans)  # 1.7x: a harder step
+    assert not v.spasm
+
+
+def test_burst_through_the_silent_phase_is_a_spasm() -> None:
+    model = GaitPhaseModel(DetectorConfig())
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    # gastrocnemius starts in phase and stays on through swing into the next stance (2.5 s)
+    t0 = t + GASTROC[0] * STRIDE
+    v = model.judge(_event("GM", t0, t0 + 2.5, 170.0), t0, t0 + 2.5, STRIDE, spans)
+    assert v.spasm and "prolonged" in v.cues
+
+
+def test_model_abstains_without_a_template() -> None:
+    model = GaitPhaseModel(DetectorConfig())
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 2, spans)  # the first strides: too few bursts to know the gait
+    v = model.judge(_event("GM", t + 0.02, t + 0.1, 900.0), t + 0.02, t + 0.1, STRIDE, spans)
+    assert not v.spasm
+
+
+def test_von_mises_concentration() -> None:
+    rng = np.random.default_rng(1)
+    for kappa in (2.0, 8.0, 30.0):
+        x = rng.vonmises(0.3, kappa, 20000) / (2 * np.pi)
+        mu, rbar = circular_stats(list(x))
+        assert mu == pytest.approx(0.3 / (2 * np.pi), abs=0.01)
+        assert von_mises_kappa(rbar) == pytest.approx(kappa, rel=0.1)
+
+
+# ---------------------------------------------------------------------------------- detector
+FS, FA = 1000, 100
+
+
+def _raised(phase: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Raised-cosine activation over the phase window [a, b] (cycles), 0 outside."""
+    u = (phase % 1.0 - a) / (b - a)
+    return np.where((u > 0) & (u < 1), 0.5 - 0.5 * np.cos(2 * np.pi * np.clip(u, 0, 1)), 0.0)
+
+
+def _recording(spasm: str | None) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None]:
+    """60 s: 10 s rest, 40 s walking (stride 1.2 s), 10 s rest; EMG on gastrocnemius and tibialis
+    anterior (band-limited noise under the activation), a shank accelerometer (leg swing rotating
+    gravity, a heel-strike impact each stride). ``spasm``: None, "out_of_phase" (a gastrocnemius
+    burst in swing at phase 0.8, 1.5x its gait bursts) or "amplitude" (a stance burst 4x above them)."""
+    rng = np.random.default_rng(11)
+    dur, w0, w1 = 60.0, 10.0, 50.0
+    te = np.arange(int(dur * FS)) / FS
+    ta = np.arange(int(dur * FA)) / FA
+    sos = signal.butter(4, [40, 250], btype="bandpass", fs=FS, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal((te.size, 2)), axis=0)
+    noise /= noise.std(axis=0)
+    walking_e = (te >= w0) & (te < w1)
+    ph = (te - w0) / STRIDE
+    act = np.zeros((te.size, 2))
+    act[:, 0] = 100.0 * _raised(ph, *GASTROC) * walking_e
+    act[:, 1] = 80.0 * _raised(ph, *TA) * walking_e
+    label = None
+    if spasm is not None:
+        k = 20  # stride 20 of 33
+        if spasm == "out_of_phase":
+            t0 = w0 + (k + 0.8) * STRIDE
+            env = np.exp(-0.5 * ((te - t0 - 0.08) / 0.04) ** 2) * 150.0
+        else:
+            t0 = w0 + (k + GASTROC[0]) * STRIDE
+            env = 300.0 * _raised(ph - k, *GASTROC) * ((ph >= k) & (ph < k + 1))  # +300: 4x
+        act[:, 0] += env
+        label = (t0, t0 + 0.3)
+    emg = act * noise + 3.0 * rng.standard_normal((te.size, 2))
+    walking_a = (ta >= w0) & (ta < w1)
+    pa = (ta - w0) / STRIDE
+    theta = 0.35 * np.sin(2 * np.pi * pa) * walking_a
+    acc = np.stack([np.sin(theta), np.zeros_like(theta), -np.cos(theta)], axis=1)
+    for k in range(int((w1 - w0) / STRIDE)):
+        i = int((w0 + k * STRIDE) * FA)
+        tt = np.arange(15) / FA
+        acc[i : i + 15, 0] += 1.5 * np.exp(-tt / 0.02) * np.cos(2 * np.pi * 18 * tt)
+    acc += rng.normal(0, 0.005, acc.shape)
+    return emg, acc, label
+
+
+def _run(emg: np.ndarray, acc: np.ndarray, chunk_s: float = 0.05, **cfg: object) -> list[DetectorOutput]:
+    det = SpasmDetector(
+        DetectorConfig(mains_hz=50, **cfg),  # type: ignore[arg-type]
+        emg_rate_hz=FS, channel_labels=["EMG L gastroc", "EMG L tib ant"], acc_rate_hz=FA,
+    )  # fmt: skip
+    return feed_interleaved(det, emg, acc, FS, FA, chunk_s)
+
+
+def _spasms(out: list[DetectorOutput]) -> list[SpasmEvent]:
+    return [o for o in out if isinstance(o, SpasmEvent)]
+
+
+def _walking(out: list[DetectorOutput]) -> list[SpasmEvent]:
+    """Events once walking is under way (the first stride, before the accelerometer's window
+    recognises the gait, is the activity stage's business, not the gait model's)."""
+    return [e for e in _spasms(out) if 15.0 <= e.onset_sample / FS < 50.0]
+
+
+def _covers(e: SpasmEvent, label: tuple[float, float]) -> bool:
+    """The event overlaps the spasm and starts at most one stride before it."""
+    a, b = e.onset_sample / FS, e.offset_sample / FS
+    return a <= label[1] and b >= label[0] and label[0] - a <= STRIDE
+
+
+def test_plain_walking_publishes_no_spasm() -> None:
+    emg, acc, _ = _recording(None)
+    assert _walking(_run(emg, acc)) == []
+
+
+@pytest.mark.parametrize("kind", ["out_of_phase", "amplitude"])
+def test_spasm_during_walking_is_found(kind: str) -> None:
+    emg, acc, label = _recording(kind)
+    assert label is not None
+    # a burst in the gastrocnemius' silent phase is within ``quiet_s`` of its gait bursts, so it
+    # fuses with them: the event spans it, from the gait burst before
+    found = [e for e in _walking(_run(emg, acc)) if _covers(e, label)]
+    assert len(found) == 1, _spasms(_run(emg, acc))
+    ev = found[0]
+    assert ev.channel == "EMG L gastroc" and ev.context == "walking"
+    assert 0 < ev.confidence < 0.9  # found during activity, by gait evidence
+    # and without the gait-phase model it is taken for a gait burst
+    missed = [e for e in _walking(_run(emg, acc, gait_phase=False)) if _covers(e, label)]
+    assert missed == []
+
+
+def test_gait_phase_is_chunk_invariant() -> None:
+    emg, acc, _ = _recording("out_of_phase")
+    a = _spasms(_run(emg, acc, chunk_s=0.05))
+    # one chunk per stream (the accelerometer first: the detector's contract is that the two
+    # streams arrive within ``activity_max_wait_s`` of each other)
+    det = SpasmDetector(
+        DetectorConfig(mains_hz=50), emg_rate_hz=FS, channel_labels=["EMG L gastroc", "EMG L tib ant"],
+        acc_rate_hz=FA,
+    )  # fmt: skip
+    b = _spasms(det.feed_acc(0, acc) + det.feed_emg(0, emg) + det.finish())
+    assert a == b and any(e.context == "walking" and e.confidence == 0.6 for e in a)
