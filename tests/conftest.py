@@ -141,10 +141,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     xdist's default ``load`` distribution first gives each worker a contiguous quarter of its share
     (about 88 tests each here) that no other worker can take back: with the longest tests ordered
-    first, the first worker got nearly all of them and the run waited for it alone. One at a time,
-    each worker takes the next test in the order below when it is free (it keeps one queued, as
-    pytest needs to know the next test), so the longest work is spread over both. An explicit
-    ``--maxschedchunk`` on the command line wins.
+    first, the first worker's block held every slow e2e module, about half of all the test time,
+    so the two workers came out even only as long as that block happened to be half. One at a
+    time, each worker takes the next test in the order below when it is free (it keeps one queued,
+    as pytest needs to know the next test): even by construction, whatever tests are added or get
+    slower. An explicit ``--maxschedchunk`` on the command line wins.
     """
     if getattr(config.option, "maxschedchunk", "absent") is None:
         config.option.maxschedchunk = 1
