@@ -86,15 +86,85 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
     yield from _serve(lambda: VictoriaMetrics(tmp_path_factory.mktemp("victoria")))
 
 
+#: Rough wall time (seconds, on an idle 2-core machine under ``scripts/test``) of the tests that take
+#: longest, by node id prefix. Used only to hand the longest work out first (see below); a test not
+#: listed counts as 0 s, one marked ``slow`` but not listed as ``SLOW_DEFAULT_S``. Stale numbers
+#: cost a little wall time, never a result.
+EXPECTED_S: dict[str, float] = {
+    "unit/test_clock_drift_and_jitter.py::test_hour_of_drift_and_jitter": 55,
+    "e2e/test_worker.py::test_two_workers": 30,
+    "e2e/test_dashboard_browser.py::test_dashboard_in_chromium": 28,
+    "e2e/test_outages.py::test_broker_killed": 30,
+    "e2e/test_outages.py::test_gateway_kill9": 18,
+    "e2e/test_outages.py::test_influxdb_down": 6,
+    "servers/test_secure_broker.py::test_central_worker": 20,
+    "servers/test_secure_broker.py::test_the_dashboard_reads": 10,
+    "servers/test_secure_broker.py::test_gateway_end_to_end_over_tls": 9,
+    "e2e/test_restart_gap.py::": 18,
+    "e2e/test_deployed.py::test_sim_to_mqtt": 17,
+    "e2e/test_deployed.py::test_influx_v2": 7,
+    "unit/test_clock.py::test_hour_with_200ppm": 11,
+    "e2e/test_dashboard_demo.py::": 12,
+    "e2e/test_supervision.py::test_gateway_process_speaks_sd_notify": 11,
+    "e2e/test_supervision.py::test_detector_failure": 8,
+    "unit/test_scenarios.py::test_shipped_scenario_loads_and_obeys_taxonomy[act_day]": 10,
+    "unit/test_session_activity.py::test_walking_bout": 9,
+    "unit/test_clock_steps.py::test_replay_with_clock_steps": 9,
+    "e2e/test_one_capture.py::": 8,
+    "e2e/test_sim_recording.py::test_gateway_detects": 6,
+    "servers/test_grafana.py::test_the_replay_wrote": 7,
+    "e2e/test_full_disk.py::": 7,
+    "unit/test_report.py::test_report_html_and_pdf": 6,
+    "e2e/test_vendor_e2e.py::test_vendor_device_end_to_end": 8,
+    "e2e/test_vendor_e2e.py::test_sim_command": 4,
+    "unit/test_detector_activity.py::test_activity_stage_is_chunk_invariant": 6,
+    "e2e/test_collectors.py::test_ble_three_disconnects": 12,
+    "e2e/test_collectors.py::test_one_failing_device": 8,
+    "e2e/test_ble.py::test_gateway_over_ble": 7,
+    "e2e/test_ble_wearables.py::test_myo_over": 7,
+    "e2e/test_ble_wearables.py::test_polar_h10_over": 5,
+}
+SLOW_DEFAULT_S = 10.0
+
+
+def expected_s(item: Any) -> float:
+    """The rough wall time of one test (EXPECTED_S), for the order in which tests are handed out."""
+    nodeid = item.nodeid.removeprefix("tests/")
+    for prefix, seconds in EXPECTED_S.items():
+        if nodeid.startswith(prefix):
+            return seconds
+    return SLOW_DEFAULT_S if item.get_closest_marker("slow") else 0.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On xdist workers (``-n 2``, scripts/test) hand tests out one at a time (``--maxschedchunk 1``).
+
+    xdist's default ``load`` distribution first gives each worker a contiguous quarter of its share
+    (about 88 tests each here) that no other worker can take back: with the longest tests ordered
+    first, the first worker's block held every slow e2e module, about half of all the test time,
+    so the two workers came out even only as long as that block happened to be half. One at a
+    time, each worker takes the next test in the order below when it is free (it keeps one queued,
+    as pytest needs to know the next test): even by construction, whatever tests are added or get
+    slower. An explicit ``--maxschedchunk`` on the command line wins.
+    """
+    if getattr(config.option, "maxschedchunk", "absent") is None:
+        config.option.maxschedchunk = 1
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
     """Mark every test that uses a server fixture with ``servers``, so ``-m`` can select or exclude them.
 
-    Modules with a test marked ``slow`` run first (otherwise in collection order): on two xdist
-    workers (scripts/test) a long test started last would leave one worker idle while it finishes.
+    Then order for two xdist workers, which take the next test whenever they are free (see
+    pytest_configure): whole modules, by their longest test, longest first. The longest work starts
+    at once on both workers, so the run does not end with one worker idle while the other finishes
+    a long test started last. A module's tests keep their order (some share a module-scoped server
+    whose retained state a later test would see), and so do modules of equal rank (the sort is
+    stable).
     """
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
-    # Whole modules move, in order, so a module-scoped fixture is still built once per module.
-    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
+    longest: dict[str, float] = {}
+    for item in items:
+        longest[item.module.__name__] = max(longest.get(item.module.__name__, 0.0), expected_s(item))
+    items.sort(key=lambda item: -longest[item.module.__name__])

@@ -84,13 +84,18 @@ def test_broker_killed_and_back_after_20s_loses_no_event(tmp_path: Path, mosquit
 def test_influxdb_down_60s_every_point_arrives(tmp_path: Path, influxdb1: InfluxDB1) -> None:
     """InfluxDB is down for 60 s of the recording: every point reaches it once it is back.
 
+    (90 s recorded: the outage begins a little after 6 s of it were read, however busy the host,
+    and must find 60 s of it left.)
+
     The real gateway replays a capture at 20x real time (the spool, delivery and backoff run on
-    wall time, the data on recorded time), so the 60 s outage of data takes 3 s of wall time.
+    wall time, the data on recorded time), so the 60 s outage of data takes about 3 s of wall time;
+    the outage begins and ends at points of the recording the gateway has read (not after a
+    wall-clock sleep).
     """
     cap = tmp_path / "phasic.nsc"
     assert (
         cli_main(
-            ["record", "--sim", "phasic_clean", "--duration", "80", "--out", str(cap), "--device-id", "dev-a"]
+            ["record", "--sim", "phasic_clean", "--duration", "90", "--out", str(cap), "--device-id", "dev-a"]
         )
         == 0
     )
@@ -109,14 +114,28 @@ def test_influxdb_down_60s_every_point_arrives(tmp_path: Path, influxdb1: Influx
     )  # fmt: skip
     records, _ = load_records(cap)
     speed = 20.0
-    transport = ReplayTransport(name="dev-a", records=records, speed=speed)
+    read = [0]  # records the gateway has read so far
+    transport = ReplayTransport(
+        name="dev-a", records=records, speed=speed, on_progress=lambda done, _n: read.__setitem__(0, done)
+    )
+
+    def recording_read_s() -> float:
+        """Seconds of the recording the gateway has read (the outage is timed on these, not on wall
+        time: a start-up slowed by a busy host must not let the outage pass before any delivery)."""
+        return records[read[0] - 1].t_host - records[0].t_host if read[0] else 0.0
 
     async def scenario() -> None:
         async with Gateway(cfg, transport_factory=lambda _dev: transport) as gw:
             gw.start()
-            await asyncio.sleep(6 / speed)  # 6 s of recording delivered normally
+            influx = gw.deliveries["influx"]
+            # 6 s of the recording read (and on its way to InfluxDB) before the outage.
+            assert await eventually(lambda: recording_read_s() >= 6, 30, 0.02)
             influxdb1.stop()
-            await asyncio.sleep(60 / speed)  # 60 s of recording while InfluxDB is down
+            # 60 s of recording while InfluxDB is down, and deliveries failing meanwhile.
+            start = recording_read_s()
+            assert await eventually(
+                lambda: recording_read_s() >= start + 60 and influx.health()["failures"] > 0, 60
+            ), (recording_read_s(), influx.health())
             influxdb1.start()  # in this thread: the server dies with the thread that started it
             await asyncio.wait_for(transport.finished.wait(), 60)
             await gw.drain(timeout_s=1.0)  # closes open episodes, flushes buffered series to the spool
@@ -125,7 +144,7 @@ def test_influxdb_down_60s_every_point_arrives(tmp_path: Path, influxdb1: Influx
                 lambda: not sum(gw.spool.stats().pending_records.get("influx", {}).values()), 45
             )
             assert drained, gw.spool.stats()
-            health = gw.deliveries["influx"].health()
+            health = influx.health()
             assert health["failures"] > 0 and health["delivered"] > 0, health  # the outage was really met
 
     asyncio.run(scenario())

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.once import made_once
 from support.servers import InfluxDB1
 
 from ingest.outputs.lineproto import parse_line
@@ -92,12 +93,15 @@ def neurospasm(*args: str, cwd: Path) -> None:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], dict[str, Measurement]]:
     """The line protocol the gateway wrote for the scenario, and the schema parsed from it."""
-    d = tmp_path_factory.mktemp("grafana-truth")
-    (d / "scenario.toml").write_text(SCENARIO)
-    neurospasm(
-        "record", "--sim", str(d / "scenario.toml"), "--out", "rec.nsc", "--device-id", "wear-1", cwd=d
-    )
-    neurospasm("replay", "rec.nsc", "--speed", "max", "--no-progress", "--state-dir", "state", cwd=d)
+
+    def make(d: Path) -> None:
+        (d / "scenario.toml").write_text(SCENARIO)
+        neurospasm(
+            "record", "--sim", str(d / "scenario.toml"), "--out", "rec.nsc", "--device-id", "wear-1", cwd=d
+        )
+        neurospasm("replay", "rec.nsc", "--speed", "max", "--no-progress", "--state-dir", "state", cwd=d)
+
+    d = made_once(tmp_path_factory, "grafana-truth", make)  # one record + replay for both workers
     lines = [ln for p in sorted((d / "state" / "series").glob("*.lp")) for ln in p.read_text().splitlines()]
     schema: dict[str, Measurement] = {}
     for line in lines:
