@@ -171,6 +171,19 @@ class DetectorConfig:
     #: 1995) and a graded bell crosses the onset threshold at a time that depends on its gain, so
     #: the detected onsets of one synergy spread over a few hundred ms.
     synergy_window_s: float = 0.5
+    #: A sustained episode whose envelope rises and falls at a voluntary cyclic rhythm
+    #: (``rhythm_min_interval_s``-``rhythm_max_interval_s`` periods: pushes, strides, pedal
+    #: strokes) is movement, not a tonic spasm (``rhythm.cyclic_modulation``): the envelope is
+    #: averaged in ``cyclic_block_s`` blocks, low-passed (zero phase) at ``cyclic_lowpass_hz``,
+    #: between the fastest voluntary cycle (2.5 Hz) and clonus (4-8 Hz; it also removes the
+    #: motor units' 8-30 Hz discharge granularity), detrended, and needs an autocorrelation
+    #: peak >= ``cyclic_envelope_r`` at a period that fits ``cyclic_min_cycles`` times, with a
+    #: depth (RMS over mean) >= ``cyclic_min_depth``.
+    cyclic_block_s: float = 0.05
+    cyclic_lowpass_hz: float = 3.0
+    cyclic_envelope_r: float = 0.5
+    cyclic_min_cycles: int = 3
+    cyclic_min_depth: float = 0.15
     #: Electrode artefacts around a lead-off: a burst ending at most ``lead_off_guard_before_s``
     #: before a lead-off (the electrode coming loose), or starting within
     #: ``lead_off_guard_after_s`` after it ended (the electrode settling), is not a spasm.
@@ -230,6 +243,7 @@ class DetectorConfig:
             "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
             "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
             "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
+            "cyclic_block_s", "cyclic_lowpass_hz",
             "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:
@@ -265,6 +279,10 @@ class DetectorConfig:
             raise ConfigError(
                 "detector config keys 'activity_window_s' >= 2 s, 'activity_before_s'/'activity_after_s' >= 0"
             )
+        if self.cyclic_min_cycles < 2:
+            raise ConfigError(
+                f"detector config key 'cyclic_min_cycles': need >= 2, got {self.cyclic_min_cycles}"
+            )
         if self.voluntary_min_rise_s < 0:
             raise ConfigError("detector config key 'voluntary_min_rise_s': must be >= 0")
         if self.full_scale_uv is not None and self.full_scale_uv <= 0:
@@ -281,6 +299,8 @@ class DetectorConfig:
             "rhythm_jitter",
             "phase_tolerance",
             "activity_confidence",
+            "cyclic_envelope_r",
+            "cyclic_min_depth",
         ):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(

@@ -584,15 +584,6 @@ class SpasmDetector:
             return REST, p
         return int(np.argmax(counts[1:])) + 1, p
 
-    def _acc_any(self, a: float, b: float) -> bool:
-        """Any posture-transition, walking or rhythmic verdict among the hops ending in (a, b]?"""
-        for _, v1, code, _ in reversed(self._verdicts):
-            if v1 <= a:
-                break
-            if v1 <= b and code in (TRANSITION, WALKING, RHYTHMIC):
-                return True
-        return False
-
     def _electrode_artefact(
         self, channel: str, t0: float, t1: float, emg_t: float, final: bool
     ) -> bool | None:
@@ -629,6 +620,22 @@ class SpasmDetector:
             if ch != channel and abs(a - t0) <= 0.15 and b <= until and rise >= ramp:
                 return True
         return False
+
+    def _graded_synergy(self, ev: SpasmEvent, t0: float) -> bool:
+        """Does the burst start within ``synergy_window_s`` of finished bursts on >= 2 other
+        channels, with the median rise time of them all (itself included) >=
+        ``voluntary_min_rise_s``? The median over the synergy is a robust reading of its onset
+        kinetics: one member crossing the threshold near its top (a weak postural burst) or one
+        motor-unit peak early in a ragged burst does not decide it."""
+        w = self.config.synergy_window_s
+        rises: dict[str, float] = {}
+        for ch, a, _, rise in self._recent:
+            if ch != ev.channel and abs(a - t0) <= w:
+                rises[ch] = max(rises.get(ch, 0.0), rise)
+        if len(rises) < 2:
+            return False
+        vals = sorted([*rises.values(), ev.rise_s or 0.0])
+        return vals[len(vals) // 2] >= self.config.voluntary_min_rise_s
 
     def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
         """How many other channels had a burst start within ``window`` (default
@@ -675,6 +682,20 @@ class SpasmDetector:
         """
         cfg = self.config
         look = t1 + cfg.rhythm_lookahead_s
+        bank = self._bank
+        cyc = None if bank is None else bank.episodes.cyclic.pop(ev.key, None)
+        long_enough = cyc is not None and t1 - t0 >= cfg.cyclic_min_cycles * cyc
+        if bank is not None and cyc is not None and long_enough and ev.type != "clonus":
+            # A sustained contraction whose envelope rises and falls at a voluntary cyclic rhythm
+            # (pushes, strides, pedal strokes): the muscle follows a movement cycle without
+            # falling silent between cycles. Seen by the EMG alone, wherever the accelerometer is.
+            code = REST
+            if self._act is not None:
+                if not final and acc_t < t0 + 2.0 and emg_t < t1 + cfg.activity_max_wait_s:
+                    bank.episodes.cyclic[ev.key] = cyc  # asked again once it is known
+                    return None
+                code = self._acc_context(t0 - cfg.activity_before_s, t0 + 2.0)[0]
+            return True, ACTIVITY_CODES[code] if code != REST else "rhythmic_exercise"
         code, period, before, synergy = REST, 0.0, REST, 0
         if self._act is not None:
             # around the burst's start (a long spasm's end says nothing about how it began)
@@ -714,16 +735,13 @@ class SpasmDetector:
         needs_rhythm = ev.type != "clonus" and (cyclic or not active or not graded)
         upto = math.inf if final else look - 0.5
         if needs_rhythm and not final and emg_t < look:
-            # At rest, later bursts matter only if something suggests a movement is starting:
-            # another channel bursting with this one, or gait, pedalling or a posture change on
-            # the accelerometer. Otherwise decide now (an isolated burst at rest is published
-            # without waiting for the lookahead).
-            if active or emg_t < t0 + 1.0:
-                return None
-            moving = self._act is not None and self._acc_any(t0 - cfg.activity_before_s, t0 + 2.0)
-            if moving or self._synergy(ev.channel, t0, 0.5) >= 1:
-                return None
-            upto = t0 + 1e-9  # only the bursts before it
+            # A rhythm is seen both ways: the first bursts of a movement that starts from rest
+            # (the first pushes of a wheelchair bout, the first strides) have no regular
+            # predecessors, and nothing else may show it (an accelerometer on another segment,
+            # an antagonist alternating with this muscle more than ``synergy_window_s`` apart,
+            # no accelerometer at all). So every event waits for the later bursts; the Onset
+            # alert of an isolated burst at rest does not (``_onset_at_rest``).
+            return None
         rhythmic = strong = False
         if needs_rhythm:
             run = self._rhythm(ev.channel, t0, upto)
@@ -763,7 +781,15 @@ class SpasmDetector:
         # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a
         # channel bursting regularly at a voluntary rhythm (gait starting before the
         # accelerometer window sees it, EMG-only devices) is voluntary
-        return strong or (rhythmic and graded), context
+        if strong or (rhythmic and graded):
+            return True, context
+        if t1 - t0 <= cfg.tonic_min_s and self._graded_synergy(ev, t0):
+            # A reach or a lift seen by no accelerometer (one on another segment, or none): the
+            # focal muscles and the anticipatory postural muscles start together (Aruin & Latash
+            # 1995), each recruited gradually (Henneman), so the synergy as a whole ramps. A
+            # bilateral reflex spasm recruits many muscles too, but abruptly (Hallett 1975).
+            return True, "other_voluntary"
+        return False, context
 
     def _check_open(self) -> None:
         if self._finished:

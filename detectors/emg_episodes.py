@@ -17,7 +17,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.emg_baseline import RestBaseline
 from detectors.events import DetectorOutput, Onset, SpasmEvent, SpasmType
-from detectors.rhythm import clonus_rhythm, percentile
+from detectors.rhythm import clonus_rhythm, cyclic_modulation, percentile
 
 CAND, ACTIVE, ARTEFACT = 1, 2, 3
 FloatArray = np.ndarray
@@ -83,6 +83,9 @@ class EpisodeTracker:
         self.rhythm_rows = _odd_rows(cfg.rhythm_smoothing_s(rate_hz, self.env_rate, split_hz) * self.env_rate)
         #: confirmed episodes (seconds) for the tremor rule "with weak EMG": [onset_s, offset_s]
         self.active_spans: list[list[float]] = []
+        #: event key -> period (s) of a voluntary cyclic rhythm in its envelope (long episodes
+        #: only; read and removed by ``SpasmDetector._judge``, bounded for detectors that never do)
+        self.cyclic: dict[str, float] = {}
 
     def in_burst(self, ch: int) -> bool:
         """A confirmed episode is open on ``ch``."""
@@ -286,6 +289,12 @@ class EpisodeTracker:
             env = np.sqrt(np.maximum(rows[:, 0], 0.0))
             env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
         freq, regularity = clonus_rhythm(env_rh, base_hi, self.env_rate, cfg)
+        if freq is None and cfg.activity_context:
+            period = cyclic_modulation(env_rh, self.env_rate, cfg)
+            if period is not None:
+                if len(self.cyclic) >= 256:
+                    del self.cyclic[next(iter(self.cyclic))]
+                self.cyclic[ep.key] = period
         kind: SpasmType
         if freq is not None:
             kind = "clonus"

@@ -1,0 +1,140 @@
+"""Voluntary-movement rules that need no accelerometer on the moving segment (issue 9).
+
+Signals are built here from the physiology each rule relies on (not copied from a simulator):
+band-limited noise carrier (surface EMG's 40-150 Hz power), amplitude envelopes for the drive.
+
+* a sustained contraction modulated at a push/stride rhythm is movement, not a tonic spasm;
+* the first bursts of a rhythm (an antagonist pair alternating) are judged with the bursts
+  that follow them;
+* a multi-muscle synergy with graded onsets is a reach or a lift even when the accelerometer
+  sees nothing, while the same synergy with abrupt onsets stays a (bilateral) spasm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors.detector import feed_interleaved
+from detectors.rhythm import cyclic_modulation
+
+RATE = 1000.0
+ENV_RATE = 200.0
+
+
+def _carrier(seconds: float, n_ch: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sos = signal.butter(2, [40, 150], btype="bandpass", fs=RATE, output="sos")
+    x = signal.sosfilt(sos, rng.standard_normal((int(seconds * RATE), n_ch)), axis=0)
+    return np.asarray(x / x.std(axis=0))
+
+
+def _ramp(n: int, at_s: float, dur_s: float, rise_s: float) -> np.ndarray:
+    """0..1 envelope: raised-cosine rise over ``rise_s``, hold, the same fall."""
+    env = np.zeros(n)
+    a, k, r = int(at_s * RATE), int(dur_s * RATE), max(1, int(rise_s * RATE))
+    up = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
+    shape = np.r_[up, np.ones(max(0, k - 2 * r)), up[::-1]]
+    env[a : a + shape.size] = shape[: n - a]
+    return env
+
+
+def _run(emg: np.ndarray, acc: np.ndarray | None = None) -> list[DetectorOutput]:
+    det = SpasmDetector(
+        DetectorConfig(mains_max_harmonic=0),
+        emg_rate_hz=RATE,
+        channel_labels=[f"EMG {i}" for i in range(emg.shape[1])],
+        acc_rate_hz=None if acc is None else 50.0,
+    )
+    return feed_interleaved(det, emg, acc, RATE, None if acc is None else 50.0)
+
+
+def _events(out: list[DetectorOutput]) -> list[SpasmEvent]:
+    return [o for o in out if isinstance(o, SpasmEvent) and o.domain == "emg"]
+
+
+def _still_acc(seconds: float) -> np.ndarray:
+    acc = np.zeros((int(seconds * 50), 3))
+    acc[:, 2] = 1.0
+    return acc + np.random.default_rng(9).normal(0.0, 0.003, acc.shape)
+
+
+# ------------------------------------------------------------------ envelope modulation (rhythm.py)
+def _ragged(env: np.ndarray, seed: int) -> np.ndarray:
+    """An amplitude envelope as a few motor units make it: multiplicative 25 Hz-band noise."""
+    rng = np.random.default_rng(seed)
+    sos = signal.butter(2, 25.0, fs=ENV_RATE, output="sos")
+    wobble = signal.sosfilt(sos, rng.standard_normal(env.size))
+    return np.asarray(env * np.maximum(0.2, 1.0 + 0.6 * wobble / wobble.std()))
+
+
+def test_cyclic_modulation_finds_a_push_rhythm_and_not_a_tonic_or_clonic_envelope() -> None:
+    cfg = DetectorConfig()
+    t = np.arange(int(30 * ENV_RATE)) / ENV_RATE
+    # the triceps through every wheelchair push: never silent, peaks once per 1.2 s push
+    push = _ragged(60.0 + 40.0 * np.cos(2 * np.pi * t / 1.2), 1)
+    period = cyclic_modulation(push, ENV_RATE, cfg)
+    assert period is not None and abs(period - 1.2) <= 0.1
+    # a tonic spasm: steady drive that fades with fatigue and wanders slowly (no fixed period)
+    rng = np.random.default_rng(2)
+    slow = signal.sosfilt(signal.butter(1, 0.15, fs=ENV_RATE, output="sos"), rng.standard_normal(t.size))
+    tonic = _ragged(100.0 * np.exp(-t / 40.0) * (1.0 + 0.3 * slow / slow.std()), 3)
+    assert cyclic_modulation(tonic, ENV_RATE, cfg) is None
+    # clonus-rate beats (6 Hz, deep) are no voluntary cycle, even where regular
+    clonic = _ragged(60.0 + 55.0 * np.cos(2 * np.pi * 6.0 * t), 4)
+    assert cyclic_modulation(clonic, ENV_RATE, cfg) is None
+    # too short for three cycles of the rhythm: undecided
+    assert cyclic_modulation(push[: int(3.0 * ENV_RATE)], ENV_RATE, cfg) is None
+
+
+def test_a_contraction_modulated_at_a_push_rhythm_is_movement_not_a_tonic_spasm() -> None:
+    seconds = 90.0
+    x = _carrier(seconds, 1, seed=11)
+    n = x.shape[0]
+    t = np.arange(n) / RATE
+    env = np.full(n, 3.0)
+    # 40 s of wheelchair pushing: the muscle never falls quiet, 0.9 Hz push modulation
+    push = (t >= 10.0) & (t < 50.0)
+    env[push] += 120.0 * (0.6 + 0.4 * np.cos(2 * np.pi * 0.9 * t[push])) * _ramp(n, 10.0, 40.0, 0.3)[push]
+    # then a 15 s tonic spasm: abrupt, steady with a slow fade
+    env += 150.0 * _ramp(n, 65.0, 15.0, 0.02) * np.exp(-np.maximum(t - 65.0, 0.0) / 30.0)
+    evs = _events(_run(x * env[:, None]))
+    assert [(e.type, round(e.onset_sample / RATE)) for e in evs] == [("tonic", 65)]
+
+
+# ----------------------------------------------------------- rhythm seen both ways (first bursts)
+def test_the_first_bursts_of_an_alternating_rhythm_are_judged_with_the_later_ones() -> None:
+    # an antagonist pair alternating (elbow flexor / extensor of pushing, tibialis / calf of
+    # stepping): each muscle bursts every 1.4 s, the other 0.7 s later (reciprocal inhibition)
+    seconds = 60.0
+    x = _carrier(seconds, 2, seed=12)
+    n = x.shape[0]
+    env = np.full((n, 2), 3.0)
+    for k in range(10):
+        env[:, 0] += 100.0 * _ramp(n, 10.0 + 1.4 * k, 0.45, 0.15)
+        env[:, 1] += 60.0 * _ramp(n, 10.7 + 1.4 * k, 0.4, 0.15)
+    env[:, 0] += 150.0 * _ramp(n, 45.0, 1.5, 0.02)  # a phasic spasm at rest afterwards
+    for acc in (None, _still_acc(seconds)):  # no accelerometer, or one on a segment that stays still
+        evs = _events(_run(x * env, acc))
+        assert [round(e.onset_sample / RATE) for e in evs] == [45]
+
+
+# ---------------------------------------------------------------- graded synergy, no movement seen
+def _synergy_scene(rise_s: float) -> list[SpasmEvent]:
+    seconds = 40.0
+    x = _carrier(seconds, 4, seed=13)
+    n = x.shape[0]
+    env = np.full((n, 4), 3.0)
+    # postural muscles 50-150 ms before the focal one (anticipatory postural adjustment), ~0.8 s
+    for ch, at, amp in ((0, 15.0, 200.0), (1, 15.05, 150.0), (2, 15.1, 250.0), (3, 15.2, 120.0)):
+        env[:, ch] += amp * _ramp(n, at, 0.8, rise_s)
+    return _events(_run(x * env, _still_acc(seconds)))
+
+
+def test_a_graded_multi_muscle_synergy_is_voluntary_even_if_the_accelerometer_sees_nothing() -> None:
+    # a reach seen by a thigh accelerometer: the legs' postural bursts and the arm's ramp up
+    # over 0.25 s, the thigh does not move
+    assert _synergy_scene(0.25) == []
+    # the same four muscles recruited abruptly: a bilateral reflex spasm, reported on each
+    assert len(_synergy_scene(0.015)) == 4
