@@ -150,6 +150,10 @@ class DetectorConfig:
     #: is the start of a voluntary movement (self-paced voluntary EMG ramps over 0.2-0.5 s; a
     #: reflex spasm, and the spasms of both simulators, reach 80 % within ~0.2 s).
     voluntary_ramp_s: float = 0.25
+    #: Below this a rise says nothing about recruitment (reflex spasms reach their plateau
+    #: within tens of ms to ~0.2 s); between it and ``voluntary_ramp_s`` the evidence grows
+    #: linearly, and a burst and its co-contracting partner add theirs (common drive).
+    voluntary_ramp_ambiguous_s: float = 0.2
     #: Voluntary rhythm of one channel's bursts: intervals within these bounds (s), each within
     #: ``rhythm_jitter`` of the run's median, at least ``rhythm_min_bursts`` bursts in a run.
     rhythm_min_interval_s: float = 0.4
@@ -282,6 +286,11 @@ class DetectorConfig:
         if self.cyclic_min_cycles < 2:
             raise ConfigError(
                 f"detector config key 'cyclic_min_cycles': need >= 2, got {self.cyclic_min_cycles}"
+            )
+        if not 0 <= self.voluntary_ramp_ambiguous_s < self.voluntary_ramp_s:
+            raise ConfigError(
+                "detector config keys 'voluntary_ramp_ambiguous_s'/'voluntary_ramp_s': "
+                "need 0 <= ambiguous < ramp"
             )
         if self.voluntary_min_rise_s < 0:
             raise ConfigError("detector config key 'voluntary_min_rise_s': must be >= 0")

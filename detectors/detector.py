@@ -612,14 +612,27 @@ class SpasmDetector:
             return None
         return False
 
-    def _ramped_partner(self, channel: str, t0: float, until: float) -> bool:
-        """Did another channel's burst start within 0.15 s of ``t0``, end by ``until`` and rise
-        over >= ``voluntary_ramp_s``?"""
-        ramp = self.config.voluntary_ramp_s
-        for ch, a, b, rise in self._recent:
-            if ch != channel and abs(a - t0) <= 0.15 and b <= until and rise >= ramp:
-                return True
-        return False
+    def _ramp_evidence(self, rise: float | None) -> float:
+        """How clearly a rise time says "recruitment ramp", 0..1: 0 up to
+        ``voluntary_ramp_ambiguous_s`` (where reflex spasms still reach their plateau), 1 from
+        ``voluntary_ramp_s`` (self-paced voluntary ramps), linear between (the rise is a noisy
+        estimate: envelope smoothing and motor-unit granularity blur it by tens of ms)."""
+        lo, hi = self.config.voluntary_ramp_ambiguous_s, self.config.voluntary_ramp_s
+        if rise is None or rise <= lo:
+            return 0.0
+        return 1.0 if rise >= hi else (rise - lo) / (hi - lo)
+
+    def _ramped_partner(self, channel: str, t0: float, until: float, rise: float | None) -> bool:
+        """Is the ramp evidence of this burst (``rise``) and of its best co-contracting partner
+        (another channel's burst starting within 0.15 s of ``t0`` and ending by ``until``)
+        together >= 1? Agonist and antagonist of one movement share one descending command
+        (common drive), so each is an independent reading of that command's ramp: a clearly
+        ramped partner decides alone, two bursts in the ambiguous band corroborate each other."""
+        best = 0.0
+        for ch, a, b, r in self._recent:
+            if ch != channel and abs(a - t0) <= 0.15 and b <= until:
+                best = max(best, self._ramp_evidence(r))
+        return best > 0.0 and self._ramp_evidence(rise) + best >= 1.0
 
     def _graded_synergy(self, ev: SpasmEvent, t0: float) -> bool:
         """Does the burst start within ``synergy_window_s`` of finished bursts on >= 2 other
@@ -711,7 +724,7 @@ class SpasmDetector:
                 # command, De Luca & Erim 1994 "common drive") may show the ramp more clearly
                 if not final and emg_t < t1 + 1.5:
                     return None  # partners ending up to 1 s later are known by then
-                ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0)
+                ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0, ev.rise_s)
             if code != REST and before == REST and ramped and ev.type != "clonus":
                 # The limb starts moving with a burst that ramps up over hundreds of ms: force
                 # graded by orderly recruitment (Henneman), the start of a purposeful movement
@@ -756,7 +769,12 @@ class SpasmDetector:
         elif code == REST and rhythmic and graded:
             context = "rhythmic_exercise"
         if ev.type == "clonus":
-            return False, context  # 3-8 Hz reflex oscillation: never a voluntary rhythm
+            # 3-8 Hz reflex oscillation: never a voluntary rhythm. Each beat is a reflex volley,
+            # so clonus starts abruptly; during activity a "clonus" whose onset ramps like a
+            # voluntary contraction is a graded contraction whose few recruited motor units
+            # (and physiological tremor) modulate the envelope at clonus rates.
+            ramped_clonus = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
+            return active and ramped_clonus, context
         if cyclic:
             # A burst in no gait/pedal phase is a spasm, graded or not. An episode spanning
             # several cycles is the muscle following the cycle without falling silent between

@@ -138,3 +138,79 @@ def test_a_graded_multi_muscle_synergy_is_voluntary_even_if_the_accelerometer_se
     assert _synergy_scene(0.25) == []
     # the same four muscles recruited abruptly: a bilateral reflex spasm, reported on each
     assert len(_synergy_scene(0.015)) == 4
+
+
+# --------------------------------------------------------- soft ramp rule: partners corroborate
+def _pair_scene(ramp_s: float, partner: bool) -> tuple[list[SpasmEvent], SpasmDetector]:
+    """A burst (and optionally its antagonist, 30 ms later, same ramp) at 15 s from a still limb,
+    followed by a smooth 1.5 s limb displacement (no tilt, no rhythm: "other voluntary")."""
+    seconds = 40.0
+    x = _carrier(seconds, 2, seed=14)
+    n = x.shape[0]
+    env = np.full((n, 2), 3.0)
+    env[:, 0] += 150.0 * _ramp(n, 15.0, 2.0, ramp_s)
+    if partner:
+        env[:, 1] += 100.0 * _ramp(n, 15.03, 2.0, ramp_s)
+    acc = _still_acc(seconds)
+    k = int(1.5 * 50)
+    acc[int(15.15 * 50) : int(15.15 * 50) + k, 0] += 0.15 * np.hanning(k)
+    det = SpasmDetector(
+        DetectorConfig(mains_max_harmonic=0), emg_rate_hz=RATE, channel_labels=["EMG 0", "EMG 1"],
+        acc_rate_hz=50.0,
+    )  # fmt: skip
+    return _events(feed_interleaved(det, x * env, acc, RATE, 50.0)), det
+
+
+def test_two_co_contracting_bursts_in_the_ambiguous_ramp_band_corroborate_each_other() -> None:
+    cfg = DetectorConfig()
+    lo, hi = cfg.voluntary_ramp_ambiguous_s, cfg.voluntary_ramp_s
+    det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG 0", "EMG 1", "EMG 2"])
+    # ramp evidence: none where reflex spasms still reach their plateau, full from a clear
+    # self-paced ramp, graded between (not a step at one value)
+    assert det._ramp_evidence(0.1) == 0.0 and det._ramp_evidence(lo) == 0.0
+    assert det._ramp_evidence(hi) == 1.0 and det._ramp_evidence(0.6) == 1.0
+    mid = 0.5 * (lo + hi)
+    assert abs(det._ramp_evidence(mid) - 0.5) < 1e-9
+    just_under = hi - 0.1 * (hi - lo)  # e.g. 0.245 s against 0.25 s
+    # alone, a burst just under the clear-ramp value has no partner to corroborate it
+    assert not det._ramped_partner("EMG 0", 15.0, 20.0, just_under)
+    # its antagonist (same command, common drive) started 30 ms later and ramped the same way
+    det._recent.append(("EMG 1", 15.03, 17.0, just_under))
+    assert det._ramped_partner("EMG 0", 15.0, 20.0, just_under)
+    # a partner rising like a reflex burst adds nothing; one clearly ramped decides alone
+    det._recent.clear()
+    det._recent.append(("EMG 1", 15.03, 17.0, 0.05))
+    assert not det._ramped_partner("EMG 0", 15.0, 20.0, just_under)
+    det._recent.append(("EMG 2", 14.9, 17.0, hi))
+    assert det._ramped_partner("EMG 0", 15.0, 20.0, 0.02)
+    # the scene: an abrupt co-contraction that starts a smooth movement is a spasm pair
+    evs, _ = _pair_scene(0.015, partner=True)
+    assert len(evs) == 2
+
+
+# ------------------------------------------------- a ramped "clonus" during activity is voluntary
+def test_a_clonic_envelope_that_ramps_up_during_exercise_is_voluntary_an_abrupt_clonus_is_not() -> None:
+    seconds = 60.0
+    x = _carrier(seconds, 1, seed=15)
+    n = x.shape[0]
+    t = np.arange(n) / RATE
+    # the same 6 Hz beats in both bursts, the envelope falling to 15 % between them
+    beats = 0.15 + 0.85 * (np.cos(2 * np.pi * 6.0 * t) > -0.5)
+    env = np.full(n, 3.0)
+    # a knee extension recruited over 0.8 s whose few motor units beat at 6 Hz
+    env += 120.0 * _ramp(n, 20.0, 2.5, 0.8) * beats
+    # ankle clonus: reflex beats at 6 Hz from the first one
+    env += 120.0 * _ramp(n, 40.0, 2.5, 0.01) * beats
+
+    def run(declare: bool) -> list[SpasmEvent]:
+        det = SpasmDetector(DetectorConfig(mains_max_harmonic=0), emg_rate_hz=RATE, channel_labels=["EMG 0"])
+        out: list[DetectorOutput] = []
+        if declare:
+            out += det.declare("exercise", int(10 * RATE), int(55 * RATE))
+        return _events(out + feed_interleaved(det, x * env[:, None], None, RATE, None))
+
+    at_rest = run(False)
+    assert [(e.type, round(e.onset_sample / RATE)) for e in at_rest] == [("clonus", 20), ("clonus", 40)]
+    assert (at_rest[0].rise_s or 0.0) >= DetectorConfig().voluntary_ramp_s  # the test means it
+    # in an exercise session the ramped one is the exercise; clonus stays a spasm, always
+    assert [(e.type, round(e.onset_sample / RATE)) for e in run(True)] == [("clonus", 40)]
