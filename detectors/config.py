@@ -146,6 +146,10 @@ class DetectorConfig:
     #: Recruitment-graded voluntary force ramps over hundreds of ms (Henneman's size principle):
     #: a burst during activity rising slower than this (onset to 80 % of peak) is voluntary.
     voluntary_min_rise_s: float = 0.08
+    #: The rise time is read on the power envelope averaged (centred) over this long: at a burst's
+    #: edge few motor units are active, each discharging once or twice per 50 ms (8-30 Hz), so a
+    #: single early discharge must not count as "80 % of the plateau".
+    rise_smoothing_s: float = 0.05
     #: A burst rising this slowly (onset to 80 % of its plateau) that starts a movement from rest
     #: is the start of a voluntary movement (self-paced voluntary EMG ramps over 0.2-0.5 s; a
     #: reflex spasm, and the spasms of both simulators, reach 80 % within ~0.2 s).
@@ -247,7 +251,7 @@ class DetectorConfig:
             "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
             "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
             "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
-            "cyclic_block_s", "cyclic_lowpass_hz",
+            "cyclic_block_s", "cyclic_lowpass_hz", "rise_smoothing_s",
             "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:

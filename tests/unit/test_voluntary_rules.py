@@ -214,3 +214,31 @@ def test_a_clonic_envelope_that_ramps_up_during_exercise_is_voluntary_an_abrupt_
     assert (at_rest[0].rise_s or 0.0) >= DetectorConfig().voluntary_ramp_s  # the test means it
     # in an exercise session the ramped one is the exercise; clonus stays a spasm, always
     assert [(e.type, round(e.onset_sample / RATE)) for e in run(True)] == [("clonus", 40)]
+
+
+# ------------------------------------------------------------------ robust rise-time estimate
+def test_one_early_motor_unit_discharge_does_not_cut_a_recruitment_ramp_short() -> None:
+    """At the start of a graded contraction only the first-recruited units fire, each once or
+    twice per 50 ms; one of them under the electrode gives a MUAP as tall as the plateau's
+    summed envelope. That single discharge is not the plateau: the rise is read on power
+    averaged over ``rise_smoothing_s``."""
+    seconds = 30.0
+    x = _carrier(seconds, 1, seed=16)[:, 0]
+    n = x.size
+    w = np.arange(-12, 13) / RATE
+    muap = -w / 0.003 * np.exp(-0.5 * (w / 0.003) ** 2)  # biphasic, ~12 ms
+    sig = x * (3.0 + 150.0 * _ramp(n, 10.0, 2.0, 0.5))  # recruitment ramp over 0.5 s
+    i = int(10.04 * RATE)
+    sig[i - 12 : i + 13] += 400.0 * muap  # one early discharge 40 ms into the ramp
+    sig += x * 150.0 * _ramp(n, 20.0, 2.0, 0.01)  # an abrupt spasm (reflex recruitment)
+
+    def rises(cfg: DetectorConfig) -> list[float]:
+        det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG 0"])
+        return [e.rise_s or 0.0 for e in _events(feed_interleaved(det, sig[:, None], None, RATE, None))]
+
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    graded, abrupt = rises(cfg)
+    assert graded >= cfg.voluntary_min_rise_s and abrupt < cfg.voluntary_min_rise_s, (graded, abrupt)
+    # read row by row, the one discharge would have made the ramp look abrupt
+    raw = rises(DetectorConfig(mains_max_harmonic=0, rise_smoothing_s=0.001))
+    assert raw[0] < cfg.voluntary_min_rise_s, raw
