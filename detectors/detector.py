@@ -584,6 +584,15 @@ class SpasmDetector:
             return REST, p
         return int(np.argmax(counts[1:])) + 1, p
 
+    def _acc_any(self, a: float, b: float) -> bool:
+        """Any posture-transition, walking or rhythmic verdict among the hops ending in (a, b]?"""
+        for _, v1, code, _ in reversed(self._verdicts):
+            if v1 <= a:
+                break
+            if v1 <= b and code in (TRANSITION, WALKING, RHYTHMIC):
+                return True
+        return False
+
     def _electrode_artefact(
         self, channel: str, t0: float, t1: float, emg_t: float, final: bool
     ) -> bool | None:
@@ -752,9 +761,20 @@ class SpasmDetector:
             # (the first pushes of a wheelchair bout, the first strides) have no regular
             # predecessors, and nothing else may show it (an accelerometer on another segment,
             # an antagonist alternating with this muscle more than ``synergy_window_s`` apart,
-            # no accelerometer at all). So every event waits for the later bursts; the Onset
-            # alert of an isolated burst at rest does not (``_onset_at_rest``).
-            return None
+            # no accelerometer at all). So a burst waits for the later bursts when something
+            # suggests a movement is starting: another channel bursting with it; a graded burst
+            # (recruited like a voluntary one) with another channel bursting within half the
+            # slowest voluntary cycle of it (antagonists alternate, reciprocal inhibition); gait,
+            # pedalling or a posture change on the accelerometer. Otherwise it is decided now,
+            # on the bursts before it (an isolated spasm at rest is published without waiting).
+            half_cycle = 0.5 * cfg.rhythm_max_interval_s
+            if active or emg_t < t0 + max(1.0, half_cycle + 0.1 if graded else 0.0):
+                return None
+            moving = self._act is not None and self._acc_any(t0 - cfg.activity_before_s, t0 + 2.0)
+            alternating = graded and self._synergy(ev.channel, t0, half_cycle) >= 1
+            if moving or alternating or self._synergy(ev.channel, t0, 0.5) >= 1:
+                return None
+            upto = t0 + 1e-9  # only the bursts before it
         rhythmic = strong = False
         if needs_rhythm:
             run = self._rhythm(ev.channel, t0, upto)

@@ -112,8 +112,8 @@ def test_the_first_bursts_of_an_alternating_rhythm_are_judged_with_the_later_one
     n = x.shape[0]
     env = np.full((n, 2), 3.0)
     for k in range(10):
-        env[:, 0] += 100.0 * _ramp(n, 10.0 + 1.4 * k, 0.45, 0.15)
-        env[:, 1] += 60.0 * _ramp(n, 10.7 + 1.4 * k, 0.4, 0.15)
+        env[:, 0] += 100.0 * _ramp(n, 10.0 + 1.4 * k, 0.5, 0.25)
+        env[:, 1] += 60.0 * _ramp(n, 10.7 + 1.4 * k, 0.5, 0.25)
     env[:, 0] += 150.0 * _ramp(n, 45.0, 1.5, 0.02)  # a phasic spasm at rest afterwards
     for acc in (None, _still_acc(seconds)):  # no accelerometer, or one on a segment that stays still
         evs = _events(_run(x * env, acc))
