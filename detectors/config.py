@@ -146,10 +146,18 @@ class DetectorConfig:
     #: Recruitment-graded voluntary force ramps over hundreds of ms (Henneman's size principle):
     #: a burst during activity rising slower than this (onset to 80 % of peak) is voluntary.
     voluntary_min_rise_s: float = 0.08
+    #: The rise time is read on the power envelope averaged (centred) over this long: at a burst's
+    #: edge few motor units are active, each discharging once or twice per 50 ms (8-30 Hz), so a
+    #: single early discharge must not count as "80 % of the plateau".
+    rise_smoothing_s: float = 0.05
     #: A burst rising this slowly (onset to 80 % of its plateau) that starts a movement from rest
     #: is the start of a voluntary movement (self-paced voluntary EMG ramps over 0.2-0.5 s; a
     #: reflex spasm, and the spasms of both simulators, reach 80 % within ~0.2 s).
     voluntary_ramp_s: float = 0.25
+    #: Below this a rise says nothing about recruitment (reflex spasms reach their plateau
+    #: within tens of ms to ~0.2 s); between it and ``voluntary_ramp_s`` the evidence grows
+    #: linearly, and a burst and its co-contracting partner add theirs (common drive).
+    voluntary_ramp_ambiguous_s: float = 0.2
     #: Voluntary rhythm of one channel's bursts: intervals within these bounds (s), each within
     #: ``rhythm_jitter`` of the run's median, at least ``rhythm_min_bursts`` bursts in a run.
     rhythm_min_interval_s: float = 0.4
@@ -171,6 +179,19 @@ class DetectorConfig:
     #: 1995) and a graded bell crosses the onset threshold at a time that depends on its gain, so
     #: the detected onsets of one synergy spread over a few hundred ms.
     synergy_window_s: float = 0.5
+    #: A sustained episode whose envelope rises and falls at a voluntary cyclic rhythm
+    #: (``rhythm_min_interval_s``-``rhythm_max_interval_s`` periods: pushes, strides, pedal
+    #: strokes) is movement, not a tonic spasm (``rhythm.cyclic_modulation``): the envelope is
+    #: averaged in ``cyclic_block_s`` blocks, low-passed (zero phase) at ``cyclic_lowpass_hz``,
+    #: between the fastest voluntary cycle (2.5 Hz) and clonus (4-8 Hz; it also removes the
+    #: motor units' 8-30 Hz discharge granularity), detrended, and needs an autocorrelation
+    #: peak >= ``cyclic_envelope_r`` at a period that fits ``cyclic_min_cycles`` times, with a
+    #: depth (RMS over mean) >= ``cyclic_min_depth``.
+    cyclic_block_s: float = 0.05
+    cyclic_lowpass_hz: float = 3.0
+    cyclic_envelope_r: float = 0.5
+    cyclic_min_cycles: int = 3
+    cyclic_min_depth: float = 0.15
     #: Electrode artefacts around a lead-off: a burst ending at most ``lead_off_guard_before_s``
     #: before a lead-off (the electrode coming loose), or starting within
     #: ``lead_off_guard_after_s`` after it ended (the electrode settling), is not a spasm.
@@ -280,6 +301,8 @@ class DetectorConfig:
             "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
             "lead_off_guard_before_s", "lead_off_guard_after_s", "gait_template_s", "gait_phase_z",
             "gait_amplitude_ratio", "gait_mad_z", "gait_silence_z", "gait_abrupt_rise_s",
+            "cyclic_block_s", "cyclic_lowpass_hz", "rise_smoothing_s",
+            "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
@@ -318,6 +341,15 @@ class DetectorConfig:
             raise ConfigError(
                 "detector config keys 'gait_min_strides'/'gait_template_strides': need 2 <= min <= template"
             )
+        if self.cyclic_min_cycles < 2:
+            raise ConfigError(
+                f"detector config key 'cyclic_min_cycles': need >= 2, got {self.cyclic_min_cycles}"
+            )
+        if not 0 <= self.voluntary_ramp_ambiguous_s < self.voluntary_ramp_s:
+            raise ConfigError(
+                "detector config keys 'voluntary_ramp_ambiguous_s'/'voluntary_ramp_s': "
+                "need 0 <= ambiguous < ramp"
+            )
         if self.voluntary_min_rise_s < 0:
             raise ConfigError("detector config key 'voluntary_min_rise_s': must be >= 0")
         if self.full_scale_uv is not None and self.full_scale_uv <= 0:
@@ -340,6 +372,8 @@ class DetectorConfig:
             "gait_alternation_overlap",
             "gait_cocontraction_share",
             "gait_confidence",
+            "cyclic_envelope_r",
+            "cyclic_min_depth",
         ):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(

@@ -666,14 +666,43 @@ class SpasmDetector:
             return None
         return False
 
-    def _ramped_partner(self, channel: str, t0: float, until: float) -> bool:
-        """Did another channel's burst start within 0.15 s of ``t0``, end by ``until`` and rise
-        over >= ``voluntary_ramp_s``?"""
-        ramp = self.config.voluntary_ramp_s
-        for ch, a, b, rise in self._recent:
-            if ch != channel and abs(a - t0) <= 0.15 and b <= until and rise >= ramp:
-                return True
-        return False
+    def _ramp_evidence(self, rise: float | None) -> float:
+        """How clearly a rise time says "recruitment ramp", 0..1: 0 up to
+        ``voluntary_ramp_ambiguous_s`` (where reflex spasms still reach their plateau), 1 from
+        ``voluntary_ramp_s`` (self-paced voluntary ramps), linear between (the rise is a noisy
+        estimate: envelope smoothing and motor-unit granularity blur it by tens of ms)."""
+        lo, hi = self.config.voluntary_ramp_ambiguous_s, self.config.voluntary_ramp_s
+        if rise is None or rise <= lo:
+            return 0.0
+        return 1.0 if rise >= hi else (rise - lo) / (hi - lo)
+
+    def _ramped_partner(self, channel: str, t0: float, until: float, rise: float | None) -> bool:
+        """Is the ramp evidence of this burst (``rise``) and of its best co-contracting partner
+        (another channel's burst starting within 0.15 s of ``t0`` and ending by ``until``)
+        together >= 1? Agonist and antagonist of one movement share one descending command
+        (common drive), so each is an independent reading of that command's ramp: a clearly
+        ramped partner decides alone, two bursts in the ambiguous band corroborate each other."""
+        best = 0.0
+        for ch, a, b, r in self._recent:
+            if ch != channel and abs(a - t0) <= 0.15 and b <= until:
+                best = max(best, self._ramp_evidence(r))
+        return best > 0.0 and self._ramp_evidence(rise) + best >= 1.0
+
+    def _graded_synergy(self, ev: SpasmEvent, t0: float) -> bool:
+        """Does the burst start within ``synergy_window_s`` of finished bursts on >= 2 other
+        channels, with the median rise time of them all (itself included) >=
+        ``voluntary_min_rise_s``? The median over the synergy is a robust reading of its onset
+        kinetics: one member crossing the threshold near its top (a weak postural burst) or one
+        motor-unit peak early in a ragged burst does not decide it."""
+        w = self.config.synergy_window_s
+        rises: dict[str, float] = {}
+        for ch, a, _, rise in self._recent:
+            if ch != ev.channel and abs(a - t0) <= w:
+                rises[ch] = max(rises.get(ch, 0.0), rise)
+        if len(rises) < 2:
+            return False
+        vals = sorted([*rises.values(), ev.rise_s or 0.0])
+        return vals[len(vals) // 2] >= self.config.voluntary_min_rise_s
 
     def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
         """How many other channels had a burst start within ``window`` (default
@@ -720,6 +749,20 @@ class SpasmDetector:
         """
         cfg = self.config
         look = t1 + cfg.rhythm_lookahead_s
+        bank = self._bank
+        cyc = None if bank is None else bank.episodes.cyclic.pop(ev.key, None)
+        long_enough = cyc is not None and t1 - t0 >= cfg.cyclic_min_cycles * cyc
+        if bank is not None and cyc is not None and long_enough and ev.type != "clonus":
+            # A sustained contraction whose envelope rises and falls at a voluntary cyclic rhythm
+            # (pushes, strides, pedal strokes): the muscle follows a movement cycle without
+            # falling silent between cycles. Seen by the EMG alone, wherever the accelerometer is.
+            code = REST
+            if self._act is not None:
+                if not final and acc_t < t0 + 2.0 and emg_t < t1 + cfg.activity_max_wait_s:
+                    bank.episodes.cyclic[ev.key] = cyc  # asked again once it is known
+                    return None
+                code = self._acc_context(t0 - cfg.activity_before_s, t0 + 2.0)[0]
+            return True, ACTIVITY_CODES[code] if code != REST else "rhythmic_exercise"
         code, period, before, synergy = REST, 0.0, REST, 0
         if self._act is not None:
             # around the burst's start (a long spasm's end says nothing about how it began)
@@ -735,7 +778,7 @@ class SpasmDetector:
                 # command, De Luca & Erim 1994 "common drive") may show the ramp more clearly
                 if not final and emg_t < t1 + 1.5:
                     return None  # partners ending up to 1 s later are known by then
-                ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0)
+                ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0, ev.rise_s)
             if code != REST and before == REST and ramped and ev.type != "clonus":
                 # The limb starts moving with a burst that ramps up over hundreds of ms: force
                 # graded by orderly recruitment (Henneman), the start of a purposeful movement
@@ -759,14 +802,22 @@ class SpasmDetector:
         needs_rhythm = ev.type != "clonus" and (cyclic or not active or not graded)
         upto = math.inf if final else look - 0.5
         if needs_rhythm and not final and emg_t < look:
-            # At rest, later bursts matter only if something suggests a movement is starting:
-            # another channel bursting with this one, or gait, pedalling or a posture change on
-            # the accelerometer. Otherwise decide now (an isolated burst at rest is published
-            # without waiting for the lookahead).
-            if active or emg_t < t0 + 1.0:
+            # A rhythm is seen both ways: the first bursts of a movement that starts from rest
+            # (the first pushes of a wheelchair bout, the first strides) have no regular
+            # predecessors, and nothing else may show it (an accelerometer on another segment,
+            # an antagonist alternating with this muscle more than ``synergy_window_s`` apart,
+            # no accelerometer at all). So a burst waits for the later bursts when something
+            # suggests a movement is starting: another channel bursting with it; a graded burst
+            # (recruited like a voluntary one) with another channel bursting within half the
+            # slowest voluntary cycle of it (antagonists alternate, reciprocal inhibition); gait,
+            # pedalling or a posture change on the accelerometer. Otherwise it is decided now,
+            # on the bursts before it (an isolated spasm at rest is published without waiting).
+            half_cycle = 0.5 * cfg.rhythm_max_interval_s
+            if active or emg_t < t0 + max(1.0, half_cycle + 0.1 if graded else 0.0):
                 return None
             moving = self._act is not None and self._acc_any(t0 - cfg.activity_before_s, t0 + 2.0)
-            if moving or self._synergy(ev.channel, t0, 0.5) >= 1:
+            alternating = graded and self._synergy(ev.channel, t0, half_cycle) >= 1
+            if moving or alternating or self._synergy(ev.channel, t0, 0.5) >= 1:
                 return None
             upto = t0 + 1e-9  # only the bursts before it
         rhythmic = strong = False
@@ -783,7 +834,12 @@ class SpasmDetector:
         elif code == REST and rhythmic and graded:
             context = "rhythmic_exercise"
         if ev.type == "clonus":
-            return False, context  # 3-8 Hz reflex oscillation: never a voluntary rhythm
+            # 3-8 Hz reflex oscillation: never a voluntary rhythm. Each beat is a reflex volley,
+            # so clonus starts abruptly; during activity a "clonus" whose onset ramps like a
+            # voluntary contraction is a graded contraction whose few recruited motor units
+            # (and physiological tremor) modulate the envelope at clonus rates.
+            ramped_clonus = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
+            return active and ramped_clonus, context
         if cyclic:
             # A burst in no gait/pedal phase is a spasm, graded or not. An episode spanning
             # several cycles is the muscle following the cycle without falling silent between
@@ -810,7 +866,15 @@ class SpasmDetector:
         # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a
         # channel bursting regularly at a voluntary rhythm (gait starting before the
         # accelerometer window sees it, EMG-only devices) is voluntary
-        return strong or (rhythmic and graded), context
+        if strong or (rhythmic and graded):
+            return True, context
+        if t1 - t0 <= cfg.tonic_min_s and self._graded_synergy(ev, t0):
+            # A reach or a lift seen by no accelerometer (one on another segment, or none): the
+            # focal muscles and the anticipatory postural muscles start together (Aruin & Latash
+            # 1995), each recruited gradually (Henneman), so the synergy as a whole ramps. A
+            # bilateral reflex spasm recruits many muscles too, but abruptly (Hallett 1975).
+            return True, "other_voluntary"
+        return False, context
 
     def _check_open(self) -> None:
         if self._finished:

@@ -17,7 +17,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.emg_baseline import RestBaseline
 from detectors.events import DetectorOutput, Onset, SpasmEvent, SpasmType
-from detectors.rhythm import clonus_rhythm, percentile
+from detectors.rhythm import clonus_rhythm, cyclic_modulation, percentile
 
 CAND, ACTIVE, ARTEFACT = 1, 2, 3
 FloatArray = np.ndarray
@@ -81,8 +81,12 @@ class EpisodeTracker:
         # smoother copy (config.shape_smoothing_s; 1 row, i.e. none, at full band)
         self.shape_rows = _odd_rows(cfg.shape_smoothing_s(rate_hz, self.env_rate, split_hz) * self.env_rate)
         self.rhythm_rows = _odd_rows(cfg.rhythm_smoothing_s(rate_hz, self.env_rate, split_hz) * self.env_rate)
+        self.rise_rows = _odd_rows(cfg.rise_smoothing_s * self.env_rate)
         #: confirmed episodes (seconds) for the tremor rule "with weak EMG": [onset_s, offset_s]
         self.active_spans: list[list[float]] = []
+        #: event key -> period (s) of a voluntary cyclic rhythm in its envelope (long episodes
+        #: only; read and removed by ``SpasmDetector._judge``, bounded for detectors that never do)
+        self.cyclic: dict[str, float] = {}
 
     def in_burst(self, ch: int) -> bool:
         """A confirmed episode is open on ``ch``."""
@@ -286,6 +290,12 @@ class EpisodeTracker:
             env = np.sqrt(np.maximum(rows[:, 0], 0.0))
             env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
         freq, regularity = clonus_rhythm(env_rh, base_hi, self.env_rate, cfg)
+        if freq is None and cfg.activity_context:
+            period = cyclic_modulation(env_rh, self.env_rate, cfg)
+            if period is not None:
+                if len(self.cyclic) >= 256:
+                    del self.cyclic[next(iter(self.cyclic))]
+                self.cyclic[ep.key] = period
         kind: SpasmType
         if freq is not None:
             kind = "clonus"
@@ -299,7 +309,14 @@ class EpisodeTracker:
         rel = peak / base
         # rise time: from the onset to the first row at 80 % of the episode's plateau (its upper
         # quartile: robust to one motor-unit peak late in a flat burst)
-        i80 = int(np.argmax(env_hi >= 0.8 * percentile(env_hi, 75.0)))
+        env_rise = env_hi
+        if self.rise_rows > self.shape_rows:
+            # read on power averaged over ``rise_smoothing_s`` (centred, so nothing shifts): at a
+            # burst's edge few motor units fire, each once or twice per 50 ms, and one early
+            # discharge must not reach "80 % of the plateau" by itself
+            p_hi = _smooth_rows(np.maximum(rows[:, 0] - rows[:, 1], 0.0), self.rise_rows)
+            env_rise = np.sqrt(p_hi)
+        i80 = int(np.argmax(env_rise >= 0.8 * percentile(env_rise, 75.0)))
         rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
         conf = confidence(rel, cfg.on_ratio, self.baseline.low_fraction(ch, rows), cfg.artefact_low_fraction)
         if freq is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import signal
 
 from detectors.config import DetectorConfig
 
@@ -95,3 +96,59 @@ def percentile(x: FloatArray, q: float) -> float:
     g = v - lo
     diff = b - a
     return b - diff * (1 - g) if g >= 0.5 else a + diff * g
+
+
+def cyclic_modulation(env: FloatArray, rate: float, cfg: DetectorConfig) -> float | None:
+    """Period (s) of a voluntary cyclic rhythm modulating a sustained episode's envelope, or None.
+
+    A muscle that follows a voluntary cycle without falling silent between cycles (the triceps
+    through every wheelchair push, the tibialis anterior through a walk, a quadriceps pedalling)
+    gives one long episode whose envelope rises and falls once per cycle, at 0.4-2.5 Hz (the
+    step, stride, pedal and push rhythms). A tonic spasm is a steady contraction (its envelope
+    wanders and fades with fatigue but does not recur at a fixed period) and clonus beats at
+    4-8 Hz, far above any voluntary cycle (Dimitrijevic et al. 1980; Wallace et al. 2005).
+
+    Robust to a ragged envelope: the amplitude envelope is averaged over ``cyclic_block_s``
+    blocks and low-passed (zero phase) at ``cyclic_lowpass_hz``, between the fastest voluntary
+    cycle and clonus (clonus beats and motor-unit discharge granularity are removed), its trend slower
+    than the slowest cycle is removed (centred moving average of ``rhythm_max_interval_s``), and
+    the normalised autocorrelation must have a *local peak* >= ``cyclic_envelope_r`` at a lag
+    within [``rhythm_min_interval_s``, ``rhythm_max_interval_s``] that fits
+    ``cyclic_min_cycles`` times into the episode, with a modulation depth (RMS of the detrended
+    envelope over its mean) >= ``cyclic_min_depth``. A drifting or fading envelope has no peak
+    (its autocorrelation only decays); noise has no repeatable one.
+    """
+    blk = max(1, round(cfg.cyclic_block_s * rate))
+    n = env.shape[0] // blk
+    brate = rate / blk
+    lo = max(1, math.ceil(cfg.rhythm_min_interval_s * brate))
+    if n < cfg.cyclic_min_cycles * lo + 2:
+        return None
+    e = env[: n * blk].reshape(n, blk).mean(axis=1)
+    # zero-phase low-pass between the fastest voluntary cycle and clonus: 4-8 Hz beats (and the
+    # motor units' discharge granularity) are gone, a 0.4-2.5 Hz cycle is kept
+    if cfg.cyclic_lowpass_hz < 0.45 * brate:
+        sos = signal.butter(2, cfg.cyclic_lowpass_hz, fs=brate, output="sos")
+        e = signal.sosfiltfilt(sos, e, padlen=min(n - 1, 3 * 5))
+    mean = float(e.mean())
+    if mean <= 0:
+        return None
+    w = max(3, round(cfg.rhythm_max_interval_s * brate) | 1)
+    if w < n:
+        k = np.ones(w)
+        trend = np.convolve(e, k, mode="same") / np.convolve(np.ones(n), k, mode="same")
+        d = e - trend
+    else:
+        d = e - mean
+    var = float(d @ d)
+    if var <= 0 or math.sqrt(var / n) < cfg.cyclic_min_depth * mean:
+        return None
+    hi = min(math.floor(cfg.rhythm_max_interval_s * brate), n // cfg.cyclic_min_cycles)
+    if hi <= lo:
+        return None
+    ac = np.correlate(d, d, mode="full")[n - 1 : n + hi + 1] / var
+    ac = ac * n / (n - np.arange(ac.shape[0]))  # unbiased: a lag's few products count fully
+    for lag in range(lo, hi + 1):
+        if ac[lag] >= cfg.cyclic_envelope_r and ac[lag] >= ac[lag - 1] and ac[lag] >= ac[lag + 1]:
+            return lag / brate
+    return None

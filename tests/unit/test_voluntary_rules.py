@@ -1,0 +1,244 @@
+"""Voluntary-movement rules that need no accelerometer on the moving segment (issue 9).
+
+Signals are built here from the physiology each rule relies on (not copied from a simulator):
+band-limited noise carrier (surface EMG's 40-150 Hz power), amplitude envelopes for the drive.
+
+* a sustained contraction modulated at a push/stride rhythm is movement, not a tonic spasm;
+* the first bursts of a rhythm (an antagonist pair alternating) are judged with the bursts
+  that follow them;
+* a multi-muscle synergy with graded onsets is a reach or a lift even when the accelerometer
+  sees nothing, while the same synergy with abrupt onsets stays a (bilateral) spasm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors.detector import feed_interleaved
+from detectors.rhythm import cyclic_modulation
+
+RATE = 1000.0
+ENV_RATE = 200.0
+
+
+def _carrier(seconds: float, n_ch: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sos = signal.butter(2, [40, 150], btype="bandpass", fs=RATE, output="sos")
+    x = signal.sosfilt(sos, rng.standard_normal((int(seconds * RATE), n_ch)), axis=0)
+    return np.asarray(x / x.std(axis=0))
+
+
+def _ramp(n: int, at_s: float, dur_s: float, rise_s: float) -> np.ndarray:
+    """0..1 envelope: raised-cosine rise over ``rise_s``, hold, the same fall."""
+    env = np.zeros(n)
+    a, k, r = int(at_s * RATE), int(dur_s * RATE), max(1, int(rise_s * RATE))
+    up = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
+    shape = np.r_[up, np.ones(max(0, k - 2 * r)), up[::-1]]
+    env[a : a + shape.size] = shape[: n - a]
+    return env
+
+
+def _run(emg: np.ndarray, acc: np.ndarray | None = None) -> list[DetectorOutput]:
+    det = SpasmDetector(
+        DetectorConfig(mains_max_harmonic=0),
+        emg_rate_hz=RATE,
+        channel_labels=[f"EMG {i}" for i in range(emg.shape[1])],
+        acc_rate_hz=None if acc is None else 50.0,
+    )
+    return feed_interleaved(det, emg, acc, RATE, None if acc is None else 50.0)
+
+
+def _events(out: list[DetectorOutput]) -> list[SpasmEvent]:
+    return [o for o in out if isinstance(o, SpasmEvent) and o.domain == "emg"]
+
+
+def _still_acc(seconds: float) -> np.ndarray:
+    acc = np.zeros((int(seconds * 50), 3))
+    acc[:, 2] = 1.0
+    return acc + np.random.default_rng(9).normal(0.0, 0.003, acc.shape)
+
+
+# ------------------------------------------------------------------ envelope modulation (rhythm.py)
+def _ragged(env: np.ndarray, seed: int) -> np.ndarray:
+    """An amplitude envelope as a few motor units make it: multiplicative 25 Hz-band noise."""
+    rng = np.random.default_rng(seed)
+    sos = signal.butter(2, 25.0, fs=ENV_RATE, output="sos")
+    wobble = signal.sosfilt(sos, rng.standard_normal(env.size))
+    return np.asarray(env * np.maximum(0.2, 1.0 + 0.6 * wobble / wobble.std()))
+
+
+def test_cyclic_modulation_finds_a_push_rhythm_and_not_a_tonic_or_clonic_envelope() -> None:
+    cfg = DetectorConfig()
+    t = np.arange(int(30 * ENV_RATE)) / ENV_RATE
+    # the triceps through every wheelchair push: never silent, peaks once per 1.2 s push
+    push = _ragged(60.0 + 40.0 * np.cos(2 * np.pi * t / 1.2), 1)
+    period = cyclic_modulation(push, ENV_RATE, cfg)
+    assert period is not None and abs(period - 1.2) <= 0.1
+    # a tonic spasm: steady drive that fades with fatigue and wanders slowly (no fixed period)
+    rng = np.random.default_rng(2)
+    slow = signal.sosfilt(signal.butter(1, 0.15, fs=ENV_RATE, output="sos"), rng.standard_normal(t.size))
+    tonic = _ragged(100.0 * np.exp(-t / 40.0) * (1.0 + 0.3 * slow / slow.std()), 3)
+    assert cyclic_modulation(tonic, ENV_RATE, cfg) is None
+    # clonus-rate beats (6 Hz, deep) are no voluntary cycle, even where regular
+    clonic = _ragged(60.0 + 55.0 * np.cos(2 * np.pi * 6.0 * t), 4)
+    assert cyclic_modulation(clonic, ENV_RATE, cfg) is None
+    # too short for three cycles of the rhythm: undecided
+    assert cyclic_modulation(push[: int(3.0 * ENV_RATE)], ENV_RATE, cfg) is None
+
+
+def test_a_contraction_modulated_at_a_push_rhythm_is_movement_not_a_tonic_spasm() -> None:
+    seconds = 90.0
+    x = _carrier(seconds, 1, seed=11)
+    n = x.shape[0]
+    t = np.arange(n) / RATE
+    env = np.full(n, 3.0)
+    # 40 s of wheelchair pushing: the muscle never falls quiet, 0.9 Hz push modulation
+    push = (t >= 10.0) & (t < 50.0)
+    env[push] += 120.0 * (0.6 + 0.4 * np.cos(2 * np.pi * 0.9 * t[push])) * _ramp(n, 10.0, 40.0, 0.3)[push]
+    # then a 15 s tonic spasm: abrupt, steady with a slow fade
+    env += 150.0 * _ramp(n, 65.0, 15.0, 0.02) * np.exp(-np.maximum(t - 65.0, 0.0) / 30.0)
+    evs = _events(_run(x * env[:, None]))
+    assert [(e.type, round(e.onset_sample / RATE)) for e in evs] == [("tonic", 65)]
+
+
+# ----------------------------------------------------------- rhythm seen both ways (first bursts)
+def test_the_first_bursts_of_an_alternating_rhythm_are_judged_with_the_later_ones() -> None:
+    # an antagonist pair alternating (elbow flexor / extensor of pushing, tibialis / calf of
+    # stepping): each muscle bursts every 1.4 s, the other 0.7 s later (reciprocal inhibition)
+    seconds = 60.0
+    x = _carrier(seconds, 2, seed=12)
+    n = x.shape[0]
+    env = np.full((n, 2), 3.0)
+    for k in range(10):
+        env[:, 0] += 100.0 * _ramp(n, 10.0 + 1.4 * k, 0.5, 0.25)
+        env[:, 1] += 60.0 * _ramp(n, 10.7 + 1.4 * k, 0.5, 0.25)
+    env[:, 0] += 150.0 * _ramp(n, 45.0, 1.5, 0.02)  # a phasic spasm at rest afterwards
+    for acc in (None, _still_acc(seconds)):  # no accelerometer, or one on a segment that stays still
+        evs = _events(_run(x * env, acc))
+        assert [round(e.onset_sample / RATE) for e in evs] == [45]
+
+
+# ---------------------------------------------------------------- graded synergy, no movement seen
+def _synergy_scene(rise_s: float) -> list[SpasmEvent]:
+    seconds = 40.0
+    x = _carrier(seconds, 4, seed=13)
+    n = x.shape[0]
+    env = np.full((n, 4), 3.0)
+    # postural muscles 50-150 ms before the focal one (anticipatory postural adjustment), ~0.8 s
+    for ch, at, amp in ((0, 15.0, 200.0), (1, 15.05, 150.0), (2, 15.1, 250.0), (3, 15.2, 120.0)):
+        env[:, ch] += amp * _ramp(n, at, 0.8, rise_s)
+    return _events(_run(x * env, _still_acc(seconds)))
+
+
+def test_a_graded_multi_muscle_synergy_is_voluntary_even_if_the_accelerometer_sees_nothing() -> None:
+    # a reach seen by a thigh accelerometer: the legs' postural bursts and the arm's ramp up
+    # over 0.25 s, the thigh does not move
+    assert _synergy_scene(0.25) == []
+    # the same four muscles recruited abruptly: a bilateral reflex spasm, reported on each
+    assert len(_synergy_scene(0.015)) == 4
+
+
+# --------------------------------------------------------- soft ramp rule: partners corroborate
+def _pair_scene(ramp_s: float, partner: bool) -> tuple[list[SpasmEvent], SpasmDetector]:
+    """A burst (and optionally its antagonist, 30 ms later, same ramp) at 15 s from a still limb,
+    followed by a smooth 1.5 s limb displacement (no tilt, no rhythm: "other voluntary")."""
+    seconds = 40.0
+    x = _carrier(seconds, 2, seed=14)
+    n = x.shape[0]
+    env = np.full((n, 2), 3.0)
+    env[:, 0] += 150.0 * _ramp(n, 15.0, 2.0, ramp_s)
+    if partner:
+        env[:, 1] += 100.0 * _ramp(n, 15.03, 2.0, ramp_s)
+    acc = _still_acc(seconds)
+    k = int(1.5 * 50)
+    acc[int(15.15 * 50) : int(15.15 * 50) + k, 0] += 0.15 * np.hanning(k)
+    det = SpasmDetector(
+        DetectorConfig(mains_max_harmonic=0), emg_rate_hz=RATE, channel_labels=["EMG 0", "EMG 1"],
+        acc_rate_hz=50.0,
+    )  # fmt: skip
+    return _events(feed_interleaved(det, x * env, acc, RATE, 50.0)), det
+
+
+def test_two_co_contracting_bursts_in_the_ambiguous_ramp_band_corroborate_each_other() -> None:
+    cfg = DetectorConfig()
+    lo, hi = cfg.voluntary_ramp_ambiguous_s, cfg.voluntary_ramp_s
+    det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG 0", "EMG 1", "EMG 2"])
+    # ramp evidence: none where reflex spasms still reach their plateau, full from a clear
+    # self-paced ramp, graded between (not a step at one value)
+    assert det._ramp_evidence(0.1) == 0.0 and det._ramp_evidence(lo) == 0.0
+    assert det._ramp_evidence(hi) == 1.0 and det._ramp_evidence(0.6) == 1.0
+    mid = 0.5 * (lo + hi)
+    assert abs(det._ramp_evidence(mid) - 0.5) < 1e-9
+    just_under = hi - 0.1 * (hi - lo)  # e.g. 0.245 s against 0.25 s
+    # alone, a burst just under the clear-ramp value has no partner to corroborate it
+    assert not det._ramped_partner("EMG 0", 15.0, 20.0, just_under)
+    # its antagonist (same command, common drive) started 30 ms later and ramped the same way
+    det._recent.append(("EMG 1", 15.03, 17.0, just_under))
+    assert det._ramped_partner("EMG 0", 15.0, 20.0, just_under)
+    # a partner rising like a reflex burst adds nothing; one clearly ramped decides alone
+    det._recent.clear()
+    det._recent.append(("EMG 1", 15.03, 17.0, 0.05))
+    assert not det._ramped_partner("EMG 0", 15.0, 20.0, just_under)
+    det._recent.append(("EMG 2", 14.9, 17.0, hi))
+    assert det._ramped_partner("EMG 0", 15.0, 20.0, 0.02)
+    # the scene: an abrupt co-contraction that starts a smooth movement is a spasm pair
+    evs, _ = _pair_scene(0.015, partner=True)
+    assert len(evs) == 2
+
+
+# ------------------------------------------------- a ramped "clonus" during activity is voluntary
+def test_a_clonic_envelope_that_ramps_up_during_exercise_is_voluntary_an_abrupt_clonus_is_not() -> None:
+    seconds = 60.0
+    x = _carrier(seconds, 1, seed=15)
+    n = x.shape[0]
+    t = np.arange(n) / RATE
+    # the same 6 Hz beats in both bursts, the envelope falling to 15 % between them
+    beats = 0.15 + 0.85 * (np.cos(2 * np.pi * 6.0 * t) > -0.5)
+    env = np.full(n, 3.0)
+    # a knee extension recruited over 0.8 s whose few motor units beat at 6 Hz
+    env += 120.0 * _ramp(n, 20.0, 2.5, 0.8) * beats
+    # ankle clonus: reflex beats at 6 Hz from the first one
+    env += 120.0 * _ramp(n, 40.0, 2.5, 0.01) * beats
+
+    def run(declare: bool) -> list[SpasmEvent]:
+        det = SpasmDetector(DetectorConfig(mains_max_harmonic=0), emg_rate_hz=RATE, channel_labels=["EMG 0"])
+        out: list[DetectorOutput] = []
+        if declare:
+            out += det.declare("exercise", int(10 * RATE), int(55 * RATE))
+        return _events(out + feed_interleaved(det, x * env[:, None], None, RATE, None))
+
+    at_rest = run(False)
+    assert [(e.type, round(e.onset_sample / RATE)) for e in at_rest] == [("clonus", 20), ("clonus", 40)]
+    assert (at_rest[0].rise_s or 0.0) >= DetectorConfig().voluntary_ramp_s  # the test means it
+    # in an exercise session the ramped one is the exercise; clonus stays a spasm, always
+    assert [(e.type, round(e.onset_sample / RATE)) for e in run(True)] == [("clonus", 40)]
+
+
+# ------------------------------------------------------------------ robust rise-time estimate
+def test_one_early_motor_unit_discharge_does_not_cut_a_recruitment_ramp_short() -> None:
+    """At the start of a graded contraction only the first-recruited units fire, each once or
+    twice per 50 ms; one of them under the electrode gives a MUAP as tall as the plateau's
+    summed envelope. That single discharge is not the plateau: the rise is read on power
+    averaged over ``rise_smoothing_s``."""
+    seconds = 30.0
+    x = _carrier(seconds, 1, seed=16)[:, 0]
+    n = x.size
+    w = np.arange(-12, 13) / RATE
+    muap = -w / 0.003 * np.exp(-0.5 * (w / 0.003) ** 2)  # biphasic, ~12 ms
+    sig = x * (3.0 + 150.0 * _ramp(n, 10.0, 2.0, 0.5))  # recruitment ramp over 0.5 s
+    i = int(10.04 * RATE)
+    sig[i - 12 : i + 13] += 400.0 * muap  # one early discharge 40 ms into the ramp
+    sig += x * 150.0 * _ramp(n, 20.0, 2.0, 0.01)  # an abrupt spasm (reflex recruitment)
+
+    def rises(cfg: DetectorConfig) -> list[float]:
+        det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG 0"])
+        return [e.rise_s or 0.0 for e in _events(feed_interleaved(det, sig[:, None], None, RATE, None))]
+
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    graded, abrupt = rises(cfg)
+    assert graded >= cfg.voluntary_min_rise_s and abrupt < cfg.voluntary_min_rise_s, (graded, abrupt)
+    # read row by row, the one discharge would have made the ramp look abrupt
+    raw = rises(DetectorConfig(mains_max_harmonic=0, rise_smoothing_s=0.001))
+    assert raw[0] < cfg.voluntary_min_rise_s, raw
