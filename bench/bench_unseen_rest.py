@@ -70,8 +70,10 @@ def cause(d: Interval, labels: list[dict[str, Any]]) -> str:
         if x["type"] == "motion" and _overlap(d.onset_s, d.offset_s, x["onset_s"], x["offset_s"], 0.3):
             return f"cable {x['kind']}"
     for x in labels:
-        if x["type"] in ("twitch", "phasic", "tonic", "clonus") and x["channel"] == d.channel and _overlap(
-            d.onset_s, d.offset_s, x["onset_s"], x["offset_s"]
+        if (
+            x["type"] in ("twitch", "phasic", "tonic", "clonus")
+            and x["channel"] == d.channel
+            and _overlap(d.onset_s, d.offset_s, x["onset_s"], x["offset_s"])
         ):
             return f"split/extra of own {x['type']}"
     return "rest (unexplained)"
@@ -96,11 +98,17 @@ def quality_check(out: list[Any], labels: list[dict[str, Any]], rate: float, dur
         if x["type"] != "lead_off":
             continue
         ch = x["channel"]
-        mine = [(i, s) for i, s in enumerate(spans[ch]) if s[0] <= x["settle_end_s"] and s[1] >= x["begin_s"] - 0.5]
+        mine = [
+            (i, s)
+            for i, s in enumerate(spans[ch])
+            if s[0] <= x["settle_end_s"] and s[1] >= x["begin_s"] - 0.5
+        ]
         used |= {(ch, i) for i, _ in mine}
         tag = f"{ch} lead-off {x['onset_s']:.1f}-{x['offset_s']:.1f}"
         if len(mine) != 1:
-            problems.append(f"{tag}: {len(mine)} non-ok spans {[(round(a, 2), round(b, 2)) for _, (a, b) in mine]}")
+            problems.append(
+                f"{tag}: {len(mine)} non-ok spans {[(round(a, 2), round(b, 2)) for _, (a, b) in mine]}"
+            )
             continue
         a, b = mine[0][1]
         if not x["begin_s"] - 0.05 <= a <= x["onset_s"] + 0.3:
@@ -135,7 +143,11 @@ def main() -> None:
         events = [o for o in out if isinstance(o, SpasmEvent)]
         rep = score(events, rec.labels, rec.duration_s)
         rows.append((spec.name, rep))
-        flagged = {(e.channel, round(e.onset_sample / e.rate_hz, 3)) for e in events if getattr(e, "artifact_suspect", False)}
+        flagged = {
+            (e.channel, round(e.onset_sample / e.rate_hz, 3))
+            for e in events
+            if getattr(e, "artifact_suspect", False)
+        }
         n_flagged += len(flagged)
         n_flagged_true += sum(1 for _, d in rep.pairs if (d.channel, round(d.onset_s, 3)) in flagged)
         for d in rep.false:
@@ -143,7 +155,9 @@ def main() -> None:
             f = " [flagged]" if (d.channel, round(d.onset_s, 3)) in flagged else ""
             causes[c + f] += 1
             if args.verbose:
-                print(f"  [{spec.name[:9]}] FALSE {d.type} {d.channel} {d.onset_s:.2f}-{d.offset_s:.2f} ({c}){f}")
+                print(
+                    f"  [{spec.name[:9]}] FALSE {d.type} {d.channel} {d.onset_s:.2f}-{d.offset_s:.2f} ({c}){f}"
+                )
         found = {(lab.channel, lab.onset_s) for lab, _ in rep.pairs}
         for x in rec.labels:
             if x["type"] in ("twitch", "phasic", "tonic", "clonus"):
@@ -151,7 +165,9 @@ def main() -> None:
                 hit = (x["channel"], x["onset_s"]) in found
                 near_hit[x["near"]] += hit
                 if args.verbose and not hit:
-                    print(f"  [{spec.name[:9]}] MISS  {x['type']} {x['channel']} {x['onset_s']:.2f}-{x['offset_s']:.2f} ({x['near']}, {x['peak_uv'] / x['rest_uv']:.0f}x rest)")
+                    print(
+                        f"  [{spec.name[:9]}] MISS  {x['type']} {x['channel']} {x['onset_s']:.2f}-{x['offset_s']:.2f} ({x['near']}, {x['peak_uv'] / x['rest_uv']:.0f}x rest)"
+                    )
         probs = quality_check(out, rec.labels, rec.emg_rate_hz, rec.duration_s)
         n_lead_offs += sum(1 for x in rec.labels if x["type"] == "lead_off")
         n_quality_bad += len(probs)
@@ -171,7 +187,9 @@ def main() -> None:
     for k in ("settling", "after settling", "before lead-off", "during motion", "clear"):
         if near_tot[k]:
             print(f"| {k} | {near_tot[k]} | {near_hit[k]} | {near_hit[k] / near_tot[k]:.3f} |")
-    print(f"\nquality records: {n_lead_offs} lead-offs, {n_quality_bad} mismatches ({'exact' if not n_quality_bad else 'NOT exact'})")
+    print(
+        f"\nquality records: {n_lead_offs} lead-offs, {n_quality_bad} mismatches ({'exact' if not n_quality_bad else 'NOT exact'})"
+    )
     print("false alarms: " + (", ".join(f"{k} x{v}" for k, v in causes.most_common()) or "none"))
 
 

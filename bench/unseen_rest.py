@@ -40,6 +40,7 @@ motion are labels of their own (``lead_off`` with its half-contact start, ``moti
 false alarm gets a cause and the quality records can be checked against the truth.
 """
 
+# ruff: noqa: E501  (signal recipes read better unwrapped)
 from __future__ import annotations
 
 import math
@@ -48,7 +49,15 @@ from typing import Any
 
 import numpy as np
 from scipy import signal
-from unseen_sim import UnseenRecording, _label_span, _limb_motion, drive_shape, make_pool, muap_emg, pink_noise
+from unseen_sim import (
+    UnseenRecording,
+    _label_span,
+    _limb_motion,
+    drive_shape,
+    make_pool,
+    muap_emg,
+    pink_noise,
+)
 
 FrontEnd = str  # "railed" | "floating" | "zeroed"
 
@@ -146,7 +155,9 @@ def generate_rest(spec: RestArtefactSpec) -> UnseenRecording:
         contact[i_a:i_off, ch] = np.clip(1.0 - u, 0.0, 1.0) ** 2
         hum_gain[i_a:i_off, ch] = z_rel ** rng.uniform(0.5, 1.0)
         noise_gain[i_a:i_off, ch] = np.sqrt(z_rel) ** rng.uniform(0.3, 0.6)
-        drift_end = rng.uniform(0.05, 0.5) * full if spec.front_end == "railed" else rng.uniform(200.0, 3000.0)
+        drift_end = (
+            rng.uniform(0.05, 0.5) * full if spec.front_end == "railed" else rng.uniform(200.0, 3000.0)
+        )
         art[i_a:i_off, ch] += rng.choice([-1.0, 1.0]) * drift_end * (z_rel - 1.0) / (z_rel[-1] - 1.0)
         for _s in range(int(rng.integers(1, 5))):  # intermittent contact: DC steps
             j = i_a + int(rng.integers(0, k))
@@ -175,7 +186,9 @@ def generate_rest(spec: RestArtefactSpec) -> UnseenRecording:
         noise_gain[i_on : i_on + ks, ch] = 1.0 + (rng.uniform(3.0, 12.0) - 1.0) * np.exp(-ts / tau_n)
         hum_gain[i_on : i_on + ks, ch] = 1.0 + rng.uniform(2.0, 15.0) * np.exp(-ts / rng.uniform(0.5, 3.0))
         kc = min(ks, int(rng.uniform(0.5, 3.0) * fs))
-        art[i_on : i_on + kc, ch] += _spike_train(rng, kc, fs, int(rng.integers(3, 15)), rng.uniform(50.0, 500.0))
+        art[i_on : i_on + kc, ch] += _spike_train(
+            rng, kc, fs, int(rng.integers(3, 15)), rng.uniform(50.0, 500.0)
+        )
         labels.append({"type": "lead_off", "channel": f"EMG {ch + 1}", "onset_s": b_off, "offset_s": b_on,
                        "begin_s": a, "settle_end_s": b_on + settle})  # fmt: skip
 
@@ -213,7 +226,11 @@ def generate_rest(spec: RestArtefactSpec) -> UnseenRecording:
         tt = np.arange(int(dur * fs)) / fs
         f = rng.uniform(2.0, 12.0)
         rise = rng.uniform(0.003, 0.02)
-        w = (1.0 - np.exp(-tt / rise)) * np.exp(-tt / (dur / 4.0)) * np.sin(2 * np.pi * f * tt + rng.uniform(0.5, 2.5))
+        w = (
+            (1.0 - np.exp(-tt / rise))
+            * np.exp(-tt / (dur / 4.0))
+            * np.sin(2 * np.pi * f * tt + rng.uniform(0.5, 2.5))
+        )
         cable(a, rng.uniform(100.0, 3000.0) * w / (np.abs(w).max() + 1e-12), "tap", 0.0)
     for _ in range(rng.poisson(spec.tugs_per_min * per_min)):
         dur = rng.uniform(0.2, 1.5)
@@ -275,7 +292,9 @@ def generate_rest(spec: RestArtefactSpec) -> UnseenRecording:
     for lab in [x for x in labels if x["type"] == "motion"]:
         if rng.random() < 0.35:  # during cable motion, on one channel
             t0 = lab["onset_s"] + rng.uniform(0.0, max(0.05, lab["offset_s"] - lab["onset_s"] - 0.3))
-            add_spasm(t0, int(rng.integers(0, nch)), "during motion", "twitch" if rng.random() < 0.5 else "phasic")
+            add_spasm(
+                t0, int(rng.integers(0, nch)), "during motion", "twitch" if rng.random() < 0.5 else "phasic"
+            )
     t = rng.uniform(3.0, 10.0)
     while t < spec.duration_s - 45.0:
         ch = int(rng.integers(0, nch))

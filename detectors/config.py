@@ -171,11 +171,16 @@ class DetectorConfig:
     #: 1995) and a graded bell crosses the onset threshold at a time that depends on its gain, so
     #: the detected onsets of one synergy spread over a few hundred ms.
     synergy_window_s: float = 0.5
-    #: Electrode artefacts around a lead-off: a burst ending at most ``lead_off_guard_before_s``
-    #: before a lead-off (the electrode coming loose), or starting within
-    #: ``lead_off_guard_after_s`` after it ended (the electrode settling), is not a spasm.
+    #: Electrode trouble around a lead-off (or a railed input): a burst ending at most
+    #: ``lead_off_guard_before_s`` before the channel went bad (the electrode coming loose: half
+    #: contact lasts up to seconds), or starting within ``lead_off_guard_after_s`` after it
+    #: recovered (the electrode settling), is not dropped blind: one that ran into the bad
+    #: state, or was never seen rising from rest after the recovery, is the electrode (dropped);
+    #: any other is published flagged ``artifact_suspect``, its confidence times
+    #: ``artifact_suspect_confidence``.
     lead_off_guard_before_s: float = 0.5
     lead_off_guard_after_s: float = 3.0
+    artifact_suspect_confidence: float = 0.5
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
     # --- EMG internals (the constants the EMG bank's parts used to hard-code) --------------------
@@ -281,6 +286,7 @@ class DetectorConfig:
             "rhythm_jitter",
             "phase_tolerance",
             "activity_confidence",
+            "artifact_suspect_confidence",
         ):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(

@@ -160,6 +160,8 @@ class SpasmDetector:
         #: reported EMG quality changes per channel (time s, state), for electrode artefacts
         self._quality_log: dict[str, list[tuple[float, str]]] = {}
         self._n_artefact = 0
+        #: electrode verdicts of held events (by key), computed once
+        self._electrode_verdict: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -456,19 +458,28 @@ class SpasmDetector:
                     self._deferred[o.key] = o
                 continue
             t1 = o.offset_sample / rate
-            artefact = self._electrode_artefact(o.channel, t0, t1, emg_t, final)
+            artefact = self._electrode_verdict.get(o.key)
+            if artefact is None:
+                artefact = self._electrode_artefact(o.channel, t0, t1, emg_t, final)
+                if artefact is not None:
+                    self._electrode_verdict[o.key] = artefact
             if artefact is None:
                 keep_held.append(o)
                 continue
-            if artefact:
+            if artefact == "artefact":
+                self._electrode_verdict.pop(o.key, None)
                 self._deferred.pop(o.key, None)
                 self._n_artefact += 1
                 continue
+            if artefact == "suspect":
+                conf = round(o.confidence * cfg.artifact_suspect_confidence, 3)
+                o = dataclasses.replace(o, artifact_suspect=True, confidence=conf)
             verdict = None if o.key in waiting else self._judge(o, t0, t1, emg_t, acc_t, final)
             if verdict is None:
                 keep_held.append(o)
                 continue
             voluntary, context = verdict
+            self._electrode_verdict.pop(o.key, None)
             onset = self._deferred.pop(o.key, None)
             if voluntary:
                 self._n_voluntary += 1
@@ -595,31 +606,51 @@ class SpasmDetector:
 
     def _electrode_artefact(
         self, channel: str, t0: float, t1: float, emg_t: float, final: bool
-    ) -> bool | None:
-        """Is a burst on ``channel`` the electrode, not the muscle? None while that is unknown.
+    ) -> str | None:
+        """Is a burst on ``channel`` the electrode, not the muscle? None while that is unknown,
+        else ``"artefact"`` (drop it), ``"suspect"`` (publish it flagged) or ``""`` (clean).
 
-        An electrode coming loose tugs the cable and lifts off the skin just before the input
-        reads flat or floating: a burst that runs into a lead-off (ends at most
-        ``lead_off_guard_before_s`` before it) is that transient. After reattachment the
-        electrode-skin potential and impedance settle over seconds while the gel wets, with
-        intermittent contact (crackle) meanwhile (Tam & Webster, IEEE TBME 1977; Huigen, Peper &
-        Grimbergen, Med Biol Eng Comput 2002): bursts starting within ``lead_off_guard_after_s``
-        of the lead-off's end are that. Both are dropped; the ``QualityChange`` records say why
-        the channel was not monitored."""
+        An electrode coming loose tugs the cable and loses contact over up to seconds before the
+        input reads flat, floating or railed: a burst ending at most ``lead_off_guard_before_s``
+        before the channel went bad may be that transient. After reattachment the electrode-skin
+        potential and impedance settle over seconds while the gel wets, with intermittent contact
+        (crackle) meanwhile (Tam & Webster, IEEE TBME 1977; Huigen, Peper & Grimbergen, Med Biol Eng
+        Comput 2002): a burst starting within ``lead_off_guard_after_s`` of the recovery may be that.
+        Neither is dropped blind (a spasm can pull an electrode off, or come right after it is
+        pressed back): only a burst that ran into the bad state (closed by it) or that was never
+        seen rising from rest after the recovery is dropped; any other burst in those windows is
+        published flagged ``artifact_suspect``, its confidence lowered, for a clinician to weigh."""
         cfg = self.config
-        log = self._quality_log.get(channel)
-        prev = "ok"
-        if log:
-            for t, state in log:
-                if prev == "lead_off" and state == "ok" and 0.0 <= t0 - t <= cfg.lead_off_guard_after_s:
-                    return True
-                if state == "lead_off" and -0.05 <= t - t1 <= cfg.lead_off_guard_before_s:
-                    return True
-                prev = state
-        # a lead-off that starts just after the burst is reported quality_hold_s after it starts
+        # a lead-off that starts just after the burst is reported quality_hold_s after it starts;
+        # decide only once it would be known (the same verdict whatever the chunking)
         if not final and emg_t < t1 + cfg.lead_off_guard_before_s + cfg.quality_hold_s + 0.1:
             return None
-        return False
+        log = self._quality_log.get(channel)
+        near = False
+        if log:
+            prev = "ok"
+            for t, state in log:
+                if prev != "ok" and state == "ok" and 0.0 <= t0 - t <= cfg.lead_off_guard_after_s:
+                    if t0 - t < cfg.settle_bad_s + cfg.block_s:
+                        # onsets wait ``settle_bad_s`` after a bad block and are traced back to
+                        # the last envelope row near rest: this one found none since the
+                        # electrode came back. No rise from rest was seen, so there is no onset
+                        # to report: it is the electrode settling (or a spasm under it, which
+                        # cannot be told apart)
+                        return "artefact"
+                    near = True
+                if prev == "ok" and state != "ok" and -0.05 <= t - t1 <= cfg.lead_off_guard_before_s:
+                    if t - t1 <= cfg.block_s + self._bank_lag_s():
+                        # still running when the input went flat, floating or railed: closed by
+                        # the lead-off itself, the transient of contact being lost
+                        return "artefact"
+                    near = True
+                prev = state
+        return "suspect" if near else ""
+
+    def _bank_lag_s(self) -> float:
+        """Delay of the envelope behind the muscle (s): an episode closed at a sample ends this early."""
+        return 0.0 if self._bank is None else self._bank.lag / self.emg_rate_hz
 
     def _ramped_partner(self, channel: str, t0: float, until: float) -> bool:
         """Did another channel's burst start within 0.15 s of ``t0``, end by ``until`` and rise

@@ -84,7 +84,9 @@ class EmgBank:
         ``s0`` is the raw counter of ``x[:, 0]``."""
         c, n = x.shape
         eps = self.episodes
-        bad = self.quality.screen(s0, x, eps.in_burst, out)
+        # an open episode, confirmed or still a candidate: a strong contraction can reach the rails
+        # within its first 50 ms, before it is confirmed (issue 9: one event, never a gap)
+        bad = self.quality.screen(s0, x, lambda ch: eps.eps[ch] is not None, out)
         if bad is not None:
             for ch in np.flatnonzero(bad).tolist():
                 if eps.eps[ch] is not None:
