@@ -178,7 +178,7 @@ class DetectorConfig:
     #: state, or was never seen rising from rest after the recovery, is the electrode (dropped);
     #: any other is published flagged ``artifact_suspect``, its confidence times
     #: ``artifact_suspect_confidence``.
-    lead_off_guard_before_s: float = 0.5
+    lead_off_guard_before_s: float = 3.0
     lead_off_guard_after_s: float = 3.0
     artifact_suspect_confidence: float = 0.5
     #: Confidence factor for a spasm found during voluntary activity.

@@ -471,9 +471,6 @@ class SpasmDetector:
                 self._deferred.pop(o.key, None)
                 self._n_artefact += 1
                 continue
-            if artefact == "suspect":
-                conf = round(o.confidence * cfg.artifact_suspect_confidence, 3)
-                o = dataclasses.replace(o, artifact_suspect=True, confidence=conf)
             verdict = None if o.key in waiting else self._judge(o, t0, t1, emg_t, acc_t, final)
             if verdict is None:
                 keep_held.append(o)
@@ -488,7 +485,10 @@ class SpasmDetector:
             if onset is not None:
                 out.append(onset)
             conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
-            out.append(dataclasses.replace(o, context=context, confidence=conf))
+            suspect = artefact == "suspect"
+            if suspect:  # near a lead-off and not recognisably the electrode: for a clinician to weigh
+                conf = round(conf * cfg.artifact_suspect_confidence, 3)
+            out.append(dataclasses.replace(o, context=context, confidence=conf, artifact_suspect=suspect))
         self._held = keep_held
         # When to look again: an onset once the accelerometer reaches it (or the wait is over);
         # events at most every quarter second (they are not alerts), which bounds the cost.
