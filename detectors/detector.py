@@ -460,9 +460,11 @@ class SpasmDetector:
             t1 = o.offset_sample / rate
             artefact = self._electrode_verdict.get(o.key)
             if artefact is None:
-                artefact = self._electrode_artefact(o.channel, t0, t1, emg_t, final)
+                artefact = self._electrode_artefact(o.channel, o.key, t0, t1, emg_t, final)
                 if artefact is not None:
                     self._electrode_verdict[o.key] = artefact
+                    if self._bank is not None:
+                        self._bank.burst_spectra.pop(o.key, None)
             if artefact is None:
                 keep_held.append(o)
                 continue
@@ -605,7 +607,7 @@ class SpasmDetector:
         return False
 
     def _electrode_artefact(
-        self, channel: str, t0: float, t1: float, emg_t: float, final: bool
+        self, channel: str, key: str, t0: float, t1: float, emg_t: float, final: bool
     ) -> str | None:
         """Is a burst on ``channel`` the electrode, not the muscle? None while that is unknown,
         else ``"artefact"`` (drop it), ``"suspect"`` (publish it flagged) or ``""`` (clean).
@@ -646,7 +648,14 @@ class SpasmDetector:
                         return "artefact"
                     near = True
                 prev = state
-        return "suspect" if near else ""
+        if not near:
+            return ""
+        sp = None if self._bank is None else self._bank.burst_spectra.get(key)
+        if sp is not None and (sp[0] >= cfg.electrode_line_share or sp[1] > cfg.artefact_low_fraction):
+            # its raw power sits on the mains lines (a half-contacting input's hum) or below the
+            # artefact band (drift, DC steps, cable motion): the electrode, not the muscle
+            return "artefact"
+        return "suspect"
 
     def _bank_lag_s(self) -> float:
         """Delay of the envelope behind the muscle (s): an episode closed at a sample ends this early."""

@@ -22,7 +22,7 @@ from detectors.emg_baseline import RestBaseline
 from detectors.emg_episodes import CAND, EpisodeTracker
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
 from detectors.emg_quality import SignalQuality
-from detectors.events import DetectorOutput
+from detectors.events import DetectorOutput, SpasmEvent
 from detectors.rhythm import clonus_rhythm
 
 __all__ = ["EmgBank", "clonus_rhythm", "design_emg_filter", "detect_mains", "filter_inplace"]
@@ -36,6 +36,8 @@ class EmgBank:
     Layout is channel-major (channels, samples) so every reduction and filter runs along
     contiguous memory.
     """
+
+    MAX_STRETCH_S = 5.0
 
     def __init__(
         self, cfg: DetectorConfig, rate_hz: float, labels: list[str], mains_hz: int | None, version: str
@@ -64,6 +66,11 @@ class EmgBank:
         self.settle_bad_n = round(cfg.settle_bad_s * rate_hz)  # after lead-off/saturation the filters ring
         #: raw sample just after the last processed block
         self.processed_until = 0
+        #: (mains-line share, low-band share) of each ended burst's raw waveform, by event key
+        self.burst_spectra: dict[str, tuple[float, float] | None] = {}
+        #: the offline path filters at most this many clean blocks at once, so a burst's raw
+        #: samples are still remembered when it ends
+        self.max_stretch = max(1, round(self.MAX_STRETCH_S / (self.block / self.rate)))
 
     @property
     def active_spans(self) -> list[list[float]]:
@@ -78,6 +85,19 @@ class EmgBank:
 
     def close_all(self, at: int, out: list[DetectorOutput], truncated: bool) -> None:
         self.episodes.close_all(at, out, truncated)
+        self._summarise_bursts(out)
+
+    def _summarise_bursts(self, out: list[DetectorOutput]) -> None:
+        """Summarise the raw waveform of bursts that just ended (``burst_spectra``, by key; None
+        when not all remembered) while their samples are still in the ring; the electrode
+        judgement near a lead-off reads it."""
+        for o in out:
+            if isinstance(o, SpasmEvent) and o.key not in self.burst_spectra:
+                ch = self.labels.index(o.channel)
+                self.burst_spectra[o.key] = self.quality.burst_spectrum(ch, o.onset_sample, o.offset_sample)
+        if len(self.burst_spectra) > 512:  # the detector pops what it read; bound the rest
+            for key in list(self.burst_spectra)[:256]:
+                del self.burst_spectra[key]
 
     def process_block(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
         """Process one block ``x`` (C, n) channel-major, n <= block, which this call may overwrite;
@@ -87,6 +107,7 @@ class EmgBank:
         # an open episode, confirmed or still a candidate: a strong contraction can reach the rails
         # within its first 50 ms, before it is confirmed (issue 9: one event, never a gap)
         bad = self.quality.screen(s0, x, lambda ch: eps.eps[ch] is not None, out)
+        self.quality.remember(s0, x)  # after screen: NaN/inf already replaced
         if bad is not None:
             for ch in np.flatnonzero(bad).tolist():
                 if eps.eps[ch] is not None:
@@ -95,8 +116,10 @@ class EmgBank:
         pe = self.filters.run(x, self.baseline.base_pow)
         if pe is None:
             self._after_block(s0, n, bad)
+            self._summarise_bursts(out)
             return
         self._block_decisions(s0, n, high_envelope(pe, c), pe, bad, out)
+        self._summarise_bursts(out)
 
     def process_blocks(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
         """Process ``K`` whole blocks laid end to end, ``x`` (C, K * block) channel-major (may be
@@ -125,9 +148,12 @@ class EmgBank:
                 k += 1
                 continue
             j = k + 1
-            while j < k_all and not suspect[j]:
+            while j < k_all and not suspect[j] and j - k < self.max_stretch:
                 j += 1
-            self._clean_blocks(s0 + k * b, np.ascontiguousarray(x[:, k * b : j * b]), out)
+            stretch = np.ascontiguousarray(x[:, k * b : j * b])
+            self.quality.remember(s0 + k * b, stretch)
+            self._clean_blocks(s0 + k * b, stretch, out)
+            self._summarise_bursts(out)
             k = j
 
     # ------------------------------------------------------------------------------ internals

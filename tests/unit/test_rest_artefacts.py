@@ -12,6 +12,7 @@ from scipy import signal
 
 from detectors import DetectorConfig, QualityChange, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
+from detectors.emg_quality import electrode_spectrum
 
 
 def _emg(rate: float, seconds: float, seed: int = 3) -> np.ndarray:
@@ -38,7 +39,7 @@ def _events(out: list[object]) -> list[SpasmEvent]:
 def _reattached(spasm_after_s: float | None, hum_surge: bool) -> np.ndarray:
     """60 s at 2 kHz, rest 3 uV: a lead-off 20-25 s (floating: 2 mV of hum), an electrode coming
     back with a 5 mV step settling (tau 0.3 s); optionally a spasm ``spasm_after_s`` after it,
-    and a half-contact hum surge (rising, distorted mains) in the 1.5 s before the lead-off."""
+    and a half-contact hum surge (rising, distorted mains) ending 2 s before the lead-off."""
     rate = 2000.0
     n = int(60 * rate)
     t = np.arange(n) / rate
@@ -46,11 +47,11 @@ def _reattached(spasm_after_s: float | None, hum_surge: bool) -> np.ndarray:
     x = 3.0 * _emg(rate, 60.0, seed=1) + rng.normal(0.0, 1.0, n)
     x += 200.0 * _emg(rate, 60.0, seed=9) * _bell(rate, n, 10.0, 1.0)  # a spasm well clear of it
     i, j = int(20 * rate), int(25 * rate)
-    if hum_surge:
-        k = int(1.5 * rate)
-        grow = 10.0 ** (2.0 * np.linspace(0, 1, k))  # x100 as the contact is lost
-        ph = 2 * np.pi * 50 * t[i - k : i]
-        x[i - k : i] += 3.0 * grow * (np.sin(ph) + 0.3 * np.sin(2 * ph) + 0.2 * np.sin(3 * ph))
+    if hum_surge:  # contact failing for 1.2 s, back for 2 s, then lost for good
+        k, e = int(1.2 * rate), i - int(2.0 * rate)
+        grow = 10.0 ** (2.0 * np.linspace(0, 1, k))  # x100 as the impedance rises
+        ph = 2 * np.pi * 50 * t[e - k : e]
+        x[e - k : e] += 3.0 * grow * (np.sin(ph) + 0.3 * np.sin(2 * ph) + 0.2 * np.sin(3 * ph))
     x[i:j] = 2000.0 * np.sin(2 * np.pi * 50 * t[i:j]) + rng.normal(0.0, 5.0, j - i)
     x[j:] += 5000.0 * np.exp(-(t[j:] - 25.0) / 0.3)
     if spasm_after_s is not None:
@@ -79,14 +80,30 @@ def test_a_spasm_just_after_reattachment_is_published_flagged_not_dropped() -> N
     assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(_reattached(None, False)))] == [10.0]
 
 
-def test_a_half_contact_hum_surge_before_a_lead_off_is_never_an_unflagged_spasm() -> None:
+def test_a_half_contact_hum_surge_before_a_lead_off_is_dropped_by_its_spectrum() -> None:
     x = _reattached(None, hum_surge=True)
     # without the guard, the surge's unnotched 2nd harmonic is a burst
     unguarded = _events(_run(x, lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3))
-    assert any(19.0 < e.onset_sample / 2000.0 < 20.0 for e in unguarded)
-    guarded = _events(_run(x))
-    assert [round(e.onset_sample / 2000.0, 1) for e in guarded if not e.artifact_suspect] == [10.0]
-    assert all(e.confidence <= 0.5 for e in guarded if e.artifact_suspect)
+    assert any(16.5 < e.onset_sample / 2000.0 < 18.0 for e in unguarded)
+    # with it, the burst's raw power is on the mains lines: the electrode, dropped
+    assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(x))] == [10.0]
+    # the same surge with the line test off (share 1.0 can never be reached) is published flagged
+    kept = _events(_run(x, electrode_line_share=0.999999))
+    assert [e.artifact_suspect for e in kept if 16.5 < e.onset_sample / 2000.0 < 18.0] == [True]
+
+
+def test_electrode_spectrum_tells_hum_and_drift_from_muscle() -> None:
+    rate, cfg = 2000.0, DetectorConfig()
+    t = np.arange(int(0.5 * rate)) / rate
+    rng = np.random.default_rng(0)
+    ph = 2 * np.pi * 60 * t
+    hum = 800 * np.sin(ph) + 60 * np.sin(2 * ph + 1) + 90 * np.sin(3 * ph)
+    line, _ = electrode_spectrum(hum + rng.normal(0, 5, t.size), rate, cfg)
+    assert line > 0.9
+    step = np.where(t > 0.2, 3000.0, 0.0) * np.exp(-np.maximum(t - 0.2, 0) / 0.1)  # a DC step settling
+    assert electrode_spectrum(step + rng.normal(0, 5, t.size), rate, cfg)[1] > 0.5
+    line, low = electrode_spectrum(200 * _emg(rate, 0.5), rate, cfg)  # muscle-like
+    assert line < 0.3 and low < 0.2
 
 
 def test_a_contraction_clipped_by_a_12_bit_amplifier_is_one_clipped_event() -> None:
