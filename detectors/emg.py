@@ -37,7 +37,8 @@ class EmgBank:
     contiguous memory.
     """
 
-    MAX_STRETCH_S = 5.0
+    #: the offline path filters at most this long a stretch of clean blocks in one call
+    MAX_STRETCH_S = 2.0
 
     def __init__(
         self, cfg: DetectorConfig, rate_hz: float, labels: list[str], mains_hz: int | None, version: str

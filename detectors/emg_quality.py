@@ -20,7 +20,8 @@ QUALITY_NAMES: tuple[QualityState, ...] = ("ok", "lead_off", "saturated")
 FloatArray = np.ndarray
 #: Raw EMG kept (s): a burst's last ``BURST_WINDOW_S`` plus the longest stretch the offline path
 #: processes at once (``EmgBank.MAX_STRETCH_S``) before the burst's end is seen, with margin.
-RAW_MEMORY_S = 10.0
+#: Float32: 8 channels at 2 kHz cost 320 KiB per stream.
+RAW_MEMORY_S = 5.0
 BURST_WINDOW_S = 2.0
 BURST_MIN_S = 0.5
 
@@ -61,7 +62,7 @@ class SignalQuality:
         #: the last ``RAW_MEMORY_S`` of raw EMG (C, L), a ring indexed by sample counter, so each
         #: burst's raw waveform can be summarised when it ends (``burst_spectrum``)
         self.raw_len = max(block, round(RAW_MEMORY_S * rate_hz))
-        self.raw = np.zeros((c, self.raw_len))
+        self.raw = np.zeros((c, self.raw_len), dtype=np.float32)
         self.raw_end = 0  # counter after the newest remembered sample
         self.raw_start = 0  # first counter of the current contiguous segment
 
@@ -92,7 +93,8 @@ class SignalQuality:
         a = min(a, offset - round(BURST_MIN_S * r))
         if a < self.raw_start or a < self.raw_end - self.raw_len or offset > self.raw_end:
             return None
-        return electrode_spectrum(self.raw[ch, np.arange(a, offset) % self.raw_len], r, self.cfg)
+        seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
+        return electrode_spectrum(seg, r, self.cfg)
 
     def suspect(self, mx: FloatArray, mn: FloatArray) -> FloatArray:
         """Blocks that need a closer look, from per-block extremes (..., C): flat, big or off-scale.
