@@ -69,6 +69,8 @@ class EmgBank:
         self.processed_until = 0
         #: (mains-line share, low-band share) of each ended burst's raw waveform, by event key
         self.burst_spectra: dict[str, tuple[float, float] | None] = {}
+        #: channels whose resting level is learnt afresh once they are good again
+        self.relearn = np.zeros(self.n_ch, dtype=bool)
         #: the offline path filters at most this many clean blocks at once, so a burst's raw
         #: samples are still remembered when it ends
         self.max_stretch = max(1, round(self.MAX_STRETCH_S / (self.block / self.rate)))
@@ -307,4 +309,13 @@ class EmgBank:
             self.filters.reset(bad)
             self.settle_until[bad] = s0 + n + self.settle_bad_n
             self.settle_max = max(self.settle_max, s0 + n + self.settle_bad_n)
+            # reported bad (a lead-off, a railed input), not a passing clip: when it comes back
+            # the electrode-skin interface is a new one (Huigen et al. 2002: its noise and
+            # impedance differ and settle over seconds), so the old resting level says nothing
+            self.relearn |= bad & (self.quality.reported != 0)
+        if self.relearn.any():
+            back = self.relearn if bad is None else self.relearn & ~bad
+            for ch in np.flatnonzero(back).tolist():
+                self.baseline.forget(ch)
+                self.relearn[ch] = False
         self.processed_until = s0 + n

