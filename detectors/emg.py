@@ -69,6 +69,10 @@ class EmgBank:
         self.processed_until = 0
         #: (mains-line share, low-band share) of each ended burst's raw waveform, by event key
         self.burst_spectra: dict[str, tuple[float, float] | None] = {}
+        #: bursts ended recently, not summarised yet: key -> (channel, onset, offset)
+        self._ended: dict[str, tuple[int, int, int]] = {}
+        #: the sample where each channel last came back from a reported bad state
+        self.recovered_at = np.full(self.n_ch, -(10**15), dtype=np.int64)
         #: channels whose resting level is learnt afresh once they are good again
         self.relearn = np.zeros(self.n_ch, dtype=bool)
         #: the offline path filters at most this many clean blocks at once, so a burst's raw
@@ -91,16 +95,34 @@ class EmgBank:
         self._summarise_bursts(out)
 
     def _summarise_bursts(self, out: list[DetectorOutput]) -> None:
-        """Summarise the raw waveform of bursts that just ended (``burst_spectra``, by key; None
-        when not all remembered) while their samples are still in the ring; the electrode
-        judgement near a lead-off reads it."""
+        """Note the bursts that just ended; summarise a burst's raw waveform (``burst_spectra``,
+        by key; None when not all remembered) only if it may be near a lead-off: at once when
+        it began within ``lead_off_guard_after_s`` of the channel's recovery, else when the
+        channel goes bad within ``lead_off_guard_before_s`` of its end (``_summarise_before``),
+        while its samples are still in the ring. Both moments are the same for any chunking."""
+        after = self.cfg.lead_off_guard_after_s * self.rate
         for o in out:
-            if isinstance(o, SpasmEvent) and o.key not in self.burst_spectra:
-                ch = self.labels.index(o.channel)
+            if not isinstance(o, SpasmEvent) or o.key in self.burst_spectra or o.key in self._ended:
+                continue
+            ch = self.labels.index(o.channel)
+            if o.onset_sample - self.recovered_at[ch] <= after:
                 self.burst_spectra[o.key] = self.quality.burst_spectrum(ch, o.onset_sample, o.offset_sample)
+            else:
+                self._ended[o.key] = (ch, o.onset_sample, o.offset_sample)
+        horizon = self.processed_until - round((self.cfg.lead_off_guard_before_s + 1.0) * self.rate)
+        for key in [k for k, v in self._ended.items() if v[2] < horizon]:
+            del self._ended[key]
         if len(self.burst_spectra) > 512:  # the detector pops what it read; bound the rest
             for key in list(self.burst_spectra)[:256]:
                 del self.burst_spectra[key]
+
+    def _summarise_before(self, s0: int, bad: FloatArray) -> None:
+        """Channels going bad at ``s0``: summarise their bursts that ended just before."""
+        before = self.cfg.lead_off_guard_before_s * self.rate
+        for key, (ch, a, b) in list(self._ended.items()):
+            if bad[ch] and s0 - b <= before:
+                self.burst_spectra[key] = self.quality.burst_spectrum(ch, a, b)
+                del self._ended[key]
 
     def process_block(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
         """Process one block ``x`` (C, n) channel-major, n <= block, which this call may overwrite;
@@ -111,6 +133,8 @@ class EmgBank:
         # within its first 50 ms, before it is confirmed (issue 9: one event, never a gap)
         bad = self.quality.screen(s0, x, lambda ch: eps.eps[ch] is not None, out)
         self.quality.remember(s0, x)  # after screen: NaN/inf already replaced
+        if bad is not None and self._ended:
+            self._summarise_before(s0, bad)
         if bad is not None:
             for ch in np.flatnonzero(bad).tolist():
                 if eps.eps[ch] is not None:
@@ -318,4 +342,5 @@ class EmgBank:
             for ch in np.flatnonzero(back).tolist():
                 self.baseline.forget(ch)
                 self.relearn[ch] = False
+                self.recovered_at[ch] = s0
         self.processed_until = s0 + n

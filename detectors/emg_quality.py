@@ -18,10 +18,11 @@ from detectors.events import DetectorOutput, QualityChange, QualityState
 
 QUALITY_NAMES: tuple[QualityState, ...] = ("ok", "lead_off", "saturated")
 FloatArray = np.ndarray
-#: Raw EMG kept (s): a burst's last ``BURST_WINDOW_S`` plus the longest stretch the offline path
-#: processes at once (``EmgBank.MAX_STRETCH_S``) before the burst's end is seen, with margin.
-#: Float32: 8 channels at 2 kHz cost 320 KiB per stream.
-RAW_MEMORY_S = 5.0
+#: Raw EMG is kept for a burst's last ``BURST_WINDOW_S``, summarised at the latest when its channel
+#: goes bad up to ``lead_off_guard_before_s`` after its end, or when it ends (the offline path has
+#: then processed at most ``EmgBank.MAX_STRETCH_S``, 2 s, past it), plus ``RAW_MARGIN_S``. Float32:
+#: 8 channels at 2 kHz and the default 3 s guard cost 352 KiB per stream.
+RAW_MARGIN_S = 0.5
 BURST_WINDOW_S = 2.0
 BURST_MIN_S = 0.5
 
@@ -59,9 +60,10 @@ class SignalQuality:
         self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
         if cfg.full_scale_uv is not None:
             self.check_range = min(self.check_range, 0.5 * cfg.full_scale_uv)
-        #: the last ``RAW_MEMORY_S`` of raw EMG (C, L), a ring indexed by sample counter, so each
+        #: the last few seconds of raw EMG (C, L), a ring indexed by sample counter, so each
         #: burst's raw waveform can be summarised when it ends (``burst_spectrum``)
-        self.raw_len = max(block, round(RAW_MEMORY_S * rate_hz))
+        keep = max(cfg.lead_off_guard_before_s, 2.0) + BURST_WINDOW_S + RAW_MARGIN_S
+        self.raw_len = max(block, round(keep * rate_hz))
         self.raw = np.zeros((c, self.raw_len), dtype=np.float32)
         self.raw_end = 0  # counter after the newest remembered sample
         self.raw_start = 0  # first counter of the current contiguous segment
