@@ -177,12 +177,14 @@ class DetectorConfig:
     synergy_window_s: float = 0.5
     #: Electrode trouble around a lead-off (or a railed input): a burst ending at most
     #: ``lead_off_guard_before_s`` before the channel went bad (the electrode coming loose: half
-    #: contact lasts up to seconds), or starting within ``lead_off_guard_after_s`` after it
-    #: recovered (the electrode settling), is not dropped blind: one that ran into the bad
-    #: state, or was never seen rising from rest after the recovery, is the electrode (dropped);
+    #: contact lasts up to seconds; every event waits this long + 0.3 s past its offset, so 3 s
+    #: catches more transitions but delays events by 3.3 s), or starting within
+    #: ``lead_off_guard_after_s`` after it recovered (the electrode settling), is not dropped
+    #: blind: one that ran into the bad state, or was never seen rising from rest after the
+    #: recovery, is the electrode (dropped);
     #: any other is published flagged ``artifact_suspect``, its confidence times
     #: ``artifact_suspect_confidence``.
-    lead_off_guard_before_s: float = 3.0
+    lead_off_guard_before_s: float = 0.5
     lead_off_guard_after_s: float = 3.0
     #: ... and one whose raw EMG-band power (over its last 2 s, at least 0.5 s) sits on the mains
     #: lines by at least this share (a half-contacting input's hum), or below ``artefact_band_hz``
