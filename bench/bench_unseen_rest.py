@@ -3,6 +3,7 @@
     python bench/bench_unseen_rest.py                  # tables: FA/h, sensitivity by situation, quality
     python bench/bench_unseen_rest.py -v               # every false alarm, miss and quality mismatch
     python bench/bench_unseen_rest.py --seed-offset 1000   # same recipes, other seeds (held out)
+    python bench/bench_unseen_rest.py --guard-before 3     # judge bursts up to 3 s before a lead-off
 
 Lead-off begin/end transitions (half contact: rising and distorted hum, bias drift, DC steps),
 three amplifier front ends while off (railed, floating, zeroed), reattachment (DC step, settling
@@ -126,7 +127,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--seed-offset", type=int, default=0, help="add this to every seed (held-out set)")
+    ap.add_argument(
+        "--guard-before", type=float, default=None,
+        help="lead_off_guard_before_s for the run (default: the detector's default)",
+    )  # fmt: skip
     args = ap.parse_args()
+    cfg = (
+        DetectorConfig()
+        if args.guard_before is None
+        else DetectorConfig(lead_off_guard_before_s=args.guard_before)
+    )
     rows: list[tuple[str, ScoreReport]] = []
     causes: collections.Counter[str] = collections.Counter()
     near_tot: collections.Counter[str] = collections.Counter()
@@ -136,7 +146,7 @@ def main() -> None:
         spec = dataclasses.replace(spec, seed=spec.seed + args.seed_offset)
         rec = generate_rest(spec)
         det = SpasmDetector(
-            DetectorConfig(), emg_rate_hz=rec.emg_rate_hz, channel_labels=rec.channel_labels,
+            cfg, emg_rate_hz=rec.emg_rate_hz, channel_labels=rec.channel_labels,
             acc_rate_hz=rec.acc_rate_hz,
         )  # fmt: skip
         out = feed_interleaved(det, rec.emg_uv, rec.acc_g, rec.emg_rate_hz, rec.acc_rate_hz)
