@@ -75,6 +75,7 @@ class EmgBank:
         self.recovered_at = np.full(self.n_ch, -(10**15), dtype=np.int64)
         #: channels whose resting level is learnt afresh once they are good again
         self.relearn = np.zeros(self.n_ch, dtype=bool)
+        self.any_relearn = False
         #: the offline path filters at most this many clean blocks at once, so a burst's raw
         #: samples are still remembered when it ends
         self.max_stretch = max(1, round(self.MAX_STRETCH_S / (self.block / self.rate)))
@@ -100,6 +101,8 @@ class EmgBank:
         it began within ``lead_off_guard_after_s`` of the channel's recovery, else when the
         channel goes bad within ``lead_off_guard_before_s`` of its end (``_summarise_before``),
         while its samples are still in the ring. Both moments are the same for any chunking."""
+        if not out and not self._ended:
+            return
         after = self.cfg.lead_off_guard_after_s * self.rate
         for o in out:
             if not isinstance(o, SpasmEvent) or o.key in self.burst_spectra or o.key in self._ended:
@@ -337,10 +340,12 @@ class EmgBank:
             # the electrode-skin interface is a new one (Huigen et al. 2002: its noise and
             # impedance differ and settle over seconds), so the old resting level says nothing
             self.relearn |= bad & (self.quality.reported != 0)
-        if self.relearn.any():
+            self.any_relearn = bool(self.relearn.any())
+        if self.any_relearn:
             back = self.relearn if bad is None else self.relearn & ~bad
             for ch in np.flatnonzero(back).tolist():
                 self.baseline.forget(ch)
                 self.relearn[ch] = False
                 self.recovered_at[ch] = s0
+            self.any_relearn = bool(self.relearn.any())
         self.processed_until = s0 + n
