@@ -21,7 +21,7 @@ FloatArray = np.ndarray
 #: Raw EMG is kept for a burst's last ``BURST_WINDOW_S``, summarised at the latest when its channel
 #: goes bad up to ``lead_off_guard_before_s`` after its end, or when it ends (the offline path has
 #: then processed at most ``EmgBank.MAX_STRETCH_S``, 2 s, past it), plus ``RAW_MARGIN_S``. Float32:
-#: 8 channels at 2 kHz and the default 3 s guard cost 352 KiB per stream.
+#: 8 channels at 2 kHz and the default 0.5 s guard cost 288 KiB per stream.
 RAW_MARGIN_S = 0.5
 BURST_WINDOW_S = 2.0
 BURST_MIN_S = 0.5
