@@ -115,6 +115,10 @@ class DetectorConfig:
     #: < 1 % of their samples overall, a few % in the strongest blocks.
     saturation_fraction: float = 0.25
     quality_hold_s: float = 0.2
+    #: A channel is reported ok again only after this long of good blocks (dated where they
+    #: began): while an electrode comes loose or is pressed back, contact is intermittent, and a
+    #: flicker of good blocks between bad ones is still one lead-off (one quality record).
+    quality_recover_s: float = 0.5
     # --- activity context (issue 9; docs/detector.md "Spasms, not movement") -------------------
     #: Master switch: False restores the context-free detector (every burst is a spasm).
     activity_context: bool = True
@@ -192,11 +196,22 @@ class DetectorConfig:
     cyclic_envelope_r: float = 0.5
     cyclic_min_cycles: int = 3
     cyclic_min_depth: float = 0.15
-    #: Electrode artefacts around a lead-off: a burst ending at most ``lead_off_guard_before_s``
-    #: before a lead-off (the electrode coming loose), or starting within
-    #: ``lead_off_guard_after_s`` after it ended (the electrode settling), is not a spasm.
+    #: Electrode trouble around a lead-off (or a railed input): a burst ending at most
+    #: ``lead_off_guard_before_s`` before the channel went bad (the electrode coming loose: half
+    #: contact lasts up to seconds; every event waits this long + 0.3 s past its offset, so 3 s
+    #: catches more transitions but delays events by 3.3 s), or starting within
+    #: ``lead_off_guard_after_s`` after it recovered (the electrode settling), is not dropped
+    #: blind: one that ran into the bad state, or was never seen rising from rest after the
+    #: recovery, is the electrode (dropped);
+    #: any other is published flagged ``artifact_suspect``, its confidence times
+    #: ``artifact_suspect_confidence``.
     lead_off_guard_before_s: float = 0.5
     lead_off_guard_after_s: float = 3.0
+    #: ... and one whose raw EMG-band power (over its last 2 s, at least 0.5 s) sits on the mains
+    #: lines by at least this share (a half-contacting input's hum), or below ``artefact_band_hz``
+    #: by more than ``artefact_low_fraction`` (drift, DC steps), is the electrode too (dropped).
+    electrode_line_share: float = 0.5
+    artifact_suspect_confidence: float = 0.5
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
     # --- gait phase (detectors/gait_phase.py; docs/detector.md "Spasms during walking") ---------
@@ -294,7 +309,8 @@ class DetectorConfig:
             "notch_q", "mains_detect_s", "envelope_rate_hz", "envelope_cutoff_hz", "block_s",
             "baseline_window_s", "baseline_update_s", "baseline_min_s", "confirm_s", "judge_s", "quiet_s",
             "max_episode_s", "twitch_max_s", "tonic_min_s", "tremor_min_s", "tremor_window_s",
-            "tremor_hop_s", "tremor_min_rms_g", "quality_hold_s", "flat_range_uv", "lead_off_dc_uv",
+            "tremor_hop_s", "tremor_min_rms_g", "quality_hold_s", "quality_recover_s", "flat_range_uv",
+            "lead_off_dc_uv",
             "saturation_min_range_uv", "lead_off_mains_uv", "activity_hop_s", "activity_window_s",
             "activity_tilt_deg", "activity_min_rms_g", "activity_impact_g", "activity_smooth_hz",
             "activity_enter_s", "activity_exit_s", "rhythm_min_interval_s", "rhythm_max_interval_s",
@@ -374,6 +390,8 @@ class DetectorConfig:
             "gait_confidence",
             "cyclic_envelope_r",
             "cyclic_min_depth",
+            "artifact_suspect_confidence",
+            "electrode_line_share",
         ):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(

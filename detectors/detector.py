@@ -166,6 +166,8 @@ class SpasmDetector:
         self._oldest = math.inf
         self._n_artefact = 0
         self._gait = GaitPhaseModel(cfg) if cfg.gait_phase else None  # spasms fused with gait bursts
+        #: electrode verdicts of held events (by key), computed once
+        self._electrode_verdict: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -491,11 +493,18 @@ class SpasmDetector:
                     self._deferred[o.key] = o
                 continue
             t1 = o.offset_sample / rate
-            artefact = self._electrode_artefact(o.channel, t0, t1, emg_t, final)
+            artefact = self._electrode_verdict.get(o.key)
+            if artefact is None:
+                artefact = self._electrode_artefact(o.channel, o.key, t0, t1, emg_t, final)
+                if artefact is not None:
+                    self._electrode_verdict[o.key] = artefact
+                    if self._bank is not None:
+                        self._bank.burst_spectra.pop(o.key, None)
             if artefact is None:
                 keep_held.append(o)
                 continue
-            if artefact:
+            if artefact == "artefact":
+                self._electrode_verdict.pop(o.key, None)
                 self._deferred.pop(o.key, None)
                 self._n_artefact += 1
                 continue
@@ -504,6 +513,7 @@ class SpasmDetector:
                 keep_held.append(o)
                 continue
             voluntary, context = verdict
+            self._electrode_verdict.pop(o.key, None)
             onset = self._deferred.pop(o.key, None)
             if voluntary:
                 self._n_voluntary += 1
@@ -514,7 +524,10 @@ class SpasmDetector:
             conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
             gait_conf = None if self._gait is None else self._gait.confidence(o.key)
             conf = conf if gait_conf is None else round(o.confidence * gait_conf, 3)
-            out.append(dataclasses.replace(o, context=context, confidence=conf))
+            suspect = artefact == "suspect"
+            if suspect:  # near a lead-off and not recognisably the electrode: for a clinician to weigh
+                conf = round(conf * cfg.artifact_suspect_confidence, 3)
+            out.append(dataclasses.replace(o, context=context, confidence=conf, artifact_suspect=suspect))
         self._held = keep_held
         # When to look again: an onset once the accelerometer reaches it (or the wait is over);
         # events at most every quarter second (they are not alerts), which bounds the cost.
@@ -639,32 +652,59 @@ class SpasmDetector:
         return False
 
     def _electrode_artefact(
-        self, channel: str, t0: float, t1: float, emg_t: float, final: bool
-    ) -> bool | None:
-        """Is a burst on ``channel`` the electrode, not the muscle? None while that is unknown.
+        self, channel: str, key: str, t0: float, t1: float, emg_t: float, final: bool
+    ) -> str | None:
+        """Is a burst on ``channel`` the electrode, not the muscle? None while that is unknown,
+        else ``"artefact"`` (drop it), ``"suspect"`` (publish it flagged) or ``""`` (clean).
 
-        An electrode coming loose tugs the cable and lifts off the skin just before the input
-        reads flat or floating: a burst that runs into a lead-off (ends at most
-        ``lead_off_guard_before_s`` before it) is that transient. After reattachment the
-        electrode-skin potential and impedance settle over seconds while the gel wets, with
-        intermittent contact (crackle) meanwhile (Tam & Webster, IEEE TBME 1977; Huigen, Peper &
-        Grimbergen, Med Biol Eng Comput 2002): bursts starting within ``lead_off_guard_after_s``
-        of the lead-off's end are that. Both are dropped; the ``QualityChange`` records say why
-        the channel was not monitored."""
+        An electrode coming loose tugs the cable and loses contact over up to seconds before the
+        input reads flat, floating or railed: a burst ending at most ``lead_off_guard_before_s``
+        before the channel went bad may be that transient. After reattachment the electrode-skin
+        potential and impedance settle over seconds while the gel wets, with intermittent contact
+        (crackle) meanwhile (Tam & Webster, IEEE TBME 1977; Huigen, Peper & Grimbergen, Med Biol Eng
+        Comput 2002): a burst starting within ``lead_off_guard_after_s`` of the recovery may be that.
+        Neither is dropped blind (a spasm can pull an electrode off, or come right after it is
+        pressed back): only a burst that ran into the bad state (closed by it) or that was never
+        seen rising from rest after the recovery is dropped; any other burst in those windows is
+        published flagged ``artifact_suspect``, its confidence lowered, for a clinician to weigh."""
         cfg = self.config
-        log = self._quality_log.get(channel)
-        prev = "ok"
-        if log:
-            for t, state in log:
-                if prev == "lead_off" and state == "ok" and 0.0 <= t0 - t <= cfg.lead_off_guard_after_s:
-                    return True
-                if state == "lead_off" and -0.05 <= t - t1 <= cfg.lead_off_guard_before_s:
-                    return True
-                prev = state
-        # a lead-off that starts just after the burst is reported quality_hold_s after it starts
+        # a lead-off that starts just after the burst is reported quality_hold_s after it starts;
+        # decide only once it would be known (the same verdict whatever the chunking)
         if not final and emg_t < t1 + cfg.lead_off_guard_before_s + cfg.quality_hold_s + 0.1:
             return None
-        return False
+        log = self._quality_log.get(channel)
+        near = False
+        if log:
+            prev = "ok"
+            for t, state in log:
+                if prev != "ok" and state == "ok" and 0.0 <= t0 - t <= cfg.lead_off_guard_after_s:
+                    if t0 - t < cfg.settle_bad_s + cfg.block_s:
+                        # onsets wait ``settle_bad_s`` after a bad block and are traced back to
+                        # the last envelope row near rest: this one found none since the
+                        # electrode came back. No rise from rest was seen, so there is no onset
+                        # to report: it is the electrode settling (or a spasm under it, which
+                        # cannot be told apart)
+                        return "artefact"
+                    near = True
+                if prev == "ok" and state != "ok" and -0.05 <= t - t1 <= cfg.lead_off_guard_before_s:
+                    if t - t1 <= cfg.block_s + self._bank_lag_s():
+                        # still running when the input went flat, floating or railed: closed by
+                        # the lead-off itself, the transient of contact being lost
+                        return "artefact"
+                    near = True
+                prev = state
+        if not near:
+            return ""
+        sp = None if self._bank is None else self._bank.burst_spectra.get(key)
+        if sp is not None and (sp[0] >= cfg.electrode_line_share or sp[1] > cfg.artefact_low_fraction):
+            # its raw power sits on the mains lines (a half-contacting input's hum) or below the
+            # artefact band (drift, DC steps, cable motion): the electrode, not the muscle
+            return "artefact"
+        return "suspect"
+
+    def _bank_lag_s(self) -> float:
+        """Delay of the envelope behind the muscle (s): an episode closed at a sample ends this early."""
+        return 0.0 if self._bank is None else self._bank.lag / self.emg_rate_hz
 
     def _ramp_evidence(self, rise: float | None) -> float:
         """How clearly a rise time says "recruitment ramp", 0..1: 0 up to

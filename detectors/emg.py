@@ -22,7 +22,7 @@ from detectors.emg_baseline import RestBaseline
 from detectors.emg_episodes import CAND, EpisodeTracker
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
 from detectors.emg_quality import SignalQuality
-from detectors.events import DetectorOutput
+from detectors.events import DetectorOutput, SpasmEvent
 from detectors.rhythm import clonus_rhythm
 
 __all__ = ["EmgBank", "clonus_rhythm", "design_emg_filter", "detect_mains", "filter_inplace"]
@@ -36,6 +36,9 @@ class EmgBank:
     Layout is channel-major (channels, samples) so every reduction and filter runs along
     contiguous memory.
     """
+
+    #: the offline path filters at most this long a stretch of clean blocks in one call
+    MAX_STRETCH_S = 2.0
 
     def __init__(
         self, cfg: DetectorConfig, rate_hz: float, labels: list[str], mains_hz: int | None, version: str
@@ -64,6 +67,18 @@ class EmgBank:
         self.settle_bad_n = round(cfg.settle_bad_s * rate_hz)  # after lead-off/saturation the filters ring
         #: raw sample just after the last processed block
         self.processed_until = 0
+        #: (mains-line share, low-band share) of each ended burst's raw waveform, by event key
+        self.burst_spectra: dict[str, tuple[float, float] | None] = {}
+        #: bursts ended recently, not summarised yet: key -> (channel, onset, offset)
+        self._ended: dict[str, tuple[int, int, int]] = {}
+        #: the sample where each channel last came back from a reported bad state
+        self.recovered_at = np.full(self.n_ch, -(10**15), dtype=np.int64)
+        #: channels whose resting level is learnt afresh once they are good again
+        self.relearn = np.zeros(self.n_ch, dtype=bool)
+        self.any_relearn = False
+        #: the offline path filters at most this many clean blocks at once, so a burst's raw
+        #: samples are still remembered when it ends
+        self.max_stretch = max(1, round(self.MAX_STRETCH_S / (self.block / self.rate)))
 
     @property
     def active_spans(self) -> list[list[float]]:
@@ -78,13 +93,51 @@ class EmgBank:
 
     def close_all(self, at: int, out: list[DetectorOutput], truncated: bool) -> None:
         self.episodes.close_all(at, out, truncated)
+        self._summarise_bursts(out)
+
+    def _summarise_bursts(self, out: list[DetectorOutput]) -> None:
+        """Note the bursts that just ended; summarise a burst's raw waveform (``burst_spectra``,
+        by key; None when not all remembered) only if it may be near a lead-off: at once when
+        it began within ``lead_off_guard_after_s`` of the channel's recovery, else when the
+        channel goes bad within ``lead_off_guard_before_s`` of its end (``_summarise_before``),
+        while its samples are still in the ring. Both moments are the same for any chunking."""
+        if not out and not self._ended:
+            return
+        after = self.cfg.lead_off_guard_after_s * self.rate
+        for o in out:
+            if not isinstance(o, SpasmEvent) or o.key in self.burst_spectra or o.key in self._ended:
+                continue
+            ch = self.labels.index(o.channel)
+            if o.onset_sample - self.recovered_at[ch] <= after:
+                self.burst_spectra[o.key] = self.quality.burst_spectrum(ch, o.onset_sample, o.offset_sample)
+            else:
+                self._ended[o.key] = (ch, o.onset_sample, o.offset_sample)
+        horizon = self.processed_until - round((self.cfg.lead_off_guard_before_s + 1.0) * self.rate)
+        for key in [k for k, v in self._ended.items() if v[2] < horizon]:
+            del self._ended[key]
+        if len(self.burst_spectra) > 512:  # the detector pops what it read; bound the rest
+            for key in list(self.burst_spectra)[:256]:
+                del self.burst_spectra[key]
+
+    def _summarise_before(self, s0: int, bad: FloatArray) -> None:
+        """Channels going bad at ``s0``: summarise their bursts that ended just before."""
+        before = self.cfg.lead_off_guard_before_s * self.rate
+        for key, (ch, a, b) in list(self._ended.items()):
+            if bad[ch] and s0 - b <= before:
+                self.burst_spectra[key] = self.quality.burst_spectrum(ch, a, b)
+                del self._ended[key]
 
     def process_block(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
         """Process one block ``x`` (C, n) channel-major, n <= block, which this call may overwrite;
         ``s0`` is the raw counter of ``x[:, 0]``."""
         c, n = x.shape
         eps = self.episodes
-        bad = self.quality.screen(s0, x, eps.in_burst, out)
+        # an open episode, confirmed or still a candidate: a strong contraction can reach the rails
+        # within its first 50 ms, before it is confirmed (issue 9: one event, never a gap)
+        bad = self.quality.screen(s0, x, lambda ch: eps.eps[ch] is not None, out)
+        self.quality.remember(s0, x)  # after screen: NaN/inf already replaced
+        if bad is not None and self._ended:
+            self._summarise_before(s0, bad)
         if bad is not None:
             for ch in np.flatnonzero(bad).tolist():
                 if eps.eps[ch] is not None:
@@ -93,8 +146,10 @@ class EmgBank:
         pe = self.filters.run(x, self.baseline.base_pow)
         if pe is None:
             self._after_block(s0, n, bad)
+            self._summarise_bursts(out)
             return
         self._block_decisions(s0, n, high_envelope(pe, c), pe, bad, out)
+        self._summarise_bursts(out)
 
     def process_blocks(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
         """Process ``K`` whole blocks laid end to end, ``x`` (C, K * block) channel-major (may be
@@ -123,9 +178,12 @@ class EmgBank:
                 k += 1
                 continue
             j = k + 1
-            while j < k_all and not suspect[j]:
+            while j < k_all and not suspect[j] and j - k < self.max_stretch:
                 j += 1
-            self._clean_blocks(s0 + k * b, np.ascontiguousarray(x[:, k * b : j * b]), out)
+            stretch = np.ascontiguousarray(x[:, k * b : j * b])
+            self.quality.remember(s0 + k * b, stretch)
+            self._clean_blocks(s0 + k * b, stretch, out)
+            self._summarise_bursts(out)
             k = j
 
     # ------------------------------------------------------------------------------ internals
@@ -278,4 +336,16 @@ class EmgBank:
             self.filters.reset(bad)
             self.settle_until[bad] = s0 + n + self.settle_bad_n
             self.settle_max = max(self.settle_max, s0 + n + self.settle_bad_n)
+            # reported bad (a lead-off, a railed input), not a passing clip: when it comes back
+            # the electrode-skin interface is a new one (Huigen et al. 2002: its noise and
+            # impedance differ and settle over seconds), so the old resting level says nothing
+            self.relearn |= bad & (self.quality.reported != 0)
+            self.any_relearn = bool(self.relearn.any())
+        if self.any_relearn:
+            back = self.relearn if bad is None else self.relearn & ~bad
+            for ch in np.flatnonzero(back).tolist():
+                self.baseline.forget(ch)
+                self.relearn[ch] = False
+                self.recovered_at[ch] = s0
+            self.any_relearn = bool(self.relearn.any())
         self.processed_until = s0 + n

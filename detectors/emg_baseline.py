@@ -58,7 +58,8 @@ class RestBaseline:
         return self.blocks_per_seg - self.seg_blocks
 
     def forget(self, ch: int) -> None:
-        """The channel's "rest" moved (an episode ran to ``max_episode_s``): start afresh."""
+        """The channel's "rest" moved (an episode ran to ``max_episode_s``, an electrode was
+        reattached): start afresh."""
         c = self.n_ch
         self.ring[:, [ch, ch + c]] = np.inf
         self.valid_segs[ch] = 0

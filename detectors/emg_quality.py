@@ -18,6 +18,13 @@ from detectors.events import DetectorOutput, QualityChange, QualityState
 
 QUALITY_NAMES: tuple[QualityState, ...] = ("ok", "lead_off", "saturated")
 FloatArray = np.ndarray
+#: Raw EMG is kept for a burst's last ``BURST_WINDOW_S``, summarised at the latest when its channel
+#: goes bad up to ``lead_off_guard_before_s`` after its end, or when it ends (the offline path has
+#: then processed at most ``EmgBank.MAX_STRETCH_S``, 2 s, past it), plus ``RAW_MARGIN_S``. Float32:
+#: 8 channels at 2 kHz and the default 0.5 s guard cost 288 KiB per stream.
+RAW_MARGIN_S = 0.5
+BURST_WINDOW_S = 2.0
+BURST_MIN_S = 0.5
 
 
 class SignalQuality:
@@ -34,6 +41,9 @@ class SignalQuality:
         self.run_len = np.zeros(c, dtype=np.int64)
         self.run_start = np.zeros(c, dtype=np.int64)
         self.hold = max(1, round(cfg.quality_hold_s / cfg.block_s))
+        #: back to "ok" from a bad state only after this many good blocks: contact is intermittent
+        #: while an electrode comes loose, and a flicker of good blocks is not monitoring
+        self.hold_ok = max(self.hold, round(cfg.quality_recover_s / cfg.block_s))
         #: some channel is not "ok" (reported or running): every block goes through the debounce
         self.dirty = False
         self.rail_hi = np.full(c, np.nan)
@@ -50,6 +60,43 @@ class SignalQuality:
         self.check_range = min(cfg.saturation_min_range_uv, cfg.lead_off_mains_uv * 2)
         if cfg.full_scale_uv is not None:
             self.check_range = min(self.check_range, 0.5 * cfg.full_scale_uv)
+        #: the last few seconds of raw EMG (C, L), a ring indexed by sample counter, so each
+        #: burst's raw waveform can be summarised when it ends (``burst_spectrum``)
+        keep = max(cfg.lead_off_guard_before_s, 2.0) + BURST_WINDOW_S + RAW_MARGIN_S
+        self.raw_len = max(block, round(keep * rate_hz))
+        self.raw = np.zeros((c, self.raw_len), dtype=np.float32)
+        self.raw_end = 0  # counter after the newest remembered sample
+        self.raw_start = 0  # first counter of the current contiguous segment
+
+    def remember(self, s0: int, x: FloatArray) -> None:
+        """Keep raw samples ``x`` (C, n) from counter ``s0`` (one or two slice copies)."""
+        n = x.shape[1]
+        if s0 != self.raw_end:  # a new segment (after a gap): what the ring holds is not before it
+            self.raw_start = s0
+        self.raw_end = s0 + n
+        if n >= self.raw_len:
+            x, s0, n = x[:, n - self.raw_len :], s0 + n - self.raw_len, self.raw_len
+        i = s0 % self.raw_len
+        k = min(n, self.raw_len - i)
+        self.raw[:, i : i + k] = x[:, :k]
+        if k < n:
+            self.raw[:, : n - k] = x[:, k:]
+
+    def burst_spectrum(self, ch: int, onset: int, offset: int) -> tuple[float, float] | None:
+        """(mains-line share, low-band share) of a burst's raw EMG-band power, or None.
+
+        Read over the burst's last ``BURST_WINDOW_S`` up to its offset (at least
+        ``BURST_MIN_S``, reaching before the onset for a short burst; 2 Hz bins at 0.5 s resolve
+        the lines); None when that stretch is not all in the current segment and the ring.
+        Called when the burst ends, so the answer does not depend on the chunking.
+        """
+        r = self.rate
+        a = max(onset, offset - round(BURST_WINDOW_S * r))
+        a = min(a, offset - round(BURST_MIN_S * r))
+        if a < self.raw_start or a < self.raw_end - self.raw_len or offset > self.raw_end:
+            return None
+        seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
+        return electrode_spectrum(seg, r, self.cfg)
 
     def suspect(self, mx: FloatArray, mn: FloatArray) -> FloatArray:
         """Blocks that need a closer look, from per-block extremes (..., C): flat, big or off-scale.
@@ -179,7 +226,8 @@ class SignalQuality:
         return state
 
     def _debounce(self, s0: int, state: np.ndarray, out: list[DetectorOutput]) -> None:
-        """Debounce per-block quality into reported changes (held for ``quality_hold_s``)."""
+        """Debounce per-block quality into reported changes (held for ``quality_hold_s``; a
+        recovery to ok for ``quality_recover_s``). The change is dated where its run began."""
         dirty = False
         for ch in range(self.n_ch):
             st = int(state[ch])
@@ -188,7 +236,8 @@ class SignalQuality:
                 self.run_len[ch] = 0
                 self.run_start[ch] = s0
             self.run_len[ch] += 1
-            if st != self.reported[ch] and self.run_len[ch] >= self.hold:
+            need = self.hold_ok if st == 0 else self.hold
+            if st != self.reported[ch] and self.run_len[ch] >= need:
                 self.reported[ch] = st
                 out.append(
                     QualityChange(
@@ -267,3 +316,35 @@ def _hum_bases(n: int, rate: float) -> tuple[tuple[FloatArray, FloatArray], floa
             _BASES.clear()
         hit = _BASES[key] = ((made[0], made[1]), 1.01 * gain)
     return hit
+
+
+def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:
+    """(share on the mains lines, share below ``artefact_band_hz``) of a raw stretch's power in
+    the EMG band (``band_low_hz`` to the band-pass top), from one Hann-windowed FFT.
+
+    Muscle gives a broad spectrum with most of its power at 50-150 Hz. A half-contacting
+    electrode turns common-mode mains into a differential signal (the potential divider, Huhta &
+    Webster 1973), distorted into harmonics as it grows and beating through the notches as its
+    amplitude changes: its power sits on the lines (50 and 60 Hz tried, harmonics 1-5, +-1 bin).
+    Drift, DC steps and cable motion keep theirs below ~45 Hz (Conforto et al., J Biomech 2010).
+    """
+    n = x.shape[0]
+    if n < 16:
+        return 0.0, 0.0
+    t = np.arange(n, dtype=np.float64)
+    xd = x - np.polyval(np.polyfit(t, x, 1), t)
+    p = np.abs(np.fft.rfft(xd * np.hanning(n))) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    band = (f >= cfg.band_low_hz) & (f <= min(cfg.band_high_hz, 0.45 * rate))
+    total = float(p[band].sum())
+    if total <= 0.0:
+        return 0.0, 0.0
+    half = max(1.5, rate / n)  # a Hann-windowed line keeps its power within one bin either side
+    line = 0.0
+    for f0 in (50.0, 60.0):
+        on = np.zeros(f.shape, dtype=bool)
+        for h in range(1, 6):
+            on |= np.abs(f - h * f0) <= half
+        line = max(line, float(p[band & on].sum()) / total)
+    low = float(p[band & (f < cfg.artefact_band_hz)].sum()) / total
+    return line, low

@@ -74,6 +74,10 @@ class SpasmEvent:
     #: Some samples touched the ADC rails (a strong contraction on a low-range amplifier): still
     #: one event, but peak and mean are underestimated.
     clipped: bool = False
+    #: It happened while the electrode was coming loose or settling after reattachment (within
+    #: the lead-off guard windows) and its waveform looked like muscle: published, with lowered
+    #: confidence, for a clinician to weigh (event schema v2, optional field).
+    artifact_suspect: bool = False
 
     @property
     def duration_s(self) -> float:

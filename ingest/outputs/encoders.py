@@ -109,6 +109,8 @@ def event_json(r: EventRecord) -> dict[str, Any]:
         "rise_s": _num(r.rise_s),
         "detector": {"version": r.detector_version, "config_hash": r.config_hash},
     }
+    if r.artifact_suspect:  # optional (event schema v2): present only when set
+        p["artifact_suspect"] = True
     if r.time_quality is not None:
         p["time_quality"] = r.time_quality
     return p
@@ -217,6 +219,7 @@ def event_line(r: EventRecord, patient: str) -> bytes:
         "rise_s": _num(r.rise_s),
         "context": r.context,
         "clipped": r.clipped,
+        "artifact_suspect": True if r.artifact_suspect else None,  # only when set
     }
     tags = {"device": r.device, "channel": r.channel, "type": r.type, "patient": patient}
     return lineproto.encode_point(

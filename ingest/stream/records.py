@@ -99,6 +99,8 @@ class EventRecord:
     clipped: bool = False
     #: Onset rise time (s): reflex spasms rise in tens of ms, voluntary force over hundreds.
     rise_s: float | None = None
+    #: Found while the electrode was coming loose or settling (``SpasmEvent.artifact_suspect``).
+    artifact_suspect: bool = False
     #: "unsynchronised" while the host wall clock cannot be trusted (``ingest.stream.clock.HostClock``).
     time_quality: str | None = None
 

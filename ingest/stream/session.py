@@ -591,6 +591,7 @@ class DeviceSession:
                     context=out.context,
                     clipped=out.clipped,
                     rise_s=out.rise_s,
+                    artifact_suspect=out.artifact_suspect,
                 )
                 self.emit(Output("event", event, source=out))
             elif isinstance(out, QualityChange):

@@ -49,6 +49,21 @@ def test_event_encodes_to_schema_v2_json_and_one_line() -> None:
     assert b"frequency_hz" not in line  # a None field is left out, never written as text
 
 
+def test_an_artifact_suspect_event_carries_the_optional_flag_and_validates() -> None:
+    from dataclasses import replace
+
+    from tests.support.checks import validate
+
+    assert "artifact_suspect" not in encoders.to_json(EVENT)  # absent means false (additive field)
+    assert b"artifact_suspect" not in encoders.to_line(EVENT, "p-1")
+    flagged = replace(EVENT, artifact_suspect=True, confidence=0.4)
+    p = encoders.to_json(flagged)
+    assert p["artifact_suspect"] is True
+    validate("event", p)
+    validate("event", encoders.to_json(EVENT))
+    assert b"artifact_suspect=true" in encoders.to_line(flagged, "p-1")
+
+
 def test_gap_and_onset() -> None:
     gap = GapRecord(
         gap_id("d", 1, "emg", 100, "lead_off"), "d", 1, "emg", "lead_off", 100, 40, 10.0, 10.02, "EMG L"

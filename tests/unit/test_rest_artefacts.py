@@ -1,0 +1,141 @@
+"""Electrode artefacts at rest (issue 9): bursts around a lead-off are not dropped blind (only
+those the lead-off closed, or never seen rising from rest after it, are); a contraction clipped
+by a 12-bit amplifier is one event, never a gap.
+
+The bench (``bench/bench_unseen_rest.py``) scores the same on a whole independent generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+from detectors import DetectorConfig, QualityChange, SpasmDetector, SpasmEvent
+from detectors.detector import feed_interleaved
+from detectors.emg_quality import electrode_spectrum
+
+
+def _emg(rate: float, seconds: float, seed: int = 3) -> np.ndarray:
+    """Unit-RMS surface-EMG-like noise (40-150 Hz), one channel."""
+    rng = np.random.default_rng(seed)
+    sos = signal.butter(2, [40, 150], btype="bandpass", fs=rate, output="sos")
+    x = signal.sosfilt(sos, rng.standard_normal(int(seconds * rate)))
+    return np.asarray(x / x.std())
+
+
+def _bell(rate: float, n: int, at_s: float, dur_s: float, rise_s: float = 0.02) -> np.ndarray:
+    env = np.zeros(n)
+    a, k, r = int(at_s * rate), int(dur_s * rate), max(1, int(rise_s * rate))
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
+    shape = np.r_[ramp, np.ones(max(0, k - 2 * r)), ramp[::-1]]
+    env[a : a + shape.size] = shape
+    return env
+
+
+def _events(out: list[object]) -> list[SpasmEvent]:
+    return [o for o in out if isinstance(o, SpasmEvent)]
+
+
+def _reattached(spasm_after_s: float | None, hum_surge: bool) -> np.ndarray:
+    """60 s at 2 kHz, rest 3 uV: a lead-off 20-25 s (floating: 2 mV of hum), an electrode coming
+    back with a 5 mV step settling (tau 0.3 s); optionally a spasm ``spasm_after_s`` after it,
+    and a half-contact hum surge (rising, distorted mains) ending 2 s before the lead-off."""
+    rate = 2000.0
+    n = int(60 * rate)
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(4)
+    x = 3.0 * _emg(rate, 60.0, seed=1) + rng.normal(0.0, 1.0, n)
+    x += 200.0 * _emg(rate, 60.0, seed=9) * _bell(rate, n, 10.0, 1.0)  # a spasm well clear of it
+    i, j = int(20 * rate), int(25 * rate)
+    if hum_surge:  # contact failing for 1.2 s, back for 2 s, then lost for good
+        k, e = int(1.2 * rate), i - int(2.0 * rate)
+        grow = 10.0 ** (2.0 * np.linspace(0, 1, k))  # x100 as the impedance rises
+        ph = 2 * np.pi * 50 * t[e - k : e]
+        x[e - k : e] += 3.0 * grow * (np.sin(ph) + 0.3 * np.sin(2 * ph) + 0.2 * np.sin(3 * ph))
+    x[i:j] = 2000.0 * np.sin(2 * np.pi * 50 * t[i:j]) + rng.normal(0.0, 5.0, j - i)
+    x[j:] += 5000.0 * np.exp(-(t[j:] - 25.0) / 0.3)
+    if spasm_after_s is not None:
+        x += 200.0 * _emg(rate, 60.0, seed=11) * _bell(rate, n, 25.0 + spasm_after_s, 0.8)
+    return x
+
+
+def _run(x: np.ndarray, **cfg: float) -> list[object]:
+    det = SpasmDetector(DetectorConfig(mains_hz=50, **cfg), emg_rate_hz=2000.0, channel_labels=["A"])
+    return feed_interleaved(det, x[:, None], None, 2000.0, None)
+
+
+def test_a_spasm_just_after_reattachment_is_published_flagged_not_dropped() -> None:
+    # 2.5 s after: the resting level of the new electrode-skin contact has been learnt by then
+    out = _run(_reattached(2.5, hum_surge=False))
+    q = [(o.state, o.sample / 2000.0) for o in out if isinstance(o, QualityChange)]
+    # (a floating input is recognised when two blocks' hum lines agree: 50 ms late)
+    assert [s for s, _ in q] == ["lead_off", "ok"]
+    assert abs(q[0][1] - 20.0) <= 0.1 and abs(q[1][1] - 25.0) <= 0.1
+    evs = _events(out)
+    assert [round(e.onset_sample / 2000.0, 1) for e in evs] == [10.0, 27.5]
+    clear, settling = evs
+    assert not clear.artifact_suspect
+    # in the settling window, muscle-like: kept, flagged, its confidence halved
+    assert settling.artifact_suspect and settling.confidence <= 0.5 * clear.confidence + 1e-9
+    # the same recording without a spasm after reattachment gives no event there
+    assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(_reattached(None, False)))] == [10.0]
+
+
+def test_a_half_contact_hum_surge_before_a_lead_off_is_dropped_by_its_spectrum() -> None:
+    x = _reattached(None, hum_surge=True)
+    # without the guard, the surge's unnotched 2nd harmonic is a burst
+    unguarded = _events(_run(x, lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3))
+    assert any(16.5 < e.onset_sample / 2000.0 < 18.0 for e in unguarded)
+    # with a guard reaching 3 s before the lead-off, the burst's raw power is on the mains
+    # lines: the electrode, dropped
+    assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(x, lead_off_guard_before_s=3.0))] == [
+        10.0
+    ]
+    # the same surge with the line test off (share 1.0 can never be reached) is published flagged
+    kept = _events(_run(x, lead_off_guard_before_s=3.0, electrode_line_share=0.999999))
+    assert [e.artifact_suspect for e in kept if 16.5 < e.onset_sample / 2000.0 < 18.0] == [True]
+
+
+def test_electrode_spectrum_tells_hum_and_drift_from_muscle() -> None:
+    rate, cfg = 2000.0, DetectorConfig()
+    t = np.arange(int(0.5 * rate)) / rate
+    rng = np.random.default_rng(0)
+    ph = 2 * np.pi * 60 * t
+    hum = 800 * np.sin(ph) + 60 * np.sin(2 * ph + 1) + 90 * np.sin(3 * ph)
+    line, _ = electrode_spectrum(hum + rng.normal(0, 5, t.size), rate, cfg)
+    assert line > 0.9
+    step = np.where(t > 0.2, 3000.0, 0.0) * np.exp(-np.maximum(t - 0.2, 0) / 0.1)  # a DC step settling
+    assert electrode_spectrum(step + rng.normal(0, 5, t.size), rate, cfg)[1] > 0.5
+    line, low = electrode_spectrum(200 * _emg(rate, 0.5), rate, cfg)  # muscle-like
+    assert line < 0.3 and low < 0.2
+
+
+def test_a_contraction_clipped_by_a_12_bit_amplifier_is_one_clipped_event() -> None:
+    # A 12-bit ADC over +-5 mV (LSB 2.44 uV) with a 400 uV electrode offset; 8 sustained 3 s
+    # contractions, the later ones touching the rails in well under 1 % of the recording's samples.
+    rate, fs_uv = 2000.0, 5000.0
+    n = int(100 * rate)
+    x = 4.0 * _emg(rate, 100.0, seed=2)
+    starts = [8.0 + 11.0 * k for k in range(8)]
+    for k, at in enumerate(starts):
+        x += (400.0 + 300.0 * k) * _emg(rate, 100.0, seed=20 + k) * _bell(rate, n, at, 3.0, 0.1)
+    lsb = 2 * fs_uv / 4096
+    codes = np.clip(np.round((x + 400.0) / lsb), -2048, 2047)
+    adc = codes * lsb
+    rails = (codes == -2048) | (codes == 2047)
+    assert 0.0005 < rails.mean() < 0.01  # < 1 % of all samples clip
+    last = slice(int(starts[-1] * rate), int((starts[-1] + 3) * rate))
+    assert rails[last].mean() > 0.01  # the strongest one does
+    for cfg in (DetectorConfig(), DetectorConfig(full_scale_uv=fs_uv)):
+        det = SpasmDetector(cfg, emg_rate_hz=rate, channel_labels=["A"])
+        out = feed_interleaved(det, adc[:, None], None, rate, None)
+        evs = _events(out)
+        assert len(evs) == len(starts), [(e.onset_sample / rate, e.offset_sample / rate) for e in evs]
+        assert all(abs(e.onset_sample / rate - at) < 0.15 for e, at in zip(evs, starts, strict=True))
+        for e, at in zip(evs, starts, strict=True):
+            n_rail = int(rails[int(at * rate) : int((at + 3) * rate)].sum())
+            # without a known full scale, a block's extremes are rails when >= 3 samples sit there
+            assert e.clipped == (n_rail > 0) or (not e.clipped and n_rail < 6)
+            assert abs(e.offset_sample / rate - (at + 3.0)) < 0.15 and not e.artifact_suspect
+        assert any(e.clipped for e in evs)
+        assert not [o for o in out if isinstance(o, QualityChange)]  # never a quality gap
