@@ -309,6 +309,21 @@ class SpasmDetector:
         self._context_pass(out, final=False)
         return out
 
+    def interrupt(self) -> list[DetectorOutput]:
+        """The link dropped (or went quiet): nothing more is known for now.
+
+        Finished bursts still waiting for later ones (``rhythm_lookahead_s``) or for the
+        accelerometer are judged now, on what came before, as the gap would judge them when the
+        data resumes (no burst continues a rhythm across a gap). Else the last spasm before a
+        sensor stops (a flat battery, the end of a replayed recording) would wait, unpublished,
+        for data that may never come. Open episodes stay open: the gap, or more data, closes them.
+        """
+        self._check_open()
+        out: list[DetectorOutput] = []
+        self._release_tremor(out, final=False)
+        self._context_pass(out, final=True)
+        return out
+
     def finish(self) -> list[DetectorOutput]:
         """End of stream: process what is buffered and close whatever is open."""
         if self._finished:

@@ -709,6 +709,9 @@ class DeviceSession:
                 self._drain(name, dom, force=True)  # type: ignore[arg-type]
                 dom.disconnected = True
         self._flush_envelope()
+        if self.detector is not None:
+            # Bursts held for later data are judged now: the link may stay down for hours.
+            self._handle(self.detector.interrupt())
 
     def finish(self) -> None:
         """End of stream (shutdown, end of a replay): close open episodes."""

@@ -163,3 +163,30 @@ def test_event_ids_stable_across_runs(scenario: str) -> None:
     ids_a = [o.payload["id"] for o in a if o.kind == "event" and o.payload]
     ids_b = [o.payload["id"] for o in b if o.kind == "event" and o.payload]
     assert len(ids_a) == 3 and ids_a == ids_b
+
+
+def test_a_link_that_drops_releases_the_bursts_held_for_later_data() -> None:
+    """A burst may wait for later data (``rhythm_lookahead_s``) before it is judged. When the
+    link drops, that data may never come (a flat battery, a recording that ended): the held
+    burst is judged at once on what came before, not left unpublished until the link returns."""
+    from firmware_sim.faults import FaultInjector, simulate
+
+    sc = builtin_scenario("e2e_short")
+    rec = synthesize(sc)
+    cap = simulate(SimDevice(SignalSource.from_recording(rec), seed=1), FaultInjector.from_scenario(sc, rec),
+                   duration_s=rec.duration_s, t0_host=1.8e9)  # fmt: skip
+    out: list[Output] = []
+    s = DeviceSession("d", out.append)
+    dec = StreamDecoder()
+    t_last = 0.0
+    for t_host, data in cap.chunks:
+        for frame in dec.feed(data):
+            s.on_frame(frame, t_host)
+        t_last = t_host
+    held = len(rec.labels) - sum(o.kind == "event" for o in out)
+    assert held >= 1  # the last spasm waits for data after the end of the recording
+    s.on_disconnect(t_last + 0.1)
+    events = [o.payload for o in out if o.kind == "event" and o.payload]
+    assert len(events) == len(rec.labels) and len({e["id"] for e in events}) == len(events)
+    s.finish()  # and nothing twice at the end
+    assert sum(o.kind == "event" for o in out) == len(rec.labels)
