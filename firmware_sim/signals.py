@@ -520,17 +520,26 @@ def synthesize(scenario: Scenario) -> Recording:
         conf_labels.append(_add_activity(_rng(sc.seed, _S_ACTIVITY, j), sc, j, act, move, grav))
 
     # EMG = shaped carrier x (rest tone + activity) + white amplifier noise; then cross-talk.
+    # In place where an array is not needed any more: a 40-minute day is ~230 MB per array, and
+    # every fresh one costs its page faults (the values are those of the plain expressions).
     carrier = _rng(sc.seed, _S_CARRIER).standard_normal((n, nch))
     sos = emg_sos(fs)
     carrier = sps.sosfilt(sos, carrier, axis=0)
     tone = sc.rest_uv * math.sqrt(1 - AMP_NOISE_SHARE**2)
-    emg = carrier * (tone + act)
+    act += tone
+    emg = np.multiply(carrier, act, out=act)  # carrier * (tone + act)
+    del carrier
     if sc.crosstalk > 0 and nch > 1:
         leak = np.zeros_like(emg)
         leak[:, 1:] += emg[:, :-1]
         leak[:, :-1] += emg[:, 1:]
-        emg += sc.crosstalk * leak
-    emg += _rng(sc.seed, _S_AMPNOISE).standard_normal((n, nch)) * (sc.rest_uv * AMP_NOISE_SHARE)
+        leak *= sc.crosstalk
+        emg += leak  # emg += crosstalk * leak
+        del leak
+    noise = _rng(sc.seed, _S_AMPNOISE).standard_normal((n, nch))
+    noise *= sc.rest_uv * AMP_NOISE_SHARE
+    emg += noise
+    del noise
 
     # Accelerometer: gravity in the posture's orientation, movement, noise.
     acc = grav + move + _rng(sc.seed, _S_ACC).standard_normal((m, 3)) * ACC_NOISE_G
