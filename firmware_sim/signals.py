@@ -456,7 +456,10 @@ def synthesize(scenario: Scenario) -> Recording:
     planned, confs = _plan(sc)
 
     # Activity envelope (RMS uV above rest) per channel, and the accelerometer's movement (g).
-    act = np.zeros((n, nch))
+    # Channel-major memory ((nch, n) viewed as (n, nch)): every per-channel addition below reads
+    # and writes one contiguous run instead of striding through all channels (the values are the
+    # same for any layout: only element-wise operations touch these arrays).
+    act = np.zeros((nch, n)).T
     move = np.zeros((m, 3))
     labels: list[dict[str, Any]] = []
     for p in planned:
@@ -527,8 +530,8 @@ def synthesize(scenario: Scenario) -> Recording:
     carrier = sps.sosfilt(sos, carrier, axis=0)
     tone = sc.rest_uv * math.sqrt(1 - AMP_NOISE_SHARE**2)
     act += tone
-    emg = np.multiply(carrier, act, out=act)  # carrier * (tone + act)
-    del carrier
+    emg = np.multiply(carrier, act, out=carrier)  # carrier * (tone + act); sosfilt's output is channel-major
+    del act
     if sc.crosstalk > 0 and nch > 1:
         leak = np.zeros_like(emg)
         leak[:, 1:] += emg[:, :-1]
@@ -555,7 +558,7 @@ def synthesize(scenario: Scenario) -> Recording:
     np.clip(acc, -sc.acc_full_scale_g, sc.acc_full_scale_g, out=acc)
     conf_labels.sort(key=lambda c: (c["onset_s"], c["kind"], c["channel"]))
     return Recording(
-        emg_uv=emg.astype(np.float32),
+        emg_uv=emg.astype(np.float32, order="C"),  # sample-major, as the device reads it
         acc_g=acc.astype(np.float32),
         emg_rate_hz=fs,
         acc_rate_hz=fa,
