@@ -456,7 +456,10 @@ def synthesize(scenario: Scenario) -> Recording:
     planned, confs = _plan(sc)
 
     # Activity envelope (RMS uV above rest) per channel, and the accelerometer's movement (g).
-    act = np.zeros((n, nch))
+    # Channel-major memory ((nch, n) viewed as (n, nch)): every per-channel addition below reads
+    # and writes one contiguous run instead of striding through all channels (the values are the
+    # same for any layout: only element-wise operations touch these arrays).
+    act = np.zeros((nch, n)).T
     move = np.zeros((m, 3))
     labels: list[dict[str, Any]] = []
     for p in planned:
@@ -520,17 +523,26 @@ def synthesize(scenario: Scenario) -> Recording:
         conf_labels.append(_add_activity(_rng(sc.seed, _S_ACTIVITY, j), sc, j, act, move, grav))
 
     # EMG = shaped carrier x (rest tone + activity) + white amplifier noise; then cross-talk.
+    # In place where an array is not needed any more: a 40-minute day is ~230 MB per array, and
+    # every fresh one costs its page faults (the values are those of the plain expressions).
     carrier = _rng(sc.seed, _S_CARRIER).standard_normal((n, nch))
     sos = emg_sos(fs)
     carrier = sps.sosfilt(sos, carrier, axis=0)
     tone = sc.rest_uv * math.sqrt(1 - AMP_NOISE_SHARE**2)
-    emg = carrier * (tone + act)
+    act += tone
+    emg = np.multiply(carrier, act, out=carrier)  # carrier * (tone + act); sosfilt's output is channel-major
+    del act
     if sc.crosstalk > 0 and nch > 1:
         leak = np.zeros_like(emg)
         leak[:, 1:] += emg[:, :-1]
         leak[:, :-1] += emg[:, 1:]
-        emg += sc.crosstalk * leak
-    emg += _rng(sc.seed, _S_AMPNOISE).standard_normal((n, nch)) * (sc.rest_uv * AMP_NOISE_SHARE)
+        leak *= sc.crosstalk
+        emg += leak  # emg += crosstalk * leak
+        del leak
+    noise = _rng(sc.seed, _S_AMPNOISE).standard_normal((n, nch))
+    noise *= sc.rest_uv * AMP_NOISE_SHARE
+    emg += noise
+    del noise
 
     # Accelerometer: gravity in the posture's orientation, movement, noise.
     acc = grav + move + _rng(sc.seed, _S_ACC).standard_normal((m, 3)) * ACC_NOISE_G
@@ -546,7 +558,7 @@ def synthesize(scenario: Scenario) -> Recording:
     np.clip(acc, -sc.acc_full_scale_g, sc.acc_full_scale_g, out=acc)
     conf_labels.sort(key=lambda c: (c["onset_s"], c["kind"], c["channel"]))
     return Recording(
-        emg_uv=emg.astype(np.float32),
+        emg_uv=emg.astype(np.float32, order="C"),  # sample-major, as the device reads it
         acc_g=acc.astype(np.float32),
         emg_rate_hz=fs,
         acc_rate_hz=fa,

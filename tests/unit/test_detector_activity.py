@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import signal
+from support.recordings import recording
 
 from detectors import (
     ActivityChange,
@@ -27,7 +28,7 @@ from detectors import (
 from detectors.activity import AccActivityTracker, phase_locked, regular_rhythm
 from detectors.detector import feed_interleaved
 from detectors.scoring import score
-from firmware_sim import scenario, signals
+from firmware_sim import scenario
 
 LEGS = ["EMG L tib ant", "EMG L gastroc", "EMG L quad", "EMG L ham", "EMG R tib ant", "EMG R quad"]
 
@@ -54,16 +55,36 @@ def _scenario(name: str, activities: list[dict[str, Any]], **extra: Any) -> scen
     return scenario.parse_scenario(data, name)
 
 
-def _stream(rec: Any, chunk_s: float = 0.05, with_acc: bool = True, **cfg: Any) -> list[DetectorOutput]:
-    det = SpasmDetector(
-        DetectorConfig(**cfg),
-        emg_rate_hz=float(rec.emg_rate_hz),
-        channel_labels=list(rec.channel_labels),
-        acc_rate_hz=float(rec.acc_rate_hz) if with_acc else None,
-    )
-    emg = np.asarray(rec.emg_uv, dtype=np.float64)
-    acc = np.asarray(rec.acc_g, dtype=np.float64) if with_acc else None
-    return feed_interleaved(det, emg, acc, rec.emg_rate_hz, rec.acc_rate_hz if with_acc else None, chunk_s)
+def _stream(
+    sc: scenario.Scenario, chunk_s: float = 0.05, with_acc: bool = True, **cfg: Any
+) -> list[DetectorOutput]:
+    """The detector's outputs for ``sc`` streamed in ``chunk_s`` chunks (see :func:`_run`)."""
+    return list(_run(sc, chunk_s, with_acc, **cfg)[0])
+
+
+def _run(
+    sc: scenario.Scenario, chunk_s: float = 0.05, with_acc: bool = True, **cfg: Any
+) -> tuple[tuple[DetectorOutput, ...], int]:
+    """The outputs (frozen) and the count of bursts judged voluntary of one detector run over
+    ``sc``, computed once per process: several tests check different things about the same run
+    (the 150 s walk with the default settings is read by three)."""
+    key = (sc.model_dump_json(), chunk_s, with_acc, tuple(sorted(cfg.items())))
+    if key not in _RUNS:
+        rec = recording(sc)
+        det = SpasmDetector(
+            DetectorConfig(**cfg),
+            emg_rate_hz=float(rec.emg_rate_hz),
+            channel_labels=list(rec.channel_labels),
+            acc_rate_hz=float(rec.acc_rate_hz) if with_acc else None,
+        )
+        emg = np.asarray(rec.emg_uv, dtype=np.float64)
+        acc = np.asarray(rec.acc_g, dtype=np.float64) if with_acc else None
+        out = feed_interleaved(det, emg, acc, rec.emg_rate_hz, rec.acc_rate_hz if with_acc else None, chunk_s)
+        _RUNS[key] = (tuple(out), det.voluntary_bursts)
+    return _RUNS[key]
+
+
+_RUNS: dict[tuple[object, ...], tuple[tuple[DetectorOutput, ...], int]] = {}
 
 
 def _events(out: list[DetectorOutput]) -> list[SpasmEvent]:
@@ -83,9 +104,9 @@ CYCLE = _scenario("t_cycle", [{"kind": "cycling", "onset_s": 30.0, "duration_s":
 
 @pytest.mark.parametrize("sc", [WALK, CYCLE], ids=["walk", "cycling"])
 def test_voluntary_activity_is_not_reported(sc: scenario.Scenario) -> None:
-    rec = signals.synthesize(sc)
-    base = score(_events(_stream(rec, activity_context=False)), rec.labels, rec.duration_s)
-    out = _stream(rec)
+    rec = recording(sc)
+    base = score(_events(_stream(sc, activity_context=False)), rec.labels, rec.duration_s)
+    out = _stream(sc)
     rep = score(_events(out), rec.labels, rec.duration_s)
     # without the context stage the activity floods the output (this is what issue 9 reported)
     assert base.false_alarms >= 20
@@ -112,19 +133,14 @@ def test_voluntary_activity_is_not_reported(sc: scenario.Scenario) -> None:
 
 
 def test_activity_span_counts_the_bursts_it_suppressed() -> None:
-    rec = signals.synthesize(WALK)
-    det = SpasmDetector(
-        DetectorConfig(), emg_rate_hz=float(rec.emg_rate_hz), channel_labels=list(rec.channel_labels),
-        acc_rate_hz=float(rec.acc_rate_hz),
-    )  # fmt: skip
-    emg, acc = np.asarray(rec.emg_uv), np.asarray(rec.acc_g)
-    out = feed_interleaved(det, emg, acc, rec.emg_rate_hz, rec.acc_rate_hz)
+    frozen, voluntary_bursts = _run(WALK)  # the default streaming (0.05 s chunks, with the accelerometer)
+    out = list(frozen)
     spans = [o for o in out if isinstance(o, ActivitySpan)]
     walk = max(spans, key=lambda s: s.duration_s)
     # 60 s of walking at 0.9 strides/s on six leg muscles: dozens of gait bursts, all suppressed
     assert walk.suppressed >= 40
     # no burst is counted twice, and none outside a span is counted
-    assert sum(s.suppressed for s in spans) <= det.voluntary_bursts
+    assert sum(s.suppressed for s in spans) <= voluntary_bursts
     # a span is published after everything that began inside it was judged: no spasm event
     # starting inside a span comes after the span
     pos = {id(o): i for i, o in enumerate(out)}
@@ -136,14 +152,14 @@ def test_activity_span_counts_the_bursts_it_suppressed() -> None:
 
 
 def test_activity_stage_is_chunk_invariant() -> None:
-    rec = signals.synthesize(WALK)
+    rec = recording(WALK)
     ref = None
     ref_no_onsets = None
     # EMG and accelerometer are fed in turns, so the accelerometer lags by up to one chunk. Events,
     # activity periods and quality are the same for any chunking (within activity_max_wait_s);
     # Onset notices too while the accelerometer is no further behind than an Onset waits for it.
     for chunk_s in (0.013, 0.05, 0.31, 1.7, 4.0):
-        out = _stream(rec, chunk_s=chunk_s)
+        out = _stream(WALK, chunk_s=chunk_s)
         got = sorted(repr(o) for o in out if not isinstance(o, Onset))
         if ref_no_onsets is None:
             ref_no_onsets = got
@@ -167,9 +183,9 @@ def test_activity_stage_is_chunk_invariant() -> None:
 
 
 def test_emg_only_walking_is_recognised_by_its_rhythm() -> None:
-    rec = signals.synthesize(WALK)
-    base = score(_events(_stream(rec, with_acc=False, activity_context=False)), rec.labels, rec.duration_s)
-    rep = score(_events(_stream(rec, with_acc=False)), rec.labels, rec.duration_s)
+    rec = recording(WALK)
+    base = score(_events(_stream(WALK, with_acc=False, activity_context=False)), rec.labels, rec.duration_s)
+    rep = score(_events(_stream(WALK, with_acc=False)), rec.labels, rec.duration_s)
     assert rep.false_alarms <= base.false_alarms / 5, (base.false_alarms, rep.false)
     assert rep.sensitivity >= 0.9
 
@@ -276,8 +292,7 @@ def test_lead_off_begin_end_and_settling_give_no_events() -> None:
         },
         "t_leadoff",
     )
-    rec = signals.synthesize(sc)
-    out = _stream(rec)
+    out = _stream(sc)
     assert _events(out) == []
     q = [(o.channel, o.state) for o in out if isinstance(o, QualityChange)]
     assert ("EMG L quad", "lead_off") in q and ("EMG R quad", "lead_off") in q

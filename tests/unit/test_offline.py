@@ -16,6 +16,7 @@ from support.harness import shared_data
 
 from firmware_sim.scenario import builtin_scenario
 from firmware_sim.signals import synthesize
+from ingest.commands.cli import main
 from ingest.commands.offline import annotate_edf
 from ingest.files.readers import RecordingError, SignalFile, _decode_records, read_recording
 
@@ -23,10 +24,28 @@ BIOSPPY = shared_data("biosppy")
 START = datetime(2026, 11, 24, 22, 15, 0, tzinfo=UTC)
 
 
-def detect(*args: str) -> tuple[int, list[dict[str, object]], str]:
-    p = subprocess.run([sys.executable, "-m", "ingest", "detect", *args], capture_output=True, text=True)
-    events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
-    return p.returncode, events, p.stderr
+def _parsed(rc: int, stdout: str, stderr: str) -> tuple[int, list[dict[str, object]], str]:
+    """Exit code, the JSON events of stdout (every non-blank line must be one), stderr."""
+    events = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return rc, events, stderr
+
+
+def detect(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, object]], str]:
+    """``neurospasm detect ARGS`` in this process (the same ``main`` the console script runs, without
+    ~1.5 s of imports per case): its exit code, stdout events and stderr, as a process would show them.
+    The console script itself is run once, end to end, by the BioSPPy test."""
+    capsys.readouterr()  # what earlier steps of the test printed is not the command's
+    rc = main(["detect", *args])
+    out = capsys.readouterr()
+    return _parsed(rc, out.out, out.err)
+
+
+def detect_process(*args: str) -> tuple[int, list[dict[str, object]], str]:
+    """The installed ``neurospasm`` console script in a child process (entry point, real streams)."""
+    script = Path(sys.executable).parent / "neurospasm"
+    assert script.exists(), f"{script}: the console script is not installed (pip install -e .)"
+    p = subprocess.run([str(script), "detect", *args], capture_output=True, text=True)
+    return _parsed(p.returncode, p.stdout, p.stderr)
 
 
 def onset_s(e: dict[str, object], start: datetime) -> float:
@@ -34,8 +53,10 @@ def onset_s(e: dict[str, object], start: datetime) -> float:
 
 
 def test_real_biosppy_recording_finds_the_visible_bursts_and_nothing_else() -> None:
+    """Through the installed console script in its own process: the one end-to-end run of the
+    entry point (the other cases call the same ``main`` in-process)."""
     path = BIOSPPY / "emg_1.txt"
-    rc, events, err = detect(str(path))
+    rc, events, err = detect_process(str(path))
     assert rc == 0, err
     onsets = [onset_s(e, datetime.fromtimestamp(0, UTC)) for e in events]
     # The README of the data names bursts near 1.5 s, 16 s (about 1.5 s long), 25.5 s and 26.5 s.
@@ -97,14 +118,16 @@ def scenario_file(tmp_path: Path, name: str = "e2e_short") -> tuple[Path, list[d
     return path, rec.labels
 
 
-def test_edf_units_are_honoured_and_events_match_the_labels(tmp_path: Path) -> None:
+def test_edf_units_are_honoured_and_events_match_the_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, labels = scenario_file(tmp_path)
     sf = read_recording(path)
     assert sf.channel_labels == ["EMG L quad", "EMG R quad"]
     assert 1.0 < float(np.median(np.abs(sf.emg_uv))) < 10.0  # read as microvolts, not millivolts
     assert sf.acc_g is not None and abs(float(np.median(np.linalg.norm(sf.acc_g, axis=1))) - 1.0) < 0.1
     out = tmp_path / "annotated.edf"
-    rc, events, err = detect(str(path), "--annotate", str(out))
+    rc, events, err = detect(capsys, str(path), "--annotate", str(out))
     assert rc == 0, err
     assert len(events) == len(labels) == 3
     for e, lab in zip(events, sorted(labels, key=lambda x: float(x["onset_s"])), strict=True):  # type: ignore[arg-type]
@@ -116,7 +139,7 @@ def test_edf_units_are_honoured_and_events_match_the_labels(tmp_path: Path) -> N
     assert raw.ch_names[:2] == ["EMG L quad", "EMG R quad"]
 
 
-def test_csv_layout_with_start_time(tmp_path: Path) -> None:
+def test_csv_layout_with_start_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rec = synthesize(builtin_scenario("e2e_short"))
     path = tmp_path / "rec.csv"
     t = np.arange(len(rec.emg_uv)) / rec.emg_rate_hz
@@ -126,7 +149,7 @@ def test_csv_layout_with_start_time(tmp_path: Path) -> None:
         np.savetxt(
             fh, np.column_stack([t, rec.emg_uv[:, 0], rec.emg_uv[:, 1] / 1000.0]), delimiter=",", fmt="%.6f"
         )
-    rc, events, err = detect(str(path))
+    rc, events, err = detect(capsys, str(path))
     assert rc == 0, err
     assert len(events) == 3
     assert str(events[0]["onset"]).startswith("2026-11-24T22:15:0")
@@ -140,13 +163,16 @@ def test_csv_layout_with_start_time(tmp_path: Path) -> None:
         ("time_s,EMG a [furlong]\n0,1\n0.001,2\n", "units.csv", "EMG unit 'furlong'"),
     ],
 )
-def test_bad_input_is_one_clear_line(tmp_path: Path, content: str, name: str, message: str) -> None:
+def test_bad_input_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, name: str, message: str
+) -> None:
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(RecordingError, match=message):
         read_recording(path)
-    rc, events, err = detect(str(path))
+    rc, events, err = detect(capsys, str(path))
     assert rc == 2 and events == [] and str(path) in err and message in err
+    assert len(err.strip().splitlines()) == 1, err  # one line, not a traceback
 
 
 def test_annotate_keeps_signal_units(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.recordings import recording
 
 from firmware_sim.scenario import (
     CONFOUNDER_KINDS,
@@ -45,7 +46,7 @@ def test_library_is_complete() -> None:
 def test_shipped_scenario_loads_and_obeys_taxonomy(name: str) -> None:
     sc = builtin_scenario(name)
     assert sc.name == name, "the name inside the file must match the file name"
-    rec = synthesize(sc)
+    rec = recording(sc)  # shared with the other tests of this process that read the same scenario
     assert rec.emg_uv.shape == (round(sc.duration_s * sc.emg_rate_hz), sc.n_channels)
     assert rec.acc_g.shape == (round(sc.duration_s * sc.acc_rate_hz), 3)
     assert np.isfinite(rec.emg_uv).all() and np.isfinite(rec.acc_g).all()
@@ -81,14 +82,14 @@ def test_shipped_scenario_loads_and_obeys_taxonomy(name: str) -> None:
 
 
 def test_profiles_generate_what_they_promise() -> None:
-    sci = synthesize(builtin_scenario("sci_profile"))
+    sci = recording("sci_profile")
     types = {e["type"] for e in sci.labels}
     assert {"twitch", "phasic", "clonus"} <= types
     assert len(sci.labels) / (sci.duration_s / 60) > 3  # frequent spasms
-    pd = synthesize(builtin_scenario("parkinson_profile"))
+    pd = recording("parkinson_profile")
     assert {e["type"] for e in pd.labels} == {"tremor"}
     assert all(4.0 <= e["frequency_hz"] <= 6.0 for e in pd.labels)  # rest tremor
-    healthy = synthesize(builtin_scenario("healthy_profile"))
+    healthy = recording("healthy_profile")
     assert healthy.labels == []
     kinds = [c["kind"] for c in healthy.confounders]
     assert kinds.count("voluntary") >= 3 and "posture" in kinds
