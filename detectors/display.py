@@ -14,6 +14,14 @@ import math
 import numpy as np
 from scipy import signal
 
+try:
+    # The compiled kernel behind ``scipy.signal.sosfilt``: it filters each row of a C-contiguous
+    # (channels, samples) array in place. ``sosfilt`` itself spends several times the filtering in
+    # moving axes and copying for a 100-sample batch; the numbers are the kernel's either way.
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_rows
+except ImportError:  # pragma: no cover - another SciPy layout: the public function, same numbers
+    _sosfilt_rows = None
+
 
 class EnvelopeDecimator:
     """Streaming RMS envelope. ``feed(samples)`` returns ``(first_output_index, values)``.
@@ -28,7 +36,8 @@ class EnvelopeDecimator:
         self.ratio = rate_in / rate_out
         self.n_channels = n_channels
         self._sos = signal.butter(2, min(highpass_hz, 0.45 * rate_in), "highpass", fs=rate_in, output="sos")
-        self._zi = np.zeros((self._sos.shape[0], 2, n_channels))
+        #: Filter state per channel, in the kernel's layout (channels, sections, 2).
+        self._zi = np.zeros((n_channels, self._sos.shape[0], 2))
         self._primed = False
         self._n_in = 0  # input samples consumed so far
         self._n_out = 0  # output samples produced so far
@@ -46,9 +55,10 @@ class EnvelopeDecimator:
             return first, np.empty((0, self.n_channels))
         if not self._primed:
             # Start the filter in steady state on the first sample so a DC offset is no burst.
-            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * x[0][None, None, :]
+            zi = signal.sosfilt_zi(self._sos)[:, :, None] * x[0][None, None, :]
+            self._zi = np.ascontiguousarray(zi.transpose(2, 0, 1))
             self._primed = True
-        y, self._zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
+        y = self._highpass(x)
         sq = y * y
         n = len(x)
         csum = np.empty((n + 1, self.n_channels))
@@ -78,6 +88,16 @@ class EnvelopeDecimator:
         self._n_out += m
         self._n_in = end
         return first, values
+
+    def _highpass(self, x: np.ndarray) -> np.ndarray:
+        """``sosfilt(sos, x, axis=0)`` continuing from ``_zi`` (updated), as an (n, channels) view."""
+        if _sosfilt_rows is None:  # see the import
+            y, zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi.transpose(1, 2, 0))
+            self._zi = np.ascontiguousarray(zi.transpose(2, 0, 1))
+            return np.asarray(y)
+        rows = np.array(x.T, dtype=np.float64, order="C")  # a copy, filtered in place
+        _sosfilt_rows(self._sos, rows, self._zi)
+        return rows.T
 
     def _bounds(self, k0: int, k1: int) -> np.ndarray:
         """``_bound(k)`` for k in [k0, k1), as int64."""
