@@ -522,7 +522,8 @@ class DeviceSession:
             return
         idx = self._env.input_indices(first, len(values)) + self._env_base
         # Each output's time from the block its window starts in (blocks may be slewed slightly).
-        which = np.clip(np.searchsorted(segs[:, 0], idx, side="right") - 1, 0, len(segs) - 1)
+        # (searchsorted - 1 is at most len(segs) - 1; below 0 for a window begun in an earlier batch)
+        which = np.maximum(np.searchsorted(segs[:, 0], idx, side="right") - 1, 0)
         t = segs[which, 1] + (idx - segs[which, 0]) * segs[which, 2]
         t_ns = (t * 1e9).astype(np.int64)
         for i, label in enumerate(self.info.channel_labels):
