@@ -3,7 +3,8 @@
 This is what dashboards and the time-series store show (about 50 Hz instead of 2 kHz). It is
 not the detector's envelope: it must be cheap, stable, and identical however the input is
 chunked, so output sample k always covers the same input samples [ceil(k*R), ceil((k+1)*R)) with
-R = rate_in / rate_out, counted from the start of the stream.
+R = rate_in / rate_out, counted from the start of the stream (the values agree to the rounding of
+the running sum, which is taken per chunk: a few ulps of the stream's energy).
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ import math
 
 import numpy as np
 from scipy import signal
+
+try:
+    # The compiled kernel behind ``scipy.signal.sosfilt``: it filters each row of a C-contiguous
+    # (channels, samples) array in place. ``sosfilt`` itself spends several times the filtering in
+    # moving axes and copying for a 100-sample batch; the numbers are the kernel's either way.
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_rows
+except ImportError:  # pragma: no cover - another SciPy layout: the public function, same numbers
+    _sosfilt_rows = None
 
 
 class EnvelopeDecimator:
@@ -27,7 +36,8 @@ class EnvelopeDecimator:
         self.ratio = rate_in / rate_out
         self.n_channels = n_channels
         self._sos = signal.butter(2, min(highpass_hz, 0.45 * rate_in), "highpass", fs=rate_in, output="sos")
-        self._zi = np.zeros((self._sos.shape[0], 2, n_channels))
+        #: Filter state per channel, in the kernel's layout (channels, sections, 2).
+        self._zi = np.zeros((n_channels, self._sos.shape[0], 2))
         self._primed = False
         self._n_in = 0  # input samples consumed so far
         self._n_out = 0  # output samples produced so far
@@ -45,27 +55,57 @@ class EnvelopeDecimator:
             return first, np.empty((0, self.n_channels))
         if not self._primed:
             # Start the filter in steady state on the first sample so a DC offset is no burst.
-            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * x[0][None, None, :]
+            zi = signal.sosfilt_zi(self._sos)[:, :, None] * x[0][None, None, :]
+            self._zi = np.ascontiguousarray(zi.transpose(2, 0, 1))
             self._primed = True
-        y, self._zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
+        y = self._highpass(x)
         sq = y * y
-        csum = np.vstack([np.zeros((1, self.n_channels)), np.cumsum(sq, axis=0)])
-        start, end = self._n_in, self._n_in + len(x)
-        outs = []
-        lo = start  # absolute index where the current window's not-yet-summed part begins
-        while True:
-            w_start, w_end = self._bound(self._n_out), self._bound(self._n_out + 1)
-            if w_end > end:
-                break
-            part = csum[w_end - start] - csum[lo - start]
-            total = self._acc + part
-            outs.append(np.sqrt(total / (w_end - w_start)))
-            self._acc = np.zeros(self.n_channels)
-            self._n_out += 1
-            lo = w_end
-        self._acc = self._acc + (csum[end - start] - csum[lo - start])
+        n = len(x)
+        csum = np.empty((n + 1, self.n_channels))
+        csum[0] = 0.0
+        np.cumsum(sq, axis=0, out=csum[1:])
+        start, end = self._n_in, self._n_in + n
+        # Every window that ends in this chunk at once: bounds of outputs n_out, n_out + 1, ...
+        # (the same ``ceil(k * R - 1e-9)`` as ``_bound``, elementwise in float64), and each
+        # window's sum as a difference of the chunk's running sum; the first window also adds
+        # what earlier chunks left in ``_acc``. The arithmetic is the same, value for value,
+        # as one window at a time, so the output is bit for bit what a loop would give.
+        ends = self._bounds(self._n_out, self._n_out + int(n / self.ratio) + 3)
+        m = int(np.searchsorted(ends[1:], end, side="right"))  # windows finished in this chunk
+        if m == 0:
+            self._acc = self._acc + (csum[n] - csum[0])
+            self._n_in = end
+            return first, np.empty((0, self.n_channels))
+        bounds = ends[: m + 1]
+        cut = bounds[1:] - start  # window ends, relative to this chunk
+        lo = np.empty(m, dtype=np.int64)
+        lo[0] = 0
+        lo[1:] = cut[:-1]
+        total = csum[cut] - csum[lo]
+        total[0] = self._acc + total[0]
+        values = np.sqrt(total / (bounds[1:] - bounds[:-1])[:, None])
+        self._acc = np.zeros(self.n_channels) + (csum[n] - csum[cut[-1]])
+        self._n_out += m
         self._n_in = end
-        return first, (np.array(outs) if outs else np.empty((0, self.n_channels)))
+        return first, values
+
+    def _highpass(self, x: np.ndarray) -> np.ndarray:
+        """``sosfilt(sos, x, axis=0)`` continuing from ``_zi`` (updated), as an (n, channels) view."""
+        if _sosfilt_rows is None:  # see the import
+            y, zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi.transpose(1, 2, 0))
+            self._zi = np.ascontiguousarray(zi.transpose(2, 0, 1))
+            return np.asarray(y)
+        rows = np.array(x.T, dtype=np.float64, order="C")  # a copy, filtered in place
+        _sosfilt_rows(self._sos, rows, self._zi)
+        return rows.T
+
+    def _bounds(self, k0: int, k1: int) -> np.ndarray:
+        """``_bound(k)`` for k in [k0, k1), as int64."""
+        return np.ceil(np.arange(k0, k1, dtype=np.int64) * self.ratio - 1e-9).astype(np.int64)
+
+    def input_indices(self, first: int, count: int) -> np.ndarray:
+        """``input_index`` of outputs ``first .. first + count - 1`` (int64)."""
+        return self._bounds(first, first + count)
 
     def input_index(self, output_index: int) -> int:
         """Input sample (relative to stream start) where output ``output_index``'s window begins."""

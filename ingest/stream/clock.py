@@ -23,11 +23,10 @@ implausible time, ``HostClock.quality`` says "unsynchronised" and events carry t
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from scipy.stats import theilslopes
 
 __all__ = ["MAX_SLEW", "ClockModel", "ClockQuality", "HostClock"]
 
@@ -90,7 +89,9 @@ class ClockModel:
 
     def reset(self) -> None:
         """Forget everything (device reboot: the counter has restarted)."""
-        self._points: deque[tuple[int, float]] = deque(maxlen=self.history)
+        #: Lower-envelope points (counter, arrival), oldest first, at most ``history`` of them: kept
+        #: as the array the fit reads, so a refit does not convert the whole history again.
+        self._points = np.empty((0, 2))
         self._cur_win: int | None = None
         self._cur_best: tuple[int, float] | None = None
         self._base_counter: int | None = None
@@ -122,7 +123,7 @@ class ClockModel:
         win = x // self.window
         if self._cur_win is None or win != self._cur_win:
             if self._cur_best is not None:
-                self._points.append(self._cur_best)
+                self._points = _appended(self._points, self._cur_best, self.history)
                 self._refit()
             self._cur_win = win
             self._cur_best = (x, t_host)
@@ -138,13 +139,12 @@ class ClockModel:
             self._b = 1.0 / self.rate_hz
 
     def _refit(self) -> None:
-        pts = np.asarray(self._points, dtype=np.float64)
+        pts = self._points
         if len(pts) > FIT_POINTS:
             # Theil-Sen is O(n^2): fit the earliest arrival of each of FIT_POINTS groups instead,
             # which is the same lower envelope at a coarser step (0.5 ms per refit, not 20).
             lag = pts[:, 1] - pts[:, 0] / self.rate_hz
-            groups = np.array_split(np.arange(len(pts)), FIT_POINTS)
-            pts = pts[[g[np.argmin(lag[g])] for g in groups]]
+            pts = pts[_group_argmin(lag, FIT_POINTS)]
         x, t = pts[:, 0], pts[:, 1]
         if len(pts) >= 3 and x[-1] - x[0] >= 2 * self.window:
             # Theil-Sen slope over the lower-envelope points: robust to a few windows where every
@@ -168,7 +168,7 @@ class ClockModel:
         What was handed out stays as it was (it is published); the monotonic guard is moved too,
         so a backward step is taken at once instead of being slewed for an hour."""
         self._a += delta_s
-        self._points = deque(((x, t + delta_s) for x, t in self._points), maxlen=self.history)
+        self._points = self._points + np.array([0.0, delta_s])
         if self._cur_best is not None:
             self._cur_best = (self._cur_best[0], self._cur_best[1] + delta_s)
         self._mono.last_t += delta_s
@@ -189,7 +189,7 @@ class ClockModel:
         return self._mono.place(first_counter, n, float(self.to_utc(first_counter)), self._b)
 
     def quality(self) -> ClockQuality:
-        pts = np.asarray(self._points, dtype=np.float64)
+        pts = self._points
         if len(pts) < 3:
             return ClockQuality(len(pts), 0.0, float("nan"))
         x, t = pts[:, 0], pts[:, 1]
@@ -198,9 +198,45 @@ class ClockModel:
         return ClockQuality(len(pts), (1.0 / (self._b * self.rate_hz) - 1.0) * 1e6, 1.4826 * mad * 1e3)
 
 
+def _group_argmin(values: np.ndarray, groups: int) -> np.ndarray:
+    """Index of the smallest value (the first, on ties) in each of ``groups`` consecutive groups
+    split as ``np.array_split`` does (the first ``len % groups`` one longer), without a Python
+    loop over the groups: each run of equal-length groups is one reshaped ``argmin``."""
+    n = len(values)
+    size, extra = divmod(n, groups)
+    long_end = extra * (size + 1)
+    first = values[:long_end].reshape(extra, size + 1).argmin(axis=1) + np.arange(0, long_end, size + 1)
+    rest = values[long_end:].reshape(groups - extra, size).argmin(axis=1) + np.arange(long_end, n, size)
+    return np.concatenate([first, rest])
+
+
+def _appended(points: np.ndarray, point: tuple[int, float], keep: int) -> np.ndarray:
+    """``points`` with ``point`` added at the end, only the newest ``keep`` rows kept."""
+    out = np.concatenate((points, np.array([point], dtype=np.float64)))
+    return out[len(out) - keep :] if len(out) > keep else out
+
+
+@lru_cache(maxsize=8)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs i < j of n points (read-only, shared between refits)."""
+    i, j = np.triu_indices(n, 1)
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j
+
+
 def _theil_sen_slope(x: np.ndarray, t: np.ndarray) -> float:
-    """Median of pairwise slopes."""
-    return float(theilslopes(t, x)[0])
+    """Median of pairwise slopes: the slope of ``scipy.stats.theilslopes(t, x)``, bit for bit,
+    without its confidence interval (a normal quantile and repeat counting that cost several
+    times the slope). SciPy takes every ordered pair with ``x_i > x_j``; each unordered pair gives
+    the same quotient either way round (``(-a) / (-b) == a / b`` exactly in IEEE arithmetic), so
+    the pairs i < j with ``x_i != x_j`` are the same multiset of slopes, and a median does not
+    depend on their order."""
+    i, j = _pairs(len(x))
+    dx = x[j] - x[i]
+    dt = t[j] - t[i]
+    distinct = dx != 0
+    return float(np.median(dt[distinct] / dx[distinct]))
 
 
 class DerivedClock:

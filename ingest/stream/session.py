@@ -520,9 +520,10 @@ class DeviceSession:
         first, values = self._env.feed(uv)
         if not len(values):
             return
-        idx = np.array([self._env.input_index(first + k) for k in range(len(values))]) + self._env_base
+        idx = self._env.input_indices(first, len(values)) + self._env_base
         # Each output's time from the block its window starts in (blocks may be slewed slightly).
-        which = np.clip(np.searchsorted(segs[:, 0], idx, side="right") - 1, 0, len(segs) - 1)
+        # (searchsorted - 1 is at most len(segs) - 1; below 0 for a window begun in an earlier batch)
+        which = np.maximum(np.searchsorted(segs[:, 0], idx, side="right") - 1, 0)
         t = segs[which, 1] + (idx - segs[which, 0]) * segs[which, 2]
         t_ns = (t * 1e9).astype(np.int64)
         for i, label in enumerate(self.info.channel_labels):
@@ -536,18 +537,13 @@ class DeviceSession:
             )
         # Live view: every k-th envelope sample, all channels in one small message.
         labels = self.info.channel_labels
-        for k in range(len(values)):
-            self._live_count += 1
-            if self._live_count % self._live_every == 0:
-                row = values[k]
-                self.emit(
-                    Output(
-                        "live",
-                        LiveRecord(
-                            self.device, float(t[k]), {lab: float(row[i]) for i, lab in enumerate(labels)}
-                        ),
-                    )
-                )
+        count = self._live_count
+        self._live_count += len(values)
+        every = self._live_every
+        # The outputs k whose running count (count + k + 1) is a multiple of ``every``.
+        for k in range(every - 1 - count % every, len(values), every):
+            row = dict(zip(labels, values[k].tolist(), strict=True))
+            self.emit(Output("live", LiveRecord(self.device, float(t[k]), row)))
 
     # -- detector outputs -----------------------------------------------------------------
     def _time(self, domain: str, counter: int) -> float:
