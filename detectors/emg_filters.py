@@ -14,7 +14,7 @@ from scipy import signal
 
 try:  # the compiled kernel behind scipy.signal.sosfilt (private; see filter_inplace)
     from scipy.signal._sosfilt import _sosfilt
-except ImportError:  # pragma: no cover - other scipy layouts fall back to the public function
+except ImportError:  # pragma: no cover - other scipy layouts: the public function (tested)
     _sosfilt = None
 
 from detectors.config import DetectorConfig
@@ -84,9 +84,10 @@ def filter_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
     if _sosfilt is not None:
         _sosfilt(sos, x, zi)
         return
-    y, zf = signal.sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 0, 1).transpose(0, 2, 1).swapaxes(0, 1))
+    # The public function wants the state as (sections, signals, 2).
+    y, zf = signal.sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 0, 1))
     x[...] = y
-    zi[...] = np.moveaxis(zf.swapaxes(0, 1).transpose(0, 2, 1), 1, 0)
+    zi[...] = np.moveaxis(zf, 1, 0)
 
 
 class EmgFilters:

@@ -10,6 +10,7 @@ full scale, rails, flat (lead-off) stretches, NaNs, and 50 Hz hum on a floating 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import signal
@@ -161,3 +162,28 @@ def test_mains_line_shortcut_gives_the_fits_answer() -> None:
         assert got == _mains_line_by_fit(col, rate, 300.0, s0)
         found += got is not None
     assert 300 < found < 2700  # both answers are common: the blocks straddle the level
+
+
+def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another SciPy layout (no private kernel) uses the public ``sosfilt``: same numbers, and the
+    carried state (signals, sections, 2) means the same in both (it was transposed wrongly once)."""
+    from scipy import signal as sig
+
+    from detectors import emg_filters
+
+    sos = sig.butter(4, [20, 450], btype="bandpass", fs=2000, output="sos")
+    x = np.random.default_rng(3).standard_normal((3, 1000))
+
+    def run() -> np.ndarray:
+        zi = np.zeros((3, sos.shape[0], 2))
+        out = []
+        for a in range(0, 1000, 137):
+            rows = np.array(x[:, a : a + 137], order="C")
+            emg_filters.filter_inplace(sos, rows, zi)
+            out.append(rows)
+        return np.concatenate(out, axis=1)
+
+    fast = run()
+    monkeypatch.setattr(emg_filters, "_sosfilt", None)
+    np.testing.assert_allclose(run(), fast, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast, sig.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
