@@ -14,13 +14,7 @@ import math
 import numpy as np
 from scipy import signal
 
-try:
-    # The compiled kernel behind ``scipy.signal.sosfilt``: it filters each row of a C-contiguous
-    # (channels, samples) array in place. ``sosfilt`` itself spends several times the filtering in
-    # moving axes and copying for a 100-sample batch; the numbers are the kernel's either way.
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_rows
-except ImportError:  # pragma: no cover - another SciPy layout: the public function, same numbers
-    _sosfilt_rows = None
+from detectors.emg_filters import filter_inplace
 
 
 class EnvelopeDecimator:
@@ -91,12 +85,11 @@ class EnvelopeDecimator:
 
     def _highpass(self, x: np.ndarray) -> np.ndarray:
         """``sosfilt(sos, x, axis=0)`` continuing from ``_zi`` (updated), as an (n, channels) view."""
-        if _sosfilt_rows is None:  # see the import
-            y, zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi.transpose(1, 2, 0))
-            self._zi = np.ascontiguousarray(zi.transpose(2, 0, 1))
-            return np.asarray(y)
+        # The detector's in-place row filter (scipy's compiled kernel, or the public sosfilt):
+        # the public function alone spends several times the filtering of a 100-sample batch
+        # in moving axes and copying.
         rows = np.array(x.T, dtype=np.float64, order="C")  # a copy, filtered in place
-        _sosfilt_rows(self._sos, rows, self._zi)
+        filter_inplace(self._sos, rows, self._zi)
         return rows.T
 
     def _bounds(self, k0: int, k1: int) -> np.ndarray:
