@@ -29,6 +29,7 @@ from detectors.activity import AccActivityTracker, phase_locked, regular_rhythm
 from detectors.detector import feed_interleaved
 from detectors.scoring import score
 from firmware_sim import scenario
+from tests.support.shapes import contraction
 
 LEGS = ["EMG L tib ant", "EMG L gastroc", "EMG L quad", "EMG L ham", "EMG R tib ant", "EMG R quad"]
 
@@ -199,23 +200,14 @@ def _emg(rate: float, seconds: float, n_ch: int = 1, seed: int = 3) -> np.ndarra
     return np.asarray(x / x.std(axis=0))
 
 
-def _contraction(rate: float, n: int, at_s: float, dur_s: float, rise_s: float) -> np.ndarray:
-    env = np.zeros(n)
-    a, k, r = int(at_s * rate), int(dur_s * rate), max(1, int(rise_s * rate))
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
-    shape = np.r_[ramp, np.ones(max(0, k - 2 * r)), ramp[::-1]]
-    env[a : a + shape.size] = shape
-    return env
-
-
 def test_declared_session_classes_graded_contractions_voluntary_but_keeps_abrupt_spasms() -> None:
     rate = 1000.0
     x = _emg(rate, 60.0)
     n = x.shape[0]
     env = np.full(n, 3.0)
     for t in (15.0, 25.0, 35.0):  # isometric exercise: graded 0.4 s ramps, 3 s holds
-        env += 150.0 * _contraction(rate, n, t, 3.0, 0.4)
-    env += 200.0 * _contraction(rate, n, 45.0, 0.2, 0.015)  # an abrupt twitch inside the session
+        env += 150.0 * contraction(rate, n, t, 3.0, 0.4)
+    env += 200.0 * contraction(rate, n, 45.0, 0.2, 0.015)  # an abrupt twitch inside the session
     sig = x * env[:, None]
 
     def run(declare: bool) -> list[DetectorOutput]:
@@ -255,7 +247,7 @@ def test_strong_contraction_touching_the_rails_is_one_clipped_event() -> None:
     x = _emg(rate, 20.0, n_ch=2)
     n = x.shape[0]
     env = np.full((n, 2), 3.0)
-    env[:, 0] += 2600.0 * _contraction(rate, n, 8.0, 3.0, 0.1)
+    env[:, 0] += 2600.0 * contraction(rate, n, 8.0, 3.0, 0.1)
     sig = np.clip(x * env, -6000.0, 6000.0)  # a low-range amplifier: ~1-2 % of samples clip
     clipped_share = float(np.mean(np.abs(sig[int(8 * rate) : int(11 * rate), 0]) >= 6000.0))
     assert 0.002 < clipped_share < 0.03
@@ -323,7 +315,7 @@ def _movement_scene(
     n = x.shape[0]
     env = np.full((n, n_ch), 3.0)
     for ch, at, rise in bursts:
-        env[:, ch] += 150.0 * _contraction(rate, n, at, 2.0, rise)
+        env[:, ch] += 150.0 * contraction(rate, n, at, 2.0, rise)
     m = int(seconds * acc_rate)
     acc = np.zeros((m, 3))
     acc[:, 2] = 1.0
@@ -394,7 +386,7 @@ def test_electrode_coming_loose_and_settling_is_not_a_spasm() -> None:
             x[c0 : c0 + 5, 0] += rng.choice([-1.0, 1.0]) * 300.0
     spasm_at = (24.0, 50.0)  # real spasms well clear of the electrode's trouble are kept
     for at in spasm_at:
-        x[:, 0] += _emg(rate, 60.0, seed=9)[:, 0] * 150.0 * _contraction(rate, n, at, 1.0, 0.02)
+        x[:, 0] += _emg(rate, 60.0, seed=9)[:, 0] * 150.0 * contraction(rate, n, at, 1.0, 0.02)
 
     def run(**cfg: Any) -> list[SpasmEvent]:
         det = SpasmDetector(

@@ -246,16 +246,22 @@ def test_replay_of_a_vendor_capture_uses_the_kind_and_settings_it_names(tmp_path
     assert not summary.gaps, summary.gaps
 
 
-def test_edf_reader_skips_the_exporters_no_data_fraction(tmp_path: Path) -> None:
-    """The export starts on a whole second; the annotated fraction before the first sample is
-    zeros. Read back, the recording starts at its first real sample and its true sub-second time."""
-    from ingest.files.readers import read_recording
-
+def _export_e2e(tmp_path: Path) -> Path:
+    """``e2e_short`` captured at a host time 0.437 s past a whole second, exported to EDF+."""
     cap, edf = tmp_path / "f.nsc", tmp_path / "f.edf"
     sim = simulate_scenario("e2e_short", device="w-1", t0_host=1_700_000_000.437)
     with CaptureWriter(cap, device="w-1") as w:
         write_sim(w, sim)
     assert cli_main(["export-edf", str(cap), "--out", str(edf)]) == 0
+    return edf
+
+
+def test_edf_reader_skips_the_exporters_no_data_fraction(tmp_path: Path) -> None:
+    """The export starts on a whole second; the annotated fraction before the first sample is
+    zeros. Read back, the recording starts at its first real sample and its true sub-second time."""
+    from ingest.files.readers import read_recording
+
+    edf = _export_e2e(tmp_path)
     with pyedflib.EdfReader(str(edf)) as f:
         raw0 = f.readSignal(0)[:800]
         n_file = f.getNSamples()[0]
@@ -277,11 +283,7 @@ def test_edf_reader_skips_the_exporters_padding_after_the_last_sample(tmp_path: 
     detect does not call the end of every exported file a lead-off."""
     from ingest.files.readers import read_recording
 
-    cap, edf = tmp_path / "f.nsc", tmp_path / "f.edf"
-    sim = simulate_scenario("e2e_short", device="w-1", t0_host=1_700_000_000.437)
-    with CaptureWriter(cap, device="w-1") as w:
-        write_sim(w, sim)
-    assert cli_main(["export-edf", str(cap), "--out", str(edf)]) == 0
+    edf = _export_e2e(tmp_path)
     with pyedflib.EdfReader(str(edf)) as f:
         n_file = f.getNSamples()[0]
         raw = f.readSignal(0)

@@ -13,6 +13,7 @@ from scipy import signal
 from detectors import DetectorConfig, QualityChange, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
 from detectors.emg_quality import electrode_spectrum
+from tests.support.shapes import contraction
 
 
 def _emg(rate: float, seconds: float, seed: int = 3) -> np.ndarray:
@@ -21,15 +22,6 @@ def _emg(rate: float, seconds: float, seed: int = 3) -> np.ndarray:
     sos = signal.butter(2, [40, 150], btype="bandpass", fs=rate, output="sos")
     x = signal.sosfilt(sos, rng.standard_normal(int(seconds * rate)))
     return np.asarray(x / x.std())
-
-
-def _bell(rate: float, n: int, at_s: float, dur_s: float, rise_s: float = 0.02) -> np.ndarray:
-    env = np.zeros(n)
-    a, k, r = int(at_s * rate), int(dur_s * rate), max(1, int(rise_s * rate))
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
-    shape = np.r_[ramp, np.ones(max(0, k - 2 * r)), ramp[::-1]]
-    env[a : a + shape.size] = shape
-    return env
 
 
 def _events(out: list[object]) -> list[SpasmEvent]:
@@ -45,7 +37,7 @@ def _reattached(spasm_after_s: float | None, hum_surge: bool) -> np.ndarray:
     t = np.arange(n) / rate
     rng = np.random.default_rng(4)
     x = 3.0 * _emg(rate, 60.0, seed=1) + rng.normal(0.0, 1.0, n)
-    x += 200.0 * _emg(rate, 60.0, seed=9) * _bell(rate, n, 10.0, 1.0)  # a spasm well clear of it
+    x += 200.0 * _emg(rate, 60.0, seed=9) * contraction(rate, n, 10.0, 1.0)  # a spasm well clear of it
     i, j = int(20 * rate), int(25 * rate)
     if hum_surge:  # contact failing for 1.2 s, back for 2 s, then lost for good
         k, e = int(1.2 * rate), i - int(2.0 * rate)
@@ -55,7 +47,7 @@ def _reattached(spasm_after_s: float | None, hum_surge: bool) -> np.ndarray:
     x[i:j] = 2000.0 * np.sin(2 * np.pi * 50 * t[i:j]) + rng.normal(0.0, 5.0, j - i)
     x[j:] += 5000.0 * np.exp(-(t[j:] - 25.0) / 0.3)
     if spasm_after_s is not None:
-        x += 200.0 * _emg(rate, 60.0, seed=11) * _bell(rate, n, 25.0 + spasm_after_s, 0.8)
+        x += 200.0 * _emg(rate, 60.0, seed=11) * contraction(rate, n, 25.0 + spasm_after_s, 0.8)
     return x
 
 
@@ -118,7 +110,7 @@ def test_a_contraction_clipped_by_a_12_bit_amplifier_is_one_clipped_event() -> N
     x = 4.0 * _emg(rate, 100.0, seed=2)
     starts = [8.0 + 11.0 * k for k in range(8)]
     for k, at in enumerate(starts):
-        x += (400.0 + 300.0 * k) * _emg(rate, 100.0, seed=20 + k) * _bell(rate, n, at, 3.0, 0.1)
+        x += (400.0 + 300.0 * k) * _emg(rate, 100.0, seed=20 + k) * contraction(rate, n, at, 3.0, 0.1)
     lsb = 2 * fs_uv / 4096
     codes = np.clip(np.round((x + 400.0) / lsb), -2048, 2047)
     adc = codes * lsb
