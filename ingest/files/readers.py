@@ -139,7 +139,9 @@ def read_edf(path: Path) -> SignalFile:
     try:
         f = pyedflib.EdfReader(str(path))
     except OSError as exc:
-        raise RecordingError(f"{path}: not a readable EDF/BDF file: {exc}") from exc
+        # pyedflib's message starts with the path already: name the file once.
+        why = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}:").strip()
+        raise RecordingError(f"{path}: not a readable EDF/BDF file: {why}") from exc
     try:
         labels = [s.strip() for s in f.getSignalLabels()]
         emg_idx = [i for i, lab in enumerate(labels) if lab.upper().startswith("EMG")]

@@ -82,6 +82,14 @@ def test_detect_bad_recordings(
     assert_one_line(rc, err, str(p), words)
 
 
+def test_detect_garbage_edf_names_the_file_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "garbage.edf"
+    p.write_bytes(bytes(range(256)) * 2)
+    rc, err = run(["detect", str(p)], capsys)
+    assert_one_line(rc, err, str(p), "not a readable EDF/BDF file")
+    assert "".join(err).count(str(p)) == 1, err
+
+
 def test_detect_on_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, err = run(["detect", str(tmp_path)], capsys)
     assert_one_line(rc, err, str(tmp_path), "is a directory")
