@@ -158,6 +158,8 @@ class SpasmDetector:
         self._vol_t: list[float] = []  # onsets (s) of bursts classed voluntary, sorted
         #: recent EMG events (channel, onset s, offset s, rise s), for co-contraction partners
         self._recent: deque[tuple[str, float, float, float]] = deque(maxlen=256)
+        #: finished EMG bursts (channel, onset s, offset s, peak uV), for the gait model's cross-talk test
+        self._peaks: deque[tuple[str, float, float, float]] = deque(maxlen=256)
         #: reported EMG quality changes per channel (time s, state), for electrode artefacts
         self._quality_log: dict[str, list[tuple[float, str]]] = {}
         #: A lower bound on the times the horizon clean-up of the three logs above looks at (a
@@ -477,9 +479,10 @@ class SpasmDetector:
                     if span_done is not None:
                         span_done[1] = o.offset_sample / self.emg_rate_hz
                         self._oldest = min(self._oldest, span_done[1])
+                    r = self.emg_rate_hz
+                    a, b = o.onset_sample / r, o.offset_sample / r
+                    self._peaks.append((o.channel, a, b, o.peak_uv))
                     if o.rise_s is not None:
-                        r = self.emg_rate_hz
-                        a, b = o.onset_sample / r, o.offset_sample / r
                         self._recent.append((o.channel, a, b, o.rise_s))
                 self._held.append(o)
                 self._gate_emg = -math.inf  # look at the newcomer on this pass
@@ -901,7 +904,12 @@ class SpasmDetector:
             # bursts (their quiet gaps are shorter than ``quiet_s``), if the rhythm was already
             # under way before it began (a long spasm can shake the limb rhythmically itself).
             merged = before in (WALKING, RHYTHMIC) and period > 0 and t1 - t0 >= 1.5 * period
-            if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans):
+            # the other channels' bursts during it that ended a second before the decision at
+            # the earliest (``rhythm_lookahead_s`` past the offset): known by then in any
+            # chunking (an episode is reported ``quiet_s`` and a block after it ends)
+            horizon = t1 + cfg.rhythm_lookahead_s - 1.0
+            others = [p for p in self._peaks if p[1] < t1 and t0 < p[2] <= horizon]
+            if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans, others):
                 return False, context  # in no gait phase of its muscle (detectors/gait_phase.py)
             return rhythmic or merged, context
         if code == TRANSITION:

@@ -66,6 +66,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,13 +142,21 @@ class GaitPhaseModel:
         self._confidence: dict[str, float] = {}
 
     def spasm(
-        self, ev: SpasmEvent, t0: float, t1: float, period: float, spans: dict[str, list[list[float]]]
+        self,
+        ev: SpasmEvent,
+        t0: float,
+        t1: float,
+        period: float,
+        spans: dict[str, list[list[float]]],
+        others: Sequence[tuple[str, float, float, float]] = (),
     ) -> bool:
         """The hook ``SpasmDetector._judge`` calls for a burst during walking or rhythmic exercise:
         is it a spasm by its gait phase? ``period`` is the accelerometer's rhythm (s, 0: none);
-        ``spans`` are every channel's bursts [onset, offset or inf] (s). Records the burst for the
-        templates of later ones; the confidence of a spasm is kept for ``confidence(key)``."""
-        verdict = self.judge(ev, t0, t1, period, spans)
+        ``spans`` are every channel's bursts [onset, offset or inf] (s); ``others`` the other
+        channels' finished bursts (channel, onset, offset, peak uV) known by now. Records the
+        burst for the templates of later ones; the confidence of a spasm is kept for
+        ``confidence(key)``."""
+        verdict = self.judge(ev, t0, t1, period, spans, others)
         if verdict.spasm:
             self._confidence[ev.key] = verdict.confidence
         return verdict.spasm
@@ -157,7 +166,13 @@ class GaitPhaseModel:
         return self._confidence.pop(key, None)
 
     def judge(
-        self, ev: SpasmEvent, t0: float, t1: float, period: float, spans: dict[str, list[list[float]]]
+        self,
+        ev: SpasmEvent,
+        t0: float,
+        t1: float,
+        period: float,
+        spans: dict[str, list[list[float]]],
+        others: Sequence[tuple[str, float, float, float]] = (),
     ) -> GaitVerdict:
         """The verdict with its evidence; also records the burst (call once per burst)."""
         cfg = self.cfg
@@ -176,6 +191,8 @@ class GaitPhaseModel:
             mad = float(np.median(np.abs(peaks - med)))
             if ev.peak_uv >= max(cfg.gait_amplitude_ratio * med, med + cfg.gait_mad_z * _MAD_SD * mad):
                 cues.append("amplitude")
+            elif "prolonged" in cues and self._crosstalk(ev, tmpl, t0, t1, others):
+                cues.remove("prolonged")
         # out of phase and abrupt onset are supporting evidence only (see the module docstring)
         spasm = any(c not in _SUPPORTING for c in cues)
         if spasm and ev.rise_s is not None and ev.rise_s <= cfg.gait_abrupt_rise_s:
@@ -288,6 +305,34 @@ class GaitPhaseModel:
             cues.append("prolonged")
         return cues
 
+    def _crosstalk(
+        self,
+        ev: SpasmEvent,
+        tmpl: list[_Burst],
+        t0: float,
+        t1: float,
+        others: Sequence[tuple[str, float, float, float]],
+    ) -> bool:
+        """Is the prolonged part of a burst (after its muscle's usual gait-burst length) the
+        cross-talk of a much stronger burst on another channel that spans it?
+
+        Surface EMG picks up neighbouring muscles by volume conduction (Winter, Fuglevand &
+        Archer, J Electromyogr Kinesiol 1994; De Luca et al., J Biomech 2012), and the offset
+        level is low (2 x rest), so a strong spasm keeps a neighbour's gait burst "on" through
+        its own duration. It is the same spasm, reported once, on the channel where it is: a
+        burst no stronger than its own gait bursts (no amplitude cue) whose extension lies
+        inside a burst at least sqrt(``crosstalk_ratio``) times its peak (the ratio at which a
+        fresh burst is taken for cross-talk, in amplitude) is not prolonged by itself."""
+        cfg = self.cfg
+        ratio = math.sqrt(cfg.crosstalk_ratio) if cfg.crosstalk_ratio > 0 else math.inf
+        ext0 = t0 + float(np.median([b.offset - b.onset for b in tmpl]))
+        for ch, a, b, peak in others:
+            if ch == ev.channel or peak < ratio * ev.peak_uv:
+                continue
+            if a <= ext0 and b >= t1 - cfg.block_s:
+                return True
+        return False
+
     def _cocontraction(
         self,
         channel: str,
@@ -322,13 +367,18 @@ class GaitPhaseModel:
             if win is None:
                 continue
             longest = max(b.offset - b.onset for b in other)
+            # a partner's episode may merge two of its gait bursts (its silence shorter than
+            # ``quiet_s``): only its first burst is in its phase window, the rest is its silence
+            # and its next burst, so it is counted for its longest single gait burst at most
+            single = [b.offset - b.onset for b in other if b.offset - b.onset < stride]
+            burst_len = max(single) if single else longest
             now = 0.0
             for a, b in spans.get(ch, []):
                 if a >= t1 or b <= t0 or b - a > longest:
                     continue  # not during it, or longer than the partner's gait bursts
                 e = _phase_error(o_on, a, stride, 1)
                 if e is not None and abs(_wrap(e - win[0])) <= win[1]:
-                    now += min(b, t1) - max(a, t0)
+                    now += max(0.0, min(b, a + burst_len, t1) - max(a, t0))
             if now >= cfg.gait_cocontraction_share * dur:
                 return ["co_contraction"]
         return []
