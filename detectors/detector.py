@@ -891,6 +891,14 @@ class SpasmDetector:
             context = declared.kind
         elif code == REST and rhythmic and graded:
             context = "rhythmic_exercise"
+        if ev.type == "clonus" and cyclic and self._gait is not None:
+            # during gait, a "clonus" may be a gait burst of few motor units whose envelope
+            # beats at clonus rates: the gait model knows the muscle's phase and burst length
+            # (its spans of other channels are all closed ``rhythm_lookahead_s`` on)
+            if not final and emg_t < look:
+                return None
+            if self._gait.gait_burst(ev, t0, t1, period, self._spans):
+                return True, context
         if ev.type == "clonus":
             # 3-8 Hz reflex oscillation: never a voluntary rhythm. Each beat is a reflex volley,
             # so clonus starts abruptly; during activity a "clonus" whose onset ramps like a

@@ -96,6 +96,8 @@ class GaitVerdict:
     confidence: float
     cues: tuple[str, ...]
     stride_s: float  # 0 when no template
+    #: onset in the muscle's phase window and no longer than its gait bursts: its gait burst
+    typical: bool = False
 
 
 def von_mises_kappa(rbar: float) -> float:
@@ -180,10 +182,12 @@ class GaitPhaseModel:
         tmpl = self._template(own, t0)
         cues: list[str] = []
         stride = 0.0
+        typical = False
         if len(tmpl) >= cfg.gait_min_strides:
             onsets = [b.onset for b in tmpl]
             stride = self._stride(onsets, period)
             if stride > 0:
+                typical = self._typical(tmpl, onsets, stride, t0, t1)
                 cues += self._phase_cues(tmpl, onsets, stride, period, t0, t1)
                 cues += self._cocontraction(ev.channel, tmpl, stride, t0, t1, spans)
             peaks = np.array([b.peak for b in tmpl])
@@ -199,7 +203,32 @@ class GaitPhaseModel:
             cues.append("abrupt_onset")
         own.append(_Burst(t0, t1, ev.peak_uv, ev.rise_s, spasm))
         conf = 1.0 - (1.0 - cfg.gait_confidence) * 0.5 ** (len(cues) - 1) if spasm else 0.0
-        return GaitVerdict(spasm, round(conf, 3), tuple(cues), stride)
+        return GaitVerdict(spasm, round(conf, 3), tuple(cues), stride, typical and not spasm)
+
+    def gait_burst(
+        self, ev: SpasmEvent, t0: float, t1: float, period: float, spans: dict[str, list[list[float]]]
+    ) -> bool:
+        """Is a burst typed clonus during walking its muscle's ordinary gait burst? (Records it.)
+
+        Clonus is a reflex oscillation at 4-8 Hz sustained within one contraction and unrelated
+        to the stride (Dimitrijevic, Nathan & Sherwood, Brain 1980); a gait burst recurs once
+        per stride (0.7-1.1 Hz in slow pathological gait) at its muscle's phase. A weak gait
+        burst of few motor units firing unfused (8-30 Hz discharges, physiological tremor at
+        6-12 Hz; McAuley & Marsden, Brain 2000) can modulate its envelope at clonus rates, so a
+        "clonus" that starts in its muscle's phase window, lasts no longer than its gait bursts
+        and shows no other gait cue is that gait burst."""
+        return self.judge(ev, t0, t1, period, spans).typical
+
+    def _typical(self, tmpl: list[_Burst], onsets: list[float], stride: float, t0: float, t1: float) -> bool:
+        """Onset within the muscle's phase window (one stride on from its last bursts) and a
+        duration within its template's (its longest burst, or 1.25 x the median: gait burst
+        durations vary by ~10-20 % stride to stride)."""
+        win = self._window(onsets, stride)
+        e1 = _phase_error(onsets, t0, stride, 1)
+        if win is None or e1 is None or abs(_wrap(e1 - win[0])) > win[1]:
+            return False
+        durations = [b.offset - b.onset for b in tmpl]
+        return t1 - t0 <= max(max(durations), 1.25 * float(np.median(durations)))
 
     # ------------------------------------------------------------------------------ internals
     def _template(self, own: deque[_Burst], t0: float) -> list[_Burst]:
