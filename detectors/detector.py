@@ -537,10 +537,13 @@ class SpasmDetector:
                 self._n_voluntary += 1
                 bisect.insort(self._vol_t, t0)
                 continue
+            gait_conf = None if self._gait is None else self._gait.confidence(o.key)
+            later = None if self._gait is None else self._gait.spasm_onset(o.key)
+            if later is not None and onset is not None:  # not announced yet: date it right
+                o, onset = self._redate(o, onset, later)
             if onset is not None:
                 out.append(onset)
             conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
-            gait_conf = None if self._gait is None else self._gait.confidence(o.key)
             conf = conf if gait_conf is None else round(o.confidence * gait_conf, 3)
             suspect = artefact == "suspect"
             if suspect:  # near a lead-off and not recognisably the electrode: for a clinician to weigh
@@ -579,6 +582,19 @@ class SpasmDetector:
         oldest += [spans[0][1] for spans in self._spans.values() if spans]
         oldest += [log[1][0] for log in self._quality_log.values() if len(log) > 1]
         self._oldest = min(oldest, default=math.inf)
+
+    def _redate(self, ev: SpasmEvent, onset: Onset, t: float) -> tuple[SpasmEvent, Onset]:
+        """A spasm fused after a gait burst (``GaitPhaseModel``): its event and its held Onset
+        start at ``t`` instead of at the gait burst's onset (same key rule, retyped by duration)."""
+        cfg = self.config
+        start = round(t * ev.rate_hz)
+        key = f"{ev.channel}:{ev.domain}:{start}"
+        dur = (ev.offset_sample - start) / ev.rate_hz
+        kind = ev.type
+        if kind != "clonus":
+            kind = "twitch" if dur < cfg.twitch_max_s else "phasic" if dur <= cfg.tonic_min_s else "tonic"
+        ev = dataclasses.replace(ev, key=key, onset_sample=start, type=kind)
+        return ev, dataclasses.replace(onset, key=key, onset_sample=start)
 
     def _queue_declared(self, d: _Declared, end: int) -> None:
         self._span_q.append((self._declared_span(d, end), d.start / self.emg_rate_hz, end / self.emg_rate_hz))

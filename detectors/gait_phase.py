@@ -98,6 +98,8 @@ class GaitVerdict:
     stride_s: float  # 0 when no template
     #: onset in the muscle's phase window and no longer than its gait bursts: its gait burst
     typical: bool = False
+    #: a spasm fused after an in-phase gait burst: where the burst leaves the gait pattern (s)
+    spasm_onset: float | None = None
 
 
 def von_mises_kappa(rbar: float) -> float:
@@ -142,6 +144,7 @@ class GaitPhaseModel:
         self.cfg = cfg
         self._bursts: dict[str, deque[_Burst]] = {}
         self._confidence: dict[str, float] = {}
+        self._onset: dict[str, float] = {}
 
     def spasm(
         self,
@@ -161,6 +164,8 @@ class GaitPhaseModel:
         verdict = self.judge(ev, t0, t1, period, spans, others)
         if verdict.spasm:
             self._confidence[ev.key] = verdict.confidence
+            if verdict.spasm_onset is not None:
+                self._onset[ev.key] = verdict.spasm_onset
         return verdict.spasm
 
     def confidence(self, key: str) -> float | None:
@@ -183,11 +188,14 @@ class GaitPhaseModel:
         cues: list[str] = []
         stride = 0.0
         typical = False
+        in_phase = False
+        med_d = 0.0
         if len(tmpl) >= cfg.gait_min_strides:
             onsets = [b.onset for b in tmpl]
             stride = self._stride(onsets, period)
             if stride > 0:
-                typical = self._typical(tmpl, onsets, stride, t0, t1)
+                typical, in_phase = self._typical(tmpl, onsets, stride, t0, t1)
+                med_d = float(np.median([b.offset - b.onset for b in tmpl]))
                 cues += self._phase_cues(tmpl, onsets, stride, period, t0, t1)
                 cues += self._cocontraction(ev.channel, tmpl, stride, t0, t1, spans)
             peaks = np.array([b.peak for b in tmpl])
@@ -203,7 +211,13 @@ class GaitPhaseModel:
             cues.append("abrupt_onset")
         own.append(_Burst(t0, t1, ev.peak_uv, ev.rise_s, spasm))
         conf = 1.0 - (1.0 - cfg.gait_confidence) * 0.5 ** (len(cues) - 1) if spasm else 0.0
-        return GaitVerdict(spasm, round(conf, 3), tuple(cues), stride, typical and not spasm)
+        # A prolonged burst that began in its muscle's phase window began as its gait burst: the
+        # spasm fused with it is what follows the gait burst's usual length (the earliest moment
+        # the burst leaves the muscle's gait pattern), so that is where it is dated from.
+        later = spasm and in_phase and "prolonged" in cues and t0 + med_d < t1
+        return GaitVerdict(
+            spasm, round(conf, 3), tuple(cues), stride, typical and not spasm, t0 + med_d if later else None
+        )
 
     def gait_burst(
         self, ev: SpasmEvent, t0: float, t1: float, period: float, spans: dict[str, list[list[float]]]
@@ -219,16 +233,22 @@ class GaitPhaseModel:
         and shows no other gait cue is that gait burst."""
         return self.judge(ev, t0, t1, period, spans).typical
 
-    def _typical(self, tmpl: list[_Burst], onsets: list[float], stride: float, t0: float, t1: float) -> bool:
-        """Onset within the muscle's phase window (one stride on from its last bursts) and a
-        duration within its template's (its longest burst, or 1.25 x the median: gait burst
-        durations vary by ~10-20 % stride to stride)."""
+    def _typical(
+        self, tmpl: list[_Burst], onsets: list[float], stride: float, t0: float, t1: float
+    ) -> tuple[bool, bool]:
+        """(typical, in phase): onset within the muscle's phase window (one stride on from its
+        last bursts), and then also a duration within its template's (its longest burst, or
+        1.25 x the median: gait burst durations vary by ~10-20 % stride to stride)."""
         win = self._window(onsets, stride)
         e1 = _phase_error(onsets, t0, stride, 1)
         if win is None or e1 is None or abs(_wrap(e1 - win[0])) > win[1]:
-            return False
+            return False, False
         durations = [b.offset - b.onset for b in tmpl]
-        return t1 - t0 <= max(max(durations), 1.25 * float(np.median(durations)))
+        return t1 - t0 <= max(max(durations), 1.25 * float(np.median(durations))), True
+
+    def spasm_onset(self, key: str) -> float | None:
+        """Where a spasm this model found fused after a gait burst began (s; once), else None."""
+        return self._onset.pop(key, None)
 
     # ------------------------------------------------------------------------------ internals
     def _template(self, own: deque[_Burst], t0: float) -> list[_Burst]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors import DetectorConfig, DetectorOutput, Onset, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
 from detectors.gait_phase import GaitPhaseModel, circular_stats, von_mises_kappa
 
@@ -224,12 +224,20 @@ def test_spasm_during_walking_is_found(kind: str) -> None:
     emg, acc, label = _recording(kind)
     assert label is not None
     # a burst in the gastrocnemius' silent phase is within ``quiet_s`` of its gait bursts, so it
-    # fuses with them: the event spans it, from the gait burst before
-    found = [e for e in _walking(_run(emg, acc)) if _covers(e, label)]
-    assert len(found) == 1, _spasms(_run(emg, acc))
+    # fuses with them into one episode starting with the gait burst before
+    out = _run(emg, acc)
+    found = [e for e in _walking(out) if _covers(e, label)]
+    assert len(found) == 1, _spasms(out)
     ev = found[0]
     assert ev.channel == "EMG L gastroc" and ev.context == "walking"
     assert 0 < ev.confidence < 0.9  # found during activity, by gait evidence
+    if kind == "out_of_phase":
+        # dated from where the episode leaves the gait pattern (the gait burst's usual length
+        # after its in-phase onset), not from the gait burst's onset 0.66 s before the spasm
+        assert label[0] - 0.5 <= ev.onset_sample / FS <= label[0]
+    # its Onset notice, held during walking, carries the same key and precedes it
+    i = out.index(ev)
+    assert [o for o in out[:i] if isinstance(o, Onset) and o.key == ev.key]
     # and without the gait-phase model it is taken for a gait burst
     missed = [e for e in _walking(_run(emg, acc, gait_phase=False)) if _covers(e, label)]
     assert missed == []
