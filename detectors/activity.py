@@ -22,6 +22,11 @@ Two sources of evidence, both causal and chunk-invariant:
     2 pi times its RMS). Purposeful movement follows minimum-jerk paths (Flash & Hogan 1985) with an RMS
     frequency below ~2 Hz; the jerk of a spasm has most of its power above that.
 
+  Rhythm is tested before the tilt: a limb swinging at the stride turns gravity by tens of
+  degrees every half cycle wherever the sensor sits (thigh, shank), which is gait, not a posture
+  transition; while gravity turns, the rhythm must be a local peak of the autocorrelation (a
+  slow smooth rotation correlates highly at the shortest lags only because it is slow).
+
   The hop verdict is one of ``rest``, ``posture_transition``, ``walking``, ``rhythmic_exercise``,
   ``other_voluntary``. Debounced verdicts become activity periods (``ActivityChange`` when one
   starts, ``ActivitySpan`` when it ends).

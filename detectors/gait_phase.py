@@ -42,13 +42,23 @@ started):
   merging gait bursts cannot explain it: from the template's silences (median, robust SD, no
   template burst a stride long) the chance that one silence is shorter than ``quiet_s``, raised
   to the number of silences the burst spans, is below a ``gait_silence_z`` SD event.
+  A burst with no amplitude cue whose extension lies inside another channel's burst at least
+  sqrt(``crosstalk_ratio``) times its peak is not prolonged by itself: that is the cross-talk of
+  the stronger spasm (volume conduction), one spasm reported on its own channel.
 * **co-contraction**: another channel whose template bursts overlapped this channel's by at most
   ``gait_alternation_overlap`` of their time (the two alternate) is active during at least
-  ``gait_cocontraction_share`` of this burst.
+  ``gait_cocontraction_share`` of this burst (a partner episode that merged two of its gait
+  bursts counts for one gait burst from its onset: the rest is its silence and its next burst).
 * **amplitude**: the peak is above ``gait_amplitude_ratio`` x the template's median peak and
   ``gait_mad_z`` robust SDs (1.4826 x MAD) above it.
 * **abrupt onset** (a rise to 80 % of the peak within ``gait_abrupt_rise_s``) is not a verdict on
   its own (gait bursts can be ballistic) but raises the confidence of one.
+
+A prolonged spasm whose onset is in the muscle's phase window began as its gait burst: it is dated
+from the end of the gait burst's usual length (``GaitVerdict.spasm_onset``). ``gait_burst`` asks
+whether a burst typed clonus during gait is in fact its muscle's ordinary gait burst (in phase,
+no longer than its gait bursts, no cue): a weak gait burst's envelope can beat at clonus rates,
+clonus itself is a sustained 4-8 Hz reflex oscillation unrelated to the stride.
 
 The confidence of a spasm found this way is ``gait_confidence`` for one cue, each further cue
 (abrupt onset included) halving the distance to 1.
