@@ -22,6 +22,11 @@ Two sources of evidence, both causal and chunk-invariant:
     2 pi times its RMS). Purposeful movement follows minimum-jerk paths (Flash & Hogan 1985) with an RMS
     frequency below ~2 Hz; the jerk of a spasm has most of its power above that.
 
+  Rhythm is tested before the tilt: a limb swinging at the stride turns gravity by tens of
+  degrees every half cycle wherever the sensor sits (thigh, shank), which is gait, not a posture
+  transition; while gravity turns, the rhythm must be a local peak of the autocorrelation (a
+  slow smooth rotation correlates highly at the shortest lags only because it is slow).
+
   The hop verdict is one of ``rest``, ``posture_transition``, ``walking``, ``rhythmic_exercise``,
   ``other_voluntary``. Debounced verdicts become activity periods (``ActivityChange`` when one
   starts, ``ActivitySpan`` when it ends).
@@ -211,11 +216,32 @@ class AccActivityTracker:
         ms_jerk = float(np.einsum("ij,ij->", jerk, jerk)) / jerk.shape[0]
         f_rms = math.sqrt(ms_jerk / max(ms_now, 1e-18)) * self.blk_rate / (2 * math.pi)
         smooth = f_rms <= cfg.activity_smooth_hz
-        if tilt >= cfg.activity_tilt_deg and smooth:
+        turning = tilt >= cfg.activity_tilt_deg and smooth
+        rhythm = self._rhythm(w, e, k, periodic=turning)
+        if rhythm is not None:
+            # A limb that swings back and forth at the stride (or pedal) rate turns gravity by
+            # tens of degrees every half cycle, whatever segment the sensor sits on (the thigh
+            # swings through ~40 deg of hip flexion-extension per stride, the shank more; Winter
+            # 1991): a rhythm, not a posture transition, which turns gravity once and stays.
+            # While gravity turns, the rhythm must be a true periodicity (a local peak of the
+            # autocorrelation): a slow smooth rotation (standing up, a 3-4 s exercise
+            # repetition) correlates highly at the shortest lags only because it is slow.
+            return rhythm
+        if turning:
             return TRANSITION, 0.0
+        if ms_now >= min_ms and smooth:
+            return OTHER, 0.0
+        return REST, 0.0  # still, or jerky movement: what a spasm does to a limb
+
+    def _rhythm(self, w: np.ndarray, e: int, k: int, periodic: bool) -> tuple[int, float] | None:
+        """(WALKING or RHYTHMIC, period s) when the window's movement repeats at a 0.4-2 s lag
+        (step, stride, pedal or push rhythm) with movement in both halves, else None. With
+        ``periodic`` the best lag must also be a local maximum of the autocorrelation."""
+        cfg = self.cfg
+        add = _add
         d = w - add(w, axis=0) / k
         ms = float(np.einsum("ij,ij->", d, d)) / k
-        if ms >= min_ms:
+        if ms >= self.min_ms:
             lpw = self._lpb[e - k : e]
             lpd = lpw - add(lpw, axis=0) / k
             e1 = float(np.einsum("ij,ij->", lpd[: k // 2], lpd[: k // 2]))
@@ -232,12 +258,12 @@ class AccActivityTracker:
                 lags = np.arange(self.lag_lo, lag_hi + 1)
                 rr = ac[lags] / e0 * k / (k - lags)
                 best = int(np.argmax(rr))
+                if periodic and not 0 < best < rr.size - 1:
+                    return None  # the autocorrelation only decays (or still rises) over the lags
                 if float(rr[best]) >= cfg.activity_rhythm_r:
                     kind = WALKING if self._peak() >= cfg.activity_impact_g else RHYTHMIC
                     return kind, float(lags[best]) / self.blk_rate
-        if ms_now >= min_ms and smooth:
-            return OTHER, 0.0
-        return REST, 0.0  # still, or jerky movement: what a spasm does to a limb
+        return None
 
     def _peak(self) -> float:
         """The largest raw deviation from gravity (g) over the hops of the window: each hop's

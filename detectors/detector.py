@@ -158,6 +158,8 @@ class SpasmDetector:
         self._vol_t: list[float] = []  # onsets (s) of bursts classed voluntary, sorted
         #: recent EMG events (channel, onset s, offset s, rise s), for co-contraction partners
         self._recent: deque[tuple[str, float, float, float]] = deque(maxlen=256)
+        #: finished EMG bursts (channel, onset s, offset s, peak uV), for the gait model's cross-talk test
+        self._peaks: deque[tuple[str, float, float, float]] = deque(maxlen=256)
         #: reported EMG quality changes per channel (time s, state), for electrode artefacts
         self._quality_log: dict[str, list[tuple[float, str]]] = {}
         #: A lower bound on the times the horizon clean-up of the three logs above looks at (a
@@ -477,9 +479,10 @@ class SpasmDetector:
                     if span_done is not None:
                         span_done[1] = o.offset_sample / self.emg_rate_hz
                         self._oldest = min(self._oldest, span_done[1])
+                    r = self.emg_rate_hz
+                    a, b = o.onset_sample / r, o.offset_sample / r
+                    self._peaks.append((o.channel, a, b, o.peak_uv))
                     if o.rise_s is not None:
-                        r = self.emg_rate_hz
-                        a, b = o.onset_sample / r, o.offset_sample / r
                         self._recent.append((o.channel, a, b, o.rise_s))
                 self._held.append(o)
                 self._gate_emg = -math.inf  # look at the newcomer on this pass
@@ -534,10 +537,13 @@ class SpasmDetector:
                 self._n_voluntary += 1
                 bisect.insort(self._vol_t, t0)
                 continue
+            gait_conf = None if self._gait is None else self._gait.confidence(o.key)
+            later = None if self._gait is None else self._gait.spasm_onset(o.key)
+            if later is not None and onset is not None:  # not announced yet: date it right
+                o, onset = self._redate(o, onset, later)
             if onset is not None:
                 out.append(onset)
             conf = o.confidence if context == "rest" else round(o.confidence * cfg.activity_confidence, 3)
-            gait_conf = None if self._gait is None else self._gait.confidence(o.key)
             conf = conf if gait_conf is None else round(o.confidence * gait_conf, 3)
             suspect = artefact == "suspect"
             if suspect:  # near a lead-off and not recognisably the electrode: for a clinician to weigh
@@ -576,6 +582,19 @@ class SpasmDetector:
         oldest += [spans[0][1] for spans in self._spans.values() if spans]
         oldest += [log[1][0] for log in self._quality_log.values() if len(log) > 1]
         self._oldest = min(oldest, default=math.inf)
+
+    def _redate(self, ev: SpasmEvent, onset: Onset, t: float) -> tuple[SpasmEvent, Onset]:
+        """A spasm fused after a gait burst (``GaitPhaseModel``): its event and its held Onset
+        start at ``t`` instead of at the gait burst's onset (same key rule, retyped by duration)."""
+        cfg = self.config
+        start = round(t * ev.rate_hz)
+        key = f"{ev.channel}:{ev.domain}:{start}"
+        dur = (ev.offset_sample - start) / ev.rate_hz
+        kind = ev.type
+        if kind != "clonus":
+            kind = "twitch" if dur < cfg.twitch_max_s else "phasic" if dur <= cfg.tonic_min_s else "tonic"
+        ev = dataclasses.replace(ev, key=key, onset_sample=start, type=kind)
+        return ev, dataclasses.replace(onset, key=key, onset_sample=start)
 
     def _queue_declared(self, d: _Declared, end: int) -> None:
         self._span_q.append((self._declared_span(d, end), d.start / self.emg_rate_hz, end / self.emg_rate_hz))
@@ -888,6 +907,14 @@ class SpasmDetector:
             context = declared.kind
         elif code == REST and rhythmic and graded:
             context = "rhythmic_exercise"
+        if ev.type == "clonus" and cyclic and self._gait is not None:
+            # during gait, a "clonus" may be a gait burst of few motor units whose envelope
+            # beats at clonus rates: the gait model knows the muscle's phase and burst length
+            # (its spans of other channels are all closed ``rhythm_lookahead_s`` on)
+            if not final and emg_t < look:
+                return None
+            if self._gait.gait_burst(ev, t0, t1, period, self._spans):
+                return True, context
         if ev.type == "clonus":
             # 3-8 Hz reflex oscillation: never a voluntary rhythm. Each beat is a reflex volley,
             # so clonus starts abruptly; during activity a "clonus" whose onset ramps like a
@@ -901,7 +928,12 @@ class SpasmDetector:
             # bursts (their quiet gaps are shorter than ``quiet_s``), if the rhythm was already
             # under way before it began (a long spasm can shake the limb rhythmically itself).
             merged = before in (WALKING, RHYTHMIC) and period > 0 and t1 - t0 >= 1.5 * period
-            if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans):
+            # the other channels' bursts during it that ended a second before the decision at
+            # the earliest (``rhythm_lookahead_s`` past the offset): known by then in any
+            # chunking (an episode is reported ``quiet_s`` and a block after it ends)
+            horizon = t1 + cfg.rhythm_lookahead_s - 1.0
+            others = [p for p in self._peaks if p[1] < t1 and t0 < p[2] <= horizon]
+            if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans, others):
                 return False, context  # in no gait phase of its muscle (detectors/gait_phase.py)
             return rhythmic or merged, context
         if code == TRANSITION:

@@ -42,13 +42,23 @@ started):
   merging gait bursts cannot explain it: from the template's silences (median, robust SD, no
   template burst a stride long) the chance that one silence is shorter than ``quiet_s``, raised
   to the number of silences the burst spans, is below a ``gait_silence_z`` SD event.
+  A burst with no amplitude cue whose extension lies inside another channel's burst at least
+  sqrt(``crosstalk_ratio``) times its peak is not prolonged by itself: that is the cross-talk of
+  the stronger spasm (volume conduction), one spasm reported on its own channel.
 * **co-contraction**: another channel whose template bursts overlapped this channel's by at most
   ``gait_alternation_overlap`` of their time (the two alternate) is active during at least
-  ``gait_cocontraction_share`` of this burst.
+  ``gait_cocontraction_share`` of this burst (a partner episode that merged two of its gait
+  bursts counts for one gait burst from its onset: the rest is its silence and its next burst).
 * **amplitude**: the peak is above ``gait_amplitude_ratio`` x the template's median peak and
   ``gait_mad_z`` robust SDs (1.4826 x MAD) above it.
 * **abrupt onset** (a rise to 80 % of the peak within ``gait_abrupt_rise_s``) is not a verdict on
   its own (gait bursts can be ballistic) but raises the confidence of one.
+
+A prolonged spasm whose onset is in the muscle's phase window began as its gait burst: it is dated
+from the end of the gait burst's usual length (``GaitVerdict.spasm_onset``). ``gait_burst`` asks
+whether a burst typed clonus during gait is in fact its muscle's ordinary gait burst (in phase,
+no longer than its gait bursts, no cue): a weak gait burst's envelope can beat at clonus rates,
+clonus itself is a sustained 4-8 Hz reflex oscillation unrelated to the stride.
 
 The confidence of a spasm found this way is ``gait_confidence`` for one cue, each further cue
 (abrupt onset included) halving the distance to 1.
@@ -66,6 +76,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +106,10 @@ class GaitVerdict:
     confidence: float
     cues: tuple[str, ...]
     stride_s: float  # 0 when no template
+    #: onset in the muscle's phase window and no longer than its gait bursts: its gait burst
+    typical: bool = False
+    #: a spasm fused after an in-phase gait burst: where the burst leaves the gait pattern (s)
+    spasm_onset: float | None = None
 
 
 def von_mises_kappa(rbar: float) -> float:
@@ -139,17 +154,28 @@ class GaitPhaseModel:
         self.cfg = cfg
         self._bursts: dict[str, deque[_Burst]] = {}
         self._confidence: dict[str, float] = {}
+        self._onset: dict[str, float] = {}
 
     def spasm(
-        self, ev: SpasmEvent, t0: float, t1: float, period: float, spans: dict[str, list[list[float]]]
+        self,
+        ev: SpasmEvent,
+        t0: float,
+        t1: float,
+        period: float,
+        spans: dict[str, list[list[float]]],
+        others: Sequence[tuple[str, float, float, float]] = (),
     ) -> bool:
         """The hook ``SpasmDetector._judge`` calls for a burst during walking or rhythmic exercise:
         is it a spasm by its gait phase? ``period`` is the accelerometer's rhythm (s, 0: none);
-        ``spans`` are every channel's bursts [onset, offset or inf] (s). Records the burst for the
-        templates of later ones; the confidence of a spasm is kept for ``confidence(key)``."""
-        verdict = self.judge(ev, t0, t1, period, spans)
+        ``spans`` are every channel's bursts [onset, offset or inf] (s); ``others`` the other
+        channels' finished bursts (channel, onset, offset, peak uV) known by now. Records the
+        burst for the templates of later ones; the confidence of a spasm is kept for
+        ``confidence(key)``."""
+        verdict = self.judge(ev, t0, t1, period, spans, others)
         if verdict.spasm:
             self._confidence[ev.key] = verdict.confidence
+            if verdict.spasm_onset is not None:
+                self._onset[ev.key] = verdict.spasm_onset
         return verdict.spasm
 
     def confidence(self, key: str) -> float | None:
@@ -157,7 +183,13 @@ class GaitPhaseModel:
         return self._confidence.pop(key, None)
 
     def judge(
-        self, ev: SpasmEvent, t0: float, t1: float, period: float, spans: dict[str, list[list[float]]]
+        self,
+        ev: SpasmEvent,
+        t0: float,
+        t1: float,
+        period: float,
+        spans: dict[str, list[list[float]]],
+        others: Sequence[tuple[str, float, float, float]] = (),
     ) -> GaitVerdict:
         """The verdict with its evidence; also records the burst (call once per burst)."""
         cfg = self.cfg
@@ -165,10 +197,15 @@ class GaitPhaseModel:
         tmpl = self._template(own, t0)
         cues: list[str] = []
         stride = 0.0
+        typical = False
+        in_phase = False
+        med_d = 0.0
         if len(tmpl) >= cfg.gait_min_strides:
             onsets = [b.onset for b in tmpl]
             stride = self._stride(onsets, period)
             if stride > 0:
+                typical, in_phase = self._typical(tmpl, onsets, stride, t0, t1)
+                med_d = float(np.median([b.offset - b.onset for b in tmpl]))
                 cues += self._phase_cues(tmpl, onsets, stride, period, t0, t1)
                 cues += self._cocontraction(ev.channel, tmpl, stride, t0, t1, spans)
             peaks = np.array([b.peak for b in tmpl])
@@ -176,13 +213,52 @@ class GaitPhaseModel:
             mad = float(np.median(np.abs(peaks - med)))
             if ev.peak_uv >= max(cfg.gait_amplitude_ratio * med, med + cfg.gait_mad_z * _MAD_SD * mad):
                 cues.append("amplitude")
+            elif "prolonged" in cues and self._crosstalk(ev, tmpl, t0, t1, others):
+                cues.remove("prolonged")
         # out of phase and abrupt onset are supporting evidence only (see the module docstring)
         spasm = any(c not in _SUPPORTING for c in cues)
         if spasm and ev.rise_s is not None and ev.rise_s <= cfg.gait_abrupt_rise_s:
             cues.append("abrupt_onset")
         own.append(_Burst(t0, t1, ev.peak_uv, ev.rise_s, spasm))
         conf = 1.0 - (1.0 - cfg.gait_confidence) * 0.5 ** (len(cues) - 1) if spasm else 0.0
-        return GaitVerdict(spasm, round(conf, 3), tuple(cues), stride)
+        # A prolonged burst that began in its muscle's phase window began as its gait burst: the
+        # spasm fused with it is what follows the gait burst's usual length (the earliest moment
+        # the burst leaves the muscle's gait pattern), so that is where it is dated from.
+        later = spasm and in_phase and "prolonged" in cues and t0 + med_d < t1
+        return GaitVerdict(
+            spasm, round(conf, 3), tuple(cues), stride, typical and not spasm, t0 + med_d if later else None
+        )
+
+    def gait_burst(
+        self, ev: SpasmEvent, t0: float, t1: float, period: float, spans: dict[str, list[list[float]]]
+    ) -> bool:
+        """Is a burst typed clonus during walking its muscle's ordinary gait burst? (Records it.)
+
+        Clonus is a reflex oscillation at 4-8 Hz sustained within one contraction and unrelated
+        to the stride (Dimitrijevic, Nathan & Sherwood, Brain 1980); a gait burst recurs once
+        per stride (0.7-1.1 Hz in slow pathological gait) at its muscle's phase. A weak gait
+        burst of few motor units firing unfused (8-30 Hz discharges, physiological tremor at
+        6-12 Hz; McAuley & Marsden, Brain 2000) can modulate its envelope at clonus rates, so a
+        "clonus" that starts in its muscle's phase window, lasts no longer than its gait bursts
+        and shows no other gait cue is that gait burst."""
+        return self.judge(ev, t0, t1, period, spans).typical
+
+    def _typical(
+        self, tmpl: list[_Burst], onsets: list[float], stride: float, t0: float, t1: float
+    ) -> tuple[bool, bool]:
+        """(typical, in phase): onset within the muscle's phase window (one stride on from its
+        last bursts), and then also a duration within its template's (its longest burst, or
+        1.25 x the median: gait burst durations vary by ~10-20 % stride to stride)."""
+        win = self._window(onsets, stride)
+        e1 = _phase_error(onsets, t0, stride, 1)
+        if win is None or e1 is None or abs(_wrap(e1 - win[0])) > win[1]:
+            return False, False
+        durations = [b.offset - b.onset for b in tmpl]
+        return t1 - t0 <= max(max(durations), 1.25 * float(np.median(durations))), True
+
+    def spasm_onset(self, key: str) -> float | None:
+        """Where a spasm this model found fused after a gait burst began (s; once), else None."""
+        return self._onset.pop(key, None)
 
     # ------------------------------------------------------------------------------ internals
     def _template(self, own: deque[_Burst], t0: float) -> list[_Burst]:
@@ -288,6 +364,34 @@ class GaitPhaseModel:
             cues.append("prolonged")
         return cues
 
+    def _crosstalk(
+        self,
+        ev: SpasmEvent,
+        tmpl: list[_Burst],
+        t0: float,
+        t1: float,
+        others: Sequence[tuple[str, float, float, float]],
+    ) -> bool:
+        """Is the prolonged part of a burst (after its muscle's usual gait-burst length) the
+        cross-talk of a much stronger burst on another channel that spans it?
+
+        Surface EMG picks up neighbouring muscles by volume conduction (Winter, Fuglevand &
+        Archer, J Electromyogr Kinesiol 1994; De Luca et al., J Biomech 2012), and the offset
+        level is low (2 x rest), so a strong spasm keeps a neighbour's gait burst "on" through
+        its own duration. It is the same spasm, reported once, on the channel where it is: a
+        burst no stronger than its own gait bursts (no amplitude cue) whose extension lies
+        inside a burst at least sqrt(``crosstalk_ratio``) times its peak (the ratio at which a
+        fresh burst is taken for cross-talk, in amplitude) is not prolonged by itself."""
+        cfg = self.cfg
+        ratio = math.sqrt(cfg.crosstalk_ratio) if cfg.crosstalk_ratio > 0 else math.inf
+        ext0 = t0 + float(np.median([b.offset - b.onset for b in tmpl]))
+        for ch, a, b, peak in others:
+            if ch == ev.channel or peak < ratio * ev.peak_uv:
+                continue
+            if a <= ext0 and b >= t1 - cfg.block_s:
+                return True
+        return False
+
     def _cocontraction(
         self,
         channel: str,
@@ -322,13 +426,18 @@ class GaitPhaseModel:
             if win is None:
                 continue
             longest = max(b.offset - b.onset for b in other)
+            # a partner's episode may merge two of its gait bursts (its silence shorter than
+            # ``quiet_s``): only its first burst is in its phase window, the rest is its silence
+            # and its next burst, so it is counted for its longest single gait burst at most
+            single = [b.offset - b.onset for b in other if b.offset - b.onset < stride]
+            burst_len = max(single) if single else longest
             now = 0.0
             for a, b in spans.get(ch, []):
                 if a >= t1 or b <= t0 or b - a > longest:
                     continue  # not during it, or longer than the partner's gait bursts
                 e = _phase_error(o_on, a, stride, 1)
                 if e is not None and abs(_wrap(e - win[0])) <= win[1]:
-                    now += min(b, t1) - max(a, t0)
+                    now += max(0.0, min(b, a + burst_len, t1) - max(a, t0))
             if now >= cfg.gait_cocontraction_share * dur:
                 return ["co_contraction"]
         return []

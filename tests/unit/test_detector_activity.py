@@ -25,7 +25,7 @@ from detectors import (
     SpasmDetector,
     SpasmEvent,
 )
-from detectors.activity import AccActivityTracker, phase_locked, regular_rhythm
+from detectors.activity import RHYTHMIC, TRANSITION, WALKING, AccActivityTracker, phase_locked, regular_rhythm
 from detectors.detector import feed_interleaved
 from detectors.scoring import score
 from firmware_sim import scenario
@@ -410,3 +410,46 @@ def test_electrode_coming_loose_and_settling_is_not_a_spasm() -> None:
     assert len(flagged) < len(unguarded) - 2
     for e in flagged:
         assert 0.0 <= e.onset_sample / rate - 38.0 <= 3.0 and e.confidence <= 0.5
+
+
+def _thigh_acc(fs: float, dur: float, stride: float, swing_deg: float) -> np.ndarray:
+    """A thigh-worn accelerometer (x along the femur, z forward) during gait: the thigh swings
+    through hip flexion-extension once per stride (+-``swing_deg``, a two-harmonic curve as in
+    Winter 1991), the body rises and falls twice per stride (vertical acceleration at the step
+    rate, ~0.1 g), heel strikes are 30 Hz damped shocks of ~0.3 g (attenuated at the thigh)."""
+    t = np.arange(int(dur * fs)) / fs
+    ph = 2 * np.pi * t / stride
+    ang = np.radians(swing_deg * (np.sin(ph) + 0.2 * np.sin(2 * ph + 0.6)))
+    acc = np.stack([np.cos(ang), np.zeros_like(t), np.sin(ang)], axis=1)
+    acc[:, 0] += 0.1 * np.sin(2 * ph)
+    for k in range(int(dur / stride) * 2):
+        i = int((k * stride / 2) * fs)
+        n = min(int(0.1 * fs), t.size - i)
+        tt = np.arange(n) / fs
+        acc[i : i + n, 0] += 0.3 * np.exp(-tt / 0.02) * np.cos(2 * np.pi * 30 * tt)
+    return acc
+
+
+def test_thigh_swing_during_gait_is_a_rhythm_not_a_posture_transition() -> None:
+    """The thigh turns gravity by tens of degrees every half stride while walking (hip
+    flexion-extension ~40 deg, Winter 1991), but back and forth at the stride: a rhythm.
+    A sit-to-stand turns it once (80 deg over 1.5 s) and stays: a posture transition."""
+    fs = 50.0
+    verdicts = []
+    for stride in (0.9, 1.2, 1.4):  # 0.7-1.1 strides/s
+        tr = AccActivityTracker(DetectorConfig(), fs)
+        hops = tr.feed(0, _thigh_acc(fs, 20.0, stride, 22.0))
+        v = [code for _, s1, code, _ in hops if s1 / fs >= 5.0]  # past the window's start
+        verdicts.append(v)
+        assert sum(c in (WALKING, RHYTHMIC) for c in v) >= 0.9 * len(v), (stride, v)
+        assert TRANSITION not in v, (stride, v)
+    # sitting (thigh horizontal: gravity along z), standing up over 1.5 s, standing still
+    t = np.arange(int(12 * fs)) / fs
+    u = np.clip((t - 5.0) / 1.5, 0, 1)
+    ang = np.radians(90 * (1 - (10 * u**3 - 15 * u**4 + 6 * u**5)))  # minimum-jerk rotation
+    acc = np.stack([np.cos(ang), np.zeros_like(t), np.sin(ang)], axis=1)
+    acc += np.random.default_rng(2).normal(0, 0.003, acc.shape)
+    tr = AccActivityTracker(DetectorConfig(), fs)
+    v = [code for _, _, code, _ in tr.feed(0, acc)]
+    # >= activity_enter_s of transition verdicts: the burst context is a posture transition
+    assert v.count(TRANSITION) >= 4 and WALKING not in v, v

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors import DetectorConfig, DetectorOutput, Onset, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
 from detectors.gait_phase import GaitPhaseModel, circular_stats, von_mises_kappa
 
@@ -224,12 +224,20 @@ def test_spasm_during_walking_is_found(kind: str) -> None:
     emg, acc, label = _recording(kind)
     assert label is not None
     # a burst in the gastrocnemius' silent phase is within ``quiet_s`` of its gait bursts, so it
-    # fuses with them: the event spans it, from the gait burst before
-    found = [e for e in _walking(_run(emg, acc)) if _covers(e, label)]
-    assert len(found) == 1, _spasms(_run(emg, acc))
+    # fuses with them into one episode starting with the gait burst before
+    out = _run(emg, acc)
+    found = [e for e in _walking(out) if _covers(e, label)]
+    assert len(found) == 1, _spasms(out)
     ev = found[0]
     assert ev.channel == "EMG L gastroc" and ev.context == "walking"
     assert 0 < ev.confidence < 0.9  # found during activity, by gait evidence
+    if kind == "out_of_phase":
+        # dated from where the episode leaves the gait pattern (the gait burst's usual length
+        # after its in-phase onset), not from the gait burst's onset 0.66 s before the spasm
+        assert label[0] - 0.5 <= ev.onset_sample / FS <= label[0]
+    # its Onset notice, held during walking, carries the same key and precedes it
+    i = out.index(ev)
+    assert [o for o in out[:i] if isinstance(o, Onset) and o.key == ev.key]
     # and without the gait-phase model it is taken for a gait burst
     missed = [e for e in _walking(_run(emg, acc, gait_phase=False)) if _covers(e, label)]
     assert missed == []
@@ -246,3 +254,86 @@ def test_gait_phase_is_chunk_invariant() -> None:
     )  # fmt: skip
     b = _spasms(det.feed_acc(0, acc) + det.feed_emg(0, emg) + det.finish())
     assert a == b and any(e.context == "walking" and e.confidence == 0.6 for e in a)
+
+
+def test_a_neighbours_gait_burst_kept_on_by_a_strong_spasms_cross_talk_is_not_a_second_spasm() -> None:
+    """Volume conduction (Winter, Fuglevand & Archer 1994): a gastrocnemius spasm 5x its gait
+    bursts leaks into the tibialis anterior electrode and holds TA's swing burst above its offset
+    level for as long as the spasm lasts. One spasm, reported on GM: TA's long burst, no stronger
+    than its gait bursts, lies inside a burst > sqrt(crosstalk_ratio) x its peak."""
+    model = GaitPhaseModel(DetectorConfig())
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    ta0 = t + TA[0] * STRIDE
+    gm = ("GM", t + 0.5 * STRIDE, ta0 + 2.5, 750.0)  # starts before TA's burst, ends after it
+    ta1 = ta0 + 2.4
+    spans["TA"].append([ta0, ta1])
+    spans["GM"].append([gm[1], gm[2]])
+    v = model.judge(_event("TA", ta0, ta1, 130.0), ta0, ta1, STRIDE, spans, [gm])
+    assert not v.spasm and "prolonged" not in v.cues
+    # the same long TA burst with no strong burst beside it runs through its silent phase: a spasm
+    model = GaitPhaseModel(DetectorConfig())
+    spans = {}
+    t = _walk(model, 10, spans)
+    ta0 = t + TA[0] * STRIDE
+    v = model.judge(_event("TA", ta0, ta0 + 2.4, 130.0), ta0, ta0 + 2.4, STRIDE, spans, [])
+    assert v.spasm and "prolonged" in v.cues
+    # and a neighbour only 2x stronger cannot explain it (cross-talk is a small fraction)
+    model = GaitPhaseModel(DetectorConfig())
+    spans = {}
+    t = _walk(model, 10, spans)
+    ta0 = t + TA[0] * STRIDE
+    weak = ("GM", t + 0.5 * STRIDE, ta0 + 2.5, 260.0)
+    v = model.judge(_event("TA", ta0, ta0 + 2.4, 130.0), ta0, ta0 + 2.4, STRIDE, spans, [weak])
+    assert v.spasm and "prolonged" in v.cues
+
+
+def test_a_partners_merged_gait_bursts_are_not_a_co_contraction() -> None:
+    """A muscle silent for less than ``quiet_s`` between strides is one episode over two gait
+    bursts: only its first burst is in its phase window, the rest is its silence and its next
+    burst. An antagonist's ordinary burst in that silence is reciprocal alternation, not a
+    co-contraction (Crone & Nielsen 1994), even when such merged episodes are in the template
+    (the overlap allowed for alternation is raised to admit them: a merge overlaps GM's burst)."""
+    model = GaitPhaseModel(DetectorConfig(gait_alternation_overlap=0.2))
+    spans: dict[str, list[list[float]]] = {"GM": [], "TA": []}
+    ta_len = (TA[1] - TA[0]) * STRIDE
+    for k in range(11):
+        t = k * STRIDE
+        g0, g1 = t + GASTROC[0] * STRIDE, t + GASTROC[1] * STRIDE
+        spans["GM"].append([g0, g1])
+        v = model.judge(_event("GM", g0, g1, 150.0), g0, g1, STRIDE, spans)
+        if k == 10:  # GM's stance burst in the silence of TA's merged episode of strides 9-10
+            assert not v.spasm and "co_contraction" not in v.cues, v
+        else:
+            assert not v.spasm, (k, v)
+        if k in (2, 6, 10):
+            continue  # TA's burst of this stride is inside the previous stride's episode
+        a0 = t + TA[0] * STRIDE
+        a1 = a0 + ta_len + (STRIDE if k in (1, 5, 9) else 0.0)
+        spans["TA"].append([a0, a1])
+        model.judge(_event("TA", a0, a1, 120.0), a0, a1, STRIDE, spans)
+
+
+def test_a_clonus_typed_burst_in_its_gait_phase_and_length_is_the_gait_burst() -> None:
+    """A weak TA swing burst of few motor units can beat at clonus rates; clonus itself is a 4-8 Hz
+    oscillation sustained within one contraction regardless of the stride (Dimitrijevic et al.
+    1980). In phase and no longer than the muscle's gait bursts: the gait burst. A 2 s clonus
+    (10 beats at 5 Hz) from the same onset is not."""
+    model = GaitPhaseModel(DetectorConfig())
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    t0, t1 = t + TA[0] * STRIDE, t + TA[1] * STRIDE
+    spans["TA"].append([t0, t1])
+    assert model.gait_burst(_event("TA", t0, t1, 125.0), t0, t1, STRIDE, spans)
+    model = GaitPhaseModel(DetectorConfig())
+    spans = {}
+    t = _walk(model, 10, spans)
+    t0 = t + TA[0] * STRIDE
+    spans["TA"].append([t0, t0 + 2.0])
+    assert not model.gait_burst(_event("TA", t0, t0 + 2.0, 125.0), t0, t0 + 2.0, STRIDE, spans)
+    # nor a gait-length burst at an odd phase (mid-stance, where TA is silent)
+    model = GaitPhaseModel(DetectorConfig())
+    spans = {}
+    t = _walk(model, 10, spans)
+    t0, t1 = t + 0.3 * STRIDE, t + 0.6 * STRIDE
+    assert not model.gait_burst(_event("TA", t0, t1, 125.0), t0, t1, STRIDE, spans)
