@@ -230,14 +230,16 @@ def main(args: argparse.Namespace) -> int:
 def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, tag: bool) -> int:
     """One recording: events on stdout (each as ``{"file": ..., "event": ...}`` when ``tag``, i.e.
     several files were given), the notes and a summary line naming the file on stderr."""
+    from ingest.files import is_capture
     from ingest.files.readers import RecordingError, read_recording
-    from ingest.files.recording import CaptureError, CaptureReader, is_capture
     from ingest.outputs.encoders import to_json
 
     t_start = time.monotonic()
     sf: SignalFile | None = None
     try:
         if is_capture(path):
+            from ingest.files.recording import CaptureReader
+
             reader = CaptureReader(path)
             records = reader.records()
             if reader.truncated is not None:
@@ -258,8 +260,15 @@ def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, ta
             duration_s = sf.duration_s
             acc = ", accelerometer" if sf.acc_g is not None else ""
             what = f"{len(sf.channel_labels)} EMG channel(s) at {sf.emg_rate_hz:g} Hz{acc}"
-    except (RecordingError, CaptureError) as exc:
+    except RecordingError as exc:
         print(f"neurospasm detect: {exc}", file=sys.stderr)  # the message names the file
+        return 2
+    except Exception as exc:  # a bad capture (its module is loaded only for captures)
+        from ingest.files.recording import CaptureError
+
+        if not isinstance(exc, CaptureError):
+            raise
+        print(f"neurospasm detect: {exc}", file=sys.stderr)
         return 2
     elapsed = time.monotonic() - t_start
     payloads = [to_json(e) for e in events]
