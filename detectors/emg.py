@@ -221,7 +221,7 @@ class EmgBank:
         bl = self.baseline
         sub = env[:, k0 * m : k1 * m]
         if not eps.n_busy:
-            above = (sub >= bl.on_thr).any(axis=0)
+            above: FloatArray = np.asarray((sub >= bl.on_thr).any(axis=0))
             first = int(above.argmax())  # the first crossing, if ``above[first]``
             return k0 + first // m if above[first] else k1
         stop = k1
