@@ -221,8 +221,9 @@ class EmgBank:
         bl = self.baseline
         sub = env[:, k0 * m : k1 * m]
         if not eps.n_busy:
-            hit = np.flatnonzero((sub >= bl.on_thr).any(axis=0))
-            return k0 + int(hit[0]) // m if hit.size else k1
+            above: FloatArray = np.asarray((sub >= bl.on_thr).any(axis=0))
+            first = int(above.argmax())  # the first crossing, if ``above[first]``
+            return k0 + first // m if above[first] else k1
         stop = k1
         idle = np.ones(self.n_ch, dtype=bool)
         frac = self.cfg.off_peak_fraction

@@ -39,6 +39,8 @@ class RestBaseline:
         #: resting (band, artefact-band) power per channel, NaN until known
         self.base_pow = np.full(2 * c, np.nan)
         self.valid = np.zeros(c, dtype=bool)
+        #: ``valid.all()``, kept as a bool: the per-segment bookkeeping asks it every 0.5 s
+        self.all_valid = False
         #: onset threshold (C, 1) so it broadcasts against (C, rows); offset and "near rest" (C,)
         self.on_thr = np.full((c, 1), np.inf)
         self.off_thr = np.full(c, np.inf)
@@ -64,6 +66,7 @@ class RestBaseline:
         self.ring[:, [ch, ch + c]] = np.inf
         self.valid_segs[ch] = 0
         self.valid[ch] = False
+        self.all_valid = False
         self.on_thr[ch] = np.inf
         self.off_thr[ch] = np.inf
 
@@ -79,26 +82,38 @@ class RestBaseline:
         self.segs_seen += 1
         self.seg_blocks = 0
         excl[:] = False
-        if not self.valid.all() or self.segs_seen % self.update_segs == 0:
+        if not self.all_valid or self.segs_seen % self.update_segs == 0:
             self._update()
 
     def _update(self) -> None:
         ring = self.ring[: self.filled]
         est = _percentile_lower0(ring, self.cfg.baseline_percentile)
         c = self.n_ch
-        ok = np.isfinite(est[:c]) & np.isfinite(est[c:]) & (self.valid_segs >= self.min_segs)
-        if not ok.any():
+        fin = np.isfinite(est)
+        ok = fin[:c] & fin[c:] & (self.valid_segs >= self.min_segs)
+        if ok.all():  # the usual case once every channel has a resting level: fewer steps
+            self.base_pow[:] = est
+            self.valid[:] = True
+            self.all_valid = True
+        elif not ok.any():
             return
-        cols = np.concatenate([ok, ok])
-        self.base_pow[cols] = est[cols]
-        self.valid |= ok
+        else:
+            cols = np.concatenate([ok, ok])
+            self.base_pow[cols] = est[cols]
+            self.valid |= ok
+            self.all_valid = bool(self.valid.all())
         base = np.sqrt(np.maximum(self.base_pow[:c] - self.base_pow[c:], 1e-12))
         cfg = self.cfg
         on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)
         off = np.maximum(base * cfg.off_ratio, base + cfg.off_min_delta_uv)
+        back = base * (1.0 + cfg.onset_back_fraction * (cfg.off_ratio - 1.0))
+        if self.all_valid:  # np.where(valid, x, inf) is x
+            self.on_thr = on[:, None]
+            self.off_thr = off
+            self.back_thr = back
+            return
         self.on_thr = np.where(self.valid, on, np.inf)[:, None]
         self.off_thr = np.where(self.valid, off, np.inf)
-        back = base * (1.0 + cfg.onset_back_fraction * (cfg.off_ratio - 1.0))
         self.back_thr = np.where(self.valid, back, np.inf)
 
     def low_fraction(self, ch: int, rows: FloatArray) -> float:
@@ -116,7 +131,7 @@ def _median0(a: FloatArray) -> FloatArray:
     """``np.median(a, axis=0)``, same values (the same partition and mean of the middle pair),
     without its generic-reduction overhead: it runs once per baseline segment."""
     n = a.shape[0]
-    if np.isnan(a).any():
+    if np.isnan(np.add.reduce(a, axis=None)):  # a NaN (or inf - inf: np.median gives the same)
         return np.median(a, axis=0)
     h = n // 2
     if n % 2:
@@ -127,7 +142,7 @@ def _median0(a: FloatArray) -> FloatArray:
 
 def _percentile_lower0(a: FloatArray, q: float) -> FloatArray:
     """``np.percentile(a, q, axis=0, method="lower")``: the element at floor((n - 1) q / 100)."""
-    if np.isnan(a).any():
+    if np.isnan(np.add.reduce(a, axis=None)):  # a NaN (or inf - inf: np.percentile agrees)
         return np.percentile(a, q, axis=0, method="lower")
     k = int(np.floor((a.shape[0] - 1) * (q / 100)))
     return np.partition(a, k, axis=0)[k]

@@ -158,21 +158,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_args(parser, args)
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
-    from ingest.config import ConfigError  # after parsing: --help never loads pydantic
-
-    bad_input: tuple[type[Exception], ...] = (ConfigError, *_input_errors())
     handler = args.handler
     if args.command == "sim" and getattr(args, "recording", None):
         handler = _sim_recording_cmd  # the composition root reads the recording for the simulator
     try:
         return int(handler(args))
-    except bad_input as exc:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # The error types are looked up only now: importing them up front would load pydantic
+        # (ingest.config) and the capture machinery into every command, ``detect`` included,
+        # for the rare run that fails (bench/bench_detect_files.py counts start-up per file).
+        from detectors.config import ConfigError
+
+        if not isinstance(exc, (ConfigError, *_input_errors())):
+            raise
         # Bad input (a config, a recording, a capture, a scenario): the message names it.
         who = "neurospasm" if isinstance(exc, ConfigError) else f"neurospasm {args.command}"
         print(f"{who}: {one_line(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 def one_line(message: str) -> str:

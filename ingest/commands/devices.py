@@ -19,8 +19,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ingest.wire.kinds import DECODERS
-
 __all__ = ["SeenDevice", "classify_ble", "classify_port", "list_ble", "list_serial", "register"]
 
 #: (USB vendor id, product id) -> (kind, what it is)
@@ -86,6 +84,8 @@ def classify_ble(
     address: str, name: str | None, service_uuids: Iterable[str], rssi: int | None = None
 ) -> SeenDevice:
     """What an advertisement looks like: a decoder's service UUID first, then the name."""
+    from ingest.wire.kinds import DECODERS  # on use: the command line imports this module
+
     uuids = {u.lower() for u in service_uuids}
     for kind, factory in DECODERS.items():
         profile = getattr(factory, "ble_profile", None)

@@ -12,6 +12,12 @@ gateway runs live, so its events are the live run's, ids included:
 Events go to stdout as JSON lines (the MQTT event schema, docs/schemas/event.v2.json), progress
 and a summary to stderr, so the output can be piped into other tools. ``--annotate OUT.edf``
 writes a copy of a signal file with the events as EDF+ annotations, for review in any EDF viewer.
+
+Several recordings (``neurospasm detect night1.edf night2.edf ...``, a folder of overnight files)
+run one after another in one process, so start-up is paid once. Each stdout line then says which
+file it came from: ``{"file": "night1.edf", "event": {...}}`` (the event unchanged); each file
+gets its own summary line on stderr. A file that cannot be read is named on stderr and skipped;
+the exit code is 0 when every file was read, 2 when any was not (or the arguments are bad).
 """
 
 from __future__ import annotations
@@ -202,17 +208,38 @@ def annotate_edf(
 
 
 def main(args: argparse.Namespace) -> int:
+    """Each recording in turn; the exit code is 0 when every one was read, else 2.
+
+    A bad file is named on stderr and skipped, the others are still run: one unreadable night
+    must not cost a clinic the rest of the folder. The interpreter and its imports (scipy's
+    alone is most of a second) are paid once for all of them.
+    """
+    paths = [Path(p) for p in args.recording]
+    if args.annotate and len(paths) > 1:
+        print("neurospasm detect: --annotate takes one recording (it names one output file)", file=sys.stderr)
+        return 2
     from detectors import DetectorConfig
-    from ingest.files.readers import RecordingError, read_recording
-    from ingest.files.recording import CaptureError, CaptureReader, is_capture
-    from ingest.outputs.encoders import to_json
 
     config = args.detector_config or DetectorConfig()  # parsed and checked by argparse
-    path = Path(args.recording)
+    rc = 0
+    for path in paths:
+        rc = max(rc, _detect_one(path, args, config, tag=len(paths) > 1))
+    return rc
+
+
+def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, tag: bool) -> int:
+    """One recording: events on stdout (each as ``{"file": ..., "event": ...}`` when ``tag``, i.e.
+    several files were given), the notes and a summary line naming the file on stderr."""
+    from ingest.files import is_capture
+    from ingest.files.readers import RecordingError, read_recording
+    from ingest.outputs.encoders import to_json
+
     t_start = time.monotonic()
     sf: SignalFile | None = None
     try:
         if is_capture(path):
+            from ingest.files.recording import CaptureReader
+
             reader = CaptureReader(path)
             records = reader.records()
             if reader.truncated is not None:
@@ -226,21 +253,33 @@ def main(args: argparse.Namespace) -> int:
         else:
             sf = read_recording(path)
             for note in sf.notes:
-                print(f"neurospasm detect: note: {note}", file=sys.stderr)
+                print(f"neurospasm detect: note: {path.name}: {note}", file=sys.stderr)
             progress = _Progress(sf.duration_s)
             events = detect_signals(sf, config, device=args.device or "offline", progress=progress)
             progress.done()
             duration_s = sf.duration_s
             acc = ", accelerometer" if sf.acc_g is not None else ""
             what = f"{len(sf.channel_labels)} EMG channel(s) at {sf.emg_rate_hz:g} Hz{acc}"
-    except (RecordingError, CaptureError) as exc:
+    except RecordingError as exc:
+        print(f"neurospasm detect: {exc}", file=sys.stderr)  # the message names the file
+        return 2
+    except Exception as exc:  # a bad capture (its module is loaded only for captures)
+        from ingest.files.recording import CaptureError
+
+        if not isinstance(exc, CaptureError):
+            raise
         print(f"neurospasm detect: {exc}", file=sys.stderr)
         return 2
     elapsed = time.monotonic() - t_start
     payloads = [to_json(e) for e in events]
     out = sys.stdout
-    for p in payloads:
-        out.write(json.dumps(p, separators=(",", ":")) + "\n")
+    if tag:
+        name = json.dumps(str(path))
+        for p in payloads:
+            out.write(f'{{"file":{name},"event":{json.dumps(p, separators=(",", ":"))}}}\n')
+    else:
+        for p in payloads:
+            out.write(json.dumps(p, separators=(",", ":")) + "\n")
     out.flush()
     if args.annotate:
         if sf is None:
@@ -270,8 +309,10 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "recording", help="a capture (.nsc), EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (docs/recordings.md)"
-    )
+        "recording", nargs="+",
+        help="a capture (.nsc), EDF+/BDF+ (.edf/.bdf), CSV or BioSPPy .txt (docs/recordings.md); "
+        "several: one after another in one process",
+    )  # fmt: skip
     p.add_argument("--annotate", metavar="OUT.edf", type=output_file,
                    help="write an EDF+ copy with the events as annotations")  # fmt: skip
     p.add_argument(

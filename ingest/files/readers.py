@@ -107,6 +107,8 @@ def check_signals(sf: SignalFile) -> SignalFile:
     ):
         if arr is None:
             continue
+        if np.isfinite(arr).all():  # the usual case, in one pass
+            continue
         bad = ~np.isfinite(arr)
         if bad.any():
             row, col = (int(v) for v in np.argwhere(bad)[0])
@@ -222,29 +224,36 @@ def _read_signals(f: Any, path: Path, idx: list[int], scales: list[float]) -> np
     from the header's parsed limits). The first and last data record of every signal are checked
     against pyedflib's own reading; a file laid out otherwise than this decoder expects (or any
     mismatch) is read by pyedflib as before.
+
+    The result is channel-major in memory, (n, channels) to the caller (a transposed view): each
+    signal is decoded straight into its own contiguous row (a strided column write costs several
+    times a copy, and every fresh array of a new process costs its page faults), and the
+    detector, which works channel-major, takes its blocks with a plain copy. Same values.
     """
-    fast = _decode_records(f, path, idx)
-    if fast is None:
-        cols = [f.readSignal(i) for i in idx]
-    else:
-        cols = fast
+    fast = _decode_records(f, path, idx, scales)
+    if fast is not None:
+        return fast.T
+    cols = [f.readSignal(i) for i in idx]
     n = min(len(c) for c in cols)
-    out = np.empty((n, len(idx)))
+    out = np.empty((len(idx), n))
     for j, (col, scale) in enumerate(zip(cols, scales, strict=True)):
         if scale == 1.0:  # x * 1.0 is x: skip a pass over the samples
-            out[:, j] = col[:n]
+            out[j] = col[:n]
         else:
-            np.multiply(col[:n], scale, out=out[:, j])
-    return out
+            np.multiply(col[:n], scale, out=out[j])
+    return out.T
 
 
 #: bytes per sample of EDF (16-bit) and BDF (24-bit) files, by pyedflib's file type.
 _SAMPLE_BYTES = {0: 2, 1: 2, 2: 3, 3: 3}  # FILETYPE_EDF, EDFPLUS, BDF, BDFPLUS
 
 
-def _decode_records(f: Any, path: Path, idx: list[int]) -> list[np.ndarray] | None:
-    """Physical samples of signals ``idx`` decoded from the data records with numpy, or None when
-    the layout is not the plain one (see ``_read_signals``) or a checked record differs."""
+def _decode_records(
+    f: Any, path: Path, idx: list[int], scales: list[float] | None = None
+) -> np.ndarray | None:
+    """Physical samples (times ``scales``, default 1) of signals ``idx`` decoded from the data
+    records with numpy, channel-major (len(idx), n), or None when the layout is not the plain one
+    (see ``_read_signals``), the signals differ in length or a checked record differs."""
     width = _SAMPLE_BYTES.get(int(f.filetype))
     if width is None:
         return None
@@ -276,11 +285,15 @@ def _decode_records(f: Any, path: Path, idx: list[int]) -> list[np.ndarray] | No
         return None
     if path.stat().st_size < hdr_bytes + n_rec * rec_bytes:
         return None
+    per_rec = {spr[data_sigs[i]] for i in idx}
+    if len(per_rec) != 1:
+        return None
+    n_per = per_rec.pop()
     raw = np.fromfile(path, dtype=np.uint8, count=n_rec * rec_bytes, offset=hdr_bytes)
     raw = raw.reshape(n_rec, rec_bytes)
     starts = np.concatenate([[0], np.cumsum(spr)]) * width
-    out = []
-    for i in idx:
+    out = np.empty((len(idx), n_rec * n_per))
+    for j, i in enumerate(idx):
         k = data_sigs[i]
         if spr[k] != int(f.getNSamples()[i]) // n_rec:
             return None
@@ -297,14 +310,17 @@ def _decode_records(f: Any, path: Path, idx: list[int]) -> list[np.ndarray] | No
         dmax, dmin = int(f.getDigitalMaximum(i)), int(f.getDigitalMinimum(i))
         bitvalue = (pmax - pmin) / float(dmax - dmin)
         offset = pmax / bitvalue - float(dmax)
-        x = digital.astype(np.float64).reshape(-1)
-        x += offset
+        x = out[j]
+        # the digital values as doubles (exact), plus offset, times bitvalue: in the row itself
+        np.add(digital, offset, out=x.reshape(n_rec, n_per), dtype=np.float64)
         x *= bitvalue
         for rec in (0, n_rec - 1):  # cross-check against pyedflib where it is cheap
             a = rec * spr[k]
             if not np.array_equal(f.readSignal(i, a, spr[k]), x[a : a + spr[k]]):
                 return None
-        out.append(x)
+        scale = 1.0 if scales is None else scales[j]
+        if scale != 1.0:  # x * 1.0 is x: skip a pass over the samples
+            x *= scale
     return out
 
 

@@ -50,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from ingest.files import MAGIC, is_capture  # (is_capture: imported from here by older callers)
 from ingest.files.readers import NO_DATA_AFTER_LAST, NO_DATA_BEFORE_FIRST
 from ingest.sources.base import Chunk, Transport, TransportError
 from ingest.stream.pipeline import DecodeLoop, run_records
@@ -74,9 +75,9 @@ __all__ = [
     "capturing_factory",
     "decode_records",
     "export_edf",
+    "is_capture",
 ]
 
-MAGIC = b"NSCAP\r\n\x1a"
 VERSION = 2
 VERSIONS = (1, 2)
 CAPTURE_FORMAT = "neurospasm.capture/2"
@@ -288,14 +289,6 @@ class CaptureReader:
     def device(self) -> str | None:
         dev = self.header.get("device")
         return str(dev) if dev else None
-
-
-def is_capture(path: str | Path) -> bool:
-    try:
-        with Path(path).open("rb") as f:
-            return f.read(8) == MAGIC
-    except OSError:
-        return False
 
 
 # -- capturing the gateway's own transport -------------------------------------------------------

@@ -187,3 +187,20 @@ def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest
     monkeypatch.setattr(emg_filters, "_sosfilt", None)
     np.testing.assert_allclose(run(), fast, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast, sig.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
+
+
+def test_row_sums_are_numpys_reduce_bit_for_bit() -> None:
+    """The decimation sums (``emg_filters._row_sums``) must be numpy's, bit for bit: the envelope
+    rows, and so every event, may not move by an ulp for the speed-up. Values over 16 decades
+    make any other order of additions show; rows of 16 or more go to numpy itself."""
+    from detectors.emg_filters import _row_sums, _row_sums_ok
+
+    rng = np.random.default_rng(7)
+    for d in range(1, 16):
+        y3 = rng.standard_normal((2, 50, d)) * 10.0 ** rng.uniform(-8, 8, (2, 50, d))
+        ref = np.add.reduce(y3, axis=-1)
+        assert _row_sums(y3).tobytes() == ref.tobytes(), d
+        out = np.empty((2, 50))
+        assert _row_sums(y3, out=out) is out and out.tobytes() == ref.tobytes(), d
+        assert _row_sums_ok(d)
+    assert not _row_sums_ok(16) and not _row_sums_ok(40)

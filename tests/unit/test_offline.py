@@ -175,6 +175,26 @@ def test_bad_input_is_one_clear_line(
     assert len(err.strip().splitlines()) == 1, err  # one line, not a traceback
 
 
+def test_several_files_in_one_run_each_line_names_its_file_and_a_bad_one_is_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder of recordings in one command: each file's events are the ones it gives alone,
+    each line says which file; a bad file is named, the others still run, the exit code says so."""
+    path, labels = scenario_file(tmp_path)
+    rc, alone, err = detect(capsys, str(path))
+    assert rc == 0 and len(alone) == len(labels) == 3, err
+    bad = tmp_path / "broken.csv"
+    bad.write_text("t,EMG\n0,1\n")
+    rc, lines, err = detect(capsys, str(path), str(bad), str(path))
+    assert rc == 2  # one file could not be read
+    assert [line["file"] for line in lines] == [str(path)] * 6
+    assert [line["event"] for line in lines] == alone + alone  # unchanged, file by file
+    assert f"{bad}: line 1: the first column must be time_s" in err
+    assert err.count(f"{path.name}: 12.0 s") == 2, err  # a summary line per file that ran
+    rc, _, err = detect(capsys, str(path), str(path), "--annotate", str(tmp_path / "o.edf"))
+    assert rc == 2 and "--annotate takes one recording" in err
+
+
 def test_annotate_keeps_signal_units(tmp_path: Path) -> None:
     sf = SignalFile(
         tmp_path / "x", np.random.default_rng(0).normal(0, 5, (2000, 1)), 1000.0, ["EMG a"], None, None, START
@@ -251,7 +271,8 @@ def test_edf_samples_are_pyedflibs_bit_for_bit(tmp_path: Path) -> None:
         w.close()
         sf = read_recording(path)
         with pyedflib.EdfReader(str(path)) as f:
-            assert _decode_records(f, path, [0, 1, 2, 3, 4]) is not None  # the fast path, not the fallback
+            for same_rate in ([0, 1], [2, 3, 4]):  # the fast path, not the fallback
+                assert _decode_records(f, path, same_rate) is not None
             emg = np.stack([f.readSignal(0) * 1000.0, f.readSignal(1)], axis=1)
             acc = np.stack([f.readSignal(i) for i in (2, 3, 4)], axis=1)
         assert sf.emg_uv.tobytes() == emg.tobytes()
