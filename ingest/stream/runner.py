@@ -150,6 +150,11 @@ class DeviceRunner:
             self.reason = f"refused: {refused}"
             self._set("refused", False)
             return
+        if self.detect and self.session.samples_stale:
+            # Frames (STATUS, INFO) but no samples: the link is up, the stream is not.
+            self.reason = f"no samples for {self.stale_after_s:g} s (the device sends no data frames)"
+            self._set("stale", False)
+            return
         if self.progressing():
             self._set("online", True)
         else:
@@ -423,6 +428,7 @@ class Gateway:
             envelope_rate_hz=self._envelope_rate,
             live_rate_hz=self.cfg.mqtt.live_rate_hz,
             raw_emg=self._raw_emg,
+            samples_stale_after_s=self.cfg.gateway.stale_after_s,
         )
         progress.session = session
         runner = self.devices.get(dev.id)
