@@ -259,6 +259,12 @@ class DeviceRunner:
                 self._closed_dropped += transport.stats.dropped_chunks
                 self._live = None
 
+    def unprocessed(self) -> int:
+        """Chunks the live link has received that the pipeline has not processed yet (tests wait
+        for 0 before comparing what the gateway made of a stream with what was sent)."""
+        live = self._live
+        return live.pending if live is not None else 0
+
     def link_info(self) -> dict[str, int]:
         """Link counters over the runner's whole life: closed connections plus the current one."""
         info = {"bytes": self._closed_bytes, "dropped_chunks": self._closed_dropped}
