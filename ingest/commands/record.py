@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ingest.commands.args import output_file, positive_float, pseudonym
 
 if TYPE_CHECKING:
+    from ingest.config import DeviceSection
     from ingest.files.recording import CaptureRecord, CaptureWriter, Decoded
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ async def record_port(
     *,
     duration_s: float | None,
     device: str,
-    baudrate: int,
+    baudrate: int | None = None,
     kind: str = "neurospasm",
     stop: asyncio.Event | None = None,
     options: dict[str, Any] | None = None,
@@ -59,10 +60,10 @@ async def record_port(
 
     ``options``: the kind's vendor settings (``[[devices]] options``); stored in the capture's
     header, so a replay or an export decodes with them (a Cyton's gain scales its microvolts).
+    ``baudrate``: None takes the kind's (a Cyton talks at 115200 only), as a config file does.
     """
     import signal
 
-    from ingest.config import DeviceSection
     from ingest.files.recording import CaptureWriter, capturing_factory
     from ingest.stream.runner import DeviceRunner, default_transport
     from ingest.stream.session import DeviceSession
@@ -75,13 +76,12 @@ async def record_port(
                 loop.add_signal_handler(sig, stop.set)
     if duration_s:
         loop.call_later(duration_s, stop.set)
-    dev = DeviceSection(id=device, kind=kind, port=port, baudrate=baudrate, reconnect_initial_s=0.5,
-                        reconnect_max_s=0.5, options=options or {})  # fmt: skip
+    dev = record_device(port, device=device, baudrate=baudrate, kind=kind, options=options)
     meta: dict[str, Any] = {
         "device": device,
         "kind": kind,
         "options": dict(options or {}),
-        "source": {"kind": "serial", "port": port, "baudrate": baudrate},
+        "source": {"kind": "serial", "port": port, "baudrate": dev.baudrate},
     }
     with CaptureWriter(out, **meta) as writer:
         # The gateway's device task, detector off (the session only learns who the device is).
@@ -195,6 +195,20 @@ def decode_source(source: str, *, device: str | None = None) -> Decoded:
 # -- command line ----------------------------------------------------------------------------------
 
 
+def record_device(
+    port: str, *, device: str, baudrate: int | None, kind: str, options: dict[str, Any] | None
+) -> DeviceSection:
+    """The ``[[devices]]`` table ``record --port`` runs, checked like a config file's: a wrong
+    kind, a baud rate the kind does not talk at, or a BLE-only kind is one ``ConfigError`` line."""
+    from ingest.config import DeviceSection, validate_model
+
+    table: dict[str, Any] = {"id": device, "kind": kind, "port": port, "reconnect_initial_s": 0.5,
+                             "reconnect_max_s": 0.5, "options": dict(options or {})}  # fmt: skip
+    if baudrate is not None:
+        table["baudrate"] = baudrate
+    return validate_model(DeviceSection, table, "record")
+
+
 def check_port(port: str) -> None:
     """``record --port``: a device path must exist now (pyserial URLs like ``socket://`` are
     taken as given); otherwise one CaptureError line instead of an empty capture and exit 0."""
@@ -240,6 +254,7 @@ def _record_cmd(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"neurospasm record: --option {exc}", file=sys.stderr)
         return 2
+    record_device(args.port, device=args.device_id, baudrate=args.baudrate, kind=args.kind, options=options)
     rc = asyncio.run(record_port(args.port, out, duration_s=args.duration, device=args.device_id,
                                  baudrate=args.baudrate, kind=args.kind, options=options))  # fmt: skip
     if rc == 0 and not any(r.kind == DATA for r in CaptureReader(out)):
@@ -282,7 +297,10 @@ def register(sub: Any) -> None:
         help="device id stored in the capture (replay uses it)",
     )  # fmt: skip
     rec.add_argument("--kind", default="neurospasm", help="device kind (wire protocol) of a --port device")
-    rec.add_argument("--baudrate", type=int, default=921600)
+    rec.add_argument(
+        "--baudrate", type=int, default=None,
+        help="serial speed (default: the kind's: 115200 for cyton, shimmer, bitalino; else 921600)",
+    )  # fmt: skip
     rec.add_argument(
         "--option", action="append", metavar="KEY=VALUE",
         help="a vendor setting of --kind (docs/devices.md), e.g. gain=8; stored in the capture",

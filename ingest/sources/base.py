@@ -104,6 +104,11 @@ class Transport:
                 self._queue.get_nowait()
                 self.stats.dropped_chunks += 1
 
+    @property
+    def pending(self) -> int:
+        """Chunks received and queued that ``read`` has not handed out yet."""
+        return self._queue.qsize()
+
     async def read(self) -> Chunk:
         """Next chunk; raises TransportClosed (or another TransportError) when the link is gone."""
         item = await self._queue.get()

@@ -105,6 +105,8 @@ class DecodeLoop:
     def link_up(self, t_host: float) -> LinkDecoder:
         """A new connection: a fresh decoder (returned, for its start commands)."""
         self.connections += 1
+        if self.detect:
+            self.session.on_connect(t_host)
         return self._new_decoder()
 
     def link_down(self, t_host: float) -> None:
@@ -121,6 +123,8 @@ class DecodeLoop:
                 session.on_frame(frame, t_host)
             if observe is not None:
                 observe(frame, t_host)
+        if detect:
+            session.check_samples(t_host)  # bytes without samples count towards "stale" too
 
     def feed(self, rec: LinkRecordLike) -> None:
         if rec.kind == DATA:

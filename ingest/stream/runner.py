@@ -150,6 +150,11 @@ class DeviceRunner:
             self.reason = f"refused: {refused}"
             self._set("refused", False)
             return
+        if self.detect and self.session.samples_stale:
+            # Frames (STATUS, INFO) but no samples: the link is up, the stream is not.
+            self.reason = f"no samples for {self.stale_after_s:g} s (the device sends no data frames)"
+            self._set("stale", False)
+            return
         if self.progressing():
             self._set("online", True)
         else:
@@ -253,6 +258,12 @@ class DeviceRunner:
                 self._closed_bytes += transport.stats.bytes
                 self._closed_dropped += transport.stats.dropped_chunks
                 self._live = None
+
+    def unprocessed(self) -> int:
+        """Chunks the live link has received that the pipeline has not processed yet (tests wait
+        for 0 before comparing what the gateway made of a stream with what was sent)."""
+        live = self._live
+        return live.pending if live is not None else 0
 
     def link_info(self) -> dict[str, int]:
         """Link counters over the runner's whole life: closed connections plus the current one."""
@@ -423,6 +434,7 @@ class Gateway:
             envelope_rate_hz=self._envelope_rate,
             live_rate_hz=self.cfg.mqtt.live_rate_hz,
             raw_emg=self._raw_emg,
+            samples_stale_after_s=self.cfg.gateway.stale_after_s,
         )
         progress.session = session
         runner = self.devices.get(dev.id)

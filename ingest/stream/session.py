@@ -158,6 +158,11 @@ class DeviceSession:
     #: False: no display envelope, live view or accelerometer series, only the clinical records
     #: (onsets, events, gaps): what ``neurospasm detect`` needs, at a fraction of the work.
     series: bool = True
+    #: Host seconds with frames but no sample (a device sending only STATUS, a Myo left out of
+    #: EMG mode) after which the stream counts as stale for the detector: the bursts it holds for
+    #: later data are judged now (``SpasmDetector.interrupt``), as on a disconnect, instead of
+    #: waiting for the link to drop. The gateway passes its ``stale_after_s``.
+    samples_stale_after_s: float = 5.0
     stats: SessionStats = field(default_factory=SessionStats)
 
     def __post_init__(self) -> None:
@@ -179,6 +184,11 @@ class DeviceSession:
         self._live_every = 1
         self._live_count = 0
         self.last_frame_t: float | None = None
+        #: Host time of the last sample frame, or of the link coming up since (None while down):
+        #: where "no samples for ``samples_stale_after_s``" is measured from.
+        self._samples_since: float | None = None
+        #: True while the link carries frames but no samples for ``samples_stale_after_s``.
+        self.samples_stale = False
         #: Why this device's stream cannot be monitored (see ``_refuse``), or None.
         self.refused: str | None = None
         #: The current activity context and when it began (UTC s), for the status payload.
@@ -195,11 +205,37 @@ class DeviceSession:
         if isinstance(frame, InfoFrame):
             self._on_info(frame, t_host)
         elif isinstance(frame, EmgFrame):
+            self._samples_since, self.samples_stale = t_host, False
             self._on_emg(frame, t_host)
+            return
         elif isinstance(frame, AccFrame):
+            self._samples_since, self.samples_stale = t_host, False
             self._on_acc(frame, t_host)
+            return
         elif isinstance(frame, StatusFrame):
             self.status = frame
+        self.check_samples(t_host)
+
+    def on_connect(self, t_host: float) -> None:
+        """The link is up: "no samples" is measured afresh from now."""
+        self._samples_since, self.samples_stale = t_host, False
+
+    def check_samples(self, t_host: float) -> None:
+        """Link data at ``t_host`` (any frame, or bytes that decoded to none): without a sample
+        for ``samples_stale_after_s``, the stream is stale and the detector's held bursts are
+        released once (``on_disconnect`` does the same when the link drops)."""
+        since = self._samples_since
+        if self.samples_stale or since is None or t_host - since < self.samples_stale_after_s:
+            return
+        self.samples_stale = True
+        if self.detector is None:
+            return
+        log.warning("device %s: no samples for %.1f s while the link is up", self.device, t_host - since)
+        for name, dom in (("emg", self.emg), ("acc", self.acc)):
+            if dom is not None:
+                self._drain(name, dom, force=True)  # type: ignore[arg-type]
+        self._flush_envelope()
+        self._handle(self.detector.interrupt())
 
     @property
     def needs_info(self) -> bool:
@@ -705,6 +741,7 @@ class DeviceSession:
             if dom is not None:
                 self._drain(name, dom, force=True)  # type: ignore[arg-type]
                 dom.disconnected = True
+        self._samples_since = None  # the link, not the samples, is what is missing now
         self._flush_envelope()
         if self.detector is not None:
             # Bursts held for later data are judged now: the link may stay down for hours.

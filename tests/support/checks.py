@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,19 @@ def gateway_config(tmp: Path, port: str) -> Any:
         "local": {"enabled": True},
         "spool": {"quota_mb": 64, "fsync": "never"},
     }, "<test>")  # fmt: skip
+
+
+async def caught_up(gw: Any, within_s: float = 10.0) -> None:
+    """Wait until every device pipeline has processed what its link received.
+
+    A live test compares the gateway's gaps with the simulator's truth, which counts a frame as
+    delivered once the gateway *read* it (``PtyServer.quiesce``); ``Gateway.drain`` then stops
+    the pipelines, discarding chunks still queued. On a loaded machine the queue can hold the
+    stream's last frames (and with them the knowledge of the gap before them), so wait for it
+    to empty (bounded) instead of sleeping a fixed time.
+    """
+    deadline = time.monotonic() + within_s
+    while any(r.unprocessed() for r in gw.devices.values()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the gateway did not process its input within {within_s} s")
+        await asyncio.sleep(0.01)

@@ -144,6 +144,33 @@ def test_record_on_a_missing_port(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert not (tmp_path / "c.nsc").exists()  # no empty capture left behind
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--kind", "cytn"], ("kind", "unknown device kind 'cytn'")),
+        (["--kind", "myo"], ("transport", "'myo'", "ble")),
+        (["--kind", "cyton", "--baudrate", "921600"], ("baudrate", "115200", "921600")),
+    ],
+)
+def test_record_a_kind_it_cannot_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: tuple[str, ...]
+) -> None:
+    """``record --port --kind`` is checked like a ``[[devices]]`` table: one line, no traceback."""
+    argv = ["record", "--port", "/dev/null", *args, "--out", str(tmp_path / "c.nsc"), "--duration", "1"]
+    rc, err = run(argv, capsys)
+    assert_one_line(rc, err, *words)
+    assert not (tmp_path / "c.nsc").exists()
+
+
+def test_record_takes_the_kinds_baud_rate() -> None:
+    """Without ``--baudrate`` the kind's speed, as in a config file (a Cyton refuses 921600)."""
+    from ingest.commands.record import record_device
+
+    for kind, baud in (("cyton", 115200), ("shimmer", 115200), ("neurospasm", 921600)):
+        dev = record_device("/dev/null", device="w", baudrate=None, kind=kind, options=None)
+        assert dev.baudrate == baud, kind
+
+
 def test_sim_bad_scenario_and_zero_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nseed = 1\nduration_s = "long"\n')

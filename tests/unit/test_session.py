@@ -190,3 +190,69 @@ def test_a_link_that_drops_releases_the_bursts_held_for_later_data() -> None:
     assert len(events) == len(rec.labels) and len({e["id"] for e in events}) == len(events)
     s.finish()  # and nothing twice at the end
     assert sum(o.kind == "event" for o in out) == len(rec.labels)
+
+
+def test_frames_without_samples_for_stale_after_s_release_the_held_bursts() -> None:
+    """A device that keeps its link up with STATUS frames but sends no samples (a sensor whose
+    acquisition stopped) is as quiet as a dropped link for the detector: after
+    ``samples_stale_after_s`` of it, the burst held for later data is judged (once), the session
+    says so (``samples_stale``), and the runner's status shows it; samples coming back end it."""
+    from firmware_sim.faults import FaultInjector, simulate
+    from ingest.config import parse_config
+    from ingest.stream.pipeline import DecodeLoop
+    from ingest.stream.runner import DeviceRunner
+    from ingest.wire.protocol import StatusFrame, encode_frame
+
+    sc = builtin_scenario("e2e_short")
+    rec = synthesize(sc)
+    cap = simulate(SimDevice(SignalSource.from_recording(rec), seed=1), FaultInjector.from_scenario(sc, rec),
+                   duration_s=rec.duration_s, t0_host=1.8e9)  # fmt: skip
+    out: list[Output] = []
+    s = DeviceSession("d", out.append, samples_stale_after_s=3.0)
+    loop = DecodeLoop(s, "neurospasm")
+    loop.link_up(1.8e9)
+    for t_host, data in cap.chunks:
+        loop.data(t_host, data)
+    t_last = cap.chunks[-1][0]
+    held = len(rec.labels) - sum(o.kind == "event" for o in out)
+    assert held >= 1 and not s.samples_stale  # the last spasm waits for data after the recording
+
+    def status(t: float, seq: int) -> None:
+        loop.data(t, encode_frame(StatusFrame(seq, 0, 80, 3900, 0b11)))
+
+    status(t_last + 1.0, 1)
+    status(t_last + 2.9, 2)  # still within 3 s of the last sample: nothing is released yet
+    assert sum(o.kind == "event" for o in out) == len(rec.labels) - held and not s.samples_stale
+    status(t_last + 3.1, 3)
+    assert s.samples_stale
+    events = [o.payload for o in out if o.kind == "event" and o.payload]
+    assert len(events) == len(rec.labels) and len({e["id"] for e in events}) == len(events)
+    status(t_last + 9.0, 4)  # released once, not at every later status frame
+    assert sum(o.kind == "event" for o in out) == len(rec.labels)
+
+    # The gateway's runner reports it: stale, not monitored, and why.
+    (dev,) = parse_config({"devices": [{"id": "d", "port": "/dev/null"}]}, "<test>").devices
+    runner = DeviceRunner(dev, s, lambda _d: None, 3.0, lambda _r: None)  # type: ignore[arg-type,return-value]
+    runner._streaming()
+    assert (runner.state, runner.monitoring) == ("stale", False) and "no samples for 3 s" in runner.reason
+
+    s.finish()  # and nothing twice at the end
+    assert sum(o.kind == "event" for o in out) == len(rec.labels)
+
+
+def test_a_reconnect_measures_no_samples_afresh() -> None:
+    """Hours offline and then an INFO frame on the new link is not "no samples for ages": the
+    quiet time counts from the link coming up (``DecodeLoop.link_up``)."""
+    from ingest.stream.pipeline import DecodeLoop
+    from ingest.wire.protocol import StatusFrame, encode_frame
+
+    s = DeviceSession("d", lambda _o: None, samples_stale_after_s=3.0)
+    loop = DecodeLoop(s, "neurospasm")
+    loop.link_up(T0)
+    loop.data(T0 + 0.5, encode_frame(EmgFrame(0, 0, np.zeros((4, 2), np.int16))))
+    loop.link_down(T0 + 1.0)
+    loop.link_up(T0 + 7200.0)
+    loop.data(T0 + 7200.1, encode_frame(StatusFrame(1, 0, 80, 3900, 0b11)))
+    assert not s.samples_stale
+    loop.data(T0 + 7203.2, encode_frame(StatusFrame(2, 0, 80, 3900, 0b11)))
+    assert s.samples_stale
