@@ -187,6 +187,8 @@ class SpasmDetector:
         self._oldest = math.inf
         self._n_artefact = 0
         self._gait = GaitPhaseModel(cfg) if cfg.gait_phase else None  # spasms fused with gait bursts
+        #: ``_acc_context`` of windows whose verdicts are final, by (a, b)
+        self._acc_memo: dict[tuple[float, float], tuple[int, float]] = {}
         #: electrode verdicts of held events (by key), computed once
         self._electrode_verdict: dict[str, str] = {}
         #: held events whose ``_judge`` said "not yet", by key, until what can change that (_Nap)
@@ -662,7 +664,29 @@ class SpasmDetector:
                 return d
         return None
 
+    def _acc_settled(self, a: float, b: float) -> bool:
+        """Are the verdicts of the hops ending in (a, b] final? Yes once the accelerometer has
+        been analysed up to ``b`` (later hops end later) while the log still holds a hop ending at
+        or before ``a`` (the full log drops its oldest first: none of these has been dropped)."""
+        log = self._verdicts
+        return self._acc_t >= b and bool(log) and log[0][1] <= a
+
     def _acc_context(self, a: float, b: float) -> tuple[int, float]:
+        """``_acc_scan(a, b)``, remembered once its verdicts are final: a held burst asks for the
+        same windows each time it is judged."""
+        key = (a, b)
+        memo = self._acc_memo
+        got = memo.get(key)
+        if got is not None and self._verdicts[0][1] <= a:
+            return got  # (the log has dropped none of them since)
+        got = self._acc_scan(a, b)
+        if self._acc_settled(a, b):
+            if len(memo) >= 256:
+                memo.clear()
+            memo[key] = got
+        return got
+
+    def _acc_scan(self, a: float, b: float) -> tuple[int, float]:
         """Context over [a, b] and the rhythm's period (s, 0 if none).
 
         A posture transition (gravity turning) wins if it covers >= ``activity_enter_s``: a spasm
