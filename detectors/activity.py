@@ -207,7 +207,9 @@ class AccActivityTracker:
         dr = r - add(r, axis=0) / nr
         ms_now = float(np.einsum("ij,ij->", dr, dr)) / nr
         min_ms = self.min_ms
-        cosang = float(recent @ old) / max(math.sqrt(float(recent @ recent) * float(old @ old)), 1e-12)
+        # (``a.dot(b)``: the ``a @ b`` of two vectors, the same BLAS dot, without the matmul ufunc's setup)
+        dot = recent.dot
+        cosang = float(dot(old)) / max(math.sqrt(float(dot(recent)) * float(old.dot(old))), 1e-12)
         cosang = cosang if cosang < 1.0 else 1.0  # (as min/max would, NaN included)
         tilt = math.degrees(math.acos(cosang if cosang > -1.0 else -1.0))
         if ms_now < 0.25 * min_ms and tilt < cfg.activity_tilt_deg:

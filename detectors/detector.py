@@ -62,6 +62,8 @@ _EMG_MARGIN_S = 0.2
 _ONSET_LOOK_S = -0.5
 #: ... and waits at most this long (EMG time) for the accelerometer to reach that point.
 _ONSET_MAX_WAIT_S = 0.2
+#: Confirmed onsets, EMG episode spans and quality changes older than this (EMG time) are forgotten.
+_FORGET_S = 30.0
 
 
 @dataclass(slots=True)
@@ -70,6 +72,25 @@ class _Declared:
     start: int  # EMG counters
     end: int | None
     reported: bool = False
+
+
+@dataclass(slots=True)
+class _Nap:
+    """Why ``_judge`` said "not yet" for a held burst, and what can change that answer.
+
+    A burst waits seconds for later data (the accelerometer, later bursts), and the held bursts
+    are looked at every quarter second: judging each again every time was most of the context
+    stage's cost. The answer "not yet" stands until the EMG or the accelerometer reaches the
+    time it was compared with, or new data lands where it looked: a verdict of a hop ending in
+    ``verdicts`` (added, or dropped from the full log), an onset at a time in ``onsets``, any EMG
+    episode (``events``). Until then the burst is not judged again: the same answer, for free.
+    """
+
+    emg: float  # judge again once the EMG has been processed up to here (s)
+    acc: float  # ... or the accelerometer up to here (s)
+    verdicts: tuple[float, float] | None  # hops ending in (a, b] were read
+    onsets: tuple[float, float] | None  # onsets at [lo, hi] (any channel) were read
+    events: bool  # finished EMG episodes (rise times) were read
 
 
 @dataclass(slots=True)
@@ -168,8 +189,13 @@ class SpasmDetector:
         self._oldest = math.inf
         self._n_artefact = 0
         self._gait = GaitPhaseModel(cfg) if cfg.gait_phase else None  # spasms fused with gait bursts
+        #: ``_acc_context`` of windows whose verdicts are final, by (a, b)
+        self._acc_memo: dict[tuple[float, float], tuple[int, float]] = {}
         #: electrode verdicts of held events (by key), computed once
         self._electrode_verdict: dict[str, str] = {}
+        #: held events whose ``_judge`` said "not yet", by key, until what can change that (_Nap)
+        self._naps: dict[str, _Nap] = {}
+        self._use_naps = True  # (off: every held event is judged on every pass; for tests)
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -402,6 +428,9 @@ class SpasmDetector:
         assert self._act is not None and self._periods is not None and self.acc_rate_hz is not None
         rate = self.acc_rate_hz
         for s0, s1, verdict, period in self._act.feed(start, x):
+            if self._naps:
+                log = self._verdicts
+                self._wake_verdict(s1 / rate, log[0][1] if len(log) == log.maxlen else None)
             self._verdicts.append((s0 / rate, s1 / rate, verdict, period))
             self._period_output(self._periods.step(s0, s1, verdict), out)
 
@@ -470,6 +499,8 @@ class SpasmDetector:
                 if isinstance(o, Onset):
                     t_on = o.onset_sample / self.emg_rate_hz
                     bisect.insort(self._onset_times.setdefault(o.channel, []), t_on)
+                    if self._naps:
+                        self._wake_onset(t_on)
                     self._oldest = min(self._oldest, t_on)
                     span = [t_on, math.inf]
                     self._spans.setdefault(o.channel, []).append(span)
@@ -484,6 +515,8 @@ class SpasmDetector:
                     self._peaks.append((o.channel, a, b, o.peak_uv))
                     if o.rise_s is not None:
                         self._recent.append((o.channel, a, b, o.rise_s))
+                    if self._naps:
+                        self._wake_event()
                 self._held.append(o)
                 self._gate_emg = -math.inf  # look at the newcomer on this pass
             else:
@@ -526,7 +559,10 @@ class SpasmDetector:
                 self._deferred.pop(o.key, None)
                 self._n_artefact += 1
                 continue
-            verdict = None if o.key in waiting else self._judge(o, t0, t1, emg_t, acc_t, final)
+            if o.key in waiting or (self._naps and self._napping(o.key, emg_t, final)):
+                verdict = None
+            else:
+                verdict = self._judge(o, t0, t1, emg_t, acc_t, final)
             if verdict is None:
                 keep_held.append(o)
                 continue
@@ -565,7 +601,7 @@ class SpasmDetector:
                     gate_acc = min(gate_acc, self._acc_t + 0.25)
         self._gate_emg, self._gate_acc = gate_emg, gate_acc
         # forget onsets too old to matter for any rhythm test
-        horizon = emg_t - 30.0
+        horizon = emg_t - _FORGET_S
         if horizon <= self._oldest:
             return  # nothing is that old (most passes)
         for times in self._onset_times.values():
@@ -647,7 +683,29 @@ class SpasmDetector:
                 return d
         return None
 
+    def _acc_settled(self, a: float, b: float) -> bool:
+        """Are the verdicts of the hops ending in (a, b] final? Yes once the accelerometer has
+        been analysed up to ``b`` (later hops end later) while the log still holds a hop ending at
+        or before ``a`` (the full log drops its oldest first: none of these has been dropped)."""
+        log = self._verdicts
+        return self._acc_t >= b and bool(log) and log[0][1] <= a
+
     def _acc_context(self, a: float, b: float) -> tuple[int, float]:
+        """``_acc_scan(a, b)``, remembered once its verdicts are final: a held burst asks for the
+        same windows each time it is judged."""
+        key = (a, b)
+        memo = self._acc_memo
+        got = memo.get(key)
+        if got is not None and self._verdicts[0][1] <= a:
+            return got  # (the log has dropped none of them since)
+        got = self._acc_scan(a, b)
+        if self._acc_settled(a, b):
+            if len(memo) >= 256:
+                memo.clear()
+            memo[key] = got
+        return got
+
+    def _acc_scan(self, a: float, b: float) -> tuple[int, float]:
         """Context over [a, b] and the rhythm's period (s, 0 if none).
 
         A posture transition (gravity turning) wins if it covers >= ``activity_enter_s``: a spasm
@@ -813,6 +871,56 @@ class SpasmDetector:
             return False
         return self._rhythm(o.channel, t0, t0 + 1e-9) < cfg.rhythm_min_bursts
 
+    def _nap(
+        self,
+        key: str,
+        *,
+        emg: float = math.inf,
+        acc: float = math.inf,
+        verdicts: tuple[float, float] | None = None,
+        onsets: tuple[float, float] | None = None,
+        events: bool = False,
+    ) -> None:
+        """``_judge``'s "not yet" (None) for ``key``, standing until ``emg`` / ``acc`` (s) or
+        new data where it looked (see ``_Nap``). A plain ``return None`` naps not: judged again
+        on the next pass."""
+        if self._use_naps and not self._declared:  # (a session can be declared or ended any time)
+            if onsets is not None:
+                # the horizon clean-up forgets onsets: the answer stands only while it keeps these
+                emg = min(emg, onsets[0] + _FORGET_S)
+            self._naps[key] = _Nap(emg, acc, verdicts, onsets, events)
+
+    def _napping(self, key: str, emg_t: float, final: bool) -> bool:
+        """Does the held event ``key`` still stand at "not yet"? (Forgets its nap when not.)"""
+        nap = self._naps.get(key)
+        if nap is None:
+            return False
+        if not final and emg_t < nap.emg and self._acc_t < nap.acc and not self._declared:
+            return True
+        del self._naps[key]
+        return False
+
+    def _wake_verdict(self, added: float, dropped: float | None) -> None:
+        """A hop verdict ending at ``added`` joins the log (and the oldest, ending at ``dropped``,
+        leaves it): wake the naps that read hops ending there."""
+        for key, nap in list(self._naps.items()):
+            w = nap.verdicts
+            if w is not None and (w[0] < added <= w[1] or (dropped is not None and w[0] < dropped <= w[1])):
+                del self._naps[key]
+
+    def _wake_onset(self, t: float) -> None:
+        """An onset at ``t`` joins the log: wake the naps that read onsets there."""
+        for key, nap in list(self._naps.items()):
+            w = nap.onsets
+            if w is not None and w[0] <= t <= w[1]:
+                del self._naps[key]
+
+    def _wake_event(self) -> None:
+        """A finished EMG episode joins the log: wake the naps that read episodes."""
+        for key, nap in list(self._naps.items()):
+            if nap.events:
+                del self._naps[key]
+
     def _judge(
         self, ev: SpasmEvent, t0: float, t1: float, emg_t: float, acc_t: float, final: bool
     ) -> tuple[bool, ActivityKind] | None:
@@ -838,11 +946,15 @@ class SpasmDetector:
                 code = self._acc_context(t0 - cfg.activity_before_s, t0 + 2.0)[0]
             return True, ACTIVITY_CODES[code] if code != REST else "rhythmic_exercise"
         code, period, before, synergy = REST, 0.0, REST, 0
+        read: tuple[float, float] | None = None  # the hops read (for a nap)
+        partner = False  # episodes read (for a nap)
         if self._act is not None:
             # around the burst's start (a long spasm's end says nothing about how it began)
             b = t0 + min(max(t1 - t0, 0.5), 2.0) + cfg.activity_after_s
             if not final and acc_t < b and emg_t < look + cfg.activity_max_wait_s:
+                self._nap(ev.key, emg=look + cfg.activity_max_wait_s, acc=b)
                 return None
+            read = (t0 - cfg.activity_before_s, b)
             code, period = self._acc_context(t0 - cfg.activity_before_s, b)
             before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
             synergy = self._synergy(ev.channel, t0)
@@ -851,7 +963,10 @@ class SpasmDetector:
                 # its co-contracting partner (agonist and antagonist share one descending
                 # command, De Luca & Erim 1994 "common drive") may show the ramp more clearly
                 if not final and emg_t < t1 + 1.5:
-                    return None  # partners ending up to 1 s later are known by then
+                    # partners ending up to 1 s later are known by then
+                    self._nap(ev.key, emg=t1 + 1.5, verdicts=read)
+                    return None
+                partner = True
                 ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0, ev.rise_s)
             if code != REST and before == REST and ramped and ev.type != "clonus":
                 # The limb starts moving with a burst that ramps up over hundreds of ms: force
@@ -887,11 +1002,19 @@ class SpasmDetector:
             # pedalling or a posture change on the accelerometer. Otherwise it is decided now,
             # on the bursts before it (an isolated spasm at rest is published without waiting).
             half_cycle = 0.5 * cfg.rhythm_max_interval_s
-            if active or emg_t < t0 + max(1.0, half_cycle + 0.1 if graded else 0.0):
+            until = t0 + max(1.0, half_cycle + 0.1 if graded else 0.0)
+            w = cfg.synergy_window_s
+            if active or emg_t < until:
+                self._nap(ev.key, emg=look if active else min(look, until), verdicts=read,
+                          onsets=(t0 - w, t0 + w), events=partner)  # fmt: skip
                 return None
             moving = self._act is not None and self._acc_any(t0 - cfg.activity_before_s, t0 + 2.0)
             alternating = graded and self._synergy(ev.channel, t0, half_cycle) >= 1
             if moving or alternating or self._synergy(ev.channel, t0, 0.5) >= 1:
+                if read is not None:
+                    read = (read[0], max(read[1], t0 + 2.0))
+                w = max(w, half_cycle, 0.5)
+                self._nap(ev.key, emg=look, verdicts=read, onsets=(t0 - w, t0 + w), events=partner)
                 return None
             upto = t0 + 1e-9  # only the bursts before it
         rhythmic = strong = False
