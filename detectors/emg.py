@@ -113,6 +113,8 @@ class EmgBank:
         after = self.cfg.lead_off_guard_after_s * self.rate
         q = self.quality
         for o in out:
+            if o.domain != "emg":
+                continue
             if isinstance(o, Onset) and o.key not in self._hum_before and o.key not in self.burst_low:
                 self._hum_before[o.key] = q.hum_before(self.labels.index(o.channel), o.onset_sample)
                 continue
