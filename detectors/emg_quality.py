@@ -384,19 +384,25 @@ def _hum_bases(n: int, rate: float) -> tuple[tuple[FloatArray, FloatArray], floa
 
 
 def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
-    """Power (uV^2) of the mains line ``f0`` and its harmonics up to 5 (below ``top_hz``) in ``x``,
-    from one least-squares fit with an offset and a trend: the coherent line, which broadband
-    EMG hardly projects onto over a stretch of tenths of a second."""
+    """Mean power (uV^2) of the mains line ``f0`` and its harmonics 1-5 (below ``top_hz``) in
+    ``x``: a linearly detrended, Hann-windowed periodogram summed within one bin (at least
+    1.5 Hz) of each line, scaled so a sinusoid of amplitude A reads A^2 / 2 whatever the length
+    (a Hann line keeps its energy within +-1.5 bins wherever it falls between them). Compares
+    stretches of different lengths; broadband EMG adds little to a few bins."""
     n = x.shape[0]
-    t = np.arange(n) / rate
-    cols = [np.ones(n), t - t.mean()]
+    t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+    xm = x - x.mean()
+    xd = xm - (float(t @ xm) / float(t @ t)) * t
+    w = np.hanning(n)
+    p = np.abs(np.fft.rfft(xd * w)) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    half = max(1.5, rate / n)
+    on = np.zeros(f.shape, dtype=bool)
     for h in range(1, 6):
         if h * f0 > top_hz:
             break
-        w = 2.0 * np.pi * h * f0 * t
-        cols += [np.sin(w), np.cos(w)]
-    coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1), x, rcond=None)
-    return 0.5 * float(coef[2:] @ coef[2:])
+        on |= np.abs(f - h * f0) <= half
+    return 2.0 * float(p[on].sum()) / (n * float(w @ w))
 
 
 def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:
