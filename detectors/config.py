@@ -211,6 +211,11 @@ class DetectorConfig:
     #: lines by at least this share (a half-contacting input's hum), or below ``artefact_band_hz``
     #: by more than ``artefact_low_fraction`` (drift, DC steps), is the electrode too (dropped).
     electrode_line_share: float = 0.5
+    #: Anywhere (near a lead-off or not): a burst whose raw EMG-band power is mostly on the mains
+    #: lines (``electrode_line_share``), with that line's power this many times higher or lower
+    #: than over the half second before, is the contact's impedance changing (dropped). 4 in
+    #: power: the hum's amplitude doubled or halved.
+    electrode_hum_change: float = 4.0
     artifact_suspect_confidence: float = 0.5
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
@@ -412,6 +417,10 @@ class DetectorConfig:
                 raise ConfigError(
                     f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"
                 )
+        if self.electrode_hum_change <= 1:
+            raise ConfigError(
+                f"detector config key 'electrode_hum_change': must be > 1, got {self.electrode_hum_change!r}"
+            )
         if not 0 < self.clonus_burst_low < self.clonus_burst_high < 1:
             raise ConfigError(
                 "detector config keys 'clonus_burst_low'/'clonus_burst_high': need 0 < low < high < 1, "

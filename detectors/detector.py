@@ -551,6 +551,7 @@ class SpasmDetector:
                     self._electrode_verdict[o.key] = artefact
                     if self._bank is not None:
                         self._bank.burst_spectra.pop(o.key, None)
+                        self._bank.burst_low.pop(o.key, None)
             if artefact is None:
                 keep_held.append(o)
                 continue
@@ -764,6 +765,21 @@ class SpasmDetector:
         # decide only once it would be known (the same verdict whatever the chunking)
         if not final and emg_t < t1 + cfg.lead_off_guard_before_s + cfg.quality_hold_s + 0.1:
             return None
+        low, hum = (None, None) if self._bank is None else self._bank.burst_low.get(key, (None, None))
+        if low is not None and low > cfg.artefact_low_fraction:
+            # Wherever it is: over the burst itself, most of its raw EMG-band power lies below
+            # ``artefact_band_hz``. Surface EMG peaks at 50-150 Hz (mean frequency 60-120 Hz);
+            # the bias drift and DC steps of a contact coming loose (half contact, before the
+            # input reads bad) and a knock on the cable keep theirs below ~20 Hz, and a window as
+            # short as a burst leaks it into 20-45 Hz. The envelope's own test saw only the
+            # first ``judge_s`` of it.
+            return "artefact"
+        if hum is not None and hum >= cfg.electrode_hum_change:
+            # Mostly mains hum, and the hum's power changed that many times within a second:
+            # the contact's impedance changed (coming loose, or settling after reattachment), so
+            # the hum's changing amplitude leaked through the notches. A steady hum on a channel
+            # with a weak spasm keeps its level.
+            return "artefact"
         log = self._quality_log.get(channel)
         near = False
         if log:

@@ -22,7 +22,7 @@ from detectors.emg_baseline import RestBaseline
 from detectors.emg_episodes import CAND, EpisodeTracker
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
 from detectors.emg_quality import SignalQuality
-from detectors.events import DetectorOutput, SpasmEvent
+from detectors.events import DetectorOutput, Onset, SpasmEvent
 from detectors.rhythm import clonus_rhythm
 
 __all__ = ["EmgBank", "clonus_rhythm", "design_emg_filter", "detect_mains", "filter_inplace"]
@@ -69,6 +69,13 @@ class EmgBank:
         self.processed_until = 0
         #: (mains-line share, low-band share) of each ended burst's raw waveform, by event key
         self.burst_spectra: dict[str, tuple[float, float] | None] = {}
+        #: of each ended burst's raw waveform, by event key (each None when its samples were not
+        #: all remembered): the share of its EMG-band power below ``artefact_band_hz`` over the
+        #: burst itself (``burst_low_share``), and the change of its mains line (``burst_hum_change``)
+        self.burst_low: dict[str, tuple[float | None, float | None]] = {}
+        #: mains-line powers just before each confirmed burst's onset (``hum_before``), by key,
+        #: until the burst ends
+        self._hum_before: dict[str, tuple[float, float] | None] = {}
         #: bursts ended recently, not summarised yet: key -> (channel, onset, offset)
         self._ended: dict[str, tuple[int, int, int]] = {}
         #: the sample where each channel last came back from a reported bad state
@@ -104,10 +111,22 @@ class EmgBank:
         if not out and not self._ended:
             return
         after = self.cfg.lead_off_guard_after_s * self.rate
+        q = self.quality
         for o in out:
-            if not isinstance(o, SpasmEvent) or o.key in self.burst_spectra or o.key in self._ended:
+            if o.domain != "emg":
+                continue
+            if isinstance(o, Onset) and o.key not in self._hum_before and o.key not in self.burst_low:
+                self._hum_before[o.key] = q.hum_before(self.labels.index(o.channel), o.onset_sample)
+                continue
+            if not isinstance(o, SpasmEvent) or o.key in self.burst_low:
                 continue
             ch = self.labels.index(o.channel)
+            self.burst_low[o.key] = (
+                q.burst_low_share(ch, o.onset_sample, o.offset_sample),
+                q.burst_hum_change(ch, o.onset_sample, o.offset_sample, self._hum_before.pop(o.key, None)),
+            )
+            if o.key in self.burst_spectra or o.key in self._ended:
+                continue
             if o.onset_sample - self.recovered_at[ch] <= after:
                 self.burst_spectra[o.key] = self.quality.burst_spectrum(ch, o.onset_sample, o.offset_sample)
             else:
@@ -115,9 +134,10 @@ class EmgBank:
         horizon = self.processed_until - round((self.cfg.lead_off_guard_before_s + 1.0) * self.rate)
         for key in [k for k, v in self._ended.items() if v[2] < horizon]:
             del self._ended[key]
-        if len(self.burst_spectra) > 512:  # the detector pops what it read; bound the rest
-            for key in list(self.burst_spectra)[:256]:
-                del self.burst_spectra[key]
+        for d in (self.burst_spectra, self.burst_low, self._hum_before):
+            if len(d) > 512:  # the detector pops what it read; bound the rest
+                for key in list(d)[:256]:
+                    del d[key]
 
     def _summarise_before(self, s0: int, bad: FloatArray) -> None:
         """Channels going bad at ``s0``: summarise their bursts that ended just before."""

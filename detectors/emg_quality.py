@@ -25,6 +25,13 @@ FloatArray = np.ndarray
 RAW_MARGIN_S = 0.5
 BURST_WINDOW_S = 2.0
 BURST_MIN_S = 0.5
+#: ``burst_low_share`` reads a burst over itself, its last ``SHAPE_WINDOW_S`` at most (within what
+#: the ring keeps whatever the chunking) and ``SHAPE_MIN_S`` at least, centred on a shorter burst
+#: (1 / 0.15 s = 6.7 Hz bins: the 20-45 Hz artefact band spans four of them)
+SHAPE_WINDOW_S = 1.0
+SHAPE_MIN_S = 0.15
+#: the hum of a burst dominated by it is compared with the hum over this long just before
+HUM_REF_S = 0.5
 
 
 class SignalQuality:
@@ -97,6 +104,64 @@ class SignalQuality:
             return None
         seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
         return electrode_spectrum(seg, r, self.cfg)
+
+    def hum_before(self, ch: int, onset: int) -> tuple[float, float] | None:
+        """Power of the 50 and 60 Hz lines (``hum_power``) over the ``HUM_REF_S`` before a burst's
+        onset, or None when not all remembered. Taken when the burst is confirmed (its Onset), so
+        a long burst can be compared with the contact it began on."""
+        a = onset - round(HUM_REF_S * self.rate)
+        if a < self.raw_start or a < self.raw_end - self.raw_len or onset > self.raw_end:
+            return None
+        seg = self.raw[ch, np.arange(a, onset) % self.raw_len].astype(np.float64)
+        top = min(self.cfg.band_high_hz, 0.45 * self.rate)
+        return hum_power(seg, self.rate, 50.0, top), hum_power(seg, self.rate, 60.0, top)
+
+    def burst_hum_change(
+        self, ch: int, onset: int, offset: int, before: tuple[float, float] | None
+    ) -> float | None:
+        """How many times the mains line's power changed between the ``HUM_REF_S`` before a
+        burst's onset (``before``, from ``hum_before``) and its ``burst_spectrum`` window (>= 1
+        either way), when that window's EMG-band power is mostly on the lines
+        (``electrode_line_share``); 1.0 when it is not; None when not known. Called when the
+        burst ends.
+
+        Common-mode mains becomes a differential hum through the electrode-skin impedance
+        mismatch (the potential divider, Huhta & Webster 1973): its amplitude follows the
+        contact's impedance. A muscle contracting under a steady contact leaves it as it was."""
+        if before is None:
+            return None
+        r = self.rate
+        a = max(onset, offset - round(BURST_WINDOW_S * r))
+        a = min(a, offset - round(BURST_MIN_S * r))
+        if a < self.raw_start or a < self.raw_end - self.raw_len or offset > self.raw_end:
+            return None
+        seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
+        if electrode_spectrum(seg, r, self.cfg)[0] < self.cfg.electrode_line_share:
+            return 1.0
+        top = min(self.cfg.band_high_hz, 0.45 * r)
+        p_cur, i = max((hum_power(seg, r, f, top), i) for i, f in enumerate((50.0, 60.0)))
+        p_ref = before[i]
+        if p_cur <= 0.0 or p_ref <= 0.0:
+            return math.inf
+        return max(p_cur / p_ref, p_ref / p_cur)
+
+    def burst_low_share(self, ch: int, onset: int, offset: int) -> float | None:
+        """Share of a burst's raw EMG-band power below ``artefact_band_hz``, read over the burst
+        itself (``SHAPE_WINDOW_S``, ``SHAPE_MIN_S``), or None when those samples are not all in
+        the current segment and the ring. Called when the burst ends (chunking-independent).
+
+        Unlike ``burst_spectrum`` it leaves out the stretch before the onset: cable motion or a
+        settling baseline just before a spasm says nothing about the spasm."""
+        r = self.rate
+        a = max(onset, offset - round(SHAPE_WINDOW_S * r))
+        short = round(SHAPE_MIN_S * r) - (offset - a)
+        if short > 0:
+            a -= short // 2
+            offset += short - short // 2
+        if a < self.raw_start or a < self.raw_end - self.raw_len or offset > self.raw_end:
+            return None
+        seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
+        return electrode_spectrum(seg, r, self.cfg)[1]
 
     def suspect(self, mx: FloatArray, mn: FloatArray) -> FloatArray:
         """Blocks that need a closer look, from per-block extremes (..., C): flat, big or off-scale.
@@ -316,6 +381,28 @@ def _hum_bases(n: int, rate: float) -> tuple[tuple[FloatArray, FloatArray], floa
             _BASES.clear()
         hit = _BASES[key] = ((made[0], made[1]), 1.01 * gain)
     return hit
+
+
+def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
+    """Mean power (uV^2) of the mains line ``f0`` and its harmonics 1-5 (below ``top_hz``) in
+    ``x``: a linearly detrended, Hann-windowed periodogram summed within one bin (at least
+    1.5 Hz) of each line, scaled so a sinusoid of amplitude A reads A^2 / 2 whatever the length
+    (a Hann line keeps its energy within +-1.5 bins wherever it falls between them). Compares
+    stretches of different lengths; broadband EMG adds little to a few bins."""
+    n = x.shape[0]
+    t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+    xm = x - x.mean()
+    xd = xm - (float(t @ xm) / float(t @ t)) * t
+    w = np.hanning(n)
+    p = np.abs(np.fft.rfft(xd * w)) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    half = max(1.5, rate / n)
+    on = np.zeros(f.shape, dtype=bool)
+    for h in range(1, 6):
+        if h * f0 > top_hz:
+            break
+        on |= np.abs(f - h * f0) <= half
+    return 2.0 * float(p[on].sum()) / (n * float(w @ w))
 
 
 def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:

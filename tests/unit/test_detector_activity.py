@@ -398,9 +398,10 @@ def test_electrode_coming_loose_and_settling_is_not_a_spasm() -> None:
         ]  # fmt: skip
         return _events(out)
 
-    # the electrode transients look like bursts to the EMG stage ...
+    # the electrode transients look like bursts to the EMG stage (one of the two tugs is
+    # dropped even without the guard: over itself its raw power is mostly below 45 Hz) ...
     unguarded = run(lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3)
-    assert len(unguarded) >= 4
+    assert len(unguarded) >= 3
     # ... and are judged, not dropped blind: the cable tug running into each lead-off and the
     # settling step the channel comes back with are dropped; what is left in the settling window
     # (crackle, 1-2 s after reattachment) is published flagged, with its confidence halved

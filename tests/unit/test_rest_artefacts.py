@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from detectors import DetectorConfig, QualityChange, SpasmDetector, SpasmEvent
+from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
 from detectors.emg_quality import electrode_spectrum
 from tests.support.shapes import contraction
@@ -75,15 +75,21 @@ def test_a_spasm_just_after_reattachment_is_published_flagged_not_dropped() -> N
 
 def test_a_half_contact_hum_surge_before_a_lead_off_is_dropped_by_its_spectrum() -> None:
     x = _reattached(None, hum_surge=True)
-    # without the guard, the surge's unnotched 2nd harmonic is a burst
-    unguarded = _events(_run(x, lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3))
+    off = 1e12  # electrode_hum_change that no hum can reach: the hum-change test off
+    # without the guard and the hum-change test, the surge's unnotched 2nd harmonic is a burst
+    unguarded = _events(
+        _run(x, lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3, electrode_hum_change=off)
+    )
     assert any(16.5 < e.onset_sample / 2000.0 < 18.0 for e in unguarded)
+    # the hum rising x100 in amplitude is the contact's impedance rising: dropped wherever it is,
+    # without waiting for the lead-off that follows (no guard)
+    no_guard = _run(x, lead_off_guard_before_s=1e-3, lead_off_guard_after_s=1e-3)
+    assert [round(e.onset_sample / 2000.0, 1) for e in _events(no_guard)] == [10.0]
     # with a guard reaching 3 s before the lead-off, the burst's raw power is on the mains
-    # lines: the electrode, dropped
-    assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(x, lead_off_guard_before_s=3.0))] == [
-        10.0
-    ]
-    # the same surge with the line test off (share 1.0 can never be reached) is published flagged
+    # lines: the electrode, dropped (with the hum-change test off too)
+    evs = _events(_run(x, lead_off_guard_before_s=3.0, electrode_hum_change=off))
+    assert [round(e.onset_sample / 2000.0, 1) for e in evs] == [10.0]
+    # the same surge with both line tests off (share 1.0 can never be reached) is published flagged
     kept = _events(_run(x, lead_off_guard_before_s=3.0, electrode_line_share=0.999999))
     assert [e.artifact_suspect for e in kept if 16.5 < e.onset_sample / 2000.0 < 18.0] == [True]
 
@@ -131,3 +137,65 @@ def test_a_contraction_clipped_by_a_12_bit_amplifier_is_one_clipped_event() -> N
             assert abs(e.offset_sample / rate - (at + 3.0)) < 0.15 and not e.artifact_suspect
         assert any(e.clipped for e in evs)
         assert not [o for o in out if isinstance(o, QualityChange)]  # never a quality gap
+
+
+def _rest_1k(seconds: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """(time, 1 kHz resting EMG ~3 uV with a 150 uV twitch at 5 s), for the short tests below."""
+    rate = 1000.0
+    n = int(seconds * rate)
+    rng = np.random.default_rng(5)
+    x = 3.0 * _emg(rate, seconds, seed=1) + rng.normal(0.0, 1.0, n)
+    x += 150.0 * _emg(rate, seconds, seed=9) * contraction(rate, n, 5.0, 0.3)
+    return np.arange(n) / rate, x
+
+
+def _run_1k(x: np.ndarray, **cfg: float) -> tuple[list[float], list[float]]:
+    """(event onsets, Onset-notice onsets) in seconds."""
+    det = SpasmDetector(DetectorConfig(mains_hz=50, **cfg), emg_rate_hz=1000.0, channel_labels=["A"])
+    out = feed_interleaved(det, x[:, None], None, 1000.0, None)
+    return (
+        [round(o.onset_sample / 1000.0, 1) for o in _events(out)],
+        [round(o.onset_sample / 1000.0, 1) for o in out if isinstance(o, Onset)],
+    )
+
+
+def test_a_contact_coming_loose_is_not_a_spasm_without_waiting_for_the_lead_off() -> None:
+    # Half contact at 12 s for 0.6 s: the impedance rises x1000, the amplifier's bias current
+    # drifts the input by 1.5 mV (V = I_b Z), the half-cell potential jumps twice (DC steps) and
+    # the electrode's thermal noise grows. The input never reads bad in this recording, so no
+    # lead-off guard can see it: the burst itself must say it is no muscle (its raw power over
+    # the burst is mostly below 45 Hz; muscle's peaks at 50-150 Hz).
+    _, x = _rest_1k()
+    rate = 1000.0
+    rng = np.random.default_rng(6)
+    i, k = int(12 * rate), int(0.6 * rate)
+    z = 10.0 ** (3.0 * np.linspace(0.0, 1.0, k))
+    x[i : i + k] += 1500.0 * (z - 1.0) / (z[-1] - 1.0) + 3.0 * (z**0.25 - 1.0) * rng.standard_normal(k)
+    x[i + 150 : i + k] += 2000.0
+    x[i + 400 : i + k] -= 3000.0
+    events, onsets = _run_1k(x)
+    assert 12.2 in onsets  # it is a burst on the envelope (its Onset notice went out)...
+    assert events == [5.0]  # ...but not a spasm event; the twitch is
+    # a twitch during a cable tug (a 2 mV excursion under it) is muscle over the burst itself: kept
+    _, y = _rest_1k()
+    j, kt = int(8.0 * rate), int(0.8 * rate)
+    y[j : j + kt] += 2000.0 * np.hanning(kt)
+    y += 150.0 * _emg(rate, 20.0, seed=13) * contraction(rate, y.size, 8.3, 0.25)
+    assert _run_1k(y)[0] == [5.0, 8.3]
+
+
+def test_a_changing_mains_hum_is_the_contact_a_steady_one_is_not() -> None:
+    t, x = _rest_1k()
+    rate, cfg = 1000.0, DetectorConfig()
+    hum = np.sin(2 * np.pi * 50.0 * t)
+    # a weak spasm (40 uV) on a channel with 100 uV of steady hum: most of its raw power is on
+    # the mains line, yet the line keeps its level (the contact did not change): a spasm
+    weak = 40.0 * _emg(rate, 20.0, seed=21) * contraction(rate, t.size, 12.0, 0.4)
+    steady = x + 100.0 * hum + weak
+    assert electrode_spectrum(steady[int(11.9 * rate) : int(12.5 * rate)], rate, cfg)[0] > 0.5
+    assert _run_1k(steady)[0] == [5.0, 12.0]
+    # the hum growing x8 in 0.15 s (impedance rising: the potential divider), no muscle at all:
+    # its change leaks through the notch as a burst, dropped; kept with the test off
+    rising = x + np.interp(t, [12.0, 12.15], [25.0, 200.0]) * hum
+    assert _run_1k(rising)[0] == [5.0]
+    assert _run_1k(rising, electrode_hum_change=1e12)[0] == [5.0, 12.0]
