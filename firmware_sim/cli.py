@@ -150,6 +150,21 @@ def recording_scenario(recording: Recording, args: argparse.Namespace) -> Scenar
     return scenario_with_fault_overrides(scenario, args)
 
 
+def _ble_refusal(kind: str) -> str | None:
+    """The one line for a BLE kind (None for the others): its virtual radio is a bleak backend that
+    only exists inside one process, so another process's gateway cannot reach it; ``neurospasm
+    demo`` runs the real gateway in the same process."""
+    from firmware_sim.personalities import PERSONALITIES, personality_kinds
+
+    if kind not in personality_kinds() or kind == "neurospasm" or PERSONALITIES[kind].link != "ble":
+        return None  # unknown kinds get make_sim_device's own message
+    return (
+        f"neurospasm sim: --device {kind} is a BLE device, simulated on an in-process virtual radio "
+        f"that no other process can reach: run `neurospasm demo --device {kind}` (the real gateway "
+        "against it over the real bleak front-end)"
+    )
+
+
 async def serve_serial(args: argparse.Namespace, recording: Recording | None = None) -> int:
     """Serve simulated wearables on ptys. ``recording``: serve it instead of ``args.scenario``
     (``neurospasm sim --recording`` reads the file and passes it here)."""
@@ -158,6 +173,10 @@ async def serve_serial(args: argparse.Namespace, recording: Recording | None = N
             "neurospasm sim: --recording is read by the neurospasm command (python -m ingest sim)",
             file=sys.stderr,
         )
+        return 2
+    ble = _ble_refusal(getattr(args, "device", "neurospasm") or "neurospasm")
+    if ble is not None:
+        print(ble, file=sys.stderr)
         return 2
     speed = float(getattr(args, "speed", 1.0) or 1.0)
     if not speed > 0:
@@ -191,13 +210,6 @@ async def serve_serial(args: argparse.Namespace, recording: Recording | None = N
         stack.callback(link_dir.cleanup)
         for i, dev_id in enumerate(device_ids(args.device_id, n_devices)):
             device = make_sim_device(args, source, dev_id, scenario.seed + i)
-            if getattr(getattr(device, "personality", None), "link", "serial") == "ble":
-                print(
-                    f"neurospasm sim: --device {args.device} is a BLE device; it is served on the "
-                    "virtual BLE backend (firmware_sim.ble, in-process), not on a pty",
-                    file=sys.stderr,
-                )
-                return 2
             rates = _device_rates(device)
             injector = (
                 FaultInjector.from_scenario(scenario, recording, seed_offset=i, **rates) if faulty else None

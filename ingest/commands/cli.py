@@ -100,9 +100,22 @@ def _sim_recording_cmd(args: argparse.Namespace) -> int:
 def _demo_cmd(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ingest.commands.demo import run_demo
+    from ingest.commands.demo import check_kind, run_demo
 
-    return asyncio.run(run_demo(args))
+    problem = check_kind(args.device)
+    if problem is not None:
+        print(f"neurospasm demo: {problem}", file=sys.stderr)
+        return 2
+    recording = None
+    if args.recording:
+        from ingest.commands.simrec import SimRecordingError, load_recording
+
+        try:
+            recording = load_recording(args.recording)
+        except SimRecordingError as exc:
+            print(f"neurospasm demo: {exc}", file=sys.stderr)
+            return 2
+    return asyncio.run(run_demo(args, recording=recording))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,7 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", default=None, type=writable_dir,
         help="where local series and the spool go (default: a temp dir)",
     )  # fmt: skip
-    demo.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
+    demo.add_argument(
+        "--device", default="neurospasm", metavar="KIND",
+        help="the simulated wearable's protocol: neurospasm (ours, default), cyton, shimmer, bitalino "
+        "(on a pty) or myo, polar-h10 (on the in-process virtual BLE backend)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--scenario", default=None,
+        help="built-in scenario name or TOML file (default: demo; tremor_clean for polar-h10: no EMG)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--recording", metavar="FILE", help="serve a recording (EDF+/BDF+, CSV, capture .nsc) instead, looped"
+    )
+    demo.add_argument(
+        "--speed", type=positive_float, default=1.0, help="device seconds per wall-clock second (default 1)"
+    )
     demo.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
     demo.add_argument("--dashboard-port", type=int, default=8080, help="the dashboard's port (default 8080)")
     demo.add_argument("--no-dashboard", action="store_true", help="do not start the web dashboard")

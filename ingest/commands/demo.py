@@ -1,6 +1,9 @@
 """``neurospasm demo``: the whole pipeline in one process, with nothing installed but Python.
 
-A simulated wearable on a pseudo-terminal (opened with pyserial, exactly as hardware), an
+A simulated wearable on a pseudo-terminal (opened with pyserial, exactly as hardware) or, for the
+BLE kinds (``--device myo`` / ``polar-h10``), on the in-process virtual BLE backend behind the real
+bleak front-end (``firmware_sim.ble``: a bleak custom backend only exists inside one process, which
+is why ``neurospasm sim`` cannot serve those kinds to another process and the demo can), an
 embedded MQTT broker (amqtt, MQTT 3.1.1), the real gateway with the embedded SQLite store in
 place of InfluxDB, an independent MQTT subscriber whose counts prove what reached the broker, and
 the clinician's web dashboard on loopback (its URL is printed). The terminal shows events as they
@@ -25,15 +28,35 @@ from typing import Any
 
 import aiomqtt
 
+from firmware_sim.ble import SimBleakClient, SimBleakScanner, VirtualBle, VirtualPeripheral
 from firmware_sim.cli import resolve_scenario
 from firmware_sim.device import SignalSource, SimDevice
+from firmware_sim.personalities import make_device, personality_class, personality_kinds
 from firmware_sim.pty_server import PtyServer
-from firmware_sim.signals import synthesize
+from firmware_sim.signals import Recording, synthesize
 from ingest.config import parse_config
-from ingest.stream.runner import Gateway
+from ingest.sources.ble import BleTransport
+from ingest.stream.runner import Gateway, default_transport
 from ingest.stream.session import Output
 
 DEVICE = "wearable-1"
+#: The simulated BLE wearable's address on the virtual radio (what the gateway's config names).
+BLE_ADDRESS = "C0:FF:EE:00:00:D0"
+#: The default scenario per kind: the H10 has no EMG, so the EMG demo would show it nothing;
+#: ``tremor_clean`` starts with accelerometer tremor at 2 s, what an acc-only device can detect.
+DEFAULT_SCENARIO = {"polar-h10": "tremor_clean"}
+
+
+def check_kind(kind: str) -> str | None:
+    """None if the demo can simulate ``kind``, else the one-line reason (for exit code 2)."""
+    if kind in personality_kinds():
+        return None
+    return f"--device: unknown kind {kind!r} (known: {', '.join(personality_kinds())})"
+
+
+def link_of(kind: str) -> str:
+    """ "serial" (a pty) or "ble" (the virtual BLE backend): how a device of ``kind`` is reached."""
+    return "serial" if kind == "neurospasm" else personality_class(kind).link
 
 
 def free_port() -> int:
@@ -115,8 +138,8 @@ class DemoView:
 
     def tick(self) -> None:
         runner = self.gw.devices[DEVICE]
-        emg = runner.session.emg
-        received = emg.received if emg else 0
+        dom = runner.session.emg or runner.session.acc  # an acc-only device (H10): its samples
+        received = dom.received if dom else 0
         now = time.monotonic()
         if now - self._last_t >= 1.0:
             self.samples_per_s = (received - self._last_samples) / (now - self._last_t)
@@ -131,11 +154,14 @@ class DemoView:
         h = runner.session.health()
         info = runner.session.info
         nch = info.n_channels if info else 0
+        what = f"{nch} ch" if nch else "accelerometer"
+        if not nch:
+            nch = 3 if runner.session.acc else 0
         head = Table.grid(padding=(0, 2))
         head.add_row(
             f"[b]{DEVICE}[/b] {runner.state}",
             "[green]monitoring[/green]" if runner.monitoring else "[red]NOT monitoring[/red]",
-            f"{self.samples_per_s * nch:,.0f} samples/s ({nch} ch)",
+            f"{self.samples_per_s * nch:,.0f} samples/s ({what})",
             f"loss {h['loss_pct']:.2f} %",
             f"battery {h['battery_pct']} %",
             f"up {time.monotonic() - self.started:.0f} s",
@@ -222,16 +248,50 @@ def _start_dashboard(
     return asyncio.create_task(serve(dcfg, stop))
 
 
-async def run_demo(args: argparse.Namespace) -> int:
+def _ble_transport(dev: Any, queue_size: int) -> BleTransport:
+    """The kind's real BLE transport (its GATT profile, bleak front-end) on the virtual radio."""
+    t = default_transport(dev, queue_size)
+    assert isinstance(t, BleTransport)
+    t.backend, t.scanner_backend = SimBleakClient, SimBleakScanner
+    return t
+
+
+@contextlib.asynccontextmanager
+async def serve_device(device: SimDevice, kind: str, speed: float) -> Any:
+    """Serve the simulated device on its kind's link; yields (the ``[[devices]]`` table, where)."""
+    if link_of(kind) == "ble":
+        async with VirtualBle() as ble:
+            p = ble.add(VirtualPeripheral(device, address=BLE_ADDRESS, speed=speed))
+            table = {"id": DEVICE, "kind": kind, "transport": "ble", "address": BLE_ADDRESS}
+            yield table, f"virtual BLE {p.address} ({p.name or kind})"
+    else:
+        async with PtyServer(device, speed=speed) as pty:
+            yield {"id": DEVICE, "kind": kind, "transport": "serial", "port": pty.path}, pty.path
+
+
+async def run_demo(args: argparse.Namespace, recording: Recording | None = None) -> int:
+    """The demo. ``recording``: serve it (``--recording``, read by the caller) instead of a scenario."""
+    kind = getattr(args, "device", "neurospasm") or "neurospasm"
+    speed = float(getattr(args, "speed", 1.0) or 1.0)
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="neurospasm-demo-"))
     plain = args.plain or not sys.stdout.isatty()
     port = free_port()
-    broker = await start_broker(port)
-    scenario = resolve_scenario(args.scenario)
-    recording = synthesize(scenario)
-    device = SimDevice(
-        SignalSource.from_recording(recording, loop=True), device_id="sim-demo", seed=scenario.seed
+    if recording is None:
+        scenario = resolve_scenario(args.scenario or DEFAULT_SCENARIO.get(kind, "demo"))
+        recording = synthesize(scenario)
+        seed = scenario.seed
+    else:
+        seed = 0
+    device = make_device(
+        kind, SignalSource.from_recording(recording, loop=True), device_id="sim-demo", seed=seed
     )
+    p = getattr(device, "personality", None)
+    rates = (
+        f"{p.n_channels} EMG ch at {p.emg_rate_hz:g} Hz" if p is not None and p.n_channels
+        else "accelerometer only" if p is not None
+        else f"{len(recording.channel_labels)} EMG ch at {recording.emg_rate_hz} Hz"
+    )  # fmt: skip
+    broker = await start_broker(port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -240,11 +300,11 @@ async def run_demo(args: argparse.Namespace) -> int:
     if args.duration:
         loop.call_later(args.duration, stop.set)
     try:
-        async with PtyServer(device) as pty:
+        async with serve_device(device, kind, speed) as (table, where):
             cfg = parse_config(
                 {
                     "gateway": {"site": "demo", "patient": "demo-patient", "state_dir": str(state_dir)},
-                    "devices": [{"id": DEVICE, "transport": "serial", "port": pty.path}],
+                    "devices": [table],
                     "mqtt": {"host": "127.0.0.1", "port": port},
                     "local": {"enabled": True, "format": "sqlite"},  # queryable by the dashboard
                     "spool": {"quota_mb": 256},
@@ -252,14 +312,16 @@ async def run_demo(args: argparse.Namespace) -> int:
                 "<demo defaults>",
             )
             print(
-                f"neurospasm demo: simulated wearable on {pty.path} ({scenario.name}: "
-                f"{len(recording.channel_labels)} EMG ch at {recording.emg_rate_hz} Hz), MQTT broker on "
+                f"neurospasm demo: simulated {kind} wearable on {where} ({recording.scenario_name}: "
+                f"{rates}{f', {speed:g}x real time' if speed != 1 else ''}), MQTT broker on "
                 f"127.0.0.1:{port}, series in {cfg.local_dir}",
                 flush=True,
             )
             dash_stop = asyncio.Event()
             dash_task = None if args.no_dashboard else _start_dashboard(args, cfg, state_dir, port, dash_stop)
-            async with Gateway(cfg) as gw:
+            qsize = cfg.gateway.queue_size
+            factory = (lambda dev: _ble_transport(dev, qsize)) if table["transport"] == "ble" else None
+            async with Gateway(cfg, transport_factory=factory) as gw:
                 view = DemoView(gw, plain)
                 gw.router.observers.append(view.observe)  # type: ignore[union-attr]
                 ready = asyncio.Event()

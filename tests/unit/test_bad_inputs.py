@@ -189,6 +189,23 @@ def test_demo_bad_duration(capsys: pytest.CaptureFixture[str], duration: str) ->
     assert_one_line(rc, err, "--duration")
 
 
+def test_demo_unknown_device_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(["demo", "--device", "nosuch"], capsys)
+    assert_one_line(rc, err, "--device", "'nosuch'", "myo", "polar-h10")
+
+
+def test_demo_recording_that_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.edf"
+    rc, err = run(["demo", "--device", "myo", "--recording", str(missing)], capsys)
+    assert_one_line(rc, err, str(missing))
+
+
+def test_sim_ble_kind_points_to_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    for kind in ("myo", "polar-h10"):
+        rc, err = run(["sim", "--device", kind], capsys)  # with or without --serial: the same line
+        assert_one_line(rc, err, "is a BLE device", f"neurospasm demo --device {kind}")
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
