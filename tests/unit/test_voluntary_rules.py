@@ -292,3 +292,21 @@ def test_copy_share_explains_a_filtered_copy_and_not_another_muscle() -> None:
     # an independent muscle (other motor units), even when both contract together: barely
     env = 0.5 + 0.5 * np.sin(np.pi * np.arange(x.shape[1]) / x.shape[1])
     assert copy_share(np.stack([x[1] * env, x[0] * env]), sos, pad, lag) < 0.15
+
+
+# ------------------------------------------- the next burst of a rhythm waits for the ones after it
+def test_a_push_that_reads_abrupt_is_judged_with_the_pushes_after_it() -> None:
+    """Wheelchair pushes every 1.4 s whose triceps bursts cross the threshold near their top (an
+    abrupt-looking rise): from the second push on, each follows its predecessor at a voluntary
+    interval and is judged with the pushes after it, so the bout is recognised as a rhythm. The
+    first push (no predecessor yet) is decided at once, like an isolated spasm at rest; two
+    spasms 2 s apart are no rhythm and stay spasms (published once the later bursts are known)."""
+    seconds = 60.0
+    x = _carrier(seconds, 1, seed=20)
+    n = x.shape[0]
+    env = np.full(n, 3.0)
+    for k in range(10):
+        env += 80.0 * _ramp(n, 10.0 + 1.4 * k, 0.4, 0.02)
+    env += 150.0 * _ramp(n, 40.0, 1.0, 0.02) + 150.0 * _ramp(n, 42.0, 0.3, 0.02)
+    evs = _events(_run((x[:, 0] * env)[:, None]))
+    assert [round(e.onset_sample / RATE, 1) for e in evs] == [10.0, 40.0, 42.0]
