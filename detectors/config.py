@@ -80,8 +80,17 @@ class DetectorConfig:
     #: most of its power at 50-150 Hz, while ECG pickup, cable motion and electrode pops, once
     #: band-passed, keep their energy near the 20 Hz edge.
     artefact_low_fraction: float = 0.42
-    #: A burst is cross-talk when another channel is this many times stronger at confirmation.
+    #: A burst is cross-talk when another channel is this many times stronger at confirmation...
     crosstalk_ratio: float = 8.0
+    #: ...and its band-passed waveform is the neighbours': cross-talk is the same motor units seen
+    #: through the tissue (instantaneous, low-passed), two muscles fire different units. A weak
+    #: burst is a muscle of its own when lagged copies (+-3 ms) of the stronger channels explain
+    #: less than this share of its power, over up to ``crosstalk_window_s`` from its onset
+    #: (``detectors/crosstalk.py``; a copy mixed with the muscle's own activity stays cross-talk
+    #: until its own part dominates). Above 1:
+    #: the amplitude ratio alone decides (as before).
+    crosstalk_copy_share: float = 0.5
+    crosstalk_window_s: float = 0.3
     # --- classification ---------------------------------------------------------------------------
     twitch_max_s: float = 0.5
     tonic_min_s: float = 10.0

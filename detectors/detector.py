@@ -865,6 +865,17 @@ class SpasmDetector:
                 n += 1
         return n
 
+    def _follows_at_a_voluntary_interval(self, channel: str, t: float) -> bool:
+        """Did the channel's previous burst start a voluntary cycle before ``t`` (between
+        ``rhythm_min_interval_s`` and ``rhythm_max_interval_s``)? Then this burst may be the next
+        push, stride or repetition of a rhythm under way, and is judged with the bursts after
+        it: an early burst of a bout whose onset reads abrupt (a triceps push crossing the
+        threshold near its top) has too few regular predecessors to be recognised on them alone."""
+        times = self._onset_times.get(channel, [])
+        i = bisect.bisect_left(times, t) - 1
+        cfg = self.config
+        return i >= 0 and cfg.rhythm_min_interval_s <= t - times[i] <= cfg.rhythm_max_interval_s
+
     def _rhythm(self, channel: str, t: float, upto: float) -> int:
         times = self._onset_times.get(channel, [])
         lo = bisect.bisect_left(times, t - 15.0)
@@ -1032,6 +1043,8 @@ class SpasmDetector:
                 w = max(w, half_cycle, 0.5)
                 self._nap(ev.key, emg=look, verdicts=read, onsets=(t0 - w, t0 + w), events=partner)
                 return None
+            if self._follows_at_a_voluntary_interval(ev.channel, t0):
+                return None  # it may be the next burst of a rhythm: judged with the later ones
             upto = t0 + 1e-9  # only the bursts before it
         rhythmic = strong = False
         if needs_rhythm:

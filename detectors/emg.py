@@ -15,9 +15,12 @@ envelope rows of channels that are inside an episode (rare, and at the 200 Hz en
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from detectors.config import DetectorConfig
+from detectors.crosstalk import copy_share
 from detectors.emg_baseline import RestBaseline
 from detectors.emg_episodes import CAND, EpisodeTracker
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
@@ -60,6 +63,8 @@ class EmgBank:
         self.episodes = EpisodeTracker(
             cfg, self.rate, self.labels, self.decim, self.lag, self.baseline, version, self.filters.split_hz
         )
+        self.episodes.copy_share = self.copy_share
+        self._copy_sos: FloatArray | None = None  # the filter ``copy_share`` reads through (lazily)
         # filter settling: no onsets before these raw samples (after a restart or a bad block)
         self.settle_until = np.zeros(self.n_ch, dtype=np.int64)
         self.settle_n = round(cfg.settle_s * rate_hz)
@@ -97,6 +102,22 @@ class EmgBank:
         """After a gap: filters restart (at steady state on their first sample) and settle."""
         self.filters.reset()
         self.episodes.history.clear()
+
+    def copy_share(self, ch: int, sources: list[int], a: int, b: int) -> float | None:
+        """Share of channel ``ch``'s band-passed power over samples [a, b) that lagged copies of
+        ``sources`` explain (``crosstalk.copy_share``; 0.1 s before ``a`` lets the filter
+        settle), or None when those samples are not all remembered."""
+        pad = round(0.1 * self.rate)
+        raw = self.quality.raw_stretch([ch, *sources], a - pad, b)
+        if raw is None:
+            return None
+        if self._copy_sos is None:
+            # the band the decisions read (above ``artefact_band_hz``): cable motion, ECG and
+            # drift below it are each electrode's own, and no copy would explain them
+            cfg = self.cfg
+            band = dataclasses.replace(cfg, band_low_hz=max(cfg.band_low_hz, cfg.artefact_band_hz))
+            self._copy_sos = design_emg_filter(band, self.rate, self.mains_hz)
+        return copy_share(raw, self._copy_sos, pad, max(1, round(0.003 * self.rate)))
 
     def close_all(self, at: int, out: list[DetectorOutput], truncated: bool) -> None:
         self.episodes.close_all(at, out, truncated)

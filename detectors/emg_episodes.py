@@ -10,6 +10,7 @@ artefact (``ARTEFACT``: low-band power, or cross-talk from a stronger channel), 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,10 @@ class EpisodeTracker:
         #: event key -> period (s) of a voluntary cyclic rhythm in its envelope (long episodes
         #: only; read and removed by ``SpasmDetector._judge``, bounded for detectors that never do)
         self.cyclic: dict[str, float] = {}
+        #: (ch, sources, a, b) -> share of ch's band-passed power over samples [a, b) explained by
+        #: lagged copies of the sources, None when unknown (set by ``EmgBank``; None: the
+        #: amplitude ratio alone decides cross-talk)
+        self.copy_share: Callable[[int, list[int], int, int], float | None] | None = None
 
     def in_burst(self, ch: int) -> bool:
         """A confirmed episode is open on ``ch``."""
@@ -183,7 +188,7 @@ class EpisodeTracker:
                 # ratio of a copy to its source is steady, one row of a MU train is not
                 a = max(0, r + 1 - self.judge_rows)
                 hp = np.maximum(pe[:c, a : r + 1] - pe[c:, a : r + 1], 0.0)
-                self._confirm(ch, ep, rows[first_row : r + 1], np.sqrt(hp.mean(axis=1)), out)
+                self._confirm(ch, ep, rows[first_row : r + 1], np.sqrt(hp.mean(axis=1)), rs, out)
             if ep.quiet >= self.quiet_rows or rs - ep.onset >= self.max_samples:
                 ep.rows.append(rows[first_row : r + 1])
                 end = ep.quiet_start if ep.quiet >= self.quiet_rows else rs
@@ -213,7 +218,13 @@ class EpisodeTracker:
         return max(nxt, s0 + r * d - self.max_backtrack)
 
     def _confirm(
-        self, ch: int, ep: Episode, cur_rows: FloatArray, env_col: FloatArray, out: list[DetectorOutput]
+        self,
+        ch: int,
+        ep: Episode,
+        cur_rows: FloatArray,
+        env_col: FloatArray,
+        rs: int,
+        out: list[DetectorOutput],
     ) -> None:
         rows = np.concatenate([*ep.rows, cur_rows]) if ep.rows else cur_rows
         if self.baseline.low_fraction(ch, rows) > self.cfg.artefact_low_fraction:
@@ -229,7 +240,7 @@ class EpisodeTracker:
         if ratio > 0 and self.n_ch > 1:
             own = float(env_col[ch])
             others = float(np.delete(env_col, ch).max())
-            if others >= ratio * own:
+            if others >= ratio * own and not self._own_waveform(ch, ep.onset, rs, env_col, ratio * own):
                 ep.state = ARTEFACT  # cross-talk from a much stronger neighbour
                 return
         ep.state = ACTIVE
@@ -250,6 +261,22 @@ class EpisodeTracker:
         self.active_spans.append([ep.onset / self.rate, math.inf])
         if len(self.active_spans) > 256:
             del self.active_spans[:128]
+
+    def _own_waveform(self, ch: int, onset: int, rs: int, env_col: FloatArray, level: float) -> bool:
+        """Is the burst on ``ch`` (onset ``onset``, judged at row sample ``rs``, mean envelope
+        ``env_col[ch]`` over the judged rows) a muscle of its own, although channels at >=
+        ``level`` in ``env_col`` dwarf it? Yes when lagged copies of their raw waveforms explain
+        less than ``crosstalk_copy_share`` of its power (``crosstalk.py``: a copy is the same
+        motor units seen through the tissue; two muscles fire different ones). Read from the onset over up to
+        ``crosstalk_window_s`` (at least 0.15 s, reaching before the onset for a young burst)."""
+        cfg = self.cfg
+        if self.copy_share is None or cfg.crosstalk_copy_share > 1.0:
+            return False
+        a = max(onset, rs - round(cfg.crosstalk_window_s * self.rate))
+        a = min(a, rs - round(0.15 * self.rate))
+        sources = [j for j in np.flatnonzero(env_col >= level).tolist() if j != ch]
+        share = self.copy_share(ch, sources, a, rs)
+        return share is not None and share < cfg.crosstalk_copy_share
 
     def close_all(self, at: int, out: list[DetectorOutput], truncated: bool) -> None:
         for c in range(self.n_ch):

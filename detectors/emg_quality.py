@@ -89,6 +89,14 @@ class SignalQuality:
         if k < n:
             self.raw[:, : n - k] = x[:, k:]
 
+    def raw_stretch(self, channels: list[int], a: int, b: int) -> FloatArray | None:
+        """Raw samples [a, b) of ``channels`` (len(channels), b - a), or None when that stretch is
+        not all in the current segment and the ring (the same answer whatever the chunking, as
+        long as ``b`` has been remembered)."""
+        if a < self.raw_start or a < self.raw_end - self.raw_len or b > self.raw_end or b <= a:
+            return None
+        return self.raw[channels][:, np.arange(a, b) % self.raw_len].astype(np.float64)
+
     def burst_spectrum(self, ch: int, onset: int, offset: int) -> tuple[float, float] | None:
         """(mains-line share, low-band share) of a burst's raw EMG-band power, or None.
 

@@ -242,3 +242,71 @@ def test_one_early_motor_unit_discharge_does_not_cut_a_recruitment_ramp_short() 
     # read row by row, the one discharge would have made the ramp look abrupt
     raw = rises(DetectorConfig(mains_max_harmonic=0, rise_smoothing_s=0.001))
     assert raw[0] < cfg.voluntary_min_rise_s, raw
+
+
+# ------------------------------------------------- cross-talk is a copy of the waveform, not a ratio
+def _under_a_strong_neighbour(cfg: DetectorConfig) -> list[SpasmEvent]:
+    """A strong 400 uV contraction on channel 0 (a leg's postural burst) leaks into channel 2 next
+    to it through the tissue (5 %, low-passed: the same motor units, attenuated). Channel 1 is a
+    muscle of another limb (the arm's agonist of a reach): during the leg's plateau it ramps up
+    over 0.3 s to 30 uV, 13x weaker than the leg, from motor units of its own."""
+    seconds = 20.0
+    x = _carrier(seconds, 3, seed=17)
+    n = x.shape[0]
+    src = x[:, 0] * (3.0 + 400.0 * _ramp(n, 5.0, 4.0, 0.1))
+    leak = signal.sosfilt(signal.butter(2, 150.0, fs=RATE, output="sos"), src)
+    own = x[:, 1] * (3.0 + 30.0 * _ramp(n, 6.5, 1.5, 0.3))
+    det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG 0", "EMG 1", "EMG 2"])
+    emg = np.stack([src, own, 3.0 * x[:, 2] + 0.05 * leak], axis=1)
+    return sorted(_events(feed_interleaved(det, emg, None, RATE, None)), key=lambda e: e.onset_sample)
+
+
+def test_a_weak_muscle_of_its_own_under_a_strong_neighbour_is_not_taken_for_its_cross_talk() -> None:
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    evs = _under_a_strong_neighbour(cfg)
+    # the copy on channel 2 never becomes an event (lagged copies of the source explain it); the
+    # weak muscle's own burst is found from its own onset, with its recruitment ramp measured
+    assert [e.channel for e in evs] == ["EMG 0", "EMG 1"]
+    assert abs(evs[0].onset_sample / RATE - 5.0) < 0.06
+    assert abs(evs[1].onset_sample / RATE - 6.5) < 0.1, evs[1]
+    assert (evs[1].rise_s or 0.0) >= cfg.voluntary_min_rise_s
+    # by the amplitude ratio alone it was "cross-talk" until it outgrew 1/8 of its neighbour:
+    # found late, its ramp cut short
+    old = _under_a_strong_neighbour(DetectorConfig(mains_max_harmonic=0, crosstalk_copy_share=2.0))
+    assert [e.channel for e in old] == ["EMG 0", "EMG 1"]
+    assert old[1].onset_sample / RATE > 6.6 and (old[1].rise_s or 0.0) < cfg.voluntary_min_rise_s, old[1]
+
+
+def test_copy_share_explains_a_filtered_copy_and_not_another_muscle() -> None:
+    from detectors.crosstalk import copy_share
+    from detectors.emg_filters import design_emg_filter
+
+    cfg = DetectorConfig()
+    sos = design_emg_filter(cfg, RATE, 50)
+    x = _carrier(1.0, 2, seed=18).T * 50.0
+    copy = 0.1 * signal.sosfilt(signal.butter(2, 120.0, fs=RATE, output="sos"), x[0])
+    noise = np.random.default_rng(19).standard_normal(x.shape[1])
+    pad, lag = 100, 3
+    # a copy through the tissue's low-pass, on a channel's own rest noise: mostly explained
+    assert copy_share(np.stack([copy + 0.5 * noise, x[0]]), sos, pad, lag) > 0.8
+    # an independent muscle (other motor units), even when both contract together: barely
+    env = 0.5 + 0.5 * np.sin(np.pi * np.arange(x.shape[1]) / x.shape[1])
+    assert copy_share(np.stack([x[1] * env, x[0] * env]), sos, pad, lag) < 0.15
+
+
+# ------------------------------------------- the next burst of a rhythm waits for the ones after it
+def test_a_push_that_reads_abrupt_is_judged_with_the_pushes_after_it() -> None:
+    """Wheelchair pushes every 1.4 s whose triceps bursts cross the threshold near their top (an
+    abrupt-looking rise): from the second push on, each follows its predecessor at a voluntary
+    interval and is judged with the pushes after it, so the bout is recognised as a rhythm. The
+    first push (no predecessor yet) is decided at once, like an isolated spasm at rest; two
+    spasms 2 s apart are no rhythm and stay spasms (published once the later bursts are known)."""
+    seconds = 60.0
+    x = _carrier(seconds, 1, seed=20)
+    n = x.shape[0]
+    env = np.full(n, 3.0)
+    for k in range(10):
+        env += 80.0 * _ramp(n, 10.0 + 1.4 * k, 0.4, 0.02)
+    env += 150.0 * _ramp(n, 40.0, 1.0, 0.02) + 150.0 * _ramp(n, 42.0, 0.3, 0.02)
+    evs = _events(_run((x[:, 0] * env)[:, None]))
+    assert [round(e.onset_sample / RATE, 1) for e in evs] == [10.0, 40.0, 42.0]
