@@ -70,5 +70,6 @@ def main() -> None:
                 print("   FALSE ", d, activity_at(labs, d.onset_s, d.offset_s))
     print_report(rows, per_act, hours)
 
+
 if __name__ == "__main__":
     main()

@@ -122,7 +122,7 @@ def build(seed: int = 7) -> Dataset:
     # One event as a gateway before event schema v2 wrote it (no context, no clipped field):
     # readers must give None for what was never written.
     line = event_line(ds.events[1], PATIENT).decode()
-    ds.records[1] = line.replace('clipped=false,', "").replace('context="rest",', "").encode()
+    ds.records[1] = line.replace("clipped=false,", "").replace('context="rest",', "").encode()
     ds.events[1] = {**ds.events[1], "context": None, "clipped": None}
     ds.legacy_id = ds.events[1]["id"]
     # A re-delivered event (at-least-once): the same record again.
