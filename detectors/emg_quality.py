@@ -105,22 +105,28 @@ class SignalQuality:
         the lines); None when that stretch is not all in the current segment and the ring.
         Called when the burst ends, so the answer does not depend on the chunking.
         """
-        r = self.rate
-        a = max(onset, offset - round(BURST_WINDOW_S * r))
-        a = min(a, offset - round(BURST_MIN_S * r))
-        if a < self.raw_start or a < self.raw_end - self.raw_len or offset > self.raw_end:
-            return None
-        seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
-        return electrode_spectrum(seg, r, self.cfg)
+        seg = self._burst_window(ch, onset, offset)
+        return None if seg is None else electrode_spectrum(seg, self.rate, self.cfg)
+
+    def _remembered(self, ch: int, a: int, b: int) -> FloatArray | None:
+        """One channel's ``raw_stretch`` (every burst measure here reads through it)."""
+        seg = self.raw_stretch([ch], a, b)
+        return None if seg is None else seg[0]
+
+    def _burst_window(self, ch: int, onset: int, offset: int) -> FloatArray | None:
+        """``burst_spectrum``'s stretch: the burst's last ``BURST_WINDOW_S`` up to its offset, at
+        least ``BURST_MIN_S`` (reaching before the onset for a short burst)."""
+        a = max(onset, offset - round(BURST_WINDOW_S * self.rate))
+        a = min(a, offset - round(BURST_MIN_S * self.rate))
+        return self._remembered(ch, a, offset)
 
     def hum_before(self, ch: int, onset: int) -> tuple[float, float] | None:
         """Power of the 50 and 60 Hz lines (``hum_power``) over the ``HUM_REF_S`` before a burst's
         onset, or None when not all remembered. Taken when the burst is confirmed (its Onset), so
         a long burst can be compared with the contact it began on."""
-        a = onset - round(HUM_REF_S * self.rate)
-        if a < self.raw_start or a < self.raw_end - self.raw_len or onset > self.raw_end:
+        seg = self._remembered(ch, onset - round(HUM_REF_S * self.rate), onset)
+        if seg is None:
             return None
-        seg = self.raw[ch, np.arange(a, onset) % self.raw_len].astype(np.float64)
         top = min(self.cfg.band_high_hz, 0.45 * self.rate)
         return hum_power(seg, self.rate, 50.0, top), hum_power(seg, self.rate, 60.0, top)
 
@@ -139,11 +145,9 @@ class SignalQuality:
         if before is None:
             return None
         r = self.rate
-        a = max(onset, offset - round(BURST_WINDOW_S * r))
-        a = min(a, offset - round(BURST_MIN_S * r))
-        if a < self.raw_start or a < self.raw_end - self.raw_len or offset > self.raw_end:
+        seg = self._burst_window(ch, onset, offset)
+        if seg is None:
             return None
-        seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
         if electrode_spectrum(seg, r, self.cfg)[0] < self.cfg.electrode_line_share:
             return 1.0
         top = min(self.cfg.band_high_hz, 0.45 * r)
@@ -166,10 +170,8 @@ class SignalQuality:
         if short > 0:
             a -= short // 2
             offset += short - short // 2
-        if a < self.raw_start or a < self.raw_end - self.raw_len or offset > self.raw_end:
-            return None
-        seg = self.raw[ch, np.arange(a, offset) % self.raw_len].astype(np.float64)
-        return electrode_spectrum(seg, r, self.cfg)[1]
+        seg = self._remembered(ch, a, offset)
+        return None if seg is None else electrode_spectrum(seg, r, self.cfg)[1]
 
     def suspect(self, mx: FloatArray, mn: FloatArray) -> FloatArray:
         """Blocks that need a closer look, from per-block extremes (..., C): flat, big or off-scale.

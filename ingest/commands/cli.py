@@ -19,10 +19,13 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ingest import __version__
 from ingest.commands.args import positive_float, pseudonym, writable_dir
+
+if TYPE_CHECKING:
+    from firmware_sim.signals import Recording
 
 log = logging.getLogger("neurospasm")
 
@@ -87,14 +90,23 @@ def _sim_recording_cmd(args: argparse.Namespace) -> int:
     import asyncio
 
     from firmware_sim.cli import serve_serial
+
+    recording = _read_recording("sim", args.recording)
+    if recording is None:
+        return 2
+    return asyncio.run(serve_serial(args, recording=recording))
+
+
+def _read_recording(command: str, path: str) -> Recording | None:
+    """The recording a simulated device serves (``ingest.commands.simrec``), or None after one
+    line naming the file on stderr: ``sim --recording`` and ``demo --recording`` read alike."""
     from ingest.commands.simrec import SimRecordingError, load_recording
 
     try:
-        recording = load_recording(args.recording)
+        return load_recording(path)
     except SimRecordingError as exc:
-        print(f"neurospasm sim: {exc}", file=sys.stderr)
-        return 2
-    return asyncio.run(serve_serial(args, recording=recording))
+        print(f"neurospasm {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def _demo_cmd(args: argparse.Namespace) -> int:
@@ -108,12 +120,8 @@ def _demo_cmd(args: argparse.Namespace) -> int:
         return 2
     recording = None
     if args.recording:
-        from ingest.commands.simrec import SimRecordingError, load_recording
-
-        try:
-            recording = load_recording(args.recording)
-        except SimRecordingError as exc:
-            print(f"neurospasm demo: {exc}", file=sys.stderr)
+        recording = _read_recording("demo", args.recording)
+        if recording is None:
             return 2
     return asyncio.run(run_demo(args, recording=recording))
 
