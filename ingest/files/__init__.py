@@ -13,8 +13,11 @@ MAGIC = b"NSCAP\r\n\x1a"
 
 
 def is_capture(path: str | Path) -> bool:
-    """Does ``path`` start like a capture (``.nsc``)? False when it cannot be read."""
+    """Does ``path`` start like a capture (``.nsc``)? False when it cannot be read, and for
+    anything but a regular file (opening a FIFO with no writer would block for ever)."""
     try:
+        if not Path(path).is_file():
+            return False
         with Path(path).open("rb") as f:
             return f.read(8) == MAGIC
     except OSError:

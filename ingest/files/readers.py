@@ -70,6 +70,8 @@ def read_recording(path: str | Path) -> SignalFile:
         raise RecordingError(f"{p}: no such file")
     if p.is_dir():
         raise RecordingError(f"{p}: is a directory, not a recording")
+    if not p.is_file():  # a FIFO or a device: reading it could block for ever or never end
+        raise RecordingError(f"{p}: not a regular file (a pipe or a device?), not a recording")
     try:
         return check_signals(_read(p))
     except UnicodeDecodeError as exc:

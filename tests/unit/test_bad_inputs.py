@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -88,6 +89,13 @@ def test_detect_garbage_edf_names_the_file_once(tmp_path: Path, capsys: pytest.C
     rc, err = run(["detect", str(p)], capsys)
     assert_one_line(rc, err, str(p), "not a readable EDF/BDF file")
     assert "".join(err).count(str(p)) == 1, err
+
+
+def test_detect_on_a_fifo_is_one_line_not_a_hang(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "pipe.edf"
+    os.mkfifo(p)  # no writer: opening it for reading would block for ever
+    rc, err = run(["detect", str(p)], capsys)
+    assert_one_line(rc, err, str(p), "not a regular file")
 
 
 def test_detect_on_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
