@@ -137,12 +137,12 @@ def expected_s(item: Any) -> float:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """On xdist workers (``-n 2``, scripts/test) hand tests out one at a time (``--maxschedchunk 1``).
+    """On xdist workers (``-n 4``, scripts/test) hand tests out one at a time (``--maxschedchunk 1``).
 
     xdist's default ``load`` distribution first gives each worker a contiguous quarter of its share
     (about 88 tests each here) that no other worker can take back: with the longest tests ordered
     first, the first worker's block held every slow e2e module, about half of all the test time,
-    so the two workers came out even only as long as that block happened to be half. One at a
+    so the workers came out even only as long as that block happened to be half. One at a
     time, each worker takes the next test in the order below when it is free (it keeps one queued,
     as pytest needs to know the next test): even by construction, whatever tests are added or get
     slower. An explicit ``--maxschedchunk`` on the command line wins.
@@ -154,9 +154,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
     """Mark every test that uses a server fixture with ``servers``, so ``-m`` can select or exclude them.
 
-    Then order for two xdist workers, which take the next test whenever they are free (see
+    Then order for the xdist workers, which take the next test whenever they are free (see
     pytest_configure): whole modules, by their longest test, longest first. The longest work starts
-    at once on both workers, so the run does not end with one worker idle while the other finishes
+    at once on every worker, so the run does not end with one worker idle while the other finishes
     a long test started last. A module's tests keep their order (some share a module-scoped server
     whose retained state a later test would see), and so do modules of equal rank (the sort is
     stable).
