@@ -294,7 +294,8 @@ class DetectorConfig:
     #: A reattached electrode (a channel that forgot its rest) gets a provisional resting level
     #: from the median of its first clean blocks over this long after ``settle_bad_s``, until its
     #: first 0.5 s baseline segment is in: the settling contact's noise decays (Huigen et al.
-    #: 2002), so its level so far is an upper bound of what follows. 0 turns it off.
+    #: 2002), so its level so far is an upper bound of what follows. Four 50 ms blocks: the shortest
+    #: median that one pop or crackle block cannot move. 0 turns it off.
     baseline_provisional_s: float = 0.2
     #: A flat block at the level a channel clipped at within this long is still saturated.
     rail_memory_s: float = 1.0
