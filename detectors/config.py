@@ -291,6 +291,12 @@ class DetectorConfig:
     onset_back_fraction: float = 0.5
     #: No onsets this long after a lead-off or saturated block: the filters ring after a step.
     settle_bad_s: float = 0.5
+    #: A reattached electrode (a channel that forgot its rest) gets a provisional resting level
+    #: from the median of its first clean blocks over this long after ``settle_bad_s``, until its
+    #: first 0.5 s baseline segment is in: the settling contact's noise decays (Huigen et al.
+    #: 2002), so its level so far is an upper bound of what follows. Four 50 ms blocks: the shortest
+    #: median that one pop or crackle block cannot move. 0 turns it off.
+    baseline_provisional_s: float = 0.2
     #: A flat block at the level a channel clipped at within this long is still saturated.
     rail_memory_s: float = 1.0
     #: Mains detection: a hum peak must hold this many times the power of the neighbouring bins.
@@ -416,6 +422,9 @@ class DetectorConfig:
                      "rail_memory_s", "mains_detect_ratio"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"detector config key {name!r}: must be > 0, got {getattr(self, name)!r}")
+        if self.baseline_provisional_s < 0:
+            got = self.baseline_provisional_s
+            raise ConfigError(f"detector config key 'baseline_provisional_s': must be >= 0, got {got!r}")
         for name in (
             "onset_back_fraction",
             "lead_off_hum_share",

@@ -244,6 +244,8 @@ class EmgBank:
             # need only bookkeeping; the scan stays within this baseline segment (whose
             # thresholds are fixed)
             seg_end = min(k_all, k + bl.blocks_to_segment_end)
+            if bl.prov_buf:  # a provisional level may start at any block: one block at a time
+                seg_end = min(seg_end, k + 1)
             stop = self._quiet_until(k, seg_end, env)
             if stop > k:
                 self._quiet_blocks(s0, k, stop, env, pe)
@@ -314,6 +316,11 @@ class EmgBank:
         if first < self.settle_max:  # settling ends later for later blocks: the first's is the union
             excl |= self.settle_until > first
         self.baseline.add_blocks(pe[:, k0 * m + m - 1 : k1 * m : m])
+        if self.baseline.prov_buf:
+            for ch in list(self.baseline.prov_buf):
+                k = max(k0, -(-(int(self.settle_until[ch]) - s0) // b))  # first settled block
+                if k < k1:
+                    self.baseline.provisional(ch, pe[[ch, c + ch], k * m + m - 1 : k1 * m : m])
         self.processed_until = s0 + k1 * b
 
     def _block_decisions(
@@ -363,6 +370,10 @@ class EmgBank:
         if s0 < self.settle_max:
             excl |= self.settle_until > s0
         self.baseline.add_blocks(pe[:, m - 1 : m])  # the smoothed power, once per block
+        if self.baseline.prov_buf:  # reattached channels awaiting a provisional resting level
+            for ch in list(self.baseline.prov_buf):
+                if (bad is None or not bad[ch]) and s0 >= self.settle_until[ch]:
+                    self.baseline.provisional(ch, pe[[ch, c + ch], m - 1 : m])
         self._after_block(s0, n, bad)
 
     def _settle_restarts(self, s0: int) -> None:
@@ -386,7 +397,7 @@ class EmgBank:
         if self.any_relearn:
             back = self.relearn if bad is None else self.relearn & ~bad
             for ch in np.flatnonzero(back).tolist():
-                self.baseline.forget(ch)
+                self.baseline.forget(ch, provisional=True)
                 self.relearn[ch] = False
                 self.recovered_at[ch] = s0
             self.any_relearn = bool(self.relearn.any())

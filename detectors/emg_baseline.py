@@ -3,7 +3,10 @@
 One job: keep the resting level. Each ``baseline_segment_s`` segment (0.5 s) contributes the
 median of its block powers (a QRS or a pop in a few blocks does not move it); the resting level is
 a low percentile (``baseline_percentile``) of the last ``baseline_window_s`` of segments. Segments
-during an episode, a quality problem or filter settling are left out (+inf in the ring).
+during an episode, a quality problem or filter settling are left out (+inf in the ring). A channel
+whose rest moved (``forget``: a reattached electrode, a tonic episode cut at ``max_episode_s``)
+takes the percentile over its new segments only, and a reattached one a provisional level from
+its first clean blocks meanwhile (``provisional``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ class RestBaseline:
         self.filled = 0
         self.valid_segs = np.zeros(c, dtype=np.int64)
         self.min_segs = max(1, round(cfg.baseline_min_s / seg_s))
+        #: segments pushed since each channel last forgot its rest (``forget``); while fewer than
+        #: the ring holds, its percentile is taken over those segments only (``_update``)
+        self.fresh = np.full(c, self.ring_len, dtype=np.int64)
+        self.any_fresh = False
+        #: blocks for a provisional level after ``forget`` (0: none), the clean block powers
+        #: (band, artefact band) collected so far per channel awaiting one, and that mask
+        self.prov_blocks = round(cfg.baseline_provisional_s / cfg.block_s)
+        self.prov_buf: dict[int, list[tuple[float, float]]] = {}
         self.update_segs = max(1, round(cfg.baseline_update_s / seg_s))
         self.segs_seen = 0
         #: this segment's block powers so far, and the channels left out of it
@@ -59,9 +70,10 @@ class RestBaseline:
     def blocks_to_segment_end(self) -> int:
         return self.blocks_per_seg - self.seg_blocks
 
-    def forget(self, ch: int) -> None:
+    def forget(self, ch: int, provisional: bool = False) -> None:
         """The channel's "rest" moved (an episode ran to ``max_episode_s``, an electrode was
-        reattached): start afresh."""
+        reattached): start afresh; ``provisional``: from a provisional level first (a new
+        contact, ``provisional``)."""
         c = self.n_ch
         self.ring[:, [ch, ch + c]] = np.inf
         self.valid_segs[ch] = 0
@@ -69,6 +81,35 @@ class RestBaseline:
         self.all_valid = False
         self.on_thr[ch] = np.inf
         self.off_thr[ch] = np.inf
+        self.fresh[ch] = 0
+        self.any_fresh = True
+        if provisional and self.prov_blocks > 0:
+            self.prov_buf[ch] = []
+
+    def provisional(self, ch: int, pe_blocks: FloatArray) -> None:
+        """Enter clean block powers (2, k) (band, artefact band; after its filters settled, no
+        bad block) of channel ``ch`` awaiting a provisional level; once ``prov_blocks`` are in,
+        their median is its resting level until the segments give one (``_update``).
+
+        A reattached contact's noise and impedance settle over seconds, decaying (Huigen, Peper &
+        Grimbergen 2002): its level so far overestimates what follows, so thresholds from it are
+        conservative. Without it no onset is possible until a whole clean segment is in (1-1.5 s
+        after reattachment), and a spasm starting meanwhile is learnt as rest."""
+        buf = self.prov_buf.get(ch)
+        if buf is None:
+            return
+        buf.extend(zip(pe_blocks[0].tolist(), pe_blocks[1].tolist(), strict=True))
+        if len(buf) < self.prov_blocks or self.valid[ch]:
+            if self.valid[ch]:
+                del self.prov_buf[ch]
+            return
+        del self.prov_buf[ch]
+        a = np.maximum(np.median(np.asarray(buf[: self.prov_blocks]), axis=0), 0.0)
+        c = self.n_ch
+        self.base_pow[ch], self.base_pow[ch + c] = float(a[0]), float(a[1])
+        self.valid[ch] = True
+        self.all_valid = bool(self.valid.all())
+        self._thresholds()
 
     def _push_segment(self) -> None:
         seg = np.maximum(_median0(self.seg_buf[: self.seg_blocks]), 0.0)
@@ -79,6 +120,9 @@ class RestBaseline:
         self.pos = (self.pos + 1) % self.ring_len
         self.filled = min(self.filled + 1, self.ring_len)
         self.valid_segs += ~excl
+        if self.any_fresh:
+            self.fresh += 1
+            self.any_fresh = bool((self.fresh < self.ring_len).any())
         self.segs_seen += 1
         self.seg_blocks = 0
         excl[:] = False
@@ -89,6 +133,18 @@ class RestBaseline:
         ring = self.ring[: self.filled]
         est = _percentile_lower0(ring, self.cfg.baseline_percentile)
         c = self.n_ch
+        if self.any_fresh:
+            # A channel that forgot its rest (a new contact) has only its new segments in the
+            # ring, the older slots are +inf: the percentile is of those segments, or the first
+            # level would wait for several of them (the 10th percentile of a 40-slot ring is the
+            # 4th lowest: 2 s of settling noise, and any spasm in it, learnt as rest)
+            for ch in np.flatnonzero(self.fresh < self.filled).tolist():
+                for col in (ch, ch + c):
+                    v = ring[:, col]
+                    v = v[np.isfinite(v)]
+                    if v.size:
+                        k = int(np.floor((v.size - 1) * (self.cfg.baseline_percentile / 100)))
+                        est[col] = np.partition(v, k)[k]
         fin = np.isfinite(est)
         ok = fin[:c] & fin[c:] & (self.valid_segs >= self.min_segs)
         if ok.all():  # the usual case once every channel has a resting level: fewer steps
@@ -102,6 +158,11 @@ class RestBaseline:
             self.base_pow[cols] = est[cols]
             self.valid |= ok
             self.all_valid = bool(self.valid.all())
+        self._thresholds()
+
+    def _thresholds(self) -> None:
+        """Onset, offset and "near rest" levels of the valid channels from ``base_pow``."""
+        c = self.n_ch
         base = np.sqrt(np.maximum(self.base_pow[:c] - self.base_pow[c:], 1e-12))
         cfg = self.cfg
         on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)

@@ -32,6 +32,9 @@ SHAPE_WINDOW_S = 1.0
 SHAPE_MIN_S = 0.15
 #: the hum of a burst dominated by it is compared with the hum over this long just before
 HUM_REF_S = 0.5
+#: segments of ``electrode_spectrum(robust=True)``: 4 Hz bins (the 20-45 Hz band spans six,
+#: 50 and 60 Hz lines fall in different ones)
+ROBUST_SEG_S = 0.25
 
 
 class SignalQuality:
@@ -106,7 +109,13 @@ class SignalQuality:
         Called when the burst ends, so the answer does not depend on the chunking.
         """
         seg = self._burst_window(ch, onset, offset)
-        return None if seg is None else electrode_spectrum(seg, self.rate, self.cfg)
+        if seg is None:
+            return None
+        # a burst filling its whole window is read for what it is mostly made of (one pop or
+        # step inside it does not decide); a short one's window is mostly before its onset,
+        # where a median would read the background instead of the burst
+        robust = offset - onset >= seg.shape[0]
+        return electrode_spectrum(seg, self.rate, self.cfg, robust=robust)
 
     def _remembered(self, ch: int, a: int, b: int) -> FloatArray | None:
         """One channel's ``raw_stretch`` (every burst measure here reads through it)."""
@@ -415,7 +424,9 @@ def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
     return 2.0 * float(p[on].sum()) / (n * float(w @ w))
 
 
-def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:
+def electrode_spectrum(
+    x: FloatArray, rate: float, cfg: DetectorConfig, robust: bool = False
+) -> tuple[float, float]:
     """(share on the mains lines, share below ``artefact_band_hz``) of a raw stretch's power in
     the EMG band (``band_low_hz`` to the band-pass top), from one Hann-windowed FFT.
 
@@ -424,14 +435,33 @@ def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple
     Webster 1973), distorted into harmonics as it grows and beating through the notches as its
     amplitude changes: its power sits on the lines (50 and 60 Hz tried, harmonics 1-5, +-1 bin).
     Drift, DC steps and cable motion keep theirs below ~45 Hz (Conforto et al., J Biomech 2010).
+
+    ``robust``: a stretch of at least two ``ROBUST_SEG_S`` segments is read as the per-bin
+    *median* of their periodograms (Welch's method with a median instead of a mean, half
+    overlap): what the stretch is mostly made of. One electrode pop or DC step inside a long
+    burst otherwise fills the low bins of a single FFT over all of it, whatever the muscle did
+    before and after it; an artefact that is the whole burst fills them in every segment.
     """
     n = x.shape[0]
     if n < 16:
         return 0.0, 0.0
-    t = np.arange(n, dtype=np.float64)
-    xd = x - np.polyval(np.polyfit(t, x, 1), t)
-    p = np.abs(np.fft.rfft(xd * np.hanning(n))) ** 2
-    f = np.fft.rfftfreq(n, 1.0 / rate)
+    seg = round(ROBUST_SEG_S * rate)
+    if robust and n >= 2 * seg:
+        step = seg // 2
+        t = np.arange(seg, dtype=np.float64)
+        w = np.hanning(seg)
+        starts = range(0, n - seg + 1, step)
+        xs = np.stack([x[i : i + seg] for i in starts])
+        coef = np.polynomial.polynomial.polyfit(t, xs.T, 1)  # (2, k): per-segment linear trend
+        xd = xs - (coef[0][:, None] + coef[1][:, None] * t)
+        p = np.median(np.abs(np.fft.rfft(xd * w, axis=1)) ** 2, axis=0)
+        f = np.fft.rfftfreq(seg, 1.0 / rate)
+        n = seg
+    else:
+        t = np.arange(n, dtype=np.float64)
+        xd = x - np.polyval(np.polyfit(t, x, 1), t)
+        p = np.abs(np.fft.rfft(xd * np.hanning(n))) ** 2
+        f = np.fft.rfftfreq(n, 1.0 / rate)
     band = (f >= cfg.band_low_hz) & (f <= min(cfg.band_high_hz, 0.45 * rate))
     total = float(p[band].sum())
     if total <= 0.0:

@@ -404,13 +404,14 @@ def test_electrode_coming_loose_and_settling_is_not_a_spasm() -> None:
     assert len(unguarded) >= 3
     # ... and are judged, not dropped blind: the cable tug running into each lead-off and the
     # settling step the channel comes back with are dropped; what is left in the settling window
-    # (crackle, 1-2 s after reattachment) is published flagged, with its confidence halved
+    # (crackle, 1-2 s after reattachment, seen since the new contact gets a provisional resting
+    # level 0.7 s after it comes back) is published flagged, with its confidence halved
     guarded = run()
     assert [round(e.onset_sample / rate) for e in guarded if not e.artifact_suspect] == [24, 50]
     flagged = [e for e in guarded if e.artifact_suspect]
     assert len(flagged) < len(unguarded) - 2
     for e in flagged:
-        assert 0.0 <= e.onset_sample / rate - 38.0 <= 3.0 and e.confidence <= 0.5
+        assert any(0.0 <= e.onset_sample / rate - r <= 3.0 for r in (20.0, 38.0)) and e.confidence <= 0.5
 
 
 def _thigh_acc(fs: float, dur: float, stride: float, swing_deg: float) -> np.ndarray:

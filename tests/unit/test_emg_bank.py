@@ -80,7 +80,9 @@ def _reference(x: np.ndarray, cfg: DetectorConfig) -> list[DetectorOutput]:
 
 
 _CFG = DetectorConfig(mains_hz=50, max_episode_s=2.0, full_scale_uv=FULL_SCALE)
-_X = _signal(3)
+# seed 13: since a reattached channel learns its rest from its first clean blocks, seed 3's clipped
+# burst after its lead-off is one clipped event, and no longer exercises the saturated branch
+_X = _signal(13)
 _REF = _reference(_X, _CFG)
 
 

@@ -199,3 +199,85 @@ def test_a_changing_mains_hum_is_the_contact_a_steady_one_is_not() -> None:
     rising = x + np.interp(t, [12.0, 12.15], [25.0, 200.0]) * hum
     assert _run_1k(rising)[0] == [5.0]
     assert _run_1k(rising, electrode_hum_change=1e12)[0] == [5.0, 12.0]
+
+
+def _settling(spasm_after_s: float | None) -> np.ndarray:
+    """``_reattached`` without the hum surge, the new contact noisy as it settles: broadband
+    electrode noise 5x the old rest when it comes back, decaying with tau 3 s (Huigen et al. 2002);
+    optionally a spasm ``spasm_after_s`` after reattachment."""
+    rate = 2000.0
+    x = _reattached(None, hum_surge=False)
+    t = np.arange(x.size) / rate
+    decay = np.where(t >= 25.0, np.exp(-np.maximum(t - 25.0, 0.0) / 3.0), 0.0)
+    x += 15.0 * _emg(rate, 60.0, seed=21) * decay
+    if spasm_after_s is not None:
+        x += 200.0 * _emg(rate, 60.0, seed=11) * contraction(rate, x.size, 25.0 + spasm_after_s, 0.8)
+    return x
+
+
+def test_a_spasm_in_the_first_second_after_reattachment_is_found() -> None:
+    # 0.7 s after reattachment: before the new contact's first 0.5 s baseline segment is in
+    # (filters settle 0.5 s, the segment grid then gives one at 26.0 s), so only the provisional
+    # level (its first clean 0.2 s of blocks) can see it rise
+    x = _settling(0.7)
+    evs = _events(_run(x))
+    assert [round(e.onset_sample / 2000.0, 1) for e in evs] == [10.0, 25.7]
+    assert evs[1].artifact_suspect  # in the settling window: published for a clinician to weigh
+    # without the provisional level it is learnt as the new contact's rest and lost
+    assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(x, baseline_provisional_s=0.0))] == [10.0]
+    # the settling noise alone (decaying from 5x rest) is not a spasm
+    assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(_settling(None)))] == [10.0]
+
+
+def test_the_provisional_level_is_the_same_whatever_the_chunking() -> None:
+    x = _settling(0.7)
+
+    def kinds(out: list[object]) -> tuple[list[object], list[object]]:
+        # events in order; onsets and quality changes as a set (one call emits them in another order)
+        return _events(out), sorted((o for o in out if not isinstance(o, SpasmEvent)), key=repr)
+
+    det = SpasmDetector(DetectorConfig(mains_hz=50), emg_rate_hz=2000.0, channel_labels=["A"])
+    whole = kinds([*det.feed_emg(0, x[:, None]), *det.finish()])
+    assert len(whole[0]) == 2
+    # one call (the offline path, quiet stretches a segment at a time) == 50 ms chunks
+    assert whole == kinds(_run(x))
+    det = SpasmDetector(DetectorConfig(mains_hz=50), emg_rate_hz=2000.0, channel_labels=["A"])
+    odd: list[object] = []
+    for a in range(0, x.size, 1337):  # chunks that cut blocks anywhere
+        odd += det.feed_emg(a, x[a : a + 1337, None])
+    assert kinds([*odd, *det.finish()]) == whole
+
+
+def test_a_new_contact_learns_its_rest_from_its_own_first_segment() -> None:
+    from detectors.emg_baseline import RestBaseline
+
+    cfg = DetectorConfig()
+    bl = RestBaseline(cfg, 2)
+    seg = bl.blocks_per_seg
+    for _ in range(bl.ring_len):  # 20 s of rest at power 4 (band), 1 (artefact band)
+        for _ in range(seg):
+            bl.add_blocks(np.array([[4.0], [4.0], [1.0], [1.0]]))
+    assert bl.valid.all() and abs(float(bl.on_thr[0, 0]) - max(8 * 3**0.5, 3**0.5 + 8)) < 1e-9
+    bl.forget(0)
+    for _ in range(seg):  # one segment of the new contact, 9x noisier in power
+        bl.add_blocks(np.array([[36.0], [4.0], [9.0], [1.0]]))
+    # valid from this one segment, at its own level (not the 4th lowest of a 40-slot ring,
+    # which would wait 2 s, nor the old contact's level)
+    assert bl.valid[0] and abs(float(bl.base_pow[0]) - 36.0) < 1e-9
+    assert abs(float(bl.base_pow[1]) - 4.0) < 1e-9  # the other channel untouched
+
+
+def test_the_robust_spectrum_reads_what_a_long_burst_is_mostly_made_of() -> None:
+    rate, cfg = 2000.0, DetectorConfig()
+    n = int(2.0 * rate)
+    t = np.arange(n) / rate
+    muscle = 200 * _emg(rate, 2.0)
+    pop = np.where(t > 1.2, -8000.0, 0.0)  # one 8 mV electrode step inside a 2 s burst
+    # one FFT over it all: the step fills the low bins, as a drift would
+    assert electrode_spectrum(muscle + pop, rate, cfg)[1] > cfg.artefact_low_fraction
+    # the median of 0.25 s periodograms: muscle, as it is before and after the step
+    assert electrode_spectrum(muscle + pop, rate, cfg, robust=True)[1] < 0.2
+    # a burst that is drift and steps throughout stays low-frequency either way
+    rng = np.random.default_rng(5)
+    walk = np.cumsum(rng.normal(0.0, 30.0, n))  # a random-walk drift (cable tug, bias current)
+    assert electrode_spectrum(walk + 5 * _emg(rate, 2.0), rate, cfg, robust=True)[1] > 0.5
