@@ -13,9 +13,11 @@ band-limited noise carrier (surface EMG's 40-150 Hz power), amplitude envelopes 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import signal
 
 from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors.config import ConfigError
 from detectors.detector import feed_interleaved
 from detectors.rhythm import clonus_rhythm, cyclic_modulation
 
@@ -368,3 +370,9 @@ def test_a_clonus_built_up_by_recruitment_is_judged_as_a_burst_a_reflex_clonus_i
     # without the rule the built-up one is clonus, and clonus is never voluntary: a spasm
     off = _clonic_synergy(0.8, DetectorConfig(mains_max_harmonic=0, clonus_reflex_periods=100.0))
     assert [(e.type, e.channel) for e in off] == [("clonus", "EMG 3")]
+
+
+def test_clonus_reflex_periods_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="clonus_reflex_periods"):
+        DetectorConfig.from_dict({"clonus_reflex_periods": 0.0}, source="test")
+    assert DetectorConfig.from_dict({"clonus_reflex_periods": 3}, source="test").clonus_reflex_periods == 3.0
