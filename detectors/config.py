@@ -171,6 +171,15 @@ class DetectorConfig:
     #: within tens of ms to ~0.2 s); between it and ``voluntary_ramp_s`` the evidence grows
     #: linearly, and a burst and its co-contracting partner add theirs (common drive).
     voluntary_ramp_ambiguous_s: float = 0.2
+    #: Clonus starts with a reflex volley: each beat is a synchronous discharge of the stretch
+    #: reflex, so the first beat already reaches the run's height (Dimitrijevic, Nathan &
+    #: Sherwood, Brain 1980; Beres-Jones, Johnson & Harkema, Exp Brain Res 2003). An episode typed
+    #: clonus whose rise (onset to 80 % of its plateau) takes longer than this many of its own
+    #: periods built up by recruitment: a graded contraction whose few recruited motor units beat
+    #: at 3-8 Hz (unfused discharge, physiological tremor). It is judged by the voluntary rules
+    #: like any other burst (still typed clonus if published); an abrupt clonus never is. A large
+    #: value (e.g. 100) turns this off.
+    clonus_reflex_periods: float = 1.5
     #: Voluntary rhythm of one channel's bursts: intervals within these bounds (s), each within
     #: ``rhythm_jitter`` of the run's median, at least ``rhythm_min_bursts`` bursts in a run.
     rhythm_min_interval_s: float = 0.4
@@ -388,6 +397,10 @@ class DetectorConfig:
             )
         if self.voluntary_min_rise_s < 0:
             raise ConfigError("detector config key 'voluntary_min_rise_s': must be >= 0")
+        if self.clonus_reflex_periods <= 0:
+            raise ConfigError(
+                f"detector config key 'clonus_reflex_periods': must be > 0, got {self.clonus_reflex_periods}"
+            )
         if self.full_scale_uv is not None and self.full_scale_uv <= 0:
             raise ConfigError(f"detector config key 'full_scale_uv': must be > 0, got {self.full_scale_uv}")
         for name in (

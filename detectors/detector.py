@@ -824,6 +824,13 @@ class SpasmDetector:
             return 0.0
         return 1.0 if rise >= hi else (rise - lo) / (hi - lo)
 
+    def _built_up_clonus(self, ev: SpasmEvent) -> bool:
+        """Did an episode typed clonus take longer than ``clonus_reflex_periods`` of its own
+        period to reach its plateau? A reflex clonus is at full height from its first beat."""
+        if ev.type != "clonus" or ev.rise_s is None or not ev.frequency_hz:
+            return False
+        return ev.rise_s * ev.frequency_hz >= self.config.clonus_reflex_periods
+
     def _ramped_partner(self, channel: str, t0: float, until: float, rise: float | None) -> bool:
         """Is the ramp evidence of this burst (``rise``) and of its best co-contracting partner
         (another channel's burst starting within 0.15 s of ``t0`` and ending by ``until``)
@@ -959,9 +966,13 @@ class SpasmDetector:
         cfg = self.config
         look = t1 + cfg.rhythm_lookahead_s
         bank = self._bank
+        # Clonus begins with a reflex volley, so it reaches its height within its first beat; a
+        # "clonus" that took longer than ``clonus_reflex_periods`` of its own period to build up
+        # was recruited like a voluntary contraction and is judged as one.
+        clonic = ev.type == "clonus" and not self._built_up_clonus(ev)
         cyc = None if bank is None else bank.episodes.cyclic.pop(ev.key, None)
         long_enough = cyc is not None and t1 - t0 >= cfg.cyclic_min_cycles * cyc
-        if bank is not None and cyc is not None and long_enough and ev.type != "clonus":
+        if bank is not None and cyc is not None and long_enough and not clonic:
             # A sustained contraction whose envelope rises and falls at a voluntary cyclic rhythm
             # (pushes, strides, pedal strokes): the muscle follows a movement cycle without
             # falling silent between cycles. Seen by the EMG alone, wherever the accelerometer is.
@@ -986,7 +997,7 @@ class SpasmDetector:
             before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
             synergy = self._synergy(ev.channel, t0)
             ramped = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
-            if code != REST and before == REST and not ramped and ev.type != "clonus":
+            if code != REST and before == REST and not ramped and not clonic:
                 # its co-contracting partner (agonist and antagonist share one descending
                 # command, De Luca & Erim 1994 "common drive") may show the ramp more clearly
                 if not final and emg_t < t1 + 1.5:
@@ -995,7 +1006,7 @@ class SpasmDetector:
                     return None
                 partner = True
                 ramped = self._ramped_partner(ev.channel, t0, t1 + 1.0, ev.rise_s)
-            if code != REST and before == REST and ramped and ev.type != "clonus":
+            if code != REST and before == REST and ramped and not clonic:
                 # The limb starts moving with a burst that ramps up over hundreds of ms: force
                 # graded by orderly recruitment (Henneman), the start of a purposeful movement
                 # (the first repetition of an exercise, the first stride); a reflex spasm
@@ -1015,7 +1026,7 @@ class SpasmDetector:
         cyclic = code in (WALKING, RHYTHMIC)
         # the rhythm decides: during gait/pedalling always, during other activity for an abrupt
         # burst, at rest for a graded one
-        needs_rhythm = ev.type != "clonus" and (cyclic or not active or not graded)
+        needs_rhythm = not clonic and (cyclic or not active or not graded)
         upto = math.inf if final else look - 0.5
         if needs_rhythm and not final and emg_t < look:
             # A rhythm is seen both ways: the first bursts of a movement that starts from rest
@@ -1059,7 +1070,7 @@ class SpasmDetector:
             context = declared.kind
         elif code == REST and rhythmic and graded:
             context = "rhythmic_exercise"
-        if ev.type == "clonus" and cyclic and self._gait is not None:
+        if clonic and cyclic and self._gait is not None:
             # during gait, a "clonus" may be a gait burst of few motor units whose envelope
             # beats at clonus rates: the gait model knows the muscle's phase and burst length
             # (its spans of other channels are all closed ``rhythm_lookahead_s`` on)
@@ -1067,7 +1078,7 @@ class SpasmDetector:
                 return None
             if self._gait.gait_burst(ev, t0, t1, period, self._spans):
                 return True, context
-        if ev.type == "clonus":
+        if clonic:
             # 3-8 Hz reflex oscillation: never a voluntary rhythm. Each beat is a reflex volley,
             # so clonus starts abruptly; during activity a "clonus" whose onset ramps like a
             # voluntary contraction is a graded contraction whose few recruited motor units

@@ -58,17 +58,22 @@ def clonus_rhythm(
         return None, 0.0
     iv = np.diff(np.asarray(starts, dtype=float)) / rate
     lo_iv, hi_iv = 1.0 / cfg.clonus_max_hz, 1.0 / cfg.clonus_min_hz
+    # The clonus band bounds the run's *median* interval (its frequency); a single cycle may lie
+    # up to ``clonus_jitter`` outside it: each beat is a reflex volley whose timing varies from
+    # cycle to cycle (Beres-Jones, Johnson & Harkema, Exp Brain Res 2003), so a 7.7 Hz clonus has
+    # intervals of 0.09-0.15 s, and cutting each at 1/8 s broke its run into pieces.
+    lo_v, hi_v = lo_iv * 0.92 * (1.0 - cfg.clonus_jitter), hi_iv * 1.08 * (1.0 + cfg.clonus_jitter)
     best: list[float] = []
     run: list[float] = []
     for v in iv.tolist():
-        in_band = lo_iv * 0.92 <= v <= hi_iv * 1.08
+        in_band = lo_v <= v <= hi_v
         if in_band and (
             not run or abs(v - float(np.median(run))) <= cfg.clonus_jitter * float(np.median(run))
         ):
             run.append(v)
         else:
             run = [v] if in_band else []
-        if len(run) > len(best):
+        if len(run) > len(best) and lo_iv * 0.92 <= float(np.median(run)) <= hi_iv * 1.08:
             best = list(run)
     if len(best) + 1 < cfg.clonus_min_cycles:
         return None, 0.0

@@ -13,11 +13,13 @@ band-limited noise carrier (surface EMG's 40-150 Hz power), amplitude envelopes 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import signal
 
 from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors.config import ConfigError
 from detectors.detector import feed_interleaved
-from detectors.rhythm import cyclic_modulation
+from detectors.rhythm import clonus_rhythm, cyclic_modulation
 
 RATE = 1000.0
 ENV_RATE = 200.0
@@ -310,3 +312,67 @@ def test_a_push_that_reads_abrupt_is_judged_with_the_pushes_after_it() -> None:
     env += 150.0 * _ramp(n, 40.0, 1.0, 0.02) + 150.0 * _ramp(n, 42.0, 0.3, 0.02)
     evs = _events(_run((x[:, 0] * env)[:, None]))
     assert [round(e.onset_sample / RATE, 1) for e in evs] == [10.0, 40.0, 42.0]
+
+
+# ------------------------------------------------------------------ clonus: reflex onset, jitter
+def _beats(starts_s: list[float], width_s: float = 0.05, height: float = 100.0) -> np.ndarray:
+    """An envelope (ENV_RATE) of reflex beats: a raised-cosine burst at each start, rest 1."""
+    env = np.ones(int((starts_s[-1] + 0.3) * ENV_RATE))
+    w = max(2, int(width_s * ENV_RATE))
+    bump = height * np.hanning(w)
+    for s in starts_s:
+        i = int(s * ENV_RATE)
+        env[i : i + w] += bump[: env.size - i]
+    return env
+
+
+def test_clonus_with_cycle_to_cycle_jitter_near_8_hz_is_clonus_a_faster_beat_is_not() -> None:
+    """The clonus band bounds the run's median interval; single cycles vary (each beat is a reflex
+    volley, Beres-Jones et al. 2003), so a 7.7 Hz clonus has intervals shorter than 1/8 s."""
+    cfg = DetectorConfig()
+    intervals = [0.13, 0.105, 0.15, 0.11, 0.14, 0.12, 0.145, 0.108, 0.135, 0.125]
+    assert min(intervals) < 0.92 / cfg.clonus_max_hz  # the old per-interval band broke this run
+    freq, _ = clonus_rhythm(_beats(list(np.cumsum([0.1, *intervals]))), 1.0, ENV_RATE, cfg)
+    assert freq is not None and 7.0 <= freq <= 8.5, freq
+    # the same jitter around 0.09 s (11 Hz: motor-unit discharge rates, not clonus)
+    fast = [v * 0.09 / 0.13 for v in intervals]
+    assert clonus_rhythm(_beats(list(np.cumsum([0.1, *fast])), width_s=0.035), 1.0, ENV_RATE, cfg)[0] is None
+
+
+def _clonic_synergy(clonus_rise_s: float, cfg: DetectorConfig) -> list[SpasmEvent]:
+    """Three muscles ramp up over 0.25 s (a reach seen by no accelerometer, as in
+    ``_synergy_scene``); the fourth starts with them and its envelope beats at 7 Hz."""
+    seconds = 40.0
+    x = _carrier(seconds, 4, seed=17)
+    n = x.shape[0]
+    t = np.arange(n) / RATE
+    env = np.full((n, 4), 3.0)
+    for ch, at, amp in ((0, 15.0, 200.0), (1, 15.05, 150.0), (2, 15.1, 250.0)):
+        env[:, ch] += amp * _ramp(n, at, 0.8, 0.25)
+    beats = 0.1 + 0.9 * (np.cos(2 * np.pi * 7.0 * (t - 15.1)) > -0.2)
+    env[:, 3] += 180.0 * _ramp(n, 15.1, 1.4, clonus_rise_s) * beats
+    det = SpasmDetector(
+        cfg, emg_rate_hz=RATE, channel_labels=[f"EMG {i}" for i in range(4)], acc_rate_hz=50.0
+    )
+    return _events(feed_interleaved(det, x * env, _still_acc(seconds), RATE, 50.0))
+
+
+def test_a_clonus_built_up_by_recruitment_is_judged_as_a_burst_a_reflex_clonus_is_not() -> None:
+    """Clonus starts with a reflex volley: it is at its height within its first beats. A
+    "clonus" that took longer than ``clonus_reflex_periods`` of its own period to build up was
+    recruited like a voluntary contraction: inside a graded synergy it is the reach."""
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    built_up = _clonic_synergy(0.8, cfg)
+    assert built_up == [], [(e.type, e.rise_s) for e in built_up]
+    abrupt = _clonic_synergy(0.01, cfg)
+    assert [(e.type, e.channel) for e in abrupt] == [("clonus", "EMG 3")]
+    assert (abrupt[0].rise_s or 0.0) * (abrupt[0].frequency_hz or 0.0) < cfg.clonus_reflex_periods
+    # without the rule the built-up one is clonus, and clonus is never voluntary: a spasm
+    off = _clonic_synergy(0.8, DetectorConfig(mains_max_harmonic=0, clonus_reflex_periods=100.0))
+    assert [(e.type, e.channel) for e in off] == [("clonus", "EMG 3")]
+
+
+def test_clonus_reflex_periods_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="clonus_reflex_periods"):
+        DetectorConfig.from_dict({"clonus_reflex_periods": 0.0}, source="test")
+    assert DetectorConfig.from_dict({"clonus_reflex_periods": 3}, source="test").clonus_reflex_periods == 3.0
