@@ -281,3 +281,66 @@ def check_device(kind: str, state: Path, truth: dict[str, Any], labels_doc: Any)
     stray = [(e[0], round(e[2] - t0, 2)) for e in events
              if e[1]["id"] not in matched and not any(a <= e[2] - t0 <= b + 0.3 for a, b in cut)]  # fmt: skip
     assert not stray, (kind, stray, cut)
+
+
+def test_sim_serves_a_recording_over_the_ble_bridge(tmp_path: Path) -> None:
+    """``neurospasm sim --device polar-h10 --ble-socket PATH --recording FILE`` as a process, read
+    through the bridge with bleak's front-end and the H10 decoder: the recording streams, and the
+    socket is 0600 while served and gone after."""
+    import stat
+    import tempfile
+
+    from bleak import BleakClient, BleakScanner
+
+    from ingest.commands.record import decode_source
+    from ingest.files.recording import export_edf
+    from ingest.sources.blebridge import bridge_backends
+    from ingest.wire.kinds import decoder_for
+    from ingest.wire.protocol import AccFrame
+
+    edf = tmp_path / "e2e.edf"
+    export_edf(decode_source("e2e_short"), edf)
+    sock = Path(tempfile.mkdtemp(prefix="nsbr-")) / "h10.sock"
+    path_file = tmp_path / "sim.path"
+    sim = Proc(
+        [sys.executable, "-m", "ingest", "sim", "--device", "polar-h10", "--ble-socket", str(sock),
+         "--recording", str(edf), "--speed", "4", "--path-file", str(path_file)],
+        tmp_path / "sim.log",
+    )  # fmt: skip
+
+    dec = decoder_for("polar-h10")
+
+    async def read_until(samples: int) -> list[object]:
+        assert await eventually(path_file.exists, 30), sim.tail()
+        assert path_file.read_text().strip() == str(sock)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600  # noqa: ASYNC240  (a local stat)
+        client_cls, scanner_cls = bridge_backends(str(sock))
+        dev = await BleakScanner.find_device_by_name("Polar H10 5E1A0001", timeout=3.0, backend=scanner_cls)
+        assert dev is not None
+        prof = type(dec).ble_profile
+        assert prof is not None
+        frames: list[object] = []
+        async with BleakClient(dev, backend=client_cls) as c:
+            for uuid in prof.notify_uuids:
+                await c.start_notify(uuid, lambda ch, data: frames.extend(dec.feed(bytes(data), ch.uuid)))
+            for w in dec.start_commands():
+                await c.write_gatt_char(w.char_uuid or prof.command_uuid, w.data, response=True)
+
+            def enough() -> bool:
+                return sum(len(f.samples) for f in frames if isinstance(f, AccFrame)) >= samples
+
+            assert await eventually(enough, 10, interval=0.05), (len(frames), sim.tail())
+        return frames
+
+    try:
+        frames = asyncio.run(read_until(400))
+        assert sim.stop() == 0, sim.tail()
+        dec_errors = dict(dec.stats.errors)
+    finally:
+        sim.stop()
+    acc = [f for f in frames if isinstance(f, AccFrame)]
+    counters = [f.counter for f in acc]
+    assert all(b - a == 36 for a, b in zip(counters, counters[1:])), counters  # no loss, in order
+    assert dec_errors == {}, dec_errors
+    assert not sock.exists()
+    assert "e2e.edf" in sim.log.read_text()
