@@ -25,6 +25,7 @@ its timestamps; its scenario keeps losses out of the tremors (a gap ends an open
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -313,7 +314,7 @@ def test_sim_serves_a_recording_over_the_ble_bridge(tmp_path: Path) -> None:
     async def read_until(samples: int) -> list[object]:
         assert await eventually(path_file.exists, 30), sim.tail()
         assert path_file.read_text().strip() == str(sock)
-        assert stat.S_IMODE(sock.stat().st_mode) == 0o600  # noqa: ASYNC240  (a local stat)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         client_cls, scanner_cls = bridge_backends(str(sock))
         dev = await BleakScanner.find_device_by_name("Polar H10 5E1A0001", timeout=3.0, backend=scanner_cls)
         assert dev is not None
@@ -340,7 +341,7 @@ def test_sim_serves_a_recording_over_the_ble_bridge(tmp_path: Path) -> None:
         sim.stop()
     acc = [f for f in frames if isinstance(f, AccFrame)]
     counters = [f.counter for f in acc]
-    assert all(b - a == 36 for a, b in zip(counters, counters[1:])), counters  # no loss, in order
+    assert all(b - a == 36 for a, b in itertools.pairwise(counters)), counters  # no loss, in order
     assert dec_errors == {}, dec_errors
     assert not sock.exists()
     assert "e2e.edf" in sim.log.read_text()
