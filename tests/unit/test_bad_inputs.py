@@ -252,6 +252,30 @@ def test_gateway_config_mistakes(
     assert_one_line(rc, err, str(p), words)
 
 
+@pytest.mark.parametrize(
+    ("device", "words"),
+    [
+        (
+            'port = "/dev/null"\nble_bridge = "/tmp/x.sock"',
+            "devices[0]: ble_bridge is set but transport = 'serial'",
+        ),
+        (
+            'transport = "ble"\naddress = "C0:FF:EE:00:00:01"\nble_bridge = "/etc/hostname"',
+            "devices[0].ble_bridge",
+        ),
+        ('transport = "ble"\naddress = "C0:FF:EE:00:00:01"\nble_bridge = ""', "devices[0].ble_bridge"),
+        ('transport = "ble"\naddress = "C0:FF:EE:00:00:01"\nble_bridge = 7', "devices[0].ble_bridge"),
+    ],
+)
+def test_gateway_config_ble_bridge_mistakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str, words: str
+) -> None:
+    p = tmp_path / "gw.toml"
+    p.write_text(f'[[devices]]\nid = "d1"\n{device}\n[mqtt]\nenabled = false\n')
+    rc, err = run(["run", "--config", str(p)], capsys)
+    assert_one_line(rc, err, str(p), words)
+
+
 # -- property tests: garbage in, "exit 2 + one line naming the input" or success out ------------
 
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
