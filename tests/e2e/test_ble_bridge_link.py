@@ -222,3 +222,16 @@ async def test_the_simulator_going_away_is_a_disconnect(
         await lost.wait()
     assert not client.is_connected and not peripheral.connected
     assert _mode(sock) is None
+
+
+async def test_neurospasm_devices_scans_through_the_bridge(
+    sock: Path, myo: tuple[BridgedPeripheral, BleBridgeServer]
+) -> None:
+    """``neurospasm devices --ble-bridge PATH``: the simulator's devices, classified by kind."""
+    from ingest.commands.devices import list_ble
+
+    found, problem = await list_ble(0.3, backend=bridge_backends(str(sock))[1])
+    assert problem is None
+    assert [(d.where, d.kind) for d in found] == [(ADDR, "myo")]
+    found, problem = await list_ble(0.3, backend=bridge_backends(str(sock) + ".none")[1])
+    assert found == [] and problem is not None and f"{sock}.none: cannot connect" in problem
