@@ -232,7 +232,11 @@ class _Session:
             self.writer.write(encode(msg))
 
     async def run(self, reader: asyncio.StreamReader) -> None:
+        """Read and handle requests in order. A connect (which may wait for the peripheral to come
+        in range) runs while the socket is still read, so a central that gives up and leaves is
+        noticed at once and its connect abandoned, not completed for nobody."""
         decoder = BridgeDecoder(f"BLE bridge {self.server.path}")
+        connecting: asyncio.Task[None] | None = None
         try:
             while True:
                 data = await reader.read(65536)
@@ -240,13 +244,24 @@ class _Session:
                     decoder.close()
                     return
                 for msg in decoder.feed(data):
-                    await self.handle(msg)
+                    if connecting is not None:
+                        await connecting  # requests are answered in order
+                        connecting = None
+                    if msg["op"] == "connect":
+                        connecting = asyncio.get_running_loop().create_task(self.handle(msg))
+                    else:
+                        await self.handle(msg)
         except BridgeProtocolError as exc:
             self.server.protocol_errors += 1
             with contextlib.suppress(BridgeProtocolError):
                 self.send({"op": "error", "id": None, "code": "protocol", "message": str(exc)})
         except (OSError, ConnectionError):
             return
+        finally:
+            if connecting is not None and not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
 
     async def end(self) -> None:
         """The central left (or was thrown out): stop its scan, drop its link."""

@@ -235,3 +235,25 @@ async def test_neurospasm_devices_scans_through_the_bridge(
     assert [(d.where, d.kind) for d in found] == [(ADDR, "myo")]
     found, problem = await list_ble(0.3, backend=bridge_backends(str(sock) + ".none")[1])
     assert found == [] and problem is not None and f"{sock}.none: cannot connect" in problem
+
+
+async def test_a_central_that_leaves_while_connecting_leaves_no_connection_behind(
+    sock: Path, myo: tuple[BridgedPeripheral, BleBridgeServer]
+) -> None:
+    peripheral, server = myo
+    peripheral.set_available(False)  # out of range: the connect waits
+    reader, writer = await asyncio.open_unix_connection(str(sock))
+    writer.write(encode({"op": "hello", "version": 1}))
+    writer.write(encode({"op": "connect", "id": 1, "address": ADDR, "timeout_s": 10.0}))
+    await writer.drain()
+    hello = encode({"op": "hello", "version": 1})
+    assert BridgeDecoder().feed(await reader.readexactly(len(hello))) == [{"op": "hello", "version": 1}]
+    writer.close()  # the central gives up
+    async with asyncio.timeout(3):
+        while server._sessions:  # noqa: ASYNC110  (the session notices the end of its socket)
+            await asyncio.sleep(0.01)
+    peripheral.set_available(True)
+    assert not peripheral.connected
+    client_cls, _ = bridge_backends(str(sock))
+    async with BleakClient(ADDR, backend=client_cls) as c:  # not "already connected"
+        assert c.is_connected and peripheral.connected
