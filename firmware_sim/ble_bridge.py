@@ -49,6 +49,9 @@ __all__ = ["BleBridgeServer", "BridgeSocketError", "BridgedPeripheral"]
 
 #: How often the link schedule is checked, host seconds (as the pty server's tick).
 TICK_S = 0.005
+#: Unsent bytes a session may hold for a central that stops reading; beyond this, notifications
+#: are dropped and counted (``BleBridgeServer.notifications_dropped``), as the pty server's backlog.
+MAX_BACKLOG_BYTES = 4 << 20
 #: Longest path a Unix socket address holds (Linux ``sun_path`` is 108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
 
@@ -173,6 +176,8 @@ class BleBridgeServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self.sessions_served = 0
         self.protocol_errors = 0
+        #: Notifications dropped because a central did not read its socket (``MAX_BACKLOG_BYTES``).
+        self.notifications_dropped = 0
 
     async def __aenter__(self) -> BleBridgeServer:
         _prepare_path(self.path)
@@ -325,6 +330,9 @@ class _Session:
             handle = msg["handle"]
 
             def forward(data: bytearray) -> None:
+                if self.writer.transport.get_write_buffer_size() > MAX_BACKLOG_BYTES:
+                    self.server.notifications_dropped += 1  # a central that stopped reading
+                    return
                 self.send({"op": "notify", "handle": handle, "data": hexs(data)})
 
             await self.client.start_notify(char, forward)  # type: ignore[union-attr]

@@ -89,7 +89,8 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "ok": {"id": "int"},
     "error": {"message": "str", "code": "str"},
 }
-#: Fields an ``ok`` carries for the request it answers, checked by the caller (``gatt_table_ok``).
+#: Every op. An ``ok`` may carry more fields than ``id`` (the request's results): its caller checks
+#: them (``gatt_table_ok`` for a connect's GATT table).
 OPS = tuple(_SCHEMA)
 
 

@@ -257,3 +257,53 @@ async def test_a_central_that_leaves_while_connecting_leaves_no_connection_behin
     client_cls, _ = bridge_backends(str(sock))
     async with BleakClient(ADDR, backend=client_cls) as c:  # not "already connected"
         assert c.is_connected and peripheral.connected
+
+
+async def test_a_central_that_stops_reading_costs_notifications_not_memory(
+    sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firmware_sim import ble_bridge
+
+    monkeypatch.setattr(ble_bridge, "MAX_BACKLOG_BYTES", 20_000)
+    rec = synthesize(builtin_scenario("e2e_short"))
+    device = make_device("myo", SignalSource.from_recording(rec, loop=True), device_id="m", seed=1)
+    async with VirtualBle() as air, BleBridgeServer(air, sock) as server:
+        p = air.add(BridgedPeripheral(device, address=ADDR, speed=40.0))
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        dec = BridgeDecoder()
+        for msg in (
+            {"op": "hello", "version": 1},
+            {"op": "connect", "id": 1, "address": ADDR, "timeout_s": 2.0},
+        ):
+            writer.write(encode(msg))
+        replies: list[dict[str, object]] = []
+        async with asyncio.timeout(3):
+            while len(replies) < 2:
+                replies += dec.feed(await reader.read(65536))
+        table = replies[1]["services"]
+        assert isinstance(table, list)
+        handles = [c["handle"] for s in table for c in s["characteristics"] if "notify" in c["properties"]]
+        cmd_handle = next(
+            c["handle"] for s in table for c in s["characteristics"] if "write" in c["properties"]
+        )
+        for i, h in enumerate(handles):
+            writer.write(encode({"op": "start_notify", "id": 10 + i, "handle": h}))
+        for i, w in enumerate(decoder_for("myo").start_commands()):
+            writer.write(
+                encode(
+                    {
+                        "op": "write",
+                        "id": 90 + i,
+                        "handle": cmd_handle,
+                        "data": w.data.hex(),
+                        "response": True,
+                    }
+                )
+            )
+        # ... and never read again: the simulator's buffer stops at the cap, the rest is dropped.
+        async with asyncio.timeout(10):
+            while server.notifications_dropped == 0:  # noqa: ASYNC110  (the paced device produces)
+                await asyncio.sleep(0.02)
+        assert all(w.transport.get_write_buffer_size() <= 20_000 + 1024 for w in server._writers)
+        assert p.connected
+        writer.close()
