@@ -307,3 +307,47 @@ async def test_a_central_that_stops_reading_costs_notifications_not_memory(
         assert all(w.transport.get_write_buffer_size() <= 20_000 + 1024 for w in server._writers)
         assert p.connected
         writer.close()
+
+
+async def test_a_scheduled_reboot_drops_the_link_and_the_truth_says_so(sock: Path) -> None:
+    from firmware_sim.faults import FaultInjector
+    from firmware_sim.scenario import FaultSpec
+
+    scenario = builtin_scenario("e2e_short")
+    scenario = scenario.model_copy(update={"faults": FaultSpec(reboot_at_s=[0.6], reboot_downtime_s=0.4)})
+    rec = synthesize(scenario)
+    device = make_device("myo", SignalSource.from_recording(rec), device_id="m", seed=1)
+    injector = FaultInjector.from_scenario(scenario, rec, emg_rate_hz=200, acc_rate_hz=50)
+    client_cls, _ = bridge_backends(str(sock))
+    dec = decoder_for("myo")
+    prof = type(dec).ble_profile
+    assert prof is not None
+
+    async def start(c: BleakClient, got: list[bytes]) -> None:
+        for uuid in prof.notify_uuids:
+            await c.start_notify(uuid, lambda _ch, data: got.append(bytes(data)))
+        for w in dec.start_commands():
+            await c.write_gatt_char(w.char_uuid or prof.command_uuid, w.data, response=True)
+
+    async with VirtualBle() as air, BleBridgeServer(air, sock):
+        p = air.add(BridgedPeripheral(device, injector=injector, address=ADDR, speed=2.0))
+        assert isinstance(p, BridgedPeripheral)
+        lost = asyncio.Event()
+        first: list[bytes] = []
+        async with BleakClient(ADDR, backend=client_cls, disconnected_callback=lambda _c: lost.set()) as c:
+            await start(c, first)
+            async with asyncio.timeout(5):
+                await lost.wait()  # the reboot at 0.6 s (device time)
+        assert first and [o.cause for o in p.outages] == ["reboot"]
+        assert [r["kind"] for r in injector.truth] == ["reboot"]
+        again: list[bytes] = []
+        async with BleakClient(ADDR, backend=client_cls, timeout=3.0) as c:  # waits out the downtime
+            assert p.device_time() >= 0.6 + 0.4
+            await start(c, again)
+            async with asyncio.timeout(5):
+                while len(again) < 10:  # noqa: ASYNC110  (notifications arrive from the socket reader)
+                    await asyncio.sleep(0.01)
+            assert injector.link_up and injector.boot == 1  # up again at the first write
+        # Leaving is a link loss too (the device streams on into the void): the truth records it.
+        assert [r["kind"] for r in injector.truth] == ["reboot", "disconnect"] and not injector.link_up
+        assert injector.truth[0]["duration_s"] == 0.4
