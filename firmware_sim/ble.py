@@ -24,7 +24,9 @@ gateway's gap records against the truth.
 
 The backend only exists while a ``VirtualBle`` is active (``with`` or ``async with``): scanning or
 connecting outside one raises ``BleakBluetoothNotAvailableError``, like a machine whose adapter is
-off. Everything runs on the one event loop; there are no threads.
+off. Everything runs on the one event loop; there are no threads. To reach the radio from another
+process (``neurospasm run`` as its own process), ``firmware_sim.ble_bridge`` serves it on a Unix
+socket (``neurospasm sim --ble-socket PATH``).
 """
 
 from __future__ import annotations

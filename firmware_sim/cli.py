@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -30,6 +31,9 @@ from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
 from firmware_sim.scenario import FaultSpec, Scenario, builtin_scenario, builtin_scenario_names, load_scenario
 from firmware_sim.signals import Recording, synthesize
+
+#: Bluetooth address of the first simulated BLE wearable (``--ble-address``; more count up).
+DEFAULT_BLE_ADDRESS = "C0:FF:EE:00:00:01"
 
 
 def resolve_scenario(name_or_path: str) -> Scenario:
@@ -150,45 +154,67 @@ def recording_scenario(recording: Recording, args: argparse.Namespace) -> Scenar
     return scenario_with_fault_overrides(scenario, args)
 
 
-def _ble_refusal(kind: str) -> str | None:
-    """The one line for a BLE kind (None for the others): its virtual radio is a bleak backend that
-    only exists inside one process, so another process's gateway cannot reach it; ``neurospasm
-    demo`` runs the real gateway in the same process."""
+def link_of_kind(kind: str) -> str | None:
+    """ "serial", "ble", "both" (our own wearable) or None for an unknown kind."""
     from firmware_sim.personalities import PERSONALITIES, personality_kinds
 
-    if kind not in personality_kinds() or kind == "neurospasm" or PERSONALITIES[kind].link != "ble":
+    if kind == "neurospasm":
+        return "both"
+    if kind not in personality_kinds():
         return None  # unknown kinds get make_sim_device's own message
-    return (
-        f"neurospasm sim: --device {kind} is a BLE device, simulated on an in-process virtual radio "
-        f"that no other process can reach: run `neurospasm demo --device {kind}` (the real gateway "
-        "against it over the real bleak front-end)"
-    )
+    return PERSONALITIES[kind].link
+
+
+def _transport_problem(kind: str, serial: bool, ble_socket: str | None) -> str | None:
+    """One line when the transport options do not fit the kind (None when they do)."""
+    link = link_of_kind(kind)
+    if serial and ble_socket:
+        return "neurospasm sim: choose one transport: --serial or --ble-socket PATH"
+    if link == "ble" and serial:
+        return (
+            f"neurospasm sim: --device {kind} is a BLE device: serve it with --ble-socket PATH "
+            "(the gateway reaches it with ble_bridge = PATH in its [[devices]] table)"
+        )
+    if link == "serial" and ble_socket:
+        return f"neurospasm sim: --device {kind} is a serial device: serve it with --serial"
+    if not serial and not ble_socket:
+        if link == "ble":
+            return f"neurospasm sim: --device {kind} is a BLE device: choose --ble-socket PATH"
+        return "neurospasm sim: choose a transport (--serial, or --ble-socket PATH for a BLE device)"
+    return None
 
 
 async def serve_serial(args: argparse.Namespace, recording: Recording | None = None) -> int:
-    """Serve simulated wearables on ptys. ``recording``: serve it instead of ``args.scenario``
-    (``neurospasm sim --recording`` reads the file and passes it here)."""
+    """Serve simulated wearables on ptys, or on the BLE bridge (``--ble-socket``). ``recording``:
+    serve it instead of ``args.scenario`` (``neurospasm sim --recording`` reads the file and passes
+    it here)."""
     if getattr(args, "recording", None) and recording is None:
         print(
             "neurospasm sim: --recording is read by the neurospasm command (python -m ingest sim)",
             file=sys.stderr,
         )
         return 2
-    ble = _ble_refusal(getattr(args, "device", "neurospasm") or "neurospasm")
-    if ble is not None:
-        print(ble, file=sys.stderr)
+    kind = getattr(args, "device", "neurospasm") or "neurospasm"
+    ble_socket = getattr(args, "ble_socket", None)
+    problem = _transport_problem(kind, bool(getattr(args, "serial", False)), ble_socket)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     speed = float(getattr(args, "speed", 1.0) or 1.0)
     if not speed > 0:
         print(f"neurospasm sim: --speed must be positive, got {speed}", file=sys.stderr)
         return 2
-    if not args.serial:
-        print("neurospasm sim: choose a transport (--serial)", file=sys.stderr)
-        return 2
     n_devices = int(getattr(args, "devices", 1) or 1)
     if n_devices < 1:
         print("neurospasm sim: --devices must be at least 1", file=sys.stderr)
         return 2
+    addresses: list[str] = []
+    if ble_socket:
+        try:
+            addresses = ble_addresses(getattr(args, "ble_address", None) or DEFAULT_BLE_ADDRESS, n_devices)
+        except ValueError as exc:
+            print(f"neurospasm sim: {exc}", file=sys.stderr)
+            return 2
     if recording is not None:
         scenario = recording_scenario(recording, args)
     else:
@@ -196,16 +222,15 @@ async def serve_serial(args: argparse.Namespace, recording: Recording | None = N
         recording = synthesize(scenario)
     if args.labels:
         _write_text(args.labels, recording.labels_json())
+    if ble_socket:
+        return await serve_ble(args, scenario, recording, ble_socket, speed, addresses)
     drift = args.drift_ppm if args.drift_ppm is not None else scenario.faults.clock_drift_ppm
     faulty = _has_faults(scenario.faults)
     link_dir = tempfile.TemporaryDirectory(prefix="neurospasm-sim-")
     source = SignalSource.from_recording(recording, loop=args.loop)
     servers: list[PtyServer] = []
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    _stop_on_signals(stop)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(link_dir.cleanup)
         for i, dev_id in enumerate(device_ids(args.device_id, n_devices)):
@@ -252,6 +277,115 @@ async def serve_serial(args: argparse.Namespace, recording: Recording | None = N
                     "expected_gaps": s.injector.expected_gaps() if s.injector else [],
                 }
                 for s in servers
+            }
+            _write_text(args.truth, json.dumps(doc, indent=2))
+    return 0
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _absolute(path: str) -> str:
+    """The socket path as printed and served: absolute, so a gateway started elsewhere finds it."""
+    return os.path.abspath(path)
+
+
+def ble_addresses(first: str, n: int) -> list[str]:
+    """``C0:FF:EE:00:00:01`` x 3 -> ...:01, ...:02, ...:03 (the address counts up)."""
+    if not re.fullmatch(r"(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", first):
+        raise ValueError(f"--ble-address {first!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF)")
+    base = int(first.replace(":", ""), 16)
+    if base + n - 1 > 0xFFFFFFFFFFFF:
+        raise ValueError(f"--ble-address {first} leaves no room for {n} devices")
+    out = []
+    for i in range(n):
+        h = f"{base + i:012X}"
+        out.append(":".join(h[k : k + 2] for k in range(0, 12, 2)))
+    return out
+
+
+async def serve_ble(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    recording: Recording,
+    socket_path: str,
+    speed: float,
+    addresses: list[str],
+) -> int:
+    """Serve simulated BLE wearables on the BLE bridge (``firmware_sim.ble_bridge``) until stopped.
+
+    Prints the socket path on stdout (and to ``--path-file``), as the pty server prints its pty
+    paths; the devices' addresses go to stderr. The gateway names the socket in ``ble_bridge``.
+    """
+    from firmware_sim.ble import VirtualBle
+    from firmware_sim.ble_bridge import BleBridgeServer, BridgedPeripheral, BridgeSocketError
+
+    n_devices = len(addresses)
+    drift = args.drift_ppm if args.drift_ppm is not None else scenario.faults.clock_drift_ppm
+    faulty = _has_faults(scenario.faults)
+    source = SignalSource.from_recording(recording, loop=args.loop)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    peripherals: list[BridgedPeripheral] = []
+    path = _absolute(socket_path)
+    async with VirtualBle() as air:
+        ids = device_ids(args.device_id, n_devices)
+        for i, (dev_id, address) in enumerate(zip(ids, addresses, strict=True)):
+            device = make_sim_device(args, source, dev_id, scenario.seed + i)
+            rates = _device_rates(device)
+            injector = (
+                FaultInjector.from_scenario(scenario, recording, seed_offset=i, **rates) if faulty else None
+            )
+            peripherals.append(
+                BridgedPeripheral(device, injector=injector, address=address, speed=speed, drift_ppm=drift)
+            )
+        try:
+            server = BleBridgeServer(air, path)
+            await server.__aenter__()
+        except (BridgeSocketError, OSError) as exc:
+            print(f"neurospasm sim: --ble-socket {exc}", file=sys.stderr)
+            return 2
+        try:
+            for p in peripherals:  # power on once the socket exists: a gateway may be waiting
+                air.add(p)
+            print(path, flush=True)
+            if args.path_file:
+                _write_text(args.path_file, path + "\n")
+            first = peripherals[0]
+            print(
+                f"{n_devices} simulated {getattr(args, 'device', 'neurospasm')} wearable(s) "
+                f"{first.device.device_id}..: on the BLE bridge {path}, address "
+                f"{', '.join(p.address for p in peripherals)} (name {first.name!r}): scenario "
+                f"{scenario.name!r}, {_describe_rates(first.device, recording)}, "
+                f"faults {'on' if faulty else 'off'}; waiting for a central (Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            await stop.wait()
+        finally:
+            await server.__aexit__(None, None, None)
+        for p in peripherals:
+            d = p.device
+            print(
+                f"{d.device_id} ({p.address}): sent {p.stats.notifications} notifications "
+                f"({p.stats.notification_bytes} bytes), {p.stats.notifications_dropped} lost while "
+                f"nobody was subscribed, {p.stats.disconnects} disconnects",
+                file=sys.stderr,
+            )
+        if getattr(args, "truth", None):
+            doc = {
+                p.device.device_id: {
+                    "truth": p.injector.truth if p.injector else [],
+                    "expected_gaps": p.injector.expected_gaps() if p.injector else [],
+                    "outages": [dataclasses.asdict(o) for o in p.outages],
+                    "link_log": p.link_log,
+                    "t_host_first_write": p.t_host_first_write,
+                }
+                for p in peripherals
             }
             _write_text(args.truth, json.dumps(doc, indent=2))
     return 0

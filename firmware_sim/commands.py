@@ -17,11 +17,24 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
     """The options of ``neurospasm sim`` (shared with ``python -m firmware_sim.cli``)."""
     sim.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal and print its path")
     sim.add_argument(
+        "--ble-socket",
+        metavar="PATH",
+        help="serve a BLE device (myo, polar-h10, or ours) on the BLE bridge: a Unix socket (0600) "
+        "that the gateway names with ble_bridge = PATH; prints the path",
+    )
+    sim.add_argument(
+        "--ble-address",
+        metavar="ADDR",
+        default=None,
+        help="Bluetooth address of the first BLE device (default C0:FF:EE:00:00:01; more count up)",
+    )
+    sim.add_argument(
         "--device",
         default="neurospasm",
         metavar="KIND",
         help="protocol the simulated device speaks: neurospasm (ours, default) or a vendor's "
-        "personality (cyton, shimmer, bitalino, ...; see firmware_sim/personalities)",
+        "personality (serial: cyton, shimmer, bitalino; BLE: myo, polar-h10; see "
+        "firmware_sim/personalities)",
     )
     sim.add_argument(
         "--device-option",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -93,6 +94,10 @@ class DeviceSection(_Model):
     address: str = ""
     name: str = ""
     service_uuid: str = ""
+    #: Reach the device through the BLE bridge of a simulator in another process (the Unix socket
+    #: of ``neurospasm sim --ble-socket PATH``) instead of the machine's Bluetooth adapter.
+    #: Relative paths are taken relative to the config file. For tests and development.
+    ble_bridge: Path | None = None
     #: Reconnect backoff: first delay and cap (jittered exponential, ``ingest.outputs.delivery.Backoff``).
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
@@ -111,8 +116,25 @@ class DeviceSection(_Model):
             raise ValueError(f"unknown device kind {v!r} (known: {', '.join(device_kinds())})")
         return v
 
+    @field_validator("ble_bridge")
+    @classmethod
+    def _bridge_path(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        if not str(v).strip() or str(v) == ".":
+            raise ValueError("must be the path of a simulator's BLE bridge socket")
+        if len(os.fsencode(v)) > 107:
+            raise ValueError(f"{v}: longer than a Unix socket path may be (107 bytes)")
+        if v.is_absolute() and v.exists() and not stat.S_ISSOCK(v.stat().st_mode):
+            raise ValueError(f"{v} exists and is not a socket (neurospasm sim --ble-socket makes one)")
+        return v
+
     @model_validator(mode="after")
     def _where(self) -> DeviceSection:
+        if self.ble_bridge is not None and self.transport != "ble":
+            raise ValueError(
+                f"ble_bridge is set but transport = {self.transport!r}: the bridge is a BLE link"
+            )
         if self.transport == "serial" and not self.port and (self.usb_vid is None or self.usb_pid is None):
             raise ValueError("a serial device needs 'port' or both 'usb_vid' and 'usb_pid'")
         if self.transport == "ble" and not (self.address or self.name or self.service_uuid):
@@ -385,6 +407,10 @@ def _rebase(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     if cfg.local.directory is not None:
         updates["local"] = cfg.local.model_copy(update={"directory": fix(cfg.local.directory)})
     updates["mqtt"] = rebase_mqtt(cfg.mqtt, base)
+    updates["devices"] = [
+        d.model_copy(update={"ble_bridge": fix(d.ble_bridge)}) if d.ble_bridge is not None else d
+        for d in cfg.devices
+    ]
     updates["influx"] = cfg.influx.model_copy(
         update={k: fix(getattr(cfg.influx, k)) for k in ("token_file", "password_file", "ca_file")}
     )

@@ -149,6 +149,11 @@ def _print(devices: list[SeenDevice], ble_problem: str | None, *, ble: bool) -> 
 
 
 def run(args: Any, *, ble_backend: Any = None) -> int:
+    bridge = getattr(args, "ble_bridge", None)
+    if bridge and ble_backend is None:  # scan a simulator's BLE bridge instead of the adapter
+        from ingest.sources.blebridge import bridge_backends
+
+        ble_backend = bridge_backends(bridge)[1]
     devices = list_serial()
     problem = None
     if not args.no_ble:
@@ -168,4 +173,9 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=4.0, help="BLE scan time in seconds (default 4)")
     p.add_argument("--no-ble", action="store_true", help="serial ports only (no BLE scan)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--ble-bridge",
+        metavar="PATH",
+        help="scan the BLE devices a simulator serves on this socket (neurospasm sim --ble-socket PATH)",
+    )
     p.set_defaults(handler=run)

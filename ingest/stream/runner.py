@@ -79,7 +79,7 @@ def default_transport(dev: DeviceSection, queue_size: int = 4096) -> Transport:
     profile = type(decoder_for(dev.kind)).ble_profile
     if profile is None:
         raise TransportError(f"device {dev.id}: a {dev.kind!r} device has no BLE link")
-    return BleTransport(
+    transport = BleTransport(
         name=dev.id,
         queue_size=queue_size,
         address=dev.address,
@@ -87,6 +87,11 @@ def default_transport(dev: DeviceSection, queue_size: int = 4096) -> Transport:
         service_uuid=dev.service_uuid,
         profile=profile,
     )
+    if dev.ble_bridge is not None:  # a simulator in another process (ingest.sources.blebridge)
+        from ingest.sources.blebridge import bridge_backends
+
+        transport.backend, transport.scanner_backend = bridge_backends(str(dev.ble_bridge))
+    return transport
 
 
 @dataclass

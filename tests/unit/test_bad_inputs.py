@@ -208,10 +208,28 @@ def test_demo_recording_that_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     assert_one_line(rc, err, str(missing))
 
 
-def test_sim_ble_kind_points_to_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+def test_sim_ble_kind_points_to_the_ble_bridge(capsys: pytest.CaptureFixture[str]) -> None:
     for kind in ("myo", "polar-h10"):
-        rc, err = run(["sim", "--device", kind], capsys)  # with or without --serial: the same line
-        assert_one_line(rc, err, "is a BLE device", f"neurospasm demo --device {kind}")
+        for extra in ([], ["--serial"]):
+            rc, err = run(["sim", "--device", kind, *extra], capsys)
+            assert_one_line(rc, err, "is a BLE device", "--ble-socket PATH")
+
+
+def test_sim_transport_that_does_not_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sock = str(tmp_path / "s.sock")
+    rc, err = run(["sim", "--device", "cyton", "--ble-socket", sock], capsys)
+    assert_one_line(rc, err, "--device cyton is a serial device", "--serial")
+    rc, err = run(["sim", "--serial", "--ble-socket", sock], capsys)
+    assert_one_line(rc, err, "choose one transport")
+    taken = tmp_path / "taken"
+    taken.write_text("not a socket")
+    rc, err = run(["sim", "--device", "myo", "--ble-socket", str(taken), "--scenario", "e2e_short"], capsys)
+    assert_one_line(rc, err, str(taken), "is not a socket")
+    assert taken.read_text() == "not a socket"  # never replaced
+    rc, err = run(["sim", "--device", "myo", "--ble-socket", "/tmp/" + "x" * 120], capsys)
+    assert_one_line(rc, err, "longer than a Unix socket path may be")
+    rc, err = run(["sim", "--device", "myo", "--ble-socket", sock, "--ble-address", "C0:FF"], capsys)
+    assert_one_line(rc, err, "--ble-address", "not a Bluetooth address")
 
 
 @pytest.mark.parametrize(
@@ -230,6 +248,30 @@ def test_gateway_config_mistakes(
 ) -> None:
     p = tmp_path / "gw.toml"
     p.write_text('[[devices]]\nid = "d1"\nport = "/dev/null"\n' + body)
+    rc, err = run(["run", "--config", str(p)], capsys)
+    assert_one_line(rc, err, str(p), words)
+
+
+@pytest.mark.parametrize(
+    ("device", "words"),
+    [
+        (
+            'port = "/dev/null"\nble_bridge = "/tmp/x.sock"',
+            "devices[0]: ble_bridge is set but transport = 'serial'",
+        ),
+        (
+            'transport = "ble"\naddress = "C0:FF:EE:00:00:01"\nble_bridge = "/etc/hostname"',
+            "devices[0].ble_bridge",
+        ),
+        ('transport = "ble"\naddress = "C0:FF:EE:00:00:01"\nble_bridge = ""', "devices[0].ble_bridge"),
+        ('transport = "ble"\naddress = "C0:FF:EE:00:00:01"\nble_bridge = 7', "devices[0].ble_bridge"),
+    ],
+)
+def test_gateway_config_ble_bridge_mistakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str, words: str
+) -> None:
+    p = tmp_path / "gw.toml"
+    p.write_text(f'[[devices]]\nid = "d1"\n{device}\n[mqtt]\nenabled = false\n')
     rc, err = run(["run", "--config", str(p)], capsys)
     assert_one_line(rc, err, str(p), words)
 

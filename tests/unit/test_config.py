@@ -76,6 +76,21 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     assert cfg.local_dir == tmp_path / "state" / "series"
 
 
+def test_ble_bridge_is_relative_to_the_file_and_selects_the_bridge_backend(tmp_path: Path) -> None:
+    from ingest.sources.blebridge import BridgeBleakClient, BridgeBleakScanner
+    from ingest.stream.runner import default_transport
+
+    body = '[[devices]]\nid = "m"\nkind = "myo"\ntransport = "ble"\nname = "Myo"\nble_bridge = "s/myo.sock"\n'
+    cfg = load_config(write(tmp_path, body))
+    assert cfg.devices[0].ble_bridge == tmp_path / "s" / "myo.sock"
+    t = default_transport(cfg.devices[0])
+    assert t.backend is not None and issubclass(t.backend, BridgeBleakClient)  # type: ignore[attr-defined]
+    assert t.scanner_backend is not None and issubclass(t.scanner_backend, BridgeBleakScanner)  # type: ignore[attr-defined]
+    assert t.backend.socket_path == str(tmp_path / "s" / "myo.sock")  # type: ignore[attr-defined]
+    plain = load_config(write(tmp_path, body.replace('ble_bridge = "s/myo.sock"\n', "")))
+    assert default_transport(plain.devices[0]).backend is None  # type: ignore[attr-defined]  # BlueZ & co.
+
+
 def test_defaults_are_complete() -> None:
     cfg = GatewayConfig()
     assert cfg.mqtt.topic_prefix == "neurospasm/v1"
