@@ -123,6 +123,8 @@ EXPECTED_S: dict[str, float] = {
     "e2e/test_ble.py::test_gateway_over_ble": 7,
     "e2e/test_ble_wearables.py::test_myo_over": 7,
     "e2e/test_ble_wearables.py::test_polar_h10_over": 5,
+    "e2e/test_ble_bridge.py::": 25,
+    "e2e/test_ble_bridge_link.py::": 6,
 }
 SLOW_DEFAULT_S = 10.0
 
