@@ -39,6 +39,9 @@ COMMAND_MODULES = (
     "ingest.commands.devices",
     "dashboard.cli",
 )
+#: Commands that run the detector: their filter designs come from the user's design cache
+#: (``ingest.files.design_cache``), so a process that finds them there never imports scipy.signal.
+DETECTING_COMMANDS = frozenset({"run", "demo", "detect", "replay", "worker", "export-edf"})
 
 
 def _setup_logging(verbose: int, quiet: bool = False) -> None:
@@ -194,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_args(parser, args)
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
     handler = args.handler
+    if args.command in DETECTING_COMMANDS:
+        from ingest.files.design_cache import install
+
+        install()
     if args.command == "sim" and getattr(args, "recording", None):
         handler = _sim_recording_cmd  # the composition root reads the recording for the simulator
     try:
