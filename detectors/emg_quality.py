@@ -393,6 +393,31 @@ def _hum_bases(n: int, rate: float) -> tuple[tuple[FloatArray, FloatArray], floa
     return hit
 
 
+#: Per-length constants of ``hum_power`` and ``electrode_spectrum`` (window, frequencies, line
+#: masks, the trend fit's design matrix), keyed by what they depend on: bursts of a stream mostly
+#: share a few window lengths (clamped to the windows' bounds), and each is a dozen numpy calls.
+_GRIDS: dict[tuple[object, ...], tuple[FloatArray, ...]] = {}
+
+
+def _grid(key: tuple[object, ...], make: Callable[[], tuple[FloatArray, ...]]) -> tuple[FloatArray, ...]:
+    hit = _GRIDS.get(key)
+    if hit is None:
+        if len(_GRIDS) >= 256:
+            _GRIDS.clear()
+        hit = _GRIDS[key] = make()
+    return hit
+
+
+def _line_mask(f: FloatArray, f0: float, half: float, top_hz: float) -> FloatArray:
+    """Bins within ``half`` Hz of ``f0`` and its harmonics 1-5 (those up to ``top_hz``)."""
+    on = np.zeros(f.shape, dtype=bool)
+    for h in range(1, 6):
+        if h * f0 > top_hz:
+            break
+        on |= np.abs(f - h * f0) <= half
+    return on
+
+
 def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
     """Mean power (uV^2) of the mains line ``f0`` and its harmonics 1-5 (below ``top_hz``) in
     ``x``: a linearly detrended, Hann-windowed periodogram summed within one bin (at least
@@ -400,19 +425,19 @@ def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
     (a Hann line keeps its energy within +-1.5 bins wherever it falls between them). Compares
     stretches of different lengths; broadband EMG adds little to a few bins."""
     n = x.shape[0]
-    t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+
+    def make() -> tuple[FloatArray, ...]:
+        t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+        w = np.hanning(n)
+        f = np.fft.rfftfreq(n, 1.0 / rate)
+        on = _line_mask(f, f0, max(1.5, rate / n), top_hz)
+        return t, np.array(float(t @ t)), w, np.array(n * float(w @ w)), on
+
+    t, tt, w, norm, on = _grid(("hum", n, rate, f0, top_hz), make)
     xm = x - x.mean()
-    xd = xm - (float(t @ xm) / float(t @ t)) * t
-    w = np.hanning(n)
+    xd = xm - (float(t @ xm) / float(tt)) * t
     p = np.abs(np.fft.rfft(xd * w)) ** 2
-    f = np.fft.rfftfreq(n, 1.0 / rate)
-    half = max(1.5, rate / n)
-    on = np.zeros(f.shape, dtype=bool)
-    for h in range(1, 6):
-        if h * f0 > top_hz:
-            break
-        on |= np.abs(f - h * f0) <= half
-    return 2.0 * float(p[on].sum()) / (n * float(w @ w))
+    return 2.0 * float(p[on].sum()) / float(norm)
 
 
 def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:
@@ -428,20 +453,33 @@ def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple
     n = x.shape[0]
     if n < 16:
         return 0.0, 0.0
-    t = np.arange(n, dtype=np.float64)
-    xd = x - np.polyval(np.polyfit(t, x, 1), t)
-    p = np.abs(np.fft.rfft(xd * np.hanning(n))) ** 2
-    f = np.fft.rfftfreq(n, 1.0 / rate)
-    band = (f >= cfg.band_low_hz) & (f <= min(cfg.band_high_hz, 0.45 * rate))
+    low_hz, high_hz, split_hz = cfg.band_low_hz, min(cfg.band_high_hz, 0.45 * rate), cfg.artefact_band_hz
+
+    def make() -> tuple[FloatArray, ...]:
+        # np.polyfit(t, x, 1)'s design matrix, scaled as polyfit scales it (see below)
+        t = np.arange(n, dtype=np.float64)
+        lhs = np.vander(t, 2)
+        scale = np.sqrt((lhs * lhs).sum(axis=0))
+        lhs /= scale
+        f = np.fft.rfftfreq(n, 1.0 / rate)
+        band = (f >= low_hz) & (f <= high_hz)
+        half = max(1.5, rate / n)  # a Hann-windowed line keeps its power within one bin either side
+        lines = [band & _line_mask(f, f0, half, math.inf) for f0 in (50.0, 60.0)]
+        return t, lhs, scale, np.hanning(n), band, lines[0], lines[1], band & (f < split_hz)
+
+    t, lhs, scale, w, band, on50, on60, low_bins = _grid(
+        ("spectrum", n, rate, low_hz, high_hz, split_hz), make
+    )
+    # x less its least-squares line: np.polyval(np.polyfit(t, x, 1), t), the same operations
+    # (polyfit: lstsq on the column-scaled Vandermonde matrix, rcond = n * eps; polyval: Horner)
+    coef = np.linalg.lstsq(lhs, x + 0.0, n * np.finfo(np.float64).eps)[0] / scale
+    xd = x - ((np.zeros(n) * t + coef[0]) * t + coef[1])
+    p = np.abs(np.fft.rfft(xd * w)) ** 2
     total = float(p[band].sum())
     if total <= 0.0:
         return 0.0, 0.0
-    half = max(1.5, rate / n)  # a Hann-windowed line keeps its power within one bin either side
     line = 0.0
-    for f0 in (50.0, 60.0):
-        on = np.zeros(f.shape, dtype=bool)
-        for h in range(1, 6):
-            on |= np.abs(f - h * f0) <= half
-        line = max(line, float(p[band & on].sum()) / total)
-    low = float(p[band & (f < cfg.artefact_band_hz)].sum()) / total
+    for on in (on50, on60):
+        line = max(line, float(p[on].sum()) / total)
+    low = float(p[low_bins].sum()) / total
     return line, low

@@ -205,3 +205,61 @@ def test_row_sums_are_numpys_reduce_bit_for_bit() -> None:
         assert _row_sums(y3, out=out) is out and out.tobytes() == ref.tobytes(), d
         assert _row_sums_ok(d)
     assert not _row_sums_ok(16) and not _row_sums_ok(40)
+
+
+def _hum_power_plain(x: np.ndarray, rate: float, f0: float, top_hz: float) -> float:
+    n = x.shape[0]
+    t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+    xm = x - x.mean()
+    xd = xm - (float(t @ xm) / float(t @ t)) * t
+    w = np.hanning(n)
+    p = np.abs(np.fft.rfft(xd * w)) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    on = np.zeros(f.shape, dtype=bool)
+    for h in range(1, 6):
+        if h * f0 > top_hz:
+            break
+        on |= np.abs(f - h * f0) <= max(1.5, rate / n)
+    return 2.0 * float(p[on].sum()) / (n * float(w @ w))
+
+
+def _electrode_spectrum_plain(x: np.ndarray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:
+    n = x.shape[0]
+    if n < 16:
+        return 0.0, 0.0
+    t = np.arange(n, dtype=np.float64)
+    xd = x - np.polyval(np.polyfit(t, x, 1), t)
+    p = np.abs(np.fft.rfft(xd * np.hanning(n))) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    band = (f >= cfg.band_low_hz) & (f <= min(cfg.band_high_hz, 0.45 * rate))
+    total = float(p[band].sum())
+    if total <= 0.0:
+        return 0.0, 0.0
+    line = 0.0
+    for f0 in (50.0, 60.0):
+        on = np.zeros(f.shape, dtype=bool)
+        for h in range(1, 6):
+            on |= np.abs(f - h * f0) <= max(1.5, rate / n)
+        line = max(line, float(p[band & on].sum()) / total)
+    return line, float(p[band & (f < cfg.artefact_band_hz)].sum()) / total
+
+
+def test_burst_spectra_are_the_plain_formulas_bit_for_bit() -> None:
+    """``electrode_spectrum`` and ``hum_power`` keep their per-length constants (window, bins,
+    masks, the trend fit's scaled design matrix) between bursts and fit the trend as
+    ``np.polyfit``/``np.polyval`` do: the same bits as the plain formulas, on stretches of the
+    lengths bursts give (clamped and free), twice each (the second from the kept constants)."""
+    from detectors.emg_quality import electrode_spectrum, hum_power
+
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(11)
+    for rate in (250.0, 1000.0, 1024.0, 2000.0):
+        top = min(cfg.band_high_hz, 0.45 * rate)
+        for n in (10, 16, int(0.15 * rate), int(0.5 * rate), int(2 * rate), *rng.integers(16, 2 * rate, 6)):
+            t = np.arange(int(n)) / rate
+            x = rng.standard_normal(int(n)) * 10.0 ** rng.uniform(-1, 3) + rng.uniform(-500, 500)
+            x = (x + 30.0 * np.sin(2 * np.pi * 50.0 * t)).astype(np.float32).astype(np.float64)
+            for _ in range(2):
+                assert electrode_spectrum(x, rate, cfg) == _electrode_spectrum_plain(x, rate, cfg)
+                for f0 in (50.0, 60.0):
+                    assert hum_power(x, rate, f0, top) == _hum_power_plain(x, rate, f0, top)
