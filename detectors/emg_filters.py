@@ -118,8 +118,11 @@ def _row_sums_ok(d: int) -> bool:
     ``d``, on values spread over 12 decades, where any other order of additions shows.)"""
     ok = _ROW_SUMS_OK.get(d)
     if ok is None:
-        rng = np.random.default_rng(d)
-        y3 = rng.standard_normal((3, 64, d)) * 10.0 ** rng.uniform(-6, 6, (3, 64, d))
+        # deterministic values of both signs over 12 decades (numpy.random is not loaded for
+        # this: a fresh ``neurospasm detect`` process would pay its import)
+        k = np.arange(3 * 64 * d, dtype=np.float64).reshape(3, 64, d)
+        u, v = (np.sin(k * 12.9898 + 0.5) * 43758.5453) % 1.0, (np.sin(k * 78.233 + 1.5) * 24634.6345) % 1.0
+        y3 = (u - 0.5) * 10.0 ** (12.0 * v - 6.0)
         ok = d <= _ROW_SUMS_MAX and bool(np.array_equal(_row_sums(y3), np.add.reduce(y3, axis=-1)))
         _ROW_SUMS_OK[d] = ok
     return ok

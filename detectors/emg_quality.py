@@ -95,6 +95,9 @@ class SignalQuality:
         long as ``b`` has been remembered)."""
         if a < self.raw_start or a < self.raw_end - self.raw_len or b > self.raw_end or b <= a:
             return None
+        i, j = a % self.raw_len, b % self.raw_len
+        if i < j:  # one piece of the ring: a slice (the same values as the wrapped gather)
+            return self.raw[channels, i:j].astype(np.float64)
         return self.raw[channels][:, np.arange(a, b) % self.raw_len].astype(np.float64)
 
     def burst_spectrum(self, ch: int, onset: int, offset: int) -> tuple[float, float] | None:

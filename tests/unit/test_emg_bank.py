@@ -263,3 +263,25 @@ def test_burst_spectra_are_the_plain_formulas_bit_for_bit() -> None:
                 assert electrode_spectrum(x, rate, cfg) == _electrode_spectrum_plain(x, rate, cfg)
                 for f0 in (50.0, 60.0):
                     assert hum_power(x, rate, f0, top) == _hum_power_plain(x, rate, f0, top)
+
+
+def test_raw_stretch_reads_the_ring_as_the_wrapped_gather() -> None:
+    """A stretch in one piece of the ring is sliced, one across its end gathered: either way the
+    samples remembered at those counters, float64, for every channel list."""
+    from detectors.emg_quality import SignalQuality
+
+    q = SignalQuality(DetectorConfig(), 500.0, ["a", "b", "c"], 25)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5000)).astype(np.float32)
+    s0 = 0
+    for n in (25, 40, 333, 1000, 7, 2000, 1595):
+        q.remember(s0, x[:, s0 : s0 + n].astype(np.float64))
+        s0 += n
+        for _ in range(40):
+            b = int(rng.integers(max(1, s0 - q.raw_len + 1), s0 + 1))
+            a = int(rng.integers(max(0, s0 - q.raw_len), b))
+            chans = [int(c) for c in rng.permutation(3)[: int(rng.integers(1, 4))]]
+            got = q.raw_stretch(chans, a, b)
+            assert got is not None and got.dtype == np.float64
+            assert got.tobytes() == x[chans, a:b].astype(np.float64).tobytes()
+    assert q.raw_stretch([0], s0 - q.raw_len - 1, s0) is None  # older than the ring
