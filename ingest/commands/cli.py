@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
@@ -46,6 +47,18 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 #: Commands that run the detector: their filter designs come from the user's design cache
 #: (``ingest.files.design_cache``), so a process that finds them there never imports scipy.signal.
 DETECTING_COMMANDS = frozenset({"run", "demo", "detect", "replay", "worker", "export-edf"})
+
+
+def _single_threaded_blas() -> None:
+    """One OpenBLAS thread for a command that runs a detector, unless the user chose a number.
+
+    The detector's linear algebra is tiny (least squares on a few columns, 2-4 coefficient fits):
+    extra BLAS threads never help it, and the pool numpy's OpenBLAS starts at import spins on the
+    other cores while the interpreter loads (~35 ms of CPU per process on 2 cores, more than
+    reading a 20-minute file), and under load a threaded call can stall. Read by OpenBLAS when
+    numpy loads, so only set before that (not in a process that already imported numpy)."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _setup_logging(verbose: int, quiet: bool = False) -> None:
@@ -220,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
     handler = args.handler
     if args.command in DETECTING_COMMANDS:
+        _single_threaded_blas()
         from ingest.files.design_cache import install
 
         install()

@@ -9,6 +9,7 @@ parser is listed, and parsing a command with its own parser gives what the full 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,33 @@ def test_detect_imports_no_other_command_module() -> None:
     )
     p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert p.stdout.split() == ["ingest.commands.offline", "False"]
+
+
+@pytest.mark.parametrize(
+    ("preset", "command", "want"), [(None, "detect", "1"), ("3", "detect", "3"), (None, "devices", None)]
+)
+def test_a_detecting_command_asks_for_one_blas_thread_unless_the_user_chose(
+    preset: str | None, command: str, want: str | None, tmp_path: Path
+) -> None:
+    """Set before numpy loads (OpenBLAS reads it then), only for commands that run a detector,
+    and never over the user's own setting."""
+    probe = (
+        "import os, sys\n"
+        "from ingest.commands import cli\n"
+        "try:\n"
+        f"    cli.main([{command!r}, '--help' if {command!r} == 'devices' else 'missing.edf'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    p = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert p.stdout.splitlines()[-1] == str(want), p.stderr
