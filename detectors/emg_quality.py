@@ -131,7 +131,8 @@ class SignalQuality:
         if seg is None:
             return None
         top = min(self.cfg.band_high_hz, 0.45 * self.rate)
-        return hum_power(seg, self.rate, 50.0, top), hum_power(seg, self.rate, 60.0, top)
+        p50, p60 = hum_powers(seg, self.rate, top)
+        return p50, p60
 
     def burst_hum_change(
         self, ch: int, onset: int, offset: int, before: tuple[float, float] | None
@@ -154,7 +155,7 @@ class SignalQuality:
         if electrode_spectrum(seg, r, self.cfg)[0] < self.cfg.electrode_line_share:
             return 1.0
         top = min(self.cfg.band_high_hz, 0.45 * r)
-        p_cur, i = max((hum_power(seg, r, f, top), i) for i, f in enumerate((50.0, 60.0)))
+        p_cur, i = max((p, i) for i, p in enumerate(hum_powers(seg, r, top)))
         p_ref = before[i]
         if p_cur <= 0.0 or p_ref <= 0.0:
             return math.inf
@@ -427,20 +428,27 @@ def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
     1.5 Hz) of each line, scaled so a sinusoid of amplitude A reads A^2 / 2 whatever the length
     (a Hann line keeps its energy within +-1.5 bins wherever it falls between them). Compares
     stretches of different lengths; broadband EMG adds little to a few bins."""
+    return hum_powers(x, rate, top_hz, (f0,))[0]
+
+
+def hum_powers(
+    x: FloatArray, rate: float, top_hz: float, lines: tuple[float, ...] = (50.0, 60.0)
+) -> tuple[float, ...]:
+    """``hum_power`` of each line in ``lines``, from one periodogram (the same numbers)."""
     n = x.shape[0]
 
     def make() -> tuple[FloatArray, ...]:
         t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
         w = np.hanning(n)
         f = np.fft.rfftfreq(n, 1.0 / rate)
-        on = _line_mask(f, f0, max(1.5, rate / n), top_hz)
-        return t, np.array(float(t @ t)), w, np.array(n * float(w @ w)), on
+        masks = [_line_mask(f, f0, max(1.5, rate / n), top_hz) for f0 in lines]
+        return t, np.array(float(t @ t)), w, np.array(n * float(w @ w)), *masks
 
-    t, tt, w, norm, on = _grid(("hum", n, rate, f0, top_hz), make)
+    t, tt, w, norm, *masks = _grid(("hum", n, rate, top_hz, lines), make)
     xm = x - x.mean()
     xd = xm - (float(t @ xm) / float(tt)) * t
     p = np.abs(np.fft.rfft(xd * w)) ** 2
-    return 2.0 * float(p[on].sum()) / float(norm)
+    return tuple(2.0 * float(p[on].sum()) / float(norm) for on in masks)
 
 
 def electrode_spectrum(x: FloatArray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:

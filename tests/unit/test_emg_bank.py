@@ -249,7 +249,7 @@ def test_burst_spectra_are_the_plain_formulas_bit_for_bit() -> None:
     masks, the trend fit's scaled design matrix) between bursts and fit the trend as
     ``np.polyfit``/``np.polyval`` do: the same bits as the plain formulas, on stretches of the
     lengths bursts give (clamped and free), twice each (the second from the kept constants)."""
-    from detectors.emg_quality import electrode_spectrum, hum_power
+    from detectors.emg_quality import electrode_spectrum, hum_power, hum_powers
 
     cfg = DetectorConfig()
     rng = np.random.default_rng(11)
@@ -261,8 +261,9 @@ def test_burst_spectra_are_the_plain_formulas_bit_for_bit() -> None:
             x = (x + 30.0 * np.sin(2 * np.pi * 50.0 * t)).astype(np.float32).astype(np.float64)
             for _ in range(2):
                 assert electrode_spectrum(x, rate, cfg) == _electrode_spectrum_plain(x, rate, cfg)
-                for f0 in (50.0, 60.0):
-                    assert hum_power(x, rate, f0, top) == _hum_power_plain(x, rate, f0, top)
+                plain = tuple(_hum_power_plain(x, rate, f0, top) for f0 in (50.0, 60.0))
+                assert hum_powers(x, rate, top) == plain  # one periodogram for both lines
+                assert (hum_power(x, rate, 50.0, top), hum_power(x, rate, 60.0, top)) == plain
 
 
 def test_raw_stretch_reads_the_ring_as_the_wrapped_gather() -> None:
