@@ -47,11 +47,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import signal
 
+from detectors import designs
 from detectors.config import DetectorConfig
-from detectors.emg import filter_inplace
 from detectors.events import ActivityKind
+from detectors.sos import filter_inplace
 
 #: Verdict codes (index into ACTIVITY_CODES).
 REST, TRANSITION, WALKING, RHYTHMIC, OTHER = 0, 1, 2, 3, 4
@@ -86,10 +86,8 @@ class AccActivityTracker:
         self.hop = self.hop_blocks * self.blk
         self.win_blocks = max(8, round(cfg.activity_window_s * self.blk_rate))
         cutoff = min(3.0, 0.4 * self.blk_rate)
-        self.sos = np.ascontiguousarray(
-            signal.butter(2, cutoff, btype="lowpass", fs=self.blk_rate, output="sos")
-        )
-        self.zi0 = signal.sosfilt_zi(self.sos)
+        self.sos = designs.butter_sos(2, cutoff, "lowpass", self.blk_rate)
+        self.zi0 = designs.sosfilt_zi(self.sos)
         self.lag_lo = max(1, math.floor(0.4 * self.blk_rate))
         self.lag_hi = min(self.win_blocks // 2, math.ceil(2.0 * self.blk_rate))
         self.one_s = max(1, round(1.0 * self.blk_rate))

@@ -18,7 +18,8 @@ Pure numpy/scipy: a function of raw stretches and the bank's own filter.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+
+from detectors.sos import detrend_linear, sosfiltfilt
 
 FloatArray = np.ndarray
 
@@ -34,8 +35,8 @@ def copy_share(raw: FloatArray, sos: FloatArray, pad: int, max_lag: int) -> floa
     delay); its share is 1 - residual power / power. With 2 x ``max_lag`` + 1 taps and hundreds of
     samples, an unrelated waveform is explained by a few % (the fit's degrees of freedom over
     the samples)."""
-    x = signal.detrend(np.asarray(raw, dtype=np.float64), axis=1)
-    y = signal.sosfiltfilt(sos, x, axis=1)[:, pad:]
+    x = detrend_linear(np.asarray(raw, dtype=np.float64))  # scipy.signal.detrend(raw, axis=1)
+    y = sosfiltfilt(sos, x)[:, pad:]  # scipy.signal.sosfiltfilt(sos, x, axis=1)
     n = y.shape[1] - 2 * max_lag
     taps = 2 * max_lag + 1
     if n < 8 * taps:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
-from detectors.emg_filters import filter_inplace
+from detectors import designs
+from detectors.sos import filter_inplace
 
 
 class EnvelopeDecimator:
@@ -29,7 +29,7 @@ class EnvelopeDecimator:
             raise ValueError(f"envelope rate {rate_out} Hz exceeds the input rate {rate_in} Hz")
         self.ratio = rate_in / rate_out
         self.n_channels = n_channels
-        self._sos = signal.butter(2, min(highpass_hz, 0.45 * rate_in), "highpass", fs=rate_in, output="sos")
+        self._sos = designs.butter_sos(2, min(highpass_hz, 0.45 * rate_in), "highpass", rate_in)
         #: Filter state per channel, in the kernel's layout (channels, sections, 2).
         self._zi = np.zeros((n_channels, self._sos.shape[0], 2))
         self._primed = False
@@ -49,7 +49,7 @@ class EnvelopeDecimator:
             return first, np.empty((0, self.n_channels))
         if not self._primed:
             # Start the filter in steady state on the first sample so a DC offset is no burst.
-            zi = signal.sosfilt_zi(self._sos)[:, :, None] * x[0][None, None, :]
+            zi = designs.sosfilt_zi(self._sos)[:, :, None] * x[0][None, None, :]
             self._zi = np.ascontiguousarray(zi.transpose(2, 0, 1))
             self._primed = True
         y = self._highpass(x)

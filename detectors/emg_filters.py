@@ -10,14 +10,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
-try:  # the compiled kernel behind scipy.signal.sosfilt (private; see filter_inplace)
-    from scipy.signal._sosfilt import _sosfilt
-except ImportError:  # pragma: no cover - other scipy layouts: the public function (tested)
-    _sosfilt = None
-
+from detectors import designs
 from detectors.config import DetectorConfig
+from detectors.sos import filter_inplace
 
 FloatArray = np.ndarray
 
@@ -25,7 +21,7 @@ FloatArray = np.ndarray
 def design_emg_filter(cfg: DetectorConfig, rate_hz: float, mains_hz: int | None) -> np.ndarray:
     """Band-pass (capped below Nyquist) followed by mains notches (odd harmonics), as one SOS cascade."""
     low, high = cfg.emg_band(rate_hz)
-    sos = signal.butter(cfg.band_order, [low, high], btype="bandpass", fs=rate_hz, output="sos")
+    sos = designs.butter_sos(cfg.band_order, [low, high], "bandpass", rate_hz)
     parts = [sos]
     if mains_hz is not None:
         # odd harmonics only: mains distortion (transformers, rectifiers) is half-wave symmetric,
@@ -36,8 +32,7 @@ def design_emg_filter(cfg: DetectorConfig, rate_hz: float, mains_hz: int | None)
                 break
             if f0 < low:
                 continue
-            b, a = signal.iirnotch(f0, cfg.notch_q, fs=rate_hz)
-            parts.append(np.concatenate([b, a])[None, :])
+            parts.append(designs.notch_sos(f0, cfg.notch_q, rate_hz))
     return np.ascontiguousarray(np.vstack(parts))
 
 
@@ -73,21 +68,6 @@ def detect_mains(x: FloatArray, rate_hz: float, min_ratio: float = 10.0) -> int 
         score[f0] = best
     f_best = max(score, key=lambda f: score[f])
     return f_best if score[f_best] >= min_ratio else None
-
-
-def filter_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
-    """Filter rows of ``x`` (signals, samples) in place, carrying ``zi`` (signals, sections, 2).
-
-    Calls scipy's compiled SOS kernel directly when available: the public ``sosfilt`` spends more
-    time validating and transposing a 50 ms block than filtering it. Same arithmetic either way.
-    """
-    if _sosfilt is not None:
-        _sosfilt(sos, x, zi)
-        return
-    # The public function wants the state as (sections, signals, 2).
-    y, zf = signal.sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 0, 1))
-    x[...] = y
-    zi[...] = np.moveaxis(zf, 1, 0)
 
 
 #: Rows of up to this many samples are summed by ``_row_sums``; longer ones by numpy's reduce
@@ -138,8 +118,11 @@ def _row_sums_ok(d: int) -> bool:
     ``d``, on values spread over 12 decades, where any other order of additions shows.)"""
     ok = _ROW_SUMS_OK.get(d)
     if ok is None:
-        rng = np.random.default_rng(d)
-        y3 = rng.standard_normal((3, 64, d)) * 10.0 ** rng.uniform(-6, 6, (3, 64, d))
+        # deterministic values of both signs over 12 decades (numpy.random is not loaded for
+        # this: a fresh ``neurospasm detect`` process would pay its import)
+        k = np.arange(3 * 64 * d, dtype=np.float64).reshape(3, 64, d)
+        u, v = (np.sin(k * 12.9898 + 0.5) * 43758.5453) % 1.0, (np.sin(k * 78.233 + 1.5) * 24634.6345) % 1.0
+        y3 = (u - 0.5) * 10.0 ** (12.0 * v - 6.0)
         ok = d <= _ROW_SUMS_MAX and bool(np.array_equal(_row_sums(y3), np.add.reduce(y3, axis=-1)))
         _ROW_SUMS_OK[d] = ok
     return ok
@@ -160,18 +143,18 @@ class EmgFilters:
         self.decim = max(1, round(rate_hz / cfg.envelope_rate_hz))
         self.env_rate = rate_hz / self.decim
         self.sos = design_emg_filter(cfg, rate_hz, mains_hz)
-        self.zi0 = signal.sosfilt_zi(self.sos)  # (sections, 2): steady state for a unit step
+        self.zi0 = designs.sosfilt_zi(self.sos)  # (sections, 2): steady state for a unit step
         self.zi = np.zeros((c, self.sos.shape[0], 2))
         #: Top of the low band of the decimated signal (Hz): where ECG, motion and pops put their
         #: energy; the envelope above it is the muscle's.
         self.split_hz = min(cfg.artefact_band_hz, 0.4 * self.env_rate)
-        sos_low = signal.butter(2, self.split_hz, btype="lowpass", fs=self.env_rate, output="sos")
+        sos_low = designs.butter_sos(2, self.split_hz, "lowpass", self.env_rate)
         sos_low[0, :3] /= math.sqrt(self.decim)  # rows are sums of d samples; power rows too
         self.sos_low = np.ascontiguousarray(sos_low)
         self.zi_low = np.zeros((c, 1, 2))
         cutoff = min(cfg.envelope_cutoff_hz, 0.4 * self.env_rate)
-        sos_env = signal.butter(2, cutoff, btype="lowpass", fs=self.env_rate, output="sos")
-        self.zi0_env = signal.sosfilt_zi(sos_env)
+        sos_env = designs.butter_sos(2, cutoff, "lowpass", self.env_rate)
+        self.zi0_env = designs.sosfilt_zi(sos_env)
         sos_env[0, :3] /= self.decim  # the decimator sums rows; the 1/D of the mean goes here
         self.sos_env = np.ascontiguousarray(sos_env)
         self.zi_env = np.zeros((2 * c, 1, 2))

@@ -98,6 +98,9 @@ class SignalQuality:
         long as ``b`` has been remembered)."""
         if a < self.raw_start or a < self.raw_end - self.raw_len or b > self.raw_end or b <= a:
             return None
+        i, j = a % self.raw_len, b % self.raw_len
+        if i < j:  # one piece of the ring: a slice (the same values as the wrapped gather)
+            return self.raw[channels, i:j].astype(np.float64)
         return self.raw[channels][:, np.arange(a, b) % self.raw_len].astype(np.float64)
 
     def burst_spectrum(self, ch: int, onset: int, offset: int) -> tuple[float, float] | None:
@@ -137,7 +140,8 @@ class SignalQuality:
         if seg is None:
             return None
         top = min(self.cfg.band_high_hz, 0.45 * self.rate)
-        return hum_power(seg, self.rate, 50.0, top), hum_power(seg, self.rate, 60.0, top)
+        p50, p60 = hum_powers(seg, self.rate, top)
+        return p50, p60
 
     def burst_hum_change(
         self, ch: int, onset: int, offset: int, before: tuple[float, float] | None
@@ -160,7 +164,7 @@ class SignalQuality:
         if electrode_spectrum(seg, r, self.cfg)[0] < self.cfg.electrode_line_share:
             return 1.0
         top = min(self.cfg.band_high_hz, 0.45 * r)
-        p_cur, i = max((hum_power(seg, r, f, top), i) for i, f in enumerate((50.0, 60.0)))
+        p_cur, i = max((p, i) for i, p in enumerate(hum_powers(seg, r, top)))
         p_ref = before[i]
         if p_cur <= 0.0 or p_ref <= 0.0:
             return math.inf
@@ -402,26 +406,58 @@ def _hum_bases(n: int, rate: float) -> tuple[tuple[FloatArray, FloatArray], floa
     return hit
 
 
+#: Per-length constants of ``hum_power`` and ``electrode_spectrum`` (window, frequencies, line
+#: masks, the trend fit's design matrix), keyed by what they depend on: bursts of a stream mostly
+#: share a few window lengths (clamped to the windows' bounds), and each is a dozen numpy calls.
+_GRIDS: dict[tuple[object, ...], tuple[FloatArray, ...]] = {}
+
+
+def _grid(key: tuple[object, ...], make: Callable[[], tuple[FloatArray, ...]]) -> tuple[FloatArray, ...]:
+    hit = _GRIDS.get(key)
+    if hit is None:
+        if len(_GRIDS) >= 256:
+            _GRIDS.clear()
+        hit = _GRIDS[key] = make()
+    return hit
+
+
+def _line_mask(f: FloatArray, f0: float, half: float, top_hz: float) -> FloatArray:
+    """Bins within ``half`` Hz of ``f0`` and its harmonics 1-5 (those up to ``top_hz``)."""
+    on = np.zeros(f.shape, dtype=bool)
+    for h in range(1, 6):
+        if h * f0 > top_hz:
+            break
+        on |= np.abs(f - h * f0) <= half
+    return on
+
+
 def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
     """Mean power (uV^2) of the mains line ``f0`` and its harmonics 1-5 (below ``top_hz``) in
     ``x``: a linearly detrended, Hann-windowed periodogram summed within one bin (at least
     1.5 Hz) of each line, scaled so a sinusoid of amplitude A reads A^2 / 2 whatever the length
     (a Hann line keeps its energy within +-1.5 bins wherever it falls between them). Compares
     stretches of different lengths; broadband EMG adds little to a few bins."""
+    return hum_powers(x, rate, top_hz, (f0,))[0]
+
+
+def hum_powers(
+    x: FloatArray, rate: float, top_hz: float, lines: tuple[float, ...] = (50.0, 60.0)
+) -> tuple[float, ...]:
+    """``hum_power`` of each line in ``lines``, from one periodogram (the same numbers)."""
     n = x.shape[0]
-    t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+
+    def make() -> tuple[FloatArray, ...]:
+        t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+        w = np.hanning(n)
+        f = np.fft.rfftfreq(n, 1.0 / rate)
+        masks = [_line_mask(f, f0, max(1.5, rate / n), top_hz) for f0 in lines]
+        return t, np.array(float(t @ t)), w, np.array(n * float(w @ w)), *masks
+
+    t, tt, w, norm, *masks = _grid(("hum", n, rate, top_hz, lines), make)
     xm = x - x.mean()
-    xd = xm - (float(t @ xm) / float(t @ t)) * t
-    w = np.hanning(n)
+    xd = xm - (float(t @ xm) / float(tt)) * t
     p = np.abs(np.fft.rfft(xd * w)) ** 2
-    f = np.fft.rfftfreq(n, 1.0 / rate)
-    half = max(1.5, rate / n)
-    on = np.zeros(f.shape, dtype=bool)
-    for h in range(1, 6):
-        if h * f0 > top_hz:
-            break
-        on |= np.abs(f - h * f0) <= half
-    return 2.0 * float(p[on].sum()) / (n * float(w @ w))
+    return tuple(2.0 * float(p[on].sum()) / float(norm) for on in masks)
 
 
 def electrode_spectrum(
@@ -445,33 +481,43 @@ def electrode_spectrum(
     n = x.shape[0]
     if n < 16:
         return 0.0, 0.0
+    low_hz, high_hz, split_hz = cfg.band_low_hz, min(cfg.band_high_hz, 0.45 * rate), cfg.artefact_band_hz
     seg = round(ROBUST_SEG_S * rate)
-    if robust and n >= 2 * seg:
-        step = seg // 2
-        t = np.arange(seg, dtype=np.float64)
-        w = np.hanning(seg)
-        starts = range(0, n - seg + 1, step)
+    robust_read = robust and n >= 2 * seg
+    m = seg if robust_read else n  # the periodogram's length
+
+    def make() -> tuple[FloatArray, ...]:
+        # np.polyfit(t, x, 1)'s design matrix, scaled as polyfit scales it (see below)
+        t = np.arange(m, dtype=np.float64)
+        lhs = np.vander(t, 2)
+        scale = np.sqrt((lhs * lhs).sum(axis=0))
+        lhs /= scale
+        f = np.fft.rfftfreq(m, 1.0 / rate)
+        band = (f >= low_hz) & (f <= high_hz)
+        half = max(1.5, rate / m)  # a Hann-windowed line keeps its power within one bin either side
+        lines = [band & _line_mask(f, f0, half, math.inf) for f0 in (50.0, 60.0)]
+        return t, lhs, scale, np.hanning(m), band, lines[0], lines[1], band & (f < split_hz)
+
+    t, lhs, scale, w, band, on50, on60, low_bins = _grid(
+        ("spectrum", m, rate, low_hz, high_hz, split_hz), make
+    )
+    if robust_read:
+        starts = range(0, n - seg + 1, seg // 2)
         xs = np.stack([x[i : i + seg] for i in starts])
-        coef = np.polynomial.polynomial.polyfit(t, xs.T, 1)  # (2, k): per-segment linear trend
-        xd = xs - (coef[0][:, None] + coef[1][:, None] * t)
+        trend = np.polynomial.polynomial.polyfit(t, xs.T, 1)  # (2, k): per-segment linear trend
+        xd = xs - (trend[0][:, None] + trend[1][:, None] * t)
         p = np.median(np.abs(np.fft.rfft(xd * w, axis=1)) ** 2, axis=0)
-        f = np.fft.rfftfreq(seg, 1.0 / rate)
-        n = seg
     else:
-        t = np.arange(n, dtype=np.float64)
-        xd = x - np.polyval(np.polyfit(t, x, 1), t)
-        p = np.abs(np.fft.rfft(xd * np.hanning(n))) ** 2
-        f = np.fft.rfftfreq(n, 1.0 / rate)
-    band = (f >= cfg.band_low_hz) & (f <= min(cfg.band_high_hz, 0.45 * rate))
+        # x less its least-squares line: np.polyval(np.polyfit(t, x, 1), t), the same operations
+        # (polyfit: lstsq on the column-scaled Vandermonde matrix, rcond = n * eps; polyval: Horner)
+        coef = np.linalg.lstsq(lhs, x + 0.0, n * np.finfo(np.float64).eps)[0] / scale
+        xd = x - ((np.zeros(n) * t + coef[0]) * t + coef[1])
+        p = np.abs(np.fft.rfft(xd * w)) ** 2
     total = float(p[band].sum())
     if total <= 0.0:
         return 0.0, 0.0
-    half = max(1.5, rate / n)  # a Hann-windowed line keeps its power within one bin either side
     line = 0.0
-    for f0 in (50.0, 60.0):
-        on = np.zeros(f.shape, dtype=bool)
-        for h in range(1, 6):
-            on |= np.abs(f - h * f0) <= half
-        line = max(line, float(p[band & on].sum()) / total)
-    low = float(p[band & (f < cfg.artefact_band_hz)].sum()) / total
+    for on in (on50, on60):
+        line = max(line, float(p[on].sum()) / total)
+    low = float(p[low_bins].sum()) / total
     return line, low

@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
+from detectors import designs
 from detectors.config import DetectorConfig
+from detectors.sos import sosfiltfilt
 
 FloatArray = np.ndarray
 
@@ -133,8 +134,8 @@ def cyclic_modulation(env: FloatArray, rate: float, cfg: DetectorConfig) -> floa
     # zero-phase low-pass between the fastest voluntary cycle and clonus: 4-8 Hz beats (and the
     # motor units' discharge granularity) are gone, a 0.4-2.5 Hz cycle is kept
     if cfg.cyclic_lowpass_hz < 0.45 * brate:
-        sos = signal.butter(2, cfg.cyclic_lowpass_hz, fs=brate, output="sos")
-        e = signal.sosfiltfilt(sos, e, padlen=min(n - 1, 3 * 5))
+        sos = designs.butter_sos(2, cfg.cyclic_lowpass_hz, "lowpass", brate)
+        e = sosfiltfilt(sos, e, padlen=min(n - 1, 3 * 5))
     mean = float(e.mean())
     if mean <= 0:
         return None

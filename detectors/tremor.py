@@ -18,10 +18,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal
 
+from detectors import designs
 from detectors.config import DetectorConfig
-from detectors.emg import filter_inplace
+from detectors.sos import filter_inplace
 
 
 @dataclass(slots=True)
@@ -54,8 +54,8 @@ class TremorTracker:
         self.rate = float(rate_hz)
         nyq = 0.5 * rate_hz
         self.hi_hz = min(15.0, 0.9 * nyq)
-        self.sos = signal.butter(2, [1.5, self.hi_hz], btype="bandpass", fs=rate_hz, output="sos")
-        self.zi0 = signal.sosfilt_zi(self.sos)
+        self.sos = designs.butter_sos(2, [1.5, self.hi_hz], "bandpass", rate_hz)
+        self.zi0 = designs.sosfilt_zi(self.sos)
         self.win = max(8, round(cfg.tremor_window_s * rate_hz))
         self.hop = max(1, round(cfg.tremor_hop_s * rate_hz))
         nfft = 1 << max(8, math.ceil(math.log2(self.win)))

@@ -9,6 +9,7 @@ so ``pytest -m 'not servers'`` runs the rest quickly on a machine without the se
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _S = TypeVar("_S", bound=Server)
 
 SERVER_FIXTURES = frozenset({"mosquitto", "mosquitto_secure", "influxdb1", "influxdb1_auth", "victoria"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Commands run by tests (in-process or as subprocesses) keep the detector's filter designs
+    (``ingest.files.design_cache``) in the run's temporary directory, not the user's ~/.cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture(scope="session")

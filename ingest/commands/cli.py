@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
@@ -29,16 +30,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("neurospasm")
 
-#: Modules that add subcommands (sim, detect, record, replay, ...), in the order --help lists them.
-COMMAND_MODULES = (
-    "firmware_sim.commands",
-    "ingest.commands.offline",
-    "ingest.commands.record",
-    "ingest.commands.replay",
-    "ingest.commands.worker_cli",
-    "ingest.commands.devices",
-    "dashboard.cli",
-)
+#: Modules that add subcommands, in the order --help lists them, with the commands each adds:
+#: ``neurospasm detect FILE`` then builds the parser of ``detect`` alone (the others' modules
+#: import asyncio, the simulator's parser, the dashboard's: ~60 ms of CPU per process, paid by
+#: every file of a folder run one process per file). ``tests/unit/test_cli_parser.py`` checks
+#: that each module adds exactly the commands listed here.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "firmware_sim.commands": ("sim",),
+    "ingest.commands.offline": ("detect",),
+    "ingest.commands.record": ("record", "export-edf"),
+    "ingest.commands.replay": ("replay",),
+    "ingest.commands.worker_cli": ("worker",),
+    "ingest.commands.devices": ("devices",),
+    "dashboard.cli": ("dashboard",),
+}
+#: Commands that run the detector: their filter designs come from the user's design cache
+#: (``ingest.files.design_cache``), so a process that finds them there never imports scipy.signal.
+DETECTING_COMMANDS = frozenset({"run", "demo", "detect", "replay", "worker", "export-edf"})
+
+
+def _single_threaded_blas() -> None:
+    """One OpenBLAS thread for a command that runs a detector, unless the user chose a number.
+
+    The detector's linear algebra is tiny (least squares on a few columns, 2-4 coefficient fits):
+    extra BLAS threads never help it, and the pool numpy's OpenBLAS starts at import spins on the
+    other cores while the interpreter loads (~35 ms of CPU per process on 2 cores, more than
+    reading a 20-minute file), and under load a threaded call can stall. Read by OpenBLAS when
+    numpy loads, so only set before that (not in a process that already imported numpy)."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _setup_logging(verbose: int, quiet: bool = False) -> None:
@@ -134,7 +154,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command`` (a subcommand a module of ``COMMAND_MODULES``
+    adds), only that module's subcommands besides the built-in ``run`` and ``demo``: enough to
+    parse and run that command, or show its ``--help``."""
     p = _Parser(prog="neurospasm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"neurospasm {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -172,9 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-dashboard", action="store_true", help="do not start the web dashboard")
     demo.set_defaults(handler=_demo_cmd)
 
-    for name in COMMAND_MODULES:
+    if command in ("run", "demo"):
+        modules: list[str] = []
+    else:
+        modules = [m for m, cmds in COMMAND_MODULES.items() if command in cmds] or list(COMMAND_MODULES)
+    for name in modules:
         importlib.import_module(name).register(sub)
     return p
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not an option), or None."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg in ("-h", "--help", "--version"):
+            return None
+    return None
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -189,11 +226,17 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     _check_args(parser, args)
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
     handler = args.handler
+    if args.command in DETECTING_COMMANDS:
+        _single_threaded_blas()
+        from ingest.files.design_cache import install
+
+        install()
     if args.command == "sim" and getattr(args, "recording", None):
         handler = _sim_recording_cmd  # the composition root reads the recording for the simulator
     try:

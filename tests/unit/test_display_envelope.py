@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from detectors import emg_filters
+from detectors import sos
 from detectors.display import EnvelopeDecimator
 
 RATES = [(1000.0, 50.0), (1024.0, 50.0), (2000.0, 30.0), (500.0, 47.0), (512.0, 512.0), (1000.0, 7.0)]
@@ -153,6 +153,6 @@ def test_public_sosfilt_fallback_gives_the_same_bits(monkeypatch: pytest.MonkeyP
     x = _signal(3000, 2, seed=5)
     sizes = [1] * 50 + [333] * 8 + [3000 - 50 - 333 * 8]
     fast = _run(EnvelopeDecimator(1000.0, 50.0, 2), x, sizes)
-    monkeypatch.setattr(emg_filters, "_sosfilt", None)
+    monkeypatch.setattr(sos, "_sosfilt", None)
     slow = _run(EnvelopeDecimator(1000.0, 50.0, 2), x, sizes)
     assert fast.tobytes() == slow.tobytes()

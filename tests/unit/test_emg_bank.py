@@ -172,6 +172,7 @@ def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest
     from scipy import signal as sig
 
     from detectors import emg_filters
+    from detectors import sos as kernel
 
     sos = sig.butter(4, [20, 450], btype="bandpass", fs=2000, output="sos")
     x = np.random.default_rng(3).standard_normal((3, 1000))
@@ -186,7 +187,7 @@ def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest
         return np.concatenate(out, axis=1)
 
     fast = run()
-    monkeypatch.setattr(emg_filters, "_sosfilt", None)
+    monkeypatch.setattr(kernel, "_sosfilt", None)
     np.testing.assert_allclose(run(), fast, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast, sig.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
 
@@ -206,3 +207,84 @@ def test_row_sums_are_numpys_reduce_bit_for_bit() -> None:
         assert _row_sums(y3, out=out) is out and out.tobytes() == ref.tobytes(), d
         assert _row_sums_ok(d)
     assert not _row_sums_ok(16) and not _row_sums_ok(40)
+
+
+def _hum_power_plain(x: np.ndarray, rate: float, f0: float, top_hz: float) -> float:
+    n = x.shape[0]
+    t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+    xm = x - x.mean()
+    xd = xm - (float(t @ xm) / float(t @ t)) * t
+    w = np.hanning(n)
+    p = np.abs(np.fft.rfft(xd * w)) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    on = np.zeros(f.shape, dtype=bool)
+    for h in range(1, 6):
+        if h * f0 > top_hz:
+            break
+        on |= np.abs(f - h * f0) <= max(1.5, rate / n)
+    return 2.0 * float(p[on].sum()) / (n * float(w @ w))
+
+
+def _electrode_spectrum_plain(x: np.ndarray, rate: float, cfg: DetectorConfig) -> tuple[float, float]:
+    n = x.shape[0]
+    if n < 16:
+        return 0.0, 0.0
+    t = np.arange(n, dtype=np.float64)
+    xd = x - np.polyval(np.polyfit(t, x, 1), t)
+    p = np.abs(np.fft.rfft(xd * np.hanning(n))) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    band = (f >= cfg.band_low_hz) & (f <= min(cfg.band_high_hz, 0.45 * rate))
+    total = float(p[band].sum())
+    if total <= 0.0:
+        return 0.0, 0.0
+    line = 0.0
+    for f0 in (50.0, 60.0):
+        on = np.zeros(f.shape, dtype=bool)
+        for h in range(1, 6):
+            on |= np.abs(f - h * f0) <= max(1.5, rate / n)
+        line = max(line, float(p[band & on].sum()) / total)
+    return line, float(p[band & (f < cfg.artefact_band_hz)].sum()) / total
+
+
+def test_burst_spectra_are_the_plain_formulas_bit_for_bit() -> None:
+    """``electrode_spectrum`` and ``hum_power`` keep their per-length constants (window, bins,
+    masks, the trend fit's scaled design matrix) between bursts and fit the trend as
+    ``np.polyfit``/``np.polyval`` do: the same bits as the plain formulas, on stretches of the
+    lengths bursts give (clamped and free), twice each (the second from the kept constants)."""
+    from detectors.emg_quality import electrode_spectrum, hum_power, hum_powers
+
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(11)
+    for rate in (250.0, 1000.0, 1024.0, 2000.0):
+        top = min(cfg.band_high_hz, 0.45 * rate)
+        for n in (10, 16, int(0.15 * rate), int(0.5 * rate), int(2 * rate), *rng.integers(16, 2 * rate, 6)):
+            t = np.arange(int(n)) / rate
+            x = rng.standard_normal(int(n)) * 10.0 ** rng.uniform(-1, 3) + rng.uniform(-500, 500)
+            x = (x + 30.0 * np.sin(2 * np.pi * 50.0 * t)).astype(np.float32).astype(np.float64)
+            for _ in range(2):
+                assert electrode_spectrum(x, rate, cfg) == _electrode_spectrum_plain(x, rate, cfg)
+                plain = tuple(_hum_power_plain(x, rate, f0, top) for f0 in (50.0, 60.0))
+                assert hum_powers(x, rate, top) == plain  # one periodogram for both lines
+                assert (hum_power(x, rate, 50.0, top), hum_power(x, rate, 60.0, top)) == plain
+
+
+def test_raw_stretch_reads_the_ring_as_the_wrapped_gather() -> None:
+    """A stretch in one piece of the ring is sliced, one across its end gathered: either way the
+    samples remembered at those counters, float64, for every channel list."""
+    from detectors.emg_quality import SignalQuality
+
+    q = SignalQuality(DetectorConfig(), 500.0, ["a", "b", "c"], 25)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5000)).astype(np.float32)
+    s0 = 0
+    for n in (25, 40, 333, 1000, 7, 2000, 1595):
+        q.remember(s0, x[:, s0 : s0 + n].astype(np.float64))
+        s0 += n
+        for _ in range(40):
+            b = int(rng.integers(max(1, s0 - q.raw_len + 1), s0 + 1))
+            a = int(rng.integers(max(0, s0 - q.raw_len), b))
+            chans = [int(c) for c in rng.permutation(3)[: int(rng.integers(1, 4))]]
+            got = q.raw_stretch(chans, a, b)
+            assert got is not None and got.dtype == np.float64
+            assert got.tobytes() == x[chans, a:b].astype(np.float64).tobytes()
+    assert q.raw_stretch([0], s0 - q.raw_len - 1, s0) is None  # older than the ring
