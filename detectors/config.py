@@ -64,6 +64,14 @@ class DetectorConfig:
     off_ratio: float = 2.0
     off_min_delta_uv: float = 2.0
     off_peak_fraction: float = 0.05
+    #: ...and in a confirmed episode that peak is held for this long, then fades with this time
+    #: constant (the running maximum of the faded envelope): after-activity follows the burst it
+    #: is the tail of within a fraction of a second (cut as before), while a sustained (tonic)
+    #: contraction seconds after its strongest moment is judged against rest (hysteresis
+    #: relative to the baseline), not against that moment. Without it 5 % of a 400x-rest surge
+    #: lies above the 20x-rest plateau that follows it, and the plateau "ends" the episode and
+    #: comes back at once as a second event.
+    off_peak_memory_s: float = 2.0
     #: Time above the onset threshold before the early Onset notice is sent (min burst length).
     confirm_s: float = 0.025
     #: The Onset notice waits this long after the crossing, so the spectral artefact test below
@@ -74,6 +82,21 @@ class DetectorConfig:
     #: Within that quiet period, flickers above "rest" (but below onset) this short are tolerated:
     #: the resting envelope itself crosses 2x rest now and then.
     quiet_blip_s: float = 0.1
+    #: A clonus goes on while its beats do: in an episode whose last two beats (rises through
+    #: the onset level from near rest) came at a clonus rhythm (``clonus_min_hz``-
+    #: ``clonus_max_hz``, with ``clonus_jitter``), a flicker below onset reaching ``active_level``
+    #: within ``clonus_beat_gap`` of its periods after the last beat is a weak beat, not a
+    #: flicker, and restarts the quiet period. ``active_level`` places that level between the
+    #: offset and the onset level on a log scale (0 = the offset level, 1 = the onset level: the
+    #: rule is off; 0.5 = their geometric mean, 4x rest by default): resting noise flickers just
+    #: above the offset level (an envelope 4x its rest is a power estimate 16x its mean, far out
+    #: of the resting envelope's spread), while the reflex volleys of a clonus vary in strength
+    #: beat to beat and a weak one between strong ones is still the clonus (Dimitrijevic, Nathan
+    #: & Sherwood, Brain 1980).
+    active_level: float = 0.5
+    #: A weak beat counts from (1 - ``clonus_jitter``) to this many clonus periods after the last
+    #: beat: earlier it is that beat's own tail, later the rhythm has stopped (one missed beat).
+    clonus_beat_gap: float = 2.5
     settle_s: float = 0.1
     max_episode_s: float = 300.0
     #: At most this share of the power in excess of rest may lie below 45 Hz: surface EMG has
@@ -346,7 +369,7 @@ class DetectorConfig:
             "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
             "lead_off_guard_before_s", "lead_off_guard_after_s", "gait_template_s", "gait_phase_z",
             "gait_amplitude_ratio", "gait_mad_z", "gait_silence_z", "gait_abrupt_rise_s",
-            "cyclic_block_s", "cyclic_lowpass_hz", "rise_smoothing_s",
+            "cyclic_block_s", "cyclic_lowpass_hz", "rise_smoothing_s", "off_peak_memory_s",
             "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:
@@ -395,6 +418,12 @@ class DetectorConfig:
                 "detector config keys 'voluntary_ramp_ambiguous_s'/'voluntary_ramp_s': "
                 "need 0 <= ambiguous < ramp"
             )
+        if not 0 <= self.active_level <= 1:
+            raise ConfigError(
+                f"detector config key 'active_level': need 0 <= value <= 1, got {self.active_level}"
+            )
+        if self.clonus_beat_gap < 1:
+            raise ConfigError(f"detector config key 'clonus_beat_gap': need >= 1, got {self.clonus_beat_gap}")
         if self.voluntary_min_rise_s < 0:
             raise ConfigError("detector config key 'voluntary_min_rise_s': must be >= 0")
         if self.clonus_reflex_periods <= 0:

@@ -22,7 +22,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.crosstalk import copy_share
 from detectors.emg_baseline import RestBaseline
-from detectors.emg_episodes import CAND, EpisodeTracker
+from detectors.emg_episodes import ACTIVE, CAND, EpisodeTracker, offset_level
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
 from detectors.emg_quality import SignalQuality
 from detectors.events import DetectorOutput, Onset, SpasmEvent
@@ -246,7 +246,7 @@ class EmgBank:
             seg_end = min(k_all, k + bl.blocks_to_segment_end)
             if bl.prov_buf:  # a provisional level may start at any block: one block at a time
                 seg_end = min(seg_end, k + 1)
-            stop = self._quiet_until(k, seg_end, env)
+            stop = self._quiet_until(k, seg_end, env, s0)
             if stop > k:
                 self._quiet_blocks(s0, k, stop, env, pe)
                 k = stop
@@ -255,7 +255,7 @@ class EmgBank:
             self._block_decisions(s0 + k * b, b, env[:, r], pe[:, r], None, out)
             k += 1
 
-    def _quiet_until(self, k0: int, k1: int, env: FloatArray) -> int:
+    def _quiet_until(self, k0: int, k1: int, env: FloatArray, s0: int) -> int:
         """The first block from ``k0`` (at most ``k1``) that needs the state machine: an onset
         crossing on a channel without an episode, or an open episode that is not in its quiet
         tail below its offset level (``EpisodeTracker.run_channel``'s fast path)."""
@@ -281,8 +281,17 @@ class EmgBank:
             if stop <= k0:
                 return k0
             # ...and every row of the block stays below the episode's offset level
-            off_ep = max(float(bl.off_thr[ch]), frac * ep.peak)
-            loud = np.flatnonzero(sub[ch, : (stop - k0) * m].reshape(-1, m).max(axis=1) >= off_ep)
+            # (at each block's last row: the level fades, its lowest value decides, as in
+            # ``run_channel``'s own fast path)
+            off0 = float(bl.off_thr[ch])
+            nb = stop - k0
+            if ep.state == ACTIVE:
+                last = s0 + ((np.arange(k0, stop) + 1) * m - 1) * eps.decim
+                fade = np.minimum(0, ep.ref_at + eps.memory - last) * eps.inv_memory
+                off_ep = np.maximum(off0, frac * ep.ref * np.exp(fade))
+            else:
+                off_ep = np.full(nb, offset_level(off0, frac, ep, 0, eps.memory, eps.inv_memory))
+            loud = np.flatnonzero(sub[ch, : nb * m].reshape(-1, m).max(axis=1) >= off_ep)
             if loud.size:
                 stop = k0 + int(loud[0])
                 if stop <= k0:

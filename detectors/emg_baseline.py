@@ -56,6 +56,8 @@ class RestBaseline:
         self.on_thr = np.full((c, 1), np.inf)
         self.off_thr = np.full(c, np.inf)
         self.back_thr = np.full(c, np.inf)
+        #: "still active" level inside an episode (``active_level``, between offset and onset)
+        self.act_thr = np.full(c, np.inf)
 
     def add_blocks(self, pe_last: FloatArray) -> None:
         """Enter the smoothed power of consecutive blocks (2C, k), at most to the end of a segment;
@@ -81,6 +83,7 @@ class RestBaseline:
         self.all_valid = False
         self.on_thr[ch] = np.inf
         self.off_thr[ch] = np.inf
+        self.act_thr[ch] = np.inf
         self.fresh[ch] = 0
         self.any_fresh = True
         if provisional and self.prov_blocks > 0:
@@ -168,14 +171,17 @@ class RestBaseline:
         on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)
         off = np.maximum(base * cfg.off_ratio, base + cfg.off_min_delta_uv)
         back = base * (1.0 + cfg.onset_back_fraction * (cfg.off_ratio - 1.0))
+        act = off * (on / off) ** cfg.active_level  # log-scale position between offset and onset
         if self.all_valid:  # np.where(valid, x, inf) is x
             self.on_thr = on[:, None]
             self.off_thr = off
             self.back_thr = back
+            self.act_thr = act
             return
         self.on_thr = np.where(self.valid, on, np.inf)[:, None]
         self.off_thr = np.where(self.valid, off, np.inf)
         self.back_thr = np.where(self.valid, back, np.inf)
+        self.act_thr = np.where(self.valid, act, np.inf)
 
     def low_fraction(self, ch: int, rows: FloatArray) -> float:
         """Share of the power in excess of rest that lies in the artefact band (EMG: small;

@@ -40,6 +40,10 @@ class Episode:
     key: str = ""
     blip: int = 0
     clipped: bool = False  # some samples touched the ADC rails
+    ref: float = 0.0  # fading reference for the peak-relative offset term (``off_peak_memory_s``)
+    ref_at: int = 0  # row sample where ``ref`` was set
+    beat_at: int = -1  # row sample where its last beat rose through the onset level
+    beat_period: int = 0  # samples between its last two beats when at a clonus rhythm, else 0
 
 
 class EpisodeTracker:
@@ -78,6 +82,12 @@ class EpisodeTracker:
         self.quiet_rows = max(1, round(cfg.quiet_s * self.env_rate))
         self.blip_rows = round(cfg.quiet_blip_s * self.env_rate)
         self.max_samples = int(cfg.max_episode_s * rate_hz)
+        # beat intervals of a clonus (the typing's band, with its jitter allowance)
+        self.beat_lo = rate_hz / cfg.clonus_max_hz * (1.0 - cfg.clonus_jitter)
+        self.beat_hi = rate_hz / cfg.clonus_min_hz * (1.0 + cfg.clonus_jitter)
+        self.beat_gap = cfg.clonus_beat_gap
+        self.memory = round(cfg.off_peak_memory_s * rate_hz)  # raw samples
+        self.inv_memory = 1.0 / max(self.memory, 1)
         # below ~1 kHz the band is cut and the envelope is noisier: episode shapes are read on a
         # smoother copy (config.shape_smoothing_s; 1 row, i.e. none, at full band)
         self.shape_rows = _odd_rows(cfg.shape_smoothing_s(rate_hz, self.env_rate, split_hz) * self.env_rate)
@@ -106,7 +116,7 @@ class EpisodeTracker:
 
     def _open(self, ch: int, onset: int, rs: int, v: float) -> Episode:
         """The one place an episode is made: a crossing at row sample ``rs`` with envelope ``v``."""
-        ep = Episode(onset=onset, cross_sample=rs, peak=v, judge_at=rs + 2 * self.judge_n)
+        ep = Episode(onset=onset, cross_sample=rs, peak=v, judge_at=rs + 2 * self.judge_n, ref=v, ref_at=rs)
         if self.eps[ch] is None:
             self.n_busy += 1
         self.eps[ch] = ep
@@ -121,12 +131,21 @@ class EpisodeTracker:
         bl = self.baseline
         on = float(bl.on_thr[ch, 0])
         off = float(bl.off_thr[ch])
+        act = float(bl.act_thr[ch])  # "still active": restarts the quiet period (active_level)
         d = self.decim
         ep = self.eps[ch]
         first_row = 0  # first row of this block belonging to the episode
         vals = env[ch].tolist()
         if ep is not None and ep.state != CAND and ep.quiet and ep.quiet + len(vals) < self.quiet_rows:
-            off_ep = max(off, self.cfg.off_peak_fraction * ep.peak)
+            # the lowest level over the block (its last row: the peak term only fades while quiet)
+            off_ep = offset_level(
+                off,
+                self.cfg.off_peak_fraction,
+                ep,
+                s0 + (len(vals) - 1) * self.decim,
+                self.memory,
+                self.inv_memory,
+            )
             if max(vals) < off_ep:  # fast path: an episode winding down, still quiet
                 ep.quiet += len(vals)
                 ep.blip = 0
@@ -136,13 +155,14 @@ class EpisodeTracker:
         share = (pe[c + ch] / np.maximum(pe[ch], 1e-12)).tolist()
         lf_max = self.cfg.artefact_low_fraction
         frac = self.cfg.off_peak_fraction
-        off_ep = off if ep is None else max(off, frac * ep.peak)
+        inv = self.inv_memory
+        off_ep = off if ep is None else offset_level(off, frac, ep, s0, self.memory, inv)
         for r, v in enumerate(vals):
             rs = s0 + r * d
             if ep is None:
                 if v >= on and rs >= settle:
                     ep = self._open(ch, self._backtrack(ch, s0, vals, r) - self.lag, rs, v)
-                    off_ep = max(off, frac * v)
+                    off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
                     first_row = r
                 continue
             if ep.state == ARTEFACT and v >= on and ep.quiet > 0 and v >= off_ep:
@@ -150,7 +170,7 @@ class EpisodeTracker:
                 # artefact's own "back near rest" level (a share of its peak): a step excites the
                 # mains notches, whose ~60 Hz ring (tau = Q / (pi f), ~0.16 s) looks like EMG
                 ep = self._open(ch, rs - self.lag, rs, v)
-                off_ep = max(off, frac * v)
+                off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
                 first_row = r
                 continue
             if ep.state == ARTEFACT and v >= on and rs >= ep.judge_at:
@@ -161,23 +181,33 @@ class EpisodeTracker:
                 if bl.low_fraction(ch, recent) <= self.cfg.artefact_low_fraction:
                     # looks like EMG: a new candidate, judged like any other over the next 50 ms
                     ep = self._open(ch, rs - (recent.shape[0] - 1) * d - self.lag, rs, v)
-                    off_ep = max(off, frac * v)
+                    off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
                     first_row = r
                     continue
+            if ep.state == ACTIVE:  # the peak-relative term fades (off_peak_memory_s)
+                off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
             art = share[r] > lf_max  # this row's power is mostly in the artefact band
             if v >= on and not art:
+                if v > faded_peak(ep, rs, self.memory, inv):
+                    ep.ref, ep.ref_at = v, rs
+                if ep.quiet:  # a beat: rising through onset after falling back near rest
+                    iv = rs - ep.beat_at
+                    ep.beat_period = iv if ep.beat_at >= 0 and self.beat_lo <= iv <= self.beat_hi else 0
+                    ep.beat_at = rs
                 ep.above += 1
                 if v > ep.peak:
                     ep.peak = v
-                    off_ep = max(off, frac * v)
+                    off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
             if v < off_ep:
                 if ep.quiet == 0:
                     ep.quiet_start = rs
                 ep.quiet += 1
                 ep.blip = 0
-            elif ep.quiet and (art or (v < on and ep.blip < self.blip_rows)):
+            elif ep.quiet and (
+                art or (v < on and ep.blip < self.blip_rows and not self._beat(ep, v, act, rs))
+            ):
                 # a brief flicker above "rest", or an artefact (a QRS, a cable knock) during the
-                # quiet period, does not restart it
+                # quiet period, does not restart it; a weak beat of a clonus at its rhythm does
                 ep.blip += 0 if art else 1
                 ep.quiet += 1
             else:
@@ -189,6 +219,7 @@ class EpisodeTracker:
                 a = max(0, r + 1 - self.judge_rows)
                 hp = np.maximum(pe[:c, a : r + 1] - pe[c:, a : r + 1], 0.0)
                 self._confirm(ch, ep, rows[first_row : r + 1], np.sqrt(hp.mean(axis=1)), rs, out)
+                off_ep = offset_level(off, frac, ep, rs, self.memory, inv)  # fading once confirmed
             if ep.quiet >= self.quiet_rows or rs - ep.onset >= self.max_samples:
                 ep.rows.append(rows[first_row : r + 1])
                 end = ep.quiet_start if ep.quiet >= self.quiet_rows else rs
@@ -200,6 +231,24 @@ class EpisodeTracker:
                 ep = None
         if ep is not None:
             ep.rows.append(rows[first_row:])
+
+    def _beat(self, ep: Episode, v: float, act: float, rs: int) -> bool:
+        """Is envelope ``v`` (below onset, at row sample ``rs``, after rows back near rest) the
+        rise of a weak beat of a clonus that goes on? The episode beats at a clonus rhythm (its
+        last two beats rose through onset ``clonus_min_hz``-``clonus_max_hz`` apart), the row is
+        at the "still active" level ``act`` (``active_level``: far above the resting envelope's
+        flickers), and it comes when a beat is due: no sooner than (1 - ``clonus_jitter``) of a
+        period after the last beat (earlier it is that beat's own tail) and at most
+        ``clonus_beat_gap`` periods after it. Stretch reflex volleys vary in strength beat to
+        beat (Dimitrijevic et al. 1980): one that falls short of the onset level is still the
+        clonus. A weak beat continues the rhythm (the next is due a period after it)."""
+        if not ep.beat_period or v < act or ep.state != ACTIVE:
+            return False
+        since = rs - ep.beat_at
+        if not (1.0 - self.cfg.clonus_jitter) * ep.beat_period <= since <= self.beat_gap * ep.beat_period:
+            return False
+        ep.beat_at = rs
+        return True
 
     def _backtrack(self, ch: int, s0: int, env_row: list[float], r: int) -> int:
         """Start of the rise: the row after the last one near rest, looking back <= ``onset_backtrack_s``."""
@@ -369,6 +418,26 @@ class EpisodeTracker:
             rise_s=round(rise, 4),
             clipped=ep.clipped,
         )
+
+
+def faded_peak(ep: Episode, rs: int, memory: int, inv_memory: float) -> float:
+    """The episode's fading peak at row sample ``rs``: its reference ``ref`` held for ``memory``
+    samples (``off_peak_memory_s``), then decaying with that time constant. ``ref`` is the
+    running maximum of this faded envelope (a row above it replaces it), so the result never
+    rises between rows above onset: the fast paths may read it at a block's last row."""
+    return ep.ref * math.exp(min(0, ep.ref_at + memory - rs) * inv_memory)
+
+
+def offset_level(off: float, frac: float, ep: Episode, rs: int, memory: int, inv_memory: float) -> float:
+    """The "back near rest" level of an open episode at row sample ``rs``: the channel's offset level
+    ``off``, or ``frac`` (``off_peak_fraction``) of the episode's peak if higher. For a confirmed
+    episode that peak fades after ``off_peak_memory_s`` (``faded_peak``): the term ends a strong
+    burst at its tail, but a sustained contraction seconds after its strongest moment is judged
+    against rest, not against that moment. A candidate or an artefact keeps the plain peak (the
+    mains notches ring after a pop, and a fresh burst must clear that ring)."""
+    if ep.state != ACTIVE:
+        return max(off, frac * ep.peak)
+    return max(off, frac * faded_peak(ep, rs, memory, inv_memory))
 
 
 def confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> float:
