@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from detectors.limits import stream_problem
+from ingest.files import MAGIC
 
 __all__ = ["RecordingError", "SignalFile", "read_recording"]
 
@@ -90,8 +91,15 @@ def _read(p: Path) -> SignalFile:
         head = fh.read(64)
     if head.startswith(b"# Simple Text Format"):
         return read_biosppy_txt(p)
+    if ext == ".nsc":  # named as a capture, but is_capture found no capture magic at its start
+        what = "the file is empty" if not head else f"its first bytes are {head[:8].hex(' ')}"
+        raise RecordingError(
+            f"{p}: not a neurospasm capture: byte offset 0 should hold the capture magic "
+            f"{MAGIC.hex(' ')}, but {what}"
+        )
     raise RecordingError(
-        f"{p}: unknown format (expected .edf, .bdf, .csv or a BioSPPy 'Simple Text Format' file)"
+        f"{p}: unknown format (expected .edf, .bdf, .csv, a capture (.nsc) or a BioSPPy "
+        "'Simple Text Format' file)"
     )
 
 
