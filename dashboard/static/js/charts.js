@@ -8,6 +8,14 @@ function width(el) {
   return Math.max(320, (el.clientWidth || el.parentElement?.clientWidth || 800) - 8);
 }
 
+// The live charts' time axis: one "HH:MM:SS" per tick, at least 70 px apart. uPlot's default adds
+// a second row with the date and the minute, whose labels overlap where a minute starts near the
+// left edge of a 60-s window.
+const LIVE_TIME_AXIS = {
+  space: 70,
+  values: (u, splits) => splits.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false })),
+};
+
 // Shade [t0, t1] spans (seconds) in a light colour under the series: gaps, the event itself.
 function shadePlugin(getSpans, fill) {
   return {
@@ -60,7 +68,7 @@ export function envelopeChart(envBox, accBox, channels, initial, windowS) {
       width: width(envBox), height: 260,
       series: [{}, ...names.map((n, i) => ({ label: n, stroke: PALETTE[i % PALETTE.length], width: 1.6, spanGaps: false }))],
       scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(20, hi * 1.1)] } },
-      axes: [{}, { label: "µV", size: 60 }],
+      axes: [LIVE_TIME_AXIS, { label: "µV", size: 60 }],
       plugins: [shadePlugin(() => gaps, "rgba(179,38,30,0.15)")],
       legend: { live: false },
     },
@@ -73,7 +81,7 @@ export function envelopeChart(envBox, accBox, channels, initial, windowS) {
         width: width(accBox), height: 170,
         series: [{}, ...["x", "y", "z"].map((k, i) => ({ label: k, stroke: PALETTE[i + 3], width: 1.4 }))],
         scales: { x: { time: true } },
-        axes: [{}, { label: "g", size: 60 }],
+        axes: [LIVE_TIME_AXIS, { label: "g", size: 60 }],
         plugins: [shadePlugin(() => gaps, "rgba(179,38,30,0.15)")],
         legend: { live: false },
       },
