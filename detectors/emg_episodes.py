@@ -425,7 +425,10 @@ def faded_peak(ep: Episode, rs: int, memory: int, inv_memory: float) -> float:
     samples (``off_peak_memory_s``), then decaying with that time constant. ``ref`` is the
     running maximum of this faded envelope (a row above it replaces it), so the result never
     rises between rows above onset: the fast paths may read it at a block's last row."""
-    return ep.ref * math.exp(min(0, ep.ref_at + memory - rs) * inv_memory)
+    held = ep.ref_at + memory - rs
+    if held >= 0:  # still held: ``ref * exp(0.0)``, which is ``ref`` exactly, without the call
+        return ep.ref
+    return ep.ref * math.exp(held * inv_memory)
 
 
 def offset_level(off: float, frac: float, ep: Episode, rs: int, memory: int, inv_memory: float) -> float:
@@ -435,9 +438,12 @@ def offset_level(off: float, frac: float, ep: Episode, rs: int, memory: int, inv
     burst at its tail, but a sustained contraction seconds after its strongest moment is judged
     against rest, not against that moment. A candidate or an artefact keeps the plain peak (the
     mains notches ring after a pop, and a fresh burst must clear that ring)."""
+    # ``v if v > off else off`` is ``max(off, v)`` (same operand on ties and NaN), minus the call
     if ep.state != ACTIVE:
-        return max(off, frac * ep.peak)
-    return max(off, frac * faded_peak(ep, rs, memory, inv_memory))
+        v = frac * ep.peak
+    else:
+        v = frac * faded_peak(ep, rs, memory, inv_memory)
+    return v if v > off else off
 
 
 def confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> float:
