@@ -317,7 +317,7 @@ class EmgBank:
                 if ep is not None:
                     ep.quiet += (k1 - k0) * m
                     ep.blip = 0
-                    ep.rows.append(pe[[ch, c + ch], rows].T)
+                    ep.rows.append(pe[ch::c, rows].copy().T)  # rows ch, c + ch of the 2C
                     excl[ch] = True
         for k in range(max(k0, k1 - eps.hist_blocks), k1):
             eps.remember(s0 + k * b, env[:, k * m : (k + 1) * m])
@@ -347,9 +347,9 @@ class EmgBank:
         m = pe.shape[1]
         eps = self.episodes
         # ---- onset / offset state machine (thresholds fixed for the block)
-        on_thr = self.baseline.on_thr
-        if eps.n_busy or (env >= on_thr).any():
-            above_any = np.asarray((env >= on_thr).any(axis=1))
+        above = env >= self.baseline.on_thr
+        if eps.n_busy or above.any():
+            above_any = np.asarray(above.any(axis=1))
             base_valid = self.baseline.valid
             for ch in range(c):
                 if eps.eps[ch] is None and not above_any[ch]:

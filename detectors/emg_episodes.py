@@ -149,20 +149,24 @@ class EpisodeTracker:
             if max(vals) < off_ep:  # fast path: an episode winding down, still quiet
                 ep.quiet += len(vals)
                 ep.blip = 0
-                ep.rows.append(pe[[ch, c + ch]].T)  # (m, 2): power, low-band power
+                ep.rows.append(pe[ch::c].copy().T)  # (m, 2): power, low-band power
                 return
-        rows = pe[[ch, c + ch]].T
+        # rows ch and c + ch of pe (2C rows): a strided copy, as ``pe[[ch, c + ch]]`` (same
+        # values and layout) without fancy indexing's cost
+        rows = pe[ch::c].copy().T
         share = (pe[c + ch] / np.maximum(pe[ch], 1e-12)).tolist()
         lf_max = self.cfg.artefact_low_fraction
         frac = self.cfg.off_peak_fraction
         inv = self.inv_memory
-        off_ep = off if ep is None else offset_level(off, frac, ep, s0, self.memory, inv)
+        mem = self.memory
+        quiet_rows, blip_rows, max_samples = self.quiet_rows, self.blip_rows, self.max_samples
+        off_ep = off if ep is None else offset_level(off, frac, ep, s0, mem, inv)
         for r, v in enumerate(vals):
             rs = s0 + r * d
             if ep is None:
                 if v >= on and rs >= settle:
                     ep = self._open(ch, self._backtrack(ch, s0, vals, r) - self.lag, rs, v)
-                    off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
+                    off_ep = offset_level(off, frac, ep, rs, mem, inv)
                     first_row = r
                 continue
             if ep.state == ARTEFACT and v >= on and ep.quiet > 0 and v >= off_ep:
@@ -170,7 +174,7 @@ class EpisodeTracker:
                 # artefact's own "back near rest" level (a share of its peak): a step excites the
                 # mains notches, whose ~60 Hz ring (tau = Q / (pi f), ~0.16 s) looks like EMG
                 ep = self._open(ch, rs - self.lag, rs, v)
-                off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
+                off_ep = offset_level(off, frac, ep, rs, mem, inv)
                 first_row = r
                 continue
             if ep.state == ARTEFACT and v >= on and rs >= ep.judge_at:
@@ -181,14 +185,18 @@ class EpisodeTracker:
                 if bl.low_fraction(ch, recent) <= self.cfg.artefact_low_fraction:
                     # looks like EMG: a new candidate, judged like any other over the next 50 ms
                     ep = self._open(ch, rs - (recent.shape[0] - 1) * d - self.lag, rs, v)
-                    off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
+                    off_ep = offset_level(off, frac, ep, rs, mem, inv)
                     first_row = r
                     continue
             if ep.state == ACTIVE:  # the peak-relative term fades (off_peak_memory_s)
-                off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
+                # ``offset_level`` of an ACTIVE episode, inlined (this runs for every row)
+                held = ep.ref_at + mem - rs
+                fp = frac * (ep.ref if held >= 0 else ep.ref * math.exp(held * inv))
+                off_ep = fp if fp > off else off
             art = share[r] > lf_max  # this row's power is mostly in the artefact band
             if v >= on and not art:
-                if v > faded_peak(ep, rs, self.memory, inv):
+                held = ep.ref_at + mem - rs  # ``faded_peak``, inlined
+                if v > (ep.ref if held >= 0 else ep.ref * math.exp(held * inv)):
                     ep.ref, ep.ref_at = v, rs
                 if ep.quiet:  # a beat: rising through onset after falling back near rest
                     iv = rs - ep.beat_at
@@ -197,15 +205,13 @@ class EpisodeTracker:
                 ep.above += 1
                 if v > ep.peak:
                     ep.peak = v
-                    off_ep = offset_level(off, frac, ep, rs, self.memory, inv)
+                    off_ep = offset_level(off, frac, ep, rs, mem, inv)
             if v < off_ep:
                 if ep.quiet == 0:
                     ep.quiet_start = rs
                 ep.quiet += 1
                 ep.blip = 0
-            elif ep.quiet and (
-                art or (v < on and ep.blip < self.blip_rows and not self._beat(ep, v, act, rs))
-            ):
+            elif ep.quiet and (art or (v < on and ep.blip < blip_rows and not self._beat(ep, v, act, rs))):
                 # a brief flicker above "rest", or an artefact (a QRS, a cable knock) during the
                 # quiet period, does not restart it; a weak beat of a clonus at its rhythm does
                 ep.blip += 0 if art else 1
@@ -219,11 +225,11 @@ class EpisodeTracker:
                 a = max(0, r + 1 - self.judge_rows)
                 hp = np.maximum(pe[:c, a : r + 1] - pe[c:, a : r + 1], 0.0)
                 self._confirm(ch, ep, rows[first_row : r + 1], np.sqrt(hp.mean(axis=1)), rs, out)
-                off_ep = offset_level(off, frac, ep, rs, self.memory, inv)  # fading once confirmed
-            if ep.quiet >= self.quiet_rows or rs - ep.onset >= self.max_samples:
+                off_ep = offset_level(off, frac, ep, rs, mem, inv)  # fading once confirmed
+            if ep.quiet >= quiet_rows or rs - ep.onset >= max_samples:
                 ep.rows.append(rows[first_row : r + 1])
-                end = ep.quiet_start if ep.quiet >= self.quiet_rows else rs
-                forced = ep.quiet < self.quiet_rows
+                end = ep.quiet_start if ep.quiet >= quiet_rows else rs
+                forced = ep.quiet < quiet_rows
                 self.end(ch, end, out, truncated=False)
                 if forced:  # the "rest" level moved: start afresh from here
                     bl.forget(ch)
@@ -288,7 +294,7 @@ class EpisodeTracker:
         ratio = self.cfg.crosstalk_ratio
         if ratio > 0 and self.n_ch > 1:
             own = float(env_col[ch])
-            others = float(np.delete(env_col, ch).max())
+            others = float(np.concatenate((env_col[:ch], env_col[ch + 1 :])).max())  # np.delete's values
             if others >= ratio * own and not self._own_waveform(ch, ep.onset, rs, env_col, ratio * own):
                 ep.state = ARTEFACT  # cross-talk from a much stronger neighbour
                 return
@@ -425,7 +431,10 @@ def faded_peak(ep: Episode, rs: int, memory: int, inv_memory: float) -> float:
     samples (``off_peak_memory_s``), then decaying with that time constant. ``ref`` is the
     running maximum of this faded envelope (a row above it replaces it), so the result never
     rises between rows above onset: the fast paths may read it at a block's last row."""
-    return ep.ref * math.exp(min(0, ep.ref_at + memory - rs) * inv_memory)
+    held = ep.ref_at + memory - rs
+    if held >= 0:  # still held: ``ref * exp(0.0)``, which is ``ref`` exactly, without the call
+        return ep.ref
+    return ep.ref * math.exp(held * inv_memory)
 
 
 def offset_level(off: float, frac: float, ep: Episode, rs: int, memory: int, inv_memory: float) -> float:
@@ -435,9 +444,12 @@ def offset_level(off: float, frac: float, ep: Episode, rs: int, memory: int, inv
     burst at its tail, but a sustained contraction seconds after its strongest moment is judged
     against rest, not against that moment. A candidate or an artefact keeps the plain peak (the
     mains notches ring after a pop, and a fresh burst must clear that ring)."""
+    # ``v if v > off else off`` is ``max(off, v)`` (same operand on ties and NaN), minus the call
     if ep.state != ACTIVE:
-        return max(off, frac * ep.peak)
-    return max(off, frac * faded_peak(ep, rs, memory, inv_memory))
+        v = frac * ep.peak
+    else:
+        v = frac * faded_peak(ep, rs, memory, inv_memory)
+    return v if v > off else off
 
 
 def confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> float:

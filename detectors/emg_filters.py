@@ -85,31 +85,27 @@ def _row_sums(y3: FloatArray, out: FloatArray | None = None) -> FloatArray:
     in the order of its pairwise summation: below 8 terms one after another, from 8 to 15 as 8
     partial sums (((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))) and then the rest one by one.
     Here the same additions, in the same order, run across all rows at once (one numpy call per
-    term). Whether this numpy sums in that order is checked once per ``d`` (``_row_sums_ok``).
+    term, or per level of the 8-term tree). Whether this numpy sums in that order is checked once
+    per ``d`` (``_row_sums_ok``).
     """
     d = y3.shape[-1]
-
-    def a(j: int) -> FloatArray:
-        return y3[..., j]
-
     if d == 1:
         if out is None:
-            return a(0).copy()
-        out[...] = a(0)
+            return y3[..., 0].copy()
+        out[...] = y3[..., 0]
         return out
-    s = np.add(a(0), a(1), out=out)
     if d < 8:
+        s = np.add(y3[..., 0], y3[..., 1], out=out)
         for j in range(2, d):
-            s += a(j)
+            s += y3[..., j]
         return s
-    t = a(2) + a(3)
-    s += t
-    u = a(4) + a(5)
-    np.add(a(6), a(7), out=t)
-    u += t
-    s += u
+    # the 8 partial sums pairwise, each level in one call: (r0 + r1), (r2 + r3), ... then
+    # ((r0 + r1) + (r2 + r3)), ((r4 + r5) + (r6 + r7)), then their sum: the same additions
+    p = y3[..., 0:8:2] + y3[..., 1:8:2]
+    q = p[..., 0::2] + p[..., 1::2]
+    s = np.add(q[..., 0], q[..., 1], out=out)
     for j in range(8, d):
-        s += a(j)
+        s += y3[..., j]
     return s
 
 
@@ -194,8 +190,12 @@ class EmgFilters:
         y = x[:, :k] if k != n else x
         pw = np.empty((2 * c, m))
         if self.fast_rows:
-            _row_sums((y * y).reshape(c, m, d), out=pw[:c])
-            yd = _row_sums(y.reshape(c, m, d))
+            # squares and samples stacked: one ``_row_sums`` for both (its cost is per call)
+            both = np.empty((2 * c, k))
+            np.multiply(y, y, out=both[:c])
+            both[c:] = y
+            _row_sums(both.reshape(2 * c, m, d), out=pw)
+            yd = pw[c:]  # the row sums, low-passed and squared in place
         else:
             np.add.reduce((y * y).reshape(c, m, d), axis=2, out=pw[:c])
             yd = np.add.reduce(y.reshape(c, m, d), axis=2)

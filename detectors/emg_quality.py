@@ -16,6 +16,8 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.events import DetectorOutput, QualityChange, QualityState
 
+#: ``ndarray.max`` / ``min`` of a block are these reductions (called directly: every block pays them)
+_max, _min = np.maximum.reduce, np.minimum.reduce
 QUALITY_NAMES: tuple[QualityState, ...] = ("ok", "lead_off", "saturated")
 FloatArray = np.ndarray
 #: Raw EMG is kept for a burst's last ``BURST_WINDOW_S``, summarised at the latest when its channel
@@ -209,9 +211,10 @@ class SignalQuality:
         episode is open on the channel."""
         cfg = self.cfg
         c = x.shape[0]
-        # two reductions unless something looks wrong
-        mx = x.max(axis=1)
-        mn = x.min(axis=1)
+        # two reductions unless something looks wrong (the ufuncs' own: ``x.max``'s reduction
+        # without its Python wrapper, the same values)
+        mx = _max(x, axis=1)
+        mn = _min(x, axis=1)
         rng = mx - mn
         bad: FloatArray | None = None
         rl = rng.tolist()
