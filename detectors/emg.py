@@ -22,7 +22,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.crosstalk import copy_share
 from detectors.emg_baseline import RestBaseline
-from detectors.emg_episodes import ACTIVE, CAND, EpisodeTracker, offset_level
+from detectors.emg_episodes import CAND, EpisodeTracker, offset_levels
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
 from detectors.emg_quality import SignalQuality
 from detectors.events import DetectorOutput, Onset, SpasmEvent
@@ -285,12 +285,8 @@ class EmgBank:
             # ``run_channel``'s own fast path)
             off0 = float(bl.off_thr[ch])
             nb = stop - k0
-            if ep.state == ACTIVE:
-                last = s0 + ((np.arange(k0, stop) + 1) * m - 1) * eps.decim
-                fade = np.minimum(0, ep.ref_at + eps.memory - last) * eps.inv_memory
-                off_ep = np.maximum(off0, frac * ep.ref * np.exp(fade))
-            else:
-                off_ep = np.full(nb, offset_level(off0, frac, ep, 0, eps.memory, eps.inv_memory))
+            last = s0 + ((np.arange(k0, stop) + 1) * m - 1) * eps.decim
+            off_ep = offset_levels(off0, frac, ep, last, eps.memory, eps.inv_memory)
             loud = np.flatnonzero(sub[ch, : nb * m].reshape(-1, m).max(axis=1) >= off_ep)
             if loud.size:
                 stop = k0 + int(loud[0])

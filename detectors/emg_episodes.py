@@ -452,6 +452,17 @@ def offset_level(off: float, frac: float, ep: Episode, rs: int, memory: int, inv
     return v if v > off else off
 
 
+def offset_levels(
+    off: float, frac: float, ep: Episode, rs: np.ndarray, memory: int, inv_memory: float
+) -> np.ndarray:
+    """``offset_level`` at each row sample of ``rs`` at once, for ``EmgBank``'s fast path over
+    whole quiet blocks (the same rule: a confirmed episode's peak fades, any other keeps it)."""
+    if ep.state != ACTIVE:
+        return np.full(rs.shape[0], offset_level(off, frac, ep, 0, memory, inv_memory))
+    fade = np.minimum(0, ep.ref_at + memory - rs) * inv_memory
+    return np.maximum(off, frac * ep.ref * np.exp(fade))
+
+
 def confidence(rel: float, on_ratio: float, low_frac: float, max_low: float) -> float:
     """0..1 from how far the burst clears the onset ratio and how EMG-like its spectrum is."""
     amp = min(1.0, max(0.0, math.log(max(rel, 1e-9) / on_ratio) / math.log(10.0) + 0.5))
