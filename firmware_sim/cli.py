@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from firmware_sim.commands import add_fault_arguments, add_sim_arguments  # noqa: F401  (re-exported)
 from firmware_sim.device import SignalSource, SimDevice
@@ -271,15 +272,17 @@ async def serve_serial(args: argparse.Namespace, recording: Recording | None = N
                 file=sys.stderr,
             )
         if getattr(args, "truth", None):
-            doc = {
-                s.device.device_id: {
-                    "truth": s.injector.truth if s.injector else [],
-                    "expected_gaps": s.injector.expected_gaps() if s.injector else [],
-                }
-                for s in servers
-            }
+            doc = {s.device.device_id: _injected(s.injector) for s in servers}
             _write_text(args.truth, json.dumps(doc, indent=2))
     return 0
+
+
+def _injected(injector: FaultInjector | None) -> dict[str, list[dict[str, Any]]]:
+    """A device's entry in the ``--truth`` file: what its fault injector did and the gaps that
+    leaves (both empty without faults), the part every transport's entry shares."""
+    if injector is None:
+        return {"truth": [], "expected_gaps": []}
+    return {"truth": injector.truth, "expected_gaps": injector.expected_gaps()}
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -379,8 +382,7 @@ async def serve_ble(
         if getattr(args, "truth", None):
             doc = {
                 p.device.device_id: {
-                    "truth": p.injector.truth if p.injector else [],
-                    "expected_gaps": p.injector.expected_gaps() if p.injector else [],
+                    **_injected(p.injector),
                     "outages": [dataclasses.asdict(o) for o in p.outages],
                     "link_log": p.link_log,
                     "t_host_first_write": p.t_host_first_write,
