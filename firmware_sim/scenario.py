@@ -51,7 +51,8 @@ __all__ = [
 ]
 
 EventType = Literal["twitch", "phasic", "tonic", "clonus", "tremor"]
-EVENT_TYPES: tuple[str, ...] = ("twitch", "phasic", "tonic", "clonus", "tremor")
+#: The values of the Literal types, for validation messages (one spelling, in the Literal).
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 ConfounderKind = Literal[
     "ecg",
@@ -64,17 +65,7 @@ ConfounderKind = Literal[
     "posture",
     "voluntary",
 ]
-CONFOUNDER_KINDS: tuple[str, ...] = (
-    "ecg",
-    "cable_motion",
-    "electrode_pop",
-    "mains",
-    "baseline_wander",
-    "lead_off",
-    "saturation",
-    "posture",
-    "voluntary",
-)
+CONFOUNDER_KINDS: tuple[str, ...] = get_args(ConfounderKind)
 #: Confounders that live on the accelerometer only (their ``channel`` is "ACC").
 ACC_ONLY_KINDS = frozenset({"posture"})
 
