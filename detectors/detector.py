@@ -1140,12 +1140,14 @@ class SpasmDetector:
             context = declared.kind
         elif code == REST and rhythmic and graded:
             context = "rhythmic_exercise"
-        if clonic and active and not final and emg_t < look:
+        if clonic and active and not final and (emg_t < look or acc_t < t1):
             # during activity a "clonus" may be the movement's own burst (a gait burst or an
             # exercise repetition of few motor units whose envelope beats at clonus rates): the
             # bursts after it tell (the gait model's spans of other channels, and the channel's
-            # own repetitions, are all closed ``rhythm_lookahead_s`` on)
-            return None
+            # own repetitions, are all closed ``rhythm_lookahead_s`` on), and the accelerometer
+            # up to its end
+            if emg_t < look + cfg.activity_max_wait_s:
+                return None
         if clonic and cyclic and self._gait is not None:
             # during gait: the gait model knows the muscle's phase and burst length
             if self._gait.gait_burst(ev, t0, t1, period, self._spans):
@@ -1159,7 +1161,13 @@ class SpasmDetector:
             # in duration and strength (a stride's burst before the gait model has its template,
             # an exercise repetition), is that movement's burst: a clonus does not recur at the
             # movement's rhythm lasting as long as its bursts.
+            # A ramped "clonus" is that graded contraction only while the movement goes on: one
+            # that beats on after the limb has stopped moving smoothly (the last second of it
+            # at rest or jerking on the accelerometer) outlasts the movement that ramped it up,
+            # a clonus fused after a voluntary contraction (a sit-to-stand's quadriceps).
             ramped_clonus = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
+            if ramped_clonus and self._act is not None and declared is None:
+                ramped_clonus = self._acc_context(t1 - 1.0, t1)[0] != REST
             return active and (ramped_clonus or self._repeated(ev, t0, t1)), context
         if cyclic:
             # A burst in no gait/pedal phase is a spasm, graded or not. An episode spanning
