@@ -1182,7 +1182,10 @@ class SpasmDetector:
             others = [p for p in self._peaks if p[1] < t1 and t0 < p[2] <= horizon]
             if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans, others):
                 return False, context  # in no gait phase of its muscle (detectors/gait_phase.py)
-            return rhythmic or merged, context
+            # in its muscle's phase window, as long as its gait bursts, no cue: its gait burst
+            # (the stride's rhythm may be broken around it: a change of pace, a stop)
+            typical = self._gait is not None and self._gait.last_typical
+            return rhythmic or merged or typical, context
         if active and not clonic and code != REST:
             # A burst that overpowers its channel's repetitions of the movement (a spasm fused
             # with one of them) is a spasm, graded or not: its neighbours are known
