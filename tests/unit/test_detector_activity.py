@@ -494,6 +494,7 @@ def _repetition_scene(
     tilts: list[float],
     seconds: float = 60.0,
     others: list[tuple[int, float, float, float]] = (),  # type: ignore[assignment]
+    chunk_s: float = 0.05,
 ) -> tuple[list[DetectorOutput], SpasmDetector]:
     """Channel 0's EMG bursts (onset s, duration s, rise s[, gain]), ``others`` on channels 1-3
     (channel, onset, duration, rise), and knee extensions or sit-to-stands: the shank sensor's
@@ -515,7 +516,7 @@ def _repetition_scene(
         DetectorConfig(mains_max_harmonic=0), emg_rate_hz=rate,
         channel_labels=[f"EMG {i}" for i in range(n_ch)], acc_rate_hz=acc_rate,
     )  # fmt: skip
-    return feed_interleaved(det, x * env, acc, rate, acc_rate), det
+    return feed_interleaved(det, x * env, acc, rate, acc_rate, chunk_s), det
 
 
 def test_repetitions_of_an_exercise_are_voluntary_whatever_their_measured_onset() -> None:
@@ -577,3 +578,19 @@ def test_a_sustained_episode_after_bursts_that_fell_silent_each_cycle_is_a_chang
     assert not det._fell_silent("EMG 1", 9.0, 1.0)
     # bursts longer than the cycle, or too long ago, are no silent cycles
     assert not det._fell_silent("EMG 0", 20.0, 1.0)
+
+
+def test_the_repetition_and_overpowering_rules_are_chunk_invariant() -> None:
+    reps = [10.0, 13.5, 17.0, 20.5, 27.0, 30.5]
+    bursts: list[tuple[float, ...]] = [(t, 1.5, 0.02) for t in reps]
+    bursts[3] = (20.5, 4.0, 0.4, 4.0)  # the overpowering one, among abrupt-reading repetitions
+    syn = [(1, 40.0, 1.8, 0.35), (2, 40.1, 1.8, 0.3), (3, 40.05, 1.8, 0.4)]
+    runs = []
+    for chunk_s in (0.05, 0.37, 1.3):
+        out, _ = _repetition_scene([*bursts, (40.3, 1.6, 0.02)], [*reps, 39.9], others=syn, chunk_s=chunk_s)
+        runs.append([(e.channel, e.onset_sample, e.offset_sample, e.type, e.context) for e in _events(out)])
+    assert runs[0] == runs[1] == runs[2]
+    # the first repetition (its run not known yet), the overpowering burst, and the repetition
+    # after it (its predecessor is the spasm, its successor's successor not known yet); the
+    # abrupt reading inside the ramped synergy at 40 s is voluntary
+    assert [round(e[1] / 1000.0) for e in runs[0]] in ([10, 20, 27], [10, 21, 27])
