@@ -1040,8 +1040,16 @@ class SpasmDetector:
         clonic = ev.type == "clonus" and not self._built_up_clonus(ev)
         cyc = None if bank is None else bank.episodes.cyclic.pop(ev.key, None)
         long_enough = cyc is not None and t1 - t0 >= cfg.cyclic_min_cycles * cyc
-        if cyc is not None and long_enough and self._fell_silent(ev.channel, t0, cyc):
-            cyc = None  # a change of pattern, not the muscle following the cycle: judged below
+        if (
+            cyc is not None
+            and long_enough
+            and self._act is not None
+            and self._fell_silent(ev.channel, t0, cyc)
+        ):
+            # a change of pattern, not the muscle following the cycle: judged below (with the
+            # accelerometer's rhythm, by the gait model; without one nothing else could judge
+            # it during movement, so the envelope's cycle decides as before)
+            cyc = None
         if bank is not None and cyc is not None and long_enough and not clonic:
             # A sustained contraction whose envelope rises and falls at a voluntary cyclic rhythm
             # (pushes, strides, pedal strokes): the muscle follows a movement cycle without
