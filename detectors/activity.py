@@ -380,3 +380,63 @@ def phase_locked(spans: list[list[float]], t: float, period: float, tol: float) 
         if hits >= 2:
             return True
     return False
+
+
+def repetition_run(
+    bursts: list[tuple[float, float, float]],
+    t0: float,
+    lo_s: float,
+    hi_s: float,
+    jitter: float,
+    ratio: float,
+    peak_ratio: float,
+) -> int:
+    """Length (in bursts) of the run of repetitions through the burst starting at ``t0``.
+
+    ``bursts`` are one channel's bursts (onset s, offset s, peak), sorted by onset, the judged one
+    among them; a later one still open (offset inf) counts for its onset only (its length and
+    peak are not known yet). A repetition of a movement (a stride, a pedal stroke, a knee
+    extension of an exercise set) is driven by the same motor program each time: the muscle
+    bursts once per repetition at regular intervals (in [``lo_s``, ``hi_s``], each within
+    ``jitter`` of the run's median, grown both ways from the judged burst) for about as long
+    each time (within ``ratio`` of the judged burst's duration, either way). A reflex spasm in
+    the slot of a repetition lasts as long as the reflex does, and one much stronger than the
+    run (more than ``peak_ratio`` times its median peak) is no copy of it: then 1.
+    """
+    i = next((k for k, b in enumerate(bursts) if b[0] == t0), None)
+    if i is None:
+        return 1
+    d0 = bursts[i][1] - bursts[i][0]
+    if d0 <= 0:
+        return 1
+
+    def alike(b: tuple[float, float, float]) -> bool:
+        d = b[1] - b[0]
+        return d == math.inf or (d0 <= ratio * d and d <= ratio * d0)
+
+    left = right = i
+    ivs: list[float] = []
+    grew = True
+    while grew:
+        grew = False
+        for side in (1, -1):
+            j = right + 1 if side == 1 else left - 1
+            if not 0 <= j < len(bursts) or not alike(bursts[j]):
+                continue
+            v = bursts[j][0] - bursts[right if side == 1 else left][0]
+            v = abs(v)
+            med = float(np.median(ivs)) if ivs else v
+            if lo_s <= v <= hi_s and abs(v - med) <= jitter * med:
+                ivs.append(v)
+                if side == 1:
+                    right = j
+                else:
+                    left = j
+                grew = True
+    n = right - left + 1
+    if n < 2:
+        return 1
+    peaks = [b[2] for k, b in enumerate(bursts[left : right + 1], start=left) if k != i and b[1] < math.inf]
+    if peaks and bursts[i][2] > peak_ratio * float(np.median(peaks)):
+        return 1
+    return n

@@ -211,6 +211,18 @@ class DetectorConfig:
     #: Phase-locking tolerance (fraction of the rhythm period) of gait/pedal bursts.
     phase_tolerance: float = 0.15
     rhythm_min_bursts: int = 3
+    #: Repetitions of a movement during accelerometer activity (or a declared session): a burst
+    #: whose channel bursts at regular intervals up to this long (each within ``rhythm_jitter`` of
+    #: the run's median, ``rhythm_min_bursts`` in a run, before and after it), each burst of the
+    #: run lasting within ``repetition_duration_ratio`` of this one, is that movement's burst,
+    #: whatever its rise or envelope (``activity.repetition_run``). Physiotherapy and strength
+    #: exercise is paced at 1-3 s per phase (concentric, eccentric, pause: 2-6 s a repetition;
+    #: ACSM position stand 2009), slower than the 2.5 s of the gait and pedal rhythms.
+    repetition_max_interval_s: float = 6.0
+    #: One motor program drives every repetition (a stride, a knee extension), so its bursts
+    #: last alike: stride-to-stride variability of a gait burst's duration is 10-20 % (Winter
+    #: 1991); a spasm in the slot of a repetition lasts as long as the reflex does.
+    repetition_duration_ratio: float = 1.5
     #: Events wait this long after their offset for later bursts (a rhythm is seen both ways).
     rhythm_lookahead_s: float = 3.5
     #: Onsets and events wait at most this long (EMG time) for the accelerometer to catch up,
@@ -400,6 +412,11 @@ class DetectorConfig:
             raise ConfigError(
                 "detector config keys 'rhythm_min_bursts' >= 2 and "
                 "'rhythm_min_interval_s' < 'rhythm_max_interval_s' required"
+            )
+        if self.repetition_max_interval_s < self.rhythm_max_interval_s or self.repetition_duration_ratio < 1:
+            raise ConfigError(
+                "detector config keys 'repetition_max_interval_s' >= 'rhythm_max_interval_s' and "
+                "'repetition_duration_ratio' >= 1 required"
             )
         if self.activity_window_s < 2.0 or self.activity_before_s < 0 or self.activity_after_s < 0:
             raise ConfigError(

@@ -34,6 +34,7 @@ from detectors.activity import (
     ActivityPeriods,
     phase_locked,
     regular_rhythm,
+    repetition_run,
 )
 from detectors.config import DetectorConfig
 from detectors.emg import EmgBank, detect_mains
@@ -843,21 +844,88 @@ class SpasmDetector:
                 best = max(best, self._ramp_evidence(r))
         return best > 0.0 and self._ramp_evidence(rise) + best >= 1.0
 
-    def _graded_synergy(self, ev: SpasmEvent, t0: float) -> bool:
+    def _graded_synergy(self, ev: SpasmEvent, t0: float, until: float = math.inf) -> bool:
         """Does the burst start within ``synergy_window_s`` of finished bursts on >= 2 other
         channels, with the median rise time of them all (itself included) >=
         ``voluntary_min_rise_s``? The median over the synergy is a robust reading of its onset
         kinetics: one member crossing the threshold near its top (a weak postural burst) or one
-        motor-unit peak early in a ragged burst does not decide it."""
+        motor-unit peak early in a ragged burst does not decide it. Only bursts that ended by
+        ``until`` count (those known when it is decided, whatever the chunking)."""
         w = self.config.synergy_window_s
         rises: dict[str, float] = {}
-        for ch, a, _, rise in self._recent:
-            if ch != ev.channel and abs(a - t0) <= w:
+        for ch, a, b, rise in self._recent:
+            if ch != ev.channel and abs(a - t0) <= w and b <= until:
                 rises[ch] = max(rises.get(ch, 0.0), rise)
         if len(rises) < 2:
             return False
         vals = sorted([*rises.values(), ev.rise_s or 0.0])
         return vals[len(vals) // 2] >= self.config.voluntary_min_rise_s
+
+    def _repeated(self, ev: SpasmEvent, t0: float, t1: float) -> bool:
+        """Is the burst one of a run of >= ``rhythm_min_bursts`` repetitions of its channel's
+        bursts (``activity.repetition_run``)? Reads the channel's bursts that ended by
+        ``rhythm_lookahead_s`` - 1 s past its offset, and the onsets of later ones up to 0.5 s
+        before its decision: all known when it is decided, ``rhythm_lookahead_s`` past its
+        offset, whatever the chunking (an episode is reported ``quiet_s`` and a block after it
+        ends; the onsets read are those ``_rhythm`` reads)."""
+        cfg = self.config
+        horizon = t1 + cfg.rhythm_lookahead_s - 1.0
+        mine = [(a, b, pk) for ch, a, b, pk in self._peaks if ch == ev.channel and b <= horizon]
+        if not any(a == t0 for a, _, _ in mine):
+            mine.append((t0, t1, ev.peak_uv))
+        times = self._onset_times.get(ev.channel, [])
+        upto = t1 + cfg.rhythm_lookahead_s - 0.5
+        for t in times[bisect.bisect_right(times, t1) : bisect.bisect_left(times, upto)]:
+            if all(abs(t - a) > cfg.block_s for a, _, _ in mine):
+                mine.append((t, math.inf, math.nan))  # its length is not known yet
+        mine.sort()
+        run = repetition_run(
+            mine, t0, cfg.rhythm_min_interval_s, cfg.repetition_max_interval_s, cfg.rhythm_jitter,
+            cfg.repetition_duration_ratio, cfg.gait_amplitude_ratio,
+        )  # fmt: skip
+        return run >= cfg.rhythm_min_bursts
+
+    def _fell_silent(self, channel: str, t0: float, cycle: float) -> bool:
+        """Did the channel burst and fall silent once per cycle just before ``t0``: >= 2 bursts,
+        each shorter than ``cycle``, ending within ``cyclic_min_cycles`` cycles before it? A
+        muscle that follows a movement cycle without falling silent (the triceps through a bout
+        of pushes) does so from the start of the bout; one that had been falling silent every
+        cycle and then stays on for several is no longer following the cycle alone: a sustained
+        (tonic) spasm under the movement's bursts, which modulate its envelope at the cycle."""
+        lo = t0 - self.config.cyclic_min_cycles * cycle
+        n = sum(1 for ch, a, b, _ in self._peaks if ch == channel and lo <= b <= t0 and b - a < cycle)
+        return n >= 2
+
+    def _overpowers(self, ev: SpasmEvent, t0: float, t1: float) -> bool:
+        """Is the burst far longer and stronger than its channel's bursts of the movement around
+        it? During an exercise set (or any movement the accelerometer sees) one motor program
+        drives each repetition against the same load, so the muscle's bursts are alike in length
+        and strength (``repetition_run``); a spasm fused with one of them starts as the voluntary
+        burst does (its rise reads graded) but outlasts and overpowers it. Spasms in incomplete
+        SCI and MS often exceed the voluntary force the same muscle can produce (Thomas & Ross,
+        J Neurotrauma 1997; Dietz 2002). The neighbours are the channel's other bursts from
+        ``gait_template_s`` before it to ``rhythm_lookahead_s`` - 1 s past its offset (all known
+        when it is decided); those within ``repetition_duration_ratio`` of their median length
+        (>= 2 of them) are the movement's; the burst is out of that pattern when it is longer
+        than ``repetition_duration_ratio`` x their longest and stronger than
+        ``gait_amplitude_ratio`` x their median peak."""
+        cfg = self.config
+        horizon = t1 + cfg.rhythm_lookahead_s - 1.0
+        near = [
+            (b - a, pk)
+            for ch, a, b, pk in self._peaks
+            if ch == ev.channel and a != t0 and a >= t0 - cfg.gait_template_s and b <= horizon
+        ]
+        if len(near) < 2:
+            return False
+        med = float(np.median([d for d, _ in near]))
+        r = cfg.repetition_duration_ratio
+        alike = [(d, pk) for d, pk in near if med <= r * d and d <= r * med]
+        if len(alike) < 2:
+            return False
+        longest = max(d for d, _ in alike)
+        med_pk = float(np.median([pk for _, pk in alike]))
+        return t1 - t0 > r * longest and ev.peak_uv > cfg.gait_amplitude_ratio * med_pk
 
     def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
         """How many other channels had a burst start within ``window`` (default
@@ -972,6 +1040,16 @@ class SpasmDetector:
         clonic = ev.type == "clonus" and not self._built_up_clonus(ev)
         cyc = None if bank is None else bank.episodes.cyclic.pop(ev.key, None)
         long_enough = cyc is not None and t1 - t0 >= cfg.cyclic_min_cycles * cyc
+        if (
+            cyc is not None
+            and long_enough
+            and self._act is not None
+            and self._fell_silent(ev.channel, t0, cyc)
+        ):
+            # a change of pattern, not the muscle following the cycle: judged below (with the
+            # accelerometer's rhythm, by the gait model; without one nothing else could judge
+            # it during movement, so the envelope's cycle decides as before)
+            cyc = None
         if bank is not None and cyc is not None and long_enough and not clonic:
             # A sustained contraction whose envelope rises and falls at a voluntary cyclic rhythm
             # (pushes, strides, pedal strokes): the muscle follows a movement cycle without
@@ -1070,12 +1148,16 @@ class SpasmDetector:
             context = declared.kind
         elif code == REST and rhythmic and graded:
             context = "rhythmic_exercise"
-        if clonic and cyclic and self._gait is not None:
-            # during gait, a "clonus" may be a gait burst of few motor units whose envelope
-            # beats at clonus rates: the gait model knows the muscle's phase and burst length
-            # (its spans of other channels are all closed ``rhythm_lookahead_s`` on)
-            if not final and emg_t < look:
+        if clonic and active and not final and (emg_t < look or acc_t < t1):
+            # during activity a "clonus" may be the movement's own burst (a gait burst or an
+            # exercise repetition of few motor units whose envelope beats at clonus rates): the
+            # bursts after it tell (the gait model's spans of other channels, and the channel's
+            # own repetitions, are all closed ``rhythm_lookahead_s`` on), and the accelerometer
+            # up to its end
+            if emg_t < look + cfg.activity_max_wait_s:
                 return None
+        if clonic and cyclic and self._gait is not None:
+            # during gait: the gait model knows the muscle's phase and burst length
             if self._gait.gait_burst(ev, t0, t1, period, self._spans):
                 return True, context
         if clonic:
@@ -1083,8 +1165,18 @@ class SpasmDetector:
             # so clonus starts abruptly; during activity a "clonus" whose onset ramps like a
             # voluntary contraction is a graded contraction whose few recruited motor units
             # (and physiological tremor) modulate the envelope at clonus rates.
+            # A "clonus" that is one of a run of its channel's repetitions of the movement, alike
+            # in duration and strength (a stride's burst before the gait model has its template,
+            # an exercise repetition), is that movement's burst: a clonus does not recur at the
+            # movement's rhythm lasting as long as its bursts.
+            # A ramped "clonus" is that graded contraction only while the movement goes on: one
+            # that beats on after the limb has stopped moving smoothly (the last second of it
+            # at rest or jerking on the accelerometer) outlasts the movement that ramped it up,
+            # a clonus fused after a voluntary contraction (a sit-to-stand's quadriceps).
             ramped_clonus = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
-            return active and ramped_clonus, context
+            if ramped_clonus and self._act is not None and declared is None:
+                ramped_clonus = self._acc_context(t1 - 1.0, t1)[0] != REST
+            return active and (ramped_clonus or self._repeated(ev, t0, t1)), context
         if cyclic:
             # A burst in no gait/pedal phase is a spasm, graded or not. An episode spanning
             # several cycles is the muscle following the cycle without falling silent between
@@ -1098,21 +1190,40 @@ class SpasmDetector:
             others = [p for p in self._peaks if p[1] < t1 and t0 < p[2] <= horizon]
             if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans, others):
                 return False, context  # in no gait phase of its muscle (detectors/gait_phase.py)
-            return rhythmic or merged, context
+            # in its muscle's phase window, as long as its gait bursts, no cue: its gait burst
+            # (the stride's rhythm may be broken around it: a change of pace, a stop)
+            typical = self._gait is not None and self._gait.last_typical
+            return rhythmic or merged or typical, context
+        if active and not clonic and code != REST:
+            # A burst that overpowers its channel's repetitions of the movement (a spasm fused
+            # with one of them) is a spasm, graded or not: its neighbours are known
+            # ``rhythm_lookahead_s`` on
+            if not final and emg_t < look:
+                self._nap(ev.key, emg=look, verdicts=read)
+                return None
+            if self._overpowers(ev, t0, t1):
+                return False, context
         if code == TRANSITION:
             # The limb turns smoothly under gravity: a whole-body movement (standing up, a
             # transfer) with postural activity in many muscles. Only a strong burst that rises
             # abruptly stands out from it as a spasm; for a weak burst the rise time is not
             # measurable (it crosses the threshold near its top).
             strong_burst = ev.relative_amplitude >= 3.0 * cfg.on_ratio
-            return rhythmic or graded or not strong_burst, context
+            if rhythmic or graded or not strong_burst:
+                return True, context
+            # An abrupt rise measured on one muscle of a whole-body movement whose other muscles
+            # ramp together (common drive: one descending command recruits the synergy, De Luca
+            # & Erim 1994; the median rise over the synergy is a robust reading of it), or a
+            # burst that repeats with the movement's repetitions, is the movement's.
+            horizon = t1 + cfg.rhythm_lookahead_s - 1.0
+            return self._graded_synergy(ev, t0, horizon) or self._repeated(ev, t0, t1), context
         if code == OTHER and synergy >= 2:
             # smooth movement and a burst in a multi-muscle synergy (the focal agonists and the
             # anticipatory postural muscles of a reach or a lift, Aruin & Latash 1995): voluntary,
             # whatever its rise time (a weak postural burst crosses the threshold near its top)
             return True, context
         if active:
-            return rhythmic or graded, context
+            return rhythmic or graded or self._repeated(ev, t0, t1), context
         # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a
         # channel bursting regularly at a voluntary rhythm (gait starting before the
         # accelerometer window sees it, EMG-only devices) is voluntary

@@ -155,6 +155,7 @@ class GaitPhaseModel:
         self._bursts: dict[str, deque[_Burst]] = {}
         self._confidence: dict[str, float] = {}
         self._onset: dict[str, float] = {}
+        self.last_typical = False
 
     def spasm(
         self,
@@ -170,8 +171,10 @@ class GaitPhaseModel:
         ``spans`` are every channel's bursts [onset, offset or inf] (s); ``others`` the other
         channels' finished bursts (channel, onset, offset, peak uV) known by now. Records the
         burst for the templates of later ones; the confidence of a spasm is kept for
-        ``confidence(key)``."""
+        ``confidence(key)``, and whether it was its muscle's ordinary gait burst (in its phase
+        window, no longer than its gait bursts, no cue) in ``last_typical``."""
         verdict = self.judge(ev, t0, t1, period, spans, others)
+        self.last_typical = verdict.typical
         if verdict.spasm:
             self._confidence[ev.key] = verdict.confidence
             if verdict.spasm_onset is not None:

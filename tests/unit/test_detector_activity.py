@@ -8,6 +8,7 @@ rails; lead-off transitions.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,15 @@ from detectors import (
     SpasmDetector,
     SpasmEvent,
 )
-from detectors.activity import RHYTHMIC, TRANSITION, WALKING, AccActivityTracker, phase_locked, regular_rhythm
+from detectors.activity import (
+    RHYTHMIC,
+    TRANSITION,
+    WALKING,
+    AccActivityTracker,
+    phase_locked,
+    regular_rhythm,
+    repetition_run,
+)
 from detectors.detector import feed_interleaved
 from detectors.scoring import score
 from firmware_sim import scenario
@@ -455,3 +464,133 @@ def test_thigh_swing_during_gait_is_a_rhythm_not_a_posture_transition() -> None:
     v = [code for _, _, code, _ in tr.feed(0, acc)]
     # >= activity_enter_s of transition verdicts: the burst context is a posture transition
     assert v.count(TRANSITION) >= 4 and WALKING not in v, v
+
+
+def test_repetition_run_needs_regular_alike_bursts() -> None:
+    # knee extensions every ~3.5 s, 1.5 s each: a run of five through any of them
+    reps = [(10.0, 11.5, 100.0), (13.4, 14.9, 110.0), (17.0, 18.6, 95.0)]
+    reps += [(20.5, 22.0, 105.0), (24.1, 25.5, 100.0)]
+    args = (0.4, 6.0, 0.25, 1.5, 2.5)
+    assert repetition_run(reps, 17.0, *args) == 5
+    # a later burst still open (its length unknown) counts for its onset
+    assert repetition_run([*reps[:4], (24.1, math.inf, math.nan)], 20.5, *args) == 5
+    # a 2.8 s burst in the slot of a repetition lasts too long to be one: it starts no run
+    fused = [*reps[:3], (20.5, 23.3, 105.0)]
+    assert repetition_run(fused, 20.5, *args) == 1
+    # ...and is no member of the others' run (which stops at it)
+    assert repetition_run(fused, 17.0, *args) == 3
+    # much stronger than the run: no copy of it
+    strong = [*reps[:3], (20.5, 22.0, 400.0)]
+    assert repetition_run(strong, 20.5, *args) == 1
+    # irregular intervals (Poisson-like spasms), or slower than the slowest repetition
+    assert repetition_run([(0.0, 0.8, 100.0), (1.0, 1.9, 100.0), (5.0, 5.9, 100.0)], 5.0, *args) == 2
+    slow = [(t, t + 1.5, 100.0) for t in (0.0, 7.0, 14.0)]
+    assert repetition_run(slow, 7.0, *args) == 1
+    assert repetition_run(reps, 99.0, *args) == 1
+
+
+def _repetition_scene(
+    bursts: list[tuple[float, ...]],
+    tilts: list[float],
+    seconds: float = 60.0,
+    others: list[tuple[int, float, float, float]] = (),  # type: ignore[assignment]
+    chunk_s: float = 0.05,
+) -> tuple[list[DetectorOutput], SpasmDetector]:
+    """Channel 0's EMG bursts (onset s, duration s, rise s[, gain]), ``others`` on channels 1-3
+    (channel, onset, duration, rise), and knee extensions or sit-to-stands: the shank sensor's
+    gravity vector turning by 60 deg and back over 2 s, smoothly (a posture transition on the
+    accelerometer), from each time in ``tilts``."""
+    rate, acc_rate, n_ch = 1000.0, 50.0, 4
+    x = _emg(rate, seconds, n_ch=n_ch)
+    n = x.shape[0]
+    env = np.full((n, n_ch), 3.0)
+    for ch, at, dur, rise, *gain in [*((0, *b) for b in bursts), *others]:
+        env[:, ch] += 150.0 * (gain[0] if gain else 1.0) * contraction(rate, n, at, dur, rise)
+    m = int(seconds * acc_rate)
+    theta = np.zeros(m)
+    for at in tilts:
+        theta += np.radians(60.0) * contraction(acc_rate, m, at, 2.0, 0.8)
+    acc = np.stack([np.sin(theta), np.zeros(m), np.cos(theta)], axis=1)
+    acc += np.random.default_rng(5).normal(0.0, 0.003, acc.shape)
+    det = SpasmDetector(
+        DetectorConfig(mains_max_harmonic=0), emg_rate_hz=rate,
+        channel_labels=[f"EMG {i}" for i in range(n_ch)], acc_rate_hz=acc_rate,
+    )  # fmt: skip
+    return feed_interleaved(det, x * env, acc, rate, acc_rate, chunk_s), det
+
+
+def test_repetitions_of_an_exercise_are_voluntary_whatever_their_measured_onset() -> None:
+    # five knee extensions every 3.5 s whose bursts read abrupt (20 ms rise: the rise of a burst
+    # of few motor units is a noisy reading), and a lone abrupt burst with the same movement
+    reps = [10.0, 13.5, 17.0, 20.5, 24.0]
+    out, det = _repetition_scene([(t, 1.5, 0.02) for t in reps] + [(45.0, 1.5, 0.02)], [*reps, 44.9])
+    # the first repetition has only later ones, two of them not known within the look-ahead:
+    # still a spasm; the lone burst stays a spasm
+    assert _onsets_s(out) == [10, 45]
+    assert det.voluntary_bursts == 4
+    # a burst lasting 2.8 s in the slot of the 4th repetition is no repetition: a spasm
+    bursts = [(t, 1.5, 0.02) for t in reps]
+    bursts[3] = (20.5, 2.8, 0.02)
+    out, _ = _repetition_scene(bursts, reps)
+    assert 21 in _onsets_s(out) or 20 in _onsets_s(out)
+    # without the accelerometer's activity the same repetitions are judged at rest: spasms
+    out, _ = _repetition_scene([(t, 1.5, 0.02) for t in reps], [])
+    assert len(_onsets_s(out)) == 5
+
+
+def test_an_abrupt_reading_in_a_ramped_synergy_of_a_posture_transition_is_voluntary() -> None:
+    # standing up: three muscles ramp over 0.3-0.4 s, a fourth reads abrupt (20 ms) 0.3 s later
+    syn = [(1, 15.0, 1.8, 0.35), (2, 15.1, 1.8, 0.3), (3, 15.05, 1.8, 0.4)]
+    out, det = _repetition_scene([(15.3, 1.6, 0.02)], [14.9], others=syn)
+    assert _onsets_s(out) == []
+    assert det.voluntary_bursts == 4
+    # the same movement with the partners abrupt too (a spasm that shakes the limb): spasms
+    syn = [(1, 15.0, 1.8, 0.02), (2, 15.1, 1.8, 0.02), (3, 15.05, 1.8, 0.02)]
+    out, _ = _repetition_scene([(15.3, 1.6, 0.02)], [14.9], others=syn)
+    assert len(_onsets_s(out)) == 4
+
+
+def test_a_burst_that_overpowers_the_repetitions_around_it_is_a_spasm_even_if_graded() -> None:
+    # knee extensions ramping over 0.4 s every 3.5 s; in the 4th slot a spasm fused with the
+    # repetition: it ramps like it (the voluntary start) but lasts 4 s and is 4x as strong
+    reps = [10.0, 13.5, 17.0, 20.5, 27.0, 30.5]
+    bursts: list[tuple[float, ...]] = [(t, 1.5, 0.4) for t in reps]
+    bursts[3] = (20.5, 4.0, 0.4, 4.0)
+    out, det = _repetition_scene(bursts, reps)
+    assert _onsets_s(out) in ([20], [21])  # (a ramped onset is detected on the way up)
+    assert det.voluntary_bursts == 5
+    # as strong but no longer than the others (a harder repetition), or as long but no
+    # stronger (a held repetition): voluntary
+    for fused in ((20.5, 1.5, 0.4, 4.0), (20.5, 4.0, 0.4, 1.0)):
+        bursts[3] = fused
+        out, _ = _repetition_scene(bursts, reps)
+        assert _onsets_s(out) == []
+
+
+def test_a_sustained_episode_after_bursts_that_fell_silent_each_cycle_is_a_change_of_pattern() -> None:
+    det = SpasmDetector(DetectorConfig(), emg_rate_hz=1000.0, channel_labels=["EMG 0", "EMG 1"])
+    # strides of 1 s: 0.4 s bursts with silences between, then an episode from 10.1 s on
+    for t in (7.1, 8.1, 9.1):
+        det._peaks.append(("EMG 0", t, t + 0.4, 100.0))
+    det._peaks.append(("EMG 1", 9.0, 20.0, 100.0))  # another channel's long burst counts not
+    assert det._fell_silent("EMG 0", 10.1, 1.0)
+    # a muscle active through the bout from its start (no silent cycles before): following it
+    assert not det._fell_silent("EMG 1", 9.0, 1.0)
+    # bursts longer than the cycle, or too long ago, are no silent cycles
+    assert not det._fell_silent("EMG 0", 20.0, 1.0)
+
+
+def test_the_repetition_and_overpowering_rules_are_chunk_invariant() -> None:
+    reps = [10.0, 13.5, 17.0, 20.5, 27.0, 30.5]
+    bursts: list[tuple[float, ...]] = [(t, 1.5, 0.02) for t in reps]
+    bursts[3] = (20.5, 4.0, 0.4, 4.0)  # the overpowering one, among abrupt-reading repetitions
+    syn = [(1, 40.0, 1.8, 0.35), (2, 40.1, 1.8, 0.3), (3, 40.05, 1.8, 0.4)]
+    runs = []
+    for chunk_s in (0.05, 0.37, 1.3):
+        out, _ = _repetition_scene([*bursts, (40.3, 1.6, 0.02)], [*reps, 39.9], others=syn, chunk_s=chunk_s)
+        runs.append([(e.channel, e.onset_sample, e.offset_sample, e.type, e.context) for e in _events(out)])
+    assert runs[0] == runs[1] == runs[2]
+    # the first repetition (its run not known yet), the overpowering burst, and the repetition
+    # after it (its predecessor is the spasm, its successor's successor not known yet); the
+    # abrupt reading inside the ramped synergy at 40 s is voluntary
+    assert [round(e[1] / 1000.0) for e in runs[0]] in ([10, 20, 27], [10, 21, 27])

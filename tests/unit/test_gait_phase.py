@@ -337,3 +337,21 @@ def test_a_clonus_typed_burst_in_its_gait_phase_and_length_is_the_gait_burst() -
     t = _walk(model, 10, spans)
     t0, t1 = t + 0.3 * STRIDE, t + 0.6 * STRIDE
     assert not model.gait_burst(_event("TA", t0, t1, 125.0), t0, t1, STRIDE, spans)
+
+
+def test_the_model_says_whether_a_burst_was_its_muscles_ordinary_gait_burst() -> None:
+    # ``spasm`` leaves ``last_typical`` for the detector: an in-phase burst as long as the
+    # template's is the gait burst (voluntary even where the stride rhythm breaks around it);
+    # one out of its phase window, or one too long, is not
+    model = GaitPhaseModel(DetectorConfig())
+    spans: dict[str, list[list[float]]] = {}
+    t = _walk(model, 10, spans)
+    t0, t1 = t + GASTROC[0] * STRIDE, t + GASTROC[1] * STRIDE
+    spans["GM"].append([t0, t1])
+    assert not model.spasm(_event("GM", t0, t1, 150.0), t0, t1, STRIDE, spans)
+    assert model.last_typical
+    t += STRIDE
+    t0, t1 = t + 0.02 * STRIDE, t + 0.12 * STRIDE  # at loading: out of its phase window
+    spans["GM"].append([t0, t1])
+    assert not model.spasm(_event("GM", t0, t1, 150.0), t0, t1, STRIDE, spans)
+    assert not model.last_typical

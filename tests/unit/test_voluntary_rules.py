@@ -376,3 +376,29 @@ def test_clonus_reflex_periods_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="clonus_reflex_periods"):
         DetectorConfig.from_dict({"clonus_reflex_periods": 0.0}, source="test")
     assert DetectorConfig.from_dict({"clonus_reflex_periods": 3}, source="test").clonus_reflex_periods == 3.0
+
+
+def test_a_ramped_clonic_envelope_beating_on_after_the_movement_stopped_is_a_spasm() -> None:
+    """A "clonus" ramped up by a voluntary contraction is that contraction only while the
+    movement goes on: one beating on after the limb has stopped outlasts the movement (a clonus
+    fused after a sit-to-stand's quadriceps burst)."""
+    seconds = 60.0
+    x = _carrier(seconds, 1, seed=17)
+    n = x.shape[0]
+    t = np.arange(n) / RATE
+    # 4 Hz beats (a quadriceps clonus), ramped over 0.6 s: 80 % of the plateau in ~1.3 periods,
+    # not built up by recruitment (``clonus_reflex_periods``) but ramped (``voluntary_ramp_s``)
+    beats = 0.15 + 0.85 * (np.cos(2 * np.pi * 4.0 * t) > -0.5)
+    env = np.full(n, 3.0)
+    env += 120.0 * _ramp(n, 20.0, 2.5, 0.6) * beats  # a knee extension, the shank moving throughout
+    env += 120.0 * _ramp(n, 40.0, 5.5, 0.6) * beats  # the same start, beating on 3 s after it stopped
+    m = int(seconds * 50)
+    theta = np.zeros(m)
+    for at in (19.9, 39.9):  # the shank turns by 60 deg and back over 2.6 s, smoothly
+        k0, k = int(at * 50), int(2.6 * 50)
+        theta[k0 : k0 + k] = np.radians(60.0) * np.sin(np.pi * np.arange(k) / k) ** 2
+    acc = np.stack([np.sin(theta), np.zeros(m), np.cos(theta)], axis=1)
+    acc += np.random.default_rng(6).normal(0.0, 0.003, acc.shape)
+    evs = _events(_run(x * env[:, None], acc))
+    assert [(e.type, round(e.onset_sample / RATE)) for e in evs] == [("clonus", 40)]
+    assert (evs[0].rise_s or 0.0) >= DetectorConfig().voluntary_ramp_s  # the test means it
