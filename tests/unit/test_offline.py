@@ -335,3 +335,18 @@ def test_edf_samples_are_pyedflibs_bit_for_bit(tmp_path: Path) -> None:
         assert sf.emg_uv.tobytes() == emg.tobytes()
         assert sf.acc_g is not None and sf.acc_g.tobytes() == acc.tobytes()
         assert sf.annotations == [(3.0, 1.0, "marker")]
+
+
+def test_finite_samples_whose_sum_overflows_are_finite(tmp_path: Path) -> None:
+    """The finiteness check sums the samples (one pass): a sum that overflows is not a NaN in the
+    file, so the exact check decides, and a NaN anywhere is still found and placed."""
+    from ingest.files.readers import check_signals
+
+    big = np.full((3000, 2), 1e308)
+    big[::2] *= -1.0
+    big[:10] = 1e308  # the sum runs to inf, every value is finite
+    sf = SignalFile(tmp_path / "x.csv", big, 1000.0, ["EMG a", "EMG b"], None, None, START)
+    assert check_signals(sf) is sf
+    big[1234, 1] = np.nan
+    with pytest.raises(RecordingError, match=r"'EMG b' has non-finite values .* first at sample 1234"):
+        check_signals(sf)
