@@ -15,6 +15,7 @@ so ``neurospasm --help`` answers at once (``bench/bench_startup.py``).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -225,15 +226,47 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error(f"sim: argument --device-id: {exc}")
 
 
+def _short_lived_numpy() -> None:
+    """No transparent huge pages for numpy's arrays in ``neurospasm detect``, unless the user chose.
+
+    numpy asks the kernel for huge pages on every array of 4 MiB or more (the whole recording,
+    read at once, and its decoding). With the kernel's usual ``defrag=madvise`` setting each such
+    page fault may compact memory first: on a busy machine a 20-minute 4-channel file's process
+    spent 0.05-0.3 s in the kernel for it, where a process that reads its file once and ends
+    never gets those pages' worth back (measured in ``bench/bench_detect_files.py``). Read by
+    numpy when it loads, so only set before that."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command(argv))
+    command = _command(argv)
+    # ``detect`` is a short process that makes its long-lived objects (modules, the detector's
+    # designs) at start-up and little cyclic garbage after (~0.1 MB per 20-minute file): the
+    # collector's passes over the import-time objects (~10 ms of a 0.15 s start) buy nothing.
+    # ``ingest.commands.offline`` freezes what start-up made and collects between files.
+    pause_gc = command == "detect" and gc.isenabled()
+    if pause_gc:
+        gc.disable()
+    try:
+        return _main(argv, command)
+    finally:
+        if pause_gc:
+            gc.unfreeze()
+            gc.enable()
+
+
+def _main(argv: list[str], command: str | None) -> int:
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     _check_args(parser, args)
     _setup_logging(args.verbose, quiet=args.command == "demo" and not args.plain and args.verbose == 0)
     handler = args.handler
     if args.command in DETECTING_COMMANDS:
         _single_threaded_blas()
+        if args.command == "detect":
+            _short_lived_numpy()
         from ingest.files.design_cache import install
 
         install()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +87,8 @@ class DesignCache:
         arrays["keys"] = np.array(keys)
         arrays["digests"] = np.array([_digest(k, entries[k]) for k in keys])
         arrays["format"] = np.array(FORMAT)
+        import tempfile  # only a process that computed a design writes (tempfile imports random)
+
         tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

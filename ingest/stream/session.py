@@ -158,6 +158,9 @@ class DeviceSession:
     #: False: no display envelope, live view or accelerometer series, only the clinical records
     #: (onsets, events, gaps): what ``neurospasm detect`` needs, at a fraction of the work.
     series: bool = True
+    #: False: no onset records (the live alerts, with their ids) are made or emitted, only
+    #: counted: ``neurospasm detect`` writes events alone. Events and their ids are unchanged.
+    onsets: bool = True
     #: Host seconds with frames but no sample (a device sending only STATUS, a Myo left out of
     #: EMG mode) after which the stream counts as stale for the detector: the bursts it holds for
     #: later data are judged now (``SpasmDetector.interrupt``), as on a disconnect, instead of
@@ -495,8 +498,14 @@ class DeviceSession:
         t0, dt = dom.clock.block_start(full, n)
         dom.last_t_end = t0 + n * dt
         if name == "emg":
-            # as doubles, times the scale, in one pass (the same as astype, then multiply)
-            uv = np.multiply(frame.samples, self.info.emg_scale_uv, dtype=np.float64)
+            samples = frame.samples
+            if self.info.emg_scale_uv == 1.0 and samples.dtype == np.float64 and not self.series:
+                # Microvolts already (a signal file's frames): x * 1.0 is x, and the detector
+                # copies what it keeps, so the pass over the samples would only make a copy.
+                uv = samples
+            else:
+                # as doubles, times the scale, in one pass (the same as astype, then multiply)
+                uv = np.multiply(samples, self.info.emg_scale_uv, dtype=np.float64)
             self._handle(self.detector.feed_emg(full, uv))
             if not self.series:
                 return
@@ -592,6 +601,8 @@ class DeviceSession:
         for out in outputs:
             if isinstance(out, Onset):
                 self.stats.onsets += 1
+                if not self.onsets:
+                    continue
                 onset = OnsetRecord(
                     event_id(self.device, self.boot_id, out.key),
                     self.device,

@@ -206,6 +206,52 @@ def test_several_files_in_one_run_each_line_names_its_file_and_a_bad_one_is_skip
     assert rc == 2 and "--annotate takes one recording" in err
 
 
+def test_detect_pauses_the_collector_only_while_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``detect`` runs without the cyclic collector (start-up's objects frozen, a collection
+    between files); the caller's collector is as it was afterwards, even when a file is bad."""
+    import gc
+
+    path, _ = scenario_file(tmp_path)
+    bad = tmp_path / "broken.csv"
+    bad.write_text("t,EMG\n0,1\n")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    rc, lines, _ = detect(capsys, str(path), str(bad), str(path))
+    assert rc == 2 and len(lines) == 6
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_detect_makes_no_onset_records_and_the_same_events(tmp_path: Path) -> None:
+    """The session ``detect`` runs makes no onset records (only events are written), and its
+    events, ids included, are those of a session that makes every record."""
+    from detectors import DetectorConfig
+    from ingest.commands.offline import detect_signals, signal_frames
+    from ingest.stream.session import DeviceSession, Output
+
+    sf = _lead_off_file(tmp_path)
+    outs: list[Output] = []
+    full = DeviceSession("offline", outs.append, DetectorConfig(), series=False)
+    for frame, t in signal_frames(sf, "offline"):
+        full.on_frame(frame, t)
+    full.finish()
+    assert any(o.kind == "onset" for o in outs)
+    want = sorted((o.payload for o in outs if o.kind == "event"), key=lambda p: (p["onset"], p["channel"]))  # type: ignore[index]
+    assert want
+    from ingest.outputs.encoders import to_json
+
+    assert [to_json(e) for e in detect_signals(sf, DetectorConfig())] == want
+
+    lean: list[Output] = []
+    s = DeviceSession("offline", lean.append, DetectorConfig(), series=False, onsets=False)
+    for frame, t in signal_frames(sf, "offline"):
+        s.on_frame(frame, t)
+    s.finish()
+    assert not any(o.kind == "onset" for o in lean)
+    assert s.stats.onsets == full.stats.onsets > 0  # still counted
+    assert [o.payload for o in lean if o.kind != "onset"] == [o.payload for o in outs if o.kind != "onset"]
+
+
 def test_annotate_keeps_signal_units(tmp_path: Path) -> None:
     sf = SignalFile(
         tmp_path / "x", np.random.default_rng(0).normal(0, 5, (2000, 1)), 1000.0, ["EMG a"], None, None, START
@@ -289,3 +335,18 @@ def test_edf_samples_are_pyedflibs_bit_for_bit(tmp_path: Path) -> None:
         assert sf.emg_uv.tobytes() == emg.tobytes()
         assert sf.acc_g is not None and sf.acc_g.tobytes() == acc.tobytes()
         assert sf.annotations == [(3.0, 1.0, "marker")]
+
+
+def test_finite_samples_whose_sum_overflows_are_finite(tmp_path: Path) -> None:
+    """The finiteness check sums the samples (one pass): a sum that overflows is not a NaN in the
+    file, so the exact check decides, and a NaN anywhere is still found and placed."""
+    from ingest.files.readers import check_signals
+
+    big = np.full((3000, 2), 1e308)
+    big[::2] *= -1.0
+    big[:10] = 1e308  # the sum runs to inf, every value is finite
+    sf = SignalFile(tmp_path / "x.csv", big, 1000.0, ["EMG a", "EMG b"], None, None, START)
+    assert check_signals(sf) is sf
+    big[1234, 1] = np.nan
+    with pytest.raises(RecordingError, match=r"'EMG b' has non-finite values .* first at sample 1234"):
+        check_signals(sf)
