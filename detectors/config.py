@@ -266,9 +266,17 @@ class DetectorConfig:
     electrode_line_share: float = 0.5
     #: Anywhere (near a lead-off or not): a burst whose raw EMG-band power is mostly on the mains
     #: lines (``electrode_line_share``), with that line's power this many times higher or lower
-    #: than over the half second before, is the contact's impedance changing (dropped). 4 in
-    #: power: the hum's amplitude doubled or halved.
-    electrode_hum_change: float = 4.0
+    #: than over the half second before, is the contact's impedance changing (dropped). 2 in
+    #: power: the hum's amplitude changed by 41 % either way (a steady contact under a real
+    #: spasm kept it within 11 % on the rest bench; a half-contacting one moves it by x2-x100).
+    electrode_hum_change: float = 2.0
+    #: Anywhere: a burst whose raw power above ``artefact_band_hz`` off the mains lines, over the
+    #: burst itself, is less than this many times the resting power is not in the input: the
+    #: band-pass and notches ringing after a sharp edge (a DC step, a knock on the cable; a Q-30
+    #: notch rings ~0.2 s) that the envelope read as a burst (dropped). A real burst held the
+    #: onset level (``on_ratio`` squared, 64x in power) for ``confirm_s``: >= ~11x over the
+    #: shortest window read; resting noise reads ~1.
+    input_power_ratio: float = 2.5
     artifact_suspect_confidence: float = 0.5
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
@@ -494,6 +502,10 @@ class DetectorConfig:
                 raise ConfigError(
                     f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"
                 )
+        if self.input_power_ratio < 0:
+            raise ConfigError(
+                f"detector config key 'input_power_ratio': must be >= 0, got {self.input_power_ratio!r}"
+            )
         if self.electrode_hum_change <= 1:
             raise ConfigError(
                 f"detector config key 'electrode_hum_change': must be > 1, got {self.electrode_hum_change!r}"

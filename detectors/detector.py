@@ -766,7 +766,13 @@ class SpasmDetector:
         # decide only once it would be known (the same verdict whatever the chunking)
         if not final and emg_t < t1 + cfg.lead_off_guard_before_s + cfg.quality_hold_s + 0.1:
             return None
-        low, hum = (None, None) if self._bank is None else self._bank.burst_low.get(key, (None, None))
+        none3: tuple[float | None, float | None, float | None] = (None, None, None)
+        low, hum, inp = none3 if self._bank is None else self._bank.burst_low.get(key, none3)
+        if inp is not None and inp < cfg.input_power_ratio:
+            # The raw samples over the burst hold (almost) no power where muscle would put it,
+            # off the mains lines: what the envelope read is the filters ringing after a sharp
+            # edge (a DC step, a knock on the cable), not anything in the input.
+            return "artefact"
         if low is not None and low > cfg.artefact_low_fraction:
             # Wherever it is: over the burst itself, most of its raw EMG-band power lies below
             # ``artefact_band_hz``. Surface EMG peaks at 50-150 Hz (mean frequency 60-120 Hz);

@@ -76,8 +76,10 @@ class EmgBank:
         self.burst_spectra: dict[str, tuple[float, float] | None] = {}
         #: of each ended burst's raw waveform, by event key (each None when its samples were not
         #: all remembered): the share of its EMG-band power below ``artefact_band_hz`` over the
-        #: burst itself (``burst_low_share``), and the change of its mains line (``burst_hum_change``)
-        self.burst_low: dict[str, tuple[float | None, float | None]] = {}
+        #: burst itself (``burst_low_share``), the change of its mains line (``burst_hum_change``),
+        #: and its power off the lines above that band in resting powers (``burst_input_power``
+        #: over the event's ``baseline_uv`` squared)
+        self.burst_low: dict[str, tuple[float | None, float | None, float | None]] = {}
         #: mains-line powers just before each confirmed burst's onset (``hum_before``), by key,
         #: until the burst ends
         self._hum_before: dict[str, tuple[float, float] | None] = {}
@@ -142,9 +144,12 @@ class EmgBank:
             if not isinstance(o, SpasmEvent) or o.key in self.burst_low:
                 continue
             ch = self.labels.index(o.channel)
+            p_in = q.burst_input_power(ch, o.onset_sample, o.offset_sample)
+            rest = o.baseline_uv * o.baseline_uv
             self.burst_low[o.key] = (
                 q.burst_low_share(ch, o.onset_sample, o.offset_sample),
                 q.burst_hum_change(ch, o.onset_sample, o.offset_sample, self._hum_before.pop(o.key, None)),
+                None if p_in is None or rest <= 0.0 else p_in / rest,
             )
             if o.key in self.burst_spectra or o.key in self._ended:
                 continue

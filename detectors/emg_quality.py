@@ -179,14 +179,26 @@ class SignalQuality:
 
         Unlike ``burst_spectrum`` it leaves out the stretch before the onset: cable motion or a
         settling baseline just before a spasm says nothing about the spasm."""
+        seg = self._shape_window(ch, onset, offset)
+        return None if seg is None else electrode_spectrum(seg, self.rate, self.cfg)[1]
+
+    def burst_input_power(self, ch: int, onset: int, offset: int) -> float | None:
+        """``input_power`` (uV^2) of a burst's raw samples over the burst itself (the
+        ``burst_low_share`` stretch), or None when they are not all remembered. Called when the
+        burst ends (chunking-independent)."""
+        seg = self._shape_window(ch, onset, offset)
+        return None if seg is None else input_power(seg, self.rate, self.cfg)
+
+    def _shape_window(self, ch: int, onset: int, offset: int) -> FloatArray | None:
+        """The burst itself: its last ``SHAPE_WINDOW_S`` at most, ``SHAPE_MIN_S`` at least
+        (centred on a shorter burst)."""
         r = self.rate
         a = max(onset, offset - round(SHAPE_WINDOW_S * r))
         short = round(SHAPE_MIN_S * r) - (offset - a)
         if short > 0:
             a -= short // 2
             offset += short - short // 2
-        seg = self._remembered(ch, a, offset)
-        return None if seg is None else electrode_spectrum(seg, r, self.cfg)[1]
+        return self._remembered(ch, a, offset)
 
     def suspect(self, mx: FloatArray, mn: FloatArray) -> FloatArray:
         """Blocks that need a closer look, from per-block extremes (..., C): flat, big or off-scale.
@@ -524,3 +536,41 @@ def electrode_spectrum(
         line = max(line, float(p[on].sum()) / total)
     low = float(p[low_bins].sum()) / total
     return line, low
+
+
+def input_power(x: FloatArray, rate: float, cfg: DetectorConfig) -> float:
+    """Mean power (uV^2) of a raw stretch above ``artefact_band_hz`` (to the band-pass top) with
+    the mains lines left out: the power density of the other bins times the whole band's width,
+    from one linearly detrended, Hann-windowed periodogram (a sinusoid of amplitude A off the
+    lines reads A^2 / 2, white noise its variance times the band's share of the Nyquist band).
+
+    What the *input* holds where the detector's envelope reads muscle. Filters cannot add power
+    there, only move it in time: after a sharp edge (a DC step, a knock on the cable, a contact
+    spike) the band-pass and the Q-30 mains notches ring for a fraction of a second (a notch's
+    ring decays with 1 / (pi x its 1.7 Hz bandwidth), ~0.2 s), and the envelope reads that ring
+    as a burst while the raw stretch after the edge holds only resting noise (and the edge's
+    slow swing, below the band). The lines are left out because that ring sits on them and
+    because mains hum is not muscle; a muscle's broad spectrum loses a few bins' worth."""
+    n = x.shape[0]
+    if n < 16:
+        return 0.0
+    split_hz, high_hz = cfg.artefact_band_hz, min(cfg.band_high_hz, 0.45 * rate)
+
+    def make() -> tuple[FloatArray, ...]:
+        t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+        w = np.hanning(n)
+        f = np.fft.rfftfreq(n, 1.0 / rate)
+        band = (f >= split_hz) & (f <= high_hz)
+        # a Hann-windowed line spreads over +-2 bins (its main lobe): all of it left out
+        half = max(1.5, 2.0 * rate / n) * (1.0 + 1e-9)
+        off = band & ~_line_mask(f, 50.0, half, math.inf) & ~_line_mask(f, 60.0, half, math.inf)
+        scale = np.array(2.0 / (n * float(w @ w)) * float(band.sum()) / max(1, int(off.sum())))
+        return t, np.array(float(t @ t)), w, off, scale
+
+    t, tt, w, off, scale = _grid(("input", n, rate, split_hz, high_hz), make)
+    if not off.any():
+        return 0.0
+    xm = x - x.mean()
+    xd = xm - (float(t @ xm) / float(tt)) * t
+    p = np.abs(np.fft.rfft(xd * w)) ** 2
+    return float(p[off].sum()) * float(scale)

@@ -781,6 +781,12 @@ def _add_confounder(
 
     if kind in ("cable_motion", "electrode_pop"):
         a, b = _interval(sc, cf, 5.0 if cf.count > 1 else (1.0 if kind == "cable_motion" else 0.5))
+        if kind == "cable_motion" and cf.channel == "*" and len(ch_index) > 1:
+            # one cable carries every lead: each movement reaches all channels at once
+            times = [a] if cf.count == 1 else sorted(rng.uniform(a, max(a, b - 0.5), cf.count).tolist())
+            for t0 in times:
+                out.extend(_shared_cable(rng, sc, cf, emg, acc, ch_index, t0, b))
+            return out
         for c, i in _targets(sc, cf, ch_index) if cf.channel != "*" else list(ch_index.items())[:1]:
             times = [a] if cf.count == 1 else sorted(rng.uniform(a, max(a, b - 0.5), cf.count).tolist())
             for t0 in times:
@@ -864,6 +870,59 @@ def _artefact(
     if ka > 0:
         acc[a0 : a0 + ka] += np.outer(_hann_burst(ka) * 0.03, _unit(rng.standard_normal(3)))
     return _conf_label("cable_motion", channel, i0 / fs, (i0 + k) / fs, amplitude_uv=amp)
+
+
+def _shared_cable(
+    rng: np.random.Generator,
+    sc: Scenario,
+    cf: ConfounderSpec,
+    emg: F64,
+    acc: F64,
+    ch_index: dict[str, int],
+    t0: float,
+    t_end: float,
+) -> list[dict[str, Any]]:
+    """Motion of a cable shared by every lead (``channel = "*"``): one waveform on all channels.
+
+    Movement artefact keeps most of its energy below ~20 Hz (De Luca, Gilmore, Kuznetsov & Roy,
+    J Biomech 2010): the cable's flexing moves triboelectric charge and the electrodes' double
+    layers, and every lead of one cable feels the same movement, each through its own coupling
+    (gain 0.3-1, either sign) within a few milliseconds. Half the movements are a *knock* (a tap
+    on the cable or an electrode: a fast rise, 3-20 ms, then a damped 2-12 Hz ring, 0.2-1 s), half
+    a *swing* (smooth low-passed motion, 4-15 Hz, 0.3-1.5 s, as ``cable_motion`` on one channel).
+    The knock's edge is what makes the band-pass and mains notches ring; the detector must see
+    neither as a spasm. The limb moves a little with a swing (the accelerometer), barely with a knock.
+    """
+    fs, fa = sc.emg_rate_hz, sc.acc_rate_hz
+    n = emg.shape[0]
+    i0 = min(n - 1, round(t0 * fs))
+    amp = (cf.amplitude_uv or 300.0) * rng.uniform(0.6, 1.0)
+    knock = bool(rng.random() < 0.5)
+    dur = min(rng.uniform(0.2, 1.0) if knock else rng.uniform(0.3, 1.5), max(0.1, t_end - t0))
+    k = min(n - i0, max(4, round(dur * fs)))
+    if knock:
+        tt = np.arange(k) / fs
+        rise, f = rng.uniform(0.003, 0.02), rng.uniform(2.0, 12.0)
+        x = (
+            (1.0 - np.exp(-tt / rise))
+            * np.exp(-tt / (dur / 4.0))
+            * np.sin(2 * np.pi * f * tt + rng.uniform(0.5, 2.5))
+        )
+    else:
+        x = _lowpass_noise(rng, k, fs, rng.uniform(4.0, 15.0)) * _hann_burst(k)
+    x = amp * x / max(float(np.max(np.abs(x))), 1e-9)
+    out = []
+    for c, i in ch_index.items():
+        gain = rng.uniform(0.3, 1.0) * (1.0 if rng.random() < 0.5 else -1.0)
+        j0 = min(n, i0 + round(rng.uniform(0.0, 0.005) * fs))
+        kk = min(k, n - j0)
+        emg[j0 : j0 + kk, i] += gain * x[:kk]
+        out.append(_conf_label("cable_motion", c, j0 / fs, (j0 + kk) / fs, amplitude_uv=amp * abs(gain)))
+    a0 = round(t0 * fa)
+    ka = min(acc.shape[0] - a0, max(1, round(k / fs * fa)))
+    if ka > 0 and not knock:
+        acc[a0 : a0 + ka] += np.outer(_hann_burst(ka) * 0.03, _unit(rng.standard_normal(3)))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
