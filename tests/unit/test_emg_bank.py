@@ -192,21 +192,46 @@ def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest
     np.testing.assert_allclose(fast, sig.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
 
 
-def test_row_sums_are_numpys_reduce_bit_for_bit() -> None:
-    """The decimation sums (``emg_filters._row_sums``) must be numpy's, bit for bit: the envelope
-    rows, and so every event, may not move by an ulp for the speed-up. Values over 16 decades
-    make any other order of additions show; rows of 16 or more go to numpy itself."""
-    from detectors.emg_filters import _row_sums, _row_sums_ok
+def test_power_rows_are_the_plain_formulas_bit_for_bit() -> None:
+    """``EmgFilters.run`` stacks squares and samples and sums the decimation rows of both in one
+    reduction: the power rows must be those of the plain formulas (squares summed per row; the
+    row sums low-passed, squared; both smoothed), bit for bit, at every decimation factor the
+    rates give (1 at 200 Hz, 5 at 1 kHz, 10 at 2 kHz, 20 at 4 kHz), blocks of whole and partial
+    rows, a restart, carried states."""
+    from detectors.emg_filters import EmgFilters
+    from detectors.sos import filter_inplace
 
-    rng = np.random.default_rng(7)
-    for d in range(1, 16):
-        y3 = rng.standard_normal((2, 50, d)) * 10.0 ** rng.uniform(-8, 8, (2, 50, d))
-        ref = np.add.reduce(y3, axis=-1)
-        assert _row_sums(y3).tobytes() == ref.tobytes(), d
-        out = np.empty((2, 50))
-        assert _row_sums(y3, out=out) is out and out.tobytes() == ref.tobytes(), d
-        assert _row_sums_ok(d)
-    assert not _row_sums_ok(16) and not _row_sums_ok(40)
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(5)
+    for rate in (200.0, 1000.0, 2000.0, 4000.0):
+        c = 3
+        f = EmgFilters(cfg, rate, c, 50)
+        d = f.decim
+        zi, zl, ze = np.zeros_like(f.zi), np.zeros_like(f.zi_low), np.zeros_like(f.zi_env)
+        base = np.full(2 * c, np.nan)
+        for i, n in enumerate((5 * d, 7 * d + 3, 10 * d, 10 * d)):
+            x = rng.standard_normal((c, n)) * 10.0 ** rng.uniform(-2, 4, (c, 1))
+            if i == 2:
+                f.reset(np.array([False, True, False]))
+            restart = np.flatnonzero(f.need_reset)
+            ref = x.copy()
+            got = f.run(x, base)
+            # the plain formulas, on states kept beside the filters'
+            zi[restart] = f.zi0[None, :, :] * ref[restart, 0][:, None, None]
+            filter_inplace(f.sos, ref, zi)
+            m = n // d
+            y = ref[:, : m * d].reshape(c, m, d)
+            sq = (y * y).sum(axis=2)
+            sums = y.sum(axis=2)
+            zl[restart] = 0.0
+            filter_inplace(f.sos_low, sums, zl)
+            pw = np.concatenate([sq, sums * sums])
+            start = pw[:, 0]
+            cols = np.concatenate([restart, restart + c])
+            ze[cols] = f.zi0_env[None, :, :] * start[cols][:, None, None]
+            filter_inplace(f.sos_env, pw, ze)
+            assert got is not None and got.tobytes() == pw.tobytes(), (rate, i)
+            assert x.tobytes() == ref.tobytes()  # the block is filtered in place
 
 
 def _hum_power_plain(x: np.ndarray, rate: float, f0: float, top_hz: float) -> float:
