@@ -9,6 +9,8 @@ full scale, rails, flat (lead-off) stretches, NaNs, and 50 Hz hum on a floating 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -187,6 +189,9 @@ def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest
         return np.concatenate(out, axis=1)
 
     fast = run()
+    assert kernel._sosfilt_f64 is not None  # the float64 specialisation was found and checked
+    monkeypatch.setattr(kernel, "_sosfilt_f64", None)
+    np.testing.assert_array_equal(run(), fast)  # the fused kernel's dispatch: the same code
     monkeypatch.setattr(kernel, "_sosfilt", None)
     np.testing.assert_allclose(run(), fast, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast, sig.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
@@ -313,3 +318,41 @@ def test_raw_stretch_reads_the_ring_as_the_wrapped_gather() -> None:
             assert got is not None and got.dtype == np.float64
             assert got.tobytes() == x[chans, a:b].astype(np.float64).tobytes()
     assert q.raw_stretch([0], s0 - q.raw_len - 1, s0) is None  # older than the ring
+
+
+def test_trend_fit_is_numpys_lstsq_bit_for_bit() -> None:
+    """``electrode_spectrum``'s trend fit calls numpy's LAPACK gufunc directly (``_lstsq``): the
+    public ``np.linalg.lstsq``'s coefficients, bit for bit, on burst-length stretches of raw
+    EMG; a non-finite stretch gets the public function's answer (redone by it), without a warning."""
+    from detectors import emg_quality
+
+    rng = np.random.default_rng(2)
+    assert emg_quality._lstsq is not emg_quality._public_lstsq  # the direct path is in use here
+    for n in (16, 300, 541, 1000, 4000):
+        t = np.arange(n, dtype=np.float64)
+        a = np.vander(t, 2)
+        a /= np.sqrt((a * a).sum(axis=0))
+        for _ in range(5):
+            x = rng.standard_normal(n) * 10.0 ** rng.uniform(-1, 4) + rng.uniform(-1e4, 1e4)
+            want = np.linalg.lstsq(a, x, n * np.finfo(np.float64).eps)[0]
+            assert emg_quality._lstsq(a, x, n * np.finfo(np.float64).eps).tobytes() == want.tobytes()
+    bad = np.ones(16)
+    bad[3] = np.nan
+    a = np.vander(np.arange(16, dtype=np.float64), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = emg_quality._lstsq(a, bad, 1e-14)
+    np.testing.assert_array_equal(got, np.linalg.lstsq(a, bad, 1e-14)[0])
+
+
+def test_spectrum_bins_read_the_masks_values() -> None:
+    """``_bins``: one run of bins as a slice, scattered ones as indices, none as an empty slice;
+    either way the masked values in order (the same sums)."""
+    from detectors.emg_quality import _bins
+
+    p = np.random.default_rng(4).standard_normal(50)
+    for mask in (np.zeros(50, bool), np.arange(50) % 7 == 0, (np.arange(50) > 9) & (np.arange(50) < 31)):
+        got = p[_bins(mask)]
+        assert got.tobytes() == p[mask].tobytes()
+        assert float(np.add.reduce(got)) == float(p[mask].sum())
+    assert _bins((np.arange(50) > 9) & (np.arange(50) < 31)) == slice(10, 31)
