@@ -197,13 +197,31 @@ def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest
     np.testing.assert_allclose(fast, sig.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
 
 
+def test_row_sums_are_numpys_reduce_bit_for_bit() -> None:
+    """The decimation sums (``emg_filters._row_sums``) must be numpy's, bit for bit: the envelope
+    rows, and so every event, may not move by an ulp for the speed-up. Values over 16 decades
+    make any other order of additions show; rows of 16 or more go to numpy itself."""
+    from detectors.emg_filters import _row_sums, _row_sums_ok
+
+    rng = np.random.default_rng(7)
+    for d in range(1, 16):
+        y3 = rng.standard_normal((2, 50, d)) * 10.0 ** rng.uniform(-8, 8, (2, 50, d))
+        ref = np.add.reduce(y3, axis=-1)
+        assert _row_sums(y3).tobytes() == ref.tobytes(), d
+        out = np.empty((2, 50))
+        assert _row_sums(y3, out=out) is out and out.tobytes() == ref.tobytes(), d
+        assert _row_sums_ok(d)
+    assert not _row_sums_ok(16) and not _row_sums_ok(40)
+
+
 def test_power_rows_are_the_plain_formulas_bit_for_bit() -> None:
     """``EmgFilters.run`` stacks squares and samples and sums the decimation rows of both in one
     reduction: the power rows must be those of the plain formulas (squares summed per row; the
     row sums low-passed, squared; both smoothed), bit for bit, at every decimation factor the
     rates give (1 at 200 Hz, 5 at 1 kHz, 10 at 2 kHz, 20 at 4 kHz), blocks of whole and partial
-    rows, a restart, carried states."""
-    from detectors.emg_filters import EmgFilters
+    rows, a restart, carried states; streaming blocks take numpy's reduce, a long stretch (the
+    offline path) ``_row_sums``."""
+    from detectors.emg_filters import _REDUCE_ROWS, EmgFilters
     from detectors.sos import filter_inplace
 
     cfg = DetectorConfig()
@@ -214,7 +232,7 @@ def test_power_rows_are_the_plain_formulas_bit_for_bit() -> None:
         d = f.decim
         zi, zl, ze = np.zeros_like(f.zi), np.zeros_like(f.zi_low), np.zeros_like(f.zi_env)
         base = np.full(2 * c, np.nan)
-        for i, n in enumerate((5 * d, 7 * d + 3, 10 * d, 10 * d)):
+        for i, n in enumerate((5 * d, 7 * d + 3, 10 * d, 10 * d, 300 * d + 1)):  # last: _row_sums
             x = rng.standard_normal((c, n)) * 10.0 ** rng.uniform(-2, 4, (c, 1))
             if i == 2:
                 f.reset(np.array([False, True, False]))
@@ -236,6 +254,7 @@ def test_power_rows_are_the_plain_formulas_bit_for_bit() -> None:
             ze[cols] = f.zi0_env[None, :, :] * start[cols][:, None, None]
             filter_inplace(f.sos_env, pw, ze)
             assert got is not None and got.tobytes() == pw.tobytes(), (rate, i)
+            assert (2 * c * m > _REDUCE_ROWS * d) == (i == 4) or d == 1
             assert x.tobytes() == ref.tobytes()  # the block is filtered in place
 
 
