@@ -279,7 +279,9 @@ class SpasmDetector:
         self._acc_next = start + x.shape[0]
         if x.shape[0] == 0:
             return out
-        if not math.isfinite(float(np.add.reduce(x, axis=None))):  # (x.sum() without its wrapper)
+        # any NaN or inf makes the sum non-finite (a finite sum that overflows leaves nan_to_num
+        # nothing to replace); a few samples are summed faster as Python floats than by numpy
+        if not math.isfinite(sum(x.ravel().tolist())):
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         # The tracker only acts at hop boundaries: hand it whole hops (fewer calls, same result).
         if not self._acc_pending:

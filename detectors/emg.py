@@ -31,6 +31,8 @@ from detectors.rhythm import clonus_rhythm
 __all__ = ["EmgBank", "clonus_rhythm", "design_emg_filter", "detect_mains", "filter_inplace"]
 
 FloatArray = np.ndarray
+#: ``ndarray.any(axis=...)``'s reduction, without its Python wrapper (every block pays it)
+_any_rows = np.logical_or.reduce
 
 
 class EmgBank:
@@ -348,9 +350,9 @@ class EmgBank:
         m = pe.shape[1]
         eps = self.episodes
         # ---- onset / offset state machine (thresholds fixed for the block)
-        above = env >= self.baseline.on_thr
-        if eps.n_busy or above.any():
-            above_any = np.asarray(above.any(axis=1))
+        # which channels cross their onset level in this block (one reduction, read as a list)
+        above_any: list[bool] = _any_rows(env >= self.baseline.on_thr, axis=1).tolist()
+        if eps.n_busy or True in above_any:
             base_valid = self.baseline.valid
             for ch in range(c):
                 if eps.eps[ch] is None and not above_any[ch]:

@@ -75,6 +75,11 @@ def detect_mains(x: FloatArray, rate_hz: float, min_ratio: float = 10.0) -> int 
 _ROW_SUMS_MAX = 15
 #: decimation factor -> ``_row_sums`` reproduces ``np.add.reduce(.., axis=-1)`` bit for bit here
 _ROW_SUMS_OK: dict[int, bool] = {}
+#: Up to this many rows per sample of a row (a streaming block: 16 rows of 10 at 2 kHz on 8
+#: channels) numpy's reduce is the faster of the two (its per-row inner-loop calls cost less than
+#: ``_row_sums``'s handful of calls on strided views, each a full iterator set-up, on numpy 2);
+#: on longer stretches (offline, ``process_blocks``) ``_row_sums`` is, several times over.
+_REDUCE_ROWS = 32
 
 
 def _row_sums(y3: FloatArray, out: FloatArray | None = None) -> FloatArray:
@@ -159,7 +164,8 @@ class EmgFilters:
         self.lag = round(0.5 * self.decim + math.sqrt(2) / (2 * math.pi * cutoff) * rate_hz)
         self.need_reset = np.ones(c, dtype=bool)
         self.any_reset = True
-        #: sum the decimation rows with ``_row_sums`` (numpy's own reduce where it would differ)
+        #: sum the decimation rows of long stretches with ``_row_sums`` (numpy's own reduce where
+        #: it would differ)
         self.fast_rows = _row_sums_ok(self.decim)
 
     def reset(self, channels: np.ndarray | None = None) -> None:
@@ -189,16 +195,15 @@ class EmgFilters:
         k = m * d
         y = x[:, :k] if k != n else x
         pw = np.empty((2 * c, m))
-        if self.fast_rows:
-            # squares and samples stacked: one ``_row_sums`` for both (its cost is per call)
-            both = np.empty((2 * c, k))
-            np.multiply(y, y, out=both[:c])
-            both[c:] = y
+        # squares and samples stacked, summed in one go (the cost here is per numpy call)
+        both = np.empty((2 * c, k))
+        np.multiply(y, y, out=both[:c])
+        both[c:] = y
+        if self.fast_rows and 2 * c * m > _REDUCE_ROWS * d:
             _row_sums(both.reshape(2 * c, m, d), out=pw)
-            yd = pw[c:]  # the row sums, low-passed and squared in place
         else:
-            np.add.reduce((y * y).reshape(c, m, d), axis=2, out=pw[:c])
-            yd = np.add.reduce(y.reshape(c, m, d), axis=2)
+            np.add.reduce(both.reshape(2 * c, m, d), axis=2, out=pw)
+        yd = pw[c:]  # the row sums, low-passed and squared in place
         if idx is not None:
             self.zi_low[idx] = 0.0
         filter_inplace(self.sos_low, yd, self.zi_low)  # gain 1/sqrt(d): squares to the row-sum scale

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cmath
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from detectors.events import DetectorOutput, QualityChange, QualityState
 
 #: ``ndarray.max`` / ``min`` of a block are these reductions (called directly: every block pays them)
 _max, _min = np.maximum.reduce, np.minimum.reduce
+#: ``ndarray.sum`` of a 1-D array is this reduction (the same bits, without its wrapper)
+_sum = np.add.reduce
+_EPS = float(np.finfo(np.float64).eps)
 QUALITY_NAMES: tuple[QualityState, ...] = ("ok", "lead_off", "saturated")
 FloatArray = np.ndarray
 #: Raw EMG is kept for a burst's last ``BURST_WINDOW_S``, summarised at the latest when its channel
@@ -424,10 +428,10 @@ def _hum_bases(n: int, rate: float) -> tuple[tuple[FloatArray, FloatArray], floa
 #: Per-length constants of ``hum_power`` and ``electrode_spectrum`` (window, frequencies, line
 #: masks, the trend fit's design matrix), keyed by what they depend on: bursts of a stream mostly
 #: share a few window lengths (clamped to the windows' bounds), and each is a dozen numpy calls.
-_GRIDS: dict[tuple[object, ...], tuple[FloatArray, ...]] = {}
+_GRIDS: dict[tuple[object, ...], tuple[Any, ...]] = {}
 
 
-def _grid(key: tuple[object, ...], make: Callable[[], tuple[FloatArray, ...]]) -> tuple[FloatArray, ...]:
+def _grid(key: tuple[object, ...], make: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
     hit = _GRIDS.get(key)
     if hit is None:
         if len(_GRIDS) >= 256:
@@ -446,6 +450,50 @@ def _line_mask(f: FloatArray, f0: float, half: float, top_hz: float) -> FloatArr
     return on
 
 
+def _bins(mask: FloatArray) -> slice | FloatArray:
+    """The bins of ``mask`` as a slice when they are one run (a view, no copy), else their
+    indices: ``p[_bins(mask)]`` holds ``p[mask]``'s values in its order (the same sums)."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return slice(0, 0)
+    if int(idx[-1]) - int(idx[0]) + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _public_lstsq(a: FloatArray, b: FloatArray, rcond: float) -> FloatArray:
+    return np.linalg.lstsq(a, b, rcond)[0]
+
+
+def _lstsq_kernel() -> Callable[[FloatArray, FloatArray, float], FloatArray]:
+    """``np.linalg.lstsq(a, b, rcond)[0]`` for float64 ``a`` (m, k) and ``b`` (m,): numpy's own
+    LAPACK gufunc called directly when it gives the public function's bits (checked once), which
+    skips the wrapper's argument checks and error-state context (most of its cost on a burst's
+    trend fit). A non-finite answer is redone by the public function, which raises as it did."""
+    try:
+        from numpy.linalg import _umath_linalg
+
+        gufunc = _umath_linalg.lstsq
+
+        def direct(a: FloatArray, b: FloatArray, rcond: float) -> FloatArray:
+            coef = gufunc(a, b[:, None], rcond, signature="ddd->ddid")[0][:, 0]
+            if not math.isfinite(float(np.add.reduce(coef))):
+                return _public_lstsq(a, b, rcond)
+            return coef
+
+        k = np.arange(40, dtype=np.float64)
+        a = np.vander(k, 2) / np.array([900.0, 6.0])
+        b = np.sin(k * 0.7) * 1e3 + k
+        if np.array_equal(direct(a, b, 40 * 2.2e-16), _public_lstsq(a, b, 40 * 2.2e-16)):
+            return direct
+    except Exception:  # another numpy layout: the public function
+        pass
+    return _public_lstsq
+
+
+_lstsq = _lstsq_kernel()
+
+
 def hum_power(x: FloatArray, rate: float, f0: float, top_hz: float) -> float:
     """Mean power (uV^2) of the mains line ``f0`` and its harmonics 1-5 (below ``top_hz``) in
     ``x``: a linearly detrended, Hann-windowed periodogram summed within one bin (at least
@@ -461,18 +509,18 @@ def hum_powers(
     """``hum_power`` of each line in ``lines``, from one periodogram (the same numbers)."""
     n = x.shape[0]
 
-    def make() -> tuple[FloatArray, ...]:
+    def make() -> tuple[Any, ...]:
         t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
         w = np.hanning(n)
         f = np.fft.rfftfreq(n, 1.0 / rate)
-        masks = [_line_mask(f, f0, max(1.5, rate / n), top_hz) for f0 in lines]
+        masks = [_bins(_line_mask(f, f0, max(1.5, rate / n), top_hz)) for f0 in lines]
         return t, np.array(float(t @ t)), w, np.array(n * float(w @ w)), *masks
 
     t, tt, w, norm, *masks = _grid(("hum", n, rate, top_hz, lines), make)
-    xm = x - x.mean()
+    xm = x - float(_sum(x)) / n  # x.mean(): the same sum and division, without its wrapper
     xd = xm - (float(t @ xm) / float(tt)) * t
     p = np.abs(np.fft.rfft(xd * w)) ** 2
-    return tuple(2.0 * float(p[on].sum()) / float(norm) for on in masks)
+    return tuple(2.0 * float(_sum(p[on])) / float(norm) for on in masks)
 
 
 def electrode_spectrum(
@@ -501,7 +549,7 @@ def electrode_spectrum(
     robust_read = robust and n >= 2 * seg
     m = seg if robust_read else n  # the periodogram's length
 
-    def make() -> tuple[FloatArray, ...]:
+    def make() -> tuple[Any, ...]:
         # np.polyfit(t, x, 1)'s design matrix, scaled as polyfit scales it (see below)
         t = np.arange(m, dtype=np.float64)
         lhs = np.vander(t, 2)
@@ -510,8 +558,8 @@ def electrode_spectrum(
         f = np.fft.rfftfreq(m, 1.0 / rate)
         band = (f >= low_hz) & (f <= high_hz)
         half = max(1.5, rate / m)  # a Hann-windowed line keeps its power within one bin either side
-        lines = [band & _line_mask(f, f0, half, math.inf) for f0 in (50.0, 60.0)]
-        return t, lhs, scale, np.hanning(m), band, lines[0], lines[1], band & (f < split_hz)
+        lines = [_bins(band & _line_mask(f, f0, half, math.inf)) for f0 in (50.0, 60.0)]
+        return t, lhs, scale, np.hanning(m), _bins(band), lines[0], lines[1], _bins(band & (f < split_hz))
 
     t, lhs, scale, w, band, on50, on60, low_bins = _grid(
         ("spectrum", m, rate, low_hz, high_hz, split_hz), make
@@ -525,16 +573,17 @@ def electrode_spectrum(
     else:
         # x less its least-squares line: np.polyval(np.polyfit(t, x, 1), t), the same operations
         # (polyfit: lstsq on the column-scaled Vandermonde matrix, rcond = n * eps; polyval: Horner)
-        coef = np.linalg.lstsq(lhs, x + 0.0, n * np.finfo(np.float64).eps)[0] / scale
-        xd = x - ((np.zeros(n) * t + coef[0]) * t + coef[1])
+        # (Horner from a zero array: 0 * t is +0 for t >= 0, so its first step is 0.0 + coef[0])
+        coef = _lstsq(lhs, x + 0.0, n * _EPS) / scale
+        xd = x - ((0.0 + float(coef[0])) * t + coef[1])
         p = np.abs(np.fft.rfft(xd * w)) ** 2
-    total = float(p[band].sum())
+    total = float(_sum(p[band]))
     if total <= 0.0:
         return 0.0, 0.0
     line = 0.0
     for on in (on50, on60):
-        line = max(line, float(p[on].sum()) / total)
-    low = float(p[low_bins].sum()) / total
+        line = max(line, float(_sum(p[on])) / total)
+    low = float(_sum(p[low_bins])) / total
     return line, low
 
 

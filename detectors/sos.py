@@ -100,8 +100,22 @@ def load_kernel() -> tuple[Kernel | None, str]:
     return None, "public"
 
 
+def _float64_kernel(kernel: Kernel | None) -> Kernel | None:
+    """The kernel's float64 specialisation (a Cython fused function's, chosen once instead of
+    on every call by inspecting its arguments), or None when it has none that works."""
+    if kernel is None:
+        return None
+    try:
+        special = kernel.__signatures__["double"]  # type: ignore[attr-defined]
+        return special if _computes_a_cascade(special) else None
+    except Exception:  # not a fused function (another scipy build): the kernel dispatches
+        return None
+
+
 #: scipy's compiled SOS kernel (None: use the public ``sosfilt``); how it was found.
 _sosfilt, KERNEL_SOURCE = load_kernel()
+#: its float64 specialisation (None: call ``_sosfilt`` itself)
+_sosfilt_f64 = _float64_kernel(_sosfilt)
 
 
 def filter_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
@@ -110,6 +124,12 @@ def filter_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
     Calls scipy's compiled SOS kernel directly when available: the public ``sosfilt`` spends more
     time validating and transposing a 50 ms block than filtering it. Same arithmetic either way.
     """
+    if _sosfilt_f64 is not None:
+        try:
+            _sosfilt_f64(sos, x, zi)
+            return
+        except ValueError:  # not all float64 (checked before any sample is touched)
+            pass
     if _sosfilt is not None:
         _sosfilt(sos, x, zi)
         return

@@ -9,6 +9,8 @@ full scale, rails, flat (lead-off) stretches, NaNs, and 50 Hz hum on a floating 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -187,6 +189,9 @@ def test_filter_inplace_fallback_matches_the_compiled_kernel(monkeypatch: pytest
         return np.concatenate(out, axis=1)
 
     fast = run()
+    assert kernel._sosfilt_f64 is not None  # the float64 specialisation was found and checked
+    monkeypatch.setattr(kernel, "_sosfilt_f64", None)
+    np.testing.assert_array_equal(run(), fast)  # the fused kernel's dispatch: the same code
     monkeypatch.setattr(kernel, "_sosfilt", None)
     np.testing.assert_allclose(run(), fast, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast, sig.sosfilt(sos, x, axis=-1), rtol=0, atol=1e-12)
@@ -207,6 +212,50 @@ def test_row_sums_are_numpys_reduce_bit_for_bit() -> None:
         assert _row_sums(y3, out=out) is out and out.tobytes() == ref.tobytes(), d
         assert _row_sums_ok(d)
     assert not _row_sums_ok(16) and not _row_sums_ok(40)
+
+
+def test_power_rows_are_the_plain_formulas_bit_for_bit() -> None:
+    """``EmgFilters.run`` stacks squares and samples and sums the decimation rows of both in one
+    reduction: the power rows must be those of the plain formulas (squares summed per row; the
+    row sums low-passed, squared; both smoothed), bit for bit, at every decimation factor the
+    rates give (1 at 200 Hz, 5 at 1 kHz, 10 at 2 kHz, 20 at 4 kHz), blocks of whole and partial
+    rows, a restart, carried states; streaming blocks take numpy's reduce, a long stretch (the
+    offline path) ``_row_sums``."""
+    from detectors.emg_filters import _REDUCE_ROWS, EmgFilters
+    from detectors.sos import filter_inplace
+
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(5)
+    for rate in (200.0, 1000.0, 2000.0, 4000.0):
+        c = 3
+        f = EmgFilters(cfg, rate, c, 50)
+        d = f.decim
+        zi, zl, ze = np.zeros_like(f.zi), np.zeros_like(f.zi_low), np.zeros_like(f.zi_env)
+        base = np.full(2 * c, np.nan)
+        for i, n in enumerate((5 * d, 7 * d + 3, 10 * d, 10 * d, 300 * d + 1)):  # last: _row_sums
+            x = rng.standard_normal((c, n)) * 10.0 ** rng.uniform(-2, 4, (c, 1))
+            if i == 2:
+                f.reset(np.array([False, True, False]))
+            restart = np.flatnonzero(f.need_reset)
+            ref = x.copy()
+            got = f.run(x, base)
+            # the plain formulas, on states kept beside the filters'
+            zi[restart] = f.zi0[None, :, :] * ref[restart, 0][:, None, None]
+            filter_inplace(f.sos, ref, zi)
+            m = n // d
+            y = ref[:, : m * d].reshape(c, m, d)
+            sq = (y * y).sum(axis=2)
+            sums = y.sum(axis=2)
+            zl[restart] = 0.0
+            filter_inplace(f.sos_low, sums, zl)
+            pw = np.concatenate([sq, sums * sums])
+            start = pw[:, 0]
+            cols = np.concatenate([restart, restart + c])
+            ze[cols] = f.zi0_env[None, :, :] * start[cols][:, None, None]
+            filter_inplace(f.sos_env, pw, ze)
+            assert got is not None and got.tobytes() == pw.tobytes(), (rate, i)
+            assert (2 * c * m > _REDUCE_ROWS * d) == (i == 4) or d == 1
+            assert x.tobytes() == ref.tobytes()  # the block is filtered in place
 
 
 def _hum_power_plain(x: np.ndarray, rate: float, f0: float, top_hz: float) -> float:
@@ -288,3 +337,41 @@ def test_raw_stretch_reads_the_ring_as_the_wrapped_gather() -> None:
             assert got is not None and got.dtype == np.float64
             assert got.tobytes() == x[chans, a:b].astype(np.float64).tobytes()
     assert q.raw_stretch([0], s0 - q.raw_len - 1, s0) is None  # older than the ring
+
+
+def test_trend_fit_is_numpys_lstsq_bit_for_bit() -> None:
+    """``electrode_spectrum``'s trend fit calls numpy's LAPACK gufunc directly (``_lstsq``): the
+    public ``np.linalg.lstsq``'s coefficients, bit for bit, on burst-length stretches of raw
+    EMG; a non-finite stretch gets the public function's answer (redone by it), without a warning."""
+    from detectors import emg_quality
+
+    rng = np.random.default_rng(2)
+    assert emg_quality._lstsq is not emg_quality._public_lstsq  # the direct path is in use here
+    for n in (16, 300, 541, 1000, 4000):
+        t = np.arange(n, dtype=np.float64)
+        a = np.vander(t, 2)
+        a /= np.sqrt((a * a).sum(axis=0))
+        for _ in range(5):
+            x = rng.standard_normal(n) * 10.0 ** rng.uniform(-1, 4) + rng.uniform(-1e4, 1e4)
+            want = np.linalg.lstsq(a, x, n * np.finfo(np.float64).eps)[0]
+            assert emg_quality._lstsq(a, x, n * np.finfo(np.float64).eps).tobytes() == want.tobytes()
+    bad = np.ones(16)
+    bad[3] = np.nan
+    a = np.vander(np.arange(16, dtype=np.float64), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = emg_quality._lstsq(a, bad, 1e-14)
+    np.testing.assert_array_equal(got, np.linalg.lstsq(a, bad, 1e-14)[0])
+
+
+def test_spectrum_bins_read_the_masks_values() -> None:
+    """``_bins``: one run of bins as a slice, scattered ones as indices, none as an empty slice;
+    either way the masked values in order (the same sums)."""
+    from detectors.emg_quality import _bins
+
+    p = np.random.default_rng(4).standard_normal(50)
+    for mask in (np.zeros(50, bool), np.arange(50) % 7 == 0, (np.arange(50) > 9) & (np.arange(50) < 31)):
+        got = p[_bins(mask)]
+        assert got.tobytes() == p[mask].tobytes()
+        assert float(np.add.reduce(got)) == float(p[mask].sum())
+    assert _bins((np.arange(50) > 9) & (np.arange(50) < 31)) == slice(10, 31)
