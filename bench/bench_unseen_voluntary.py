@@ -68,6 +68,10 @@ def main() -> None:
                 print("   MISSED", lab, activity_at(labs, lab.onset_s, lab.offset_s))
             for d in rep.false:
                 print("   FALSE ", d, activity_at(labs, d.onset_s, d.offset_s))
+            for lab, d in rep.pairs:
+                if lab.type != d.type:
+                    a = activity_at(labs, lab.onset_s, lab.offset_s)
+                    print("   TYPED ", lab.type, "->", d.type, lab, d, a)
     print_report(rows, per_act, hours)
 
 

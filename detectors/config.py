@@ -122,6 +122,21 @@ class DetectorConfig:
     clonus_min_cycles: int = 4
     #: Allowed deviation of each burst interval from the run's median interval (fraction).
     clonus_jitter: float = 0.3
+    #: A run goes on across up to this many weak beats in a row: an interval of 2 (.. this + 1)
+    #: of the run's periods, with the envelope above the low hysteresis level
+    #: (``clonus_burst_low``) where each missing beat was due, is that many periods (a reflex
+    #: volley below half the clonus's height is still a beat, not a pause). 0: off.
+    clonus_skip_beats: int = 1
+    #: A spasm fused with a much weaker burst of its muscle (during activity: a gait, pedal or
+    #: push burst less than ``quiet_s`` away) is typed and dated by its own part: the fused
+    #: burst lies below 1/``own_part_ratio`` of the episode's peak, lasts >= ``own_part_min_s``
+    #: and falls back before the spasm rises (``emg_episodes.own_part``).
+    own_part_ratio: float = 3.0
+    own_part_min_s: float = 0.2
+    #: ...with a valley at most this share of the fused burst's maximum; the spasm's part starts
+    #: (ends) where its envelope is ``own_part_edge`` of the way from that valley to its peak.
+    own_part_dip: float = 0.67
+    own_part_edge: float = 0.1
     # --- tremor (accelerometer) -------------------------------------------------------------------
     tremor_min_hz: float = 3.0
     tremor_max_hz: float = 12.0
@@ -389,7 +404,7 @@ class DetectorConfig:
             "rhythm_lookahead_s", "activity_max_wait_s", "synergy_window_s", "voluntary_ramp_s",
             "lead_off_guard_before_s", "lead_off_guard_after_s", "gait_template_s", "gait_phase_z",
             "gait_amplitude_ratio", "gait_mad_z", "gait_silence_z", "gait_abrupt_rise_s",
-            "cyclic_block_s", "cyclic_lowpass_hz", "rise_smoothing_s", "off_peak_memory_s",
+            "cyclic_block_s", "cyclic_lowpass_hz", "rise_smoothing_s", "off_peak_memory_s", "own_part_min_s",
             "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:
@@ -408,6 +423,17 @@ class DetectorConfig:
             raise ConfigError("detector config keys 'clonus_min_hz'/'clonus_max_hz': need 0 < min < max")
         if not 0 < self.tremor_min_hz < self.tremor_max_hz:
             raise ConfigError("detector config keys 'tremor_min_hz'/'tremor_max_hz': need 0 < min < max")
+        if not (0 < self.own_part_dip < 1 and 0 < self.own_part_edge < 1):
+            raise ConfigError(
+                "detector config keys 'own_part_dip'/'own_part_edge': need 0 < each < 1, "
+                f"got {self.own_part_dip}/{self.own_part_edge}"
+            )
+        if self.own_part_ratio <= 1:
+            raise ConfigError(f"detector config key 'own_part_ratio': need > 1, got {self.own_part_ratio}")
+        if self.clonus_skip_beats < 0:
+            raise ConfigError(
+                f"detector config key 'clonus_skip_beats': need >= 0, got {self.clonus_skip_beats}"
+            )
         if self.clonus_min_cycles < 2:
             raise ConfigError(
                 f"detector config key 'clonus_min_cycles': need >= 2, got {self.clonus_min_cycles}"

@@ -579,7 +579,15 @@ class SpasmDetector:
                 continue
             gait_conf = None if self._gait is None else self._gait.confidence(o.key)
             later = None if self._gait is None else self._gait.spasm_onset(o.key)
-            if later is not None and onset is not None:  # not announced yet: date it right
+            own = None if self._bank is None else self._bank.episodes.own_parts.pop(o.key, None)
+            if own is not None and context != "rest":
+                # fused with a much weaker (voluntary) burst of its muscle: its own part's type
+                # and, unless already announced, its own onset and offset (read on its envelope,
+                # so before the gait model's estimate from the gait burst's usual length)
+                o = dataclasses.replace(o, type=own[2], offset_sample=own[1])
+                if onset is not None:
+                    o, onset = self._redate(o, onset, own[0] / rate, retype=False)
+            elif later is not None and onset is not None:  # not announced yet: date it right
                 o, onset = self._redate(o, onset, later)
             if onset is not None:
                 out.append(onset)
@@ -623,15 +631,18 @@ class SpasmDetector:
         oldest += [log[1][0] for log in self._quality_log.values() if len(log) > 1]
         self._oldest = min(oldest, default=math.inf)
 
-    def _redate(self, ev: SpasmEvent, onset: Onset, t: float) -> tuple[SpasmEvent, Onset]:
+    def _redate(
+        self, ev: SpasmEvent, onset: Onset, t: float, retype: bool = True
+    ) -> tuple[SpasmEvent, Onset]:
         """A spasm fused after a gait burst (``GaitPhaseModel``): its event and its held Onset
-        start at ``t`` instead of at the gait burst's onset (same key rule, retyped by duration)."""
+        start at ``t`` instead of at the gait burst's onset (same key rule, retyped by duration
+        unless ``retype`` is False: the caller typed it)."""
         cfg = self.config
         start = round(t * ev.rate_hz)
         key = f"{ev.channel}:{ev.domain}:{start}"
         dur = (ev.offset_sample - start) / ev.rate_hz
         kind = ev.type
-        if kind != "clonus":
+        if kind != "clonus" and retype:
             kind = "twitch" if dur < cfg.twitch_max_s else "phasic" if dur <= cfg.tonic_min_s else "tonic"
         ev = dataclasses.replace(ev, key=key, onset_sample=start, type=kind)
         return ev, dataclasses.replace(onset, key=key, onset_sample=start)

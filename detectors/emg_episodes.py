@@ -98,6 +98,10 @@ class EpisodeTracker:
         #: event key -> period (s) of a voluntary cyclic rhythm in its envelope (long episodes
         #: only; read and removed by ``SpasmDetector._judge``, bounded for detectors that never do)
         self.cyclic: dict[str, float] = {}
+        #: event key -> (onset, offset, type) of the episode's own spasm part when a much weaker
+        #: burst is fused before or after it (``own_part``; read and removed by the detector for
+        #: spasms during activity, bounded like ``cyclic``)
+        self.own_parts: dict[str, tuple[int, int, SpasmType]] = {}
         #: (ch, sources, a, b) -> share of ch's band-passed power over samples [a, b) explained by
         #: lagged copies of the sources, None when unknown (set by ``EmgBank``; None: the
         #: amplitude ratio alone decides cross-talk)
@@ -400,6 +404,20 @@ class EpisodeTracker:
             env_rise = np.sqrt(p_hi)
         i80 = int(np.argmax(env_rise >= 0.8 * percentile(env_rise, 75.0)))
         rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
+        if kind != "clonus" and cfg.activity_context and dur >= cfg.twitch_max_s:
+            part = own_part(env_rise, cfg, max(1, round(cfg.own_part_min_s * self.env_rate)))
+            if part is not None:
+                r0 = ep.cross_sample - self.lag
+                a = ep.onset if part[0] == 0 else max(ep.onset, r0 + part[0] * self.decim)
+                b = offset if part[1] == env_rise.shape[0] else min(offset, r0 + part[1] * self.decim)
+                d = (b - a) / self.rate
+                own: SpasmType = (
+                    "twitch" if d < cfg.twitch_max_s else "phasic" if d <= cfg.tonic_min_s else "tonic"
+                )
+                if b > a and own != kind:
+                    if len(self.own_parts) >= 256:
+                        del self.own_parts[next(iter(self.own_parts))]
+                    self.own_parts[ep.key] = (a, b, own)
         conf = confidence(rel, cfg.on_ratio, self.baseline.low_fraction(ch, rows), cfg.artefact_low_fraction)
         if freq is not None:
             conf = min(conf, 0.5 + 0.5 * regularity)
@@ -424,6 +442,44 @@ class EpisodeTracker:
             rise_s=round(rise, 4),
             clipped=ep.clipped,
         )
+
+
+def own_part(env: FloatArray, cfg: DetectorConfig, min_rows: int) -> tuple[int, int] | None:
+    """Rows [start, end) of a spasm fused with a much weaker burst of the same muscle, or None.
+
+    During activity a spasm can fuse with the voluntary burst before or after it (a gait, pedal
+    or push burst less than ``quiet_s`` away): one episode, typed by its whole length (a twitch
+    after a stride's burst reported as phasic). A spasm stands far above the muscle's voluntary
+    bursts (Thomas & Ross 1997; Dietz 2002), so what lies before the first row at
+    1/``own_part_ratio`` of the peak (or after the last) is another burst when it has its own
+    shape: it rises, then falls to a valley at most ``own_part_dip`` of its own maximum, at least
+    ``min_rows`` after the episode's start, before the spasm rises (a voluntary burst ends by
+    orderly de-recruitment before the next one). A spasm that builds up (a monotone ramp) or
+    decays slowly (after-activity) has no such valley and is left whole. The spasm's part starts
+    where it rises ``own_part_edge`` of the way from the valley to the peak (and ends alike)."""
+    n = env.shape[0]
+    p = int(np.argmax(env))
+    peak = float(env[p])
+    above = np.flatnonzero(env >= peak / cfg.own_part_ratio)
+    start, end = 0, n
+    i1, j1 = int(above[0]), int(above[-1])
+    # the valley before the spasm: the row where the envelope is lowest relative to its maximum
+    # so far (a monotone ramp has none: that ratio is 1 all along), at least ``min_rows`` in
+    if i1 > min_rows:
+        lead = env[:i1]
+        depth = lead / np.maximum(np.maximum.accumulate(lead), 1e-12)
+        v = min_rows + int(np.argmin(depth[min_rows:]))
+        if depth[v] <= cfg.own_part_dip:
+            edge = float(env[v]) + cfg.own_part_edge * (peak - float(env[v]))
+            start = v + int(np.flatnonzero(env[v:i1] <= edge)[-1])
+    if n - 1 - j1 > min_rows:
+        trail = env[j1 + 1 :][::-1]  # from the end backwards
+        depth = trail / np.maximum(np.maximum.accumulate(trail), 1e-12)
+        w = n - 1 - (min_rows + int(np.argmin(depth[min_rows:])))  # the valley's row
+        if depth[n - 1 - w] <= cfg.own_part_dip:
+            edge = float(env[w]) + cfg.own_part_edge * (peak - float(env[w]))
+            end = j1 + 1 + int(np.flatnonzero(env[j1 + 1 : w + 1] <= edge)[0]) + 1
+    return None if (start, end) == (0, n) else (start, end)
 
 
 def faded_peak(ep: Episode, rs: int, memory: int, inv_memory: float) -> float:

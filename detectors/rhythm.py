@@ -66,12 +66,21 @@ def clonus_rhythm(
     lo_v, hi_v = lo_iv * 0.92 * (1.0 - cfg.clonus_jitter), hi_iv * 1.08 * (1.0 + cfg.clonus_jitter)
     best: list[float] = []
     run: list[float] = []
-    for v in iv.tolist():
+    for k, v in enumerate(iv.tolist()):
         in_band = lo_v <= v <= hi_v
-        if in_band and (
-            not run or abs(v - float(np.median(run))) <= cfg.clonus_jitter * float(np.median(run))
-        ):
+        med_run = float(np.median(run)) if run else 0.0
+        if in_band and (not run or abs(v - med_run) <= cfg.clonus_jitter * med_run):
             run.append(v)
+        elif (
+            len(run) >= 2
+            and (m := _skipped(v, med_run, cfg))
+            and _weak_beats(env, starts[k], starts[k + 1], m, med_run * rate, lo, cfg.clonus_jitter)
+        ):
+            # A reflex volley weaker than half the clonus's height, on time: the volleys vary
+            # in strength beat to beat (Dimitrijevic, Nathan & Sherwood 1980), and a beat that
+            # rose above the low hysteresis level but not the high one is still a beat of
+            # the clonus, not a pause in it (the interval is ``m`` periods long).
+            run.extend([v / m] * m)
         else:
             run = [v] if in_band else []
         if len(run) > len(best) and lo_iv * 0.92 <= float(np.median(run)) <= hi_iv * 1.08:
@@ -83,6 +92,36 @@ def clonus_rhythm(
     med = float(np.median(best))
     spread = float(np.std(best)) / med
     return round(1.0 / med, 2), max(0.0, 1.0 - spread / cfg.clonus_jitter)
+
+
+def _skipped(v: float, period: float, cfg: DetectorConfig) -> int:
+    """How many periods an interval spans when it is 2 .. ``clonus_skip_beats`` + 1 whole periods
+    (each within ``clonus_jitter`` of one period), else 0."""
+    for m in range(2, cfg.clonus_skip_beats + 2):
+        if abs(v - m * period) <= cfg.clonus_jitter * period:
+            return m
+    return 0
+
+
+def _weak_beats(
+    env: FloatArray, start: int, end: int, m: int, period: float, lo: float, jitter: float
+) -> bool:
+    """Is there a weak beat where each of the ``m - 1`` beats was due between the bursts starting
+    at rows ``start`` and ``end``: the envelope rises to ``lo`` within ``jitter`` periods of
+    ``start`` + k periods, and falls below ``lo`` on both sides of it (a beat of its own, not the
+    tail of a burst nor a contraction that never relaxes)? A silence at the beat's time is a pause."""
+    prev = start
+    for k in range(1, m):
+        a = max(prev + 1, round(start + (k - jitter) * period))
+        b = min(end, round(start + (k + jitter) * period) + 1)
+        if b <= a:
+            return False
+        top = a + int(np.argmax(env[a:b]))
+        nxt = end if k == m - 1 else round(start + (k + 1 - jitter) * period)
+        if env[top] < lo or env[prev:top].min() >= lo or env[top:nxt].min() >= lo:
+            return False
+        prev = top
+    return True
 
 
 def percentile(x: FloatArray, q: float) -> float:

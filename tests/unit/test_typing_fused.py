@@ -1,0 +1,158 @@
+"""Typing rules for spasms whose episode holds more than the spasm (issue 9, type accuracy).
+
+* a clonus run goes on across a weak beat (a reflex volley below half the clonus's height, on
+  time): ``clonus_skip_beats``; a silence at the beat's time is a pause and breaks the run;
+* a spasm fused with a much weaker burst of its muscle during activity (a twitch right after a
+  stride's or a pedal stroke's burst) is typed and dated by its own part (``own_part_*``); at
+  rest, and for a spasm that builds up or decays slowly, nothing changes.
+
+Signals are built from the physiology the rules rely on (band-limited noise carrier, raised-
+cosine envelopes), not copied from a simulator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from detectors import DetectorConfig, DetectorOutput, SpasmDetector, SpasmEvent
+from detectors.config import ConfigError
+from detectors.detector import feed_interleaved
+from detectors.emg_episodes import own_part
+from detectors.rhythm import clonus_rhythm
+
+RATE = 1000.0
+ENV_RATE = 200.0
+
+
+# ------------------------------------------------------------------------- clonus weak beats
+
+
+def _beat_train(heights: list[float], period_s: float = 0.14, width_s: float = 0.06) -> np.ndarray:
+    """Envelope at rest (1.0) with one Hann bump per beat (height 0: no beat at all)."""
+    env = np.ones(int((0.1 + len(heights) * period_s + 0.2) * ENV_RATE))
+    w = int(width_s * ENV_RATE)
+    for k, h in enumerate(heights):
+        i = int((0.1 + k * period_s) * ENV_RATE)
+        env[i : i + w] += h * np.hanning(w)
+    return env
+
+
+def test_a_clonus_run_goes_on_across_a_weak_beat_not_across_a_pause() -> None:
+    """Reflex volleys vary in strength beat to beat (Dimitrijevic, Nathan & Sherwood 1980): a
+    beat at a third of the clonus's height, on time, is still the clonus. Without the rule the
+    run breaks there and neither half covers half of the episode (typed by duration)."""
+    cfg = DetectorConfig()
+    heights = [100.0] * 6 + [35.0] + [100.0] * 6  # 7 Hz, the 7th beat weak (above 25 %, below 50 %)
+    env = _beat_train(heights)
+    freq, _ = clonus_rhythm(env, 1.0, ENV_RATE, cfg)
+    assert freq is not None and 6.5 <= freq <= 7.5, freq
+    assert clonus_rhythm(env, 1.0, ENV_RATE, DetectorConfig(clonus_skip_beats=0))[0] is None
+    # no beat at all where one was due: a pause in the rhythm, not a weak beat
+    paused = _beat_train([100.0] * 6 + [0.0] + [100.0] * 6)
+    assert clonus_rhythm(paused, 1.0, ENV_RATE, cfg)[0] is None
+    # a beat that never relaxes to below the low level on either side is not a beat of its own
+    smeared = _beat_train(heights)
+    i0, i1 = int((0.1 + 5 * 0.14 + 0.03) * ENV_RATE), int((0.1 + 7 * 0.14) * ENV_RATE)
+    smeared[i0:i1] = np.maximum(smeared[i0:i1], 40.0)
+    assert clonus_rhythm(smeared, 1.0, ENV_RATE, cfg)[0] is None
+
+
+def test_clonus_skip_beats_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="clonus_skip_beats"):
+        DetectorConfig.from_dict({"clonus_skip_beats": -1}, source="test")
+
+
+# ---------------------------------------------------------------- fused bursts: own_part rows
+
+
+def _shape(parts: list[tuple[float, float, float, float]], seconds: float) -> np.ndarray:
+    """Envelope rows at ENV_RATE: rest 2.0 plus raised-cosine bursts (start s, dur s, height, rise s)."""
+    n = int(seconds * ENV_RATE)
+    env = np.full(n, 2.0)
+    for at, dur, h, rise in parts:
+        a, k, r = int(at * ENV_RATE), int(dur * ENV_RATE), max(1, int(rise * ENV_RATE))
+        up = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
+        b = np.r_[up, np.ones(max(0, k - 2 * r)), up[::-1]]
+        env[a : a + b.size] += h * b[: n - a]
+    return env
+
+
+def test_own_part_finds_a_twitch_fused_after_a_weaker_burst() -> None:
+    cfg = DetectorConfig()
+    min_rows = round(cfg.own_part_min_s * ENV_RATE)
+    # a 0.45 s gait burst at 60, back near rest for 0.1 s, then a 0.25 s twitch at 400
+    env = _shape([(0.0, 0.45, 60.0, 0.1), (0.55, 0.25, 400.0, 0.02)], 0.85)
+    part = own_part(env, cfg, min_rows)
+    assert part is not None
+    start, end = part[0] / ENV_RATE, part[1] / ENV_RATE
+    assert 0.5 <= start <= 0.57 and end >= 0.79, (start, end)
+    assert end - start < cfg.twitch_max_s < env.size / ENV_RATE
+    # ... and the same twitch followed by a weak burst (a spasm, then the movement goes on)
+    after = _shape([(0.0, 0.25, 400.0, 0.02), (0.35, 0.45, 60.0, 0.1)], 0.85)
+    part = own_part(after, cfg, min_rows)
+    assert part is not None and part[0] == 0 and part[1] / ENV_RATE <= 0.3, part
+
+
+def test_own_part_leaves_a_spasm_that_builds_up_or_fades_whole() -> None:
+    cfg = DetectorConfig()
+    min_rows = round(cfg.own_part_min_s * ENV_RATE)
+    # builds up over 0.5 s from weak to strong (no valley), then holds: one spasm
+    ramp = np.r_[np.linspace(2.0, 400.0, 100), np.full(60, 400.0), np.linspace(400.0, 2.0, 10)]
+    assert own_part(ramp, cfg, min_rows) is None
+    # a strong burst with slowly decaying after-activity (no valley after it)
+    fade = np.r_[np.full(50, 400.0), np.geomspace(100.0, 3.0, 150)]
+    assert own_part(fade, cfg, min_rows) is None
+    # a weaker burst before it, but comparable in strength (a third of it or more): not "fused"
+    close = _shape([(0.0, 0.45, 150.0, 0.1), (0.55, 0.25, 400.0, 0.02)], 0.85)
+    assert own_part(close, cfg, min_rows) is None
+
+
+@pytest.mark.parametrize("bad", [{"own_part_ratio": 1.0}, {"own_part_dip": 1.2}, {"own_part_edge": 0.0}])
+def test_own_part_keys_are_validated(bad: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        DetectorConfig.from_dict(bad, source="test")
+
+
+# --------------------------------------------------------------- fused bursts: the detector
+
+
+def _events(out: list[DetectorOutput]) -> list[SpasmEvent]:
+    return [o for o in out if isinstance(o, SpasmEvent) and o.domain == "emg"]
+
+
+def _fused_scene(declared: bool, cfg: DetectorConfig) -> list[SpasmEvent]:
+    """An abrupt 1 s burst at 25x rest (one repetition of an exercise, published as a spasm in
+    a declared session: abrupt), 0.12 s near rest, then a 0.2 s twitch at 250x rest: one episode
+    (the gap is shorter than ``quiet_s``)."""
+    seconds = 30.0
+    rng = np.random.default_rng(5)
+    sos = signal.butter(2, [40, 150], btype="bandpass", fs=RATE, output="sos")
+    x = signal.sosfilt(sos, rng.standard_normal(int(seconds * RATE)))
+    x = x / x.std()
+    n = x.size
+    env = np.full(n, 3.0)
+    for at, dur, amp in ((15.0, 1.0, 75.0), (16.12, 0.2, 750.0)):
+        a, k, r = int(at * RATE), int(dur * RATE), int(0.015 * RATE)
+        up = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
+        env[a : a + k] += amp * np.r_[up, np.ones(k - 2 * r), up[::-1]]
+    det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG TA"])
+    out: list[DetectorOutput] = []
+    if declared:
+        out += det.declare("exercise", int(5 * RATE), int(25 * RATE))
+    return _events(out + feed_interleaved(det, (x * env)[:, None], None, RATE, None))
+
+
+def test_a_twitch_fused_after_a_weaker_burst_during_exercise_is_a_twitch_dated_from_itself() -> None:
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    ev = _fused_scene(True, cfg)
+    assert [(e.type, e.context) for e in ev] == [("twitch", "exercise")], [(e.type, e.duration_s) for e in ev]
+    assert abs(ev[0].onset_sample / RATE - 16.12) <= 0.06, ev[0].onset_sample / RATE
+    assert ev[0].key.endswith(str(ev[0].onset_sample))
+    # without the rule the whole episode is typed by its length: phasic
+    off = _fused_scene(True, DetectorConfig(mains_max_harmonic=0, own_part_ratio=1e9))
+    assert [(e.type, round(e.onset_sample / RATE, 1)) for e in off] == [("phasic", 15.0)]
+    # at rest there is no voluntary burst to fuse with: typed by the whole episode as before
+    rest = _fused_scene(False, cfg)
+    assert [e.type for e in rest] == ["phasic"]
