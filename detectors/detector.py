@@ -146,7 +146,8 @@ class SpasmDetector:
         self._acc_next: int | None = None
         self._tremor = None if acc_rate_hz is None else TremorTracker(self.config, acc_rate_hz)
         self._acc_pending: list[np.ndarray] = []
-        self._acc_pending_n = 0
+        self._acc_pending_n = 0  # samples since the last whole hop was handed on (or held)
+        self._acc_unfed_n = 0  # samples in _acc_pending, not yet given to the tracker
         self._acc_pending_start = 0
         self._pending: list[_PendingTremor] = []
         self._current_tremor: _PendingTremor | None = None
@@ -262,52 +263,71 @@ class SpasmDetector:
 
     def feed_acc(self, start: int, samples: np.ndarray) -> list[DetectorOutput]:
         """Accelerometer samples (n, 3) in g; ``start`` is the counter of ``samples[0]``."""
-        self._check_open()
-        if self._tremor is None:
+        # Called for every chunk (most carry a fraction of a hop): the common path makes as few
+        # calls and attribute look-ups as it can; the work done is the same.
+        if self._finished:
+            self._check_open()
+        tremor = self._tremor
+        if tremor is None:
             raise ValueError("feed_acc: this detector was built without an accelerometer (acc_rate_hz=None)")
         # A copy: the samples wait for a whole hop, and a caller may reuse its receive buffer.
         x = np.array(samples, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != 3:
             raise ValueError(f"feed_acc: samples must have shape (n, 3), got {x.shape}")
         out: list[DetectorOutput] = []
-        if self._acc_next is not None and start != self._acc_next:
-            if start < self._acc_next:
-                raise ValueError(
-                    f"feed_acc: start {start} goes back before the next expected sample {self._acc_next}"
-                )
-            self._acc_gap(self._acc_next, out)
-        self._acc_next = start + x.shape[0]
-        if x.shape[0] == 0:
+        nxt = self._acc_next
+        if nxt is not None and start != nxt:
+            if start < nxt:
+                raise ValueError(f"feed_acc: start {start} goes back before the next expected sample {nxt}")
+            self._acc_gap(nxt, out)
+        n = x.shape[0]
+        nxt = self._acc_next = start + n
+        if n == 0:
             return out
         # any NaN or inf makes the sum non-finite (a finite sum that overflows leaves nan_to_num
         # nothing to replace); a few samples are summed faster as Python floats than by numpy
         if not math.isfinite(sum(x.ravel().tolist())):
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         # The tracker only acts at hop boundaries: hand it whole hops (fewer calls, same result).
-        if not self._acc_pending:
+        # Its results (confirmations, ends) come only from its analyses (every other hop): a hop
+        # that reaches none is left pending, to be filtered with the next (the tracker is
+        # chunk-invariant), so its results come out in the very call they came out before.
+        pending = self._acc_pending
+        if not pending:
             self._acc_pending_start = start
-        self._acc_pending.append(x)
-        self._acc_pending_n += x.shape[0]
-        if self._acc_pending_n >= self._tremor.hop:
-            self._flush_acc(out)
-        if self._act is not None:
-            self._feed_activity(start, x, out)
+        pending.append(x)
+        self._acc_unfed_n += n
+        self._acc_pending_n += n
+        if self._acc_pending_n >= tremor.hop:
+            self._acc_pending_n = 0
+            if tremor.analyses_within(self._acc_unfed_n):
+                self._flush_acc(out)
+        act = self._act
+        if act is not None:
+            hops = act.feed(start, x)  # [] until a hop completes (most chunks)
+            if hops:
+                self._feed_activity(hops, out)
             # every hop ending at or before the last sample seen has been analysed
-            self._acc_t = self._acc_next / self.acc_rate_hz if self.acc_rate_hz else self._acc_t
+            rate = self.acc_rate_hz
+            if rate:
+                self._acc_t = nxt / rate
         if self._pending:
             self._release_tremor(out, final=False)
         self._context_pass(out, final=False)
         return out
 
     def _flush_acc(self, out: list[DetectorOutput]) -> None:
-        if not self._acc_pending:
+        pending = self._acc_pending
+        if not pending:
             return
         assert self._tremor is not None
-        x = self._acc_pending[0] if len(self._acc_pending) == 1 else np.concatenate(self._acc_pending)
+        x = pending[0] if len(pending) == 1 else np.concatenate(pending)
         self._acc_pending = []
         self._acc_pending_n = 0
+        self._acc_unfed_n = 0
         confirms, done = self._tremor.feed(self._acc_pending_start, x)
-        self._tremor_outputs(confirms, done, out)
+        if confirms or done:
+            self._tremor_outputs(confirms, done, out)
 
     def gap(self, domain: Literal["emg", "acc"], start: int, n_missing: int) -> list[DetectorOutput]:
         """``n_missing`` samples from ``start`` were lost: close open episodes there, restart filters."""
@@ -427,10 +447,11 @@ class SpasmDetector:
         return self._n_voluntary
 
     # ------------------------------------------------------------------------------ internals
-    def _feed_activity(self, start: int, x: np.ndarray, out: list[DetectorOutput]) -> None:
-        assert self._act is not None and self._periods is not None and self.acc_rate_hz is not None
+    def _feed_activity(self, hops: list[tuple[int, int, int, float]], out: list[DetectorOutput]) -> None:
+        """Log the verdicts of the hops the tracker has just completed (``AccActivityTracker.feed``)."""
+        assert self._periods is not None and self.acc_rate_hz is not None
         rate = self.acc_rate_hz
-        for s0, s1, verdict, period in self._act.feed(start, x):
+        for s0, s1, verdict, period in hops:
             if self._naps:
                 log = self._verdicts
                 self._wake_verdict(s1 / rate, log[0][1] if len(log) == log.maxlen else None)

@@ -117,6 +117,14 @@ class TremorTracker:
             pos += take
         return confirms, done
 
+    def analyses_within(self, n: int) -> bool:
+        """Whether ``n`` more samples would reach an analysis point: the only places ``feed``
+        confirms or ends an episode (a hop end ``k`` samples into the segment, ``k`` a multiple
+        of two hops and at least a window). Lets a caller batch the samples in between."""
+        step = 2 * self.hop
+        k = (self.seg_count + n) // step * step  # the last such hop end within the n samples
+        return k > self.seg_count and k >= self.win
+
     def close(self, at: int) -> list[TremorResult]:
         """End of segment (gap or end of stream): finish a confirmed episode, truncated."""
         out: list[TremorResult] = []
