@@ -1360,15 +1360,29 @@ class SpasmDetector:
         """Queue tremor notices; they are released once the EMG tells whether it was weak."""
         assert self.acc_rate_hz is not None
         rate = self.acc_rate_hz
+        unmatched: list[TremorResult] = []
         for res in done:
             cur = self._current_tremor
             if cur is not None and cur.onset == res.onset:
                 cur.result = res
                 self._current_tremor = None
+            else:
+                unmatched.append(res)
+        new: list[_PendingTremor] = []
         for onset, confirm_end in confirms:
             p = _PendingTremor(onset=onset, confirm_t=confirm_end / rate)
             self._pending.append(p)
+            new.append(p)
             self._current_tremor = p
+        # A chunk long enough to hold a whole episode (an offline block) confirms and ends it in
+        # the same call: its result belongs to the episode confirmed just above, not to none.
+        for res in unmatched:
+            for p in new:
+                if p.onset == res.onset:
+                    p.result = res
+                    if self._current_tremor is p:
+                        self._current_tremor = None
+                    break
 
     def _release_tremor(self, out: list[DetectorOutput], final: bool) -> None:
         if not self._pending:
