@@ -980,6 +980,29 @@ class SpasmDetector:
                 n += 1
         return n
 
+    def _alternates(self, channel: str, t: float, upto: float) -> bool:
+        """Does another channel burst at a voluntary rhythm (``rhythm_min_bursts`` regular onsets
+        up to ``upto``) with its onsets on both sides of ``t``, within half the slowest voluntary
+        cycle (``rhythm_max_interval_s``) and none within ``synergy_window_s`` of it? That is
+        the alternation of antagonists, not the co-contraction of a spasm."""
+        cfg = self.config
+        half = 0.5 * cfg.rhythm_max_interval_s
+        w = cfg.synergy_window_s
+        for ch, times in self._onset_times.items():
+            if ch == channel:
+                continue
+            lo = bisect.bisect_left(times, t - half)
+            hi = bisect.bisect_left(times, min(t + half, upto))
+            near = times[lo:hi]
+            if not near or any(abs(x - t) <= w for x in near):
+                continue
+            if not (near[0] < t < near[-1]):
+                continue
+            prev = max(x for x in near if x < t)  # its burst before this one
+            if self._rhythm(ch, prev, upto) >= cfg.rhythm_min_bursts:
+                return True
+        return False
+
     def _follows_at_a_voluntary_interval(self, channel: str, t: float) -> bool:
         """Did the channel's previous burst start a voluntary cycle before ``t`` (between
         ``rhythm_min_interval_s`` and ``rhythm_max_interval_s``)? Then this burst may be the next
@@ -1152,9 +1175,9 @@ class SpasmDetector:
             # predecessors, and nothing else may show it (an accelerometer on another segment,
             # an antagonist alternating with this muscle more than ``synergy_window_s`` apart,
             # no accelerometer at all). So a burst waits for the later bursts when something
-            # suggests a movement is starting: another channel bursting with it; a graded burst
-            # (recruited like a voluntary one) with another channel bursting within half the
-            # slowest voluntary cycle of it (antagonists alternate, reciprocal inhibition); gait,
+            # suggests a movement is starting: another channel bursting with it; another
+            # channel bursting within half the slowest voluntary cycle of it (antagonists
+            # alternate, reciprocal inhibition; a push's burst may read abrupt); gait,
             # pedalling or a posture change on the accelerometer. Otherwise it is decided now,
             # on the bursts before it (an isolated spasm at rest is published without waiting).
             half_cycle = 0.5 * cfg.rhythm_max_interval_s
@@ -1165,7 +1188,7 @@ class SpasmDetector:
                           onsets=(t0 - w, t0 + w), events=partner)  # fmt: skip
                 return None
             moving = self._act is not None and self._acc_any(t0 - cfg.activity_before_s, t0 + 2.0)
-            alternating = graded and self._synergy(ev.channel, t0, half_cycle) >= 1
+            alternating = self._synergy(ev.channel, t0, half_cycle) >= 1
             if moving or alternating or self._synergy(ev.channel, t0, 0.5) >= 1:
                 if read is not None:
                     read = (read[0], max(read[1], t0 + 2.0))
@@ -1269,6 +1292,13 @@ class SpasmDetector:
         # accelerometer window sees it, EMG-only devices) is voluntary
         if strong or (rhythmic and graded):
             return True, context
+        if rhythmic and self._alternates(ev.channel, t0, upto):
+            # A run of bursts at a voluntary rhythm, each between two bursts of another muscle
+            # that bursts at that rhythm too: agonist and antagonist alternating (reciprocal
+            # inhibition), the push and recovery of wheelchair propulsion or a limb's cyclic
+            # exercise seen by no accelerometer on that limb. A reflex spasm co-contracts the
+            # two; only clonus alternates them, at 3-8 Hz, far faster than any voluntary rhythm.
+            return True, "rhythmic_exercise"
         if t1 - t0 <= cfg.tonic_min_s and self._graded_synergy(ev, t0):
             # A reach or a lift seen by no accelerometer (one on another segment, or none): the
             # focal muscles and the anticipatory postural muscles start together (Aruin & Latash

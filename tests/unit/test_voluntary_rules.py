@@ -402,3 +402,24 @@ def test_a_ramped_clonic_envelope_beating_on_after_the_movement_stopped_is_a_spa
     evs = _events(_run(x * env[:, None], acc))
     assert [(e.type, round(e.onset_sample / RATE)) for e in evs] == [("clonus", 40)]
     assert (evs[0].rise_s or 0.0) >= DetectorConfig().voluntary_ramp_s  # the test means it
+
+
+# ------------------------------------------ abrupt bursts alternating with an antagonist's rhythm
+def test_abrupt_bursts_alternating_with_an_antagonists_rhythm_are_movement() -> None:
+    """Wheelchair pushes whose bursts cross the threshold near their top (abrupt-looking): the
+    triceps pushes every 1.4 s, the biceps recovers 0.6 s after each push (further apart than
+    ``synergy_window_s``: they alternate, reciprocal inhibition). The biceps' first burst has no
+    predecessor of its own, but it sits between two triceps bursts of a regular rhythm: it is
+    judged with the bursts after it and is movement. A phasic spasm of the biceps at rest later,
+    co-contracting with nothing, stays a spasm."""
+    seconds = 60.0
+    x = _carrier(seconds, 2, seed=31)
+    n = x.shape[0]
+    env = np.full((n, 2), 3.0)
+    for k in range(10):
+        env[:, 1] += 80.0 * _ramp(n, 10.0 + 1.4 * k, 0.4, 0.02)  # triceps: push
+        env[:, 0] += 80.0 * _ramp(n, 10.6 + 1.4 * k, 0.3, 0.02)  # biceps: recovery
+    env[:, 0] += 150.0 * _ramp(n, 45.0, 1.0, 0.02)  # a phasic spasm at rest afterwards
+    for acc in (None, _still_acc(seconds)):  # no accelerometer, or one on a segment that stays still
+        evs = [e for e in _events(_run(x * env, acc)) if e.channel == "EMG 0"]
+        assert [round(e.onset_sample / RATE, 1) for e in evs] == [45.0]
