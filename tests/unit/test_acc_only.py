@@ -102,14 +102,20 @@ def test_tremor_analyses_within_predicts_exactly_which_feeds_analyse() -> None:
     assert n_true > 50
 
 
-@pytest.mark.parametrize("size", [1, 5, 13, 50, 401])
-def test_accelerometer_path_is_chunk_invariant(size: int) -> None:
-    # Tremor onsets and events do not depend on how the samples were chunked (the detector
-    # batches hops that reach no analysis; a chunk may carry less than a hop, or many).
+def _two_tremors() -> np.ndarray:
+    """25 s of accelerometer with a 6 Hz tremor at 4-9 s and a 4.5 Hz one at 14-22 s."""
     acc = tremor_acc(25.0, (4.0, 9.0), hz=6.0)
     t = np.arange(len(acc)) / RATE
     later = (t >= 14.0) & (t < 22.0)
     acc[later, 0] += 0.08 * np.sin(2 * np.pi * 4.5 * t[later])
+    return acc
+
+
+@pytest.mark.parametrize("size", [1, 5, 13, 50, 401])
+def test_accelerometer_path_is_chunk_invariant(size: int) -> None:
+    # Tremor onsets and events do not depend on how the samples were chunked (the detector
+    # batches hops that reach no analysis; a chunk may carry less than a hop, or many).
+    acc = _two_tremors()
 
     def run(step: int) -> list[object]:
         det = SpasmDetector(emg_rate_hz=0, channel_labels=[], acc_rate_hz=RATE)
@@ -130,10 +136,7 @@ def test_accelerometer_path_is_chunk_invariant(size: int) -> None:
 def test_a_chunk_holding_whole_tremor_episodes_loses_neither_event() -> None:
     # An offline block can hold an episode's confirmation and its end in one call: the event
     # must still come out (it was lost: the end was matched before the confirmation existed).
-    acc = tremor_acc(25.0, (4.0, 9.0), hz=6.0)
-    t = np.arange(len(acc)) / RATE
-    later = (t >= 14.0) & (t < 22.0)
-    acc[later, 0] += 0.08 * np.sin(2 * np.pi * 4.5 * t[later])
+    acc = _two_tremors()
 
     def run(step: int) -> list[object]:
         det = SpasmDetector(emg_rate_hz=0, channel_labels=[], acc_rate_hz=RATE)
