@@ -1390,24 +1390,16 @@ class SpasmDetector:
         """Queue tremor notices; they are released once the EMG tells whether it was weak."""
         assert self.acc_rate_hz is not None
         rate = self.acc_rate_hz
-        unmatched: list[TremorResult] = []
-        for res in done:
-            cur = self._current_tremor
-            if cur is not None and cur.onset == res.onset:
-                cur.result = res
-                self._current_tremor = None
-            else:
-                unmatched.append(res)
-        new: list[_PendingTremor] = []
+        # An episode's end is matched by its onset to the episode open before this call or to
+        # one confirmed in it (a chunk holding a whole episode, an offline block, does both).
+        candidates = [] if self._current_tremor is None else [self._current_tremor]
         for onset, confirm_end in confirms:
             p = _PendingTremor(onset=onset, confirm_t=confirm_end / rate)
             self._pending.append(p)
-            new.append(p)
+            candidates.append(p)
             self._current_tremor = p
-        # A chunk long enough to hold a whole episode (an offline block) confirms and ends it in
-        # the same call: its result belongs to the episode confirmed just above, not to none.
-        for res in unmatched:
-            for p in new:
+        for res in done:
+            for p in candidates:
                 if p.onset == res.onset:
                     p.result = res
                     if self._current_tremor is p:
