@@ -9,10 +9,14 @@ and the signal or line at fault.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+import os
 import re
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,12 +153,42 @@ def _acc_scale(unit: str, where: str) -> float:
     return _ACC_UNITS[u]
 
 
+@contextlib.contextmanager
+def _c_stdout_to_stderr() -> Iterator[None]:
+    """File descriptor 1 goes to stderr while pyedflib opens a file.
+
+    Its C library prints some checks to stdout ("filesize 20000 != 2114*12+768" for a truncated
+    file) before it raises; stdout is ``neurospasm detect``'s event stream, one JSON object per
+    line, which such a line would corrupt. On failure C's stdio buffer is flushed while it still
+    points at stderr (a pipe's stdout is block-buffered: it would otherwise leak out at exit)."""
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to protect
+        yield
+        return
+    try:
+        sys.stdout.flush()
+        os.dup2(2, 1)
+        try:
+            yield
+        except BaseException:
+            import ctypes
+
+            with contextlib.suppress(Exception):
+                ctypes.CDLL(None).fflush(None)
+            raise
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def read_edf(path: Path) -> SignalFile:
     """EDF+/BDF+: signals labelled "EMG..." are EMG; "ACC X/Y/Z" (or similar) the accelerometer."""
     import pyedflib
 
     try:
-        f = pyedflib.EdfReader(str(path))
+        with _c_stdout_to_stderr():
+            f = pyedflib.EdfReader(str(path))
     except OSError as exc:
         # pyedflib's message starts with the path already: name the file once.
         why = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}:").strip()

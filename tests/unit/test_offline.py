@@ -350,3 +350,18 @@ def test_finite_samples_whose_sum_overflows_are_finite(tmp_path: Path) -> None:
     big[1234, 1] = np.nan
     with pytest.raises(RecordingError, match=r"'EMG b' has non-finite values .* first at sample 1234"):
         check_signals(sf)
+
+
+def test_a_truncated_edf_leaves_the_event_stream_clean(tmp_path: Path) -> None:
+    """pyedflib's C library prints its size check to stdout before it raises; stdout is the
+    event stream (one JSON object per line), so that line must go to stderr, with the error.
+    In a child process with stdout a pipe: C's buffered stdout would otherwise leak at exit."""
+    path, _ = scenario_file(tmp_path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.edf"
+    cut.write_bytes(data[: len(data) // 2])
+    script = Path(sys.executable).parent / "neurospasm"
+    p = subprocess.run([str(script), "detect", str(cut)], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stdout == ""
+    assert f"{cut}: not a readable EDF/BDF file" in p.stderr
