@@ -1246,6 +1246,11 @@ class SpasmDetector:
             # bursts (their quiet gaps are shorter than ``quiet_s``), if the rhythm was already
             # under way before it began (a long spasm can shake the limb rhythmically itself).
             merged = before in (WALKING, RHYTHMIC) and period > 0 and t1 - t0 >= 1.5 * period
+            # ... unless the muscle had been falling silent once per cycle just before it and
+            # then stayed on for several cycles: no longer following the cycle alone, a sustained
+            # spasm under the movement's bursts (as for an envelope-cyclic episode above); only a
+            # regular run of the channel's bursts, this one in it, still reads it as the movement's
+            merged = merged and not self._fell_silent(ev.channel, t0, period)
             # the other channels' bursts during it that ended a second before the decision at
             # the earliest (``rhythm_lookahead_s`` past the offset): known by then in any
             # chunking (an episode is reported ``quiet_s`` and a block after it ends)

@@ -355,3 +355,26 @@ def test_the_model_says_whether_a_burst_was_its_muscles_ordinary_gait_burst() ->
     spans["GM"].append([t0, t1])
     assert not model.spasm(_event("GM", t0, t1, 150.0), t0, t1, STRIDE, spans)
     assert not model.last_typical
+
+
+def test_a_sustained_episode_after_silent_cycles_is_a_spasm_not_a_merged_gait_burst() -> None:
+    """An episode lasting several strides once walking is under way is read as the muscle following
+    the cycle without falling silent ("merged"), unless the muscle fell silent in its last cycles
+    before it: then it is a tonic spasm under the walk. Judged by the rhythm rules alone (no gait
+    template, as when the template holds merged strides): two irregular gastrocnemius bursts, each
+    followed by silence, then a 6 s sustained contraction at 34.3 s."""
+    emg, acc, _ = _recording(None)
+    rng = np.random.default_rng(5)
+    te = np.arange(emg.shape[0]) / FS
+    sos = signal.butter(4, [40, 250], btype="bandpass", fs=FS, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal(te.size))
+    noise /= noise.std()
+    quiet = (te >= 10.0 + 10 * STRIDE) & (te < 10.0 + 21 * STRIDE)  # strides 10-20: no gait burst
+    emg[quiet, 0] = 3.0 * rng.standard_normal(int(quiet.sum()))
+    for b in (31.0, 32.3):  # the muscle bursts and falls silent, at no regular rhythm
+        emg[:, 0] += 100.0 * noise * ((te >= b) & (te < b + 0.3))
+    label = (34.3, 40.3)
+    emg[:, 0] += 60.0 * noise * ((te >= label[0]) & (te < label[1]))
+    found = [e for e in _walking(_run(emg, acc, gait_phase=False)) if _covers(e, label)]
+    assert len(found) == 1 and found[0].channel == "EMG L gastroc", found
+    assert found[0].context == "walking" and found[0].offset_sample / FS - found[0].onset_sample / FS > 5.0
