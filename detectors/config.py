@@ -292,6 +292,16 @@ class DetectorConfig:
     #: onset level (``on_ratio`` squared, 64x in power) for ``confirm_s``: >= ~11x over the
     #: shortest window read; resting noise reads ~1.
     input_power_ratio: float = 2.5
+    #: Within ``lead_off_guard_after_s`` of a reattachment: a burst whose raw EMG band (above
+    #: ``artefact_band_hz``, off the mains lines), divided by its own running RMS over
+    #: ``crackle_window_s``, has a kurtosis above this is contact crackle (isolated 1-4 ms spikes
+    #: of an intermittent contact; Huigen et al. 2002), not a muscle: an interference pattern of
+    #: asynchronous motor units is near Gaussian once its envelope is divided out (kurtosis 3).
+    #: 4.5: 3 plus ~3 standard errors of the estimate over the shortest burst read (0.15 s of a
+    #: ~400 Hz band: sqrt(24 / 120) = 0.45). 0 turns it off.
+    crackle_kurtosis: float = 4.5
+    #: The running RMS window of that test: longer than a MUAP (5-15 ms), shorter than a twitch.
+    crackle_window_s: float = 0.025
     artifact_suspect_confidence: float = 0.5
     #: Confidence factor for a spasm found during voluntary activity.
     activity_confidence: float = 0.75
@@ -528,6 +538,9 @@ class DetectorConfig:
                 raise ConfigError(
                     f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"
                 )
+        for name in ("crackle_kurtosis", "crackle_window_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"detector config key {name!r}: must be >= 0, got {getattr(self, name)!r}")
         if self.input_power_ratio < 0:
             raise ConfigError(
                 f"detector config key 'input_power_ratio': must be >= 0, got {self.input_power_ratio!r}"

@@ -576,6 +576,7 @@ class SpasmDetector:
                     if self._bank is not None:
                         self._bank.burst_spectra.pop(o.key, None)
                         self._bank.burst_low.pop(o.key, None)
+                        self._bank.burst_crackle.pop(o.key, None)
             if artefact is None:
                 keep_held.append(o)
                 continue
@@ -833,6 +834,11 @@ class SpasmDetector:
                         # electrode came back. No rise from rest was seen, so there is no onset
                         # to report: it is the electrode settling (or a spasm under it, which
                         # cannot be told apart)
+                        return "artefact"
+                    crackle = None if self._bank is None else self._bank.burst_crackle.get(key)
+                    if cfg.crackle_kurtosis > 0 and crackle is not None and crackle > cfg.crackle_kurtosis:
+                        # isolated spikes, not an interference pattern of motor units: the
+                        # intermittent contact of the electrode just pressed back (crackle)
                         return "artefact"
                     near = True
                 if prev == "ok" and state != "ok" and -0.05 <= t - t1 <= cfg.lead_off_guard_before_s:

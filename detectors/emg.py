@@ -82,6 +82,9 @@ class EmgBank:
         #: and its power off the lines above that band in resting powers (``burst_input_power``
         #: over the event's ``baseline_uv`` squared)
         self.burst_low: dict[str, tuple[float | None, float | None, float | None]] = {}
+        #: ``crackle_kurtosis`` of bursts starting within ``lead_off_guard_after_s`` of a
+        #: reattachment, by event key (None when its samples were not all remembered)
+        self.burst_crackle: dict[str, float | None] = {}
         #: mains-line powers just before each confirmed burst's onset (``hum_before``), by key,
         #: until the burst ends
         self._hum_before: dict[str, tuple[float, float] | None] = {}
@@ -156,13 +159,14 @@ class EmgBank:
             if o.key in self.burst_spectra or o.key in self._ended:
                 continue
             if o.onset_sample - self.recovered_at[ch] <= after:
+                self.burst_crackle[o.key] = q.burst_crackle(ch, o.onset_sample, o.offset_sample)
                 self.burst_spectra[o.key] = self.quality.burst_spectrum(ch, o.onset_sample, o.offset_sample)
             else:
                 self._ended[o.key] = (ch, o.onset_sample, o.offset_sample)
         horizon = self.processed_until - round((self.cfg.lead_off_guard_before_s + 1.0) * self.rate)
         for key in [k for k, v in self._ended.items() if v[2] < horizon]:
             del self._ended[key]
-        for d in (self.burst_spectra, self.burst_low, self._hum_before):
+        for d in (self.burst_spectra, self.burst_low, self._hum_before, self.burst_crackle):
             if len(d) > 512:  # the detector pops what it read; bound the rest
                 for key in list(d)[:256]:
                     del d[key]

@@ -35,6 +35,10 @@ BURST_MIN_S = 0.5
 #: the ring keeps whatever the chunking) and ``SHAPE_MIN_S`` at least, centred on a shorter burst
 #: (1 / 0.15 s = 6.7 Hz bins: the 20-45 Hz artefact band spans four of them)
 SHAPE_WINDOW_S = 1.0
+#: ``burst_crackle`` reads the burst from its onset to its offset (its last ``SHAPE_WINDOW_S`` at
+#: most), at least this long (the
+#: shortest twitch of the issue's taxonomy is tens of ms; a shorter stretch holds too few MUAPs)
+CRACKLE_MIN_S = 0.1
 SHAPE_MIN_S = 0.15
 #: the hum of a burst dominated by it is compared with the hum over this long just before
 HUM_REF_S = 0.5
@@ -192,6 +196,17 @@ class SignalQuality:
         burst ends (chunking-independent)."""
         seg = self._shape_window(ch, onset, offset)
         return None if seg is None else input_power(seg, self.rate, self.cfg)
+
+    def burst_crackle(self, ch: int, onset: int, offset: int) -> float | None:
+        """``crackle_kurtosis`` of a burst's raw samples over the burst itself (the
+        ``burst_low_share`` stretch), or None when they are not all remembered. Called when the
+        burst ends (chunking-independent)."""
+        r = self.rate
+        pad = 2 * max(3, round(self.cfg.crackle_window_s * r))
+        end = max(offset, onset + round(CRACKLE_MIN_S * r))
+        start = max(onset, end - round(SHAPE_WINDOW_S * r))
+        seg = self._remembered(ch, start - pad, end + pad)
+        return None if seg is None else crackle_kurtosis(seg, r, self.cfg, pad)
 
     def _shape_window(self, ch: int, onset: int, offset: int) -> FloatArray | None:
         """The burst itself: its last ``SHAPE_WINDOW_S`` at most, ``SHAPE_MIN_S`` at least
@@ -623,3 +638,40 @@ def input_power(x: FloatArray, rate: float, cfg: DetectorConfig) -> float:
     xd = xm - (float(t @ xm) / float(tt)) * t
     p = np.abs(np.fft.rfft(xd * w)) ** 2
     return float(p[off].sum()) * float(scale)
+
+
+def crackle_kurtosis(x: FloatArray, rate: float, cfg: DetectorConfig, pad: int = 0) -> float:
+    """Kurtosis of a raw stretch's EMG band (``artefact_band_hz`` to the band-pass top: one FFT,
+    zero-phase; the mains lines are kept, as over a burst this short their bins would take most of
+    the band) divided by its own running RMS over ``crackle_window_s``,
+    read on ``x[pad:-pad]`` (the ``pad`` samples on each side are tapered, so the FFT's wrap-round
+    adds no edge).
+
+    Surface EMG is an interference pattern of asynchronously firing motor units: once its
+    envelope (the drive, the recruitment) is divided out, what is left is near Gaussian
+    (kurtosis 3). The intermittent contact of a settling electrode crackles: isolated 1-4 ms
+    spikes on the settling noise (Huigen, Peper & Grimbergen 2002), which the 25 Hz envelope blurs
+    into a "twitch" but which stay isolated within any window longer than a MUAP, so their
+    kurtosis is high. 3.0 when too short to tell."""
+    n = x.shape[0]
+    w = max(3, round(cfg.crackle_window_s * rate))
+    if n - 2 * pad < 2 * w:
+        return 3.0
+    split_hz, high_hz = cfg.artefact_band_hz, min(cfg.band_high_hz, 0.45 * rate)
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    keep = (f >= split_hz) & (f <= high_hz)
+    t = np.arange(n, dtype=np.float64) - 0.5 * (n - 1)
+    xm = x - x.mean()
+    xd = xm - (float(t @ xm) / float(t @ t)) * t
+    if pad > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(pad) + 0.5) / pad)
+        xd[:pad] *= ramp
+        xd[n - pad :] *= ramp[::-1]
+    spec = np.fft.rfft(xd)
+    spec[~keep] = 0.0
+    y = np.fft.irfft(spec, n)
+    ms = np.convolve(y * y, np.full(w, 1.0 / w), mode="same")
+    core = slice(pad, n - pad)
+    z2 = (y[core] * y[core]) / np.maximum(ms[core], 1e-30)
+    m2 = float(z2.mean())
+    return 3.0 if m2 <= 0.0 else float((z2 * z2).mean()) / (m2 * m2)

@@ -12,7 +12,7 @@ from scipy import signal
 
 from detectors import DetectorConfig, Onset, QualityChange, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
-from detectors.emg_quality import electrode_spectrum
+from detectors.emg_quality import crackle_kurtosis, electrode_spectrum
 from tests.support.shapes import contraction
 
 
@@ -323,3 +323,37 @@ def test_input_power_reads_the_band_off_the_lines() -> None:
     hum = 1000.0 * np.sin(2 * np.pi * 50 * t) + 800.0 * np.sin(2 * np.pi * 180 * t)
     assert input_power(hum, rate, cfg) < 1.0
     assert input_power(2000.0 * np.sin(2 * np.pi * 4 * t), rate, cfg) < 1.0
+
+
+def _crackle(x: np.ndarray, start_s: float, seed: int = 5) -> np.ndarray:
+    """Contact crackle of an electrode just pressed back: twelve isolated 1-3 ms spikes of
+    0.4-1 mV within 0.2 s from ``start_s`` (Huigen et al. 2002), each a smooth click."""
+    rate = 2000.0
+    rng = np.random.default_rng(seed)
+    y = x.copy()
+    for t0 in start_s + np.sort(rng.uniform(0.0, 0.2, 12)):
+        k = int(rng.uniform(0.001, 0.003) * rate)
+        i = int(t0 * rate)
+        y[i : i + k] += rng.choice([-1.0, 1.0]) * rng.uniform(400.0, 1000.0) * np.hanning(k + 2)[1:-1]
+    return y
+
+
+def test_crackle_kurtosis_tells_isolated_spikes_from_an_interference_pattern() -> None:
+    cfg = DetectorConfig()
+    rate = 2000.0
+    rng = np.random.default_rng(2)
+    emg = 50.0 * _emg(rate, 0.3, seed=7) * np.hanning(600)  # a twitch: the envelope is divided out
+    assert crackle_kurtosis(emg + rng.normal(0.0, 1.0, 600), rate, cfg) < 4.0
+    clicks = _crackle(rng.normal(0.0, 3.0, 600), 0.02)
+    assert crackle_kurtosis(clicks, rate, cfg) > cfg.crackle_kurtosis
+
+
+def test_contact_crackle_after_reattachment_is_not_a_spasm_a_spasm_there_is() -> None:
+    # 1.5 s after the electrode came back (the provisional level is in): crackle on the settling noise
+    x = _crackle(_settling(None), 26.5)
+    on = [round(e.onset_sample / 2000.0, 1) for e in _events(_run(x, crackle_kurtosis=0.0))]
+    assert on[0] == 10.0 and len(on) == 2 and 26.4 <= on[1] <= 26.8  # without the test: an event
+    assert [round(e.onset_sample / 2000.0, 1) for e in _events(_run(x))] == [10.0]
+    # a real spasm at the same moment is kept (published flagged, as in the settling window)
+    evs = _events(_run(_settling(1.5)))
+    assert [round(e.onset_sample / 2000.0, 1) for e in evs] == [10.0, 26.5] and evs[1].artifact_suspect
