@@ -36,8 +36,8 @@ BURST_MIN_S = 0.5
 #: (1 / 0.15 s = 6.7 Hz bins: the 20-45 Hz artefact band spans four of them)
 SHAPE_WINDOW_S = 1.0
 #: ``burst_crackle`` reads the burst from its onset to its offset (its last ``SHAPE_WINDOW_S`` at
-#: most), at least this long (the
-#: shortest twitch of the issue's taxonomy is tens of ms; a shorter stretch holds too few MUAPs)
+#: most), at least this long (the shortest twitch is tens of ms; a shorter stretch holds too few
+#: MUAPs)
 CRACKLE_MIN_S = 0.1
 SHAPE_MIN_S = 0.15
 #: the hum of a burst dominated by it is compared with the hum over this long just before
