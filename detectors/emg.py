@@ -298,6 +298,8 @@ class EmgBank:
             nb = stop - k0
             last = s0 + ((np.arange(k0, stop) + 1) * m - 1) * eps.decim
             off_ep = offset_levels(off0, frac, ep, last, eps.memory, eps.inv_memory)
+            # (and below the onset level: rows above it count towards a fused burst's re-anchoring)
+            off_ep = np.minimum(off_ep, bl.on_thr[ch, 0])
             loud = np.flatnonzero(sub[ch, : nb * m].reshape(-1, m).max(axis=1) >= off_ep)
             if loud.size:
                 stop = k0 + int(loud[0])

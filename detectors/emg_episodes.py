@@ -36,6 +36,7 @@ class Episode:
     above: int = 1
     quiet: int = 0
     quiet_start: int = 0
+    hot: int = 0  # rows of the quiet run at or above the onset level (quiet only against the peak term)
     state: int = CAND
     key: str = ""
     blip: int = 0
@@ -150,7 +151,7 @@ class EpisodeTracker:
                 self.memory,
                 self.inv_memory,
             )
-            if max(vals) < off_ep:  # fast path: an episode winding down, still quiet
+            if max(vals) < min(off_ep, on):  # fast path: an episode winding down, still quiet
                 ep.quiet += len(vals)
                 ep.blip = 0
                 ep.rows.append(pe[ch::c].copy().T)  # (m, 2): power, low-band power
@@ -213,16 +214,22 @@ class EpisodeTracker:
             if v < off_ep:
                 if ep.quiet == 0:
                     ep.quiet_start = rs
+                    ep.hot = 0
                 ep.quiet += 1
                 ep.blip = 0
+                if v >= on:
+                    ep.hot += 1
             elif ep.quiet and (art or (v < on and ep.blip < blip_rows and not self._beat(ep, v, act, rs))):
                 # a brief flicker above "rest", or an artefact (a QRS, a cable knock) during the
                 # quiet period, does not restart it; a weak beat of a clonus at its rhythm does
                 ep.blip += 0 if art else 1
                 ep.quiet += 1
+                if v >= on:
+                    ep.hot += 1
             else:
                 ep.quiet = 0
                 ep.blip = 0
+                ep.hot = 0
             if ep.state == CAND and ep.above >= self.confirm_rows and rs - ep.cross_sample >= self.judge_n:
                 # cross-talk is judged on the mean power of the last rows, not on one row: the
                 # ratio of a copy to its source is steady, one row of a MU train is not
@@ -230,6 +237,19 @@ class EpisodeTracker:
                 hp = np.maximum(pe[:c, a : r + 1] - pe[c:, a : r + 1], 0.0)
                 self._confirm(ch, ep, rows[first_row : r + 1], np.sqrt(hp.mean(axis=1)), rs, out)
                 off_ep = offset_level(off, frac, ep, rs, mem, inv)  # fading once confirmed
+            if (
+                ep.quiet >= quiet_rows
+                and 2 * ep.hot > ep.quiet
+                and ep.state == ACTIVE
+                and rs - ep.onset < max_samples
+            ):
+                # "quiet" only against the peak-relative term, while most of the run stayed above
+                # the onset level: a strong burst fused into a sustained contraction (a reach
+                # during a tonic spasm). The contraction goes on; judge its offset against the
+                # level it holds now, not against the burst
+                ep.ref, ep.ref_at = v, rs
+                ep.quiet = ep.hot = 0
+                off_ep = offset_level(off, frac, ep, rs, mem, inv)
             if ep.quiet >= quiet_rows or rs - ep.onset >= max_samples:
                 ep.rows.append(rows[first_row : r + 1])
                 end = ep.quiet_start if ep.quiet >= quiet_rows else rs

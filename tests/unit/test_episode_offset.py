@@ -49,8 +49,30 @@ def test_a_tonic_plateau_after_a_strong_surge_is_one_event() -> None:
     evs = _types(s)
     assert [t for t, _, _ in evs] == ["tonic"]
     assert evs[0][1] == pytest.approx(2.0, abs=0.1) and evs[0][2] == pytest.approx(17.9, abs=0.2)
-    # a peak that never fades (the old rule): split where the 40 uV plateau starts
-    assert len(_types(s, off_peak_memory_s=1e6)) == 2
+    # a peak that never fades (the old rule) used to split it where the 40 uV plateau starts; the
+    # quiet run there is "quiet" only against the surge (every row above the onset level), so the
+    # episode re-anchors its offset level on the plateau and stays one
+    evs = _types(s, off_peak_memory_s=1e6)
+    assert [t for t, _, _ in evs] == ["tonic"]
+    assert evs[0][2] == pytest.approx(17.9, abs=0.2)
+
+
+def test_a_strong_burst_fused_into_a_tonic_spasm_does_not_split_it() -> None:
+    # An 18 s tonic spasm at 40 uV (13x rest) with a 1.4 mV voluntary burst fused into it at 8 s
+    # (a reach during the spasm: seen on the unseen voluntary recordings, seed 2000). After the
+    # burst, 5 % of its peak fades over ``off_peak_memory_s``; 0.5 s of rows below that share,
+    # though all above the onset level, used to close the spasm and open a second one at once.
+    s = Sig(RATE, 24.0)
+    s.burst(2.0, 18.0, 40.0, rise_s=0.05)
+    s.burst(8.0, 0.6, 1500.0, rise_s=0.05)
+    evs = _types(s)
+    assert [t for t, _, _ in evs] == ["tonic"]
+    assert evs[0][1] == pytest.approx(2.0, abs=0.1) and evs[0][2] == pytest.approx(20.0, abs=0.3)
+    # and a burst that ends at rest still ends the episode at its tail
+    s = Sig(RATE, 24.0)
+    s.burst(2.0, 0.6, 1500.0, rise_s=0.05)
+    s.burst(5.0, 0.8, 60.0)
+    assert [t for t, _, _ in _types(s)] == ["phasic", "phasic"]
 
 
 def test_two_spasms_a_second_apart_stay_two_events() -> None:
