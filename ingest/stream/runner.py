@@ -500,9 +500,7 @@ class Gateway:
     async def __aexit__(self, *exc: object) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _join(self._tasks, "its tasks")
         self._tasks.clear()
         for runner in self.devices.values():
             with contextlib.suppress(Exception):  # a failed pipeline's session may be broken
@@ -541,13 +539,12 @@ class Gateway:
     async def drain(self, timeout_s: float) -> None:
         """On a clean stop: close open episodes, publish final status, give sinks a moment."""
         assert self.router is not None
+        log.info("gateway stopping: closing open episodes, delivering what is spooled (<= %g s)", timeout_s)
         self.notifier.stopping()
         # Device pipelines stop first: a session must not be fed after it was finished.
         for task in self._device_tasks:
             task.cancel()
-        for task in self._device_tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _join(self._device_tasks, "the device pipelines")
         for runner in self.devices.values():
             if runner.tap is not None:
                 runner.tap.flush()
@@ -762,3 +759,36 @@ class Gateway:
         # A forwarding gateway leaves the status topic to the worker that runs the detector: only
         # it knows whether the device is really monitored (its last will still says "offline").
         self.router.status(self.status_record(runner), mqtt=self.cfg.scaling.detect_locally)
+
+
+STOP_WARN_S = 5.0  # a cancelled task still running after this long is named in the log
+
+
+async def _join(tasks: list[asyncio.Task[Any]], what: str, warn_after_s: float = STOP_WARN_S) -> None:
+    """Wait for cancelled ``tasks`` to finish. One still running after ``warn_after_s`` is named
+    in a warning with the line it waits at, then waited for still: a stop that hangs (a sink
+    that does not let go, a device read that ignores cancellation) is visible in the log instead
+    of ending, silently, in the service manager's SIGKILL."""
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=warn_after_s)
+    if pending:
+        log.warning(
+            "gateway stopping: still waiting for %s after %g s: %s",
+            what,
+            warn_after_s,
+            "; ".join(f"{t.get_name()} at {_where(t)}" for t in pending),
+        )
+        await asyncio.wait(pending)
+    for t in tasks:  # retrieve every outcome: a failure on the way out is not an unread exception
+        if not t.cancelled() and t.exception() is not None:
+            log.debug("%s ended with %r while stopping", t.get_name(), t.exception())
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """The innermost line a suspended task waits at (``file:line in function``)."""
+    stack = task.get_stack()
+    if not stack:
+        return "?"
+    f = stack[-1]
+    return f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno} in {f.f_code.co_name}"
