@@ -132,6 +132,17 @@ class DetectorConfig:
     #: burst lies below 1/``own_part_ratio`` of the episode's peak, lasts >= ``own_part_min_s``
     #: and falls back before the spasm rises (``emg_episodes.own_part``).
     own_part_ratio: float = 3.0
+    #: A clonus fused with the gait or pedal bursts of its muscle (one long episode whose
+    #: envelope follows the movement cycle) is still a clonus when a regular clonic run of at
+    #: least this many beats lies inside it, at >= ``movement_clonus_cycle_ratio`` times the
+    #: cycle's frequency: 3-8 Hz is far faster than any voluntary rhythm (gait 0.5-2.5 Hz). Six
+    #: beats (over a second at 5 Hz): more than the few beats a pedal stroke's or a stride's
+    #: burst can hold by chance, and more than the ``clonus_min_cycles`` of a whole clonus
+    #: episode, because here the run has to stand out inside a voluntary contraction. 0: off.
+    movement_clonus_min_beats: int = 6
+    movement_clonus_cycle_ratio: float = 2.5
+    #: ...looked for in windows this long, each with its own burst height (``_clonic_part``).
+    movement_clonus_window_s: float = 3.0
     own_part_min_s: float = 0.2
     #: ...with a valley at most this share of the fused burst's maximum; the spasm's part starts
     #: (ends) where its envelope is ``own_part_edge`` of the way from that valley to its peak.
@@ -444,6 +455,16 @@ class DetectorConfig:
             raise ConfigError(
                 f"detector config key 'clonus_skip_beats': need >= 0, got {self.clonus_skip_beats}"
             )
+        if self.movement_clonus_min_beats < 0:
+            raise ConfigError(
+                "detector config key 'movement_clonus_min_beats': need >= 0, "
+                f"got {self.movement_clonus_min_beats}"
+            )
+        if self.movement_clonus_cycle_ratio <= 1:
+            raise ConfigError(
+                "detector config key 'movement_clonus_cycle_ratio': need > 1, "
+                f"got {self.movement_clonus_cycle_ratio}"
+            )
         if self.clonus_min_cycles < 2:
             raise ConfigError(
                 f"detector config key 'clonus_min_cycles': need >= 2, got {self.clonus_min_cycles}"
@@ -522,7 +543,7 @@ class DetectorConfig:
                 )
         # EMG internals
         for name in ("baseline_segment_s", "artefact_band_hz", "onset_backtrack_s", "settle_bad_s",
-                     "rail_memory_s", "mains_detect_ratio"):  # fmt: skip
+                     "rail_memory_s", "mains_detect_ratio", "movement_clonus_window_s"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"detector config key {name!r}: must be > 0, got {getattr(self, name)!r}")
         if self.baseline_provisional_s < 0:

@@ -173,6 +173,9 @@ class SpasmDetector:
         self._gate_emg = -math.inf
         self._gate_acc = -math.inf
         self._deferred: dict[str, Onset] = {}  # onsets kept back until their event is judged
+        #: key -> the clonic run of a cyclic episode judged a clonus fused with the movement
+        #: (``movement_clonus_min_beats``): published on the run's span
+        self._movement_clonus: dict[str, tuple[int, int, float, float, float, float]] = {}
         self._declared: list[_Declared] = []
         self._n_voluntary = 0
         # Finished activity spans wait here until every burst that began inside them is judged,
@@ -595,6 +598,9 @@ class SpasmDetector:
             voluntary, context = verdict
             self._electrode_verdict.pop(o.key, None)
             onset = self._deferred.pop(o.key, None)
+            clonic = self._movement_clonus.pop(o.key, None)
+            if self._bank is not None:  # judged another way: its clonic run (if any) is not used
+                self._bank.episodes.clonic_parts.pop(o.key, None)
             if voluntary:
                 self._n_voluntary += 1
                 bisect.insort(self._vol_t, t0)
@@ -602,7 +608,19 @@ class SpasmDetector:
             gait_conf = None if self._gait is None else self._gait.confidence(o.key)
             later = None if self._gait is None else self._gait.spasm_onset(o.key)
             own = None if self._bank is None else self._bank.episodes.own_parts.pop(o.key, None)
-            if own is not None and context != "rest":
+            if clonic is not None:
+                # a clonus fused with the movement's bursts: the clonic run is the spasm
+                a, b, freq, regularity, peak, mean = clonic
+                o = dataclasses.replace(
+                    o, type="clonus", offset_sample=b, frequency_hz=freq, peak_uv=peak, mean_uv=mean,
+                    relative_amplitude=peak / o.baseline_uv if o.baseline_uv > 0 else o.relative_amplitude,
+                    confidence=round(min(o.confidence, 0.5 + 0.5 * regularity), 3),
+                )  # fmt: skip
+                if onset is not None:
+                    o, onset = self._redate(o, onset, a / rate, retype=False)
+                else:  # its onset was announced: the key stays the announced one
+                    o = dataclasses.replace(o, onset_sample=a)
+            elif own is not None and context != "rest":
                 # fused with a much weaker (voluntary) burst of its muscle: its own part's type
                 # and, unless already announced, its own onset and offset (read on its envelope,
                 # so before the gait model's estimate from the gait burst's usual length)
@@ -1129,7 +1147,14 @@ class SpasmDetector:
                     bank.episodes.cyclic[ev.key] = cyc  # asked again once it is known
                     return None
                 code = self._acc_context(t0 - cfg.activity_before_s, t0 + 2.0)[0]
-            return True, ACTIVITY_CODES[code] if code != REST else "rhythmic_exercise"
+            cycle_kind: ActivityKind = ACTIVITY_CODES[code] if code != REST else "rhythmic_exercise"
+            # ...unless a clonus is fused into it: a run of regular 3-8 Hz beats, far faster
+            # than the movement's cycle (``movement_clonus_min_beats``), is a reflex, not the
+            # movement; it is published as the clonus, on its own span (``_judge_pass``)
+            clo = bank.episodes.clonic_parts.pop(ev.key, None)
+            if clo is not None:
+                self._movement_clonus[ev.key] = clo
+            return clo is None, cycle_kind
         code, period, before, synergy = REST, 0.0, REST, 0
         read: tuple[float, float] | None = None  # the hops read (for a nap)
         partner = False  # episodes read (for a nap)

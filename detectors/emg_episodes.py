@@ -18,7 +18,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.emg_baseline import RestBaseline
 from detectors.events import DetectorOutput, Onset, SpasmEvent, SpasmType
-from detectors.rhythm import clonus_rhythm, cyclic_modulation, percentile
+from detectors.rhythm import clonic_run, clonus_rhythm, cyclic_modulation, percentile
 
 CAND, ACTIVE, ARTEFACT = 1, 2, 3
 FloatArray = np.ndarray
@@ -103,6 +103,10 @@ class EpisodeTracker:
         #: burst is fused before or after it (``own_part``; read and removed by the detector for
         #: spasms during activity, bounded like ``cyclic``)
         self.own_parts: dict[str, tuple[int, int, SpasmType]] = {}
+        #: key -> (onset, offset sample, frequency Hz, regularity, peak, mean uV) of a clonic run
+        #: inside a cyclic episode (``DetectorConfig.movement_clonus_min_beats``); read by the
+        #: activity judge
+        self.clonic_parts: dict[str, tuple[int, int, float, float, float, float]] = {}
         #: (ch, sources, a, b) -> share of ch's band-passed power over samples [a, b) explained by
         #: lagged copies of the sources, None when unknown (set by ``EmgBank``; None: the
         #: amplitude ratio alone decides cross-talk)
@@ -402,6 +406,11 @@ class EpisodeTracker:
                 if len(self.cyclic) >= 256:
                     del self.cyclic[next(iter(self.cyclic))]
                 self.cyclic[ep.key] = period
+                clo = self._clonic_part(ep, env_rh, base_hi, env, period, offset)
+                if clo is not None:
+                    if len(self.clonic_parts) >= 256:
+                        del self.clonic_parts[next(iter(self.clonic_parts))]
+                    self.clonic_parts[ep.key] = clo
         kind: SpasmType
         if freq is not None:
             kind = "clonus"
@@ -462,6 +471,48 @@ class EpisodeTracker:
             rise_s=round(rise, 4),
             clipped=ep.clipped,
         )
+
+    def _clonic_part(
+        self, ep: Episode, env: FloatArray, base: float, env_all: FloatArray, period: float, offset: int
+    ) -> tuple[int, int, float, float, float, float] | None:
+        """(onset, offset sample, frequency, regularity, peak and mean envelope over ``env_all``)
+        of a clonic run of at least
+        ``movement_clonus_min_beats`` inside a cyclic episode, at >= ``movement_clonus_cycle_ratio``
+        times the cycle's frequency (``period`` s), or None.
+
+        Read in windows of ``movement_clonus_window_s`` (hop: a third of it), each with its own
+        burst height: the gait or pedal bursts the clonus fused with may be far stronger than its
+        beats, and against the whole episode's height the beats would not count. Overlapping
+        qualifying runs are one clonus (their union); the strongest run gives its frequency."""
+        cfg = self.cfg
+        if cfg.movement_clonus_min_beats == 0:
+            return None
+        rate = self.env_rate
+        w = max(4, round(cfg.movement_clonus_window_s * rate))
+        hop = max(1, w // 3)
+        n = env.shape[0]
+        runs: list[tuple[int, int, float, float, int]] = []
+        for w0 in range(0, max(1, n - w + hop), hop):
+            run = clonic_run(env[w0 : w0 + w], base, rate, cfg)
+            if run is None:
+                continue
+            first, end, freq, regularity, beats = run
+            if beats >= cfg.movement_clonus_min_beats and freq * period >= cfg.movement_clonus_cycle_ratio:
+                runs.append((w0 + first, w0 + end, freq, regularity, beats))
+        if not runs:
+            return None
+        best = max(runs, key=lambda r: r[4])
+        first, end = best[0], best[1]
+        for r in sorted(runs):  # the union of the runs that overlap the best one, transitively
+            if r[0] < end and r[1] > first:
+                first, end = min(first, r[0]), max(end, r[1])
+        r0 = ep.cross_sample - self.lag
+        a = max(ep.onset, r0 + first * self.decim)
+        b = min(offset, r0 + end * self.decim)
+        seg = env_all[first:end]
+        if b <= a or seg.size == 0:
+            return None
+        return a, b, best[2], best[3], float(seg.max()), float(seg.mean())
 
 
 def own_part(env: FloatArray, cfg: DetectorConfig, min_rows: int) -> tuple[int, int] | None:

@@ -30,12 +30,54 @@ def clonus_rhythm(
     phasic/tonic spasm).
     Returns (frequency or None, regularity 0..1).
     """
-    if env.shape[0] < 4:
+    run = _longest_run(env, base, rate, cfg)
+    if run is None:
         return None, 0.0
+    best, _, _ = run
+    if (len(best) + 1) * float(np.median(best)) < cfg.clonus_min_coverage * env.shape[0] / rate:
+        return None, 0.0  # a short rhythmic stretch inside a long contraction: not a clonus episode
+    return _frequency(best, cfg)
+
+
+def _frequency(best: list[float], cfg: DetectorConfig) -> tuple[float, float]:
+    """(frequency, regularity 0..1) of a run of intervals."""
+    med = float(np.median(best))
+    spread = float(np.std(best)) / med
+    return round(1.0 / med, 2), max(0.0, 1.0 - spread / cfg.clonus_jitter)
+
+
+def clonic_run(
+    env: FloatArray, base: float, rate: float, cfg: DetectorConfig
+) -> tuple[int, int, float, float, int] | None:
+    """The longest regular clonic run inside an episode, whatever share of it the run covers:
+    rows [start, end) of the envelope, its frequency, regularity and number of beats, or None.
+
+    For an episode that is not clonus as a whole (the run covers less than
+    ``clonus_min_coverage``): during walking or pedalling a clonus fuses with the gait or pedal
+    bursts of its muscle into one long episode, whose cycle is voluntary; the clonus inside it
+    is not (``DetectorConfig.movement_clonus_min_beats``). The same beats and the same run as
+    ``clonus_rhythm`` counts; the run ends one median period after its last beat's start."""
+    run = _longest_run(env, base, rate, cfg)
+    if run is None:
+        return None
+    best, first, last = run
+    end = min(env.shape[0], round(last + float(np.median(best)) * rate))
+    freq, regularity = _frequency(best, cfg)
+    return first, end, freq, regularity, len(best) + 1
+
+
+def _longest_run(
+    env: FloatArray, base: float, rate: float, cfg: DetectorConfig
+) -> tuple[list[float], int, int] | None:
+    """The longest run of regular clonus-band burst intervals in ``env`` (at least
+    ``clonus_min_cycles`` beats): (its intervals in s, the row of its first beat, the row of its
+    last beat), or None. A weak beat on time counts as beats of the run (``_weak_beats``)."""
+    if env.shape[0] < 4:
+        return None
     top = percentile(env, 95.0)
     height = top - base
     if height <= 0:
-        return None, 0.0
+        return None
     hi = base + cfg.clonus_burst_high * height
     lo = base + cfg.clonus_burst_low * height
     above_hi = env >= hi
@@ -56,7 +98,7 @@ def clonus_rhythm(
                 starts.append(i)
             armed = False
     if len(starts) < cfg.clonus_min_cycles:
-        return None, 0.0
+        return None
     iv = np.diff(np.asarray(starts, dtype=float)) / rate
     lo_iv, hi_iv = 1.0 / cfg.clonus_max_hz, 1.0 / cfg.clonus_min_hz
     # The clonus band bounds the run's *median* interval (its frequency); a single cycle may lie
@@ -65,11 +107,15 @@ def clonus_rhythm(
     # intervals of 0.09-0.15 s, and cutting each at 1/8 s broke its run into pieces.
     lo_v, hi_v = lo_iv * 0.92 * (1.0 - cfg.clonus_jitter), hi_iv * 1.08 * (1.0 + cfg.clonus_jitter)
     best: list[float] = []
+    best_at = (0, 0)
     run: list[float] = []
+    run_first = 0
     for k, v in enumerate(iv.tolist()):
         in_band = lo_v <= v <= hi_v
         med_run = float(np.median(run)) if run else 0.0
         if in_band and (not run or abs(v - med_run) <= cfg.clonus_jitter * med_run):
+            if not run:
+                run_first = starts[k]
             run.append(v)
         elif (
             len(run) >= 2
@@ -83,15 +129,13 @@ def clonus_rhythm(
             run.extend([v / m] * m)
         else:
             run = [v] if in_band else []
+            run_first = starts[k]
         if len(run) > len(best) and lo_iv * 0.92 <= float(np.median(run)) <= hi_iv * 1.08:
             best = list(run)
+            best_at = (run_first, starts[k + 1])
     if len(best) + 1 < cfg.clonus_min_cycles:
-        return None, 0.0
-    if (len(best) + 1) * float(np.median(best)) < cfg.clonus_min_coverage * env.shape[0] / rate:
-        return None, 0.0  # a short rhythmic stretch inside a long contraction: not a clonus episode
-    med = float(np.median(best))
-    spread = float(np.std(best)) / med
-    return round(1.0 / med, 2), max(0.0, 1.0 - spread / cfg.clonus_jitter)
+        return None
+    return best, best_at[0], best_at[1]
 
 
 def _skipped(v: float, period: float, cfg: DetectorConfig) -> int:
