@@ -132,6 +132,11 @@ class DetectorConfig:
     #: burst lies below 1/``own_part_ratio`` of the episode's peak, lasts >= ``own_part_min_s``
     #: and falls back before the spasm rises (``emg_episodes.own_part``).
     own_part_ratio: float = 3.0
+    own_part_min_s: float = 0.2
+    #: ...with a valley at most this share of the fused burst's maximum; the spasm's part starts
+    #: (ends) where its envelope is ``own_part_edge`` of the way from that valley to its peak.
+    own_part_dip: float = 0.67
+    own_part_edge: float = 0.1
     #: A clonus fused with the gait or pedal bursts of its muscle (one long episode whose
     #: envelope follows the movement cycle) is still a clonus when a regular clonic run of at
     #: least this many beats lies inside it, at >= ``movement_clonus_cycle_ratio`` times the
@@ -143,11 +148,6 @@ class DetectorConfig:
     movement_clonus_cycle_ratio: float = 2.5
     #: ...looked for in windows this long, each with its own burst height (``_clonic_part``).
     movement_clonus_window_s: float = 3.0
-    own_part_min_s: float = 0.2
-    #: ...with a valley at most this share of the fused burst's maximum; the spasm's part starts
-    #: (ends) where its envelope is ``own_part_edge`` of the way from that valley to its peak.
-    own_part_dip: float = 0.67
-    own_part_edge: float = 0.1
     # --- tremor (accelerometer) -------------------------------------------------------------------
     tremor_min_hz: float = 3.0
     tremor_max_hz: float = 12.0

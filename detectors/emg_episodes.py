@@ -476,14 +476,13 @@ class EpisodeTracker:
         self, ep: Episode, env: FloatArray, base: float, env_all: FloatArray, period: float, offset: int
     ) -> tuple[int, int, float, float, float, float] | None:
         """(onset, offset sample, frequency, regularity, peak and mean envelope over ``env_all``)
-        of a clonic run of at least
-        ``movement_clonus_min_beats`` inside a cyclic episode, at >= ``movement_clonus_cycle_ratio``
-        times the cycle's frequency (``period`` s), or None.
+        of a clonic run of at least ``movement_clonus_min_beats`` inside a cyclic episode, at
+        >= ``movement_clonus_cycle_ratio`` times the cycle's frequency (``period`` s), or None.
 
         Read in windows of ``movement_clonus_window_s`` (hop: a third of it), each with its own
         burst height: the gait or pedal bursts the clonus fused with may be far stronger than its
         beats, and against the whole episode's height the beats would not count. Overlapping
-        qualifying runs are one clonus (their union); the strongest run gives its frequency."""
+        qualifying runs are one clonus (their union); the run with most beats gives its frequency."""
         cfg = self.cfg
         if cfg.movement_clonus_min_beats == 0:
             return None
