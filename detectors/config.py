@@ -398,6 +398,11 @@ class DetectorConfig:
     clonus_burst_high: float = 0.5
     clonus_burst_low: float = 0.25
     clonus_min_coverage: float = 0.5
+    #: A clonus falls silent between its beats: the median, over the run's periods, of each
+    #: period's lowest envelope over rest as a share of its peak is at most this
+    #: (``rhythm.trough_share``; measured: <= 0.06 on every clonus of the benches, 0.09-0.2 on the
+    #: voluntary contractions and phasic spasms that beat at clonus rates). 1: off.
+    clonus_max_trough: float = 0.08
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -569,6 +574,10 @@ class DetectorConfig:
         if self.electrode_hum_change <= 1:
             raise ConfigError(
                 f"detector config key 'electrode_hum_change': must be > 1, got {self.electrode_hum_change!r}"
+            )
+        if not 0 < self.clonus_max_trough <= 1:
+            raise ConfigError(
+                f"detector config key 'clonus_max_trough': need 0 < value <= 1, got {self.clonus_max_trough}"
             )
         if not 0 < self.clonus_burst_low < self.clonus_burst_high < 1:
             raise ConfigError(

@@ -1006,26 +1006,48 @@ class SpasmDetector:
 
     def _alternates(self, channel: str, t: float, upto: float) -> bool:
         """Does another channel burst at a voluntary rhythm (``rhythm_min_bursts`` regular onsets
-        up to ``upto``) with its onsets on both sides of ``t``, within half the slowest voluntary
-        cycle (``rhythm_max_interval_s``) and none within ``synergy_window_s`` of it? That is
-        the alternation of antagonists, not the co-contraction of a spasm."""
+        up to ``upto``) in turn with this one: its onsets on both sides of ``t`` within half the
+        slowest voluntary cycle (``rhythm_max_interval_s``), or, for the first burst of a bout
+        (no burst of it before ``t``: the first push from rest), its first onset after this
+        burst and before this channel's next one; and none of its bursts active together with
+        this one? That is the alternation of antagonists (reciprocal inhibition: one muscle
+        falls silent while the other works), not the co-contraction of a spasm. Bursts are
+        compared by their spans, not their onsets alone: a short push and the recovery that
+        follows it start less than ``synergy_window_s`` apart at a brisk cadence."""
         cfg = self.config
         half = 0.5 * cfg.rhythm_max_interval_s
-        w = cfg.synergy_window_s
+        end = self._span_end(channel, t)
+        mine = self._onset_times.get(channel, [])
+        i_next = bisect.bisect_right(mine, t)
+        nxt = mine[i_next] if i_next < len(mine) else math.inf
         for ch, times in self._onset_times.items():
             if ch == channel:
                 continue
             lo = bisect.bisect_left(times, t - half)
             hi = bisect.bisect_left(times, min(t + half, upto))
             near = times[lo:hi]
-            if not near or any(abs(x - t) <= w for x in near):
+            if not near or self._co_active(ch, t, end):
                 continue
-            if not (near[0] < t < near[-1]):
+            if near[0] < t < near[-1]:
+                prev = max(x for x in near if x < t)  # its burst before this one
+            elif near[0] > t and nxt < upto and near[0] < nxt:
+                prev = near[0]  # the bout's first: its burst after this one
+            else:
                 continue
-            prev = max(x for x in near if x < t)  # its burst before this one
             if self._rhythm(ch, prev, upto) >= cfg.rhythm_min_bursts:
                 return True
         return False
+
+    def _span_end(self, channel: str, t: float) -> float:
+        """Offset (s) of the channel's burst starting at ``t`` (inf while open or unknown)."""
+        for a, b in reversed(self._spans.get(channel, [])):
+            if abs(a - t) <= self.config.block_s:
+                return b
+        return math.inf
+
+    def _co_active(self, channel: str, t0: float, t1: float) -> bool:
+        """Was ``channel`` bursting at some time between ``t0`` and ``t1``?"""
+        return any(a < t1 and b > t0 for a, b in self._spans.get(channel, []))
 
     def _follows_at_a_voluntary_interval(self, channel: str, t: float) -> bool:
         """Did the channel's previous burst start a voluntary cycle before ``t`` (between
@@ -1326,6 +1348,13 @@ class SpasmDetector:
         # at rest (no accelerometer evidence, nothing declared): only the EMG can tell; a
         # channel bursting regularly at a voluntary rhythm (gait starting before the
         # accelerometer window sees it, EMG-only devices) is voluntary
+        if (strong or rhythmic) and not final and emg_t < look:
+            self._nap(ev.key, emg=look, verdicts=read)  # its neighbours, for ``_overpowers``
+            return None
+        if (strong or rhythmic) and self._overpowers(ev, t0, t1):
+            # on time for the rhythm, but far longer and stronger than the channel's bursts of
+            # it: a spasm fused with one push or stride (as during activity, above)
+            return False, context
         if strong or (rhythmic and graded):
             return True, context
         if rhythmic and self._alternates(ev.channel, t0, upto):

@@ -33,10 +33,39 @@ def clonus_rhythm(
     run = _longest_run(env, base, rate, cfg)
     if run is None:
         return None, 0.0
-    best, _, _ = run
+    best, first, last = run
     if (len(best) + 1) * float(np.median(best)) < cfg.clonus_min_coverage * env.shape[0] / rate:
         return None, 0.0  # a short rhythmic stretch inside a long contraction: not a clonus episode
+    if trough_share(env, base, first, last, float(np.median(best)) * rate) > cfg.clonus_max_trough:
+        return None, 0.0  # beats that never fall silent: a contraction's wobble, not reflex volleys
     return _frequency(best, cfg)
+
+
+def trough_share(env: FloatArray, base: float, first: int, last: int, period: float) -> float:
+    """How far the envelope stays up between the beats of a run: in each period from row
+    ``first`` to one period past ``last``, its lowest point over ``base`` as a share of its
+    highest, the median over the periods.
+
+    Each beat of a clonus is a reflex volley followed by the muscle's silence while the stretch
+    builds up again (Dimitrijevic, Nathan & Sherwood 1980; Wallace, Ross & Thomas 2005 describe
+    brief EMG bursts separated by quiescence), so the envelope returns to the resting level
+    between beats (about 0 here). A sustained contraction of few motor units also beats at 3-8 Hz
+    (motor-unit synchronisation, physiological tremor) but never falls silent: its troughs stay
+    well above rest. The hysteresis of the beat count (``clonus_burst_low``) asks for a dip
+    below a quarter of the episode's height once per beat; this asks for silence."""
+    if period < 1.0:
+        return 0.0
+    shares: list[float] = []
+    k = float(first)
+    stop = min(float(env.shape[0]), last + period)
+    while k + 1.0 <= stop:
+        w = env[int(k) : min(env.shape[0], int(k + period))]
+        if w.size:
+            top = float(w.max()) - base
+            if top > 0:
+                shares.append((float(w.min()) - base) / top)
+        k += period
+    return float(np.median(shares)) if shares else 0.0
 
 
 def _frequency(best: list[float], cfg: DetectorConfig) -> tuple[float, float]:

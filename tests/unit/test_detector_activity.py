@@ -305,6 +305,15 @@ def test_rhythm_helpers() -> None:
     assert regular_rhythm(times, 11.0, 0.4, 2.5, 0.25) == 4
     assert regular_rhythm(times, 20.0, 0.4, 2.5, 0.25) == 1
     assert regular_rhythm(times, 99.0, 0.4, 2.5, 0.25) == 1
+    # a bout's cadence drifting into its stop: the run through either of the last two bursts
+    # is the same run (the intervals 1.2, 1.45, 1.15 are all within 25 % of their median),
+    # whichever side of the burst the intervals lie on
+    bout = [0.0, 1.2, 2.4, 3.6, 5.05, 6.2]
+    assert regular_rhythm(bout, 5.05, 0.4, 2.5, 0.25) == 6
+    assert regular_rhythm(bout, 6.2, 0.4, 2.5, 0.25) == 6
+    # ...but not an interval far off the others' median (a pair of bursts alone is no run)
+    assert regular_rhythm([0.0, 1.0, 2.0, 3.0, 4.6], 4.6, 0.4, 2.5, 0.25) == 2
+    assert regular_rhythm([0.0, 1.0, 2.0, 3.0, 4.6], 3.0, 0.4, 2.5, 0.25) == 4
     spans = [[t, t + 0.3] for t in times]
     assert phase_locked(spans, 12.02, 1.0, 0.15)
     assert not phase_locked(spans, 20.0, 1.0, 0.15)

@@ -2,6 +2,8 @@
 
 * a clonus run goes on across a weak beat (a reflex volley below half the clonus's height, on
   time): ``clonus_skip_beats``; a silence at the beat's time is a pause and breaks the run;
+* a clonus falls silent between its beats; a contraction wobbling at clonus rates does not
+  (``clonus_max_trough``);
 * a spasm fused with a much weaker burst of its muscle during activity (a twitch right after a
   stride's or a pedal stroke's burst) is typed and dated by its own part (``own_part_*``); at
   rest, and for a spasm that builds up or decays slowly, nothing changes.
@@ -57,6 +59,33 @@ def test_a_clonus_run_goes_on_across_a_weak_beat_not_across_a_pause() -> None:
     i0, i1 = int((0.1 + 5 * 0.14 + 0.03) * ENV_RATE), int((0.1 + 7 * 0.14) * ENV_RATE)
     smeared[i0:i1] = np.maximum(smeared[i0:i1], 40.0)
     assert clonus_rhythm(smeared, 1.0, ENV_RATE, cfg)[0] is None
+
+
+def test_a_clonus_falls_silent_between_its_beats_a_wobbling_contraction_does_not() -> None:
+    """Each beat of a clonus is a reflex volley followed by the muscle's silence (Wallace, Ross &
+    Thomas 2005): between beats the envelope is back at rest. A sustained contraction of few
+    motor units wobbling at 7 Hz dips below a quarter of its height once per "beat" (so the
+    beat count's hysteresis counts it) but never falls silent: it is no clonus
+    (``clonus_max_trough``), whatever its regularity."""
+    cfg = DetectorConfig()
+    heights = [100.0] * 12
+    silent = _beat_train(heights)
+    freq, _ = clonus_rhythm(silent, 1.0, ENV_RATE, cfg)
+    assert freq is not None and 6.5 <= freq <= 7.5, freq
+    for floor, is_clonus in ((3.0, True), (15.0, False), (20.0, False)):
+        env = _beat_train(heights)
+        a, b = int(0.1 * ENV_RATE), int((0.1 + 12 * 0.14) * ENV_RATE)
+        env[a:b] = np.maximum(env[a:b], 1.0 + floor)  # the troughs held at floor % of the beats
+        assert (clonus_rhythm(env, 1.0, ENV_RATE, cfg)[0] is not None) is is_clonus, floor
+    # the rule off: the same wobble counts as beats again
+    env[a:b] = np.maximum(env[a:b], 16.0)
+    assert clonus_rhythm(env, 1.0, ENV_RATE, DetectorConfig(clonus_max_trough=1.0))[0] is not None
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_clonus_max_trough_is_validated(bad: float) -> None:
+    with pytest.raises(ConfigError, match="clonus_max_trough"):
+        DetectorConfig.from_dict({"clonus_max_trough": bad}, source="test")
 
 
 def test_clonus_skip_beats_must_not_be_negative() -> None:
