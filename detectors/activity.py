@@ -350,25 +350,33 @@ def regular_rhythm(times: list[float], t: float, lo_s: float, hi_s: float, jitte
         right += 1
     if right == left:
         return 1
-    iv = np.diff(np.asarray(times[left : right + 1], dtype=float))
+    iv = [times[i + 1] - times[i] for i in range(left, right)]
+    # two intervals of a regular run differ by at most this ratio (each is within ``jitter`` of
+    # the others' median): a cheap bound that skips most windows of an irregular train
+    r = (1.0 + 0.5 * jitter) / (1.0 - 0.5 * jitter) if jitter < 2.0 else math.inf
+    span = r * r
     # windows [a, b] of bursts with a <= k <= b, longest first; intervals a .. b-1
     for n in range(right - left + 1, 1, -1):
         for a in range(max(left, k - n + 1), min(k, right - n + 1) + 1):
-            if _regular(iv[a - left : a - left + n - 1], jitter):
+            w = iv[a - left : a - left + n - 1]
+            if max(w) <= span * min(w) and _regular(w, jitter):
                 return n
     return 1
 
 
-def _regular(w: np.ndarray, jitter: float) -> bool:
+def _regular(w: list[float], jitter: float) -> bool:
     """Does each interval differ from the median of the others by at most ``jitter`` of their
     mean? Leaving the interval out keeps a short run strict (with it in, any two intervals
     within a ratio of 1.67 would be "regular"); the mean makes the test symmetric, so two
     intervals are alike whichever comes first (within a ratio of 1.29 at 25 %)."""
-    if w.size < 2:
+    if len(w) < 2:
         return True
-    for i in range(w.size):
-        med = float(np.median(np.delete(w, i)))
-        x = float(w[i])
+    srt = sorted(w)
+    for x in w:
+        others = list(srt)
+        others.remove(x)
+        m = len(others)
+        med = others[m // 2] if m % 2 else 0.5 * (others[m // 2 - 1] + others[m // 2])
         if abs(x - med) > 0.5 * jitter * (x + med):
             return False
     return True
