@@ -24,7 +24,7 @@ from detectors.crosstalk import copy_share
 from detectors.emg_baseline import RestBaseline
 from detectors.emg_episodes import CAND, EpisodeTracker, offset_levels
 from detectors.emg_filters import EmgFilters, design_emg_filter, detect_mains, filter_inplace, high_envelope
-from detectors.emg_quality import SignalQuality
+from detectors.emg_quality import HumBefore, SignalQuality
 from detectors.events import DetectorOutput, Onset, SpasmEvent
 from detectors.rhythm import clonus_rhythm
 
@@ -85,9 +85,9 @@ class EmgBank:
         #: ``crackle_kurtosis`` of bursts starting within ``lead_off_guard_after_s`` of a
         #: reattachment, by event key (None when its samples were not all remembered)
         self.burst_crackle: dict[str, float | None] = {}
-        #: mains-line powers just before each confirmed burst's onset (``hum_before``), by key,
-        #: until the burst ends
-        self._hum_before: dict[str, tuple[float, float] | None] = {}
+        #: mains-line powers just before each confirmed burst's onset (``hum_before``, computed
+        #: only if read: ``HumBefore``), by key, until the burst ends
+        self._hum_before: dict[str, HumBefore | None] = {}
         #: bursts ended recently, not summarised yet: key -> (channel, onset, offset)
         self._ended: dict[str, tuple[int, int, int]] = {}
         #: the sample where each channel last came back from a reported bad state
@@ -144,18 +144,19 @@ class EmgBank:
             if o.domain != "emg":
                 continue
             if isinstance(o, Onset) and o.key not in self._hum_before and o.key not in self.burst_low:
-                self._hum_before[o.key] = q.hum_before(self.labels.index(o.channel), o.onset_sample)
+                self._hum_before[o.key] = q.hum_before_lazy(self.labels.index(o.channel), o.onset_sample)
                 continue
             if not isinstance(o, SpasmEvent) or o.key in self.burst_low:
                 continue
             ch = self.labels.index(o.channel)
             p_in = q.burst_input_power(ch, o.onset_sample, o.offset_sample)
             rest = o.baseline_uv * o.baseline_uv
-            self.burst_low[o.key] = (
-                q.burst_low_share(ch, o.onset_sample, o.offset_sample),
-                q.burst_hum_change(ch, o.onset_sample, o.offset_sample, self._hum_before.pop(o.key, None)),
-                None if p_in is None or rest <= 0.0 else p_in / rest,
-            )
+            low = q.burst_low_share(ch, o.onset_sample, o.offset_sample)
+            before = self._hum_before.pop(o.key, None)
+            hum = q.burst_hum_change(ch, o.onset_sample, o.offset_sample, before)
+            if before is not None:
+                before.release()  # (read or not, no longer needed)
+            self.burst_low[o.key] = (low, hum, None if p_in is None or rest <= 0.0 else p_in / rest)
             if o.key in self.burst_spectra or o.key in self._ended:
                 continue
             if o.onset_sample - self.recovered_at[ch] <= after:

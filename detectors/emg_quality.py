@@ -47,6 +47,39 @@ HUM_REF_S = 0.5
 ROBUST_SEG_S = 0.25
 
 
+class HumBefore:
+    """``SignalQuality.hum_before`` of one burst, known to be computable (its samples were all
+    remembered at the onset), computed only when read (``get``).
+
+    ``burst_hum_change`` reads it only for a burst whose power is mostly on the mains lines, so
+    for nearly every burst it is never needed, and its periodogram (a good part of what a burst
+    costs to summarise) is not computed. The value is the one computed at the onset would have
+    been: the same ring samples, read before the ring drops any of them or a new segment starts
+    (``SignalQuality.remember`` computes the waiting ones just before that). ``release``: the
+    burst no longer needs it."""
+
+    __slots__ = ("ch", "first", "onset", "quality", "value", "waiting")
+
+    def __init__(self, quality: SignalQuality, ch: int, onset: int, first: int) -> None:
+        self.quality = quality
+        self.ch = ch
+        self.onset = onset
+        self.first = first  # the first raw sample it reads
+        self.value: tuple[float, float] | None = None
+        self.waiting = True  # neither computed nor released
+
+    def get(self) -> tuple[float, float]:
+        if self.value is None:
+            value = self.quality.hum_before(self.ch, self.onset)
+            assert value is not None  # (its samples are all remembered until it is computed)
+            self.value = value
+        self.waiting = False
+        return self.value
+
+    def release(self) -> None:
+        self.waiting = False
+
+
 class SignalQuality:
     """Quality state of every channel; ``screen`` is called on each raw block before filtering."""
 
@@ -87,10 +120,16 @@ class SignalQuality:
         self.raw = np.zeros((c, self.raw_len), dtype=np.float32)
         self.raw_end = 0  # counter after the newest remembered sample
         self.raw_start = 0  # first counter of the current contiguous segment
+        #: ``hum_before_lazy`` values not computed yet (some may have been since, or released),
+        #: and the earliest ``raw_end`` at which one of them would lose a sample from the ring
+        self._hum_wait: list[HumBefore] = []
+        self._hum_due = math.inf
 
     def remember(self, s0: int, x: FloatArray) -> None:
         """Keep raw samples ``x`` (C, n) from counter ``s0`` (one or two slice copies)."""
         n = x.shape[1]
+        if self._hum_wait and (s0 != self.raw_end or s0 + n > self._hum_due):
+            self._keep_hum(s0, s0 + n)
         if s0 != self.raw_end:  # a new segment (after a gap): what the ring holds is not before it
             self.raw_start = s0
         self.raw_end = s0 + n
@@ -102,11 +141,30 @@ class SignalQuality:
         if k < n:
             self.raw[:, : n - k] = x[:, k:]
 
+    def _keep_hum(self, s0: int, end: int) -> None:
+        """Samples [s0, end) are about to be remembered: compute the waiting ``HumBefore`` values
+        whose samples that would drop from the ring (or all, when a new segment starts there)."""
+        new_segment = s0 != self.raw_end
+        wait: list[HumBefore] = []
+        for h in self._hum_wait:
+            if not h.waiting:
+                continue
+            if new_segment or h.first < end - self.raw_len:
+                h.get()
+            else:
+                wait.append(h)
+        self._hum_wait = wait
+        self._hum_due = min((h.first + self.raw_len for h in wait), default=math.inf)
+
+    def _holds(self, a: int, b: int) -> bool:
+        """Are raw samples [a, b) all in the current segment and the ring?"""
+        return not (a < self.raw_start or a < self.raw_end - self.raw_len or b > self.raw_end or b <= a)
+
     def raw_stretch(self, channels: list[int], a: int, b: int) -> FloatArray | None:
         """Raw samples [a, b) of ``channels`` (len(channels), b - a), or None when that stretch is
         not all in the current segment and the ring (the same answer whatever the chunking, as
         long as ``b`` has been remembered)."""
-        if a < self.raw_start or a < self.raw_end - self.raw_len or b > self.raw_end or b <= a:
+        if not self._holds(a, b):
             return None
         i, j = a % self.raw_len, b % self.raw_len
         if i < j:  # one piece of the ring: a slice (the same values as the wrapped gather)
@@ -153,8 +211,19 @@ class SignalQuality:
         p50, p60 = hum_powers(seg, self.rate, top)
         return p50, p60
 
+    def hum_before_lazy(self, ch: int, onset: int) -> HumBefore | None:
+        """``hum_before(ch, onset)`` to be computed when read (``HumBefore``); None when it would
+        be None (its samples are not all remembered)."""
+        first = onset - round(HUM_REF_S * self.rate)
+        if not self._holds(first, onset):
+            return None
+        h = HumBefore(self, ch, onset, first)
+        self._hum_wait.append(h)
+        self._hum_due = min(self._hum_due, first + self.raw_len)
+        return h
+
     def burst_hum_change(
-        self, ch: int, onset: int, offset: int, before: tuple[float, float] | None
+        self, ch: int, onset: int, offset: int, before: HumBefore | tuple[float, float] | None
     ) -> float | None:
         """How many times the mains line's power changed between the ``HUM_REF_S`` before a
         burst's onset (``before``, from ``hum_before``) and its ``burst_spectrum`` window (>= 1
@@ -175,7 +244,7 @@ class SignalQuality:
             return 1.0
         top = min(self.cfg.band_high_hz, 0.45 * r)
         p_cur, i = max((p, i) for i, p in enumerate(hum_powers(seg, r, top)))
-        p_ref = before[i]
+        p_ref = (before.get() if isinstance(before, HumBefore) else before)[i]
         if p_cur <= 0.0 or p_ref <= 0.0:
             return math.inf
         return max(p_cur / p_ref, p_ref / p_cur)
