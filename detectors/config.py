@@ -400,9 +400,13 @@ class DetectorConfig:
     clonus_min_coverage: float = 0.5
     #: A clonus falls silent between its beats: the median, over the run's periods, of each
     #: period's lowest envelope over rest as a share of its peak is at most this
-    #: (``rhythm.trough_share``; measured: <= 0.06 on every clonus of the benches, 0.09-0.2 on the
-    #: voluntary contractions and phasic spasms that beat at clonus rates). 1: off.
-    clonus_max_trough: float = 0.08
+    #: (``rhythm.trough_share``; measured: <= 0.055 on every clonus of the benches, >= 0.08 on all
+    #: but one of the voluntary contractions and phasic spasms that beat at clonus rates). 1: off.
+    clonus_max_trough: float = 0.07
+    #: ...and repeats itself: the envelope's autocorrelation at one period over the run is at
+    #: least this (``rhythm.periodicity``; measured: >= 0.23 on every clonus of the benches,
+    #: 0.11 on the one wobble with silent troughs). -1: off.
+    clonus_min_periodicity: float = 0.15
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -574,6 +578,11 @@ class DetectorConfig:
         if self.electrode_hum_change <= 1:
             raise ConfigError(
                 f"detector config key 'electrode_hum_change': must be > 1, got {self.electrode_hum_change!r}"
+            )
+        if not -1 <= self.clonus_min_periodicity < 1:
+            raise ConfigError(
+                "detector config key 'clonus_min_periodicity': need -1 <= value < 1, "
+                f"got {self.clonus_min_periodicity}"
             )
         if not 0 < self.clonus_max_trough <= 1:
             raise ConfigError(

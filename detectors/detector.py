@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -1007,9 +1008,9 @@ class SpasmDetector:
     def _alternates(self, channel: str, t: float, upto: float) -> bool:
         """Does another channel burst at a voluntary rhythm (``rhythm_min_bursts`` regular onsets
         up to ``upto``) in turn with this one: its onsets on both sides of ``t`` within half the
-        slowest voluntary cycle (``rhythm_max_interval_s``), or, for the first burst of a bout
-        (no burst of it before ``t``: the first push from rest), its first onset after this
-        burst and before this channel's next one; and none of its bursts active together with
+        slowest voluntary cycle (``rhythm_max_interval_s``); or, for the first burst of a bout
+        (no burst of it before ``t``: the first push from rest), its bursts falling one each
+        between this channel's (``_interleaves``); and none of its bursts active together with
         this one? That is the alternation of antagonists (reciprocal inhibition: one muscle
         falls silent while the other works), not the co-contraction of a spasm. Bursts are
         compared by their spans, not their onsets alone: a short push and the recovery that
@@ -1030,13 +1031,29 @@ class SpasmDetector:
                 continue
             if near[0] < t < near[-1]:
                 prev = max(x for x in near if x < t)  # its burst before this one
-            elif near[0] > t and nxt < upto and near[0] < nxt:
-                prev = near[0]  # the bout's first: its burst after this one
-            else:
-                continue
-            if self._rhythm(ch, prev, upto) >= cfg.rhythm_min_bursts:
-                return True
+                if self._rhythm(ch, prev, upto) >= cfg.rhythm_min_bursts:
+                    return True
+            elif near[0] > t and nxt < upto and near[0] < nxt and self._interleaves(channel, ch, t, upto):
+                return True  # the bout's first burst
         return False
+
+    def _interleaves(self, channel: str, other: str, t: float, upto: float) -> bool:
+        """Do ``other``'s bursts fall one each between ``channel``'s bursts from ``t`` on (its
+        first ``rhythm_min_bursts`` onsets before ``upto``), each starting after this channel's
+        burst before it has ended? The two muscles take turns (A B A B A): the first bursts of an
+        alternating bout, when at a slow cadence the lookahead holds too few of the other
+        muscle's bursts for a run of its own."""
+        mine = self._onset_times.get(channel, [])
+        theirs = self._onset_times.get(other, [])
+        i = bisect.bisect_left(mine, t)
+        run = [x for x in mine[i : i + self.config.rhythm_min_bursts] if x < upto]
+        if len(run) < self.config.rhythm_min_bursts:
+            return False
+        for a, b in itertools.pairwise(run):
+            lo, hi = bisect.bisect_right(theirs, a), bisect.bisect_left(theirs, b)
+            if hi - lo != 1 or theirs[lo] < self._span_end(channel, a):
+                return False
+        return True
 
     def _span_end(self, channel: str, t: float) -> float:
         """Offset (s) of the channel's burst starting at ``t`` (inf while open or unknown)."""

@@ -36,9 +36,30 @@ def clonus_rhythm(
     best, first, last = run
     if (len(best) + 1) * float(np.median(best)) < cfg.clonus_min_coverage * env.shape[0] / rate:
         return None, 0.0  # a short rhythmic stretch inside a long contraction: not a clonus episode
-    if trough_share(env, base, first, last, float(np.median(best)) * rate) > cfg.clonus_max_trough:
+    period = float(np.median(best)) * rate
+    if trough_share(env, base, first, last, period) > cfg.clonus_max_trough:
         return None, 0.0  # beats that never fall silent: a contraction's wobble, not reflex volleys
+    if periodicity(env, first, last, period) < cfg.clonus_min_periodicity:
+        return None, 0.0  # beats whose shape does not recur period after period
     return _frequency(best, cfg)
+
+
+def periodicity(env: FloatArray, first: int, last: int, period: float) -> float:
+    """Autocorrelation (mean removed, normalised by the energy) of the envelope over a run, from
+    row ``first`` to one period past ``last``, at a lag of one period: near 1 for a waveform
+    that repeats itself period after period, near 0 for beats that are threshold crossings of a
+    random envelope. Clonus is a self-sustaining oscillation of the stretch-reflex loop
+    (Rack, Ross & Brown 1978; Hidler & Rymer 1999): each beat is a copy of the last. The beat
+    count and its interval jitter see only the crossings; this sees the waveform."""
+    lag = round(period)
+    seg = env[first : min(env.shape[0], round(last + period))]
+    if lag < 1 or seg.shape[0] <= lag:
+        return 1.0  # too short to tell: the beat count decides
+    s = seg - float(seg.mean())
+    energy = float(np.dot(s, s))
+    if energy <= 0.0:
+        return 0.0
+    return float(np.dot(s[:-lag], s[lag:])) / energy
 
 
 def trough_share(env: FloatArray, base: float, first: int, last: int, period: float) -> float:

@@ -3,7 +3,7 @@
 * a clonus run goes on across a weak beat (a reflex volley below half the clonus's height, on
   time): ``clonus_skip_beats``; a silence at the beat's time is a pause and breaks the run;
 * a clonus falls silent between its beats; a contraction wobbling at clonus rates does not
-  (``clonus_max_trough``);
+  (``clonus_max_trough``); and it repeats its waveform every period (``clonus_min_periodicity``);
 * a spasm fused with a much weaker burst of its muscle during activity (a twitch right after a
   stride's or a pedal stroke's burst) is typed and dated by its own part (``own_part_*``); at
   rest, and for a spasm that builds up or decays slowly, nothing changes.
@@ -80,6 +80,36 @@ def test_a_clonus_falls_silent_between_its_beats_a_wobbling_contraction_does_not
     # the rule off: the same wobble counts as beats again
     env[a:b] = np.maximum(env[a:b], 16.0)
     assert clonus_rhythm(env, 1.0, ENV_RATE, DetectorConfig(clonus_max_trough=1.0))[0] is not None
+
+
+def test_a_clonus_repeats_its_waveform_every_period() -> None:
+    """Clonus is a self-sustaining oscillation of the stretch-reflex loop: each beat is a copy of
+    the last, so the envelope's autocorrelation at one period is high (``clonus_min_periodicity``).
+    Crossings that merely come at clonus intervals, from a waveform that repeats only every
+    second period (a single and a double bump in turn), are counted as beats by the hysteresis
+    and pass the interval jitter, but are no clonus."""
+    cfg = DetectorConfig(clonus_max_trough=1.0)  # (the troughs are not what this test is about)
+
+    def train(shapes: list[list[tuple[float, float, float]]]) -> np.ndarray:
+        env = np.ones(int((0.1 + 12 * 0.14 + 0.3) * ENV_RATE))
+        for k in range(12):
+            for off, width, h in shapes[k % len(shapes)]:
+                i, w = int((0.1 + k * 0.14 + off) * ENV_RATE), int(width * ENV_RATE)
+                env[i : i + w] += h * np.hanning(w)
+        return env
+
+    same = train([[(0.0, 0.05, 100.0)]])
+    assert clonus_rhythm(same, 1.0, ENV_RATE, cfg)[0] is not None
+    turns = train([[(0.0, 0.05, 100.0)], [(0.0, 0.02, 100.0), (0.045, 0.03, 60.0)]])
+    off = DetectorConfig(clonus_max_trough=1.0, clonus_min_periodicity=-1.0)
+    assert clonus_rhythm(turns, 1.0, ENV_RATE, off)[0] is not None  # the beat count alone: clonus
+    assert clonus_rhythm(turns, 1.0, ENV_RATE, cfg)[0] is None
+
+
+@pytest.mark.parametrize("key,bad", [("clonus_min_periodicity", 1.0), ("clonus_min_periodicity", -1.5)])
+def test_clonus_min_periodicity_is_validated(key: str, bad: float) -> None:
+    with pytest.raises(ConfigError, match=key):
+        DetectorConfig.from_dict({key: bad}, source="test")
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])

@@ -425,21 +425,26 @@ def test_abrupt_bursts_alternating_with_an_antagonists_rhythm_are_movement() -> 
         assert [round(e.onset_sample / RATE, 1) for e in evs] == [45.0]
 
 
-def test_a_bouts_first_push_and_its_drifting_last_pushes_are_movement() -> None:
+@pytest.mark.parametrize("cadence,recovery", [(1.2, 0.45), (1.55, 0.6)])
+def test_a_bouts_first_push_and_its_drifting_last_pushes_are_movement(
+    cadence: float, recovery: float
+) -> None:
     """A wheelchair bout seen by no accelerometer on the arm: abrupt-looking triceps pushes every
     1.2 s, the biceps' recovery 0.45 s after each push starts (within ``synergy_window_s`` of
     it, but only once the push has ended: alternation, not co-contraction). The first push has
-    no biceps burst before it, and the cadence drifts into the stop (1.45 s, then 1.15 s): none
-    of them is a spasm. A triceps spasm co-contracting with the biceps at rest later still is."""
+    no biceps burst before it, and the cadence drifts into the stop (+20 %, then -5 %): none of
+    them is a spasm. At a slow cadence (1.55 s) the lookahead holds only two biceps bursts after
+    the first push, one between each pair of pushes (``_interleaves``). A triceps spasm
+    co-contracting with the biceps at rest later still is a spasm."""
     seconds = 60.0
     x = _carrier(seconds, 2, seed=41)
     n = x.shape[0]
     env = np.full((n, 2), 3.0)
-    pushes = [10.0 + 1.2 * k for k in range(10)]
-    pushes += [pushes[-1] + 1.45, pushes[-1] + 1.45 + 1.15]
+    pushes = [10.0 + cadence * k for k in range(9)]
+    pushes += [pushes[-1] + 1.2 * cadence, pushes[-1] + 2.15 * cadence]
     for at in pushes:
         env[:, 1] += 90.0 * _ramp(n, at, 0.3, 0.02)  # triceps: push
-        env[:, 0] += 70.0 * _ramp(n, at + 0.45, 0.3, 0.02)  # biceps: recovery
+        env[:, 0] += 70.0 * _ramp(n, at + recovery, 0.3, 0.02)  # biceps: recovery
     env[:, 1] += 160.0 * _ramp(n, 45.0, 1.0, 0.02)  # a spasm at rest afterwards...
     env[:, 0] += 120.0 * _ramp(n, 45.1, 0.9, 0.02)  # ...co-contracting with the biceps
     for acc in (None, _still_acc(seconds)):
