@@ -205,6 +205,10 @@ class DetectorConfig:
     activity_before_s: float = 1.0
     activity_after_s: float = 1.0
     activity_share: float = 0.2
+    #: Movement during a published spasm and for this long after it is that spasm's doing (the
+    #: jerk, the limb falling back and settling), not a voluntary movement already under way
+    #: when the next burst starts: the "before" window of a burst begins after it.
+    spasm_settle_s: float = 1.0
     #: Recruitment-graded voluntary force ramps over hundreds of ms (Henneman's size principle):
     #: a burst during activity rising slower than this (onset to 80 % of peak) is voluntary.
     voluntary_min_rise_s: float = 0.08
@@ -491,6 +495,10 @@ class DetectorConfig:
             raise ConfigError(
                 "detector config keys 'repetition_max_interval_s' >= 'rhythm_max_interval_s' and "
                 "'repetition_duration_ratio' >= 1 required"
+            )
+        if self.spasm_settle_s < 0:
+            raise ConfigError(
+                f"detector config key 'spasm_settle_s': must be >= 0, got {self.spasm_settle_s}"
             )
         if self.activity_window_s < 2.0 or self.activity_before_s < 0 or self.activity_after_s < 0:
             raise ConfigError(

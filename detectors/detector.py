@@ -183,6 +183,11 @@ class SpasmDetector:
         # so that ``suppressed`` counts them all: (span, start_s, end_s).
         self._span_q: list[tuple[ActivitySpan, float, float]] = []
         self._vol_t: list[float] = []  # onsets (s) of bursts classed voluntary, sorted
+        #: published EMG spasms (onset s, offset s), for ``_settled_before``
+        self._spasm_spans: deque[tuple[float, float]] = deque(maxlen=64)
+        #: EMG events kept undecided so far in the current pass (onset s, offset s): a later
+        #: burst whose context reads them waits for their verdicts
+        self._undecided: list[tuple[float, float]] = []
         #: recent EMG events (channel, onset s, offset s, rise s), for co-contraction partners
         self._recent: deque[tuple[str, float, float, float]] = deque(maxlen=256)
         #: finished EMG bursts (channel, onset s, offset s, peak uV), for the gait model's cross-talk test
@@ -559,6 +564,8 @@ class SpasmDetector:
         rate = self.emg_rate_hz
         waiting: set[str] = set()
         keep_held: list[Onset | SpasmEvent] = []
+        undecided = self._undecided
+        undecided.clear()
         for o in self._held:
             t0 = o.onset_sample / rate
             if isinstance(o, Onset):
@@ -583,6 +590,7 @@ class SpasmDetector:
                         self._bank.burst_crackle.pop(o.key, None)
             if artefact is None:
                 keep_held.append(o)
+                undecided.append((t0, t1))
                 continue
             if artefact == "artefact":
                 self._electrode_verdict.pop(o.key, None)
@@ -595,6 +603,7 @@ class SpasmDetector:
                 verdict = self._judge(o, t0, t1, emg_t, acc_t, final)
             if verdict is None:
                 keep_held.append(o)
+                undecided.append((t0, t1))
                 continue
             voluntary, context = verdict
             self._electrode_verdict.pop(o.key, None)
@@ -638,6 +647,8 @@ class SpasmDetector:
             if suspect:  # near a lead-off and not recognisably the electrode: for a clinician to weigh
                 conf = round(conf * cfg.artifact_suspect_confidence, 3)
             out.append(dataclasses.replace(o, context=context, confidence=conf, artifact_suspect=suspect))
+            self._spasm_spans.append((o.onset_sample / rate, o.offset_sample / rate))
+        undecided.clear()
         self._held = keep_held
         # When to look again: an onset once the accelerometer reaches it (or the wait is over);
         # events at most every quarter second (they are not alerts), which bounds the cost.
@@ -950,6 +961,26 @@ class SpasmDetector:
         )  # fmt: skip
         return run >= cfg.rhythm_min_bursts
 
+    def _settled_before(self, t0: float, final: bool) -> float | None:
+        """Start of the window (``activity_before_s`` before ``t0``) in which the limb moving
+        is movement already under way when a burst at ``t0`` starts: after every published
+        spasm that ended before ``t0``, plus ``spasm_settle_s``. A spasm jerks the limb, and the
+        limb falls back and settles after it (the accelerometer cue Granat & Edmond used to
+        tell spasms from movement); that movement is the spasm's, not a voluntary one that the
+        next burst continues. None while an earlier burst that could be such a spasm is
+        undecided: its verdict is awaited, so the decision is the same in any chunking (only
+        bursts that ended before ``t0`` count: they reached the held outputs before this one)."""
+        cfg = self.config
+        lo = t0 - cfg.activity_before_s
+        if not final:
+            for _, b in self._undecided:
+                if lo - cfg.spasm_settle_s < b < t0:
+                    return None
+        for _, b in self._spasm_spans:
+            if lo - cfg.spasm_settle_s < b < t0:
+                lo = max(lo, b + cfg.spasm_settle_s)
+        return lo
+
     def _fell_silent(self, channel: str, t0: float, cycle: float) -> bool:
         """Did the channel burst and fall silent once per cycle just before ``t0``: >= 2 bursts,
         each shorter than ``cycle``, ending within ``cyclic_min_cycles`` cycles before it? A
@@ -1205,7 +1236,10 @@ class SpasmDetector:
                 return None
             read = (t0 - cfg.activity_before_s, b)
             code, period = self._acc_context(t0 - cfg.activity_before_s, b)
-            before = self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0]
+            lo = self._settled_before(t0, final)
+            if lo is None:
+                return None  # an earlier burst whose movement may fill the window is undecided
+            before = REST if lo >= t0 - 0.1 else self._acc_context(lo, t0 - 0.1)[0]
             synergy = self._synergy(ev.channel, t0)
             ramped = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
             if code != REST and before == REST and not ramped and not clonic:

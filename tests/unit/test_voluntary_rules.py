@@ -474,3 +474,45 @@ def test_a_spasm_fused_with_one_burst_of_a_rhythm_at_rest_is_a_spasm() -> None:
         # (the bout's first push, abrupt and with nothing before it, is decided alone at rest:
         # a known cost, docs/detector.md "A rhythm is seen both ways")
         assert [round(e.onset_sample / RATE, 1) for e in evs if e.onset_sample > 10.5 * RATE] == [18.4]
+
+
+# ----------------------------------------------------- the limb settling after a spasm (spasm_settle_s)
+def _spasm_then_graded_spasm(cfg: DetectorConfig) -> list[SpasmEvent]:
+    """An abrupt 2 s spasm that moves the limb smoothly (no tilt, no rhythm: "other" movement on
+    the accelerometer) and the limb settling for a second after it; 0.8 s after it ends a second
+    spasm of the same muscle starts, rising over 0.12 s (graded enough to read as voluntary
+    during movement), alone on its channel."""
+    seconds = 40.0
+    x = _carrier(seconds, 1, seed=23)
+    n = x.shape[0]
+    env = np.full(n, 3.0)
+    env += 150.0 * _ramp(n, 20.0, 2.0, 0.02)
+    env += 120.0 * _ramp(n, 22.8, 1.5, 0.12)
+    acc = _still_acc(seconds)
+    # the limb swaying smoothly (below 2 Hz, 0.1 g RMS) during the spasm and while it settles
+    k0, k = int(20.05 * 50), int(2.95 * 50)
+    sway = signal.sosfiltfilt(
+        signal.butter(2, 2.0, fs=50.0, output="sos"), np.random.default_rng(4).standard_normal(k)
+    )
+    acc[k0 : k0 + k, 0] += 0.1 * sway / sway.std() * np.hanning(k) ** 0.3
+    det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG 0"], acc_rate_hz=50.0)
+    return _events(feed_interleaved(det, x * env[:, None], acc, RATE, 50.0))
+
+
+def test_the_limb_settling_after_a_spasm_is_not_movement_under_way() -> None:
+    """The accelerometer's movement during a spasm and for ``spasm_settle_s`` after it is the
+    spasm's (the jerk, the limb falling back), not a voluntary movement that the next burst
+    continues: a graded burst starting then is judged as at rest, and is a spasm. Without the
+    settling time the "movement already under way" makes it voluntary."""
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    evs = _spasm_then_graded_spasm(cfg)
+    assert [round(e.onset_sample / RATE, 1) for e in evs] == [20.0, 22.8]
+    assert evs[1].context == "rest"
+    assert 0.08 <= (evs[1].rise_s or 0.0) < cfg.voluntary_ramp_s  # the test means it
+    bare = _spasm_then_graded_spasm(DetectorConfig(mains_max_harmonic=0, spasm_settle_s=0.0))
+    assert [round(e.onset_sample / RATE, 1) for e in bare] == [20.0]
+
+
+def test_spasm_settle_s_is_validated() -> None:
+    with pytest.raises(ConfigError, match="spasm_settle_s"):
+        DetectorConfig.from_dict({"spasm_settle_s": -1.0}, source="test")
