@@ -205,6 +205,10 @@ class DetectorConfig:
     activity_before_s: float = 1.0
     activity_after_s: float = 1.0
     activity_share: float = 0.2
+    #: A muscle falls silent between the bursts of a movement cycle: a stretch this long back near
+    #: rest inside one episode (bursts closer than ``quiet_s`` merged into it) is such a silence
+    #: (between strides at 2 Hz stepping about 0.2 s, between pedal strokes 0.3-0.6 s).
+    cycle_silence_s: float = 0.15
     #: Movement during a published spasm and for this long after it is that spasm's doing (the
     #: jerk, the limb falling back and settling), not a voluntary movement already under way
     #: when the next burst starts: the "before" window of a burst begins after it.
@@ -439,6 +443,7 @@ class DetectorConfig:
             "lead_off_guard_before_s", "lead_off_guard_after_s", "gait_template_s", "gait_phase_z",
             "gait_amplitude_ratio", "gait_mad_z", "gait_silence_z", "gait_abrupt_rise_s",
             "cyclic_block_s", "cyclic_lowpass_hz", "rise_smoothing_s", "off_peak_memory_s", "own_part_min_s",
+            "cycle_silence_s",
             "lead_off_guard_before_s", "lead_off_guard_after_s",
         )  # fmt: skip
         for name in positive:

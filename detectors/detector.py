@@ -18,6 +18,7 @@ import bisect
 import dataclasses
 import itertools
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -611,6 +612,7 @@ class SpasmDetector:
             clonic = self._movement_clonus.pop(o.key, None)
             if self._bank is not None:  # judged another way: its clonic run (if any) is not used
                 self._bank.episodes.clonic_parts.pop(o.key, None)
+                self._bank.episodes.silences.pop(o.key, None)
             if voluntary:
                 self._n_voluntary += 1
                 bisect.insort(self._vol_t, t0)
@@ -960,6 +962,24 @@ class SpasmDetector:
             cfg.repetition_duration_ratio, cfg.gait_amplitude_ratio,
         )  # fmt: skip
         return run >= cfg.rhythm_min_bursts
+
+    def _own_cycle(self, channel: str, t0: float) -> float:
+        """The channel's own burst cycle before ``t0``: the median interval between its last
+        five onsets, of those in the voluntary band (``rhythm_min_interval_s``-
+        ``rhythm_max_interval_s``); 0 when it has none (the accelerometer's period may be the
+        stride or the step, or another limb's)."""
+        cfg = self.config
+        times = self._onset_times.get(channel, [])
+        i = bisect.bisect_left(times, t0)
+        last = times[max(0, i - 5) : i]
+        lo, hi = cfg.rhythm_min_interval_s, cfg.rhythm_max_interval_s
+        iv = [b - a for a, b in itertools.pairwise(last) if lo <= b - a <= hi]
+        return statistics.median(iv) if iv else 0.0
+
+    def _on_cycle(self, dt: float, period: float) -> bool:
+        """Is ``dt`` (s) a whole number (>= 1) of cycles of ``period``, within ``phase_tolerance``?"""
+        k = round(dt / period)
+        return k >= 1 and abs(dt / period - k) <= self.config.phase_tolerance
 
     def _settled_before(self, t0: float, final: bool) -> float | None:
         """Start of the window (``activity_before_s`` before ``t0``) in which the limb moving
@@ -1349,18 +1369,42 @@ class SpasmDetector:
             # several cycles is the muscle following the cycle without falling silent between
             # bursts (their quiet gaps are shorter than ``quiet_s``), if the rhythm was already
             # under way before it began (a long spasm can shake the limb rhythmically itself).
-            merged = before in (WALKING, RHYTHMIC) and period > 0 and t1 - t0 >= 1.5 * period
+            cycling_before = before in (WALKING, RHYTHMIC) and period > 0
             # ... unless the muscle had been falling silent once per cycle just before it and
             # then stayed on for several cycles: no longer following the cycle alone, a sustained
             # spasm under the movement's bursts (as for an envelope-cyclic episode above); only a
-            # regular run of the channel's bursts, this one in it, still reads it as the movement's
-            merged = merged and not self._fell_silent(ev.channel, t0, period)
+            # regular run of the channel's bursts, this one in it, still reads it as the movement's.
+            # A muscle that still falls silent inside the episode once per cycle and starts its
+            # next burst a whole number of cycles after the episode began (within
+            # ``phase_tolerance``) is following the cycle all the same: its bursts merely came
+            # closer than ``quiet_s`` (a brisk cadence, a flicker in a short silence) and merged;
+            # the gait model does not read it as prolonged. A spasm under the bursts keeps the
+            # muscle up; one fused after a gait burst starts out of the cycle.
+            quiet = None if bank is None else bank.episodes.silences.pop(ev.key, None)
+            cycle = self._own_cycle(ev.channel, t0) or period  # the muscle's own, else the limb's
+            relaxes = (
+                cycling_before
+                and quiet is not None
+                and t1 - t0 >= cycle
+                and len(quiet) >= max(1, int((t1 - t0) / cycle) - 1)
+                and all(self._on_cycle(r - t0, cycle) for _, r in quiet)
+            )
+            # its bursts, between the silences (the gait model checks each is a gait burst's length)
+            parts = None
+            if relaxes and quiet is not None:
+                edges = [t0, *(x for q in quiet for x in q), t1]
+                parts = list(zip(edges[::2], edges[1::2], strict=True))
+            merged = bool(relaxes) or (
+                cycling_before and t1 - t0 >= 1.5 * period and not self._fell_silent(ev.channel, t0, period)
+            )
             # the other channels' bursts during it that ended a second before the decision at
             # the earliest (``rhythm_lookahead_s`` past the offset): known by then in any
             # chunking (an episode is reported ``quiet_s`` and a block after it ends)
             horizon = t1 + cfg.rhythm_lookahead_s - 1.0
             others = [p for p in self._peaks if p[1] < t1 and t0 < p[2] <= horizon]
-            if self._gait is not None and self._gait.spasm(ev, t0, t1, period, self._spans, others):
+            if self._gait is not None and self._gait.spasm(
+                ev, t0, t1, period, self._spans, others, parts=parts
+            ):
                 return False, context  # in no gait phase of its muscle (detectors/gait_phase.py)
             # in its muscle's phase window, as long as its gait bursts, no cue: its gait burst
             # (the stride's rhythm may be broken around it: a change of pace, a stop)

@@ -18,7 +18,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.emg_baseline import RestBaseline
 from detectors.events import DetectorOutput, Onset, SpasmEvent, SpasmType
-from detectors.rhythm import clonic_run, clonus_rhythm, cyclic_modulation, percentile
+from detectors.rhythm import clonic_run, clonus_rhythm, cyclic_modulation, percentile, silences
 
 CAND, ACTIVE, ARTEFACT = 1, 2, 3
 FloatArray = np.ndarray
@@ -107,6 +107,11 @@ class EpisodeTracker:
         #: inside a cyclic episode (``DetectorConfig.movement_clonus_min_beats``); read by the
         #: activity judge
         self.clonic_parts: dict[str, tuple[int, int, float, float, float, float]] = {}
+        #: event key -> (start, end) s of each time the episode fell back near rest (below its
+        #: offset level) for at least ``cycle_silence_s`` and rose again without ending (silences
+        #: shorter than ``quiet_s``); episodes long enough to span two voluntary cycles only,
+        #: read and removed by the activity judge, bounded like ``cyclic``
+        self.silences: dict[str, list[tuple[float, float]]] = {}
         #: (ch, sources, a, b) -> share of ch's band-passed power over samples [a, b) explained by
         #: lagged copies of the sources, None when unknown (set by ``EmgBank``; None: the
         #: amplitude ratio alone decides cross-talk)
@@ -400,6 +405,15 @@ class EpisodeTracker:
             env = np.sqrt(np.maximum(rows[:, 0], 0.0))
             env_hi = np.sqrt(np.maximum(rows[:, 0] - rows[:, 1], 0.0))
         freq, regularity = clonus_rhythm(env_rh, base_hi, self.env_rate, cfg)
+        if cfg.activity_context and dur >= 2.0 * cfg.rhythm_min_interval_s:
+            if len(self.silences) >= 256:
+                del self.silences[next(iter(self.silences))]
+            off = max(base_hi * cfg.off_ratio, base_hi + cfg.off_min_delta_uv)
+            off = max(off, cfg.off_peak_fraction * float(env_rh.max()))
+            ends = silences(env_rh, off, max(1, round(cfg.cycle_silence_s * self.env_rate)))
+            r0 = ep.cross_sample - self.lag  # raw sample of row 0, in the muscle's time
+            dec, rate = self.decim, self.rate
+            self.silences[ep.key] = [((r0 + i * dec) / rate, (r0 + j * dec) / rate) for i, j in ends]
         if freq is None and cfg.activity_context:
             period = cyclic_modulation(env_rh, self.env_rate, cfg)
             if period is not None:

@@ -165,15 +165,19 @@ class GaitPhaseModel:
         period: float,
         spans: dict[str, list[list[float]]],
         others: Sequence[tuple[str, float, float, float]] = (),
+        parts: Sequence[tuple[float, float]] | None = None,
     ) -> bool:
         """The hook ``SpasmDetector._judge`` calls for a burst during walking or rhythmic exercise:
         is it a spasm by its gait phase? ``period`` is the accelerometer's rhythm (s, 0: none);
         ``spans`` are every channel's bursts [onset, offset or inf] (s); ``others`` the other
-        channels' finished bursts (channel, onset, offset, peak uV) known by now. Records the
+        channels' finished bursts (channel, onset, offset, peak uV) known by now; ``parts``: the
+        bursts (s) between the silences inside it when the muscle fell silent in it once per
+        cycle (gait bursts merged by silences shorter than ``quiet_s``: not prolonged if each is
+        within ``repetition_duration_ratio`` of the gait bursts' median length). Records the
         burst for the templates of later ones; the confidence of a spasm is kept for
         ``confidence(key)``, and whether it was its muscle's ordinary gait burst (in its phase
         window, no longer than its gait bursts, no cue) in ``last_typical``."""
-        verdict = self.judge(ev, t0, t1, period, spans, others)
+        verdict = self.judge(ev, t0, t1, period, spans, others, parts)
         self.last_typical = verdict.typical
         if verdict.spasm:
             self._confidence[ev.key] = verdict.confidence
@@ -193,6 +197,7 @@ class GaitPhaseModel:
         period: float,
         spans: dict[str, list[list[float]]],
         others: Sequence[tuple[str, float, float, float]] = (),
+        parts: Sequence[tuple[float, float]] | None = None,
     ) -> GaitVerdict:
         """The verdict with its evidence; also records the burst (call once per burst)."""
         cfg = self.cfg
@@ -216,8 +221,10 @@ class GaitPhaseModel:
             mad = float(np.median(np.abs(peaks - med)))
             if ev.peak_uv >= max(cfg.gait_amplitude_ratio * med, med + cfg.gait_mad_z * _MAD_SD * mad):
                 cues.append("amplitude")
-            elif "prolonged" in cues and self._crosstalk(ev, tmpl, t0, t1, others):
-                cues.remove("prolonged")
+            elif "prolonged" in cues and (
+                self._merged(parts, med_d) or self._crosstalk(ev, tmpl, t0, t1, others)
+            ):
+                cues.remove("prolonged")  # merged gait bursts, or a neighbour's cross-talk
         # out of phase and abrupt onset are supporting evidence only (see the module docstring)
         spasm = any(c not in _SUPPORTING for c in cues)
         if spasm and ev.rise_s is not None and ev.rise_s <= cfg.gait_abrupt_rise_s:
@@ -258,6 +265,14 @@ class GaitPhaseModel:
             return False, False
         durations = [b.offset - b.onset for b in tmpl]
         return t1 - t0 <= max(max(durations), 1.25 * float(np.median(durations))), True
+
+    def _merged(self, parts: Sequence[tuple[float, float]] | None, med_d: float) -> bool:
+        """Are ``parts`` (the bursts between the silences inside an episode) each no longer than
+        ``repetition_duration_ratio`` x the muscle's median gait burst: gait bursts merged by
+        short silences, not a gait burst prolonged by a spasm?"""
+        if not parts or med_d <= 0:
+            return False
+        return all(b - a <= self.cfg.repetition_duration_ratio * med_d for a, b in parts)
 
     def spasm_onset(self, key: str) -> float | None:
         """Where a spasm this model found fused after a gait burst began (s; once), else None."""

@@ -62,6 +62,26 @@ def periodicity(env: FloatArray, first: int, last: int, period: float) -> float:
     return float(np.dot(s[:-lag], s[lag:])) / energy
 
 
+def silences(env: FloatArray, level: float, min_rows: int) -> list[tuple[int, int]]:
+    """Where the envelope falls below ``level`` for at least ``min_rows`` rows and rises again
+    ([first row below, first row above again) of each; silences inside it, not at its ends): the muscle
+    falling silent within an episode for shorter than the quiet period that would have ended
+    it. Bursts of a movement cycle that follow each other closer than ``quiet_s`` merge into one
+    episode, but the muscle still relaxes once per cycle and starts its next burst a cycle
+    after the last; a sustained spasm under the movement's bursts does not relax."""
+    change = np.flatnonzero(np.diff((env < level).view(np.int8)))
+    out: list[tuple[int, int]] = []
+    start = -1
+    for i in change.tolist():
+        if env[i + 1] < level:
+            start = i + 1  # falls below
+        elif start >= 0:
+            if i + 1 - start >= min_rows:
+                out.append((start, i + 1))  # rises again
+            start = -1
+    return out
+
+
 def trough_share(env: FloatArray, base: float, first: int, last: int, period: float) -> float:
     """How far the envelope stays up between the beats of a run: in each period from row
     ``first`` to one period past ``last``, its lowest point over ``base`` as a share of its

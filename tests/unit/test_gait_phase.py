@@ -15,6 +15,7 @@ from scipy import signal
 from detectors import DetectorConfig, DetectorOutput, Onset, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
 from detectors.gait_phase import GaitPhaseModel, circular_stats, von_mises_kappa
+from detectors.rhythm import silences
 
 STRIDE = 1.2  # s (0.83 Hz, a slow pathological gait)
 #: phase windows (fraction of the stride after heel strike): (start, end)
@@ -120,6 +121,45 @@ def test_burst_through_the_silent_phase_is_a_spasm() -> None:
     t0 = t + GASTROC[0] * STRIDE
     v = model.judge(_event("GM", t0, t0 + 2.5, 170.0), t0, t0 + 2.5, STRIDE, spans)
     assert v.spasm and "prolonged" in v.cues
+
+
+def test_gait_bursts_merged_by_a_short_silence_are_not_prolonged() -> None:
+    """Two gait bursts one stride apart in one episode (the silence between them shorter than
+    ``quiet_s``): by its length alone a burst through the silent phase ("prolonged"). When the
+    detector saw the muscle fall silent inside it once per stride, it passes the bursts between
+    the silences (``parts``): each a gait burst's length, so not prolonged. A part far longer
+    than the gait bursts (a spasm fused after the silence) still is."""
+    spans: dict[str, list[list[float]]] = {}
+    model = GaitPhaseModel(DetectorConfig())
+    t = _walk(model, 10, spans)
+    a, b = GASTROC[0] * STRIDE, GASTROC[1] * STRIDE  # a gait burst, from the stride's heel strike
+    t0, t1 = t + a, t + STRIDE + b
+    v = model.judge(_event("GM", t0, t1, 160.0), t0, t1, STRIDE, spans)
+    assert v.spasm and "prolonged" in v.cues
+    for parts, spasm in (
+        ([(t0, t + b), (t + STRIDE + a, t1)], False),  # two gait bursts
+        ([(t0, t + b), (t + 0.7 * STRIDE, t1)], True),  # a gait burst, then 1 s of spasm
+    ):
+        model = GaitPhaseModel(DetectorConfig())
+        spans = {}
+        t = _walk(model, 10, spans)
+        v = model.judge(_event("GM", t0, t1, 160.0), t0, t1, STRIDE, spans, parts=parts)
+        assert v.spasm is spasm and ("prolonged" in v.cues) is spasm, (parts, v)
+
+
+def test_silences_inside_an_episode() -> None:
+    """``rhythm.silences``: the runs below the level inside the envelope, at least ``min_rows``
+    long, as [first row below, first row above again); a run at either end, or a shorter dip
+    (a flicker between motor-unit discharges), is none."""
+    env = np.full(100, 50.0)
+    env[:5] = 1.0  # the start: not inside
+    env[20:30] = 1.0  # 10 rows
+    env[40:42] = 1.0  # 2 rows: too short
+    env[60:64] = 1.0  # 4 rows: just long enough
+    env[95:] = 1.0  # the end: not inside
+    assert silences(env, 5.0, 4) == [(20, 30), (60, 64)]
+    assert silences(env, 0.5, 1) == []
+    assert silences(np.full(10, 1.0), 5.0, 1) == []
 
 
 def test_model_abstains_without_a_template() -> None:
