@@ -963,6 +963,35 @@ class SpasmDetector:
         )  # fmt: skip
         return run >= cfg.rhythm_min_bursts
 
+    def _came_to_rest(self, t0: float, b: float) -> float | None:
+        """Where the limb came to rest after moving, for ``activity_enter_s`` or longer, with
+        movement again after it (hops ending in (``t0``, ``b``]): the start of that rest, or
+        None. A burst's context is the movement it starts (or continues); a movement that begins
+        after the limb had come to rest from what the burst did to it (a spasm's jerk) is a new
+        one, begun after the burst, not by it (a voluntary burst leads the movement it drives
+        by the electromechanical delay, tens of ms; Cavanagh & Komi 1979)."""
+        hops = []
+        for h in reversed(self._verdicts):
+            if h[1] <= t0:
+                break
+            if h[1] <= b:
+                hops.append(h)
+        hops.reverse()
+        hop_s = 0.0 if self._act is None else self._act.hop / self._act.rate
+        moved = False
+        rest_from: float | None = None
+        n = 0
+        for v0, _, code, _ in hops:
+            if code != REST:
+                if rest_from is not None and n * hop_s >= self.config.activity_enter_s:
+                    return rest_from
+                moved, rest_from, n = True, None, 0
+            elif moved:
+                if rest_from is None:
+                    rest_from = v0
+                n += 1
+        return None
+
     def _own_cycle(self, channel: str, t0: float) -> float:
         """The channel's own burst cycle before ``t0``: the median interval between its last
         five onsets, of those in the voluntary band (``rhythm_min_interval_s``-
@@ -1237,6 +1266,18 @@ class SpasmDetector:
                     bank.episodes.cyclic[ev.key] = cyc  # asked again once it is known
                     return None
                 code = self._acc_context(t0 - cfg.activity_before_s, t0 + 2.0)[0]
+                cut = self._came_to_rest(t0, t0 + 2.0)
+                if (
+                    cut is not None
+                    and self._acc_context(t0 - cfg.activity_before_s, t0 - 0.1)[0] == REST
+                    and self._acc_context(t0 - cfg.activity_before_s, cut)[0] in (REST, OTHER)
+                ):
+                    # It began with the limb at rest, jerked it, and the limb came to rest
+                    # again before the movement whose cycle now modulates it started: it did not
+                    # start with the movement, as a muscle following it does (a tonic spasm that
+                    # an exercise begun after it modulates). Judged below, as any burst.
+                    bank.episodes.cyclic.pop(ev.key, None)
+                    return self._judge(ev, t0, t1, emg_t, acc_t, final)
             cycle_kind: ActivityKind = ACTIVITY_CODES[code] if code != REST else "rhythmic_exercise"
             # ...unless a clonus is fused into it: a run of regular 3-8 Hz beats, far faster
             # than the movement's cycle (``movement_clonus_min_beats``), is a reflex, not the
@@ -1255,7 +1296,8 @@ class SpasmDetector:
                 self._nap(ev.key, emg=look + cfg.activity_max_wait_s, acc=b)
                 return None
             read = (t0 - cfg.activity_before_s, b)
-            code, period = self._acc_context(t0 - cfg.activity_before_s, b)
+            cut = self._came_to_rest(t0, b)
+            code, period = self._acc_context(t0 - cfg.activity_before_s, b if cut is None else cut)
             lo = self._settled_before(t0, final)
             if lo is None:
                 return None  # an earlier burst whose movement may fill the window is undecided

@@ -516,3 +516,42 @@ def test_the_limb_settling_after_a_spasm_is_not_movement_under_way() -> None:
 def test_spasm_settle_s_is_validated() -> None:
     with pytest.raises(ConfigError, match="spasm_settle_s"):
         DetectorConfig.from_dict({"spasm_settle_s": -1.0}, source="test")
+
+
+# ------------------------------------------- a movement begun after the burst's own jerk has settled
+def _spasm_then_standing_up(jerk: bool) -> tuple[list[SpasmEvent], DetectorConfig]:
+    """A 2 s spasm rising over ~0.1 s (onset to 80 %) with the limb at rest; it jerks the limb (a smooth 0.2 g
+    excursion over 0.5 s, or not at all), the limb comes to rest, and 1.7 s after the spasm began the
+    wearer stands up (the shank turns by 60 deg over 0.8 s, smoothly, and stays)."""
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    seconds = 40.0
+    x = _carrier(seconds, 1, seed=29)
+    n = x.shape[0]
+    env = np.full(n, 3.0)
+    env += 150.0 * _ramp(n, 20.0, 2.0, 0.18)
+    acc = _still_acc(seconds)
+    if jerk:  # one smooth excursion and back
+        k0, k = int(20.05 * 50), int(0.5 * 50)
+        acc[k0 : k0 + k, 0] += 0.2 * np.sin(np.pi * np.arange(k) / k) ** 2
+    k0, k = int(21.7 * 50), int(0.8 * 50)
+    theta = np.zeros(acc.shape[0])
+    theta[k0 : k0 + k] = np.radians(60.0) * (0.5 - 0.5 * np.cos(np.pi * np.arange(k) / k))
+    theta[k0 + k :] = np.radians(60.0)
+    acc[:, 0] += np.sin(theta)
+    acc[:, 2] += np.cos(theta) - 1.0
+    det = SpasmDetector(cfg, emg_rate_hz=RATE, channel_labels=["EMG 0"], acc_rate_hz=50.0)
+    return _events(feed_interleaved(det, x * env[:, None], acc, RATE, 50.0)), cfg
+
+
+def test_a_movement_begun_after_the_bursts_jerk_settled_is_not_its_context() -> None:
+    """A burst's context is the movement it starts: a voluntary burst leads its movement by the
+    electromechanical delay. A spasm that jerked the limb, after which the limb came to rest
+    (``activity_enter_s``) before the wearer stood up, did not start the standing up, so the
+    transition is not its context and it is a spasm (``_came_to_rest``). With no jerk first
+    (the limb still from the burst's onset until it turns) the transition is the context, as
+    for the first burst of a sit-to-stand, whose movement the accelerometer sees late."""
+    evs, cfg = _spasm_then_standing_up(jerk=True)
+    assert [(round(e.onset_sample / RATE, 1), e.context) for e in evs] == [(20.0, "rest")]
+    assert cfg.voluntary_min_rise_s <= (evs[0].rise_s or 0.0) < cfg.voluntary_ramp_s  # the test means it
+    still, _ = _spasm_then_standing_up(jerk=False)
+    assert still == []
