@@ -126,7 +126,15 @@ async def serve(cfg: Any, stop: asyncio.Event | None = None, url_file: str | Non
     app = create_app(cfg)
     server = _Server(
         uvicorn.Config(
-            app, host=cfg.host, port=cfg.port, log_level="warning", lifespan="on", access_log=False
+            app,
+            host=cfg.host,
+            port=cfg.port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            # a request still running this long after the stop began is cancelled (the live
+            # streams are ended first, below): a stop never waits on a browser
+            timeout_graceful_shutdown=5,
         )
     )
     own_stop = stop is None
@@ -149,6 +157,7 @@ async def serve(cfg: Any, stop: asyncio.Event | None = None, url_file: str | Non
         Path(target).write_text(url + "\n")  # noqa: ASYNC240 (a few bytes, once)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    app.state.dashboard.hub.close_streams()  # open browser tabs hold live streams that never end
     server.should_exit = True
     waiter.cancel()
     await task

@@ -117,6 +117,10 @@ def monitoring_verdict(dev: DeviceLive, stale_after_s: float, now: float) -> tup
     return True, "monitoring"
 
 
+#: The message that ends a browser's stream (``LiveHub.close_streams``).
+CLOSE: dict[str, Any] = {"type": "close"}
+
+
 class LiveHub:
     """Subscribes to the gateway's topics, keeps device state, fans messages out to browser queues."""
 
@@ -142,6 +146,7 @@ class LiveHub:
         self.devices: dict[tuple[str, str, str], DeviceLive] = {}
         self.connected = asyncio.Event()
         self._queues: set[tuple[asyncio.Queue[dict[str, Any]], frozenset[str] | None]] = set()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._verdicts: dict[tuple[str, str, str], bool] = {}
@@ -265,7 +270,27 @@ class LiveHub:
         """A queue of messages for one browser; ``sites`` None means every site."""
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=2000)
         self._queues.add((q, sites))
+        if self._closing:
+            self._end(q)
         return q
+
+    def close_streams(self) -> None:
+        """End every browser's stream (each queue gets ``CLOSE``; later ones at once): the server
+        is stopping. A live stream never ends by itself, and a server that waits for its
+        connections to finish would otherwise wait as long as a browser tab stays open (the
+        browser's EventSource reconnects to the next server on its own)."""
+        self._closing = True
+        for q, _ in self._queues:
+            self._end(q)
+
+    @staticmethod
+    def _end(q: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            try:
+                q.put_nowait(CLOSE)
+                return
+            except asyncio.QueueFull:
+                q.get_nowait()  # a browser that does not read loses a message, not the stop
 
     def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
         self._queues = {(qq, s) for qq, s in self._queues if qq is not q}

@@ -60,7 +60,7 @@ from dashboard.app import backends
 from dashboard.app.auth import LOCAL_USER, Session, SessionStore, User, UserStore
 from dashboard.app.config import DashboardConfig
 from dashboard.app.episodes import counts, episodes, merge_events
-from dashboard.app.live import LiveHub
+from dashboard.app.live import CLOSE, LiveHub
 from dashboard.app.notices import NoticeCenter
 
 log = logging.getLogger("neurospasm.dashboard")
@@ -408,6 +408,8 @@ async def api_stream(dash: Dashboard, request: Request) -> Response:
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
+                if msg is CLOSE:
+                    break  # the server is stopping
                 yield f"event: {msg['type']}\ndata: {json.dumps(msg)}\n\n".encode()
         finally:
             dash.hub.unsubscribe(q)
