@@ -278,7 +278,8 @@ def check_device(kind: str, state: Path, truth: dict[str, Any], labels_doc: Any)
             cut.append((on, off))
         found += len(hits)
         matched |= {e[1]["id"] for e in hits}
-    assert found >= len(labels) - 1, (kind, found, labels)
+    got = [(e[0]["type"], e[0]["channel"], round(e[2] - t0, 2)) for e in events]
+    assert found >= len(labels) - 1, (kind, found, labels, got, t0)  # (events at their host time - t0)
     # Anything else is the rest of a labelled event that a gap cut in two (a gap ends an open
     # episode: the detector's rule, test_collectors), never an event where none was injected.
     stray = [(e[0], round(e[2] - t0, 2)) for e in events
