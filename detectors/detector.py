@@ -1275,8 +1275,8 @@ class SpasmDetector:
                     # It began with the limb at rest, jerked it, and the limb came to rest
                     # again before the movement whose cycle now modulates it started: it did not
                     # start with the movement, as a muscle following it does (a tonic spasm that
-                    # an exercise begun after it modulates). Judged below, as any burst.
-                    bank.episodes.cyclic.pop(ev.key, None)
+                    # an exercise begun after it modulates). Judged below, as any burst (its
+                    # cyclic period was taken from the tracker above, so the call goes there).
                     return self._judge(ev, t0, t1, emg_t, acc_t, final)
             cycle_kind: ActivityKind = ACTIVITY_CODES[code] if code != REST else "rhythmic_exercise"
             # ...unless a clonus is fused into it: a run of regular 3-8 Hz beats, far faster
@@ -1436,7 +1436,7 @@ class SpasmDetector:
             if relaxes and quiet is not None:
                 edges = [t0, *(x for q in quiet for x in q), t1]
                 parts = list(zip(edges[::2], edges[1::2], strict=True))
-            merged = bool(relaxes) or (
+            merged = relaxes or (
                 cycling_before and t1 - t0 >= 1.5 * period and not self._fell_silent(ev.channel, t0, period)
             )
             # the other channels' bursts during it that ended a second before the decision at
