@@ -154,45 +154,55 @@ def _acc_scale(unit: str, where: str) -> float:
 
 
 @contextlib.contextmanager
-def _c_stdout_to_stderr() -> Iterator[None]:
-    """File descriptor 1 goes to stderr while pyedflib opens a file.
+def _c_stdout_captured() -> Iterator[list[str]]:
+    """File descriptor 1 goes to a temporary file while pyedflib opens a file; the list yielded
+    holds what was written there once the block ends.
 
     Its C library prints some checks to stdout ("filesize 20000 != 2114*12+768" for a truncated
-    file) before it raises; stdout is ``neurospasm detect``'s event stream, one JSON object per
-    line, which such a line would corrupt. On failure C's stdio buffer is flushed while it still
-    points at stderr (a pipe's stdout is block-buffered: it would otherwise leak out at exit)."""
+    file, without a newline) before it raises; stdout is ``neurospasm detect``'s event stream, one
+    JSON object per line, which such a line would corrupt, and on stderr it ran into the error
+    line. The caller folds it into its error instead. C's stdio buffer is flushed before fd 1 is
+    restored (a pipe's stdout is block-buffered: it would otherwise leak out at exit)."""
+    got: list[str] = []
     try:
         saved = os.dup(1)
     except OSError:  # no stdout at all: nothing to protect
-        yield
+        yield got
         return
-    try:
-        sys.stdout.flush()
-        os.dup2(2, 1)
-        try:
-            yield
-        except BaseException:
-            import ctypes
+    import ctypes
+    import tempfile
 
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            sys.stdout.flush()
+            os.dup2(tmp.fileno(), 1)
+            yield got
+        finally:
             with contextlib.suppress(Exception):
                 ctypes.CDLL(None).fflush(None)
-            raise
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+            os.dup2(saved, 1)
+            os.close(saved)
+            tmp.seek(0)
+            got.append(tmp.read().decode("utf-8", "replace").strip())
 
 
 def read_edf(path: Path) -> SignalFile:
     """EDF+/BDF+: signals labelled "EMG..." are EMG; "ACC X/Y/Z" (or similar) the accelerometer."""
     import pyedflib
 
+    printed: list[str] = []
     try:
-        with _c_stdout_to_stderr():
+        with _c_stdout_captured() as printed:
             f = pyedflib.EdfReader(str(path))
     except OSError as exc:
         # pyedflib's message starts with the path already: name the file once.
         why = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}:").strip()
-        raise RecordingError(f"{path}: not a readable EDF/BDF file: {why}") from exc
+        said = " ".join("".join(printed).split())
+        raise RecordingError(
+            f"{path}: not a readable EDF/BDF file: {why}" + (f" ({said})" if said else "")
+        ) from exc
+    if printed and printed[0]:
+        print(printed[0], file=sys.stderr)  # a check it printed without failing: a warning
     try:
         labels = [s.strip() for s in f.getSignalLabels()]
         emg_idx = [i for i, lab in enumerate(labels) if lab.upper().startswith("EMG")]

@@ -354,7 +354,7 @@ def test_finite_samples_whose_sum_overflows_are_finite(tmp_path: Path) -> None:
 
 def test_a_truncated_edf_leaves_the_event_stream_clean(tmp_path: Path) -> None:
     """pyedflib's C library prints its size check to stdout before it raises; stdout is the
-    event stream (one JSON object per line), so that line must go to stderr, with the error.
+    event stream (one JSON object per line), so that text goes into the error's one line.
     In a child process with stdout a pipe: C's buffered stdout would otherwise leak at exit."""
     path, _ = scenario_file(tmp_path)
     data = path.read_bytes()
@@ -365,3 +365,6 @@ def test_a_truncated_edf_leaves_the_event_stream_clean(tmp_path: Path) -> None:
     assert p.returncode == 2
     assert p.stdout == ""
     assert f"{cut}: not a readable EDF/BDF file" in p.stderr
+    # ...and the library's own check is part of that one line, not run into it
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "filesize" in p.stderr, p.stderr
