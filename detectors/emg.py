@@ -16,6 +16,7 @@ envelope rows of channels that are inside an episode (rare, and at the 200 Hz en
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,8 +43,11 @@ class EmgBank:
     contiguous memory.
     """
 
-    #: the offline path filters at most this long a stretch of clean blocks in one call
+    #: the offline path enters raw samples into the quality ring at most this long a stretch of
+    #: clean blocks ahead of the block it processes (``_clean_run``)
     MAX_STRETCH_S = 2.0
+    #: stretches per clean run filtered in one call (30: a minute at most)
+    RUN_STRETCHES = 30
 
     def __init__(
         self, cfg: DetectorConfig, rate_hz: float, labels: list[str], mains_hz: int | None, version: str
@@ -98,6 +102,9 @@ class EmgBank:
         #: the offline path filters at most this many clean blocks at once, so a burst's raw
         #: samples are still remembered when it ends
         self.max_stretch = max(1, round(self.MAX_STRETCH_S / (self.block / self.rate)))
+        #: a clean run is filtered in one call up to this many blocks (a whole number of
+        #: stretches, so the stretches are the same; bounds the copies a huge chunk makes)
+        self.max_run = self.RUN_STRETCHES * self.max_stretch
 
     @property
     def active_spans(self) -> list[list[float]]:
@@ -208,10 +215,11 @@ class EmgBank:
         """Process ``K`` whole blocks laid end to end, ``x`` (C, K * block) channel-major (may be
         overwritten), exactly as ``process_block`` on each in turn would.
 
-        The offline path: stretches of blocks that pass the cheap quality test are filtered in one
-        call, and the decision logic handles, a baseline segment at a time, the blocks in which no
-        episode starts and every open one is in its quiet tail (``_quiet_until``). Only blocks that
-        need a closer look (quality, filter restarts, bursts) go through the per-block code.
+        The offline path: runs of blocks that pass the cheap quality test are filtered in one
+        call, and the decision logic handles the blocks in which no episode starts and every
+        open one is in its quiet tail in bulk: whole baseline segments at rest several at once
+        (``_quiet_segments``), else a segment at a time (``_quiet_until``). Only blocks that need
+        a closer look (quality, filter restarts, bursts) go through the per-block code.
         """
         c, n = x.shape
         b = self.block
@@ -231,41 +239,111 @@ class EmgBank:
                 k += 1
                 continue
             j = k + 1
-            while j < k_all and not suspect[j] and j - k < self.max_stretch:
+            while j < k_all and not suspect[j] and j - k < self.max_run:
                 j += 1
-            stretch = np.ascontiguousarray(x[:, k * b : j * b])
-            self.quality.remember(s0 + k * b, stretch)
-            self._clean_blocks(s0 + k * b, stretch, out)
-            self._summarise_bursts(out)
+            self._clean_run(s0, k, j, x, out)
             k = j
 
     # ------------------------------------------------------------------------------ internals
-    def _clean_blocks(self, s0: int, x: FloatArray, out: list[DetectorOutput]) -> None:
-        """Whole blocks that passed the quality test, no restart pending: one filter call for all."""
-        c, n = x.shape
+    def _clean_run(self, s0: int, k0: int, k1: int, x: FloatArray, out: list[DetectorOutput]) -> None:
+        """Blocks ``k0..k1-1`` of ``x`` (raw, from counter ``s0``), all of which passed the quality
+        test, no restart pending: one filter call for all. Their raw samples enter the quality
+        ring in stretches of at most ``max_stretch`` blocks from ``k0``, each just before the
+        first of its blocks is processed and followed by the burst summaries once its last one
+        is (a burst's raw samples are still remembered when it ends); the ring holds what it
+        would hold one block at a time whenever anything reads it."""
+        c = self.n_ch
         b = self.block
-        pe = self.filters.run(x, self.baseline.base_pow)
+        s1 = s0 + k0 * b  # counter of the run's first block
+        y = x[:, k0 * b : k1 * b].copy()  # filtered in place; ``x`` keeps the raw samples for the ring
+        pe = self.filters.run(y, self.baseline.base_pow)
         assert pe is not None  # whole blocks hold whole rows
         env = high_envelope(pe, c)
         m = self.rows_per_block
-        k_all = n // b
+        n_blk = k1 - k0
         bl = self.baseline
+        eps = self.episodes
+        remembered = 0  # blocks of the run whose raw samples are in the ring
+
+        def enter(upto: int) -> None:
+            """Remember the stretches up to the one holding block ``upto - 1`` (run-relative)."""
+            nonlocal remembered
+            while remembered < upto:
+                if remembered:  # the stretch before is done: its bursts are summarised first
+                    self.processed_until = s1 + remembered * b
+                    self._summarise_bursts(out)
+                e = min(n_blk, remembered + self.max_stretch)
+                self.quality.remember(s1 + remembered * b, x[:, (k0 + remembered) * b : (k0 + e) * b])
+                remembered = e
+
         k = 0
-        while k < k_all:
+        while k < n_blk:
+            enter(k + 1)
+            # whole segments at rest, several at once (the common case offline)
+            if (
+                not eps.n_busy
+                and n_blk - k >= 2 * bl.blocks_per_seg
+                and s1 + k * b >= self.settle_max
+                and bl.steady()
+            ):
+                stop = self._quiet_segments(s1, k, n_blk, env, pe, enter)
+                if stop > k:
+                    k = stop
+                    continue
             # blocks in which no episode starts and every open one is winding down quietly
             # need only bookkeeping; the scan stays within this baseline segment (whose
-            # thresholds are fixed)
-            seg_end = min(k_all, k + bl.blocks_to_segment_end)
+            # thresholds are fixed) and within the stretch remembered
+            seg_end = min(remembered, k + bl.blocks_to_segment_end)
             if bl.prov_buf:  # a provisional level may start at any block: one block at a time
                 seg_end = min(seg_end, k + 1)
-            stop = self._quiet_until(k, seg_end, env, s0)
+            stop = self._quiet_until(k, seg_end, env, s1)
             if stop > k:
-                self._quiet_blocks(s0, k, stop, env, pe)
+                self._quiet_blocks(s1, k, stop, env, pe)
                 k = stop
                 continue
             r = slice(k * m, (k + 1) * m)
-            self._block_decisions(s0 + k * b, b, env[:, r], pe[:, r], None, out)
+            self._block_decisions(s1 + k * b, b, env[:, r], pe[:, r], None, out)
             k += 1
+        self._summarise_bursts(out)
+
+    #: at most this many baseline segments are planned at once (``_quiet_segments``): a plan
+    #: is cut at the first crossing, and the segments after it are planned again
+    MAX_PLAN_SEGMENTS = 32
+
+    def _quiet_segments(
+        self, s0: int, k0: int, k1: int, env: FloatArray, pe: FloatArray, enter: Callable[[int], None]
+    ) -> int:
+        """Whole baseline segments from block ``k0`` (a segment boundary; at most to ``k1``) in
+        which no channel crosses its onset level, with no episode open and the baseline steady:
+        their bookkeeping at once (``RestBaseline.quiet_plan``: each segment read against the
+        onset level it would have, the level updated where it would be). ``enter(k)`` brings
+        the raw samples of the blocks before ``k`` into the ring, as going block by block would
+        have. Returns the first block not done (``k0``: none). A recording is mostly rest, and
+        one segment at a time it costs a dozen small numpy calls per half second per stream;
+        the result is the same."""
+        bl = self.baseline
+        bps = bl.blocks_per_seg
+        m = self.rows_per_block
+        if _any_rows(env[:, k0 * m : (k0 + bps) * m] >= bl.on_thr, axis=None):
+            return k0  # a crossing in the first segment already (its level is the current one)
+        n_seg = min((k1 - k0) // bps, self.MAX_PLAN_SEGMENTS)
+        plan = bl.quiet_plan(pe[:, k0 * m + m - 1 : (k0 + n_seg * bps) * m : m])
+        if plan is None:
+            return k0
+        rows = env[:, k0 * m : (k0 + n_seg * bps) * m].reshape(self.n_ch, n_seg, bps * m)
+        crossed = _any_rows(rows >= plan.on_seg[:, :, None], axis=2).any(axis=0)
+        n = int(crossed.argmax()) if crossed.any() else n_seg
+        if n == 0:
+            return k0
+        k_end = k0 + n * bps
+        enter(k_end)  # (the ring must hold them when the run ends here; nothing here reads it)
+        bl.commit(plan, n)
+        b = self.block
+        eps = self.episodes
+        for k in range(max(k0, k_end - eps.hist_blocks), k_end):
+            eps.remember(s0 + k * b, env[:, k * m : (k + 1) * m])
+        self.processed_until = s0 + k_end * b
+        return k_end
 
     def _quiet_until(self, k0: int, k1: int, env: FloatArray, s0: int) -> int:
         """The first block from ``k0`` (at most ``k1``) that needs the state machine: an onset

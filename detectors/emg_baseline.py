@@ -11,11 +11,30 @@ its first clean blocks meanwhile (``provisional``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from detectors.config import DetectorConfig
 
 FloatArray = np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPlan:
+    """What ``RestBaseline`` would do over ``S`` whole segments at rest (``quiet_plan``), worked
+    out at once: each segment's median ``seg`` (S, 2C), the segments after which the level is
+    updated (``ups``, ascending) with the estimate and the levels each update gives (U, 2C) and
+    (U, C), and the onset level each segment is read against, ``on_seg`` (C, S)."""
+
+    seg: np.ndarray
+    ups: list[int]
+    est: np.ndarray
+    on: np.ndarray
+    off: np.ndarray
+    back: np.ndarray
+    act: np.ndarray
+    on_seg: np.ndarray
 
 
 class RestBaseline:
@@ -132,6 +151,81 @@ class RestBaseline:
         if not self.all_valid or self.segs_seen % self.update_segs == 0:
             self._update()
 
+    def steady(self) -> bool:
+        """Is the baseline in its steady state, in which ``quiet_plan`` applies: every channel's
+        level known from a full ring of segments, none relearning, no provisional level pending,
+        at a segment boundary with nothing left out of the segment begun?"""
+        return (
+            self.all_valid
+            and not self.any_fresh
+            and not self.prov_buf
+            and self.seg_blocks == 0
+            and self.filled == self.ring_len
+            and not self.seg_excl.any()
+            and bool((self.valid_segs >= self.min_segs).all())
+        )
+
+    def quiet_plan(self, pe_last: FloatArray) -> SegmentPlan | None:
+        """The bookkeeping of ``S`` whole segments at rest at once (the offline path): ``pe_last``
+        (2C, S x blocks_per_seg) is the smoothed power at the last row of each of their blocks,
+        from a segment boundary, in the ``steady`` state, no segment left out. The values are
+        those ``add_blocks`` would give one segment at a time (the same partitions, the same
+        arithmetic on each element); None when that cannot be promised here (a NaN, a level
+        that would not be finite): the caller then goes one segment at a time."""
+        c = self.n_ch
+        bps = self.blocks_per_seg
+        n_seg = pe_last.shape[1] // bps
+        a = pe_last[:, : n_seg * bps].reshape(2 * c, n_seg, bps)
+        if np.isnan(np.add.reduce(a, axis=None)):
+            return None
+        h = bps // 2
+        if bps % 2:  # ``_median0`` of each segment, along its blocks
+            med = np.partition(a, h, axis=2)[:, :, h]
+        else:
+            part = np.partition(a, [h - 1, h], axis=2)
+            med = (part[:, :, h - 1] + part[:, :, h]) / 2.0
+        seg = np.maximum(med, 0.0).T  # (S, 2C)
+        size = self.ring_len
+        u = self.update_segs
+        ups = [j for j in range(n_seg) if (self.segs_seen + j + 1) % u == 0]
+        if ups:
+            # the ring after each update's push: the last ``ring_len`` segments, oldest first
+            # (``_percentile_lower0`` selects an element, so the order of the slots is moot)
+            hist = np.concatenate([self.ring[self.pos :], self.ring[: self.pos], seg])
+            if np.isnan(np.add.reduce(hist, axis=None)):
+                return None
+            win = np.lib.stride_tricks.sliding_window_view(hist, size, axis=0)[[j + 1 for j in ups]]
+            kq = int(np.floor((size - 1) * (self.cfg.baseline_percentile / 100)))
+            est = np.partition(win, kq, axis=2)[:, :, kq]  # (U, 2C)
+            if not np.isfinite(est).all():
+                return None
+            on, off, back, act = self._levels(est)
+        else:
+            est = np.empty((0, 2 * c))
+            on = off = back = act = np.empty((0, c))
+        # the onset level of segment j: that of the last update after a segment before j
+        which = np.searchsorted(np.asarray(ups, dtype=np.int64), np.arange(n_seg), side="left")
+        on_seg = np.concatenate([self.on_thr[:, 0][None, :], on])[which].T
+        return SegmentPlan(seg, ups, est, on, off, back, act, on_seg)
+
+    def commit(self, plan: SegmentPlan, n: int) -> None:
+        """Enter the first ``n`` segments of ``plan``, as ``add_blocks`` one segment at a time would."""
+        size = self.ring_len
+        first = max(0, n - size)  # older ones are overwritten within this commit anyway
+        slots = (self.pos + np.arange(first, n)) % size
+        self.ring[slots] = plan.seg[first:n]
+        self.pos = (self.pos + n) % size
+        self.valid_segs += n
+        self.segs_seen += n
+        done = [i for i, j in enumerate(plan.ups) if j < n]
+        if done:
+            i = done[-1]
+            self.base_pow[:] = plan.est[i]
+            self.on_thr = plan.on[i][:, None].copy()
+            self.off_thr = plan.off[i].copy()
+            self.back_thr = plan.back[i].copy()
+            self.act_thr = plan.act[i].copy()
+
     def _update(self) -> None:
         ring = self.ring[: self.filled]
         est = _percentile_lower0(ring, self.cfg.baseline_percentile)
@@ -165,13 +259,7 @@ class RestBaseline:
 
     def _thresholds(self) -> None:
         """Onset, offset and "near rest" levels of the valid channels from ``base_pow``."""
-        c = self.n_ch
-        base = np.sqrt(np.maximum(self.base_pow[:c] - self.base_pow[c:], 1e-12))
-        cfg = self.cfg
-        on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)
-        off = np.maximum(base * cfg.off_ratio, base + cfg.off_min_delta_uv)
-        back = base * (1.0 + cfg.onset_back_fraction * (cfg.off_ratio - 1.0))
-        act = off * (on / off) ** cfg.active_level  # log-scale position between offset and onset
+        on, off, back, act = self._levels(self.base_pow)
         if self.all_valid:  # np.where(valid, x, inf) is x
             self.on_thr = on[:, None]
             self.off_thr = off
@@ -182,6 +270,18 @@ class RestBaseline:
         self.off_thr = np.where(self.valid, off, np.inf)
         self.back_thr = np.where(self.valid, back, np.inf)
         self.act_thr = np.where(self.valid, act, np.inf)
+
+    def _levels(self, pow2: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """(onset, offset, near-rest, still-active) levels from resting powers (..., 2C): band
+        and artefact band, along the last axis (elementwise: one row or many, the same values)."""
+        c = self.n_ch
+        base = np.sqrt(np.maximum(pow2[..., :c] - pow2[..., c:], 1e-12))
+        cfg = self.cfg
+        on = np.maximum(base * cfg.on_ratio, base + cfg.on_min_delta_uv)
+        off = np.maximum(base * cfg.off_ratio, base + cfg.off_min_delta_uv)
+        back = base * (1.0 + cfg.onset_back_fraction * (cfg.off_ratio - 1.0))
+        act = off * (on / off) ** cfg.active_level  # log-scale position between offset and onset
+        return on, off, back, act
 
     def low_fraction(self, ch: int, rows: FloatArray) -> float:
         """Share of the power in excess of rest that lies in the artefact band (EMG: small;

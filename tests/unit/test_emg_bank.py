@@ -71,6 +71,8 @@ def _run(x: np.ndarray, cuts: list[int], cfg: DetectorConfig) -> list[DetectorOu
         else:
             bank.process_blocks(k * b, chunk, out)
         k += size
+        # every sample processed is in the quality ring, which later bursts read back
+        assert bank.quality.raw_end == bank.processed_until == k * b
         if k >= n_blocks:
             break
     bank.close_all(n_blocks * b, out, truncated=True)
@@ -113,6 +115,84 @@ def test_other_signals_and_default_settings(seed: int) -> None:
     x = _signal(seed, seconds=20.0, n_ch=2)
     cfg = DetectorConfig(mains_hz=50)
     assert _run(x, [7, 1, 33, 2, 200], cfg) == _reference(x, cfg)
+
+
+def _long_rest(seed: int, seconds: float = 75.0, n_ch: int = 2) -> np.ndarray:
+    """Mostly rest, with a resting level that drifts (the baseline's updates move the thresholds)
+    and a few sparse bursts after the first 20 s (the baseline window: its ring is full)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    sos = signal.butter(2, [30.0, 200.0], btype="bandpass", fs=RATE, output="sos")
+    x = signal.sosfilt(sos, rng.standard_normal((n_ch, n)), axis=1)
+    x /= x.std(axis=1, keepdims=True)
+    t = np.arange(n) / RATE
+    env = 3.0 + 1.5 * np.sin(2 * np.pi * t / 23.0 + rng.uniform(0, 6, (n_ch, 1)))
+    for t0 in (24.0, 24.3, 41.7, 58.2, 66.0):
+        ch = int(rng.integers(n_ch))
+        a, dur = int(t0 * RATE), int(rng.uniform(0.1, 2.0) * RATE)
+        env[ch, a : a + dur] += rng.uniform(25.0, 300.0) * np.hanning(dur)
+    return x * env
+
+
+def test_rest_segments_in_bulk_equal_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_quiet_segments`` does many baseline segments at rest at once (their medians, the
+    level's updates, each segment against its own onset level, the ring of raw samples entered
+    stretch by stretch): the outputs must be those of one block at a time, bit for bit, in any
+    stretches, and the bulk path must really have been taken (most of the signal is rest)."""
+    done: list[int] = []
+    real = EmgBank._quiet_segments
+
+    def spy(self: EmgBank, s0: int, k0: int, *args: object) -> int:
+        stop = real(self, s0, k0, *args)  # type: ignore[arg-type]
+        done.append(stop - k0)
+        return stop
+
+    cfg = DetectorConfig(mains_hz=50)
+    for seed in (1, 2):
+        x = _long_rest(seed)
+        ref = _reference(x, cfg)
+        assert sum(type(o).__name__ == "SpasmEvent" for o in ref) >= 4
+        monkeypatch.setattr(EmgBank, "_quiet_segments", spy)
+        done.clear()
+        assert _run(x, [], cfg) == ref
+        assert sum(done) * 0.05 > 30.0  # > 30 s of the 75 s went through the bulk path
+        assert _run(x, [397, 1, 250, 13, 600], cfg) == ref
+        # chunks that end at a segment boundary reached in bulk just before a burst: the next
+        # chunk's burst reads the raw samples before it (the ring must hold the bulk's stretches)
+        assert _run(x, [470, 360, 330, 10, 150], cfg) == ref
+        monkeypatch.undo()
+
+
+def test_a_plan_of_segments_commits_what_one_segment_at_a_time_gives() -> None:
+    """``RestBaseline.quiet_plan`` + ``commit`` against ``add_blocks`` segment by segment: the same
+    ring, position, counts, resting powers and all four levels, bit for bit, for a commit cut at
+    every segment of the plan (including before and after each update)."""
+    from detectors.emg_baseline import RestBaseline
+
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(9)
+    c = 3
+    bps = RestBaseline(cfg, c).blocks_per_seg
+    warm = np.abs(rng.standard_normal((60, 2 * c, bps))) * 10.0 ** rng.uniform(-1, 2, (1, 2 * c, 1))
+    later = np.abs(rng.standard_normal((9, 2 * c, bps))) * 10.0 ** rng.uniform(-1, 2, (1, 2 * c, 1))
+    for cut in range(1, 10):
+        one, bulk = RestBaseline(cfg, c), RestBaseline(cfg, c)
+        for seg in warm:
+            one.add_blocks(seg)
+            bulk.add_blocks(seg)
+        assert bulk.steady()
+        plan = bulk.quiet_plan(later.transpose(1, 0, 2).reshape(2 * c, -1))
+        assert plan is not None and plan.ups  # the level is updated inside the plan
+        bulk.commit(plan, cut)
+        for j, seg in enumerate(later[:cut]):
+            np.testing.assert_array_equal(plan.on_seg[:, j], one.on_thr[:, 0])  # read against
+            one.add_blocks(seg)
+        for name in ("ring", "base_pow", "on_thr", "off_thr", "back_thr", "act_thr", "valid_segs"):
+            assert getattr(bulk, name).tobytes() == getattr(one, name).tobytes(), (cut, name)
+        assert (bulk.pos, bulk.segs_seen, bulk.seg_blocks) == (one.pos, one.segs_seen, one.seg_blocks)
+    nan = later.transpose(1, 0, 2).reshape(2 * c, -1).copy()
+    nan[0, 5] = np.nan
+    assert bulk.quiet_plan(nan) is None  # one segment at a time then (np.median's NaN rules)
 
 
 def _mains_line_by_fit(
