@@ -103,9 +103,11 @@ def _serve_cmd(args: argparse.Namespace) -> int:
     except DashboardConfigError as exc:
         print(f"neurospasm dashboard: {exc}", file=sys.stderr)
         return 2
+    from dashboard.app.auth import AuthError
+
     try:
         return asyncio.run(serve(cfg))
-    except ValueError as exc:
+    except (ValueError, AuthError) as exc:
         print(f"neurospasm dashboard: {exc}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,15 @@ class ConfigError(ValueError):
     """A detector configuration value is missing, unknown, of the wrong type or out of range."""
 
 
+#: Upper bounds of the keys that size filters, rings and waits (defaults are far below them).
+_UPPER: dict[str, float] = {
+    "band_order": 12, "mains_max_harmonic": 20, "baseline_window_s": 3600.0, "max_episode_s": 3600.0,
+    "tremor_window_s": 60.0, "activity_window_s": 60.0, "gait_template_s": 600.0,
+    "rhythm_lookahead_s": 60.0, "activity_max_wait_s": 60.0, "lead_off_guard_before_s": 60.0,
+    "lead_off_guard_after_s": 60.0, "mains_detect_s": 60.0,
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class DetectorConfig:
     """Streaming spasm detector settings (defaults are physiology-based; see docs/detector.md)."""
@@ -489,6 +498,17 @@ class DetectorConfig:
             )
         if self.mains_max_harmonic < 0 or self.band_order < 1:
             raise ConfigError("detector config keys 'mains_max_harmonic' >= 0 and 'band_order' >= 1 required")
+        for name, hi in _UPPER.items():
+            # keys that size the detector's filters, rings and waits: a typo (1e12 for 12) must be
+            # an error naming the key, not an allocation of terabytes or a detector that never decides
+            if getattr(self, name) > hi:
+                got = getattr(self, name)
+                raise ConfigError(f"detector config key {name!r}: at most {hi:g}, got {got!r}")
+        if not 0.01 <= self.block_s <= self.baseline_segment_s:
+            raise ConfigError(
+                f"detector config key 'block_s': need 0.01 s <= block_s <= baseline_segment_s "
+                f"({self.baseline_segment_s:g} s: a segment holds whole blocks), got {self.block_s!r}"
+            )
         if self.tremor_window_s < 1.0:
             raise ConfigError("detector config key 'tremor_window_s': need >= 1 s for a 3 Hz spectral peak")
         if self.rhythm_min_bursts < 2 or self.rhythm_min_interval_s >= self.rhythm_max_interval_s:

@@ -30,7 +30,14 @@ from firmware_sim.commands import add_fault_arguments, add_sim_arguments  # noqa
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector
 from firmware_sim.pty_server import PtyServer
-from firmware_sim.scenario import FaultSpec, Scenario, builtin_scenario, builtin_scenario_names, load_scenario
+from firmware_sim.scenario import (
+    FaultSpec,
+    Scenario,
+    ScenarioError,
+    builtin_scenario,
+    builtin_scenario_names,
+    load_scenario,
+)
 from firmware_sim.signals import Recording, synthesize
 
 #: Bluetooth address of the first simulated BLE wearable (``--ble-address``; more count up).
@@ -39,11 +46,16 @@ DEFAULT_BLE_ADDRESS = "C0:FF:EE:00:00:01"
 
 def resolve_scenario(name_or_path: str) -> Scenario:
     """A built-in scenario by name, or a TOML file by path."""
-    if name_or_path.endswith(".toml") or Path(name_or_path).exists():
+    p = Path(name_or_path)
+    if p.exists() and not p.is_file():  # a FIFO would block the TOML reader for ever
+        raise ScenarioError(f"{p}: not a regular file, not a scenario")
+    if name_or_path.endswith(".toml") or p.exists():
         return load_scenario(name_or_path)
     if name_or_path not in builtin_scenario_names():
         known = ", ".join(builtin_scenario_names())
-        raise SystemExit(f"neurospasm sim: unknown scenario {name_or_path!r}; built-in: {known}")
+        raise ScenarioError(
+            f"{name_or_path}: not a scenario file, and no built-in scenario of that name; built-in: {known}"
+        )
     return builtin_scenario(name_or_path)
 
 

@@ -33,7 +33,7 @@ from ingest.pseudonyms import PSEUDONYM_PATTERN
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConfigError", "GatewayConfig", "check_state_dir", "load_config", "load_toml"]
+__all__ = ["ConfigError", "GatewayConfig", "check_dirs", "check_state_dir", "load_config", "load_toml"]
 
 #: Pseudonymous identifiers only: they end up in MQTT topics and InfluxDB tags.
 _ID = PSEUDONYM_PATTERN
@@ -461,6 +461,17 @@ def check_state_dir(directory: Path, source: str, key: str = "gateway.state_dir"
         os.unlink(name)
     except OSError as exc:
         raise ConfigError(f"{source}: {key}: {directory} is not writable: {exc.strerror or exc}") from None
+
+
+def check_dirs(cfg: GatewayConfig, source: str) -> None:
+    """Every directory the gateway will write (state, spool, local store) can be created and
+    written, or one ConfigError line naming the key: found at the start, not as a sink that
+    pauses delivery for ever (the local store) or a traceback from deep inside the spool."""
+    check_state_dir(cfg.gateway.state_dir, source)
+    if cfg.spool.directory is not None:
+        check_state_dir(cfg.spool.directory, source, "spool.directory")
+    if cfg.local.enabled and cfg.local.directory is not None:
+        check_state_dir(cfg.local.directory, source, "local.directory")
 
 
 # -- command-line values: one line naming the argument, through argparse (exit code 2) -------------

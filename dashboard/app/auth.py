@@ -106,8 +106,8 @@ class UserStore:
         if not self.path.exists():
             return {}
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # (JSON and UTF-8 decoding errors are ValueErrors)
             raise AuthError(f"{self.path}: not a readable users file ({exc})") from exc
         users = data.get("users") if isinstance(data, dict) else None
         if not isinstance(users, dict):

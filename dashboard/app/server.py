@@ -57,7 +57,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboard.app import backends
-from dashboard.app.auth import LOCAL_USER, Session, SessionStore, User, UserStore
+from dashboard.app.auth import LOCAL_USER, AuthError, Session, SessionStore, User, UserStore
 from dashboard.app.config import DashboardConfig
 from dashboard.app.episodes import counts, episodes, merge_events
 from dashboard.app.live import CLOSE, LiveHub
@@ -98,6 +98,8 @@ class Dashboard:
         self.state_dir = Path(cfg.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.users = UserStore(Path(cfg.users_file)) if cfg.users_file else None
+        if self.users is not None:
+            self.users.users()  # a broken users file stops the start (AuthError), not every login
         if not cfg.loopback and self.users is None:
             raise ValueError(
                 f"dashboard.bind {cfg.bind}: not loopback, so a users file is required "
@@ -281,7 +283,11 @@ async def api_login(dash: Dashboard, request: Request) -> Response:
     name = str(body.get("username", ""))[:64]
     if dash.login_throttled(name):
         raise HttpError(429, "too many failed logins for this user: wait a minute")
-    user = await asyncio.to_thread(dash.users.authenticate, name, str(body.get("password", "")))
+    try:
+        user = await asyncio.to_thread(dash.users.authenticate, name, str(body.get("password", "")))
+    except AuthError as exc:  # the file was broken after the start (edited by hand)
+        log.error("dashboard: %s", exc)
+        raise HttpError(503, "the users file cannot be read: see the dashboard's log") from None
     if user is None:
         dash.login_failed(name)
         log.info("dashboard: failed login for %r", name)

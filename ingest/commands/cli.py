@@ -78,16 +78,14 @@ async def _run_gateway(config_path: str) -> int:
     import contextlib
     import signal
 
-    from ingest.config import ConfigError, check_files, check_state_dir, load_config
+    from ingest.config import ConfigError, check_dirs, check_files, load_config
     from ingest.stream.runner import Gateway
 
     cfg = load_config(config_path)
     if not cfg.devices:
         raise ConfigError(f"{config_path}: devices: no device configured ([[devices]] with id and port)")
     check_files(cfg, config_path)  # secrets and TLS files: one line now, not a traceback per retry
-    check_state_dir(cfg.gateway.state_dir, config_path)
-    if cfg.spool.directory is not None:
-        check_state_dir(cfg.spool.directory, config_path, "spool.directory")
+    check_dirs(cfg, config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

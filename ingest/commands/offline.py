@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -40,6 +41,8 @@ if TYPE_CHECKING:  # the command line imports this module; numpy and the detecto
     from ingest.wire.protocol import Frame
 
 from ingest.commands.args import detector_config_json, output_file, pseudonym
+
+log = logging.getLogger(__name__)
 
 #: Seconds of signal per block handed to the session (the detector's result does not depend on it).
 BLOCK_S = 30.0
@@ -242,6 +245,18 @@ def _load_signal_path() -> None:
     import ingest.stream.session  # noqa: F401
 
 
+def _internal_error(path: Path, exc: Exception) -> int:
+    """A failure no check foresaw (a bug, or input no reader rejects cleanly yet): named in one
+    line on stderr, its traceback in the debug log, and exit status 1; the other files still run."""
+    log.debug("detect %s failed", path, exc_info=exc)
+    print(
+        f"neurospasm detect: {path}: internal error ({type(exc).__name__}: {exc}); skipped, "
+        "please report it with the file",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, tag: bool) -> int:
     """One recording: events on stdout (each as ``{"file": ..., "event": ...}`` when ``tag``, i.e.
     several files were given), the notes and a summary line naming the file on stderr."""
@@ -253,16 +268,21 @@ def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, ta
     sf: SignalFile | None = None
     try:
         if is_capture(path):
-            from ingest.files.recording import CaptureReader
+            from ingest.files.recording import CaptureError, CaptureReader
 
             reader = CaptureReader(path)
             records = reader.records()
             if reader.truncated is not None:
                 print(f"neurospasm detect: note: {path}: incomplete last record at byte offset "
                       f"{reader.truncated} ignored", file=sys.stderr)  # fmt: skip
-            device = args.device or reader.device or "offline"
-            kind = str(reader.header.get("kind") or "neurospasm")
-            events = detect_records(records, config, device, kind, reader.header.get("options") or {})
+            named, kind, options = reader.source(device_given=bool(args.device))
+            if not records:
+                raise CaptureError(
+                    f"{path}: no complete record after the header (byte offset {reader.body_offset})"
+                    + ("" if reader.truncated is None else ": the bytes after it are not capture records")
+                )
+            device = args.device or named or "offline"
+            events = detect_records(records, config, device, kind, options)
             duration_s = records[-1].t_host - records[0].t_host if records else 0.0
             what = f"capture of {device}"
         else:
@@ -282,7 +302,7 @@ def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, ta
         from ingest.files.recording import CaptureError
 
         if not isinstance(exc, CaptureError):
-            raise
+            return _internal_error(path, exc)
         print(f"neurospasm detect: {exc}", file=sys.stderr)
         return 2
     elapsed = time.monotonic() - t_start

@@ -177,17 +177,21 @@ def record_sim(scenario_name: str, out: Path, *, duration_s: float | None, devic
 
 def decode_source(source: str, *, device: str | None = None) -> Decoded:
     """A capture file, or a scenario (built-in name or TOML) simulated offline, decoded."""
-    from ingest.files.recording import CaptureReader, decode_records, is_capture
+    from ingest.files.recording import CaptureError, CaptureReader, decode_records, is_capture
 
     if is_capture(source):
         reader = CaptureReader(source)
         recs = reader.records()  # damaged v2 records are skipped and logged, one line each
         if reader.truncated is not None:
             log.warning("%s: incomplete last record at byte offset %d ignored", source, reader.truncated)
-        return decode_records(
-            recs, device or reader.device or "device", str(reader.header.get("kind") or "neurospasm"),
-            options=reader.header.get("options") or {},
-        )  # fmt: skip
+        named, kind, options = reader.source(device_given=device is not None)
+        return decode_records(recs, device or named or "device", kind, options=options)
+    p = Path(source)
+    if p.is_file() and not source.endswith(".toml"):
+        raise CaptureError(
+            f"{p}: not a capture (no capture magic at byte offset 0) and not a scenario (.toml); "
+            "export-edf reads captures (.nsc) and scenarios"
+        )
     sim = simulate_scenario(source, device=device or "sim-0001")
     return decode_records(sim.records(), device or "sim-0001")
 

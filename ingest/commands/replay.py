@@ -165,8 +165,11 @@ class ReplayTransport(Transport):
 # -- turning files into records ------------------------------------------------------------------
 
 
-def load_records(path: str | Path, *, device: str = "replay") -> tuple[list[CaptureRecord], str | None]:
-    """Records for any replayable file, and the device id it names (captures only)."""
+def load_records(
+    path: str | Path, *, device: str = "replay", device_given: bool = False
+) -> tuple[list[CaptureRecord], str | None]:
+    """Records for any replayable file, and the device id it names (captures only; not read
+    when ``device_given``). A capture with no record is an error: there is nothing to replay."""
     import numpy as np
 
     from ingest.files.readers import RecordingError, read_recording
@@ -180,7 +183,10 @@ def load_records(path: str | Path, *, device: str = "replay") -> tuple[list[Capt
         recs = reader.records()
         if reader.truncated is not None:
             log.warning("%s: incomplete last record at byte offset %d ignored", p, reader.truncated)
-        return recs, reader.device
+        named = reader.source(device_given=device_given)[0]
+        if not recs:
+            raise ReplayError(f"{p}: no complete record after the header (byte offset {reader.body_offset})")
+        return recs, named
     try:
         sf = read_recording(p)
     except RecordingError as exc:
@@ -265,9 +271,8 @@ def capture_device(path: str | Path) -> tuple[str, dict[str, Any]]:
 
     if not is_capture(Path(path)):
         return "neurospasm", {}
-    header = CaptureReader(path).header
-    options = header.get("options")
-    return str(header.get("kind") or "neurospasm"), dict(options) if isinstance(options, dict) else {}
+    _, kind, options = CaptureReader(path).source(device_given=True)
+    return kind, options
 
 
 def default_config(
@@ -312,7 +317,7 @@ async def run_replay(
     """Run the whole gateway on a recording until its end; returns what it detected."""
     from ingest.stream.runner import Gateway
 
-    records, named = load_records(path, device=device or "replay")
+    records, named = load_records(path, device=device or "replay", device_given=device is not None)
     dev_id = device or named or "replay"
     if config is None:
         kind, options = capture_device(path)
@@ -372,10 +377,12 @@ def _replay_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ingest.config import load_config
+    from ingest.config import check_dirs, load_config
     from ingest.files.recording import CaptureError
 
     cfg = load_config(args.config) if args.config else None
+    if cfg is not None:
+        check_dirs(cfg, args.config)
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("replay"),

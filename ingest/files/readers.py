@@ -392,6 +392,35 @@ def _header(lines: list[str], key: str) -> str | None:
     return None
 
 
+def _header_number(path: Path, key: str, text: str, low: float | None = None) -> float:
+    """A header value that must be a finite number (> 0, or >= ``low``), else a one-line error."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise RecordingError(f"{path}: header {key!r}: not a number: {text!r}") from None
+    if not math.isfinite(v) or (v <= 0 if low is None else v < low):
+        need = "a positive number" if low is None else f"a number >= {low:g}"
+        raise RecordingError(f"{path}: header {key!r}: need {need}, got {text!r}")
+    return v
+
+
+def _not_utf8(path: Path) -> str:
+    """Where a text file stops being UTF-8, as a byte offset in the file (numpy's own message
+    counts from the start of the block it was reading)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return f"line {line}: not UTF-8 text at byte offset {exc.start} (0x{raw[exc.start]:02x})"
+    return "not UTF-8 text"
+
+
+def _numpy_message(exc: ValueError) -> str:
+    """numpy's loadtxt message without its closing advice (``; use `usecols` ...``)."""
+    return re.sub(r";\s*use\s+`?usecols.*$", "", str(exc), flags=re.S).strip()
+
+
 def read_biosppy_txt(path: Path) -> SignalFile:
     """BioSPPy/OpenSignals "Simple Text Format": ``#`` header lines, then samples.
 
@@ -404,12 +433,18 @@ def read_biosppy_txt(path: Path) -> SignalFile:
     rate_s = _header(header, "Sampling Rate (Hz)")
     if rate_s is None:
         raise RecordingError(f"{path}: header has no 'Sampling Rate (Hz):=' line")
-    rate = float(rate_s)
+    rate = _header_number(path, "Sampling Rate (Hz)", rate_s)
     labels = (_header(header, "Labels") or "").split()
     try:
-        data = np.loadtxt(path, comments="#", ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": said below, in one line
+            data = np.loadtxt(path, comments="#", ndmin=2)
+    except UnicodeDecodeError:
+        raise RecordingError(f"{path}: {_not_utf8(path)}") from None
     except ValueError as exc:
-        raise RecordingError(f"{path}: {exc}") from exc
+        raise RecordingError(f"{path}: {_numpy_message(exc)}") from None
+    if data.size == 0:
+        raise RecordingError(f"{path}: no data rows after the header")
     if labels and len(labels) != data.shape[1]:
         raise RecordingError(f"{path}: {len(labels)} labels but {data.shape[1]} data columns")
     labels = labels or [f"col{i}" for i in range(data.shape[1])]
@@ -418,7 +453,11 @@ def read_biosppy_txt(path: Path) -> SignalFile:
         _ACC_LABEL.match(lab) for lab in labels
     ):
         raise RecordingError(f"{path}: accelerometer-only file (labels {labels}); detection needs EMG")
-    bits = int(float(_header(header, "Resolution") or 12))
+    bits_s = _header(header, "Resolution")
+    bits_f = 12.0 if bits_s is None else _header_number(path, "Resolution", bits_s, low=0.0)
+    if bits_f != int(bits_f) or bits_f > 32:
+        raise RecordingError(f"{path}: header 'Resolution': need whole bits from 0 to 32, got {bits_s!r}")
+    bits = int(bits_f)
     emg_cols = [i for i, lab in enumerate(labels) if lab.upper().startswith("EMG")] or list(
         range(data.shape[1])
     )
@@ -451,16 +490,24 @@ def read_csv(path: Path) -> SignalFile:
     ``EMG <label> [unit]`` (unit uV, mV or V), optional ``ACC X [g]``, ``ACC Y [g]``, ``ACC Z [g]``
     at the same rate.
     """
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError:  # anywhere in the file, its header lines included
+        raise RecordingError(f"{path}: {_not_utf8(path)}") from None
+
+
+def _read_csv(path: Path) -> SignalFile:
     start = datetime.fromtimestamp(0, UTC)
     notes: list[str] = []
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # (-sig: a spreadsheet's BOM is no header)
         first = fh.readline()
         if first.startswith("#"):
             m = re.match(r"#\s*start\s*:\s*(\S+)", first)
             if m:
                 try:
                     start = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).astimezone(UTC)
-                except ValueError as exc:
+                    start.timestamp()  # representable as a host time (years 1-9999 in UTC)
+                except (ValueError, OverflowError, OSError) as exc:
                     raise RecordingError(f"{path}: line 1: bad start time {m.group(1)!r}") from exc
             header_line = fh.readline()
         else:
@@ -473,8 +520,10 @@ def read_csv(path: Path) -> SignalFile:
                 warnings.simplefilter("ignore")  # "input contained no data": said below, in one line
                 rows = np.loadtxt(fh, delimiter=",", ndmin=2)
         except ValueError as exc:
+            if isinstance(exc, UnicodeDecodeError):
+                raise
             # numpy counts data rows from 0: name the file's own line number
-            msg = str(exc).split(";")[0]
+            msg = _numpy_message(exc)
             m = re.search(r"at row (\d+)", msg)
             where = f"line {int(m.group(1)) + first_data_line}: " if m else ""
             raise RecordingError(f"{path}: {where}{msg}") from None

@@ -211,6 +211,8 @@ class CaptureReader:
                 f"({type(self.header).__name__})"
             )
         self._start = end
+        #: byte offset of the first record (just after the header)
+        self.body_offset = end
         #: Byte offset of an incomplete last record (the writer was killed mid-record), else None.
         self.truncated: int | None = None
         #: v2: damaged regions skipped by resynchronisation, as (byte offset, bytes skipped).
@@ -287,8 +289,42 @@ class CaptureReader:
 
     @property
     def device(self) -> str | None:
-        dev = self.header.get("device")
-        return str(dev) if dev else None
+        """The device id the header names (checked: a pseudonym), or None."""
+        return self.source()[0]
+
+    def source(self, device_given: bool = False) -> tuple[str | None, str, dict[str, Any]]:
+        """(device id or None, device kind, vendor options) the header names, checked as a
+        ``[[devices]]`` table's would be: a capture written by another tool (or edited) must not
+        put a patient's name into every event and topic, nor crash the decoder it picks. Raises
+        CaptureError naming the file and the header key. ``device_given``: the caller names the
+        device itself (``--device``), so the header's id is neither read nor checked."""
+        from ingest.pseudonyms import PSEUDONYM_PATTERN, is_pseudonym
+        from ingest.wire.base import device_kinds
+        from ingest.wire.kinds import decoder_options
+
+        h = self.header
+        dev = None if device_given else h.get("device")
+        if dev in (None, ""):
+            dev = None
+        elif not isinstance(dev, str) or not is_pseudonym(dev):
+            # (the value is not repeated: it may be a patient's name)
+            raise CaptureError(
+                f"{self.path}: header.device: not a pseudonymous device id ({PSEUDONYM_PATTERN}); "
+                "pass --device to name it"
+            )
+        kind = h.get("kind") or "neurospasm"
+        if not isinstance(kind, str) or kind not in device_kinds():
+            raise CaptureError(
+                f"{self.path}: header.kind: unknown device kind {kind!r} (known: {', '.join(device_kinds())})"
+            )
+        options = h.get("options") or {}
+        if not isinstance(options, dict):
+            raise CaptureError(f"{self.path}: header.options: must be a table of settings, got {options!r}")
+        try:
+            decoder_options(kind, options)
+        except ValueError as exc:
+            raise CaptureError(f"{self.path}: header.{exc}") from None
+        return dev, kind, dict(options)
 
 
 # -- capturing the gateway's own transport -------------------------------------------------------

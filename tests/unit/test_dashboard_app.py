@@ -283,6 +283,22 @@ def test_not_loopback_needs_a_users_file(tmp_path: Path) -> None:
         _app(tmp_path, users=False, bind="0.0.0.0:8080")
 
 
+def test_a_broken_users_file_stops_the_start_not_every_login(tmp_path: Path) -> None:
+    """Broken JSON or bytes that are not UTF-8: the dashboard does not start (one AuthError naming
+    the file); broken after the start (edited by hand), a login gets 503 and the log says why,
+    never a 500 with a traceback."""
+    for name, data in (("broken.json", b"{broken"), ("bin.json", b"\xff\xfe")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        cfg = DashboardConfig.model_validate({"users_file": str(path), "state_dir": str(tmp_path / "st")})
+        with pytest.raises(AuthError, match=f"{name}: not a readable users file"):
+            Dashboard(cfg)
+    client, _ = _app(tmp_path)
+    (tmp_path / "users.json").write_text("{broken")
+    r = client.post("/api/login", json={"username": "dr-a", "password": "password-a"})
+    assert r.status_code == 503 and "users file cannot be read" in r.json()["error"], r.text
+
+
 def test_assets_are_local(tmp_path: Path) -> None:
     client, _ = _app(tmp_path, users=False)
     r = client.get("/")

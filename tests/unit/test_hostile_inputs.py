@@ -1,0 +1,226 @@
+"""Hostile and malformed inputs to the offline commands: one line naming the file and the key (or
+byte offset) at fault, exit status 2, and nothing else lost (the other files of a run still run).
+
+Found by a sweep of the command line with broken files; each case here failed once with a traceback,
+a hang, a misleading message or a silent success."""
+
+# ruff: noqa: E501  (tables of hostile inputs read better one case a line)
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detectors import DetectorConfig
+from detectors.config import ConfigError
+from ingest.commands.cli import main
+from ingest.files.recording import CaptureReader, CaptureWriter
+
+BIOSPPY_HEAD = "# Simple Text Format\n"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if "note:" not in line]
+    assert len(lines) == 1, err  # one line, not a traceback
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("rate.txt", BIOSPPY_HEAD + "# Sampling Rate (Hz):= abc\n# Labels:= EMG\n1\n2\n",
+         "header 'Sampling Rate (Hz)': not a number: 'abc'"),
+        ("rate0.txt", BIOSPPY_HEAD + "# Sampling Rate (Hz):= -5\n# Labels:= EMG\n1\n2\n",
+         "header 'Sampling Rate (Hz)': need a positive number"),
+        ("bits.txt", BIOSPPY_HEAD + "# Sampling Rate (Hz):= 1000\n# Resolution:= x\n# Labels:= EMG\n1\n2\n",
+         "header 'Resolution': not a number: 'x'"),
+        ("bitsbig.txt", BIOSPPY_HEAD + "# Sampling Rate (Hz):= 1000\n# Resolution:= 5000\n# Labels:= EMG\n1\n2\n",
+         "header 'Resolution': need whole bits from 0 to 32"),
+        ("nodata.txt", BIOSPPY_HEAD + "# Sampling Rate (Hz):= 1000\n# Labels:= EMG\n", "no data rows"),
+        ("old.csv", "# start: 0001-01-01T00:00:00+14:00\ntime_s,EMG L\n0,1\n0.001,2\n", "line 1: bad start time"),
+        ("late.csv", "# start: 9999-12-31T23:59:59-12:00\ntime_s,EMG L\n0,1\n0.001,2\n", "line 1: bad start time"),
+        ("semi.csv", "time_s;EMG L\n0;1\n0.001;2\n", "line 2: could not convert string '0;1'"),
+    ],
+)  # fmt: skip
+def test_bad_headers_and_rows_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    rc, out, err = _run(capsys, "detect", str(path))
+    assert rc == 2 and out == ""
+    line = _one_line(err)
+    assert str(path) in line and message in line, line
+
+
+def test_not_utf8_names_the_files_own_byte_offset_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """numpy reads text in blocks and counts the offset of a bad byte from its block: the message
+    must give the offset in the file (here past the first 64 KiB) and its line."""
+    rows = "".join(f"{i / 1000:.3f},{i % 7}\n" for i in range(9000))
+    data = ("time_s,EMG L\n" + rows).encode() + b"\xff\n"
+    path = tmp_path / "deep.csv"
+    path.write_bytes(data)
+    rc, _, err = _run(capsys, "detect", str(path))
+    line = _one_line(err)
+    assert rc == 2 and f"line 9002: not UTF-8 text at byte offset {len(data) - 2} (0xff)" in line, line
+    txt = tmp_path / "deep.txt"
+    body = (BIOSPPY_HEAD + "# Sampling Rate (Hz):= 1000\n# Labels:= EMG\n").encode()
+    txt.write_bytes(body + b"1\n" * 40000 + b"\xfe\n")
+    rc, _, err = _run(capsys, "detect", str(txt))
+    assert rc == 2 and f"byte offset {len(body) + 80000} (0xfe)" in _one_line(err)
+
+
+def test_a_spreadsheets_byte_order_mark_is_no_part_of_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(
+        "\ufefftime_s,EMG L\n".encode() + b"".join(b"%.3f,1\n" % (i / 1000) for i in range(3000))
+    )
+    rc, _, err = _run(capsys, "detect", str(path))
+    assert rc == 0 and "3.0 s, 1 EMG channel(s) at 1000 Hz" in err, err
+
+
+def _capture(tmp_path: Path, name: str, body: bytes | None = None, **meta: object) -> Path:
+    """A capture with the given header fields; ``body``: raw bytes after the header instead of
+    the e2e_short scenario's records."""
+    p = tmp_path / name
+    if body is not None:
+        with CaptureWriter(p, **meta):
+            pass
+        with p.open("ab") as f:
+            f.write(body)
+        return p
+    src = tmp_path / "src.nsc"
+    if not src.exists():
+        assert main(["record", "--sim", "e2e_short", "--out", str(src)]) == 0
+    reader = CaptureReader(src)
+    with CaptureWriter(p, **{**reader.header, **meta}) as w:
+        for r in reader.records():
+            w.write(r.t_host, r.kind, r.data)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"device": "John Smith"}, "header.device: not a pseudonymous device id"),
+        ({"device": 12}, "header.device: not a pseudonymous device id"),
+        ({"kind": "nosuchkind"}, "header.kind: unknown device kind 'nosuchkind'"),
+        ({"kind": 5}, "header.kind: unknown device kind 5"),
+        ({"options": "gain=8"}, "header.options: must be a table of settings"),
+        ({"kind": "cyton", "options": {"gain": "huge"}}, "header.options.gain: a 'cyton' gain"),
+    ],
+)
+def test_a_capture_header_is_checked_like_a_devices_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], meta: dict[str, object], message: str
+) -> None:
+    cap = _capture(tmp_path, "bad.nsc", **meta)
+    for cmd in (["detect", str(cap)], ["export-edf", str(cap), "--out", str(tmp_path / "x.edf")],
+                ["replay", str(cap), "--no-progress"]):  # fmt: skip
+        rc, _, err = _run(capsys, *cmd)
+        line = _one_line(err.split("\n", 1)[-1] if "INFO" in err.split("\n", 1)[0] else err)
+        assert rc == 2 and str(cap) in line and message in line, (cmd, err)
+        assert "John Smith" not in err  # a name in the header is not repeated into logs
+    assert not (tmp_path / "x.edf").exists()
+
+
+def test_a_named_device_overrides_a_bad_header_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cap = _capture(tmp_path, "named.nsc", device="John Smith")
+    rc, out, err = _run(capsys, "detect", str(cap), "--device", "dev-7")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and len(events) == 3 and {e["device"] for e in events} == {"dev-7"}, err
+
+
+def test_a_capture_of_garbage_is_an_error_not_zero_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cap = _capture(tmp_path, "garbage.nsc", body=os.urandom(20_000), device="w-1")
+    start = CaptureReader(cap).body_offset
+    rc, out, err = _run(capsys, "detect", str(cap))
+    assert rc == 2 and out == ""
+    assert f"no complete record after the header (byte offset {start})" in err, err
+    rc, _, err = _run(capsys, "replay", str(cap), "--no-progress")
+    assert rc == 2 and "no complete record after the header" in err, err
+
+
+def test_one_file_that_fails_unforeseen_does_not_stop_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure no reader foresaw (a bug) is named in one line with its type; the files after it
+    still run and the exit status is non-zero."""
+    from ingest.files import readers
+
+    cap = _capture(tmp_path, "good.nsc")
+    odd = tmp_path / "odd.csv"
+    odd.write_text("time_s,EMG L\n0,1\n0.001,2\n")
+    real = readers.read_recording
+
+    def flaky(path: str | Path) -> readers.SignalFile:
+        if Path(path) == odd:
+            raise RuntimeError("unforeseen")
+        return real(path)
+
+    monkeypatch.setattr(readers, "read_recording", flaky)
+    rc, out, err = _run(capsys, "detect", str(odd), str(cap))
+    assert rc == 1
+    assert f"{odd}: internal error (RuntimeError: unforeseen); skipped" in err, err
+    assert len(out.splitlines()) == 3 and "good.nsc: 12.0 s" in err  # the capture after it ran
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("band_order", 10_000_000_000), ("baseline_window_s", 1e12), ("max_episode_s", 1e9),
+     ("block_s", 1000.0), ("block_s", 1e-9)],
+)  # fmt: skip
+def test_detector_keys_that_size_buffers_have_an_upper_bound(key: str, value: float) -> None:
+    """A typo (1e12 for 12) is an error naming the key, not terabytes allocated, nor a block so
+    long or short that the detector never decides."""
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        DetectorConfig(**{key: value})
+
+
+def test_export_edf_rejects_a_fifo_and_a_non_capture_at_once(tmp_path: Path) -> None:
+    """In a child process with a deadline: opening a FIFO without a writer blocks for ever."""
+    fifo = tmp_path / "f.nsc"
+    os.mkfifo(fifo)
+    edf = tmp_path / "notcap.edf"
+    edf.write_bytes(b"0       " + b" " * 300)
+    for src, message in ((fifo, "not a regular file"), (edf, "not a capture (no capture magic at byte offset 0)"),
+                         (Path("nosuchscenario"), "no built-in scenario of that name")):  # fmt: skip
+        p = subprocess.run(
+            [sys.executable, "-m", "ingest", "export-edf", str(src), "--out", str(tmp_path / "o.edf")],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_replay_checks_every_directory_it_will_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As ``run`` does: a local store on a file is one line at the start, not a sink that pauses
+    delivery for ever while the replay reports success."""
+    cap = _capture(tmp_path, "r.nsc")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for section in (f'[gateway]\nstate_dir = "{blocker}"\n',
+                    f'[gateway]\nstate_dir = "{tmp_path / "s"}"\n[local]\nenabled = true\ndirectory = "{blocker}"\n'):  # fmt: skip
+        cfg = tmp_path / "gw.toml"
+        cfg.write_text(section + '[[devices]]\nid = "w-1"\nport = "replay"\n[mqtt]\nenabled = false\n')
+        rc, _, err = _run(capsys, "replay", str(cap), "--no-progress", "--config", str(cfg))
+        line = _one_line(err)
+        assert rc == 2 and str(cfg) in line and f"{blocker} is not writable" in line, err
