@@ -26,6 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from detectors.configfile import format_errors
 from firmware_sim.commands import add_fault_arguments, add_sim_arguments  # noqa: F401  (re-exported)
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector
@@ -59,25 +62,32 @@ def resolve_scenario(name_or_path: str) -> Scenario:
     return builtin_scenario(name_or_path)
 
 
+#: scenario ``faults`` keys and the command-line options that override them
+_FAULT_FLAGS = (
+    ("frame_loss_rate", "frame_loss"),
+    ("corrupt_rate", "corrupt_rate"),
+    ("duplicate_rate", "duplicate_rate"),
+    ("reorder_rate", "reorder_rate"),
+    ("jitter_ms", "jitter_ms"),
+    ("seed", "fault_seed"),
+)
+
+
 def scenario_with_fault_overrides(scenario: Scenario, args: argparse.Namespace) -> Scenario:
     """Apply the command-line fault options (validated like the scenario file itself)."""
     if getattr(args, "no_faults", False):
         return scenario.model_copy(update={"faults": FaultSpec()})
-    over = {
-        key: getattr(args, attr)
-        for key, attr in (
-            ("frame_loss_rate", "frame_loss"),
-            ("corrupt_rate", "corrupt_rate"),
-            ("duplicate_rate", "duplicate_rate"),
-            ("reorder_rate", "reorder_rate"),
-            ("jitter_ms", "jitter_ms"),
-            ("seed", "fault_seed"),
-        )
-        if getattr(args, attr, None) is not None
-    }
+    over = {key: getattr(args, attr) for key, attr in _FAULT_FLAGS if getattr(args, attr, None) is not None}
     if not over:
         return scenario
-    faults = FaultSpec.model_validate({**scenario.faults.model_dump(), **over})
+    try:
+        faults = FaultSpec.model_validate({**scenario.faults.model_dump(), **over})
+    except ValidationError as err:  # one line naming the option, as a scenario file's key would be
+        flags = {key: f"--{attr.replace('_', '-')}" for key, attr in _FAULT_FLAGS}
+        errors = [
+            {**e, "loc": (flags.get(str(e["loc"][0]), e["loc"][0]), *e["loc"][1:])} for e in err.errors()
+        ]
+        raise ScenarioError(format_errors("command line", errors)) from None
     return scenario.model_copy(update={"faults": faults})
 
 

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from detectors.configfile import ConfigError, format_errors, load_toml
+from ingest.wire.protocol import MAX_LABEL_BYTES
 
 __all__ = [
     "ACTIVITY_KINDS",
@@ -395,6 +396,11 @@ class Scenario(_Model):
         for label in v:
             if not label.strip() or label in ("*", "ACC"):
                 raise ValueError(f"invalid channel label {label!r}")
+            if len(label.encode("utf-8")) > MAX_LABEL_BYTES:  # the device announces it in INFO
+                raise ValueError(
+                    f"channel label {label!r} is {len(label.encode('utf-8'))} bytes in UTF-8; "
+                    f"the wire protocol allows {MAX_LABEL_BYTES}"
+                )
         return v
 
     @model_validator(mode="after")

@@ -160,6 +160,12 @@ class _Progress:
         return time.monotonic() - self.t0
 
 
+#: EDF header limits are 8 characters: whole numbers up to this magnitude (with a sign) fit
+_EDF_LIMIT = 9_999_999.0
+#: units tried in turn for a signal whose limits do not fit (factor from the signal's own unit)
+_EDF_UNITS: dict[str, tuple[tuple[float, str], ...]] = {"uV": ((1.0, "uV"), (1e-3, "mV"), (1e-6, "V"))}
+
+
 def annotate_edf(
     sf: SignalFile, events: list[dict[str, Any]], out: Path, onsets: list[float] | None = None
 ) -> None:
@@ -171,12 +177,27 @@ def annotate_edf(
     import numpy as np
     import pyedflib
 
+    from ingest.files.readers import RecordingError
+
     signals: list[np.ndarray] = []
     headers: list[dict[str, Any]] = []
 
     def add(label: str, data: np.ndarray, rate: float, unit: str) -> None:
         # EDF headers hold 8 characters per limit: whole units, widened by one so nothing clips.
-        lo, hi = float(np.floor(np.min(data))) - 1.0, float(np.ceil(np.max(data))) + 1.0
+        # Values too large for that in uV (over +-10 V: a file in volts read as microvolts, a
+        # railed amplifier's codes) are written in mV or V instead, never with a cut-off limit.
+        lo = hi = 0.0
+        for factor, name in _EDF_UNITS.get(unit, ((1.0, unit),)):
+            scaled = data * factor if factor != 1.0 else data
+            lo, hi = float(np.floor(np.min(scaled))) - 1.0, float(np.ceil(np.max(scaled))) + 1.0
+            if max(-lo, hi) <= _EDF_LIMIT:
+                data, unit = scaled, name
+                break
+        else:
+            raise RecordingError(
+                f"{out}: {label}: values up to {max(-lo, hi):.3g} {name} do not fit an EDF header's "
+                "8-character limits; not written"
+            )
         headers.append(
             {
                 "label": label[:16],
@@ -197,7 +218,10 @@ def annotate_edf(
     if sf.acc_g is not None and sf.acc_rate_hz:
         for i, axis in enumerate("XYZ"):
             add(f"ACC {axis}", sf.acc_g[:, i], sf.acc_rate_hz, "g")
-    writer = pyedflib.EdfWriter(str(out), len(signals), file_type=pyedflib.FILETYPE_EDFPLUS)
+    # written beside the target and renamed: a failure leaves no half-written (or empty) file
+    tmp = out.with_name(f".{out.name}.part")
+    writer = pyedflib.EdfWriter(str(tmp), len(signals), file_type=pyedflib.FILETYPE_EDFPLUS)
+    done = False
     try:
         writer.setSignalHeaders(headers)
         writer.setStartdatetime(sf.start.replace(tzinfo=None))
@@ -208,8 +232,13 @@ def annotate_edf(
         for i, e in enumerate(events):
             on = (onsets[i] if onsets is not None else _iso_ts(e["onset"])) - t0
             writer.writeAnnotation(on, e["duration_s"], f"spasm {e['type']} {e['channel']}")
+        done = True
     finally:
         writer.close()
+        if done:
+            tmp.replace(out)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -323,7 +352,11 @@ def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, ta
                 file=sys.stderr,
             )
             return 2
-        annotate_edf(sf, payloads, Path(args.annotate), [e.t_onset for e in events])
+        try:
+            annotate_edf(sf, payloads, Path(args.annotate), [e.t_onset for e in events])
+        except RecordingError as exc:  # the events are out; the copy could not be written
+            print(f"neurospasm detect: {exc}", file=sys.stderr)
+            return 2
     counts = Counter(e.type for e in events)
     rate = duration_s / elapsed if elapsed > 0 else float("inf")
     types = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"

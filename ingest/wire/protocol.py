@@ -190,6 +190,10 @@ def max_acc_samples_per_frame(axes: int = 3) -> int:
     return min(255, room // (2 * axes))
 
 
+#: an INFO frame's channel label: at most this many bytes of UTF-8
+MAX_LABEL_BYTES = 16
+
+
 def _pack_str(text: str, limit: int, what: str) -> bytes:
     raw = text.encode("utf-8")
     if len(raw) > limit:
@@ -225,7 +229,7 @@ def _payload(frame: Frame) -> tuple[FrameType, bytes]:
         body += _pack_str(frame.device_id, 32, "device_id")
         body += _pack_str(frame.firmware, 16, "firmware")
         for label in frame.channel_labels:
-            body += _pack_str(label, 16, "channel label")
+            body += _pack_str(label, MAX_LABEL_BYTES, "channel label")
         return FrameType.INFO, body
     if isinstance(frame, CmdFrame):
         return FrameType.CMD, _CMD.pack(int(frame.command))

@@ -16,7 +16,7 @@ from firmware_sim.cli import device_ids, scenario_with_fault_overrides
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.faults import FaultInjector, simulate
 from firmware_sim.pty_server import PtyServer
-from firmware_sim.scenario import Scenario, builtin_scenario, parse_scenario
+from firmware_sim.scenario import Scenario, ScenarioError, builtin_scenario, parse_scenario
 from firmware_sim.signals import synthesize
 from ingest.stream.runner import Gateway
 from ingest.stream.session import DeviceSession, Output
@@ -213,7 +213,7 @@ def test_fault_overrides_are_validated() -> None:
     assert scenario_with_fault_overrides(sc, args).faults.frame_loss_rate == 0.02
     assert scenario_with_fault_overrides(sc, args).faults.disconnects == sc.faults.disconnects
     args.frame_loss = 1.5
-    with pytest.raises(ValueError, match="frame_loss_rate"):
+    with pytest.raises(ScenarioError, match=r"^command line: --frame-loss: .*less than 1"):
         scenario_with_fault_overrides(sc, args)
     args.no_faults = True
     assert scenario_with_fault_overrides(sc, args).faults.disconnects == []

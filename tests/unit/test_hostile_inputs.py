@@ -8,6 +8,7 @@ a hang, a misleading message or a silent success."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -224,3 +225,51 @@ def test_replay_checks_every_directory_it_will_write(
         rc, _, err = _run(capsys, "replay", str(cap), "--no-progress", "--config", str(cfg))
         line = _one_line(err)
         assert rc == 2 and str(cfg) in line and f"{blocker} is not writable" in line, err
+
+
+def test_annotate_writes_values_too_large_for_microvolts_in_a_larger_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EDF limits hold 8 characters: +-50 V in uV needs 9, and pyedflib cut the limit (samples
+    off by up to 45 V, exit 0). Now such a channel is written in mV (the values round-trip), and
+    one that fits no unit is one line, exit 2, and no file (no empty one either)."""
+    import numpy as np
+
+    from ingest.files.readers import read_recording
+
+    t = np.arange(3000) / 1000.0
+    volts = tmp_path / "volts.csv"
+    volts.write_text("time_s,EMG a [V]\n" + "".join(f"{x:.3f},{50 * np.sin(40 * x):.6f}\n" for x in t))
+    out = tmp_path / "copy.edf"
+    rc, _, err = _run(capsys, "detect", str(volts), "--annotate", str(out))
+    assert rc == 0, err
+    a, b = read_recording(volts).emg_uv[:, 0], read_recording(out).emg_uv[:, 0]
+    assert float(np.max(np.abs(a - b))) < 1e-4 * float(np.max(np.abs(a)))
+    huge = tmp_path / "huge.csv"
+    huge.write_text("time_s,EMG a [V]\n" + "".join(f"{x:.3f},{1e15 * np.sin(40 * x):.6g}\n" for x in t))
+    out2 = tmp_path / "huge.edf"
+    rc, _, err = _run(capsys, "detect", str(huge), "--annotate", str(out2))
+    assert rc == 2 and "do not fit an EDF header's 8-character limits" in err, err
+    assert not out2.exists() and not list(tmp_path.glob(".huge.edf*"))
+
+
+def test_simulator_fault_options_and_long_labels_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fault option out of range names the option (it was a pydantic traceback); a channel label
+    longer than the INFO frame holds is a scenario error, not a crash when the device starts."""
+    from firmware_sim.cli import scenario_with_fault_overrides
+    from firmware_sim.scenario import ScenarioError, builtin_scenario
+
+    sc = builtin_scenario("e2e_short")
+    for attr, value, flag in (("frame_loss", 2.0, "--frame-loss"), ("jitter_ms", -5.0, "--jitter-ms")):
+        args = argparse.Namespace(**{attr: value})
+        with pytest.raises(ScenarioError, match=f"command line: {flag}: "):
+            scenario_with_fault_overrides(sc, args)
+    long = tmp_path / "long.toml"
+    import firmware_sim
+
+    text = (Path(firmware_sim.__file__).parent / "scenarios" / "e2e_short.toml").read_text()
+    long.write_text(text.replace('channels = ["', 'channels = ["' + "x" * 40 + '", "', 1))
+    rc, _, err = _run(capsys, "record", "--sim", str(long), "--out", str(tmp_path / "r.nsc"))
+    assert rc == 2 and "is 40 bytes in UTF-8; the wire protocol allows 16" in _one_line(err), err
