@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -112,7 +112,7 @@ def device_options(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"neurospasm sim: --device-option {pair!r} is not KEY=VALUE")
+            _usage_error(f"--device-option {pair!r} is not KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
 
@@ -132,7 +132,7 @@ def make_sim_device(args: argparse.Namespace, source: SignalSource, dev_id: str,
             options=device_options(getattr(args, "device_option", []) or []),
         )
     except UnknownPersonality as exc:
-        raise SystemExit(f"neurospasm sim: {exc}") from None
+        _usage_error(str(exc))
 
 
 def _write_text(path: str, text: str) -> None:
@@ -175,6 +175,12 @@ def recording_scenario(recording: Recording, args: argparse.Namespace) -> Scenar
         channels=list(recording.channel_labels), events=[], confounders=[], faults=FaultSpec(),
     )  # fmt: skip
     return scenario_with_fault_overrides(scenario, args)
+
+
+def _usage_error(message: str) -> NoReturn:
+    """A bad option: one line, exit status 2 (argparse's own for a usage error)."""
+    print(f"neurospasm sim: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def link_of_kind(kind: str) -> str | None:

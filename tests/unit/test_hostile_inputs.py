@@ -273,3 +273,24 @@ def test_simulator_fault_options_and_long_labels_are_one_line(
     long.write_text(text.replace('channels = ["', 'channels = ["' + "x" * 40 + '", "', 1))
     rc, _, err = _run(capsys, "record", "--sim", str(long), "--out", str(tmp_path / "r.nsc"))
     assert rc == 2 and "is 40 bytes in UTF-8; the wire protocol allows 16" in _one_line(err), err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--speed", "0"], "argument --speed: must be a number > 0"),
+     (["--drift-ppm", "nan"], "argument --drift-ppm: must lie within +-1000 ppm"),
+     (["--drift-ppm", "1e9"], "argument --drift-ppm: must lie within +-1000 ppm"),
+     (["--labels", "/nonexistent/x.json"], "argument --labels: '/nonexistent/x.json': directory '/nonexistent' does not exist"),
+     (["--path-file", "/nonexistent/p"], "argument --path-file:"),
+     (["--device-option", "foo"], "--device-option 'foo' is not KEY=VALUE")],
+)  # fmt: skip
+def test_simulator_options_are_checked_before_it_starts(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """Before any pty is opened or anything written: a bad option is exit 2 and one line (``--speed
+    0`` was real time without a word; a labels file in a missing directory failed at the end)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["sim", "--serial", *args])
+    assert exc.value.code == 2
+    assert message in _one_line(capsys.readouterr().err)
