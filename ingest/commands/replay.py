@@ -382,6 +382,8 @@ def _replay_cmd(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config) if args.config else None
     if cfg is not None:
+        if not cfg.devices:
+            raise ReplayError(f"{args.config}: devices: no [[devices]] table; replay needs one device id")
         check_dirs(cfg, args.config)
     console = Console(stderr=True)
     progress = Progress(

@@ -294,3 +294,23 @@ def test_simulator_options_are_checked_before_it_starts(
         main(["sim", "--serial", *args])
     assert exc.value.code == 2
     assert message in _one_line(capsys.readouterr().err)
+
+
+def test_messages_name_the_input_at_fault_not_another_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``export-edf`` of a capture without EMG names the capture (it named the output); ``replay``
+    with a config without devices names the config (it named the capture)."""
+    cap = tmp_path / "link-only.nsc"
+    with CaptureWriter(cap, device="w-1") as w:
+        w.link(1_800_000_000.0, up=True)
+    rc, _, err = _run(capsys, "export-edf", str(cap), "--out", str(tmp_path / "o.edf"))
+    assert rc == 2 and _one_line(err).endswith(
+        f"{cap}: nothing to export: the recording has no EMG data after an INFO frame"
+    )
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    rc, _, err = _run(
+        capsys, "replay", str(_capture(tmp_path, "r.nsc")), "--no-progress", "--config", str(empty)
+    )
+    assert rc == 2 and f"{empty}: devices: no [[devices]] table" in _one_line(err), err
