@@ -14,6 +14,9 @@ is what ``format_errors`` takes.
 
 from __future__ import annotations
 
+import argparse
+import math
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -22,7 +25,15 @@ from typing import Any
 
 from detectors.config import ConfigError
 
-__all__ = ["ConfigError", "dotted", "format_errors", "load_toml"]
+__all__ = [
+    "ConfigError",
+    "dotted",
+    "drift_ppm",
+    "format_errors",
+    "load_toml",
+    "output_file",
+    "positive_float",
+]
 
 
 #: A key at the head of a validator's message: ``duration_s`` or ``mqtt.publish_frames``.
@@ -83,3 +94,42 @@ def load_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
         raise ConfigError(f"{p}: not UTF-8 at byte offset {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+
+
+# -- command-line values (argparse ``type=``): shared by the command line and the simulator -------
+
+
+def output_file(text: str) -> str:
+    """A file to write: its directory must exist (checked now, not after an hour of work)."""
+    p = Path(text)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file to write")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} is not writable")
+    return text
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a rate, a speed), or one argparse line saying what is wrong."""
+    v = _number(text)
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return v
+
+
+def drift_ppm(text: str) -> float:
+    """A crystal's error in ppm: finite, within the +-1000 ppm a scenario's ``clock_drift_ppm`` allows."""
+    v = _number(text)
+    if not (math.isfinite(v) and -1000 <= v <= 1000):
+        raise argparse.ArgumentTypeError(f"must lie within +-1000 ppm, got {text!r}")
+    return v

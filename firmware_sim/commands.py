@@ -8,48 +8,26 @@ heavy, so ``neurospasm --help`` stays fast: the simulator itself (signals, scipy
 from __future__ import annotations
 
 import argparse
-import math
-import os
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["add_fault_arguments", "add_sim_arguments", "register"]
 
 
-def _speed(text: str) -> float:
-    """``--speed``: a finite number > 0 (0 was taken for 1, real time, without a word)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return v
+def _kit(name: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` from the shared configuration kit (``detectors.configfile``), loaded
+    when the option is given: importing it here would load numpy into ``neurospasm --help``.
+    ``positive_float`` for ``--speed`` (0 was taken for 1, real time, without a word);
+    ``output_file`` for what the simulator writes (labels, device paths, the injector's truth):
+    checked now, not when the run ends and what it did is lost."""
 
+    def check(text: str) -> Any:
+        import detectors.configfile as configfile
 
-def _ppm(text: str) -> float:
-    """``--drift-ppm``: finite, within the +-1000 ppm a scenario's ``clock_drift_ppm`` allows."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and -1000 <= v <= 1000):
-        raise argparse.ArgumentTypeError(f"must lie within +-1000 ppm, got {text!r}")
-    return v
+        return getattr(configfile, name)(text)
 
-
-def _out_file(text: str) -> str:
-    """A file the simulator writes (labels, device paths, the injector's truth): checked now,
-    not when the run ends and what it did is lost."""
-    p = Path(text)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file to write")
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} is not writable")
-    return text
+    check.__name__ = name
+    return check
 
 
 def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
@@ -93,7 +71,7 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
     )
     sim.add_argument(
         "--speed",
-        type=_speed,
+        type=_kit("positive_float"),
         default=1.0,
         help="device seconds per wall-clock second (default 1: real time)",
     )
@@ -101,14 +79,18 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
     sim.add_argument("--device-id", default="sim-0001", help="id of the first device; more devices count up")
     sim.add_argument("--devices", type=int, default=1, help="how many simulated devices, each on its own pty")
     sim.add_argument(
-        "--drift-ppm", type=_ppm, default=None, help="device crystal error (default: scenario's)"
+        "--drift-ppm", type=_kit("drift_ppm"), default=None, help="device crystal error (default: scenario's)"
     )
     sim.add_argument("--autostart", action="store_true", help="stream without waiting for a START command")
     sim.add_argument(
-        "--path-file", type=_out_file, help="also write the device paths (one per line) to this file"
+        "--path-file",
+        type=_kit("output_file"),
+        help="also write the device paths (one per line) to this file",
     )
     sim.add_argument(
-        "--labels", type=_out_file, help="write the scenario's ground-truth labels (JSON) to this file"
+        "--labels",
+        type=_kit("output_file"),
+        help="write the scenario's ground-truth labels (JSON) to this file",
     )
     add_fault_arguments(sim)
 
@@ -124,7 +106,9 @@ def add_fault_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jitter-ms", type=float, default=None, help="std of host arrival jitter")
     g.add_argument("--fault-seed", type=int, default=None, help="fault RNG seed (default: scenario's)")
     g.add_argument(
-        "--truth", type=_out_file, help="on exit, write what the fault injector did (JSON) to this file"
+        "--truth",
+        type=_kit("output_file"),
+        help="on exit, write what the fault injector did (JSON) to this file",
     )
 
 

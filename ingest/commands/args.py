@@ -8,7 +8,6 @@ checks that need them.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,28 +58,17 @@ def detector_config_json(text: str) -> DetectorConfig:
 
 
 def output_file(text: str) -> str:
-    """A file to write: its directory must exist (checked now, not after an hour of work)."""
-    p = Path(text)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file to write")
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{text!r}: directory {str(parent)!r} is not writable")
-    return text
+    """A file to write (``detectors.configfile.output_file``; loaded when the option is given)."""
+    from detectors.configfile import output_file as check
+
+    return check(text)
 
 
 def positive_float(text: str) -> float:
-    import math
+    """A finite number > 0 (``detectors.configfile.positive_float``)."""
+    from detectors.configfile import positive_float as check
 
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return v
+    return check(text)
 
 
 def positive_int(text: str) -> int:
