@@ -297,19 +297,14 @@ def _detect_one(path: Path, args: argparse.Namespace, config: DetectorConfig, ta
     sf: SignalFile | None = None
     try:
         if is_capture(path):
-            from ingest.files.recording import CaptureError, CaptureReader
+            from ingest.files.recording import CaptureReader
 
             reader = CaptureReader(path)
-            records = reader.records()
+            named, kind, options = reader.source(device_given=bool(args.device))
+            records = reader.nonempty_records()
             if reader.truncated is not None:
                 print(f"neurospasm detect: note: {path}: incomplete last record at byte offset "
                       f"{reader.truncated} ignored", file=sys.stderr)  # fmt: skip
-            named, kind, options = reader.source(device_given=bool(args.device))
-            if not records:
-                raise CaptureError(
-                    f"{path}: no complete record after the header (byte offset {reader.body_offset})"
-                    + ("" if reader.truncated is None else ": the bytes after it are not capture records")
-                )
             device = args.device or named or "offline"
             events = detect_records(records, config, device, kind, options)
             duration_s = records[-1].t_host - records[0].t_host if records else 0.0

@@ -272,11 +272,7 @@ def _export_cmd(args: argparse.Namespace) -> int:
 
     try:
         decoded = decode_source(args.source, device=args.device_id)
-        if not any(b.emg for b in decoded.boots):  # (named by its source, not by the output)
-            raise CaptureError(
-                f"{args.source}: nothing to export: the recording has no EMG data after an INFO frame"
-            )
-        summary = export_edf(decoded, Path(args.out))
+        summary = export_edf(decoded, Path(args.out), source=args.source)
     except CaptureError as exc:
         print(f"neurospasm export-edf: {exc}", file=sys.stderr)
         return 2

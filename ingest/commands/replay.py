@@ -180,12 +180,10 @@ def load_records(
         raise ReplayError(f"{p}: no such file")
     if is_capture(p):
         reader = CaptureReader(p)
-        recs = reader.records()
+        named = reader.source(device_given=device_given)[0]
+        recs = reader.nonempty_records()
         if reader.truncated is not None:
             log.warning("%s: incomplete last record at byte offset %d ignored", p, reader.truncated)
-        named = reader.source(device_given=device_given)[0]
-        if not recs:
-            raise ReplayError(f"{p}: no complete record after the header (byte offset {reader.body_offset})")
         return recs, named
     try:
         sf = read_recording(p)

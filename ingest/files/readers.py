@@ -519,9 +519,9 @@ def _read_csv(path: Path) -> SignalFile:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "input contained no data": said below, in one line
                 rows = np.loadtxt(fh, delimiter=",", ndmin=2)
+        except UnicodeDecodeError:
+            raise  # (a ValueError too) named by ``read_csv`` with its offset in the file
         except ValueError as exc:
-            if isinstance(exc, UnicodeDecodeError):
-                raise
             # numpy counts data rows from 0: name the file's own line number
             msg = _numpy_message(exc)
             m = re.search(r"at row (\d+)", msg)

@@ -287,6 +287,17 @@ class CaptureReader:
     def records(self) -> list[CaptureRecord]:
         return list(self)
 
+    def nonempty_records(self) -> list[CaptureRecord]:
+        """``records()``, or CaptureError when there is none: a capture with nothing after its
+        header (or only bytes that are not records) has nothing to detect, replay or export."""
+        recs = self.records()
+        if not recs:
+            raise CaptureError(
+                f"{self.path}: no complete record after the header (byte offset {self.body_offset})"
+                + ("" if self.truncated is None else ": the bytes after it are not capture records")
+            )
+        return recs
+
     @property
     def device(self) -> str | None:
         """The device id the header names (checked: a pseudonym), or None."""
@@ -476,13 +487,16 @@ def _place(blocks: dict[int, np.ndarray], base: int, c0: int, out: np.ndarray) -
         out[i:j] = block[: j - i]
 
 
-def export_edf(decoded: Decoded, out: Path) -> dict[str, Any]:
-    """Write decoded signals, events and gaps as EDF+; returns a small summary for the CLI."""
+def export_edf(decoded: Decoded, out: Path, source: str | Path | None = None) -> dict[str, Any]:
+    """Write decoded signals, events and gaps as EDF+; returns a small summary for the CLI.
+    ``source``: what was decoded, named by the error when there is nothing to export."""
     import pyedflib
 
     boots = [b for b in decoded.boots if b.emg]
     if not boots:
-        raise CaptureError(f"{out}: nothing to export: the recording has no EMG data after an INFO frame")
+        raise CaptureError(
+            f"{source or out}: nothing to export: the recording has no EMG data after an INFO frame"
+        )
     info = boots[0].info
     emg_rate, acc_rate = info.emg_rate_hz, info.acc_rate_hz
     for b in boots[1:]:
