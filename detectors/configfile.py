@@ -94,6 +94,10 @@ def load_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
         raise ConfigError(f"{p}: not UTF-8 at byte offset {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise ConfigError(f"{p}: not usable TOML: nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits (Python's conversion limit)
+        raise ConfigError(f"{p}: not usable TOML: {str(exc).split(';')[0]}") from None
 
 
 # -- command-line values (argparse ``type=``): shared by the command line and the simulator -------

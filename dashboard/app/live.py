@@ -229,8 +229,8 @@ class LiveHub:
             payload = json.loads(raw)
             if not isinstance(payload, dict):
                 raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("dashboard: %s: unreadable payload (%s), dropped", topic, exc)
+        except (ValueError, RecursionError) as exc:  # (UTF-8 and JSON errors; nesting too deep)
+            log.warning("dashboard: %s: unreadable payload (%s), dropped", topic, exc or type(exc).__name__)
             return
         dev = self.devices.get((site, patient, device))
         if dev is None:

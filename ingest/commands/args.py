@@ -43,10 +43,14 @@ def detector_config_json(text: str) -> DetectorConfig:
     """``--detector-config '{"mains_hz": 60}'``: a JSON object of detector settings."""
     import json
 
+    shown = text if len(text) <= 80 else text[:77] + "..."
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg} at character {exc.pos}): {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg} at character {exc.pos}): {shown!r}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits; nesting too deep
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise argparse.ArgumentTypeError(f"not usable JSON ({why}): {shown!r}") from None
     from detectors import DetectorConfig
     from detectors.config import ConfigError
 

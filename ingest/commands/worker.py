@@ -470,7 +470,7 @@ class Worker:
         self.announces += 1
         try:
             doc = json.loads(bytes(payload)) if isinstance(payload, (bytes, bytearray)) else None
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         if not isinstance(doc, dict) or doc.get("schema") != ANNOUNCE_SCHEMA or doc.get("device") != key[2]:
             log.warning("announce for %s/%s is not a %s document: ignored", key[0], key[2], ANNOUNCE_SCHEMA)
@@ -510,7 +510,7 @@ class Worker:
         try:
             doc = json.loads(bytes(payload)) if isinstance(payload, (bytes, bytearray)) else {}
             worker, expires = str(doc["worker"]), float(doc["expires"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             log.warning("claim for %s/%s is malformed: ignored", key[0], key[2])
             return
         self.claims[key] = (worker, expires)

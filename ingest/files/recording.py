@@ -201,9 +201,10 @@ class CaptureReader:
             )
         try:
             self.header: dict[str, Any] = json.loads(raw[_PREAMBLE.size : end].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # (UTF-8 and JSON errors; nesting too deep)
             raise CaptureError(
-                f"{self.path}: header JSON at byte offset {_PREAMBLE.size} is invalid: {exc}"
+                f"{self.path}: header JSON at byte offset {_PREAMBLE.size} is invalid: "
+                f"{exc if isinstance(exc, ValueError) else 'nested too deeply'}"
             ) from None
         if not isinstance(self.header, dict):
             raise CaptureError(

@@ -58,8 +58,10 @@ def parse_topic(topic: str, prefix: str, site: str, patient: str) -> tuple[str, 
 def parse_declare(payload: bytes) -> Declare | Clear:
     try:
         obj = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # (not UTF-8 or JSON; a huge int; nested too deep)
+        raise CommandError(
+            f"not JSON: {exc if isinstance(exc, ValueError) else 'nested too deeply'}"
+        ) from None
     if not isinstance(obj, dict):
         raise CommandError("want a JSON object")
     if "clear" in obj:

@@ -180,8 +180,8 @@ class BridgeDecoder:
             body = bytes(self._buf[_HEADER.size : _HEADER.size + n])
             try:
                 obj = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise BridgeProtocolError(f"{where}: not UTF-8 JSON ({exc})") from None
+            except (ValueError, RecursionError) as exc:  # (UTF-8 and JSON errors; nesting too deep)
+                raise BridgeProtocolError(f"{where}: not UTF-8 JSON ({exc or type(exc).__name__})") from None
             out.append(check_message(obj, where))
             del self._buf[: _HEADER.size + n]
             self.offset += _HEADER.size + n

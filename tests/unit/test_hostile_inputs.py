@@ -314,3 +314,39 @@ def test_messages_name_the_input_at_fault_not_another_file(
         capsys, "replay", str(_capture(tmp_path, "r.nsc")), "--no-progress", "--config", str(empty)
     )
     assert rc == 2 and f"{empty}: devices: no [[devices]] table" in _one_line(err), err
+
+
+DEEP_JSON = "[" * 100_000
+HUGE_INT = "9" * 5000
+
+
+def test_json_and_toml_nested_too_deeply_or_with_huge_integers_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python's parsers raise RecursionError (arrays 100 000 deep) and ValueError (an integer of
+    5000 digits, over its conversion limit), neither of them the parser's own error: each was a
+    traceback, and on the gateway's command topic a network input."""
+    from ingest.stream.control import CommandError, parse_declare
+
+    good = tmp_path / "g.csv"
+    good.write_text("time_s,EMG L\n" + "".join(f"{i / 1000:.3f},1\n" for i in range(2000)))
+    for cfg in (DEEP_JSON, '{"on_ratio": ' + HUGE_INT + "}"):
+        with pytest.raises(SystemExit) as exc:
+            main(["detect", str(good), "--detector-config", cfg])
+        assert exc.value.code == 2
+        line = _one_line(capsys.readouterr().err)
+        assert "argument --detector-config: not usable JSON" in line and len(line) < 400, line
+    for name, text in (("deep.toml", "a = " + DEEP_JSON + "\n"), ("int.toml", f"a = {HUGE_INT}\n")):
+        path = tmp_path / name
+        path.write_text(text)
+        rc, _, err = _run(capsys, "run", "--config", str(path))
+        assert rc == 2 and f"{path}: not usable TOML" in _one_line(err), err
+    for payload in (DEEP_JSON.encode(), b'{"kind": "exercise", "minutes": ' + HUGE_INT.encode() + b"}"):
+        with pytest.raises(CommandError, match="not JSON"):
+            parse_declare(payload)
+    cap = _capture(tmp_path, "deep.nsc", body=b"", note=None)
+    raw = cap.read_bytes()
+    header = DEEP_JSON.encode()
+    cap.write_bytes(raw[:10] + len(header).to_bytes(4, "little") + header)
+    rc, _, err = _run(capsys, "detect", str(cap))
+    assert rc == 2 and "header JSON at byte offset 14 is invalid: nested too deeply" in _one_line(err), err
