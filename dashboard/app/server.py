@@ -250,7 +250,7 @@ def _route(
 async def _body(request: Request) -> dict[str, Any]:
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # (JSON, UTF-8, a huge integer; nested too deep)
         raise HttpError(400, "request body must be JSON") from exc
     if not isinstance(data, dict):
         raise HttpError(400, "request body must be a JSON object")

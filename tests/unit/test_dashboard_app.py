@@ -299,6 +299,15 @@ def test_a_broken_users_file_stops_the_start_not_every_login(tmp_path: Path) -> 
     assert r.status_code == 503 and "users file cannot be read" in r.json()["error"], r.text
 
 
+def test_a_hostile_request_body_is_a_400(tmp_path: Path) -> None:
+    """A login body nested 100 000 deep, or with an integer of 5000 digits, is a 400 (it was a 500:
+    Python's parser raises RecursionError and ValueError, not its decode error)."""
+    client, _ = _app(tmp_path)
+    for body in ("[" * 100_000, '{"username": ' + "9" * 5000 + "}"):
+        r = client.post("/api/login", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "must be JSON" in r.json()["error"], r.text
+
+
 def test_assets_are_local(tmp_path: Path) -> None:
     client, _ = _app(tmp_path, users=False)
     r = client.get("/")
