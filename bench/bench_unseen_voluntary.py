@@ -3,6 +3,7 @@
     python bench/bench_unseen_voluntary.py                  # per recording and per activity
     python bench/bench_unseen_voluntary.py -v               # list misses and false alarms
     python bench/bench_unseen_voluntary.py --seed-offset 7  # the same recipes, other seeds
+    python bench/bench_unseen_voluntary.py --set own_part_ratio=2.5  # a detector setting changed
 
 The honest generalisation check of issue 9: other sensor placement (thigh), gait cadence, burst
 shapes, kinematics and rates (EMG 1000/1024/1500 Hz, accelerometer 50/64/104 Hz) than
@@ -22,7 +23,7 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_activity import print_report
+from bench_activity import config_from_sets, print_report
 from bench_detector import run_recording
 from unseen_voluntary import SPECS, generate_voluntary
 
@@ -40,14 +41,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--seed-offset", type=int, default=0)
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="a detector setting (repeatable)")
     args = ap.parse_args()
+    cfg = config_from_sets(args.set)
     rows: list[tuple[str, ScoreReport]] = []
     per_act: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     hours: collections.Counter[str] = collections.Counter()
     for spec in SPECS:
         spec = dataclasses.replace(spec, seed=spec.seed + args.seed_offset)
         rec = generate_voluntary(spec)
-        evs = run_recording(rec)
+        evs = run_recording(rec, cfg)
         rep = score(evs, rec.labels, rec.duration_s)
         rows.append((spec.name, rep))
         labs = rec.labels

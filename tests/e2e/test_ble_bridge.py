@@ -246,8 +246,11 @@ def check_device(kind: str, state: Path, truth: dict[str, Any], labels_doc: Any)
     if kind == "myo":  # counted per connection: the gateway sizes the gap from host time
         assert abs(dt - dw["t_host_start"]) < 0.5, (kind, dt, dw)
         assert abs(dt + float(df["duration_s"]) - dw["t_host_end"]) < 0.5, (kind, df, dw)
-        if dw["samples_missing"] is not None:  # the simulator's count: within 10 ms (2 samples) of time's
-            assert abs(int(df["samples_missing"]) - dw["samples_missing"]) <= 2, (kind, df, dw)
+        # the simulator's count: within 20 ms (4 samples) of time's. The estimate rests on arrival
+        # times, which a busy host delays by up to tens of ms (measured: 3 samples off under the
+        # full suite on 2 cores)
+        if dw["samples_missing"] is not None:
+            assert abs(int(df["samples_missing"]) - dw["samples_missing"]) <= 4, (kind, df, dw)
     else:  # the Polar H10's timestamps continue across the reconnect: the size is exact
         assert int(df["samples_missing"]) == dw["samples_missing"], (kind, df, dw)
     stray = [tags["cause"] for tags, _, _ in records(state, "gap", device)
