@@ -27,7 +27,7 @@ _UPPER: dict[str, float] = {
     "band_order": 12, "mains_max_harmonic": 20, "baseline_window_s": 3600.0, "max_episode_s": 3600.0,
     "tremor_window_s": 60.0, "activity_window_s": 60.0, "gait_template_s": 600.0,
     "rhythm_lookahead_s": 60.0, "activity_max_wait_s": 60.0, "lead_off_guard_before_s": 60.0,
-    "lead_off_guard_after_s": 60.0, "mains_detect_s": 60.0,
+    "lead_off_guard_after_s": 60.0, "mains_detect_s": 60.0, "own_part_step_s": 10.0,
 }  # fmt: skip
 
 
@@ -146,6 +146,10 @@ class DetectorConfig:
     #: (ends) where its envelope is ``own_part_edge`` of the way from that valley to its peak.
     own_part_dip: float = 0.67
     own_part_edge: float = 0.1
+    #: ...or, with no valley, where it climbs out of the fused burst's level (``own_part_edge``
+    #: of the way from the burst's median to the peak) to 1/``own_part_ratio`` of the peak within
+    #: this long: a reflex rising on top of a voluntary burst that is still on (0: off).
+    own_part_step_s: float = 0.1
     #: A clonus fused with the gait or pedal bursts of its muscle (one long episode whose
     #: envelope follows the movement cycle) is still a clonus when a regular clonic run of at
     #: least this many beats lies inside it, at >= ``movement_clonus_cycle_ratio`` times the
@@ -601,7 +605,7 @@ class DetectorConfig:
                 raise ConfigError(
                     f"detector config key {name!r}: need 0 < value < 1, got {getattr(self, name)}"
                 )
-        for name in ("crackle_kurtosis", "crackle_window_s"):
+        for name in ("crackle_kurtosis", "crackle_window_s", "own_part_step_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"detector config key {name!r}: must be >= 0, got {getattr(self, name)!r}")
         if self.input_power_ratio < 0:

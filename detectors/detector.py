@@ -637,6 +637,8 @@ class SpasmDetector:
                 # and, unless already announced, its own onset and offset (read on its envelope,
                 # so before the gait model's estimate from the gait burst's usual length)
                 o = dataclasses.replace(o, type=own[2], offset_sample=own[1])
+                if own[3] is not None:  # its own rise, from its own onset
+                    o = dataclasses.replace(o, rise_s=round(own[3], 3))
                 if onset is not None:
                     o, onset = self._redate(o, onset, own[0] / rate, retype=False)
             elif later is not None and onset is not None:  # not announced yet: date it right
@@ -910,6 +912,14 @@ class SpasmDetector:
             return False
         return ev.rise_s * ev.frequency_hz >= self.config.clonus_reflex_periods
 
+    def _own_rise(self, ev: SpasmEvent) -> float | None:
+        """The burst's rise time for "graded" during activity: its own part's when it rose
+        abruptly out of a weaker burst of its muscle (``EpisodeTracker.own_parts``:
+        a reflex volley on top of a stride's or a repetition's burst; the episode's rise is then
+        the voluntary burst's ramp), else the episode's."""
+        own = None if self._bank is None else self._bank.episodes.own_parts.get(ev.key)
+        return ev.rise_s if own is None or own[3] is None else own[3]
+
     def _ramped_partner(self, channel: str, t0: float, until: float, rise: float | None) -> bool:
         """Is the ramp evidence of this burst (``rise``) and of its best co-contracting partner
         (another channel's burst starting within 0.15 s of ``t0`` and ending by ``until``)
@@ -1041,6 +1051,43 @@ class SpasmDetector:
         n = sum(1 for ch, a, b, _ in self._peaks if ch == channel and lo <= b <= t0 and b - a < cycle)
         return n >= 2
 
+    def _spasm_after_bursts(
+        self, ev: SpasmEvent, cycle: float, quiet: list[tuple[float, float]] | None
+    ) -> bool:
+        """Does the episode end with a spasm after weaker bursts of the movement it merged?
+        Its own part (``EpisodeTracker.own_parts``) starts after the episode, the bursts before
+        it (below 1/``own_part_ratio`` of its peak) hold a silence of the episode (at least one
+        burst of the movement merged before it, not one repetition's own rise), and the part is held for
+        two cycles or more with no silence inside it (``quiet``: the episode's silences; the
+        one its end falls into is after it). The muscle followed the cycle, then something far
+        stronger kept it up: not the movement's bursts."""
+        own = None if self._bank is None else self._bank.episodes.own_parts.get(ev.key)
+        if own is None or own[3] is None or cycle <= 0:
+            return False
+        a, b = own[0] / ev.rate_hz, own[1] / ev.rate_hz
+        silences = quiet or []
+        merged = any(end <= a for _, end in silences)  # a burst of the movement before it
+        return merged and b - a >= 2.0 * cycle and not any(a < start and end < b for start, end in silences)
+
+    def _movement_bursts(self, ev: SpasmEvent, t0: float, t1: float) -> tuple[float, float] | None:
+        """(longest duration, median peak) of the channel's bursts of the movement around the
+        burst (``_overpowers``), or None when fewer than 2 are alike."""
+        cfg = self.config
+        horizon = t1 + cfg.rhythm_lookahead_s - 1.0
+        near = [
+            (b - a, pk)
+            for ch, a, b, pk in self._peaks
+            if ch == ev.channel and a != t0 and a >= t0 - cfg.gait_template_s and b <= horizon
+        ]
+        if len(near) < 2:
+            return None
+        med = float(np.median([d for d, _ in near]))
+        r = cfg.repetition_duration_ratio
+        alike = [(d, pk) for d, pk in near if med <= r * d and d <= r * med]
+        if len(alike) < 2:
+            return None
+        return max(d for d, _ in alike), float(np.median([pk for _, pk in alike]))
+
     def _overpowers(self, ev: SpasmEvent, t0: float, t1: float) -> bool:
         """Is the burst far longer and stronger than its channel's bursts of the movement around
         it? During an exercise set (or any movement the accelerometer sees) one motor program
@@ -1054,23 +1101,13 @@ class SpasmDetector:
         (>= 2 of them) are the movement's; the burst is out of that pattern when it is longer
         than ``repetition_duration_ratio`` x their longest and stronger than
         ``gait_amplitude_ratio`` x their median peak."""
+        bursts = self._movement_bursts(ev, t0, t1)
+        if bursts is None:
+            return False
+        longest, med_pk = bursts
         cfg = self.config
-        horizon = t1 + cfg.rhythm_lookahead_s - 1.0
-        near = [
-            (b - a, pk)
-            for ch, a, b, pk in self._peaks
-            if ch == ev.channel and a != t0 and a >= t0 - cfg.gait_template_s and b <= horizon
-        ]
-        if len(near) < 2:
-            return False
-        med = float(np.median([d for d, _ in near]))
-        r = cfg.repetition_duration_ratio
-        alike = [(d, pk) for d, pk in near if med <= r * d and d <= r * med]
-        if len(alike) < 2:
-            return False
-        longest = max(d for d, _ in alike)
-        med_pk = float(np.median([pk for _, pk in alike]))
-        return t1 - t0 > r * longest and ev.peak_uv > cfg.gait_amplitude_ratio * med_pk
+        longer = t1 - t0 > cfg.repetition_duration_ratio * longest
+        return longer and ev.peak_uv > cfg.gait_amplitude_ratio * med_pk
 
     def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
         """How many other channels had a burst start within ``window`` (default
@@ -1303,6 +1340,8 @@ class SpasmDetector:
                 return None  # an earlier burst whose movement may fill the window is undecided
             before = REST if lo >= t0 - 0.1 else self._acc_context(lo, t0 - 0.1)[0]
             synergy = self._synergy(ev.channel, t0)
+            # (the episode's own rise: a movement that starts with a ramp is voluntary even when
+            # a spasm comes later in the same episode, at whose onset it would be "abrupt")
             ramped = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_ramp_s
             if code != REST and before == REST and not ramped and not clonic:
                 # its co-contracting partner (agonist and antagonist share one descending
@@ -1328,7 +1367,8 @@ class SpasmDetector:
                 # anticipatory postural muscles at once).
                 code = REST
         declared = self._declared_at(t0)
-        graded = ev.rise_s is not None and ev.rise_s >= cfg.voluntary_min_rise_s
+        rise = self._own_rise(ev) if code != REST or declared is not None else ev.rise_s
+        graded = rise is not None and rise >= cfg.voluntary_min_rise_s
         active = code != REST or declared is not None
         cyclic = code in (WALKING, RHYTHMIC)
         # the rhythm decides: during gait/pedalling always, during other activity for an abrupt
@@ -1451,6 +1491,11 @@ class SpasmDetector:
             # in its muscle's phase window, as long as its gait bursts, no cue: its gait burst
             # (the stride's rhythm may be broken around it: a change of pace, a stop)
             typical = self._gait is not None and self._gait.last_typical
+            if (rhythmic or merged or typical) and self._spasm_after_bursts(ev, cycle, quiet):
+                # the movement's bursts merged into one episode (their silences shorter than
+                # ``quiet_s``), then a spasm far stronger than them, held for two cycles or more
+                # without falling silent: its own part is a spasm (typed and dated by it)
+                return False, context
             return rhythmic or merged or typical, context
         if active and not clonic and code != REST:
             # A burst that overpowers its channel's repetitions of the movement (a spasm fused

@@ -99,10 +99,11 @@ class EpisodeTracker:
         #: event key -> period (s) of a voluntary cyclic rhythm in its envelope (long episodes
         #: only; read and removed by ``SpasmDetector._judge``, bounded for detectors that never do)
         self.cyclic: dict[str, float] = {}
-        #: event key -> (onset, offset, type) of the episode's own spasm part when a much weaker
-        #: burst is fused before or after it (``own_part``; read and removed by the detector for
-        #: spasms during activity, bounded like ``cyclic``)
-        self.own_parts: dict[str, tuple[int, int, SpasmType]] = {}
+        #: event key -> (onset, offset, type, rise s or None) of the episode's own spasm part when
+        #: a much weaker burst is fused before or after it (``own_part``; the rise when the part
+        #: starts after the episode: the spasm's own, not the fused burst's; read by the activity
+        #: judge, removed by the detector for spasms during activity, bounded like ``cyclic``)
+        self.own_parts: dict[str, tuple[int, int, SpasmType, float | None]] = {}
         #: key -> (onset, offset sample, frequency Hz, regularity, peak, mean uV) of a clonic run
         #: inside a cyclic episode (``DetectorConfig.movement_clonus_min_beats``); read by the
         #: activity judge
@@ -448,7 +449,12 @@ class EpisodeTracker:
         i80 = int(np.argmax(env_rise >= 0.8 * percentile(env_rise, 75.0)))
         rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
         if kind != "clonus" and cfg.activity_context and dur >= cfg.twitch_max_s:
-            part = own_part(env_rise, cfg, max(1, round(cfg.own_part_min_s * self.env_rate)))
+            part = own_part(
+                env_rise,
+                cfg,
+                max(1, round(cfg.own_part_min_s * self.env_rate)),
+                round(cfg.own_part_step_s * self.env_rate),
+            )
             if part is not None:
                 r0 = ep.cross_sample - self.lag
                 a = ep.onset if part[0] == 0 else max(ep.onset, r0 + part[0] * self.decim)
@@ -457,10 +463,16 @@ class EpisodeTracker:
                 own: SpasmType = (
                     "twitch" if d < cfg.twitch_max_s else "phasic" if d <= cfg.tonic_min_s else "tonic"
                 )
-                if b > a and own != kind:
+                # its own rise (the episode's starts with the fused burst's): onset to the first
+                # row at 80 % of the part's plateau, as for the episode below
+                # (None when it starts with the episode: its rise is the episode's)
+                own_rise = (
+                    None if part[0] == 0 else rise_from(env_rise[part[0] : part[1]], self.decim / self.rate)
+                )
+                if b > a and (own != kind or own_rise is not None):
                     if len(self.own_parts) >= 256:
                         del self.own_parts[next(iter(self.own_parts))]
-                    self.own_parts[ep.key] = (a, b, own)
+                    self.own_parts[ep.key] = (a, b, own, own_rise)
         conf = confidence(rel, cfg.on_ratio, self.baseline.low_fraction(ch, rows), cfg.artefact_low_fraction)
         if freq is not None:
             conf = min(conf, 0.5 + 0.5 * regularity)
@@ -528,7 +540,9 @@ class EpisodeTracker:
         return a, b, best[2], best[3], float(seg.max()), float(seg.mean())
 
 
-def own_part(env: FloatArray, cfg: DetectorConfig, min_rows: int) -> tuple[int, int] | None:
+def own_part(
+    env: FloatArray, cfg: DetectorConfig, min_rows: int, step_rows: int = 0
+) -> tuple[int, int] | None:
     """Rows [start, end) of a spasm fused with a much weaker burst of the same muscle, or None.
 
     During activity a spasm can fuse with the voluntary burst before or after it (a gait, pedal
@@ -540,7 +554,15 @@ def own_part(env: FloatArray, cfg: DetectorConfig, min_rows: int) -> tuple[int, 
     ``min_rows`` after the episode's start, before the spasm rises (a voluntary burst ends by
     orderly de-recruitment before the next one). A spasm that builds up (a monotone ramp) or
     decays slowly (after-activity) has no such valley and is left whole. The spasm's part starts
-    where it rises ``own_part_edge`` of the way from the valley to the peak (and ends alike)."""
+    where it rises ``own_part_edge`` of the way from the valley to the peak (and ends alike).
+
+    Without a valley, a spasm can also rise straight out of a voluntary burst that is still on
+    (a reflex volley on top of the voluntary drive): the envelope sits at the burst's level, then
+    jumps to the spasm's peak. With ``step_rows`` > 0, the lead (or the tail) before the first
+    row at 1/``own_part_ratio`` of the peak (after the last) is such a burst when it lasts at
+    least ``min_rows // 2`` and the envelope then climbs out of its level to 80 % of the peak
+    within ``step_rows`` (``_step_from``): a reflex rise of tens of ms; a graded voluntary ramp
+    into a contraction takes hundreds, and is left whole."""
     n = env.shape[0]
     p = int(np.argmax(env))
     peak = float(env[p])
@@ -556,6 +578,8 @@ def own_part(env: FloatArray, cfg: DetectorConfig, min_rows: int) -> tuple[int, 
         if depth[v] <= cfg.own_part_dip:
             edge = float(env[v]) + cfg.own_part_edge * (peak - float(env[v]))
             start = v + int(np.flatnonzero(env[v:i1] <= edge)[-1])
+    if start == 0 and step_rows > 0:
+        start = _step_from(env, i1, peak, cfg, min_rows // 2, step_rows)
     if n - 1 - j1 > min_rows:
         trail = env[j1 + 1 :][::-1]  # from the end backwards
         depth = trail / np.maximum(np.maximum.accumulate(trail), 1e-12)
@@ -563,7 +587,47 @@ def own_part(env: FloatArray, cfg: DetectorConfig, min_rows: int) -> tuple[int, 
         if depth[n - 1 - w] <= cfg.own_part_dip:
             edge = float(env[w]) + cfg.own_part_edge * (peak - float(env[w]))
             end = j1 + 1 + int(np.flatnonzero(env[j1 + 1 : w + 1] <= edge)[0]) + 1
+    if end == n and step_rows > 0:
+        end = n - _step_from(env[::-1], n - 1 - j1, peak, cfg, min_rows // 2, step_rows)
     return None if (start, end) == (0, n) else (start, end)
+
+
+def _step_from(
+    env: FloatArray, i1: int, peak: float, cfg: DetectorConfig, min_rows: int, step_rows: int
+) -> int:
+    """``own_part``'s step rule on the rows before ``i1`` (the first row at 1/``own_part_ratio``
+    of the peak; a tail is passed reversed): the row where the spasm's abrupt rise begins, or 0
+    (none). The rise starts after the last row within ``own_part_edge`` of the way from the
+    lead's median level to the peak; the lead before it must be a burst of at least ``min_rows``
+    (its median at least ``own_part_edge`` of the peak, not rest) whose envelope ranged (10th to
+    90th percentile) less than the rise then climbs to 1/``own_part_ratio`` of the peak: a
+    burst's level, then a jump. And the rise must reach 80 % of the peak (the rise time's mark,
+    ``SpasmEvent.rise_s``) within ``step_rows``: a graded ramp takes longer, and is left whole."""
+    lead = env[:i1]
+    if i1 < 2:
+        return 0
+    level = float(np.median(lead))
+    edge = level + cfg.own_part_edge * (peak - level)
+    below = np.flatnonzero(lead <= edge)
+    if below.size == 0:
+        return 0
+    s = int(below[-1]) + 1  # the first row of the rise
+    if s < max(1, min_rows):
+        return 0
+    fused = lead[:s]
+    if float(np.median(fused)) < cfg.own_part_edge * peak:
+        return 0  # rest (the start of the episode's own rise, or its decay), not a burst
+    lo, hi = np.percentile(fused, (10.0, 90.0))  # its range, robust to the first rows of the rise
+    if peak / cfg.own_part_ratio - hi < hi - lo:
+        return 0
+    top = s + int(np.argmax(env[s:] >= 0.8 * peak))  # (the peak itself is such a row)
+    return s if top - s <= step_rows else 0
+
+
+def rise_from(env: FloatArray, row_s: float) -> float:
+    """Seconds from the first row of ``env`` to its first row at 80 % of its plateau (upper
+    quartile), ``row_s`` seconds per row: the rise time of a part of an episode."""
+    return float(np.argmax(env >= 0.8 * percentile(env, 75.0))) * row_s
 
 
 def faded_peak(ep: Episode, rs: int, memory: int, inv_memory: float) -> float:

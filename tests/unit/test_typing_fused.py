@@ -168,7 +168,38 @@ def test_own_part_leaves_a_spasm_that_builds_up_or_fades_whole() -> None:
     assert own_part(close, cfg, min_rows) is None
 
 
-@pytest.mark.parametrize("bad", [{"own_part_ratio": 1.0}, {"own_part_dip": 1.2}, {"own_part_edge": 0.0}])
+def test_own_part_finds_a_spasm_rising_straight_out_of_a_weaker_burst() -> None:
+    """No valley: a reflex volley on top of a voluntary burst that is still on (a twitch in the
+    middle of a stride's burst). Its part starts where the envelope leaves the burst's level, if
+    it then reaches 80 % of its peak within ``own_part_step_s``; the same at the end."""
+    cfg = DetectorConfig()
+    min_rows = round(cfg.own_part_min_s * ENV_RATE)
+    step = round(cfg.own_part_step_s * ENV_RATE)
+    # a gait burst at 50 from 0 s; at 0.3 s a 0.2 s twitch at 300 rises out of it in 20 ms
+    on_top = _shape([(0.0, 0.5, 50.0, 0.08), (0.3, 0.2, 300.0, 0.02)], 0.7)
+    part = own_part(on_top, cfg, min_rows, step)
+    assert part is not None and 0.29 <= part[0] / ENV_RATE <= 0.32, part
+    assert own_part(on_top, cfg, min_rows) is None  # the rule off (step_rows 0): left whole
+    # the twitch first, the burst going on after it
+    then = _shape([(0.0, 0.25, 300.0, 0.02), (0.15, 0.5, 50.0, 0.08)], 0.7)
+    part = own_part(then, cfg, min_rows, step)
+    assert part is not None and part[0] == 0 and part[1] / ENV_RATE <= 0.26, part
+    # a graded rise out of the burst (0.25 s to the plateau: voluntary recruitment), a ramp from
+    # rest, and a twitch from rest (nothing fused: its own rise is not cut) are left whole
+    graded = _shape([(0.0, 0.5, 50.0, 0.08), (0.3, 0.5, 300.0, 0.25)], 0.9)
+    assert own_part(graded, cfg, min_rows, step) is None
+    ramp = np.r_[np.linspace(2.0, 400.0, 100), np.full(60, 400.0), np.linspace(400.0, 2.0, 10)]
+    assert own_part(ramp, cfg, min_rows, step) is None
+    alone = _shape([(0.1, 0.3, 300.0, 0.02)], 0.7)
+    assert own_part(alone, cfg, min_rows, step) is None
+    # a burst that builds up into the spasm (its level creeping up, not a level then a jump)
+    creeping = _shape([(0.3, 0.2, 300.0, 0.02)], 0.7)
+    creeping[:70] += np.linspace(20.0, 95.0, 70)
+    assert own_part(creeping, cfg, min_rows, step) is None
+
+
+@pytest.mark.parametrize("bad", [{"own_part_ratio": 1.0}, {"own_part_dip": 1.2}, {"own_part_edge": 0.0},
+                                 {"own_part_step_s": -0.1}, {"own_part_step_s": 60.0}])  # fmt: skip
 def test_own_part_keys_are_validated(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match=next(iter(bad))):
         DetectorConfig.from_dict(bad, source="test")
@@ -181,7 +212,11 @@ def _events(out: list[DetectorOutput]) -> list[SpasmEvent]:
     return [o for o in out if isinstance(o, SpasmEvent) and o.domain == "emg"]
 
 
-def _fused_scene(declared: bool, cfg: DetectorConfig) -> list[SpasmEvent]:
+def _fused_scene(
+    declared: bool,
+    cfg: DetectorConfig,
+    bursts: tuple[tuple[float, float, float], ...] = ((15.0, 1.0, 75.0), (16.12, 0.2, 750.0)),
+) -> list[SpasmEvent]:
     """An abrupt 1 s burst at 25x rest (one repetition of an exercise, published as a spasm in
     a declared session: abrupt), 0.12 s near rest, then a 0.2 s twitch at 250x rest: one episode
     (the gap is shorter than ``quiet_s``)."""
@@ -192,7 +227,7 @@ def _fused_scene(declared: bool, cfg: DetectorConfig) -> list[SpasmEvent]:
     x = x / x.std()
     n = x.size
     env = np.full(n, 3.0)
-    for at, dur, amp in ((15.0, 1.0, 75.0), (16.12, 0.2, 750.0)):
+    for at, dur, amp in bursts:
         a, k, r = int(at * RATE), int(dur * RATE), int(0.015 * RATE)
         up = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
         env[a : a + k] += amp * np.r_[up, np.ones(k - 2 * r), up[::-1]]
@@ -215,3 +250,47 @@ def test_a_twitch_fused_after_a_weaker_burst_during_exercise_is_a_twitch_dated_f
     # at rest there is no voluntary burst to fuse with: typed by the whole episode as before
     rest = _fused_scene(False, cfg)
     assert [e.type for e in rest] == ["phasic"]
+
+
+def test_a_twitch_rising_out_of_an_exercise_burst_is_a_twitch_dated_from_itself() -> None:
+    """The same twitch in the middle of the repetition's burst (no silence between them): typed,
+    dated and judged by its own part (its rise is its own, not the repetition's). Without the
+    rule the episode's rise runs from the repetition's start to the twitch's peak (0.4 s): the
+    whole is taken for the graded repetition and the spasm is lost."""
+    cfg = DetectorConfig(mains_max_harmonic=0)
+    scene = ((15.0, 1.0, 75.0), (15.6, 0.2, 750.0))
+    ev = _fused_scene(True, cfg, scene)
+    assert [(e.type, e.context) for e in ev] == [("twitch", "exercise")], [(e.type, e.duration_s) for e in ev]
+    assert abs(ev[0].onset_sample / RATE - 15.6) <= 0.06, ev[0].onset_sample / RATE
+    assert ev[0].rise_s is not None and ev[0].rise_s < 0.1, ev[0].rise_s  # its own rise
+    off = _fused_scene(True, DetectorConfig(mains_max_harmonic=0, own_part_ratio=1e9), scene)
+    assert off == [], [(e.type, e.duration_s, e.rise_s) for e in off]
+    # at rest nothing is fused: one phasic spasm from the first burst's onset, as before
+    rest = _fused_scene(False, cfg, scene)
+    assert [(e.type, round(e.onset_sample / RATE, 1)) for e in rest] == [("phasic", 15.0)]
+
+
+def test_a_spasm_after_merged_cycle_bursts_is_judged_by_its_own_part() -> None:
+    """Pedal strokes at a brisk cadence merge into one episode (their silences are shorter than
+    ``quiet_s``); a spasm far stronger than them at its end, held for two cycles or more without
+    a silence, is its own part (``SpasmDetector._spasm_after_bursts``): not the movement's."""
+    det = SpasmDetector(DetectorConfig(), emg_rate_hz=RATE, channel_labels=["EMG VL"])
+    det.feed_emg(0, np.zeros((int(2 * RATE), 1)))  # (the bank exists once the EMG has started)
+    bank = det._bank
+    assert bank is not None
+    ev = SpasmEvent(key="k", type="tonic", channel="EMG VL", domain="emg", onset_sample=0,
+                    offset_sample=int(16 * RATE), rate_hz=RATE, peak_uv=1500.0, mean_uv=260.0,
+                    baseline_uv=2.0, relative_amplitude=750.0, frequency_hz=None, confidence=1.0,
+                    detector_version="t", config_hash="t", rise_s=9.5)  # fmt: skip
+    cycle = 0.8
+    strokes = [(0.3 + k * cycle, 0.75 + k * cycle) for k in range(12)]  # silences between strokes
+    bank.episodes.own_parts["k"] = (int(9.6 * RATE), int(15.6 * RATE), "phasic", 0.05)
+    assert det._spasm_after_bursts(ev, cycle, [*strokes, (15.55, 15.9)])  # (its end's silence is after it)
+    assert not det._spasm_after_bursts(ev, cycle, [*strokes, (12.0, 12.4)])  # it fell silent inside
+    bank.episodes.own_parts["k"] = (int(14.6 * RATE), int(15.6 * RATE), "phasic", 0.05)
+    assert not det._spasm_after_bursts(ev, cycle, strokes)  # shorter than two cycles
+    # one repetition's own rise (no merged burst before the part: no silence before it)
+    bank.episodes.own_parts["k"] = (int(1.0 * RATE), int(15.6 * RATE), "tonic", 0.05)
+    assert not det._spasm_after_bursts(ev, cycle, [(15.55, 15.9)])
+    bank.episodes.own_parts["k"] = (0, int(15.6 * RATE), "tonic", None)
+    assert not det._spasm_after_bursts(ev, cycle, strokes)  # no weaker bursts before it
