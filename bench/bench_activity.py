@@ -6,7 +6,7 @@ and spasms during gait (``act_gait_spasms``).
     python bench/bench_activity.py --no-acc        # EMG only (what the accelerometer is worth)
     python bench/bench_activity.py --rate 250      # EMG resampled to 250 Hz (low-rate devices)
     python bench/bench_activity.py -v              # list misses / false alarms
-    python bench/bench_activity.py --set own_part_ratio=2.5   # a detector setting changed (repeatable)
+    python bench/bench_activity.py --detector-config '{"own_part_ratio": 2.5}'  # detector settings changed
 
 Detections inside a voluntary span match no label, so they count as false alarms (the scorer
 counts every unmatched detection). The per-activity table attributes each false alarm to the
@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from detectors import DetectorConfig, SpasmDetector, SpasmEvent
 from detectors.detector import feed_interleaved
 from detectors.scoring import ScoreReport, format_table, score
+from ingest.commands.args import detector_config_json
 
 NAMES = [
     "act_walk",
@@ -71,27 +72,6 @@ def run(
     return [o for o in out if isinstance(o, SpasmEvent)], out
 
 
-def config_from_sets(sets: list[str] | None) -> DetectorConfig:
-    """``--set key=value`` (repeatable; the value read as TOML, as in a ``[detector]`` table):
-    the default detector configuration with those settings changed, to try one out on the
-    benches. A bad key or value is the detector config's own one-line error."""
-    import tomllib
-
-    data: dict[str, Any] = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected key=value")
-        try:
-            data[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError as exc:
-            raise SystemExit(f"--set {item!r}: {exc}") from None
-    try:
-        return DetectorConfig.from_dict(data, source="--set")
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-
-
 def activity_at(rec: Any, t0: float, t1: float) -> str:
     for c in rec.confounders:
         if c["kind"] == "voluntary" and c["onset_s"] - 0.5 <= t1 and t0 <= c["offset_s"] + 0.5:
@@ -108,9 +88,12 @@ def main() -> None:
     ap.add_argument("--no-acc", action="store_true")
     ap.add_argument("--rate", type=int, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="a detector setting (repeatable)")
+    ap.add_argument(
+        "--detector-config", type=detector_config_json, default=None, metavar="JSON",
+        help='detector settings, as for neurospasm detect: \'{"own_part_ratio": 2.5}\'',
+    )  # fmt: skip
     args = ap.parse_args()
-    cfg = config_from_sets(args.set)
+    cfg = args.detector_config
     rows: list[tuple[str, ScoreReport]] = []
     per_act: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     act_hours: collections.Counter[str] = collections.Counter()

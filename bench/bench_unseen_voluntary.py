@@ -3,7 +3,7 @@
     python bench/bench_unseen_voluntary.py                  # per recording and per activity
     python bench/bench_unseen_voluntary.py -v               # list misses and false alarms
     python bench/bench_unseen_voluntary.py --seed-offset 7  # the same recipes, other seeds
-    python bench/bench_unseen_voluntary.py --set own_part_ratio=2.5  # a detector setting changed
+    python bench/bench_unseen_voluntary.py --detector-config '{"own_part_ratio": 2.5}'  # other settings
 
 The honest generalisation check of issue 9: other sensor placement (thigh), gait cadence, burst
 shapes, kinematics and rates (EMG 1000/1024/1500 Hz, accelerometer 50/64/104 Hz) than
@@ -23,11 +23,12 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_activity import config_from_sets, print_report
+from bench_activity import print_report
 from bench_detector import run_recording
 from unseen_voluntary import SPECS, generate_voluntary
 
 from detectors.scoring import ScoreReport, score
+from ingest.commands.args import detector_config_json
 
 
 def activity_at(labels: list[dict[str, Any]], t0: float, t1: float) -> str:
@@ -41,9 +42,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--seed-offset", type=int, default=0)
-    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="a detector setting (repeatable)")
+    ap.add_argument(
+        "--detector-config", type=detector_config_json, default=None, metavar="JSON",
+        help='detector settings, as for neurospasm detect: \'{"own_part_ratio": 2.5}\'',
+    )  # fmt: skip
     args = ap.parse_args()
-    cfg = config_from_sets(args.set)
+    cfg = args.detector_config
     rows: list[tuple[str, ScoreReport]] = []
     per_act: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     hours: collections.Counter[str] = collections.Counter()

@@ -147,8 +147,8 @@ class DetectorConfig:
     own_part_dip: float = 0.67
     own_part_edge: float = 0.1
     #: ...or, with no valley, where it climbs out of the fused burst's level (``own_part_edge``
-    #: of the way from the burst's median to the peak) to 1/``own_part_ratio`` of the peak within
-    #: this long: a reflex rising on top of a voluntary burst that is still on (0: off).
+    #: of the way from the burst's median to the peak) to 80 % of the peak within this long: a
+    #: reflex rising on top of a voluntary burst that is still on (0: off; ``_step_from``).
     own_part_step_s: float = 0.1
     #: A clonus fused with the gait or pedal bursts of its muscle (one long episode whose
     #: envelope follows the movement cycle) is still a clonus when a regular clonic run of at

@@ -636,9 +636,8 @@ class SpasmDetector:
                 # fused with a much weaker (voluntary) burst of its muscle: its own part's type
                 # and, unless already announced, its own onset and offset (read on its envelope,
                 # so before the gait model's estimate from the gait burst's usual length)
-                o = dataclasses.replace(o, type=own[2], offset_sample=own[1])
-                if own[3] is not None:  # its own rise, from its own onset
-                    o = dataclasses.replace(o, rise_s=round(own[3], 3))
+                rise_s = o.rise_s if own[3] is None else round(own[3], 3)  # its own, from its onset
+                o = dataclasses.replace(o, type=own[2], offset_sample=own[1], rise_s=rise_s)
                 if onset is not None:
                     o, onset = self._redate(o, onset, own[0] / rate, retype=False)
             elif later is not None and onset is not None:  # not announced yet: date it right
@@ -1069,25 +1068,6 @@ class SpasmDetector:
         merged = any(end <= a for _, end in silences)  # a burst of the movement before it
         return merged and b - a >= 2.0 * cycle and not any(a < start and end < b for start, end in silences)
 
-    def _movement_bursts(self, ev: SpasmEvent, t0: float, t1: float) -> tuple[float, float] | None:
-        """(longest duration, median peak) of the channel's bursts of the movement around the
-        burst (``_overpowers``), or None when fewer than 2 are alike."""
-        cfg = self.config
-        horizon = t1 + cfg.rhythm_lookahead_s - 1.0
-        near = [
-            (b - a, pk)
-            for ch, a, b, pk in self._peaks
-            if ch == ev.channel and a != t0 and a >= t0 - cfg.gait_template_s and b <= horizon
-        ]
-        if len(near) < 2:
-            return None
-        med = float(np.median([d for d, _ in near]))
-        r = cfg.repetition_duration_ratio
-        alike = [(d, pk) for d, pk in near if med <= r * d and d <= r * med]
-        if len(alike) < 2:
-            return None
-        return max(d for d, _ in alike), float(np.median([pk for _, pk in alike]))
-
     def _overpowers(self, ev: SpasmEvent, t0: float, t1: float) -> bool:
         """Is the burst far longer and stronger than its channel's bursts of the movement around
         it? During an exercise set (or any movement the accelerometer sees) one motor program
@@ -1101,13 +1081,23 @@ class SpasmDetector:
         (>= 2 of them) are the movement's; the burst is out of that pattern when it is longer
         than ``repetition_duration_ratio`` x their longest and stronger than
         ``gait_amplitude_ratio`` x their median peak."""
-        bursts = self._movement_bursts(ev, t0, t1)
-        if bursts is None:
-            return False
-        longest, med_pk = bursts
         cfg = self.config
-        longer = t1 - t0 > cfg.repetition_duration_ratio * longest
-        return longer and ev.peak_uv > cfg.gait_amplitude_ratio * med_pk
+        horizon = t1 + cfg.rhythm_lookahead_s - 1.0
+        near = [
+            (b - a, pk)
+            for ch, a, b, pk in self._peaks
+            if ch == ev.channel and a != t0 and a >= t0 - cfg.gait_template_s and b <= horizon
+        ]
+        if len(near) < 2:
+            return False
+        med = float(np.median([d for d, _ in near]))
+        r = cfg.repetition_duration_ratio
+        alike = [(d, pk) for d, pk in near if med <= r * d and d <= r * med]
+        if len(alike) < 2:
+            return False
+        longest = max(d for d, _ in alike)
+        med_pk = float(np.median([pk for _, pk in alike]))
+        return t1 - t0 > r * longest and ev.peak_uv > cfg.gait_amplitude_ratio * med_pk
 
     def _synergy(self, channel: str, t: float, window: float | None = None) -> int:
         """How many other channels had a burst start within ``window`` (default
@@ -1367,9 +1357,9 @@ class SpasmDetector:
                 # anticipatory postural muscles at once).
                 code = REST
         declared = self._declared_at(t0)
-        rise = self._own_rise(ev) if code != REST or declared is not None else ev.rise_s
-        graded = rise is not None and rise >= cfg.voluntary_min_rise_s
         active = code != REST or declared is not None
+        rise = self._own_rise(ev) if active else ev.rise_s
+        graded = rise is not None and rise >= cfg.voluntary_min_rise_s
         cyclic = code in (WALKING, RHYTHMIC)
         # the rhythm decides: during gait/pedalling always, during other activity for an abrupt
         # burst, at rest for a graded one

@@ -446,8 +446,9 @@ class EpisodeTracker:
             # discharge must not reach "80 % of the plateau" by itself
             p_hi = _smooth_rows(np.maximum(rows[:, 0] - rows[:, 1], 0.0), self.rise_rows)
             env_rise = np.sqrt(p_hi)
-        i80 = int(np.argmax(env_rise >= 0.8 * percentile(env_rise, 75.0)))
-        rise = max(0.0, (ep.cross_sample + i80 * self.decim - (ep.onset + self.lag)) / self.rate)
+        rise = max(
+            0.0, (ep.cross_sample + row_at_80(env_rise) * self.decim - (ep.onset + self.lag)) / self.rate
+        )
         if kind != "clonus" and cfg.activity_context and dur >= cfg.twitch_max_s:
             part = own_part(
                 env_rise,
@@ -467,7 +468,7 @@ class EpisodeTracker:
                 # row at 80 % of the part's plateau, as for the episode below
                 # (None when it starts with the episode: its rise is the episode's)
                 own_rise = (
-                    None if part[0] == 0 else rise_from(env_rise[part[0] : part[1]], self.decim / self.rate)
+                    None if part[0] == 0 else row_at_80(env_rise[part[0] : part[1]]) * self.decim / self.rate
                 )
                 if b > a and (own != kind or own_rise is not None):
                     if len(self.own_parts) >= 256:
@@ -624,10 +625,10 @@ def _step_from(
     return s if top - s <= step_rows else 0
 
 
-def rise_from(env: FloatArray, row_s: float) -> float:
-    """Seconds from the first row of ``env`` to its first row at 80 % of its plateau (upper
-    quartile), ``row_s`` seconds per row: the rise time of a part of an episode."""
-    return float(np.argmax(env >= 0.8 * percentile(env, 75.0))) * row_s
+def row_at_80(env: FloatArray) -> int:
+    """The first row of ``env`` at 80 % of its plateau (its upper quartile: robust to one
+    motor-unit peak late in a flat burst): where a rise time ends, for an episode or a part."""
+    return int(np.argmax(env >= 0.8 * percentile(env, 75.0)))
 
 
 def faded_peak(ep: Episode, rs: int, memory: int, inv_memory: float) -> float:
