@@ -1,10 +1,12 @@
 """``neurospasm sim``: serve one or several simulated wearables until interrupted.
 
 Each device gets its own pseudo-terminal; the paths are printed on stdout, one per line, in
-device order, so a script can read them (``--path-file`` writes the same lines to a file). When
-the scenario's faults disconnect or reboot the device, the printed path is a stable symlink
-(``/tmp/neurospasm-sim-XXXX/ttySIM0``) that follows the device across its ptys, like
-``/dev/serial/by-id``: point the gateway at it.
+device order, so a script can read them (``--path-file`` writes the same lines to a file). The
+printed path is a stable symlink (``/tmp/neurospasm-sim-XXXX/ttySIM0``) that follows the device
+across its ptys (the scenario's disconnects and reboots), like ``/dev/serial/by-id``, and is
+removed when the simulator exits: point the gateway at it. (A bare ``/dev/pts/N`` is handed to
+the next program that opens a pty once the simulator has gone, and a gateway reconnecting to it
+would read that program's bytes.)
 
 ``firmware_sim.commands`` registers ``sim`` on the ``neurospasm`` command line (its options are
 ``add_sim_arguments``), and ``python -m firmware_sim.cli`` runs it stand-alone.
@@ -268,11 +270,10 @@ async def serve_serial(args: argparse.Namespace, recording: Recording | None = N
             injector = (
                 FaultInjector.from_scenario(scenario, recording, seed_offset=i, **rates) if faulty else None
             )
-            link = (
-                Path(link_dir.name) / f"ttySIM{i}"
-                if injector is not None and injector.needs_link_control
-                else None
-            )
+            # always a stable path of this process's own: it follows the device across its ptys
+            # and goes when the simulator does, so a gateway never reopens a /dev/pts/N that the
+            # kernel has since given to another program (another simulator, a terminal)
+            link = Path(link_dir.name) / f"ttySIM{i}"
             server = PtyServer(
                 device, drift_ppm=drift, speed=speed, injector=injector, link_path=link,
                 jitter_seed=scenario.seed + i,
