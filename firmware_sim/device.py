@@ -150,6 +150,7 @@ class SimDevice:
         # Sample counters run from boot; a restarted stream continues them (only a reboot resets).
         self._t_start = t - self._emg_n / self.source.emg_rate_hz
         self._t_last_info = -1e9
+        stream_started(self.frame_filter, t)
 
     def reboot(self, t: float) -> None:
         """Power-cycle: counters restart at 0, new boot id, idle until START (unless autostart)."""
@@ -214,6 +215,7 @@ class SimDevice:
         out: list[bytes] = []
         if not self.streaming:
             return out
+        stream_started(self.frame_filter, self._t_start)  # (a filter attached after autostart)
         if t - self._t_last_info >= INFO_PERIOD_S:
             self._t_last_info = t
             self._emit(self.info_frame(), out)
@@ -262,3 +264,11 @@ class SimDevice:
     def finished(self) -> bool:
         """True once a non-looping source has sent every sample."""
         return not self.source.loop and self._emg_n >= len(self._emg_codes)
+
+
+def stream_started(frame_filter: object, t: float) -> None:
+    """Tell a fault injector (``firmware_sim.faults``) the device time the stream started: its
+    schedule counts from there, as the scenario's events do."""
+    hook = getattr(frame_filter, "stream_started", None)
+    if hook is not None:
+        hook(t)

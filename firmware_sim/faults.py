@@ -136,6 +136,11 @@ class FaultInjector:
         #: Device time the frame being filtered was complete, when the device knows it (None:
         #: ``now``). Devices set it before each frame.
         self.made_at: float | None = None
+        #: Device time (since power-on) of the stream's first sample, set at the first START:
+        #: the scenario's time 0. Faults are scheduled on that timeline, as the scenario's events
+        #: are, so a central that starts the stream late (a slow connection, a busy host) moves
+        #: both together and a loss scripted between two spasms stays between them.
+        self.origin: float | None = None
         self.boot = 0
         self.link_up = True
         self._burst_i = 0
@@ -223,30 +228,46 @@ class FaultInjector:
         return bool(self.schedule)
 
     # -- time --------------------------------------------------------------------------------
+    def stream_started(self, t_device: float) -> None:
+        """The device started streaming at device time ``t_device`` (the first START sets the
+        scenario's time 0; later ones, after a reconnect or a reboot, do not move it)."""
+        if self.origin is None:
+            self.origin = t_device
+
+    def stream_time(self, t_device: float) -> float:
+        """Scenario time (seconds from the stream's first sample) of device time ``t_device``."""
+        return t_device - (self.origin or 0.0)
+
     def advance(self, t_device: float, t_host: float | None = None) -> None:
         """The device's clock reads ``t_device``; the host's ``t_host`` (default: the same)."""
-        self.now = self.now_tick = t_device
+        t = self.now = self.now_tick = self.stream_time(t_device)
         self.now_host = t_device if t_host is None else t_host
-        while self._burst_i < len(self.random_bursts) and self.random_bursts[self._burst_i][0] <= t_device:
+        while self._burst_i < len(self.random_bursts) and self.random_bursts[self._burst_i][0] <= t:
             self._burst_left += self.random_bursts[self._burst_i][1]
             self._burst_i += 1
 
     def due_events(self, t_device: float) -> list[LinkEvent]:
-        """Link events whose time has come (each returned once, in order)."""
+        """Link events whose time has come (each returned once, in order); none before the
+        stream has started (their times count from its first sample)."""
         out: list[LinkEvent] = []
-        while self._sched_i < len(self.schedule) and self.schedule[self._sched_i].t_s <= t_device:
+        if self.origin is None:
+            return out
+        t = self.stream_time(t_device)
+        while self._sched_i < len(self.schedule) and self.schedule[self._sched_i].t_s <= t:
             out.append(self.schedule[self._sched_i])
             self._sched_i += 1
         return out
 
     def battery_pct(self, t_device: float) -> int:
         f = self.faults
-        return round(max(0.0, f.battery_start_pct - f.battery_drain_pct_per_hour * t_device / 3600.0))
+        t = max(0.0, self.stream_time(t_device))
+        return round(max(0.0, f.battery_start_pct - f.battery_drain_pct_per_hour * t / 3600.0))
 
     def contact_mask(self, t_device: float) -> int:
         mask = (1 << self.n_channels) - 1
+        t = self.stream_time(t_device)
         for ch, spans in self.lead_off.items():
-            if any(a <= t_device < b for a, b in spans):
+            if any(a <= t < b for a, b in spans):
                 mask &= ~(1 << ch)
         return mask
 
@@ -255,7 +276,7 @@ class FaultInjector:
                   duration_s: float = 0.0) -> None:  # fmt: skip
         """From now on every frame is lost (unplugged, out of range, or powered off)."""
         self.link_up = False
-        rec: dict[str, Any] = {"kind": cause, "t_device_s": round(t_device, 6),
+        rec: dict[str, Any] = {"kind": cause, "t_device_s": round(self.stream_time(t_device), 6),
                                "t_host": t_host if t_host is not None else t_device,
                                "duration_s": duration_s}  # fmt: skip
         self.truth.append(rec)
@@ -290,7 +311,7 @@ class FaultInjector:
         """The host listens again (it sent a command on the re-created link)."""
         self.link_up = True
         if self._open_link is not None:
-            self._open_link["t_device_up_s"] = round(t_device, 6)
+            self._open_link["t_device_up_s"] = round(self.stream_time(t_device), 6)
             self._open_link["t_host_up"] = t_host if t_host is not None else t_device
             self._open_link = None
 
@@ -388,7 +409,7 @@ class FaultInjector:
         # its last sample was made. A loop that stalled makes many frames at one tick; stamping
         # them all with that tick's host time would put the truth late by the stall, while the
         # gateway's clock (a lower envelope of arrivals) puts them where they were sampled.
-        made = self.made_at if self.made_at is not None else self.now
+        made = self.stream_time(self.made_at) if self.made_at is not None else self.now
         t_made = self.now_host - max(0.0, self.now_tick - made) * self.host_per_device
         t_first = t_made - n / d.rate_hz  # host time of the frame's first sample
         if d.end is None:

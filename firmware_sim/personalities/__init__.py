@@ -52,7 +52,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from scipy import signal as sps
 
-from firmware_sim.device import SignalSource, SimDevice
+from firmware_sim.device import SignalSource, SimDevice, stream_started
 from ingest.wire.protocol import AccFrame, EmgFrame, Frame
 
 __all__ = [
@@ -281,6 +281,7 @@ class PersonalityDevice(SimDevice):
         self._replies: list[tuple[str, bytes]] = []
         self._personality_ready = False
         self._started_once = False
+        self._t_origin = 0.0  # device time of this boot's first START: the scenario's time 0
         self._sig_base = 0
         self.personality: Personality = personality_class(self.kind)(self, **self.options)
         self._personality_ready = True
@@ -334,10 +335,13 @@ class PersonalityDevice(SimDevice):
             restart = self.personality.restarts_counter_on_start
             if restart or not self.streaming:
                 if restart and self._started_once:
-                    # The counter restarts; the world does not: counter 0 samples "now".
-                    self._sig_base = round(self._t_now * self.personality.emg_rate_hz)
+                    # The counter restarts; the world does not: counter 0 samples "now", on the
+                    # scenario's timeline (which began at this boot's first START).
+                    self._sig_base = round((self._t_now - self._t_origin) * self.personality.emg_rate_hz)
                     self._emg_n = 0
                     self._notify_injector("counters_restarted")
+                if not self._started_once:
+                    self._t_origin = self._t_now
                 self._start(self._t_now)
                 self._started_once = True
                 self._notify_injector("link_described")
@@ -362,6 +366,7 @@ class PersonalityDevice(SimDevice):
         self._replies.clear()
         if not self.streaming:
             return out
+        stream_started(self.frame_filter, self._t_start)  # (a filter attached after autostart)
         p = self.personality
         due = int((t - self._t_start) * p.emg_rate_hz + 1e-9)
         block = p.block_samples
@@ -370,7 +375,8 @@ class PersonalityDevice(SimDevice):
             if inj is not None and hasattr(inj, "now"):
                 # Judge the group at the device time its last sample was made, not at the paced
                 # loop's tick: a stalled loop must not stretch a scripted loss burst.
-                inj.now = self._t_start + (self._emg_n + block) / p.emg_rate_hz
+                made = self._t_start + (self._emg_n + block) / p.emg_rate_hz
+                inj.now = inj.stream_time(made) if hasattr(inj, "stream_time") else made
             for pkt in p.packets(self._emg_n, block):
                 sent = self.frame_filter(pkt.frame, pkt.data) if self.frame_filter else [pkt.data]
                 for chunk in sent:
@@ -386,6 +392,7 @@ class PersonalityDevice(SimDevice):
     def _start(self, t: float) -> None:
         self.streaming = True
         self._t_start = t - self._emg_n / self.personality.emg_rate_hz
+        stream_started(self.frame_filter, t)
 
     @property
     def finished(self) -> bool:

@@ -52,8 +52,11 @@ ENVELOPE_BATCH_S = 0.1
 REORDER_WINDOW = 8
 #: A vendor link's new connection is placed on the stream by the earliest-arriving of its first
 #: frames (a lower envelope, like the clock's): held for this long (host time) or this many.
-REBASE_HOLD_S = 0.3
-REBASE_HOLD_FRAMES = 64
+#: One second: on a loaded 2-core host every frame of a 0.3 s hold arrived 25-35 ms late (the
+#: Myo's disconnect gap came out 5-7 samples long); a longer look finds one on time. The cost is
+#: a second's delay of the detector's input after a reconnect, never data.
+REBASE_HOLD_S = 1.0
+REBASE_HOLD_FRAMES = 256
 #: ... when the clock fit of the old stream was this tight (robust residual, ms).
 REBASE_TRUST_MS = 50.0
 

@@ -195,6 +195,55 @@ def test_truth_stamps_frames_when_they_were_made_not_when_a_stalled_loop_sent_th
         assert g["t_host_end"] == pytest.approx(t_end, abs=1e-6), g
 
 
+@pytest.mark.parametrize("kind", ["neurospasm", "shimmer", "polar-h10"])
+def test_faults_count_from_the_first_sample_however_late_the_central_starts_the_stream(kind: str) -> None:
+    """A scenario's faults and its events share one timeline, seconds from the first sample.
+
+    A central that connects and starts streaming late (a busy host took 1.7 s) must not move a
+    scripted loss burst or disconnect onto an earlier point of the signal: before, the schedule
+    counted from power-on, so on a loaded CI host a loss scripted between two tremors fell inside
+    the first (the BLE bridge test lost both tremors to it)."""
+    from firmware_sim.personalities import PersonalityDevice, make_device
+    from ingest.wire.polar import start_acc_command
+    from ingest.wire.protocol import CmdFrame, Command, encode_frame
+
+    sc = scenario_dict(duration_s=4.0, faults={
+        "loss_bursts": [{"at_s": 1.0, "duration_s": 0.2}], "disconnects": [{"at_s": 2.5, "duration_s": 0.3}],
+    })  # fmt: skip
+    rec = synthesize(sc)
+    dev = make_device(kind, SignalSource.from_recording(rec), seed=sc.seed)
+    rate, acc_rate = float(sc.emg_rate_hz), float(sc.acc_rate_hz)
+    if isinstance(dev, PersonalityDevice):
+        rate, acc_rate = dev.personality.emg_rate_hz, dev.personality.acc_rate_hz
+    inj = FaultInjector.from_scenario(sc, rec, emg_rate_hz=rate, acc_rate_hz=acc_rate)
+    dev.frame_filter = inj
+    late = 1.7  # device seconds since power-on before the central's START
+    due_before = [ev for t in (0.5, 1.0, 1.5, late - 0.01) for ev in inj.due_events(t)]
+    inj.advance(late, 1.7e9 + late)
+    dev.frames_until(late)
+    if kind == "polar-h10":
+        dev.handle_write(start_acc_command(), "fb005c81-02e7-f387-1cad-8acd2d8df0c8")
+    else:
+        dev.handle_bytes(b"\x07" if kind == "shimmer" else encode_frame(CmdFrame(0, Command.START)))
+    assert due_before == []  # nothing happens to a stream that has not begun
+    events = []
+    for i in range(1, 600):
+        t = late + 0.005 * i
+        events += [(round(inj.stream_time(t), 3), ev.action) for ev in inj.due_events(t)]
+        inj.advance(t, 1.7e9 + t)
+        dev.frames_until(t)
+    # The scheduled disconnect, 2.5 s into the stream (not 2.5 s after power-on).
+    assert [a for _, a in events][:1] == ["disconnect"] and abs(events[0][0] - 2.5) <= 0.006, events
+    lost = [g for g in inj.truth if g["kind"] == "lost_frames" and g["reason"] == "scripted_burst"]
+    data = [g for g in lost if "start_counter" in g]  # (INFO and status frames have no counter)
+    assert data, inj.truth
+    for g in lost:
+        assert 1.0 <= g["t_device_s"] < 1.2 + 1e-9, g
+    for g in data:  # frames made 1.0-1.2 s into the stream: their samples are from there too
+        counter_rate = acc_rate if kind == "polar-h10" or g["domain"] == "acc" else rate
+        assert 1.0 - 0.25 <= g["start_counter"] / counter_rate < 1.2 + 1e-9, g
+
+
 # -- CLI helpers ------------------------------------------------------------------------------
 
 
