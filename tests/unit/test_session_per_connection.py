@@ -31,12 +31,14 @@ def test_reconnect_is_one_disconnect_gap_and_the_counter_continues() -> None:
     detector = s.detector
     s.on_disconnect(t)
     s.on_frame(info(222), t + 1.2)
-    feed(s, 0, 50, t + 1.0)  # the counter restarted at 0; 1 s of samples were never received
+    # The counter restarted at 0; 1 s of samples were never received. 1.5 s of the new
+    # connection: longer than the session's placement hold (REBASE_HOLD_S).
+    feed(s, 0, 75, t + 1.0)
     gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
     assert len(gaps) == 1 and gaps[0]["cause"] == "disconnect"
     assert abs(gaps[0]["samples_missing"] - RATE) <= 2  # 1 s, from the clock
     assert s.detector is detector and s.boot_id == 111 and s.stats.reboots == 0
-    assert s.emg is not None and s.emg.expected == 40 + 1250 + gaps[0]["samples_missing"] + 250
+    assert s.emg is not None and s.emg.expected == 40 + 1250 + gaps[0]["samples_missing"] + 375
 
 
 def test_reconfigured_device_is_a_new_stream() -> None:
@@ -52,8 +54,8 @@ def test_reconfigured_device_is_a_new_stream() -> None:
 def test_reconnect_gap_is_placed_by_the_earliest_arrivals_not_a_late_first_frame() -> None:
     """The first frames of a new connection may arrive late (the host was busy, a Bluetooth
     connection interval): a gap sized from the first frame alone would be too long by that
-    delay (seen as 50-100 ms on a loaded machine). The earliest arrivals of the first 0.3 s
-    place the counter instead."""
+    delay (seen as 50-100 ms on a loaded machine). The earliest arrivals of the first second
+    (REBASE_HOLD_S) place the counter instead."""
     out: list[Output] = []
     s = DeviceSession("dev-a", out.append)
     s.on_frame(info(111), 1000.0)
@@ -105,7 +107,7 @@ def test_reconnect_of_a_device_faster_than_real_time_is_still_a_gap() -> None:
         s.on_disconnect(t)
         t_new = t + 0.25  # a quarter second of host time down: half a second of the device's
         s.on_frame(info(222), t_new)
-        for k in range(60):
+        for k in range(120):  # 1.2 s of host time: past the placement hold
             arrival = t_new + (k + 1) * 5 / RATE / speed
             s.on_frame(EmgFrame(0, k * 5, np.zeros((5, 2), dtype=np.int32)), arrival)
         gaps = [o.payload for o in out if o.kind == "gap" and o.payload]
