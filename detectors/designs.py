@@ -109,6 +109,15 @@ def _sig() -> Any:
     return signal
 
 
+def preload() -> None:
+    """Import scipy.signal now, so that a later design costs milliseconds, not the import.
+
+    For long-running services that set up detectors while an event loop serves other work: called
+    in a thread at start-up, it keeps the first device's set-up from holding the loop for the
+    seconds the import takes on a loaded host (a worker's lease renewals run on that loop)."""
+    _sig()
+
+
 def _num(x: float) -> str:
     return repr(float(x))
 

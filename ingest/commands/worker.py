@@ -46,7 +46,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field, field_validator, model_validator
 
-from detectors import DetectorConfig
+from detectors import DetectorConfig, designs
 from ingest.config import (
     Ident,
     MqttSection,
@@ -598,6 +598,10 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(0.5, 10.0)
         self.spool.open()
+        # Before any device is claimed: a claimed device's detector is set up on this loop, and
+        # importing scipy.signal there (seconds on a loaded host) would stall the lease renewals
+        # past lease_s, and another worker would take the device over while this one still ran it.
+        await asyncio.to_thread(designs.preload)
         fence = asyncio.create_task(self._fence())
         try:
             while not stop.is_set():
