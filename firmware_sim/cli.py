@@ -39,29 +39,12 @@ from firmware_sim.scenario import (
     FaultSpec,
     Scenario,
     ScenarioError,
-    builtin_scenario,
-    builtin_scenario_names,
-    load_scenario,
+    resolve_scenario,
 )
 from firmware_sim.signals import Recording, synthesize
 
 #: Bluetooth address of the first simulated BLE wearable (``--ble-address``; more count up).
 DEFAULT_BLE_ADDRESS = "C0:FF:EE:00:00:01"
-
-
-def resolve_scenario(name_or_path: str) -> Scenario:
-    """A built-in scenario by name, or a TOML file by path."""
-    p = Path(name_or_path)
-    if p.exists() and not p.is_file():  # a FIFO would block the TOML reader for ever
-        raise ScenarioError(f"{p}: not a regular file, not a scenario")
-    if name_or_path.endswith(".toml") or p.exists():
-        return load_scenario(name_or_path)
-    if name_or_path not in builtin_scenario_names():
-        known = ", ".join(builtin_scenario_names())
-        raise ScenarioError(
-            f"{name_or_path}: not a scenario file, and no built-in scenario of that name; built-in: {known}"
-        )
-    return builtin_scenario(name_or_path)
 
 
 #: scenario ``faults`` keys and the command-line options that override them

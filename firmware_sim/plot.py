@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware_sim.scenario import Scenario, ScenarioError, builtin_scenario, load_scenario
+from firmware_sim.scenario import ScenarioError, resolve_scenario
 from firmware_sim.signals import Recording, synthesize
 
 __all__ = ["EVENT_COLOURS", "main", "plot_recording", "resolve_scenario"]
@@ -30,13 +30,6 @@ EVENT_COLOURS = {
     "clonus": "tab:blue",
     "tremor": "tab:green",
 }
-
-
-def resolve_scenario(spec: str) -> Scenario:
-    """A path to a TOML file if it looks like one, else a built-in scenario name."""
-    if spec.endswith(".toml") or "/" in spec:
-        return load_scenario(spec)
-    return builtin_scenario(spec)
 
 
 def plot_recording(rec: Recording, out: str | Path, start_s: float = 0.0, end_s: float | None = None) -> None:

@@ -505,3 +505,23 @@ def builtin_scenario(name: str) -> Scenario:
         )
     with resources.as_file(f) as p:
         return load_scenario(p)
+
+
+def resolve_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a TOML file by path (what every command's scenario argument means).
+
+    Here, beside the loader and not in the commands, so that a command checks its argument before
+    it imports the signal models (scipy.signal, about a second): a mistyped name is a one-line error
+    at once.
+    """
+    p = Path(name_or_path)
+    if p.exists() and not p.is_file():  # a FIFO would block the TOML reader for ever
+        raise ScenarioError(f"{p}: not a regular file, not a scenario")
+    if name_or_path.endswith(".toml") or p.exists():
+        return load_scenario(name_or_path)
+    if name_or_path not in builtin_scenario_names():
+        known = ", ".join(builtin_scenario_names())
+        raise ScenarioError(
+            f"{name_or_path}: not a scenario file, and no built-in scenario of that name; built-in: {known}"
+        )
+    return builtin_scenario(name_or_path)

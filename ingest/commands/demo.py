@@ -29,10 +29,10 @@ from typing import Any
 import aiomqtt
 
 from firmware_sim.ble import SimBleakClient, SimBleakScanner, VirtualBle, VirtualPeripheral
-from firmware_sim.cli import resolve_scenario
 from firmware_sim.device import SignalSource, SimDevice
 from firmware_sim.personalities import make_device, personality_class, personality_kinds
 from firmware_sim.pty_server import PtyServer
+from firmware_sim.scenario import resolve_scenario
 from firmware_sim.signals import Recording, synthesize
 from ingest.config import parse_config
 from ingest.sources.ble import BleTransport

@@ -140,12 +140,13 @@ def simulate_scenario(
     t0_host: float | None = None,
 ) -> SimRun:
     """A scenario through the simulated device and its faults, offline (see firmware_sim.faults)."""
-    from firmware_sim.cli import resolve_scenario
+    from firmware_sim.scenario import resolve_scenario
+
+    sc = resolve_scenario(name_or_path)  # before the signal models' imports: a bad name fails fast
     from firmware_sim.device import SignalSource, SimDevice
     from firmware_sim.faults import FaultInjector, simulate
     from firmware_sim.signals import synthesize
 
-    sc = resolve_scenario(name_or_path)
     rec = synthesize(sc)
     dev = SimDevice(SignalSource.from_recording(rec), device_id=device, seed=sc.seed)
     inj = FaultInjector.from_scenario(sc, rec)

@@ -210,6 +210,21 @@ def test_export_edf_rejects_a_fifo_and_a_non_capture_at_once(tmp_path: Path) -> 
         assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+def test_a_mistyped_scenario_name_fails_before_the_signal_models_are_imported(tmp_path: Path) -> None:
+    """The name is checked first: the error is at once, not after a second of importing scipy.signal."""
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ingest", "export-edf", "nosuchscenario", "--out",
+         str(tmp_path / "o.edf")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert p.returncode == 2 and "no built-in scenario of that name" in p.stderr, p.stderr
+    assert "firmware_sim.scenario" in imported
+    assert not [m for m in imported if m.startswith("scipy.signal")]
+
+
 def test_replay_checks_every_directory_it_will_write(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
