@@ -14,8 +14,11 @@ Two sources of evidence, both causal and chunk-invariant:
   - *movement*: RMS of the block means around their own mean, over the last second.
   - *rhythm*: the normalised autocorrelation of the 3 Hz low-passed movement at lags of
     0.4-2 s (step, stride, pedal or push rhythm, 0.5-2.5 Hz), with movement in both halves of
-    the window. Clonus (4-8 Hz) and tremor (3-12 Hz) are removed by the low-pass, so a shaking
-    limb is never "rhythmic exercise".
+    the window, and at least ``activity_rhythm_band_share`` of the movement's power inside
+    0.4-2.5 Hz. The low-pass only attenuates clonus (4-8 Hz) and tremor (3-12 Hz): what is left
+    of them repeats at two or three of their periods inside the lags as well as a stride does
+    at one, so it is their spectrum, almost all above 2.5 Hz, that keeps a shaking limb from
+    being "rhythmic exercise" (or, with 0.5 g of shaking, "walking").
   - *heel strikes*: the largest raw deviation from gravity in the window; impacts of 0.5 g and
     more mark walking among rhythmic activities.
   - *smoothness*: the RMS frequency of the last second's movement (RMS of its derivative over
@@ -95,6 +98,8 @@ class AccActivityTracker:
         self.enter_hops = max(1, round(cfg.activity_enter_s / (self.hop / self.rate)))
         self.exit_hops = max(1, round(cfg.activity_exit_s / (self.hop / self.rate)))
         self.min_ms = cfg.activity_min_rms_g**2  # mean square movement of an active limb (g^2)
+        #: window length (blocks) -> (Hann taper, voluntary-band mask, above-band mask) for ``_in_band``
+        self._bands: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # The block means and their low-passed copy live in two preallocated buffers; the window
         # is the view of their last ``win_blocks`` rows (newest last). Twice the window plus a
         # hop, so moving the window back to the start when the end is reached never overlaps.
@@ -260,10 +265,27 @@ class AccActivityTracker:
                 best = int(np.argmax(rr))
                 if periodic and not 0 < best < rr.size - 1:
                     return None  # the autocorrelation only decays (or still rises) over the lags
-                if float(rr[best]) >= cfg.activity_rhythm_r:
+                if float(rr[best]) >= cfg.activity_rhythm_r and self._in_band(d, k):
                     kind = WALKING if self._peak() >= cfg.activity_impact_g else RHYTHMIC
                     return kind, float(lags[best]) / self.blk_rate
         return None
+
+    def _in_band(self, d: np.ndarray, k: int) -> bool:
+        """Whether the window's movement ``d`` (k block means around their mean) has a voluntary
+        rhythm's share of its power in 0.4-2.5 Hz. A tremor or clonus that survives the 3 Hz
+        low-pass (a 2nd-order low-pass passes a third of a 0.3 g, 5 Hz tremor) correlates as well at
+        two or three of its periods as a stride at one, but its power lies above 2.5 Hz. Computed
+        only for windows that already repeat (a Hann-windowed spectrum of at most 80 blocks)."""
+        cached = self._bands.get(k)
+        if cached is None:
+            f = np.fft.rfftfreq(k, 1.0 / self.blk_rate)
+            cached = (np.hanning(k)[:, None], (f >= 0.4) & (f <= 2.5), f > 2.5)
+            self._bands[k] = cached
+        taper, band, above = cached
+        power = np.einsum("ij,ij->i", *(2 * [np.abs(np.fft.rfft(d * taper, axis=0))]))
+        inside = float(power[band].sum())
+        total = inside + float(power[above].sum())
+        return total > 0 and inside >= self.cfg.activity_rhythm_band_share * total
 
     def _peak(self) -> float:
         """The largest raw deviation from gravity (g) over the hops of the window: each hop's

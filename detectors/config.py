@@ -205,6 +205,11 @@ class DetectorConfig:
     activity_min_rms_g: float = 0.04
     #: Normalised autocorrelation at a 0.4-2 s lag that makes movement rhythmic (gait, pedalling).
     activity_rhythm_r: float = 0.5
+    #: Share of the window's movement power in the voluntary-rhythm band (0.4-2.5 Hz) below which a
+    #: repeating movement is not a voluntary rhythm: a tremor (3-12 Hz) or clonus (4-8 Hz) that
+    #: survives the 3 Hz low-pass still repeats at whole multiples of its period inside the 0.4-2 s
+    #: lags, but its power lies above the band (a stride, pedal or push puts half or more in it).
+    activity_rhythm_band_share: float = 0.1
     #: Impact (g above gravity) that makes rhythmic movement walking (heel strikes: 1-3 g on the shank).
     activity_impact_g: float = 0.5
     #: RMS frequency of the movement at or below which it is smooth, i.e. purposeful (minimum-jerk).
@@ -568,6 +573,7 @@ class DetectorConfig:
             "saturation_fraction",
             "clonus_jitter",
             "activity_rhythm_r",
+            "activity_rhythm_band_share",
             "activity_share",
             "rhythm_jitter",
             "phase_tolerance",

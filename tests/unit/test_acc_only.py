@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detectors import DetectorConfig, Onset, SpasmDetector, SpasmEvent
+from detectors.events import ActivityChange, ActivitySpan
 from detectors.tremor import TremorTracker
 from ingest.stream.session import DeviceSession, Output
 from ingest.wire.protocol import AccFrame, EmgFrame, InfoFrame
@@ -146,3 +147,43 @@ def test_a_chunk_holding_whole_tremor_episodes_loses_neither_event() -> None:
     ref = run(400)
     assert [o.type for o in ref if isinstance(o, SpasmEvent)] == ["tremor", "tremor"]
     assert run(len(acc)) == ref
+
+
+def _acc_only_outputs(acc: np.ndarray) -> list[object]:
+    det = SpasmDetector(emg_rate_hz=0, channel_labels=[], acc_rate_hz=RATE)
+    out: list[object] = []
+    for i in range(0, len(acc), 37):
+        out += det.feed_acc(i, acc[i : i + 37])
+    return out + det.finish()
+
+
+@pytest.mark.parametrize(
+    ("hz", "amp_g"), [(3.5, 0.2), (4.0, 0.5), (5.0, 0.08), (5.0, 0.3), (6.0, 0.5), (8.0, 0.2)]
+)
+def test_a_shaking_limb_is_a_tremor_never_an_activity(hz: float, amp_g: float) -> None:
+    """What the 3 Hz low-pass leaves of a tremor repeats at two or three of its periods inside the
+    stride lags (0.4-2 s) as well as a stride does at one: without the spectral test every hop of it
+    was "rhythmic exercise", or "walking" at 0.5 g, and a 40 s tremor became 40 s of exercise."""
+    out = _acc_only_outputs(tremor_acc(60.0, (5.0, 45.0), hz, amp_g))
+    assert not [o for o in out if isinstance(o, (ActivitySpan, ActivityChange))]
+    events = [o for o in out if isinstance(o, SpasmEvent)]
+    assert [(e.type, e.context) for e in events] == [("tremor", "rest")]
+    assert events[0].frequency_hz == pytest.approx(hz, abs=0.3)
+
+
+@pytest.mark.parametrize("tremor_g", [0.0, 0.1])
+def test_a_stride_rhythm_stays_walking_with_or_without_a_tremor_on_it(tremor_g: float) -> None:
+    """The counter-case: a shank swinging at 0.9 Hz with heel strikes (1 g impacts) is walking,
+    also with a Parkinsonian 5 Hz tremor riding on it (the stride keeps most of the power)."""
+    t = np.arange(int(60.0 * RATE)) / RATE
+    acc = tremor_acc(60.0, (10.0, 50.0), 5.0, tremor_g)
+    inside = (t >= 10.0) & (t < 50.0)
+    acc[inside, 0] += 0.3 * np.sin(2 * np.pi * 0.9 * t[inside])
+    acc[inside, 2] += 0.15 * np.cos(2 * np.pi * 0.9 * t[inside])
+    for t_hs in np.arange(10.2, 50.0, 1 / 0.9):
+        k = int(t_hs * RATE)
+        acc[k : k + 4, 2] += 1.0 * np.exp(-np.arange(4) / 1.5)
+    spans = [o for o in _acc_only_outputs(acc) if isinstance(o, ActivitySpan)]
+    assert [s.kind for s in spans] == ["walking"]
+    assert spans[0].start_sample / RATE == pytest.approx(10.0, abs=3.0)
+    assert spans[0].end_sample / RATE == pytest.approx(50.0, abs=3.0)
