@@ -155,7 +155,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per file (the best is kept)")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    import biosppy  # noqa: F401  (imported before timing: its import is not BioSPPy's work per file)
+    try:
+        import biosppy  # noqa: F401  (imported before timing: its import is not BioSPPy's work per file)
+    except ImportError as exc:  # biosppy 2.2 also needs peakutils, which it does not declare
+        raise SystemExit(
+            f"bench_detect_files: BioSPPy is not importable ({exc}); install the bench extra: "
+            ".venv/bin/pip install -e '.[bench]'"
+        ) from None
 
     compile_sources()
 
