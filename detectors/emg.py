@@ -116,6 +116,7 @@ class EmgBank:
         """After a gap: filters restart (at steady state on their first sample) and settle."""
         self.filters.reset()
         self.episodes.history.clear()
+        self.episodes.seg_start = None  # the next block processed starts the segment
 
     def copy_share(self, ch: int, sources: list[int], a: int, b: int) -> float | None:
         """Share of channel ``ch``'s band-passed power over samples [a, b) that lagged copies of
@@ -192,6 +193,8 @@ class EmgBank:
         ``s0`` is the raw counter of ``x[:, 0]``."""
         c, n = x.shape
         eps = self.episodes
+        if eps.seg_start is None:
+            eps.seg_start = s0
         # an open episode, confirmed or still a candidate: a strong contraction can reach the rails
         # within its first 50 ms, before it is confirmed (issue 9: one event, never a gap)
         bad = self.quality.screen(s0, x, lambda ch: eps.eps[ch] is not None, out)
@@ -222,6 +225,8 @@ class EmgBank:
         a closer look (quality, filter restarts, bursts) go through the per-block code.
         """
         c, n = x.shape
+        if self.episodes.seg_start is None:
+            self.episodes.seg_start = s0
         b = self.block
         k_all = n // b
         if k_all * b != n:

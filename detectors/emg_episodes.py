@@ -74,6 +74,9 @@ class EpisodeTracker:
         self.eps: list[Episode | None] = [None] * self.n_ch
         self.n_busy = 0
         self.history: list[tuple[int, FloatArray]] = []  # recent (s0, env (C, m)) for onset backtracking
+        #: first raw sample of the current segment (set by the bank's first block after a start
+        #: or a gap): no onset is put before it, however far the backtrack and the filter lag reach
+        self.seg_start: int | None = None
         self.hist_blocks = max(2, math.ceil(cfg.onset_backtrack_s / cfg.block_s))
         self.max_backtrack = int(cfg.onset_backtrack_s * rate_hz)
         self.confirm_rows = max(1, round(cfg.confirm_s * self.env_rate))
@@ -131,6 +134,8 @@ class EpisodeTracker:
 
     def _open(self, ch: int, onset: int, rs: int, v: float) -> Episode:
         """The one place an episode is made: a crossing at row sample ``rs`` with envelope ``v``."""
+        if self.seg_start is not None and onset < self.seg_start:
+            onset = self.seg_start  # a burst under way when the segment began starts with it
         ep = Episode(onset=onset, cross_sample=rs, peak=v, judge_at=rs + 2 * self.judge_n, ref=v, ref_at=rs)
         if self.eps[ch] is None:
             self.n_busy += 1

@@ -183,8 +183,11 @@ class TremorTracker:
         start = end - self.win
         for s, r in self.hops:
             if s >= start and r >= self.level * rms:
-                return s - self.hop // 2  # it began within the hop before the first loud one
-        return start
+                # it began within the hop before the first loud one, but never before the
+                # segment did: a tremor under way when the stream (or a gap) ended starts
+                # with the first sample there is, not in samples nobody received
+                return max(s - self.hop // 2, self.seg_start)
+        return max(start, self.seg_start)
 
     def _refine_offset(self, ep: TremorEpisode) -> int:
         """End of the last hop, within the last tremor-like window, still at half the episode RMS."""

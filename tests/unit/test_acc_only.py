@@ -187,3 +187,23 @@ def test_a_stride_rhythm_stays_walking_with_or_without_a_tremor_on_it(tremor_g: 
     assert [s.kind for s in spans] == ["walking"]
     assert spans[0].start_sample / RATE == pytest.approx(10.0, abs=3.0)
     assert spans[0].end_sample / RATE == pytest.approx(50.0, abs=3.0)
+
+
+def test_a_tremor_under_way_when_the_stream_or_a_gap_begins_starts_with_its_first_sample() -> None:
+    """The onset is put half a hop before the first loud hop; when that hop is the segment's first,
+    the onset fell before the first sample received (a negative sample at the stream's start, a
+    time inside the gap after one)."""
+    acc = tremor_acc(30.0, (0.0, 30.0), 5.0, 0.1)
+    out = _acc_only_outputs(acc)
+    starts = [e.onset_sample for e in out if isinstance(e, SpasmEvent)]
+    assert starts == [0]
+    det = SpasmDetector(emg_rate_hz=0, channel_labels=[], acc_rate_hz=RATE)
+    cut = 10 * RATE  # a gap: samples 2000-2999 never arrive, the tremor goes on through it
+    got: list[object] = []
+    for i in range(0, len(acc), 40):
+        if not cut <= i < cut + RATE:
+            got += det.feed_acc(i, acc[i : i + 40])
+    got += det.finish()
+    events = [e for e in got if isinstance(e, SpasmEvent)]
+    assert [e.type for e in events] == ["tremor", "tremor"]
+    assert events[0].onset_sample == 0 and events[1].onset_sample == cut + RATE

@@ -480,3 +480,25 @@ def test_biosppy_emg_1_visible_bursts_and_nothing_else() -> None:
         assert off > on
     assert 1.2 < evs[1].duration_s < 2.0  # the 16 s burst lasts about 1.5 s
     assert all(math.isfinite(e.peak_uv) and e.peak_uv > 80 for e in evs)
+
+
+def test_a_burst_under_way_when_a_gap_ends_starts_with_the_first_sample_received() -> None:
+    """An onset is put back by the filters' lag (and the backtrack to the rise's start); for a
+    burst already on when the stream resumes after a gap, that placed it inside the gap (12
+    samples before the first one received, at 1 kHz), where the gap record says nothing is."""
+    rate = 1000
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 3.0, (60 * rate, 1))
+    for t0 in (20.0, 30.0, 45.0):
+        k = int(t0 * rate)
+        x[k : k + 300, 0] += rng.normal(0.0, 200.0, 300)
+    det = SpasmDetector(emg_rate_hz=rate, channel_labels=["EMG 1"])
+    out = []
+    for i in range(0, len(x), 50):
+        if not 29 * rate <= i < 30 * rate:  # samples 29000-29999 never arrive
+            out += det.feed_emg(i, x[i : i + 50])
+    out += det.finish()
+    onsets = [o.onset_sample for o in out if isinstance(o, SpasmEvent)]
+    assert len(onsets) == 3
+    assert onsets[1] == 30 * rate  # not inside the gap
+    assert 19 * rate < onsets[0] < 20 * rate + 20 and 45 * rate - 50 < onsets[2] < 45 * rate + 20
