@@ -161,16 +161,11 @@ def _stalled_loop(dev: Any, inj: FaultInjector, host0: float, ticks: list[float]
         dev.frames_until(t)
 
 
-@pytest.mark.parametrize("kind", ["neurospasm", "shimmer"])
-def test_truth_stamps_frames_when_they_were_made_not_when_a_stalled_loop_sent_them(kind: str) -> None:
-    """A paced loop that stalls makes a whole stretch of frames at one late tick (the gateway and
-    the simulator share a loaded CPU). The truth's host times must be when each frame's samples
-    were made, as the gateway's clock (a lower envelope of arrivals) places them; stamped with the
-    late tick they were up to the stall late, which made live gap comparisons flaky."""
+def _faulty_device(kind: str, sc: Any) -> tuple[Any, FaultInjector, float, float]:
+    """A device of ``kind`` playing the scenario, its fault injector as its frame filter (at the
+    device's own rates: a vendor personality has its own), and its EMG and accelerometer rates."""
     from firmware_sim.personalities import PersonalityDevice, make_device
-    from ingest.wire.protocol import CmdFrame, Command, encode_frame
 
-    sc = scenario_dict(duration_s=2.0, faults={"frame_loss_rate": 0.3, "seed": 3})
     rec = synthesize(sc)
     dev = make_device(kind, SignalSource.from_recording(rec), seed=sc.seed)
     rate, acc_rate = float(sc.emg_rate_hz), float(sc.acc_rate_hz)
@@ -178,6 +173,19 @@ def test_truth_stamps_frames_when_they_were_made_not_when_a_stalled_loop_sent_th
         rate, acc_rate = dev.personality.emg_rate_hz, dev.personality.acc_rate_hz
     inj = FaultInjector.from_scenario(sc, rec, emg_rate_hz=rate, acc_rate_hz=acc_rate)
     dev.frame_filter = inj
+    return dev, inj, rate, acc_rate
+
+
+@pytest.mark.parametrize("kind", ["neurospasm", "shimmer"])
+def test_truth_stamps_frames_when_they_were_made_not_when_a_stalled_loop_sent_them(kind: str) -> None:
+    """A paced loop that stalls makes a whole stretch of frames at one late tick (the gateway and
+    the simulator share a loaded CPU). The truth's host times must be when each frame's samples
+    were made, as the gateway's clock (a lower envelope of arrivals) places them; stamped with the
+    late tick they were up to the stall late, which made live gap comparisons flaky."""
+    from ingest.wire.protocol import CmdFrame, Command, encode_frame
+
+    sc = scenario_dict(duration_s=2.0, faults={"frame_loss_rate": 0.3, "seed": 3})
+    dev, inj, rate, _ = _faulty_device(kind, sc)
     host0 = 1.7e9
     inj.advance(0.0, host0)
     dev.handle_bytes(b"\x07" if kind == "shimmer" else encode_frame(CmdFrame(0, Command.START)))
@@ -203,20 +211,13 @@ def test_faults_count_from_the_first_sample_however_late_the_central_starts_the_
     scripted loss burst or disconnect onto an earlier point of the signal: before, the schedule
     counted from power-on, so on a loaded CI host a loss scripted between two tremors fell inside
     the first (the BLE bridge test lost both tremors to it)."""
-    from firmware_sim.personalities import PersonalityDevice, make_device
     from ingest.wire.polar import start_acc_command
     from ingest.wire.protocol import CmdFrame, Command, encode_frame
 
     sc = scenario_dict(duration_s=4.0, faults={
         "loss_bursts": [{"at_s": 1.0, "duration_s": 0.2}], "disconnects": [{"at_s": 2.5, "duration_s": 0.3}],
     })  # fmt: skip
-    rec = synthesize(sc)
-    dev = make_device(kind, SignalSource.from_recording(rec), seed=sc.seed)
-    rate, acc_rate = float(sc.emg_rate_hz), float(sc.acc_rate_hz)
-    if isinstance(dev, PersonalityDevice):
-        rate, acc_rate = dev.personality.emg_rate_hz, dev.personality.acc_rate_hz
-    inj = FaultInjector.from_scenario(sc, rec, emg_rate_hz=rate, acc_rate_hz=acc_rate)
-    dev.frame_filter = inj
+    dev, inj, rate, acc_rate = _faulty_device(kind, sc)
     late = 1.7  # device seconds since power-on before the central's START
     due_before = [ev for t in (0.5, 1.0, 1.5, late - 0.01) for ev in inj.due_events(t)]
     inj.advance(late, 1.7e9 + late)
