@@ -186,6 +186,55 @@ def _c_stdout_captured() -> Iterator[list[str]]:
             got.append(tmp.read().decode("utf-8", "replace").strip())
 
 
+#: The fixed part of an EDF/BDF header (Kemp et al. 1992; BDF as BioSemi's 24-bit variant):
+#: (byte offset, length, field); every field is ASCII, left-justified, space-padded.
+_EDF_FIELDS = (
+    (168, 8, "start date (dd.mm.yy)"),
+    (176, 8, "start time (hh.mm.ss)"),
+    (184, 8, "number of bytes in the header"),
+    (236, 8, "number of data records"),
+    (244, 8, "duration of a data record"),
+    (252, 4, "number of signals"),
+)
+
+
+def edf_header_problem(path: Path) -> str | None:
+    """What is wrong with a file's fixed 256-byte EDF/BDF header, naming the byte offset of the
+    first bad field, or None when it looks right (the fault is further on: pyedflib's message
+    says it). pyedflib's own errors for a bad header are generic ("a read error occurred")."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None  # the caller's error already says the file cannot be opened
+    if len(head) < 256:
+        return f"the file is {len(head)} bytes, shorter than the 256-byte EDF header"
+    if head[:8] != b"0       " and head[:8] != b"\xffBIOSEMI":
+        return f"bytes 0-7 (version) are {head[:8]!r}, not '0' (EDF) or 0xFF 'BIOSEMI' (BDF)"
+    for off, n, what in _EDF_FIELDS:
+        raw = head[off : off + n]
+        text = raw.decode("ascii", "replace").strip()
+        if off in (168, 176):
+            ok = len(text) == 8 and text[2] == "." and text[5] == "." and text.replace(".", "").isdigit()
+        elif off == 244:
+            try:
+                ok = float(text) >= 0
+            except ValueError:
+                ok = False
+        else:
+            ok = text.lstrip("-").isdigit()
+        if not ok:
+            return f"bytes {off}-{off + n - 1} ({what}) are {raw!r}"
+    ns = int(head[252:256].decode("ascii").strip())
+    header = int(head[184:192].decode("ascii").strip())
+    if ns < 1 or header != 256 * (ns + 1):
+        return (
+            f"bytes 184-191 (number of bytes in the header) say {header}, but {ns} signals "
+            f"(bytes 252-255) need 256 * ({ns} + 1) = {256 * (ns + 1)}"
+        )
+    return None
+
+
 def read_edf(path: Path) -> SignalFile:
     """EDF+/BDF+: signals labelled "EMG..." are EMG; "ACC X/Y/Z" (or similar) the accelerometer."""
     import pyedflib
@@ -198,8 +247,9 @@ def read_edf(path: Path) -> SignalFile:
         # pyedflib's message starts with the path already: name the file once.
         why = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}:").strip()
         said = " ".join("".join(printed).split())
+        where = edf_header_problem(path)
         raise RecordingError(
-            f"{path}: not a readable EDF/BDF file: {why}" + (f" ({said})" if said else "")
+            f"{path}: not a readable EDF/BDF file: {where or why}" + (f" ({said})" if said else "")
         ) from exc
     if printed and printed[0]:
         print(printed[0], file=sys.stderr)  # a check it printed without failing: a warning

@@ -14,6 +14,7 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -353,3 +354,55 @@ def test_state_dir_that_cannot_be_written(
     blocker.write_text("")
     rc, err = run([*command, "--state-dir", str(blocker / "state")], capsys)
     assert_one_line(rc, err, "--state-dir", str(blocker / "state"), "not writable")
+
+
+def _edf_header(**fields: bytes) -> bytes:
+    """A fixed 256-byte EDF header for one signal, with the named fields replaced (by offset)."""
+    head = bytearray(b" " * 256)
+    parts = {0: b"0", 168: b"01.12.26", 176: b"10.00.00", 184: b"512", 236: b"10", 244: b"1", 252: b"1"}
+    parts.update({int(k[1:]): v for k, v in fields.items()})
+    for off, v in parts.items():
+        head[off : off + len(v)] = v
+    return bytes(head)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"garbage\n", "the file is 8 bytes, shorter than the 256-byte EDF header"),
+        (_edf_header(o0=b"1.0     "), "bytes 0-7 (version) are b'1.0     '"),
+        (_edf_header(o168=b"1/12/26 "), "bytes 168-175 (start date (dd.mm.yy)) are b'1/12/26 '"),
+        (_edf_header(o236=b"ten     "), "bytes 236-243 (number of data records) are b'ten     '"),
+        (_edf_header(o244=b"x       "), "bytes 244-251 (duration of a data record)"),
+        (_edf_header(o184=b"768     "), "(number of bytes in the header) say 768, but 1 signals"),
+    ],
+)
+def test_a_bad_edf_header_is_named_by_its_byte_offset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: bytes, words: str
+) -> None:
+    """pyedflib says only "a read error occurred" for a bad header; the one line says which field
+    (by byte offset, as the EDF specification lays them out) is wrong."""
+    p = tmp_path / "bad.edf"
+    p.write_bytes(body + b"\0" * 600 if len(body) == 256 else body)
+    rc, err = run(["detect", str(p)], capsys)
+    assert_one_line(rc, err, str(p), words)
+
+
+def test_a_good_edf_header_is_not_blamed(tmp_path: Path) -> None:
+    """A file whose fixed header is right (our own export) gets no header complaint: the fault,
+    if any, is further on."""
+    import pyedflib
+
+    from ingest.files.readers import edf_header_problem
+
+    p = tmp_path / "ok.edf"
+    w = pyedflib.EdfWriter(str(p), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "EMG a", "dimension": "uV", "sample_frequency": 100, "physical_min": -100.0,
+                         "physical_max": 100.0, "digital_min": -32768, "digital_max": 32767,
+                         "transducer": "", "prefilter": ""}])  # fmt: skip
+    w.writeSamples([np.zeros(300)])
+    w.close()
+    assert edf_header_problem(p) is None
+    data = p.read_bytes()
+    (tmp_path / "bad.edf").write_bytes(data[:252] + b"x   " + data[256:])
+    assert edf_header_problem(tmp_path / "bad.edf") == "bytes 252-255 (number of signals) are b'x   '"
