@@ -273,9 +273,10 @@ class AccActivityTracker:
     def _in_band(self, d: np.ndarray, k: int) -> bool:
         """Whether the window's movement ``d`` (k block means around their mean) has a voluntary
         rhythm's share of its power in 0.4-2.5 Hz. A tremor or clonus that survives the 3 Hz
-        low-pass (a 2nd-order low-pass passes a third of a 0.3 g, 5 Hz tremor) correlates as well at
-        two or three of its periods as a stride at one, but its power lies above 2.5 Hz. Computed
-        only for windows that already repeat (a Hann-windowed spectrum of at most 80 blocks)."""
+        low-pass (with the 50 ms block means it leaves a quarter of a 5 Hz tremor, half of a
+        3.5 Hz one) correlates as well at two or three of its periods as a stride at one, but its
+        power lies above 2.5 Hz. Computed only for windows that already repeat (a Hann-windowed
+        spectrum of at most 80 blocks)."""
         cached = self._bands.get(k)
         if cached is None:
             f = np.fft.rfftfreq(k, 1.0 / self.blk_rate)
