@@ -225,6 +225,13 @@ def edf_header_problem(path: Path) -> str | None:
             ok = text.lstrip("-").isdigit()
         if not ok:
             return f"bytes {off}-{off + n - 1} ({what}) are {raw!r}"
+    if head[192:197] in (b"EDF+D", b"BDF+D"):
+        kind = head[192:197].decode("ascii")
+        return (
+            f"bytes 192-196 say {kind}: a discontinuous recording (its data records carry their own "
+            f"start times, with gaps between them), which is not read here; convert it to "
+            f"continuous {kind[:4]}C files first (EDFbrowser: Tools, Convert EDF+D to EDF+C)"
+        )
     ns = int(head[252:256].decode("ascii").strip())
     header = int(head[184:192].decode("ascii").strip())
     if ns < 1 or header != 256 * (ns + 1):

@@ -406,3 +406,28 @@ def test_a_good_edf_header_is_not_blamed(tmp_path: Path) -> None:
     data = p.read_bytes()
     (tmp_path / "bad.edf").write_bytes(data[:252] + b"x   " + data[256:])
     assert edf_header_problem(tmp_path / "bad.edf") == "bytes 252-255 (number of signals) are b'x   '"
+
+
+def test_a_discontinuous_edf_is_refused_with_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EDF+D (records with their own start times, gaps between them) read as continuous would put
+    every event after the first gap at the wrong time: it is refused, and the line says why and
+    how to convert it."""
+    import pyedflib
+
+    p = tmp_path / "c.edf"
+    w = pyedflib.EdfWriter(str(p), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "EMG a", "dimension": "uV", "sample_frequency": 100, "physical_min": -100.0,
+                         "physical_max": 100.0, "digital_min": -32768, "digital_max": 32767,
+                         "transducer": "", "prefilter": ""}])  # fmt: skip
+    w.writeSamples([np.zeros(1000)])
+    w.close()
+    data = bytearray(p.read_bytes())
+    assert data[192:197] == b"EDF+C"
+    data[192:197] = b"EDF+D"
+    d = tmp_path / "d.edf"
+    d.write_bytes(bytes(data))
+    rc, err = run(["detect", str(d)], capsys)
+    assert_one_line(rc, err, str(d), "bytes 192-196 say EDF+D: a discontinuous recording")
+    assert "Convert EDF+D to EDF+C" in "".join(err)
