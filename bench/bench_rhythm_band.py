@@ -27,15 +27,6 @@ from detectors import DetectorConfig
 from detectors.activity import AccActivityTracker
 
 TREMOR_SCENARIOS = ["tremor_clean", "tremor_noisy", "parkinson_profile", "clonus_clean", "clonus_noisy"]
-ACTIVITY_SCENARIOS = [
-    "act_walk",
-    "act_cycling",
-    "act_exercise",
-    "act_wheelchair",
-    "act_transfer",
-    "act_day",
-    "act_gait_spasms",
-]
 
 
 class _Recording(AccActivityTracker):
@@ -77,6 +68,7 @@ def _row(name: str, acc: np.ndarray, rate: float, threshold: float) -> None:
 
 
 def main() -> None:
+    from bench_activity import NAMES as ACTIVITY_NAMES
     from unseen_voluntary import SPECS, generate_voluntary
 
     from firmware_sim.scenario import builtin_scenario
@@ -90,7 +82,7 @@ def main() -> None:
         for amp in (0.2, 0.5):
             _row(f"acc-only tremor {hz:g} Hz {amp:g} g", _tremor(60.0, hz, amp), 200.0, threshold)
     recs: list[tuple[str, Any]] = [
-        (n, synthesize(builtin_scenario(n))) for n in TREMOR_SCENARIOS + ACTIVITY_SCENARIOS
+        (n, synthesize(builtin_scenario(n))) for n in TREMOR_SCENARIOS + ACTIVITY_NAMES
     ]
     recs += [(spec.name, generate_voluntary(spec)) for spec in SPECS]
     for name, rec in recs:

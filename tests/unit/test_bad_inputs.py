@@ -388,20 +388,25 @@ def test_a_bad_edf_header_is_named_by_its_byte_offset(
     assert_one_line(rc, err, str(p), words)
 
 
-def test_a_good_edf_header_is_not_blamed(tmp_path: Path) -> None:
-    """A file whose fixed header is right (our own export) gets no header complaint: the fault,
-    if any, is further on."""
+def _small_edf(path: Path, n: int) -> Path:
+    """An EDF+C file of one EMG signal at 100 Hz, ``n`` zero samples, written by pyedflib."""
     import pyedflib
 
-    from ingest.files.readers import edf_header_problem
-
-    p = tmp_path / "ok.edf"
-    w = pyedflib.EdfWriter(str(p), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w = pyedflib.EdfWriter(str(path), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
     w.setSignalHeaders([{"label": "EMG a", "dimension": "uV", "sample_frequency": 100, "physical_min": -100.0,
                          "physical_max": 100.0, "digital_min": -32768, "digital_max": 32767,
                          "transducer": "", "prefilter": ""}])  # fmt: skip
-    w.writeSamples([np.zeros(300)])
+    w.writeSamples([np.zeros(n)])
     w.close()
+    return path
+
+
+def test_a_good_edf_header_is_not_blamed(tmp_path: Path) -> None:
+    """A file whose fixed header is right (our own export) gets no header complaint: the fault,
+    if any, is further on."""
+    from ingest.files.readers import edf_header_problem
+
+    p = _small_edf(tmp_path / "ok.edf", 300)
     assert edf_header_problem(p) is None
     data = p.read_bytes()
     (tmp_path / "bad.edf").write_bytes(data[:252] + b"x   " + data[256:])
@@ -414,15 +419,8 @@ def test_a_discontinuous_edf_is_refused_with_what_to_do(
     """EDF+D (records with their own start times, gaps between them) read as continuous would put
     every event after the first gap at the wrong time: it is refused, and the line says why and
     how to convert it."""
-    import pyedflib
 
-    p = tmp_path / "c.edf"
-    w = pyedflib.EdfWriter(str(p), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
-    w.setSignalHeaders([{"label": "EMG a", "dimension": "uV", "sample_frequency": 100, "physical_min": -100.0,
-                         "physical_max": 100.0, "digital_min": -32768, "digital_max": 32767,
-                         "transducer": "", "prefilter": ""}])  # fmt: skip
-    w.writeSamples([np.zeros(1000)])
-    w.close()
+    p = _small_edf(tmp_path / "c.edf", 1000)
     data = bytearray(p.read_bytes())
     assert data[192:197] == b"EDF+C"
     data[192:197] = b"EDF+D"
