@@ -37,11 +37,7 @@ class _Recording(AccActivityTracker):
         self.shares: list[float] = []
 
     def _in_band(self, d: np.ndarray, k: int) -> bool:
-        taper = np.hanning(k)[:, None]
-        f = np.fft.rfftfreq(k, 1.0 / self.blk_rate)
-        power = (np.abs(np.fft.rfft(d * taper, axis=0)) ** 2).sum(axis=1)
-        inside, above = float(power[(f >= 0.4) & (f <= 2.5)].sum()), float(power[f > 2.5].sum())
-        self.shares.append(inside / max(inside + above, 1e-30))
+        self.shares.append(self.band_share(d, k))
         return super()._in_band(d, k)
 
 

@@ -270,23 +270,28 @@ class AccActivityTracker:
                     return kind, float(lags[best]) / self.blk_rate
         return None
 
-    def _in_band(self, d: np.ndarray, k: int) -> bool:
-        """Whether the window's movement ``d`` (k block means around their mean) has a voluntary
-        rhythm's share of its power in 0.4-2.5 Hz. A tremor or clonus that survives the 3 Hz
-        low-pass (with the 50 ms block means it leaves a quarter of a 5 Hz tremor, half of a
-        3.5 Hz one) correlates as well at two or three of its periods as a stride at one, but its
-        power lies above 2.5 Hz. Computed only for windows that already repeat (a Hann-windowed
-        spectrum of at most 80 blocks)."""
+    def band_share(self, d: np.ndarray, k: int) -> float:
+        """The share of the window's movement power ``d`` (k block means around their mean) in
+        the voluntary-rhythm band, 0.4-2.5 Hz, against all of it from 0.4 Hz up (Hann-windowed
+        spectrum, axes summed). A tremor or clonus that survives the 3 Hz low-pass (with the
+        50 ms block means it leaves a quarter of a 5 Hz tremor, half of a 3.5 Hz one) correlates
+        as well at two or three of its periods as a stride at one, but its power lies above
+        2.5 Hz. Computed only for windows that already repeat (at most 80 blocks)."""
         cached = self._bands.get(k)
         if cached is None:
             f = np.fft.rfftfreq(k, 1.0 / self.blk_rate)
             cached = (np.hanning(k)[:, None], (f >= 0.4) & (f <= 2.5), f > 2.5)
             self._bands[k] = cached
         taper, band, above = cached
-        power = np.einsum("ij,ij->i", *(2 * [np.abs(np.fft.rfft(d * taper, axis=0))]))
+        spec = np.fft.rfft(d * taper, axis=0)
+        power = (spec.real**2 + spec.imag**2).sum(axis=1)
         inside = float(power[band].sum())
         total = inside + float(power[above].sum())
-        return total > 0 and inside >= self.cfg.activity_rhythm_band_share * total
+        return inside / total if total > 0 else 0.0
+
+    def _in_band(self, d: np.ndarray, k: int) -> bool:
+        """Whether a repeating window has a voluntary rhythm's share of its power in 0.4-2.5 Hz."""
+        return self.band_share(d, k) >= self.cfg.activity_rhythm_band_share
 
     def _peak(self) -> float:
         """The largest raw deviation from gravity (g) over the hops of the window: each hop's

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -186,15 +186,31 @@ def _c_stdout_captured() -> Iterator[list[str]]:
             got.append(tmp.read().decode("utf-8", "replace").strip())
 
 
+def _edf_date_or_time(text: str) -> bool:
+    return len(text) == 8 and text[2] == "." and text[5] == "." and text.replace(".", "").isdigit()
+
+
+def _edf_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _edf_seconds(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
+
+
 #: The fixed part of an EDF/BDF header (Kemp et al. 1992; BDF as BioSemi's 24-bit variant):
-#: (byte offset, length, field); every field is ASCII, left-justified, space-padded.
-_EDF_FIELDS = (
-    (168, 8, "start date (dd.mm.yy)"),
-    (176, 8, "start time (hh.mm.ss)"),
-    (184, 8, "number of bytes in the header"),
-    (236, 8, "number of data records"),
-    (244, 8, "duration of a data record"),
-    (252, 4, "number of signals"),
+#: (byte offset, length, field, check of its stripped text); every field is ASCII, left-justified,
+#: space-padded.
+_EDF_FIELDS: tuple[tuple[int, int, str, Callable[[str], bool]], ...] = (
+    (168, 8, "start date (dd.mm.yy)", _edf_date_or_time),
+    (176, 8, "start time (hh.mm.ss)", _edf_date_or_time),
+    (184, 8, "number of bytes in the header", _edf_int),
+    (236, 8, "number of data records", _edf_int),
+    (244, 8, "duration of a data record", _edf_seconds),
+    (252, 4, "number of signals", _edf_int),
 )
 
 
@@ -211,19 +227,9 @@ def edf_header_problem(path: Path) -> str | None:
         return f"the file is {len(head)} bytes, shorter than the 256-byte EDF header"
     if head[:8] != b"0       " and head[:8] != b"\xffBIOSEMI":
         return f"bytes 0-7 (version) are {head[:8]!r}, not '0' (EDF) or 0xFF 'BIOSEMI' (BDF)"
-    for off, n, what in _EDF_FIELDS:
+    for off, n, what, ok in _EDF_FIELDS:
         raw = head[off : off + n]
-        text = raw.decode("ascii", "replace").strip()
-        if off in (168, 176):
-            ok = len(text) == 8 and text[2] == "." and text[5] == "." and text.replace(".", "").isdigit()
-        elif off == 244:
-            try:
-                ok = float(text) >= 0
-            except ValueError:
-                ok = False
-        else:
-            ok = text.lstrip("-").isdigit()
-        if not ok:
+        if not ok(raw.decode("ascii", "replace").strip()):
             return f"bytes {off}-{off + n - 1} ({what}) are {raw!r}"
     if head[192:197] in (b"EDF+D", b"BDF+D"):
         kind = head[192:197].decode("ascii")

@@ -26,12 +26,7 @@ def tremor_acc(seconds: float, on: tuple[float, float], hz: float = 5.0, amp_g: 
 
 
 def test_detector_without_emg_channels_finds_tremor_and_refuses_emg() -> None:
-    det = SpasmDetector(emg_rate_hz=0, channel_labels=[], acc_rate_hz=RATE)
-    acc = tremor_acc(20.0, (5.0, 13.0))
-    out = []
-    for i in range(0, len(acc), 37):
-        out += det.feed_acc(i, acc[i : i + 37])
-    out += det.finish()
+    out = _acc_only_outputs(tremor_acc(20.0, (5.0, 13.0)))
     events = [o for o in out if isinstance(o, SpasmEvent)]
     assert len(events) == 1 and events[0].type == "tremor"
     assert abs(events[0].onset_sample / RATE - 5.0) < 0.6 and abs(events[0].offset_sample / RATE - 13.0) < 0.8
