@@ -611,8 +611,15 @@ def _read_csv(path: Path) -> SignalFile:
     if not emg:
         raise RecordingError(f"{path}: no EMG column (names starting with 'EMG')")
     t = rows[:, 0]
-    if len(t) < 2 or not np.all(np.diff(t) > 0):
-        raise RecordingError(f"{path}: time_s must increase")
+    if len(t) < 2:
+        raise RecordingError(f"{path}: one data row: the sample rate needs at least two (time_s apart)")
+    bad = np.flatnonzero(~(np.diff(t) > 0))  # (a NaN time is no increase either)
+    if bad.size:
+        k = int(bad[0]) + 1
+        raise RecordingError(
+            f"{path}: line {k + first_data_line}: time_s {float(t[k])!r} does not increase "
+            f"(the row before has {float(t[k - 1])!r})"
+        )
     rate = float(round(1.0 / float(np.median(np.diff(t))), 6))
     acc_arr = np.stack([acc[a] for a in "xyz"], axis=1) if set(acc) == {"x", "y", "z"} else None
     return SignalFile(

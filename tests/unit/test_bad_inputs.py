@@ -74,6 +74,13 @@ def good_csv(tmp_path: Path) -> Path:
         ("nan.csv", signal_csv(1000, 3000, "nan"), "non-finite values"),
         ("inf.csv", signal_csv(1000, 3000, "inf"), "non-finite values"),
         ("dup.csv", "time_s,EMG a,EMG a\n0,1,1\n0.001,1,1\n", "duplicate EMG channel labels"),
+        ("one.csv", "time_s,EMG a\n0,1\n", "one data row: the sample rate needs at least two"),
+        (
+            "back.csv",
+            "# start: 2026-11-24T22:15:00Z\ntime_s,EMG a\n0,1\n0.001,1\n0.001,1\n",
+            "line 5: time_s 0.001 does not increase (the row before has 0.001)",
+        ),
+        ("nant.csv", "time_s,EMG a\n0,1\nnan,1\n0.002,1\n", "line 3: time_s nan does not increase"),
     ],
 )
 def test_detect_bad_recordings(
